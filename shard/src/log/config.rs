@@ -1,0 +1,62 @@
+//! Per-partition log settings, resolved from broker defaults and topic
+//! overrides by the broker before a log is opened or reconfigured.
+
+use serde::{Deserialize, Serialize};
+
+/// When an appended batch counts as safe enough to acknowledge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushMode {
+    /// Group commit: a batch is acknowledged after the `fdatasync` that
+    /// covers it; batches that arrive during one sync share the next.
+    Batch,
+    /// A batch is acknowledged once written to the device (it survives a
+    /// process crash); `fdatasync` runs every `flush_interval_ms` or
+    /// `flush_interval_bytes`, so a power loss can lose up to that much.
+    Interval,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    /// -1 keeps data forever.
+    pub retention_ms: i64,
+    /// -1 means no size limit.
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u64,
+    pub max_message_bytes: usize,
+    pub cleanup_delete: bool,
+    pub cleanup_compact: bool,
+    pub delete_retention_ms: i64,
+    pub log_append_time: bool,
+    pub flush_mode: FlushMode,
+    pub flush_interval_ms: u64,
+    pub flush_interval_bytes: u64,
+    /// Bytes of recent batches kept in memory per partition for tail reads.
+    pub tail_cache_bytes: usize,
+    /// Reserve segment space up front so appends do not extend the file.
+    pub preallocate: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 3 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            max_message_bytes: 1_048_588,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 24 * 3600 * 1000,
+            log_append_time: false,
+            flush_mode: FlushMode::Batch,
+            flush_interval_ms: 100,
+            flush_interval_bytes: 1 << 20,
+            tail_cache_bytes: 4 << 20,
+            preallocate: true,
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Preparing a data directory for glommio's direct I/O.
+//!
+//! glommio decides once per block device and thread whether reads may use
+//! the io_uring poll ring, by reading the first DMA file opened on that
+//! device. If that first file is empty the probe read "succeeds" with zero
+//! bytes, polled I/O is wrongly enabled, and every later read on devices
+//! without poll queues (virtio, most VMs) fails with EOPNOTSUPP. We open a
+//! small non-empty probe file first so the probe measures something real.
+//! The same step reports a data directory that cannot do O_DIRECT at all
+//! (tmpfs, some network filesystems) with a clear message.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use glommio::io::DmaFile;
+
+use super::error::LogError;
+
+thread_local!(static PROBED: RefCell<HashSet<u64>> = RefCell::new(HashSet::new()));
+
+const PROBE_FILE: &str = ".direct-io-probe";
+
+/// Make sure direct I/O under `dir` works on this thread; cheap after the
+/// first call per device.
+pub async fn prepare_dir(dir: &Path) -> Result<(), LogError> {
+    std::fs::create_dir_all(dir)?;
+    let dev = std::fs::metadata(dir)?.dev();
+    if PROBED.with(|p| p.borrow().contains(&dev)) {
+        return Ok(());
+    }
+    let probe = dir.join(PROBE_FILE);
+    std::fs::write(&probe, vec![0u8; 4096])?;
+    let outcome = async {
+        let file = DmaFile::open(&probe).await?;
+        let read = file.read_at(0, 4096).await?;
+        if read.len() != 4096 {
+            return Err(std::io::Error::other(format!(
+                "probe read returned {} bytes",
+                read.len()
+            )));
+        }
+        file.close().await?;
+        Ok::<_, std::io::Error>(())
+    }
+    .await;
+    let _ = std::fs::remove_file(&probe);
+    outcome.map_err(|e| {
+        LogError::Storage(format!(
+            "direct I/O (O_DIRECT through io_uring) does not work in {}: {e}; \
+             use a data directory on a local filesystem such as ext4 or xfs (not tmpfs)",
+            dir.display()
+        ))
+    })?;
+    PROBED.with(|p| p.borrow_mut().insert(dev));
+    Ok(())
+}

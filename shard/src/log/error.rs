@@ -1,0 +1,43 @@
+//! Errors of the log, each of which the broker maps to one Kafka error code.
+
+use crate::record::BatchError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("offset {offset} is outside [{log_start}, {log_end}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        log_end: i64,
+    },
+    #[error("corrupt batch: {0}")]
+    Corrupt(#[from] BatchError),
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("records must be in record batch format v2 here")]
+    UnsupportedFormat,
+    #[error("a compacted topic needs a key on every record")]
+    MissingKey,
+    #[error("producer epoch is older than the current one")]
+    InvalidProducerEpoch,
+    #[error("out of order sequence: expected {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
+    #[error("invalid records: {0}")]
+    InvalidRecord(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("partition log is closed")]
+    Closed,
+}
+
+impl From<std::io::Error> for LogError {
+    fn from(e: std::io::Error) -> Self {
+        LogError::Storage(e.to_string())
+    }
+}
+
+impl From<glommio::GlommioError<()>> for LogError {
+    fn from(e: glommio::GlommioError<()>) -> Self {
+        LogError::Storage(e.to_string())
+    }
+}

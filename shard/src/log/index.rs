@@ -1,0 +1,253 @@
+//! Sparse per-segment indexes, kept in memory and written beside a segment
+//! when it is sealed (`.index`, `.timeindex`).
+//!
+//! The offset index maps a relative offset to the byte position of the batch
+//! that starts there, one entry per `index.interval.bytes` of log; the time
+//! index maps a running maximum timestamp to the first offset at which it was
+//! reached. Lookups find the last entry at or before the target, and the
+//! reader scans forward from there.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    pub timestamp: i64,
+    pub relative_offset: u32,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct OffsetIndex {
+    entries: Vec<OffsetEntry>,
+}
+
+impl OffsetIndex {
+    pub fn push(&mut self, relative_offset: u32, position: u32) {
+        if let Some(last) = self.entries.last() {
+            // Entries must grow in both coordinates or lookups break.
+            if relative_offset <= last.relative_offset || position <= last.position {
+                return;
+            }
+        }
+        self.entries.push(OffsetEntry {
+            relative_offset,
+            position,
+        });
+    }
+
+    /// Byte position to start scanning from for `relative_offset`.
+    pub fn lookup(&self, relative_offset: u32) -> u32 {
+        let idx = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
+        if idx == 0 {
+            0
+        } else {
+            self.entries[idx - 1].position
+        }
+    }
+
+    /// Drop entries at or beyond `position` (log truncated there).
+    pub fn truncate_to_position(&mut self, position: u32) {
+        let keep = self.entries.partition_point(|e| e.position < position);
+        self.entries.truncate(keep);
+    }
+
+    pub fn entries(&self) -> &[OffsetEntry] {
+        &self.entries
+    }
+
+    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(self.entries.len() * 8);
+        for e in &self.entries {
+            buf.extend_from_slice(&e.relative_offset.to_be_bytes());
+            buf.extend_from_slice(&e.position.to_be_bytes());
+        }
+        write_durably(path, &buf)
+    }
+
+    pub fn read_from(path: &Path) -> std::io::Result<Self> {
+        let buf = read_all(path)?;
+        if buf.len() % 8 != 0 {
+            return Err(invalid(path, "offset index length is not a multiple of 8"));
+        }
+        let mut index = Self::default();
+        for chunk in buf.chunks_exact(8) {
+            let rel = u32::from_be_bytes(chunk[0..4].try_into().expect("4"));
+            let pos = u32::from_be_bytes(chunk[4..8].try_into().expect("4"));
+            let before = index.entries.len();
+            index.push(rel, pos);
+            if index.entries.len() == before {
+                return Err(invalid(path, "offset index entries are not increasing"));
+            }
+        }
+        Ok(index)
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct TimeIndex {
+    entries: Vec<TimeEntry>,
+}
+
+impl TimeIndex {
+    /// Record that `timestamp` (a new running maximum) is first reached at
+    /// `relative_offset`; ignored unless it grows.
+    pub fn push(&mut self, timestamp: i64, relative_offset: u32) {
+        if let Some(last) = self.entries.last() {
+            if timestamp <= last.timestamp || relative_offset < last.relative_offset {
+                return;
+            }
+        }
+        self.entries.push(TimeEntry {
+            timestamp,
+            relative_offset,
+        });
+    }
+
+    /// Relative offset to start searching from for the first record with a
+    /// timestamp >= `timestamp`: the last entry whose timestamp is smaller.
+    pub fn lookup(&self, timestamp: i64) -> u32 {
+        let idx = self.entries.partition_point(|e| e.timestamp < timestamp);
+        if idx == 0 {
+            0
+        } else {
+            self.entries[idx - 1].relative_offset
+        }
+    }
+
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.entries.last().map(|e| e.timestamp)
+    }
+
+    pub fn truncate_to_offset(&mut self, relative_offset: u32) {
+        let keep = self
+            .entries
+            .partition_point(|e| e.relative_offset < relative_offset);
+        self.entries.truncate(keep);
+    }
+
+    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+        let mut buf = Vec::with_capacity(self.entries.len() * 12);
+        for e in &self.entries {
+            buf.extend_from_slice(&e.timestamp.to_be_bytes());
+            buf.extend_from_slice(&e.relative_offset.to_be_bytes());
+        }
+        write_durably(path, &buf)
+    }
+
+    pub fn read_from(path: &Path) -> std::io::Result<Self> {
+        let buf = read_all(path)?;
+        if buf.len() % 12 != 0 {
+            return Err(invalid(path, "time index length is not a multiple of 12"));
+        }
+        let mut index = Self::default();
+        for chunk in buf.chunks_exact(12) {
+            let ts = i64::from_be_bytes(chunk[0..8].try_into().expect("8"));
+            let rel = u32::from_be_bytes(chunk[8..12].try_into().expect("4"));
+            index.entries.push(TimeEntry {
+                timestamp: ts,
+                relative_offset: rel,
+            });
+        }
+        Ok(index)
+    }
+}
+
+fn invalid(path: &Path, what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{}: {what}", path.display()),
+    )
+}
+
+fn read_all(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Write to a temporary name, fsync, rename: a reader sees the old file or
+/// the whole new one, never half of it.
+pub(crate) fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_lookup_finds_floor_entry() {
+        let mut idx = OffsetIndex::default();
+        idx.push(0, 0);
+        idx.push(10, 4096);
+        idx.push(20, 8192);
+        idx.push(15, 9000); // not increasing: ignored
+        assert_eq!(idx.lookup(0), 0);
+        assert_eq!(idx.lookup(9), 0);
+        assert_eq!(idx.lookup(10), 4096);
+        assert_eq!(idx.lookup(19), 4096);
+        assert_eq!(idx.lookup(1000), 8192);
+        idx.truncate_to_position(8192);
+        assert_eq!(idx.lookup(1000), 4096);
+    }
+
+    #[test]
+    fn time_lookup_starts_before_first_match() {
+        let mut idx = TimeIndex::default();
+        idx.push(100, 0);
+        idx.push(200, 5);
+        idx.push(150, 7); // not a new maximum: ignored
+        idx.push(300, 9);
+        assert_eq!(idx.lookup(50), 0);
+        assert_eq!(idx.lookup(100), 0);
+        assert_eq!(idx.lookup(201), 5);
+        assert_eq!(idx.lookup(300), 5);
+        assert_eq!(idx.lookup(301), 9);
+        assert_eq!(idx.max_timestamp(), Some(300));
+    }
+
+    #[test]
+    fn indexes_round_trip_through_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = OffsetIndex::default();
+        let mut t = TimeIndex::default();
+        for i in 0..100u32 {
+            o.push(i * 3, i * 4096);
+            t.push(1_000 + i as i64, i * 3);
+        }
+        o.write_to(&dir.path().join("a.index")).unwrap();
+        t.write_to(&dir.path().join("a.timeindex")).unwrap();
+        let o2 = OffsetIndex::read_from(&dir.path().join("a.index")).unwrap();
+        let t2 = TimeIndex::read_from(&dir.path().join("a.timeindex")).unwrap();
+        assert_eq!(o.entries(), o2.entries());
+        assert_eq!(t2.lookup(1_050), t.lookup(1_050));
+    }
+
+    #[test]
+    fn corrupt_index_file_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.index");
+        std::fs::write(&p, [1, 2, 3]).unwrap();
+        assert!(OffsetIndex::read_from(&p).is_err());
+        std::fs::write(&p, [0, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 2]).unwrap();
+        assert!(OffsetIndex::read_from(&p).is_err());
+    }
+}

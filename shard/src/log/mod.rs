@@ -1,0 +1,17 @@
+//! The partition log: segmented, append-only, direct I/O, CRC-checked.
+
+pub mod config;
+pub mod direct_io;
+pub mod error;
+pub mod index;
+pub mod partition;
+pub mod producer_state;
+pub mod segment;
+pub mod tail_cache;
+
+pub use config::{FlushMode, LogConfig};
+pub use error::LogError;
+pub use partition::{AckLevel, AppendInfo, LogOffsets, PartitionLog, ReadOutcome};
+
+#[cfg(test)]
+mod tests;

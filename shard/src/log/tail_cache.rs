@@ -1,0 +1,151 @@
+//! Recent batches of one partition kept in memory, so that consumers at the
+//! tail (the common case) are served without touching the disk. Bounded by a
+//! byte budget, except that batches not yet written to disk are always kept:
+//! they are the only copy a reader can see.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+#[derive(Debug, Clone)]
+pub struct CachedBatch {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub max_timestamp: i64,
+    pub bytes: Bytes,
+}
+
+#[derive(Debug, Default)]
+pub struct TailCache {
+    batches: VecDeque<CachedBatch>,
+    bytes: usize,
+}
+
+impl TailCache {
+    pub fn push(&mut self, batch: CachedBatch) {
+        debug_assert!(self
+            .batches
+            .back()
+            .is_none_or(|b| b.last_offset < batch.base_offset));
+        self.bytes += batch.bytes.len();
+        self.batches.push_back(batch);
+    }
+
+    /// Evict the oldest batches over `budget`, never one at or beyond
+    /// `unwritten_from` (not yet on disk).
+    pub fn trim(&mut self, budget: usize, unwritten_from: i64) {
+        while self.bytes > budget {
+            match self.batches.front() {
+                Some(b) if b.last_offset < unwritten_from => {
+                    self.bytes -= b.bytes.len();
+                    self.batches.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// First offset the cache can serve: reads at or above it need no disk.
+    pub fn first_offset(&self) -> Option<i64> {
+        self.batches.front().map(|b| b.base_offset)
+    }
+
+    /// Batches holding `offset` and after, up to `max_bytes` (the first batch
+    /// is returned whole even if larger, as Kafka does since KIP-74).
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Vec<Bytes> {
+        let start = self.batches.partition_point(|b| b.last_offset < offset);
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        for b in self.batches.iter().skip(start) {
+            if !out.is_empty() && total + b.bytes.len() > max_bytes {
+                break;
+            }
+            total += b.bytes.len();
+            out.push(b.bytes.clone());
+        }
+        out
+    }
+
+    /// Batches from `offset` on (for timestamp searches of recent data).
+    pub fn iter_from(&self, offset: i64) -> impl Iterator<Item = &CachedBatch> {
+        let start = self.batches.partition_point(|b| b.last_offset < offset);
+        self.batches.iter().skip(start)
+    }
+
+    /// Forget everything at or after `offset` (truncation).
+    pub fn truncate_from(&mut self, offset: i64) {
+        while let Some(b) = self.batches.back() {
+            if b.last_offset < offset {
+                break;
+            }
+            self.bytes -= b.bytes.len();
+            self.batches.pop_back();
+        }
+    }
+
+    /// Forget everything before `offset` (retention / delete-records).
+    pub fn drop_before(&mut self, offset: i64) {
+        while let Some(b) = self.batches.front() {
+            if b.last_offset >= offset {
+                break;
+            }
+            self.bytes -= b.bytes.len();
+            self.batches.pop_front();
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.batches.clear();
+        self.bytes = 0;
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(base: i64, last: i64, len: usize) -> CachedBatch {
+        CachedBatch {
+            base_offset: base,
+            last_offset: last,
+            max_timestamp: 0,
+            bytes: Bytes::from(vec![0u8; len]),
+        }
+    }
+
+    #[test]
+    fn reads_from_the_batch_holding_the_offset() {
+        let mut c = TailCache::default();
+        c.push(batch(0, 4, 100));
+        c.push(batch(5, 9, 100));
+        c.push(batch(10, 10, 100));
+        assert_eq!(c.read(7, 1000).len(), 2);
+        assert_eq!(c.read(7, 150).len(), 1);
+        assert_eq!(
+            c.read(0, 10).len(),
+            1,
+            "first batch is whole even over the limit"
+        );
+        assert!(c.read(11, 1000).is_empty());
+    }
+
+    #[test]
+    fn trim_keeps_unwritten_batches() {
+        let mut c = TailCache::default();
+        for i in 0..10 {
+            c.push(batch(i, i, 100));
+        }
+        c.trim(250, 5);
+        assert_eq!(c.first_offset(), Some(5), "offsets 5.. are not on disk yet");
+        c.trim(250, 100);
+        assert_eq!(c.bytes(), 200);
+        c.truncate_from(9);
+        assert_eq!(c.bytes(), 100);
+        c.drop_before(100);
+        assert_eq!(c.first_offset(), None);
+    }
+}

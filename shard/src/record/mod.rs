@@ -1,0 +1,21 @@
+//! Kafka record formats: the magic-2 record batch (header view, records,
+//! builder), its compression codecs, and conversion to and from the legacy
+//! magic-0/1 message sets that Produce v0–v2 and Fetch v0–v3 carry.
+
+pub mod batch_header;
+pub use batch_header::*;
+
+pub mod compression;
+mod error;
+pub mod legacy;
+mod reader;
+pub mod records;
+pub mod varint;
+
+pub use compression::{compress, decompress, decompress_with_limit, MAX_DECOMPRESSED_SIZE};
+pub use error::RecordError;
+pub use legacy::{
+    batches_to_message_set, build_legacy_message_set, message_set_to_batches, parse_message_set,
+    LegacyMessage,
+};
+pub use records::{decode_records, BatchBuilder, Record, RecordHeader, TimestampType};

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Shardline's full test run: installs the client tools (idempotent), builds the
+# broker, runs the Rust unit tests and the integration suite against real
+# Kafka clients (confluent-kafka, kafka-python, kafkajs, kcat).
+#
+#   bash tests/run.sh                 # everything
+#   SKIP_BUILD=1 bash tests/run.sh    # reuse target/release/shardline, skip cargo
+#   bash tests/run.sh -k kcat         # extra args go to pytest
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="$ROOT/.venv"
+PY_DEPS=(confluent-kafka "kafka-python>=3,<4" pytest pytest-timeout)
+STEP_T0=$SECONDS
+declare -a SUMMARY=()
+
+step() { printf '\n==> %s\n' "$*"; STEP_T0=$SECONDS; }
+done_step() { SUMMARY+=("$(printf '%-28s ok (%ds)' "$1" $((SECONDS - STEP_T0)))"); }
+on_exit() {
+  local rc=$?
+  printf '\n==================== shardline test summary ====================\n'
+  for line in "${SUMMARY[@]+"${SUMMARY[@]}"}"; do printf '  %s\n' "$line"; done
+  if [ "$rc" -eq 0 ]; then
+    printf '  RESULT: all steps passed\n'
+  else
+    printf '  RESULT: FAILED (exit %d) during: %s\n' "$rc" "${CURRENT_STEP:-setup}"
+  fi
+  printf '================================================================\n'
+}
+trap on_exit EXIT
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# ---------------------------------------------------------------- kcat
+CURRENT_STEP="install kcat"
+step "$CURRENT_STEP"
+if command -v kcat >/dev/null 2>&1; then
+  echo "kcat already installed: $(command -v kcat)"
+else
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq kcat >/dev/null
+  command -v kcat >/dev/null
+fi
+done_step "$CURRENT_STEP"
+
+# ---------------------------------------------------------------- python venv
+CURRENT_STEP="python venv (.venv)"
+step "$CURRENT_STEP"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" - <<'EOF' >/dev/null 2>&1
+import importlib.metadata as md, sys
+v = md.version("kafka-python")
+assert v.split(".")[0] == "3", v
+for p in ("confluent-kafka", "pytest", "pytest-timeout"):
+    md.version(p)
+EOF
+then
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_DEPS[@]}"
+fi
+"$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(confluent-kafka|kafka-python|pytest|pytest-timeout) '
+done_step "$CURRENT_STEP"
+
+# ---------------------------------------------------------------- kafkajs
+CURRENT_STEP="npm install (tests/js)"
+step "$CURRENT_STEP"
+want_kjs="$(node -p "require('./tests/js/package.json').dependencies.kafkajs")"
+have_kjs="$(node -p "require('./tests/js/node_modules/kafkajs/package.json').version" 2>/dev/null || true)"
+if [ "$want_kjs" = "$have_kjs" ]; then
+  echo "kafkajs $have_kjs already installed"
+else
+  (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+  node -p "'kafkajs ' + require('./tests/js/node_modules/kafkajs/package.json').version"
+fi
+done_step "$CURRENT_STEP"
+
+# ---------------------------------------------------------------- locked memory for glommio
+CURRENT_STEP="raise ulimit -l"
+step "$CURRENT_STEP"
+ulimit -l unlimited 2>/dev/null || ulimit -l "$(ulimit -H -l)" 2>/dev/null || true
+echo "ulimit -l = $(ulimit -l)"
+done_step "$CURRENT_STEP"
+
+# ---------------------------------------------------------------- cargo
+if [ "${SKIP_BUILD:-0}" != "1" ]; then
+  CURRENT_STEP="cargo build --release"
+  step "$CURRENT_STEP"
+  cargo build --release
+  done_step "$CURRENT_STEP"
+
+  CURRENT_STEP="cargo test (unit tests)"
+  step "$CURRENT_STEP"
+  cargo test --workspace --release
+  done_step "$CURRENT_STEP"
+fi
+
+# ---------------------------------------------------------------- integration
+CURRENT_STEP="pytest tests/integration"
+step "$CURRENT_STEP"
+export SHARDLINE_BIN="${SHARDLINE_BIN:-$ROOT/target/release/shardline}"
+"$VENV/bin/python" -m pytest tests/integration -v --timeout 300 -p no:cacheprovider "$@"
+done_step "$CURRENT_STEP"
+CURRENT_STEP=""
