@@ -1,1 +1,121 @@
-fn main() {}
+//! `shardline`: a Kafka-wire-compatible broker, thread-per-core.
+
+mod background;
+mod config;
+mod controller;
+mod handlers;
+mod metadata;
+mod routing;
+mod server;
+mod shard_state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use shard::log::FlushMode;
+
+use crate::config::BrokerConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "shardline",
+    version,
+    about = "Kafka-compatible thread-per-core message broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker.
+    Serve(ServeArgs),
+}
+
+/// Flags override the config file; each has a config key of the same name.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML config file (keys as in README; unknown keys are an error).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:9092].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// host:port given to clients in Metadata [default: the listen address].
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Data directory [default: ./shardline-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Number of shards (one thread per core) [default: number of cores].
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Durability: batch (fsync before ack) or interval.
+    #[arg(long, value_parser = parse_flush)]
+    log_flush: Option<FlushMode>,
+    /// Partitions of auto-created topics [default: 1].
+    #[arg(long)]
+    num_partitions: Option<i32>,
+    /// Create topics on first use [default: true].
+    #[arg(long)]
+    auto_create_topics_enable: Option<bool>,
+    /// How often retention runs, in ms [default: 300000].
+    #[arg(long)]
+    log_retention_check_interval_ms: Option<u64>,
+    /// Largest record batch accepted [default: 1048588].
+    #[arg(long)]
+    message_max_bytes: Option<usize>,
+}
+
+fn parse_flush(s: &str) -> Result<FlushMode, String> {
+    match s {
+        "batch" => Ok(FlushMode::Batch),
+        "interval" => Ok(FlushMode::Interval),
+        _ => Err(format!("'{s}' is not batch or interval")),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let mut cfg = match &args.config {
+        Some(path) => BrokerConfig::from_toml_file(path)?,
+        None => BrokerConfig::default(),
+    };
+    macro_rules! apply {
+        ($($field:ident),*) => { $( if let Some(v) = args.$field { cfg.$field = v; } )* };
+    }
+    apply!(
+        listen,
+        data_dir,
+        shards,
+        log_flush,
+        num_partitions,
+        auto_create_topics_enable,
+        log_retention_check_interval_ms,
+        message_max_bytes
+    );
+    if let Some(a) = args.advertise {
+        cfg.advertise = Some(a);
+    }
+    server::run(cfg.finish()?)
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARDLINE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    if let Err(e) = outcome {
+        eprintln!("shardline: {e:#}");
+        std::process::exit(1);
+    }
+}

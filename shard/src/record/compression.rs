@@ -4,8 +4,9 @@
 //! * snappy: the Java client writes xerial's framing (`\x82SNAPPY\0`, two
 //!   version ints, then `[be-u32 length, raw snappy block]*`); librdkafka may
 //!   send one plain raw block. We read both and write xerial, like Java.
-//! * lz4: the LZ4 *frame* format with independent 64 KiB blocks, which is
-//!   what Java's `KafkaLZ4BlockInputStream` can read. Magic-0 producers
+//! * lz4: the LZ4 *frame* format with independent 64 KiB blocks and no
+//!   checksums, the frame header Java's `KafkaLZ4BlockOutputStream` writes
+//!   (its reader cannot handle linked blocks). Magic-0 producers
 //!   computed the frame header checksum wrongly (KAFKA-3160), so on input we
 //!   recompute that one byte instead of rejecting the frame.
 //! * zstd: a zstd stream.
@@ -59,6 +60,7 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, RecordError>
                 .block_mode(lz4::BlockMode::Independent)
                 .block_size(lz4::BlockSize::Max64KB)
                 .checksum(lz4::ContentChecksum::NoChecksum)
+                .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
                 .build(Vec::new())
                 .map_err(|e| compress_err(codec, e))?;
             enc.write_all(data).map_err(|e| compress_err(codec, e))?;
@@ -314,7 +316,9 @@ mod tests {
     fn lz4_writes_independent_blocks_with_correct_header_checksum() {
         let packed = compress(Compression::Lz4, &sample(10)).unwrap();
         assert_eq!(packed[..4], LZ4_FRAME_MAGIC);
-        assert_eq!(packed[4] & 0x20, 0x20, "block independence flag");
+        // Exactly the FLG and BD bytes of Java's KafkaLZ4BlockOutputStream:
+        // version 1, independent blocks, no checksums or content size; 64 KiB.
+        assert_eq!(packed[4..6], [0x60, 0x40]);
         // liblz4 wrote the frame; our XXH32 must agree with its checksum byte.
         assert!(matches!(lz4_fix_header_checksum(&packed), Cow::Borrowed(_)));
     }

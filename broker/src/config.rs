@@ -1,0 +1,175 @@
+//! Broker configuration: a TOML file and command-line flags, flags winning.
+//! Every flag has a config key of the same name (dashes become underscores)
+//! and unknown keys are an error, so a typo never silently does nothing.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use shard::log::FlushMode;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Address the Kafka listener binds (every shard binds it with SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// Address given to clients in Metadata; defaults to `listen`.
+    pub advertise: Option<String>,
+    pub data_dir: PathBuf,
+    /// Number of shards (executor threads); 0 means one per core.
+    pub shards: usize,
+    pub node_id: i32,
+    /// `batch` (fsync before ack, group commit) or `interval`.
+    pub log_flush: FlushMode,
+    pub log_flush_interval_ms: u64,
+    pub log_flush_interval_bytes: u64,
+    pub auto_create_topics_enable: bool,
+    pub num_partitions: i32,
+    pub message_max_bytes: usize,
+    pub log_segment_bytes: u64,
+    pub log_segment_ms: i64,
+    pub log_retention_ms: i64,
+    pub log_retention_bytes: i64,
+    pub log_retention_check_interval_ms: u64,
+    pub log_index_interval_bytes: u64,
+    pub log_cleanup_policy: String,
+    /// Largest request frame accepted (Kafka's socket.request.max.bytes).
+    pub socket_request_max_bytes: usize,
+    /// Requests of one connection handled concurrently (pipelining depth).
+    pub max_in_flight_per_connection: usize,
+    /// Locked I/O memory glommio registers per shard.
+    pub io_memory_bytes: usize,
+    /// Recent data kept in memory per partition for tail reads.
+    pub tail_cache_bytes: usize,
+    /// Pin shard threads to cores.
+    pub pin_shards: bool,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9092".parse().expect("valid"),
+            advertise: None,
+            data_dir: PathBuf::from("./shardline-data"),
+            shards: 0,
+            node_id: 0,
+            log_flush: FlushMode::Batch,
+            log_flush_interval_ms: 100,
+            log_flush_interval_bytes: 1 << 20,
+            auto_create_topics_enable: true,
+            num_partitions: 1,
+            message_max_bytes: 1_048_588,
+            log_segment_bytes: 1 << 30,
+            log_segment_ms: 7 * 24 * 3600 * 1000,
+            log_retention_ms: 3 * 24 * 3600 * 1000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 5 * 60 * 1000,
+            log_index_interval_bytes: 4096,
+            log_cleanup_policy: "delete".into(),
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            max_in_flight_per_connection: 64,
+            io_memory_bytes: 4 << 20,
+            tail_cache_bytes: 4 << 20,
+            pin_shards: true,
+        }
+    }
+}
+
+impl BrokerConfig {
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))
+    }
+
+    /// Apply derived defaults and reject impossible values.
+    pub fn finish(mut self) -> Result<Self> {
+        if self.shards == 0 {
+            self.shards = shard::runtime::available_cores();
+        }
+        if self.shards > 256 {
+            bail!("shards = {} is more than 256", self.shards);
+        }
+        if self.num_partitions < 1 {
+            bail!("num_partitions must be at least 1");
+        }
+        if self.message_max_bytes < 64 || self.message_max_bytes > (1 << 30) {
+            bail!("message_max_bytes must be between 64 B and 1 GiB");
+        }
+        if self.socket_request_max_bytes < self.message_max_bytes {
+            bail!("socket_request_max_bytes must be at least message_max_bytes");
+        }
+        if self.log_segment_bytes < 14 * 1024 {
+            bail!("log_segment_bytes must be at least 14 KiB, as in Kafka");
+        }
+        if self.max_in_flight_per_connection == 0 {
+            bail!("max_in_flight_per_connection must be at least 1");
+        }
+        crate::metadata::topic_config::validate_cleanup_policy(&self.log_cleanup_policy)
+            .map_err(|e| anyhow::anyhow!("log_cleanup_policy: {e}"))?;
+        Ok(self)
+    }
+
+    /// Host and port put in Metadata responses.
+    pub fn advertised(&self) -> (String, i32) {
+        if let Some(adv) = &self.advertise {
+            if let Some((host, port)) = adv.rsplit_once(':') {
+                if let Ok(port) = port.parse() {
+                    return (host.trim_matches(['[', ']']).to_string(), port);
+                }
+            }
+            return (adv.clone(), self.listen.port() as i32);
+        }
+        (self.listen.ip().to_string(), self.listen.port() as i32)
+    }
+
+    pub fn flush_mode_name(&self) -> &'static str {
+        match self.log_flush {
+            FlushMode::Batch => "batch (fdatasync before every acknowledgement, group commit)",
+            FlushMode::Interval => {
+                "interval (written before acknowledgement, fdatasync on interval)"
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<BrokerConfig>("listen = \"127.0.0.1:1\"\nlisten_adress = 1")
+            .unwrap_err();
+        assert!(err.to_string().contains("listen_adress"), "{err}");
+    }
+
+    #[test]
+    fn file_values_parse_and_defaults_fill_in() {
+        let cfg: BrokerConfig = toml::from_str(
+            "listen = \"127.0.0.1:19092\"\nlog_flush = \"interval\"\nnum_partitions = 3\nshards = 2",
+        )
+        .unwrap();
+        let cfg = cfg.finish().unwrap();
+        assert_eq!(cfg.listen.port(), 19092);
+        assert_eq!(cfg.log_flush, FlushMode::Interval);
+        assert_eq!(cfg.num_partitions, 3);
+        assert_eq!(cfg.log_retention_ms, 259_200_000);
+        assert_eq!(cfg.advertised(), ("127.0.0.1".to_string(), 19092));
+    }
+
+    #[test]
+    fn impossible_values_are_refused() {
+        let cfg = BrokerConfig {
+            num_partitions: 0,
+            ..Default::default()
+        };
+        assert!(cfg.finish().is_err());
+        let cfg = BrokerConfig {
+            log_cleanup_policy: "shred".into(),
+            ..Default::default()
+        };
+        assert!(cfg.finish().is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! The controller: topic creation and deletion, partition expansion, topic
+//! config changes and producer-id allocation. All of it runs on shard 0, one
+//! operation at a time, so metadata updates never race; the partitions'
+//! logs are then opened or deleted on their owner shards.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::metadata::{
+    topic_config, validate_topic_name, PartitionMeta, TopicMeta, PRODUCER_ID_BLOCK,
+};
+use crate::shard_state::ShardState;
+
+pub const CONTROLLER_SHARD: usize = 0;
+
+/// A failed admin operation: a Kafka error code and a message for the client.
+#[derive(Debug, Clone)]
+pub struct AdminError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl AdminError {
+    pub fn new(err: ResponseError, message: impl Into<String>) -> Self {
+        Self {
+            code: err.code(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: the broker default.
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Kafka caps partitions per request far above this; we refuse silly counts.
+const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+
+/// Check a topic creation without doing it; returns the partition count.
+pub fn validate_new_topic(state: &ShardState, t: &NewTopic) -> Result<i32, AdminError> {
+    validate_topic_name(&t.name)
+        .map_err(|m| AdminError::new(ResponseError::InvalidTopicException, m))?;
+    let partitions = if t.partitions == -1 {
+        state.config.num_partitions
+    } else {
+        t.partitions
+    };
+    if partitions < 1 || partitions > MAX_PARTITIONS_PER_TOPIC {
+        return Err(AdminError::new(
+            ResponseError::InvalidPartitions,
+            format!("partition count must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, not {partitions}"),
+        ));
+    }
+    if t.replication_factor != -1 && t.replication_factor != 1 {
+        return Err(AdminError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "replication factor {} is larger than the 1 available broker",
+                t.replication_factor
+            ),
+        ));
+    }
+    for (k, v) in &t.configs {
+        topic_config::validate(k, v)
+            .map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
+    }
+    if state.metadata.snapshot().topic(&t.name).is_some() {
+        return Err(AdminError::new(
+            ResponseError::TopicAlreadyExists,
+            format!("topic '{}' already exists", t.name),
+        ));
+    }
+    Ok(partitions)
+}
+
+/// Create topics (runs on the controller shard).
+pub async fn create_topic(
+    state: Rc<ShardState>,
+    t: NewTopic,
+    validate_only: bool,
+) -> Result<Arc<TopicMeta>, AdminError> {
+    let _guard = state
+        .admin_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| shutting_down())?;
+    let partitions = validate_new_topic(&state, &t)?;
+    if validate_only {
+        return Ok(Arc::new(TopicMeta {
+            name: t.name,
+            id: Uuid::nil(),
+            partitions: vec![],
+            configs: t.configs,
+        }));
+    }
+    let shards = state.shards();
+    let meta = state
+        .metadata
+        .update(|s| {
+            let mut load = s.shard_load(shards);
+            let parts = (0..partitions)
+                .map(|_| {
+                    let shard = least_loaded(&mut load);
+                    PartitionMeta {
+                        shard: shard as u32,
+                        leader_epoch: 0,
+                    }
+                })
+                .collect();
+            let meta = Arc::new(TopicMeta {
+                name: t.name.clone(),
+                id: Uuid::new_v4(),
+                partitions: parts,
+                configs: t.configs,
+            });
+            s.topics.insert(t.name.clone(), meta.clone());
+            Ok(meta)
+        })
+        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
+    open_partitions(&state, &meta, 0).await?;
+    tracing::info!(
+        "created topic {} with {} partition(s)",
+        meta.name,
+        meta.partitions.len()
+    );
+    Ok(meta)
+}
+
+fn least_loaded(load: &mut [usize]) -> usize {
+    let (shard, _) = load
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, l)| (**l, *i))
+        .expect("at least one shard");
+    load[shard] += 1;
+    shard
+}
+
+async fn open_partitions(
+    state: &Rc<ShardState>,
+    meta: &TopicMeta,
+    from: usize,
+) -> Result<(), AdminError> {
+    for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
+        let topic = meta.name.clone();
+        let epoch = pm.leader_epoch;
+        let opened = state
+            .on_shard(pm.shard as usize, move |s| async move {
+                s.open_partition(&topic, p as i32, epoch).await
+            })
+            .await
+            .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        opened.map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
+    }
+    Ok(())
+}
+
+pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, AdminError> {
+    let _guard = state
+        .admin_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| shutting_down())?;
+    let meta = state
+        .metadata
+        .update(|s| {
+            s.topics
+                .remove(&name)
+                .ok_or_else(|| format!("unknown topic '{name}'"))
+        })
+        .map_err(|m| AdminError::new(ResponseError::UnknownTopicOrPartition, m))?;
+    for (p, pm) in meta.partitions.iter().enumerate() {
+        let topic = meta.name.clone();
+        let _ = state
+            .on_shard(pm.shard as usize, move |s| async move {
+                s.destroy_partition(&topic, p as i32).await
+            })
+            .await;
+    }
+    tracing::info!("deleted topic {name}");
+    Ok(meta.id)
+}
+
+pub async fn create_partitions(
+    state: Rc<ShardState>,
+    name: String,
+    count: i32,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    let _guard = state
+        .admin_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| shutting_down())?;
+    let snap = state.metadata.snapshot();
+    let Some(existing) = snap.topic(&name) else {
+        return Err(AdminError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("unknown topic '{name}'"),
+        ));
+    };
+    let current = existing.partitions.len() as i32;
+    if count <= current {
+        return Err(AdminError::new(
+            ResponseError::InvalidPartitions,
+            format!(
+                "topic '{name}' has {current} partitions; the new count {count} must be larger"
+            ),
+        ));
+    }
+    if count > MAX_PARTITIONS_PER_TOPIC {
+        return Err(AdminError::new(
+            ResponseError::InvalidPartitions,
+            format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions"),
+        ));
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let shards = state.shards();
+    let meta = state
+        .metadata
+        .update(|s| {
+            let mut load = s.shard_load(shards);
+            let mut t = (**s.topics.get(&name).ok_or("topic vanished")?).clone();
+            while (t.partitions.len() as i32) < count {
+                t.partitions.push(PartitionMeta {
+                    shard: least_loaded(&mut load) as u32,
+                    leader_epoch: 0,
+                });
+            }
+            let t = Arc::new(t);
+            s.topics.insert(name.clone(), t.clone());
+            Ok(t)
+        })
+        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
+    open_partitions(&state, &meta, current as usize).await
+}
+
+/// Replace (`incremental == false`) or patch a topic's config overrides.
+/// `changes`: name → Some(value) to set, None to delete.
+pub async fn alter_topic_configs(
+    state: Rc<ShardState>,
+    name: String,
+    changes: Vec<(String, Option<String>)>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    let _guard = state
+        .admin_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| shutting_down())?;
+    let snap = state.metadata.snapshot();
+    let Some(existing) = snap.topic(&name) else {
+        return Err(AdminError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("unknown topic '{name}'"),
+        ));
+    };
+    let mut configs = if incremental {
+        existing.configs.clone()
+    } else {
+        BTreeMap::new()
+    };
+    for (k, v) in changes {
+        match v {
+            Some(v) => {
+                topic_config::validate(&k, &v)
+                    .map_err(|m| AdminError::new(ResponseError::InvalidConfig, m))?;
+                configs.insert(k, v);
+            }
+            None => {
+                if topic_config::definition(&k).is_none() {
+                    return Err(AdminError::new(
+                        ResponseError::InvalidConfig,
+                        format!("unknown topic config '{k}'"),
+                    ));
+                }
+                configs.remove(&k);
+            }
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    let meta = state
+        .metadata
+        .update(|s| {
+            let mut t = (**s.topics.get(&name).ok_or("topic vanished")?).clone();
+            t.configs = configs;
+            let t = Arc::new(t);
+            s.topics.insert(name.clone(), t.clone());
+            Ok(t)
+        })
+        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
+    let mut owners: Vec<usize> = meta.partitions.iter().map(|p| p.shard as usize).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    for shard in owners {
+        let topic = name.clone();
+        let _ = state
+            .on_shard(shard, move |s| async move { s.reconfigure_topic(&topic) })
+            .await;
+    }
+    Ok(())
+}
+
+/// A fresh producer id (InitProducerId without a transactional id).
+pub async fn allocate_producer_id(state: Rc<ShardState>) -> Result<i64, AdminError> {
+    let (next, end) = *state.producer_ids.borrow();
+    if next < end {
+        state.producer_ids.borrow_mut().0 += 1;
+        return Ok(next);
+    }
+    let _guard = state
+        .admin_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| shutting_down())?;
+    // Persist the end of the block before handing out any id from it, so a
+    // restart never reuses an id.
+    let start = state
+        .metadata
+        .update(|s| {
+            let start = s.producer_id_block_end;
+            s.producer_id_block_end = start + PRODUCER_ID_BLOCK;
+            Ok(start)
+        })
+        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
+    *state.producer_ids.borrow_mut() = (start + 1, start + PRODUCER_ID_BLOCK);
+    Ok(start)
+}
+
+fn shutting_down() -> AdminError {
+    AdminError::new(ResponseError::BrokerNotAvailable, "broker is shutting down")
+}

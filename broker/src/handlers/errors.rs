@@ -1,0 +1,26 @@
+//! Mapping internal errors to the Kafka error codes clients expect.
+
+use kafka_protocol::ResponseError;
+use shard::log::LogError;
+
+pub fn log_error_code(e: &LogError) -> i16 {
+    let err = match e {
+        LogError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        LogError::Corrupt(_) => ResponseError::CorruptMessage,
+        LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        LogError::UnsupportedFormat => ResponseError::UnsupportedForMessageFormat,
+        LogError::MissingKey => ResponseError::InvalidRecord,
+        LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+        LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        LogError::Storage(_) => ResponseError::KafkaStorageError,
+        LogError::Closed => ResponseError::NotLeaderOrFollower,
+    };
+    err.code()
+}
+
+pub const NONE: i16 = 0;
+
+pub fn code(e: ResponseError) -> i16 {
+    e.code()
+}

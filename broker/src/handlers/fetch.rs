@@ -1,0 +1,295 @@
+//! Fetch: read from the owner shards, long-poll until `min_bytes` or
+//! `max_wait_ms`, honour `max_bytes` and per-partition limits, and
+//! down-convert to magic 0/1 message sets for Fetch v0–v3.
+//!
+//! Fetch sessions (KIP-227) are answered sessionless (session id 0), which
+//! the protocol allows: clients then send full fetch requests.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::future::{select, select_all, Either};
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use shard::record;
+
+use super::errors::log_error_code;
+use super::RequestContext;
+use crate::routing::{owner, scatter};
+use crate::shard_state::ShardState;
+
+/// Longest long-poll we honour, whatever the client asks.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+struct Wanted {
+    topic: String,
+    topic_id: uuid::Uuid,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+    shard: Option<usize>,
+    error: Option<ResponseError>,
+}
+
+#[derive(Default)]
+struct PartitionRead {
+    error: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    batches: Vec<Bytes>,
+}
+
+impl PartitionRead {
+    fn bytes(&self) -> usize {
+        self.batches.iter().map(Bytes::len).sum()
+    }
+}
+
+pub async fn handle(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: FetchRequest,
+) -> FetchResponse {
+    let snap = state.metadata.snapshot();
+    let mut wanted = Vec::new();
+    for t in &req.topics {
+        let (name, id, topic_error) = if ctx.version >= 13 {
+            match snap.topic_by_id(&t.topic_id) {
+                Some(meta) => (meta.name.clone(), t.topic_id, None),
+                None => (
+                    String::new(),
+                    t.topic_id,
+                    Some(ResponseError::UnknownTopicId),
+                ),
+            }
+        } else {
+            let name = t.topic.0.to_string();
+            let id = snap.topic(&name).map(|m| m.id).unwrap_or_default();
+            (name, id, None)
+        };
+        for p in &t.partitions {
+            let shard = if topic_error.is_none() {
+                owner(&snap, &name, p.partition)
+            } else {
+                None
+            };
+            let error = topic_error.or(shard
+                .is_none()
+                .then_some(ResponseError::UnknownTopicOrPartition));
+            wanted.push(Wanted {
+                topic: name.clone(),
+                topic_id: id,
+                partition: p.partition,
+                offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes.max(0) as usize,
+                shard,
+                error,
+            });
+        }
+    }
+    // v0–v2 have no response-wide limit.
+    let max_bytes = if ctx.version >= 3 {
+        req.max_bytes.max(0) as usize
+    } else {
+        usize::MAX
+    };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline =
+        Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
+
+    let reads = loop {
+        let reads = read_all(state, &wanted).await;
+        let total: usize = reads.iter().map(PartitionRead::bytes).sum();
+        let any_error = reads.iter().any(|r| r.error != 0);
+        let now = Instant::now();
+        if total >= min_bytes.max(1) || any_error || now >= deadline || wanted.is_empty() {
+            break reads;
+        }
+        wait_for_data(state, &wanted, deadline - now).await;
+        if Instant::now() >= deadline {
+            // One last look: data may have arrived just at the deadline.
+            break read_all(state, &wanted).await;
+        }
+    };
+
+    // Apply the response-wide limit in request order; the first non-empty
+    // partition is returned whole so a consumer can always progress (KIP-74).
+    let mut budget = max_bytes;
+    let mut first = true;
+    let mut resp = FetchResponse::default().with_session_id(0);
+    let mut current: Option<FetchableTopicResponse> = None;
+    for (w, mut r) in wanted.into_iter().zip(reads) {
+        let size = r.bytes();
+        if size > 0 {
+            if !first && size > budget {
+                r.batches.clear();
+            } else {
+                budget = budget.saturating_sub(size);
+                first = false;
+            }
+        }
+        let records = encode_records(ctx.version, r.batches);
+        let pd = PartitionData::default()
+            .with_partition_index(w.partition)
+            .with_error_code(r.error)
+            .with_high_watermark(r.high_watermark)
+            .with_last_stable_offset(r.high_watermark)
+            .with_log_start_offset(r.log_start_offset)
+            .with_aborted_transactions(if ctx.version >= 4 { Some(vec![]) } else { None })
+            .with_records(Some(records));
+        let same_topic = current
+            .as_ref()
+            .is_some_and(|c| c.topic.0.as_str() == w.topic && c.topic_id == w.topic_id);
+        if !same_topic {
+            if let Some(done) = current.take() {
+                resp.responses.push(done);
+            }
+            current = Some(
+                FetchableTopicResponse::default()
+                    .with_topic(TopicName(StrBytes::from_string(w.topic.clone())))
+                    .with_topic_id(w.topic_id),
+            );
+        }
+        current.as_mut().expect("set above").partitions.push(pd);
+    }
+    if let Some(done) = current {
+        resp.responses.push(done);
+    }
+    resp
+}
+
+/// Concatenate the batches; Fetch v0–v3 clients get magic 0/1 message sets.
+fn encode_records(version: i16, batches: Vec<Bytes>) -> Bytes {
+    let joined = match batches.len() {
+        0 => Bytes::new(),
+        1 => batches.into_iter().next().expect("one"),
+        _ => {
+            let mut buf = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+            for b in &batches {
+                buf.extend_from_slice(b);
+            }
+            buf.freeze()
+        }
+    };
+    if version > 3 || joined.is_empty() {
+        return joined;
+    }
+    let magic = if version <= 1 { 0 } else { 1 };
+    match record::batches_to_message_set(&joined, magic) {
+        Ok(set) => Bytes::from(set),
+        Err(e) => {
+            tracing::error!("down-converting fetched data for a v{version} client: {e}");
+            Bytes::new()
+        }
+    }
+}
+
+async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted]) -> Vec<PartitionRead> {
+    let mut reads: Vec<Option<PartitionRead>> = Vec::with_capacity(wanted.len());
+    let mut items = Vec::new();
+    for w in wanted {
+        match (w.error, w.shard) {
+            (None, Some(shard)) => {
+                items.push((shard, (w.topic.clone(), w.partition, w.offset, w.max_bytes)));
+                reads.push(None);
+            }
+            (err, _) => reads.push(Some(PartitionRead {
+                error: err.unwrap_or(ResponseError::UnknownTopicOrPartition).code(),
+                high_watermark: -1,
+                log_start_offset: -1,
+                batches: vec![],
+            })),
+        }
+    }
+    let results = scatter(
+        state,
+        items,
+        |s, (topic, partition, offset, max_bytes): (String, i32, i64, usize)| async move {
+            let Some(log) = s.log(&topic, partition) else {
+                return PartitionRead {
+                    error: ResponseError::NotLeaderOrFollower.code(),
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    batches: vec![],
+                };
+            };
+            match log.read(offset, max_bytes).await {
+                Ok(out) => PartitionRead {
+                    error: 0,
+                    high_watermark: out.high_watermark,
+                    log_start_offset: out.log_start_offset,
+                    batches: out.batches,
+                },
+                Err(e) => {
+                    let o = log.offsets();
+                    PartitionRead {
+                        error: log_error_code(&e),
+                        high_watermark: o.high_watermark,
+                        log_start_offset: o.log_start_offset,
+                        batches: vec![],
+                    }
+                }
+            }
+        },
+    )
+    .await;
+    let mut results = results.into_iter();
+    reads
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| results.next().expect("one per item")))
+        .collect()
+}
+
+/// Wait until any wanted partition gets data past its fetch offset, or `timeout`.
+async fn wait_for_data(state: &Rc<ShardState>, wanted: &[Wanted], timeout: Duration) {
+    let mut per_shard: std::collections::BTreeMap<usize, Vec<(String, i32, i64)>> =
+        Default::default();
+    for w in wanted {
+        if let (None, Some(shard)) = (w.error, w.shard) {
+            per_shard
+                .entry(shard)
+                .or_default()
+                .push((w.topic.clone(), w.partition, w.offset));
+        }
+    }
+    if per_shard.is_empty() {
+        glommio::timer::sleep(timeout).await;
+        return;
+    }
+    let waits: Vec<_> = per_shard
+        .into_iter()
+        .map(|(shard, parts)| {
+            Box::pin(state.on_shard(shard, move |s| async move {
+                wait_local(&s, parts, timeout).await
+            }))
+        })
+        .collect();
+    let timer = Box::pin(glommio::timer::sleep(timeout));
+    let _ = select(select_all(waits), timer).await;
+}
+
+/// On the owner shard: wait for an append to any of `parts` or `timeout`.
+async fn wait_local(state: &ShardState, parts: Vec<(String, i32, i64)>, timeout: Duration) {
+    let mut notified = Vec::new();
+    for (topic, partition, offset) in parts {
+        if let Some(log) = state.log(&topic, partition) {
+            // Register before checking, so an append in between is not missed.
+            let n = log.data_notified();
+            if log.log_end_offset() > offset {
+                return;
+            }
+            notified.push(Box::pin(n));
+        }
+    }
+    if notified.is_empty() {
+        glommio::timer::sleep(timeout).await;
+        return;
+    }
+    let timer = Box::pin(glommio::timer::sleep(timeout));
+    match select(select_all(notified), timer).await {
+        Either::Left(_) | Either::Right(_) => {}
+    }
+}

@@ -1,0 +1,153 @@
+//! Metadata: brokers (just us), topics and partitions, with auto-creation.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::controller::{self, NewTopic, CONTROLLER_SHARD};
+use crate::metadata::{validate_topic_name, ClusterState, TopicMeta};
+use crate::shard_state::ShardState;
+
+/// Create the topics in `names` that do not exist (when `auto_create`), and
+/// return a snapshot that has them. Invalid names are left for the caller
+/// to report.
+pub async fn ensure_topics(
+    state: &Rc<ShardState>,
+    names: &[String],
+    auto_create: bool,
+) -> Arc<ClusterState> {
+    let snap = state.metadata.snapshot();
+    if !auto_create {
+        return snap;
+    }
+    let missing: Vec<String> = names
+        .iter()
+        .filter(|n| snap.topic(n).is_none() && validate_topic_name(n).is_ok())
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return snap;
+    }
+    for name in missing {
+        let t = NewTopic {
+            name,
+            partitions: -1,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+        };
+        let outcome = state
+            .on_shard(CONTROLLER_SHARD, move |s| async move {
+                controller::create_topic(s, t, false).await.map(|_| ())
+            })
+            .await;
+        if let Ok(Err(e)) = outcome {
+            // Another request may have created it first: that is fine.
+            if e.code != ResponseError::TopicAlreadyExists.code() {
+                tracing::warn!("auto-creating a topic: {}", e.message);
+            }
+        }
+    }
+    state.metadata.snapshot()
+}
+
+pub fn partitions_of(state: &ShardState, t: &TopicMeta) -> Vec<MetadataResponsePartition> {
+    let node = BrokerId(state.config.node_id);
+    t.partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            MetadataResponsePartition::default()
+                .with_partition_index(i as i32)
+                .with_leader_id(node)
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(vec![node])
+                .with_isr_nodes(vec![node])
+        })
+        .collect()
+}
+
+fn topic_entry(state: &ShardState, t: &TopicMeta) -> MetadataResponseTopic {
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
+        .with_topic_id(t.id)
+        .with_partitions(partitions_of(state, t))
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+pub async fn handle(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: MetadataRequest,
+) -> MetadataResponse {
+    let (host, port) = state.config.advertised();
+    let node = BrokerId(state.config.node_id);
+    // v0: an empty list means all topics; v1+: null means all, empty none.
+    let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match req.topics {
+        None => None,
+        Some(ts) if ts.is_empty() && ctx.version == 0 => None,
+        Some(ts) => Some(
+            ts.into_iter()
+                .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id))
+                .collect(),
+        ),
+    };
+    // Before v4 there is no flag and auto-creation follows the broker setting.
+    let allow_auto = ctx.version < 4 || req.allow_auto_topic_creation;
+    let auto_create = allow_auto && state.config.auto_create_topics_enable;
+    let snap = match &wanted {
+        Some(list) => {
+            let names: Vec<String> = list.iter().filter_map(|(n, _)| n.clone()).collect();
+            ensure_topics(state, &names, auto_create).await
+        }
+        None => state.metadata.snapshot(),
+    };
+    let topics = match wanted {
+        None => snap
+            .topics
+            .values()
+            .map(|t| topic_entry(state, t))
+            .collect(),
+        Some(list) => list
+            .into_iter()
+            .map(|(name, id)| {
+                let found = match &name {
+                    Some(n) => snap.topic(n),
+                    None => snap.topic_by_id(&id),
+                };
+                match found {
+                    Some(t) => topic_entry(state, t),
+                    None => {
+                        let err = match &name {
+                            Some(n) if validate_topic_name(n).is_err() => {
+                                ResponseError::InvalidTopicException
+                            }
+                            Some(_) => ResponseError::UnknownTopicOrPartition,
+                            None => ResponseError::UnknownTopicId,
+                        };
+                        MetadataResponseTopic::default()
+                            .with_error_code(err.code())
+                            .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+                            .with_topic_id(id)
+                    }
+                }
+            })
+            .collect(),
+    };
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(node)
+            .with_host(StrBytes::from_string(host))
+            .with_port(port)])
+        .with_cluster_id(Some(StrBytes::from_string(snap.cluster_id.clone())))
+        .with_controller_id(node)
+        .with_topics(topics)
+        .with_cluster_authorized_operations(i32::MIN)
+}

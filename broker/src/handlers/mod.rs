@@ -1,0 +1,171 @@
+//! One module per Kafka API family, and the dispatch between them.
+//!
+//! `handle_frame` turns a request frame into a reply: it checks the API key
+//! and version against what we serve, decodes with kafka-protocol, runs the
+//! handler, and encodes the response with the header version the API needs.
+//! A request we cannot parse closes the connection, as Kafka does.
+
+pub mod admin_topics;
+pub mod api_versions;
+pub mod errors;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod producer_id;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use crate::shard_state::ShardState;
+
+/// What goes back on the connection for one request.
+pub enum Reply {
+    /// A response frame body (header and message, without the size prefix).
+    Frame(Bytes),
+    /// No response (Produce with acks=0).
+    None,
+    /// Close the connection after the responses before this one.
+    Close(String),
+}
+
+/// The APIs and version ranges we serve; ApiVersions advertises exactly this.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 0, 17),
+    (ApiKey::ListOffsets, 0, 9),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 0, 7),
+    (ApiKey::DeleteTopics, 0, 6),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::CreatePartitions, 0, 3),
+];
+
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, min, max)| (*min, *max))
+}
+
+/// What a handler learns about the request besides its body.
+pub struct RequestContext {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub header: RequestHeader,
+    pub peer: SocketAddr,
+}
+
+pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr) -> Reply {
+    if frame.len() < 8 {
+        return Reply::Close(format!(
+            "request of {} bytes is too short for a header",
+            frame.len()
+        ));
+    }
+    let mut peek = &frame[..];
+    let (raw_key, version, correlation_id) = (peek.get_i16(), peek.get_i16(), peek.get_i32());
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        return Reply::Close(format!("unknown API key {raw_key}"));
+    };
+    let range = supported_range(api_key);
+    let in_range = range.is_some_and(|(min, max)| version >= min && version <= max);
+    if !in_range {
+        if api_versions::is_api_versions(api_key) {
+            return Reply::Frame(api_versions::unsupported_version_reply(correlation_id));
+        }
+        return Reply::Close(match range {
+            Some((min, max)) => {
+                format!("{api_key:?} v{version} is not supported (we serve v{min}-v{max})")
+            }
+            None => format!("{api_key:?} is not supported by this broker"),
+        });
+    }
+    let mut body = frame.clone();
+    let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => return Reply::Close(format!("malformed {api_key:?} request header: {e}")),
+    };
+    let request = match RequestKind::decode(api_key, &mut body, version) {
+        Ok(r) => r,
+        Err(e) => return Reply::Close(format!("malformed {api_key:?} v{version} request: {e:#}")),
+    };
+    let ctx = RequestContext {
+        api_key,
+        version,
+        header,
+        peer,
+    };
+    let response = match dispatch(state, &ctx, request).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Reply::None,
+        Err(why) => return Reply::Close(why),
+    };
+    encode_response(&ctx, correlation_id, response)
+}
+
+fn encode_response(ctx: &RequestContext, correlation_id: i32, response: ResponseKind) -> Reply {
+    let mut out = BytesMut::with_capacity(256);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    // ApiVersions always answers with header v0, whatever its version.
+    let header_version = if ctx.api_key == ApiKey::ApiVersions {
+        0
+    } else {
+        ctx.api_key.response_header_version(ctx.version)
+    };
+    if let Err(e) = header.encode(&mut out, header_version) {
+        return Reply::Close(format!("encoding response header: {e}"));
+    }
+    if let Err(e) = response.encode(&mut out, ctx.version) {
+        tracing::error!(
+            "encoding {:?} v{} response: {e:#}",
+            ctx.api_key,
+            ctx.version
+        );
+        return Reply::Close(format!("could not encode the {:?} response", ctx.api_key));
+    }
+    Reply::Frame(out.freeze())
+}
+
+/// Run the handler for one decoded request. `Ok(None)`: send nothing.
+async fn dispatch(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    request: RequestKind,
+) -> Result<Option<ResponseKind>, String> {
+    Ok(Some(match request {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(state, ctx, r).await),
+        RequestKind::Produce(r) => match produce::handle(state, ctx, r).await {
+            Some(resp) => ResponseKind::Produce(resp),
+            None => return Ok(None),
+        },
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(state, ctx, r).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(state, ctx, r).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin_topics::create_topics(state, ctx, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin_topics::delete_topics(state, ctx, r).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin_topics::create_partitions(state, ctx, r).await)
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(producer_id::handle(state, ctx, r).await)
+        }
+        other => {
+            return Err(format!(
+                "{:?} is not handled",
+                std::mem::discriminant(&other)
+            ))
+        }
+    }))
+}

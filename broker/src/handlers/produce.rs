@@ -1,0 +1,180 @@
+//! Produce: validate, convert legacy message sets, append on the owner
+//! shards, answer when the flush mode's promise holds.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use shard::log::AckLevel;
+use shard::record;
+
+use super::errors::log_error_code;
+use super::metadata::ensure_topics;
+use super::RequestContext;
+use crate::routing::{owner, scatter};
+use crate::shard_state::ShardState;
+
+#[derive(Default)]
+struct PartitionResult {
+    error: i16,
+    message: Option<String>,
+    base_offset: i64,
+    log_append_time: i64,
+    log_start_offset: i64,
+}
+
+impl PartitionResult {
+    fn error(err: ResponseError, message: impl Into<String>) -> Self {
+        Self {
+            error: err.code(),
+            message: Some(message.into()),
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+/// Records of a Produce request as magic-2 batches: legacy message sets
+/// (Produce v0–v2, or magic 0/1 inside later versions) are converted.
+fn to_batches(records: &Bytes) -> Result<Bytes, PartitionResult> {
+    match record::peek_magic(records) {
+        Some(2) => Ok(records.clone()),
+        Some(0) | Some(1) => {
+            let batches = record::message_set_to_batches(records).map_err(|e| {
+                PartitionResult::error(ResponseError::CorruptMessage, e.to_string())
+            })?;
+            if batches.is_empty() {
+                return Err(PartitionResult::error(
+                    ResponseError::InvalidRecord,
+                    "empty message set",
+                ));
+            }
+            Ok(Bytes::from(batches.concat()))
+        }
+        Some(m) => Err(PartitionResult::error(
+            ResponseError::CorruptMessage,
+            format!("unknown magic {m}"),
+        )),
+        None => Err(PartitionResult::error(
+            ResponseError::CorruptMessage,
+            "records too short for a batch header",
+        )),
+    }
+}
+
+pub async fn handle(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let ack_level = if acks == 0 {
+        AckLevel::None
+    } else {
+        AckLevel::Durable
+    };
+    let names: Vec<String> = req
+        .topic_data
+        .iter()
+        .map(|t| t.name.0.to_string())
+        .collect();
+    let snap = ensure_topics(state, &names, state.config.auto_create_topics_enable).await;
+
+    // Work items in request order; invalid ones answered without a shard trip.
+    let mut early: Vec<Option<PartitionResult>> = Vec::new();
+    let mut items = Vec::new();
+    for t in &req.topic_data {
+        let topic = t.name.0.to_string();
+        for p in &t.partition_data {
+            let outcome = if !matches!(acks, -1 | 0 | 1) {
+                Err(PartitionResult::error(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks={acks} is not -1, 0 or 1"),
+                ))
+            } else if let Some(shard) = owner(&snap, &topic, p.index) {
+                match p.records.as_ref().map(to_batches) {
+                    None => Err(PartitionResult::error(
+                        ResponseError::InvalidRecord,
+                        "null records",
+                    )),
+                    Some(Err(e)) => Err(e),
+                    Some(Ok(batches)) => Ok((shard, (topic.clone(), p.index, batches))),
+                }
+            } else {
+                Err(PartitionResult::error(
+                    ResponseError::UnknownTopicOrPartition,
+                    format!("{topic}-{} does not exist", p.index),
+                ))
+            };
+            match outcome {
+                Ok(item) => {
+                    items.push(item);
+                    early.push(None);
+                }
+                Err(r) => early.push(Some(r)),
+            }
+        }
+    }
+    let appended = scatter(
+        state,
+        items,
+        move |s, (topic, partition, batches): (String, i32, Bytes)| async move {
+            let Some(log) = s.log(&topic, partition) else {
+                return PartitionResult::error(
+                    ResponseError::NotLeaderOrFollower,
+                    "partition is not open on its shard",
+                );
+            };
+            match log.append(batches, ack_level).await {
+                Ok(info) => PartitionResult {
+                    error: 0,
+                    message: None,
+                    base_offset: info.base_offset,
+                    log_append_time: info.log_append_time,
+                    log_start_offset: info.log_start_offset,
+                },
+                Err(e) => {
+                    tracing::debug!("produce to {topic}-{partition} refused: {e}");
+                    PartitionResult {
+                        error: log_error_code(&e),
+                        message: Some(e.to_string()),
+                        base_offset: -1,
+                        log_append_time: -1,
+                        log_start_offset: -1,
+                    }
+                }
+            }
+        },
+    )
+    .await;
+    if acks == 0 {
+        return None;
+    }
+    let mut appended = appended.into_iter();
+    let mut results = early
+        .into_iter()
+        .map(|e| e.unwrap_or_else(|| appended.next().expect("one result per item")));
+    let mut resp = ProduceResponse::default();
+    for t in req.topic_data {
+        let mut topic = TopicProduceResponse::default().with_name(t.name);
+        for p in t.partition_data {
+            let r = results.next().expect("one result per partition");
+            let mut pr = PartitionProduceResponse::default()
+                .with_index(p.index)
+                .with_error_code(r.error)
+                .with_base_offset(r.base_offset)
+                .with_log_append_time_ms(r.log_append_time)
+                .with_log_start_offset(r.log_start_offset);
+            if r.error != 0 && ctx.version >= 8 {
+                pr = pr.with_error_message(r.message.map(StrBytes::from_string));
+            }
+            topic.partition_responses.push(pr);
+        }
+        resp.responses.push(topic);
+    }
+    Some(resp)
+}

@@ -1,0 +1,55 @@
+//! InitProducerId for idempotent producers: a fresh producer id (epoch 0),
+//! or an epoch bump for a producer that already has one (KIP-360).
+//! Transactional ids need the transaction coordinator, not built yet.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::controller::{allocate_producer_id, CONTROLLER_SHARD};
+use crate::shard_state::ShardState;
+
+pub async fn handle(
+    state: &Rc<ShardState>,
+    _ctx: &RequestContext,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
+    let fail = |e: ResponseError| {
+        InitProducerIdResponse::default()
+            .with_error_code(e.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if req.transactional_id.is_some() {
+        tracing::warn!(
+            "InitProducerId with a transactional id: transactions are not supported yet"
+        );
+        return fail(ResponseError::InvalidRequest);
+    }
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {
+        if req.producer_epoch >= i16::MAX - 1 {
+            // Epoch exhausted: a new id, as Kafka does.
+        } else {
+            return InitProducerIdResponse::default()
+                .with_producer_id(req.producer_id)
+                .with_producer_epoch(req.producer_epoch + 1);
+        }
+    }
+    match state
+        .on_shard(CONTROLLER_SHARD, |s| async move {
+            allocate_producer_id(s).await
+        })
+        .await
+    {
+        Ok(Ok(id)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Ok(Err(e)) => {
+            tracing::warn!("allocating a producer id: {}", e.message);
+            fail(ResponseError::KafkaStorageError)
+        }
+        Err(_) => fail(ResponseError::BrokerNotAvailable),
+    }
+}

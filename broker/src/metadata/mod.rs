@@ -1,0 +1,244 @@
+//! Cluster metadata of a single node: topics, their partitions' owning
+//! shards, topic config overrides, and the producer-id counter.
+//!
+//! One immutable snapshot is shared by all shards behind an `Arc`; readers
+//! take a clone of the `Arc` (a brief read lock) and never block writers for
+//! long. Only the controller (shard 0) writes, by copying the snapshot,
+//! changing it, persisting it durably, and swapping it in.
+
+pub mod topic_config;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+const METADATA_FILE: &str = "cluster-metadata.json";
+/// Producer ids are handed out in blocks so the file is not written per id.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionMeta {
+    /// The shard that owns this partition's log.
+    pub shard: u32,
+    pub leader_epoch: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<PartitionMeta>,
+    /// Topic-level config overrides (Kafka names).
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct ClusterState {
+    pub cluster_id: String,
+    /// Next producer id block start (persisted before ids are handed out).
+    pub producer_id_block_end: i64,
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    #[serde(skip)]
+    by_id: HashMap<Uuid, String>,
+}
+
+impl ClusterState {
+    fn reindex(&mut self) {
+        self.by_id = self
+            .topics
+            .values()
+            .map(|t| (t.id, t.name.clone()))
+            .collect();
+    }
+
+    pub fn topic(&self, name: &str) -> Option<&Arc<TopicMeta>> {
+        self.topics.get(name)
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&Arc<TopicMeta>> {
+        self.by_id.get(id).and_then(|n| self.topics.get(n))
+    }
+
+    /// Partition counts per shard, for least-loaded placement.
+    pub fn shard_load(&self, shards: usize) -> Vec<usize> {
+        let mut load = vec![0; shards];
+        for t in self.topics.values() {
+            for p in &t.partitions {
+                if let Some(l) = load.get_mut(p.shard as usize) {
+                    *l += 1;
+                }
+            }
+        }
+        load
+    }
+}
+
+pub struct MetadataStore {
+    path: PathBuf,
+    current: RwLock<Arc<ClusterState>>,
+}
+
+impl MetadataStore {
+    pub fn load_or_init(data_dir: &Path, shards: usize) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let path = data_dir.join(METADATA_FILE);
+        let mut state = if path.exists() {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_slice::<ClusterState>(&bytes)
+                .with_context(|| format!("{} is not valid cluster metadata", path.display()))?
+        } else {
+            ClusterState {
+                cluster_id: new_cluster_id(),
+                ..Default::default()
+            }
+        };
+        for t in state.topics.values() {
+            if let Some(p) = t.partitions.iter().find(|p| p.shard as usize >= shards) {
+                anyhow::bail!(
+                    "topic {} has a partition on shard {} but only {shards} shards are configured; \
+                     start with --shards {} or more (shard count cannot shrink yet)",
+                    t.name,
+                    p.shard,
+                    p.shard + 1
+                );
+            }
+        }
+        state.reindex();
+        let store = Self {
+            path,
+            current: RwLock::new(Arc::new(state)),
+        };
+        store.persist(&store.snapshot())?;
+        Ok(store)
+    }
+
+    pub fn snapshot(&self) -> Arc<ClusterState> {
+        self.current.read().expect("metadata lock").clone()
+    }
+
+    /// Change the metadata durably. Call only from the controller shard, so
+    /// that updates never race each other.
+    pub fn update<R>(
+        &self,
+        f: impl FnOnce(&mut ClusterState) -> Result<R, String>,
+    ) -> Result<R, String> {
+        let mut next = (*self.snapshot()).clone();
+        let out = f(&mut next)?;
+        next.reindex();
+        let next = Arc::new(next);
+        self.persist(&next)
+            .map_err(|e| format!("persisting metadata: {e:#}"))?;
+        *self.current.write().expect("metadata lock") = next;
+        Ok(out)
+    }
+
+    fn persist(&self, state: &ClusterState) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(state)?;
+        write_durably(&self.path, &bytes)
+    }
+}
+
+fn write_durably(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn new_cluster_id() -> String {
+    // Kafka cluster ids are 22 characters of URL-safe base64 of a UUID.
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let v = Uuid::new_v4().as_u128();
+    (0..22)
+        .map(|i| ALPHABET[((v >> (i * 6)) & 63) as usize] as char)
+        .collect()
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name '{name}' is not allowed"));
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "topic name is {} characters; the limit is 249",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("topic name '{name}' contains '{c}'; allowed are ASCII letters, digits, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+/// Directory of a partition's log under the data dir (as Kafka: topic-N).
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_eu-west").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("has space").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn metadata_persists_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetadataStore::load_or_init(dir.path(), 2).unwrap();
+        let id = store.snapshot().cluster_id.clone();
+        assert_eq!(id.len(), 22);
+        store
+            .update(|s| {
+                s.topics.insert(
+                    "a".into(),
+                    Arc::new(TopicMeta {
+                        name: "a".into(),
+                        id: Uuid::new_v4(),
+                        partitions: vec![PartitionMeta {
+                            shard: 1,
+                            leader_epoch: 0,
+                        }],
+                        configs: BTreeMap::new(),
+                    }),
+                );
+                Ok(())
+            })
+            .unwrap();
+        let again = MetadataStore::load_or_init(dir.path(), 2).unwrap();
+        let snap = again.snapshot();
+        assert_eq!(snap.cluster_id, id);
+        let t = snap.topic("a").unwrap();
+        assert_eq!(snap.topic_by_id(&t.id).unwrap().name, "a");
+        assert_eq!(snap.shard_load(2), vec![0, 1]);
+        assert!(
+            MetadataStore::load_or_init(dir.path(), 1).is_err(),
+            "shrinking shards is refused"
+        );
+    }
+}

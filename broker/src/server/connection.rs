@@ -1,0 +1,66 @@
+//! One client connection: read frames, handle several requests at once
+//! (clients pipeline up to `max.in.flight`), write responses strictly in
+//! request order.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+use glommio::Task;
+
+use super::frame::read_frame;
+use crate::handlers::{self, Reply};
+use crate::shard_state::ShardState;
+
+pub async fn serve(state: Rc<ShardState>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.split();
+    let mut reader = BufReader::with_capacity(64 << 10, reader);
+    let (tx, rx) =
+        local_channel::new_bounded::<Task<Reply>>(state.config.max_in_flight_per_connection);
+
+    let writer_task = glommio::spawn_local(async move {
+        let mut out = BytesMut::new();
+        while let Some(pending) = rx.recv().await {
+            match pending.await {
+                Reply::Frame(body) => {
+                    out.clear();
+                    out.put_u32(body.len() as u32);
+                    out.extend_from_slice(&body);
+                    if writer.write_all(&out).await.is_err() {
+                        break;
+                    }
+                }
+                Reply::None => {}
+                Reply::Close(why) => {
+                    tracing::warn!("closing connection from {peer}: {why}");
+                    break;
+                }
+            }
+        }
+        let _ = writer.close().await;
+    });
+
+    let max = state.config.socket_request_max_bytes;
+    loop {
+        let frame: Bytes = match read_frame(&mut reader, max).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("closing connection from {peer}: {e}");
+                break;
+            }
+        };
+        let st = state.clone();
+        let task =
+            glommio::spawn_local(async move { handlers::handle_frame(&st, frame, peer).await });
+        if tx.send(task).await.is_err() {
+            break; // the writer stopped (error or Close): stop reading too
+        }
+    }
+    drop(tx);
+    writer_task.await;
+}

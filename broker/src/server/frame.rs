@@ -1,0 +1,83 @@
+//! Kafka framing: a 4-byte big-endian size, then that many bytes.
+
+use bytes::{Bytes, BytesMut};
+use futures::io::{AsyncRead, AsyncReadExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame size {size} is outside 1..={max} bytes (socket_request_max_bytes)")]
+    BadSize { size: i64, max: usize },
+    #[error("connection closed in the middle of a {0}-byte frame")]
+    Truncated(usize),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Read one frame; `Ok(None)` when the peer closed cleanly between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<Bytes>, FrameError> {
+    let mut size_buf = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = r.read(&mut size_buf[got..]).await?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated(4))
+            };
+        }
+        got += n;
+    }
+    let size = i32::from_be_bytes(size_buf) as i64;
+    if size <= 0 || size as u64 > max as u64 {
+        return Err(FrameError::BadSize { size, max });
+    }
+    let size = size as usize;
+    let mut body = BytesMut::zeroed(size);
+    let mut filled = 0;
+    while filled < size {
+        let n = r.read(&mut body[filled..]).await?;
+        if n == 0 {
+            return Err(FrameError::Truncated(size));
+        }
+        filled += n;
+    }
+    Ok(Some(body.freeze()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        futures::executor::block_on(f)
+    }
+
+    #[test]
+    fn frames_and_bad_sizes() {
+        let mut input: &[u8] = &[0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 2, b'x'];
+        assert_eq!(
+            &run(read_frame(&mut input, 100)).unwrap().unwrap()[..],
+            b"abc"
+        );
+        assert!(matches!(
+            run(read_frame(&mut input, 100)),
+            Err(FrameError::Truncated(2))
+        ));
+        let mut empty: &[u8] = &[];
+        assert!(run(read_frame(&mut empty, 100)).unwrap().is_none());
+        let mut huge: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            run(read_frame(&mut huge, 100)),
+            Err(FrameError::BadSize { .. })
+        ));
+        let mut negative: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+        assert!(matches!(
+            run(read_frame(&mut negative, 100)),
+            Err(FrameError::BadSize { size: -1, .. })
+        ));
+    }
+}

@@ -1,0 +1,120 @@
+//! Start-up and shutdown: the shards, their listeners, background work.
+
+pub mod connection;
+pub mod frame;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::future::{select, Either};
+use glommio::net::TcpListener;
+use shard::mesh::{Inbox, Mesh};
+use shard::runtime::{run_shards, RuntimeConfig};
+
+use crate::config::BrokerConfig;
+use crate::metadata::MetadataStore;
+use crate::shard_state::ShardState;
+
+/// Run a broker until SIGINT/SIGTERM.
+pub fn run(config: BrokerConfig) -> Result<()> {
+    let config = Arc::new(config);
+    let metadata = Arc::new(MetadataStore::load_or_init(
+        &config.data_dir,
+        config.shards,
+    )?);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handlers")?;
+    }
+    let (mesh, inboxes) = Mesh::<ShardState>::new(config.shards);
+    let inboxes: Arc<Mutex<Vec<Option<Inbox<ShardState>>>>> =
+        Arc::new(Mutex::new(inboxes.into_iter().map(Some).collect()));
+    let listening = Arc::new(AtomicUsize::new(0));
+    let rt = RuntimeConfig {
+        shards: config.shards,
+        io_memory: config.io_memory_bytes,
+        pin: config.pin_shards,
+    };
+    run_shards(&rt, move |id| {
+        let inbox = inboxes.lock().expect("inbox lock")[id]
+            .take()
+            .expect("each shard starts once");
+        shard_main(
+            id,
+            config.clone(),
+            metadata.clone(),
+            mesh.clone(),
+            inbox,
+            shutdown.clone(),
+            listening.clone(),
+        )
+    })?;
+    println!("shardline stopped cleanly");
+    Ok(())
+}
+
+async fn shard_main(
+    id: usize,
+    config: Arc<BrokerConfig>,
+    metadata: Arc<MetadataStore>,
+    mesh: Mesh<ShardState>,
+    inbox: Inbox<ShardState>,
+    shutdown: Arc<AtomicBool>,
+    listening: Arc<AtomicUsize>,
+) -> Result<()> {
+    let state = std::rc::Rc::new(ShardState::new(id, config.clone(), metadata, mesh));
+    glommio::spawn_local(inbox.serve(state.clone())).detach();
+    let opened = state
+        .open_owned_partitions()
+        .await
+        .with_context(|| format!("shard {id}: recovering partitions"))?;
+    tracing::info!("shard {id}: {opened} partition(s) open");
+    let listener = TcpListener::bind(config.listen)
+        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+    if listening.fetch_add(1, Ordering::SeqCst) + 1 == config.shards {
+        let (host, port) = config.advertised();
+        println!(
+            "shardline listening on {} (advertised {host}:{port}); shards: {}; data dir: {}; durability: log_flush = {}",
+            config.listen,
+            config.shards,
+            config.data_dir.display(),
+            config.flush_mode_name()
+        );
+    }
+    glommio::spawn_local(crate::background::run(state.clone())).detach();
+
+    {
+        let accept = async {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        let peer = stream
+                            .peer_addr()
+                            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+                        glommio::spawn_local(connection::serve(state.clone(), stream, peer))
+                            .detach();
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        };
+        let stop = async {
+            while !shutdown.load(Ordering::Relaxed) {
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        futures::pin_mut!(accept, stop);
+        if let Either::Left(_) = select(accept, stop).await {
+            unreachable!("the accept loop never ends");
+        }
+    }
+    drop(listener);
+    state.close_all().await;
+    tracing::info!("shard {id}: logs flushed and closed");
+    Ok(())
+}
