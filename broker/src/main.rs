@@ -1,5 +1,6 @@
 //! `shardline`: a Kafka-wire-compatible broker, thread-per-core.
 
+mod alloc_guard;
 mod background;
 mod config;
 mod controller;
@@ -17,6 +18,9 @@ use clap::{Parser, Subcommand};
 use shard::log::FlushMode;
 
 use crate::config::BrokerConfig;
+
+#[global_allocator]
+static ALLOCATOR: alloc_guard::GuardedAllocator = alloc_guard::GuardedAllocator;
 
 #[derive(Parser)]
 #[command(
