@@ -54,7 +54,7 @@ pub fn validate_new_topic(state: &ShardState, t: &NewTopic) -> Result<i32, Admin
     } else {
         t.partitions
     };
-    if partitions < 1 || partitions > MAX_PARTITIONS_PER_TOPIC {
+    if !(1..=MAX_PARTITIONS_PER_TOPIC).contains(&partitions) {
         return Err(AdminError::new(
             ResponseError::InvalidPartitions,
             format!("partition count must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, not {partitions}"),

@@ -51,13 +51,11 @@ where
         })
     });
     let mut out: Vec<Option<O>> = (0..n).map(|_| None).collect();
-    for result in join_all(calls).await {
-        // A shard that is gone (shutdown) leaves defaults, which callers
-        // turn into an error code.
-        if let Ok(outs) = result {
-            for (i, o) in outs {
-                out[i] = Some(o);
-            }
+    // A shard that is gone (shutdown) leaves defaults, which callers turn
+    // into an error code.
+    for outs in join_all(calls).await.into_iter().flatten() {
+        for (i, o) in outs {
+            out[i] = Some(o);
         }
     }
     out.into_iter().map(Option::unwrap_or_default).collect()

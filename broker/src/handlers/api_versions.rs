@@ -38,9 +38,10 @@ pub fn unsupported_version_reply(correlation_id: i32) -> Bytes {
         .with_api_keys(api_list())
         .with_finalized_features_epoch(-1);
     let mut out = BytesMut::new();
+    out.put_i32(0); // size prefix, filled in by finish_frame
     out.put_i32(correlation_id);
     body.encode(&mut out, 0).expect("v0 ApiVersions encodes");
-    out.freeze()
+    super::finish_frame(out)
 }
 
 pub fn is_api_versions(key: ApiKey) -> bool {

@@ -18,9 +18,3 @@ pub fn log_error_code(e: &LogError) -> i16 {
     };
     err.code()
 }
-
-pub const NONE: i16 = 0;
-
-pub fn code(e: ResponseError) -> i16 {
-    e.code()
-}

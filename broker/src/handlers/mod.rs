@@ -17,7 +17,7 @@ pub mod producer_id;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -25,7 +25,7 @@ use crate::shard_state::ShardState;
 
 /// What goes back on the connection for one request.
 pub enum Reply {
-    /// A response frame body (header and message, without the size prefix).
+    /// A complete response frame: size prefix, header, message.
     Frame(Bytes),
     /// No response (Produce with acks=0).
     None,
@@ -57,7 +57,8 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 pub struct RequestContext {
     pub api_key: ApiKey,
     pub version: i16,
-    pub header: RequestHeader,
+    /// Who sent it, for log lines.
+    pub client_id: String,
     pub peer: SocketAddr,
 }
 
@@ -95,10 +96,15 @@ pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr
         Ok(r) => r,
         Err(e) => return Reply::Close(format!("malformed {api_key:?} v{version} request: {e:#}")),
     };
+    let client_id = header
+        .client_id
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default();
     let ctx = RequestContext {
         api_key,
         version,
-        header,
+        client_id,
         peer,
     };
     let response = match dispatch(state, &ctx, request).await {
@@ -111,6 +117,9 @@ pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr
 
 fn encode_response(ctx: &RequestContext, correlation_id: i32, response: ResponseKind) -> Reply {
     let mut out = BytesMut::with_capacity(256);
+    // Room for the frame's size prefix, filled in below, so the connection
+    // writes this buffer as is.
+    out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     // ApiVersions always answers with header v0, whatever its version.
     let header_version = if ctx.api_key == ApiKey::ApiVersions {
@@ -123,13 +132,22 @@ fn encode_response(ctx: &RequestContext, correlation_id: i32, response: Response
     }
     if let Err(e) = response.encode(&mut out, ctx.version) {
         tracing::error!(
-            "encoding {:?} v{} response: {e:#}",
+            "encoding {:?} v{} response for client '{}' at {}: {e:#}",
             ctx.api_key,
-            ctx.version
+            ctx.version,
+            ctx.client_id,
+            ctx.peer
         );
         return Reply::Close(format!("could not encode the {:?} response", ctx.api_key));
     }
-    Reply::Frame(out.freeze())
+    Reply::Frame(finish_frame(out))
+}
+
+/// Fill in the size prefix of a frame built after 4 reserved bytes.
+pub fn finish_frame(mut out: BytesMut) -> Bytes {
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    out.freeze()
 }
 
 /// Run the handler for one decoded request. `Ok(None)`: send nothing.

@@ -90,7 +90,7 @@ pub async fn handle(
     for t in &req.topic_data {
         let topic = t.name.0.to_string();
         for p in &t.partition_data {
-            let outcome = if !matches!(acks, -1 | 0 | 1) {
+            let outcome = if !(-1..=1).contains(&acks) {
                 Err(PartitionResult::error(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks={acks} is not -1, 0 or 1"),

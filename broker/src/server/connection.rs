@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
@@ -23,14 +23,10 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream, peer: SocketAddr) {
         local_channel::new_bounded::<Task<Reply>>(state.config.max_in_flight_per_connection);
 
     let writer_task = glommio::spawn_local(async move {
-        let mut out = BytesMut::new();
         while let Some(pending) = rx.recv().await {
             match pending.await {
-                Reply::Frame(body) => {
-                    out.clear();
-                    out.put_u32(body.len() as u32);
-                    out.extend_from_slice(&body);
-                    if writer.write_all(&out).await.is_err() {
+                Reply::Frame(frame) => {
+                    if writer.write_all(&frame).await.is_err() {
                         break;
                     }
                 }

@@ -630,8 +630,8 @@ impl PartitionLog {
             let written = inner.written_offset;
             inner.cache.trim(config.tail_cache_bytes, written);
         }
-        self.sync_if_due(self.config.borrow().flush_mode == FlushMode::Batch)
-            .await?;
+        let force = self.config.borrow().flush_mode == FlushMode::Batch;
+        self.sync_if_due(force).await?;
         self.progress_signal.notify_all();
         Ok(())
     }
