@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::future::{select, select_all, Either};
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
 use shard::record;
 
 use super::errors::log_error_code;
+use super::fetch_encode::{self, PartitionOut, TopicOut};
 use super::RequestContext;
 use crate::routing::{owner, scatter};
 use crate::shard_state::ShardState;
@@ -52,7 +51,8 @@ pub async fn handle(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
     req: FetchRequest,
-) -> FetchResponse {
+    correlation_id: i32,
+) -> Vec<Bytes> {
     let snap = state.metadata.snapshot();
     let mut wanted = Vec::new();
     for t in &req.topics {
@@ -119,8 +119,7 @@ pub async fn handle(
     // partition is returned whole so a consumer can always progress (KIP-74).
     let mut budget = max_bytes;
     let mut first = true;
-    let mut resp = FetchResponse::default().with_session_id(0);
-    let mut current: Option<FetchableTopicResponse> = None;
+    let mut topics: Vec<TopicOut> = Vec::new();
     for (w, mut r) in wanted.into_iter().zip(reads) {
         let size = r.bytes();
         if size > 0 {
@@ -131,58 +130,44 @@ pub async fn handle(
                 first = false;
             }
         }
-        let records = encode_records(ctx.version, r.batches);
-        let pd = PartitionData::default()
-            .with_partition_index(w.partition)
-            .with_error_code(r.error)
-            .with_high_watermark(r.high_watermark)
-            .with_last_stable_offset(r.high_watermark)
-            .with_log_start_offset(r.log_start_offset)
-            .with_aborted_transactions(if ctx.version >= 4 { Some(vec![]) } else { None })
-            .with_records(Some(records));
-        let same_topic = current
-            .as_ref()
-            .is_some_and(|c| c.topic.0.as_str() == w.topic && c.topic_id == w.topic_id);
-        if !same_topic {
-            if let Some(done) = current.take() {
-                resp.responses.push(done);
+        let partition = PartitionOut {
+            partition: w.partition,
+            error_code: r.error,
+            high_watermark: r.high_watermark,
+            last_stable_offset: r.high_watermark,
+            log_start_offset: r.log_start_offset,
+            records: records_for(ctx.version, r.batches),
+        };
+        match topics.last_mut() {
+            Some(t) if t.name == w.topic && t.topic_id == w.topic_id => {
+                t.partitions.push(partition)
             }
-            current = Some(
-                FetchableTopicResponse::default()
-                    .with_topic(TopicName(StrBytes::from_string(w.topic.clone())))
-                    .with_topic_id(w.topic_id),
-            );
+            _ => topics.push(TopicOut {
+                name: w.topic,
+                topic_id: w.topic_id,
+                partitions: vec![partition],
+            }),
         }
-        current.as_mut().expect("set above").partitions.push(pd);
     }
-    if let Some(done) = current {
-        resp.responses.push(done);
-    }
-    resp
+    fetch_encode::encode(ctx.version, correlation_id, topics)
 }
 
-/// Concatenate the batches; Fetch v0–v3 clients get magic 0/1 message sets.
-fn encode_records(version: i16, batches: Vec<Bytes>) -> Bytes {
-    let joined = match batches.len() {
-        0 => Bytes::new(),
-        1 => batches.into_iter().next().expect("one"),
-        _ => {
-            let mut buf = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
-            for b in &batches {
-                buf.extend_from_slice(b);
-            }
-            buf.freeze()
-        }
-    };
-    if version > 3 || joined.is_empty() {
-        return joined;
+/// Fetch v4+ clients get the stored batches as they are; v0–v3 clients get
+/// them down-converted to magic 0/1 message sets.
+fn records_for(version: i16, batches: Vec<Bytes>) -> Vec<Bytes> {
+    if version > 3 || batches.is_empty() {
+        return batches;
+    }
+    let mut joined = BytesMut::with_capacity(batches.iter().map(Bytes::len).sum());
+    for b in &batches {
+        joined.extend_from_slice(b);
     }
     let magic = if version <= 1 { 0 } else { 1 };
     match record::batches_to_message_set(&joined, magic) {
-        Ok(set) => Bytes::from(set),
+        Ok(set) => vec![Bytes::from(set)],
         Err(e) => {
             tracing::error!("down-converting fetched data for a v{version} client: {e}");
-            Bytes::new()
+            vec![]
         }
     }
 }

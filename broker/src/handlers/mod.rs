@@ -9,6 +9,7 @@ pub mod admin_topics;
 pub mod api_versions;
 pub mod errors;
 pub mod fetch;
+pub mod fetch_encode;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -27,6 +28,8 @@ use crate::shard_state::ShardState;
 pub enum Reply {
     /// A complete response frame: size prefix, header, message.
     Frame(Bytes),
+    /// A complete response frame in parts, sent back to back (zero-copy Fetch).
+    Parts(Vec<Bytes>),
     /// No response (Produce with acks=0).
     None,
     /// Close the connection after the responses before this one.
@@ -107,6 +110,10 @@ pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr
         client_id,
         peer,
     };
+    if let RequestKind::Fetch(r) = request {
+        // Fetch is encoded by hand so record bytes are never copied.
+        return Reply::Parts(fetch::handle(state, &ctx, r, correlation_id).await);
+    }
     let response = match dispatch(state, &ctx, request).await {
         Ok(Some(r)) => r,
         Ok(None) => return Reply::None,
@@ -163,7 +170,6 @@ async fn dispatch(
             Some(resp) => ResponseKind::Produce(resp),
             None => return Ok(None),
         },
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(state, ctx, r).await),
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(state, ctx, r).await)
         }

@@ -30,6 +30,18 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream, peer: SocketAddr) {
                         break;
                     }
                 }
+                Reply::Parts(parts) => {
+                    let mut failed = false;
+                    for part in parts {
+                        if writer.write_all(&part).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed {
+                        break;
+                    }
+                }
                 Reply::None => {}
                 Reply::Close(why) => {
                     tracing::warn!("closing connection from {peer}: {why}");
