@@ -140,21 +140,8 @@ impl MetadataStore {
 
     fn persist(&self, state: &ClusterState) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(state)?;
-        write_durably(&self.path, &bytes)
+        Ok(shard::log::index::write_durably(&self.path, &bytes)?)
     }
-}
-
-fn write_durably(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 fn new_cluster_id() -> String {

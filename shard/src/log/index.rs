@@ -175,7 +175,7 @@ fn read_all(path: &Path) -> std::io::Result<Vec<u8>> {
 
 /// Write to a temporary name, fsync, rename: a reader sees the old file or
 /// the whole new one, never half of it.
-pub(crate) fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;

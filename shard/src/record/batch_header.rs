@@ -27,6 +27,9 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Every codec, in id order.
+    pub const ALL: [Compression; 5] = [Self::None, Self::Gzip, Self::Snappy, Self::Lz4, Self::Zstd];
+
     pub fn from_attributes(attributes: i16) -> Option<Self> {
         match attributes & 0x7 {
             0 => Some(Self::None),

@@ -340,13 +340,7 @@ mod tests {
     use crate::record::batch_header::{BatchError, NO_TIMESTAMP};
     use proptest::prelude::*;
 
-    const CODECS: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    const CODECS: [Compression; 5] = Compression::ALL;
 
     fn header(key: &str, value: Option<&'static [u8]>) -> RecordHeader {
         RecordHeader {
