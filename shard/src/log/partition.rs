@@ -1071,7 +1071,8 @@ async fn read_batches(
             at += size;
         }
         if let Some((a, b)) = span {
-            out.push(Bytes::copy_from_slice(&chunk[a..b]));
+            // No copy: the DMA buffer itself travels to the socket.
+            out.push(crate::foreign::dma_bytes(&chunk, a, b - a));
         }
         if done {
             break;
@@ -1093,7 +1094,7 @@ async fn read_batches(
                     break;
                 }
                 total += size;
-                out.push(Bytes::copy_from_slice(&whole));
+                out.push(crate::foreign::dma_bytes(&whole, 0, size));
             }
             pos += size as u64;
             continue;
