@@ -150,27 +150,48 @@ def newest_segment(data_dir, topic):
     return max(mine, key=key)
 
 
-def garbage_for(kind, seg_bytes):
+def batch_chain_end(seg):
+    """Byte position just past the last complete Kafka v2 record batch
+    (baseOffset int64, batchLength int32, ...) in a segment's bytes. The
+    broker may preallocate segments, so the file can be longer than that."""
+    pos = 0
+    while pos + 61 <= len(seg):
+        length = int.from_bytes(seg[pos + 8:pos + 12], "big", signed=True)
+        if length < 49 or pos + 12 + length > len(seg) or seg[pos + 16] != 2:
+            break
+        pos += 12 + length
+    return pos
+
+
+def garbage_for(kind, seg, next_offset):
+    """(position, bytes) of the damage to write into the newest segment."""
     rnd = random.Random(1234)
+    end = batch_chain_end(seg)
+    assert end > 0, "segment does not start with a Kafka v2 record batch"
+    first_len = 12 + int.from_bytes(seg[8:12], "big")
+    first = bytearray(seg[:first_len])
+    first[0:8] = next_offset.to_bytes(8, "big")  # looks like the next batch
     if kind == "half_batch":
-        # The first half of a real batch (valid-looking header, body cut off).
-        first_len = int.from_bytes(seg_bytes[8:12], "big", signed=True) + 12
-        if not (61 <= first_len <= len(seg_bytes)):
-            first_len = min(len(seg_bytes), 200)
-        return seg_bytes[: max(12, first_len // 2)]
+        # A torn write: the first half of a plausible next batch.
+        return end, bytes(first[: first_len // 2])
     if kind == "header_only":
-        # A full 61-byte batch header claiming a large body that is not there.
-        hdr = bytearray(seg_bytes[:61])
+        # A full 61-byte batch header claiming a 1 MB body that is not there.
+        hdr = first[:61]
         hdr[8:12] = (1_000_000).to_bytes(4, "big")
-        return bytes(hdr)
+        return end, bytes(hdr)
+    if kind == "bad_crc":
+        # A complete next batch whose payload got corrupted (CRC mismatch).
+        first[-3] ^= 0xFF
+        return end, bytes(first)
     if kind == "random":
-        return bytes(rnd.getrandbits(8) for _ in range(777))
-    if kind == "zeros":
-        return b"\x00" * 4096
+        return end, bytes(rnd.getrandbits(8) for _ in range(777))
+    if kind == "random_at_eof":
+        # Appended at the physical end of the file (after any preallocation).
+        return len(seg), bytes(rnd.getrandbits(8) for _ in range(777))
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["half_batch", "header_only", "random", "zeros"])
+@pytest.mark.parametrize("kind", ["half_batch", "header_only", "bad_crc", "random", "random_at_eof"])
 def test_torn_tail_recovery(broker_factory, kind):
     b = broker_factory()
     topic = unique_topic(f"torn-{kind.replace('_', '')}")
@@ -185,8 +206,9 @@ def test_torn_tail_recovery(broker_factory, kind):
     seg = newest_segment(b.data_dir, topic)
     seg_bytes = seg.read_bytes()
     assert len(seg_bytes) > 0, f"{seg} is empty although {n} messages were acked"
-    junk = garbage_for(kind, seg_bytes)
-    with open(seg, "ab") as f:
+    pos, junk = garbage_for(kind, seg_bytes, n)
+    with open(seg, "r+b") as f:
+        f.seek(pos)
         f.write(junk)
         f.flush()
         os.fsync(f.fileno())
