@@ -1,18 +1,35 @@
-//! Per-shard background work, off the request path: retention (and, for
-//! compacted topics, cleaning). One partition at a time, yielding between
-//! them so a shard with many partitions never stalls its requests.
+//! Per-shard background work, off the request path: retention, and cleaning
+//! of compacted topics. One partition at a time, yielding between them so a
+//! shard with many partitions never stalls its requests.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::shard_state::ShardState;
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 pub async fn run(state: Rc<ShardState>) {
     let interval = Duration::from_millis(state.config.log_retention_check_interval_ms.max(100));
     loop {
         glommio::timer::sleep(interval).await;
         for ((topic, partition), log) in state.local_logs() {
-            if let Err(e) = log.enforce_retention().await {
+            let config = log.config();
+            if config.cleanup_compact {
+                // Compaction applies retention itself for compact,delete.
+                match log.compact(now_ms()).await {
+                    Ok(stats) if !stats.skipped => {
+                        tracing::info!("compacted {topic}-{partition}: {stats:?}")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("compacting {topic}-{partition}: {e}"),
+                }
+            } else if let Err(e) = log.enforce_retention().await {
                 tracing::warn!("retention of {topic}-{partition}: {e}");
             }
             glommio::yield_if_needed().await;

@@ -18,7 +18,9 @@ use futures::StreamExt;
 use glommio::io::ReadResult;
 
 /// A `ReadResult` on its way back home to be dropped.
-struct Homeward(ReadResult);
+struct Homeward {
+    _buf: ReadResult,
+}
 // SAFETY: a `Homeward` is only moved through the channel and dropped by the
 // home shard's reclaim task; nothing touches its `Rc` on the way.
 unsafe impl Send for Homeward {}
@@ -68,7 +70,7 @@ impl Drop for ForeignBuf {
         let buf = unsafe { ManuallyDrop::take(&mut self.buf) };
         if std::thread::current().id() == self.home {
             drop(buf);
-        } else if let Err(e) = self.reclaim.unbounded_send(Homeward(buf)) {
+        } else if let Err(e) = self.reclaim.unbounded_send(Homeward { _buf: buf }) {
             // The home shard is gone (shutdown): its executor is finished, so
             // leaking this one buffer is the only safe choice.
             std::mem::forget(e.into_inner());

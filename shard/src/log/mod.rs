@@ -1,5 +1,6 @@
 //! The partition log: segmented, append-only, direct I/O, CRC-checked.
 
+pub mod compaction;
 pub mod config;
 pub mod direct_io;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod producer_state;
 pub mod segment;
 pub mod tail_cache;
 
+pub use compaction::CompactionStats;
 pub use config::{FlushMode, LogConfig};
 pub use error::LogError;
 pub use partition::{AckLevel, AppendInfo, LogOffsets, PartitionLog, ReadOutcome};

@@ -109,15 +109,15 @@ struct WriteJob {
     last_offset: i64,
 }
 
-struct Inner {
-    segments: BTreeMap<i64, Segment>,
-    next_offset: i64,
+pub(super) struct Inner {
+    pub(super) segments: BTreeMap<i64, Segment>,
+    pub(super) next_offset: i64,
     log_start_offset: i64,
-    cache: TailCache,
+    pub(super) cache: TailCache,
     active: PendingWrite,
     sealing: VecDeque<SealJob>,
     /// Offsets below this are written to the device.
-    written_offset: i64,
+    pub(super) written_offset: i64,
     /// Offsets below this are covered by an fdatasync.
     synced_offset: i64,
     unsynced_bytes: u64,
@@ -128,10 +128,11 @@ struct Inner {
 }
 
 pub struct PartitionLog {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     name: String,
     config: RefCell<LogConfig>,
-    inner: RefCell<Inner>,
+    pub(super) inner: RefCell<Inner>,
+    pub(super) cleaner: RefCell<super::compaction::CleanerState>,
     /// Serialises appends with segment rolls (which await file creation).
     append_lock: Semaphore,
     /// New data appended: wakes fetch long-polls.
@@ -160,6 +161,7 @@ impl PartitionLog {
     /// flusher task on the current shard.
     pub async fn open(dir: PathBuf, name: String, config: LogConfig) -> Result<Rc<Self>, LogError> {
         super::direct_io::prepare_dir(&dir).await?;
+        super::compaction::recover_leftovers(&dir).await?;
         let mut bases: Vec<i64> = std::fs::read_dir(&dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| parse_segment_base(e.file_name().to_str()?))
@@ -248,6 +250,7 @@ impl PartitionLog {
                 leader_epoch: 0,
                 storage_error: None,
             }),
+            cleaner: RefCell::default(),
             append_lock: Semaphore::new(1),
             data_signal: Signal::new(),
             flush_signal: Signal::new(),

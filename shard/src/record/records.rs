@@ -8,7 +8,8 @@
 use bytes::{BufMut, Bytes};
 
 use super::batch_header::{
-    BatchView, Compression, BATCH_HEADER_LEN, CRC_START, LOG_OVERHEAD, NO_PRODUCER_ID, NO_SEQUENCE,
+    BatchError, BatchView, Compression, BATCH_HEADER_LEN, CRC_START, LOG_OVERHEAD, NO_PRODUCER_ID,
+    NO_SEQUENCE,
 };
 use super::compression::{compress, decompress};
 use super::error::RecordError;
@@ -190,6 +191,8 @@ pub struct BatchBuilder {
     base_timestamp: i64,
     max_timestamp: i64,
     record_count: usize,
+    /// Offset delta of the last record appended (-1 before any).
+    last_offset_delta: i32,
     /// The encoded records, uncompressed.
     body: Vec<u8>,
 }
@@ -212,6 +215,7 @@ impl BatchBuilder {
             base_timestamp: 0,
             max_timestamp: i64::MIN,
             record_count: 0,
+            last_offset_delta: -1,
             body: Vec::new(),
         }
     }
@@ -268,6 +272,36 @@ impl BatchBuilder {
     ) -> Result<(), RecordError> {
         let offset_delta = i32::try_from(self.record_count)
             .map_err(|_| RecordError::TooManyRecords(self.record_count))?;
+        self.push_record(offset_delta, timestamp, key, value, headers)
+    }
+
+    /// Append a record at an explicit `offset_delta` from the base offset,
+    /// leaving gaps (as log compaction does: surviving records keep their
+    /// offsets). Deltas must grow strictly; the batch's last offset delta is
+    /// the last one appended. Do not mix with [`append`](Self::append)
+    /// after a gap.
+    pub fn append_with_offset_delta(
+        &mut self,
+        offset_delta: i32,
+        timestamp: i64,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: Vec<RecordHeader>,
+    ) -> Result<(), RecordError> {
+        if offset_delta <= self.last_offset_delta {
+            return Err(BatchError::InvalidOffsetDelta(offset_delta).into());
+        }
+        self.push_record(offset_delta, timestamp, key, value, headers)
+    }
+
+    fn push_record(
+        &mut self,
+        offset_delta: i32,
+        timestamp: i64,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        headers: Vec<RecordHeader>,
+    ) -> Result<(), RecordError> {
         if self.record_count == 0 {
             self.base_timestamp = timestamp;
         }
@@ -287,6 +321,7 @@ impl BatchBuilder {
         self.body.extend_from_slice(&record);
         self.max_timestamp = self.max_timestamp.max(timestamp);
         self.record_count += 1;
+        self.last_offset_delta = offset_delta;
         Ok(())
     }
 
@@ -319,7 +354,7 @@ impl BatchBuilder {
         out.put_i8(2); // magic
         out.put_u32(0); // CRC, filled in below
         out.put_i16(self.attributes());
-        out.put_i32((self.record_count - 1) as i32); // last offset delta
+        out.put_i32(self.last_offset_delta);
         out.put_i64(self.base_timestamp);
         out.put_i64(self.max_timestamp);
         out.put_i64(self.producer_id);
@@ -466,6 +501,41 @@ mod tests {
             .unwrap()
             .iter()
             .all(|r| r.timestamp_delta == 0));
+    }
+
+    #[test]
+    fn explicit_offset_deltas_leave_gaps() {
+        for codec in CODECS {
+            let mut builder = BatchBuilder::new(codec).base_offset(100).producer(5, 1, 40);
+            for (delta, ts) in [(1, 2_000), (4, 1_500), (9, 2_500)] {
+                let key = Some(Bytes::from(format!("k{delta}")));
+                builder
+                    .append_with_offset_delta(delta, ts, key, None, vec![])
+                    .unwrap();
+            }
+            assert!(builder
+                .append_with_offset_delta(9, 0, None, None, vec![])
+                .is_err());
+            let bytes = builder.build().unwrap();
+            let view = BatchView::parse_verified(&bytes).unwrap();
+            assert_eq!(view.compression(), codec);
+            assert_eq!((view.record_count(), view.last_offset_delta()), (3, 9));
+            assert_eq!((view.base_offset(), view.last_offset()), (100, 109));
+            assert_eq!(
+                (view.base_timestamp(), view.max_timestamp()),
+                (2_000, 2_500)
+            );
+            assert_eq!(view.last_sequence(), 49);
+            let records = decode_records(&view).unwrap();
+            let deltas: Vec<i32> = records.iter().map(|r| r.offset_delta).collect();
+            assert_eq!(deltas, [1, 4, 9]);
+            assert_eq!(view.base_timestamp() + records[1].timestamp_delta, 1_500);
+            assert!(records.iter().all(|r| r.value.is_none()));
+        }
+        let mut builder = BatchBuilder::new(Compression::None);
+        assert!(builder
+            .append_with_offset_delta(-1, 0, None, None, vec![])
+            .is_err());
     }
 
     #[test]
