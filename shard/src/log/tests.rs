@@ -506,3 +506,34 @@ fn acks_zero_returns_before_the_write_and_the_data_is_still_readable() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn corrupt_or_missing_index_files_are_rebuilt() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = open(&path, small_config()).await;
+        let mut expected = Vec::new();
+        for i in 0..300u64 {
+            let info = log
+                .append(batch(2, 1000 + i as i64, i), AckLevel::Durable)
+                .await
+                .unwrap();
+            expected.push((info.base_offset, info.last_offset));
+        }
+        log.close().await.unwrap();
+        let mut indexes: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "index"))
+            .collect();
+        indexes.sort();
+        assert!(indexes.len() >= 3, "several sealed segments");
+        std::fs::write(&indexes[0], b"garbage").unwrap(); // unreadable
+        std::fs::remove_file(&indexes[1]).unwrap(); // missing
+        let log = open(&path, small_config()).await;
+        assert_eq!(read_all(&log, 0).await, expected);
+        assert!(indexes[1].exists(), "the missing index was written again");
+        log.close().await.unwrap();
+    });
+}
