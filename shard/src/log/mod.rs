@@ -4,16 +4,20 @@ pub mod compaction;
 pub mod config;
 pub mod direct_io;
 pub mod error;
+mod flusher;
 pub mod index;
 pub mod partition;
 pub mod producer_state;
+mod reader;
+mod retention;
 pub mod segment;
 pub mod tail_cache;
 
 pub use compaction::CompactionStats;
 pub use config::{FlushMode, LogConfig};
 pub use error::LogError;
-pub use partition::{AckLevel, AppendInfo, LogOffsets, PartitionLog, ReadOutcome};
+pub use partition::{AckLevel, AppendInfo, LogOffsets, PartitionLog};
+pub use reader::ReadOutcome;
 
 #[cfg(test)]
 mod tests;

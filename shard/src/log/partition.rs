@@ -14,19 +14,19 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use glommio::io::DmaFile;
 use glommio::sync::Semaphore;
 
-use super::config::{FlushMode, LogConfig};
+use super::config::LogConfig;
 use super::error::LogError;
+use super::flusher::{PendingWrite, SealJob};
 use super::producer_state::{BatchSeq, ProducerStates, SeqCheck};
+use super::retention::read_log_start;
 use super::segment::{segment_file_name, Segment};
 use super::tail_cache::{CachedBatch, TailCache};
 use crate::record::{self, BatchView, NO_PRODUCER_ID};
 use crate::signal::Signal;
 
-const PAGE: usize = 4096;
-const LOG_START_FILE: &str = "log-start-offset";
+pub(super) const PAGE: usize = 4096;
 
 /// How far an append must get before `append` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,19 +48,6 @@ pub struct AppendInfo {
     pub duplicate: bool,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct ReadOutcome {
-    pub batches: Vec<Bytes>,
-    pub high_watermark: i64,
-    pub log_start_offset: i64,
-}
-
-impl ReadOutcome {
-    pub fn bytes(&self) -> usize {
-        self.batches.iter().map(Bytes::len).sum()
-    }
-}
-
 /// Offsets of a partition as ListOffsets and DescribeLogDirs see them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogOffsets {
@@ -69,83 +56,43 @@ pub struct LogOffsets {
     pub size_bytes: u64,
 }
 
-/// Unwritten bytes of one segment: the tail of its last partial page, then
-/// everything appended since. `file_pos` is page aligned.
-struct PendingWrite {
-    segment_base: i64,
-    file: Rc<DmaFile>,
-    file_pos: u64,
-    buf: Vec<u8>,
-    dirty: bool,
-    last_offset: i64,
-}
-
-impl PendingWrite {
-    fn new(segment_base: i64, file: Rc<DmaFile>, file_pos: u64, buf: Vec<u8>) -> Self {
-        debug_assert_eq!(file_pos % PAGE as u64, 0);
-        Self {
-            segment_base,
-            file,
-            file_pos,
-            buf,
-            dirty: false,
-            last_offset: -1,
-        }
-    }
-}
-
-/// A segment that has been rolled away from and must be finished on disk.
-struct SealJob {
-    pending: PendingWrite,
-    final_size: u64,
-}
-
-struct WriteJob {
-    segment_base: i64,
-    file: Rc<DmaFile>,
-    pos: u64,
-    data: glommio::io::DmaBuffer,
-    logical_end: u64,
-    last_offset: i64,
-}
-
 pub(super) struct Inner {
     pub(super) segments: BTreeMap<i64, Segment>,
     pub(super) next_offset: i64,
-    log_start_offset: i64,
+    pub(super) log_start_offset: i64,
     pub(super) cache: TailCache,
-    active: PendingWrite,
-    sealing: VecDeque<SealJob>,
+    pub(super) active: PendingWrite,
+    pub(super) sealing: VecDeque<SealJob>,
     /// Offsets below this are written to the device.
     pub(super) written_offset: i64,
     /// Offsets below this are covered by an fdatasync.
-    synced_offset: i64,
-    unsynced_bytes: u64,
-    last_sync: Instant,
-    producers: ProducerStates,
-    leader_epoch: i32,
-    storage_error: Option<String>,
+    pub(super) synced_offset: i64,
+    pub(super) unsynced_bytes: u64,
+    pub(super) last_sync: Instant,
+    pub(super) producers: ProducerStates,
+    pub(super) leader_epoch: i32,
+    pub(super) storage_error: Option<String>,
 }
 
 pub struct PartitionLog {
     pub(super) dir: PathBuf,
-    name: String,
-    config: RefCell<LogConfig>,
+    pub(super) name: String,
+    pub(super) config: RefCell<LogConfig>,
     pub(super) inner: RefCell<Inner>,
     pub(super) cleaner: RefCell<super::compaction::CleanerState>,
     /// Serialises appends with segment rolls (which await file creation).
-    append_lock: Semaphore,
+    pub(super) append_lock: Semaphore,
     /// New data appended: wakes fetch long-polls.
-    data_signal: Signal,
+    pub(super) data_signal: Signal,
     /// Bytes waiting to be written: wakes the flusher.
-    flush_signal: Signal,
+    pub(super) flush_signal: Signal,
     /// Written/synced offsets advanced (or an error happened).
-    progress_signal: Signal,
-    closed: Cell<bool>,
-    flusher_running: Cell<bool>,
+    pub(super) progress_signal: Signal,
+    pub(super) closed: Cell<bool>,
+    pub(super) flusher_running: Cell<bool>,
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -422,7 +369,7 @@ impl PartitionLog {
     }
 
     /// Start a new segment at the log end; the old one is sealed by the flusher.
-    async fn roll(&self) -> Result<(), LogError> {
+    pub(super) async fn roll(&self) -> Result<(), LogError> {
         let (base, preallocate) = {
             let config = self.config.borrow();
             (
@@ -496,29 +443,6 @@ impl PartitionLog {
         }
     }
 
-    async fn wait_durable(&self, last_offset: i64) -> Result<(), LogError> {
-        loop {
-            let notified = self.progress_signal.notified();
-            {
-                let inner = self.inner.borrow();
-                if let Some(err) = &inner.storage_error {
-                    return Err(LogError::Storage(err.clone()));
-                }
-                let reached = match self.config.borrow().flush_mode {
-                    FlushMode::Batch => inner.synced_offset,
-                    FlushMode::Interval => inner.written_offset,
-                };
-                if reached > last_offset {
-                    return Ok(());
-                }
-            }
-            if !self.flusher_running.get() {
-                return Err(LogError::Closed);
-            }
-            notified.await;
-        }
-    }
-
     /// Wait until data past `offset` exists or `timeout` passes (fetch long-poll).
     pub async fn wait_for_data(&self, offset: i64, timeout: Duration) {
         if self.inner.borrow().next_offset > offset || self.closed.get() {
@@ -541,458 +465,6 @@ impl PartitionLog {
         self.inner.borrow().next_offset
     }
 
-    // ---- the flusher -------------------------------------------------
-
-    async fn run_flusher(self: Rc<Self>) {
-        loop {
-            let (seals, active) = self.take_write_work();
-            if seals.is_empty() && active.is_none() {
-                if self.closed.get() {
-                    break;
-                }
-                let notified = self.flush_signal.notified();
-                match self.interval_sync_due() {
-                    Some(due) => {
-                        let _ = glommio::timer::timeout(due, async {
-                            notified.await;
-                            Ok(())
-                        })
-                        .await;
-                        if let Err(e) = self.sync_if_due(false).await {
-                            self.fail(e);
-                            break;
-                        }
-                    }
-                    None => notified.await,
-                }
-                continue;
-            }
-            if let Err(e) = self.execute(seals, active).await {
-                self.fail(e);
-                break;
-            }
-        }
-        self.flusher_running.set(false);
-        self.progress_signal.notify_all();
-    }
-
-    fn fail(&self, e: LogError) {
-        tracing::error!(
-            "{}: write failed, partition is read-only until restart: {e}",
-            self.name
-        );
-        self.inner.borrow_mut().storage_error = Some(e.to_string());
-        self.progress_signal.notify_all();
-    }
-
-    fn take_write_work(&self) -> (Vec<(WriteJob, u64)>, Option<WriteJob>) {
-        let mut inner = self.inner.borrow_mut();
-        let seals = inner
-            .sealing
-            .drain(..)
-            .map(|mut job| {
-                let final_size = job.final_size;
-                (snapshot_pending(&mut job.pending, true), final_size)
-            })
-            .collect();
-        let active = inner
-            .active
-            .dirty
-            .then(|| snapshot_pending(&mut inner.active, false));
-        (seals, active)
-    }
-
-    async fn execute(
-        &self,
-        seals: Vec<(WriteJob, u64)>,
-        active: Option<WriteJob>,
-    ) -> Result<(), LogError> {
-        let mut last_written = None;
-        for (job, final_size) in seals {
-            let file = job.file.clone();
-            let base = job.segment_base;
-            last_written = Some(self.write_job(job).await?.max(last_written.unwrap_or(-1)));
-            file.truncate(final_size).await?;
-            file.fdatasync().await?;
-            let inner = self.inner.borrow();
-            if let Some(seg) = inner.segments.get(&base) {
-                seg.write_indexes(&self.dir)?;
-            }
-            drop(inner);
-            if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
-                seg.sealed = true;
-            }
-        }
-        if let Some(job) = active {
-            last_written = Some(self.write_job(job).await?.max(last_written.unwrap_or(-1)));
-        }
-        if let Some(last) = last_written {
-            let mut inner = self.inner.borrow_mut();
-            inner.written_offset = inner.written_offset.max(last + 1);
-            let config = self.config.borrow();
-            let written = inner.written_offset;
-            inner.cache.trim(config.tail_cache_bytes, written);
-        }
-        let force = self.config.borrow().flush_mode == FlushMode::Batch;
-        self.sync_if_due(force).await?;
-        self.progress_signal.notify_all();
-        Ok(())
-    }
-
-    /// Write one job; returns the last offset it made durable-on-device.
-    async fn write_job(&self, job: WriteJob) -> Result<i64, LogError> {
-        let len = job.data.len();
-        if len == 0 {
-            return Ok(job.last_offset);
-        }
-        let n = job.file.write_at(job.data, job.pos).await?;
-        if n != len {
-            return Err(LogError::Storage(format!(
-                "short write: {n} of {len} bytes"
-            )));
-        }
-        if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&job.segment_base) {
-            seg.written = seg.written.max(job.logical_end);
-        }
-        Ok(job.last_offset)
-    }
-
-    fn interval_sync_due(&self) -> Option<Duration> {
-        let config = self.config.borrow();
-        let inner = self.inner.borrow();
-        if config.flush_mode != FlushMode::Interval || inner.synced_offset >= inner.written_offset {
-            return None;
-        }
-        let interval = Duration::from_millis(config.flush_interval_ms);
-        Some(
-            interval
-                .saturating_sub(inner.last_sync.elapsed())
-                .max(Duration::from_millis(1)),
-        )
-    }
-
-    async fn sync_if_due(&self, force: bool) -> Result<(), LogError> {
-        let (file, target) = {
-            let config = self.config.borrow();
-            let inner = self.inner.borrow();
-            if inner.synced_offset >= inner.written_offset {
-                return Ok(());
-            }
-            let due = force
-                || inner.unsynced_bytes >= config.flush_interval_bytes
-                || inner.last_sync.elapsed() >= Duration::from_millis(config.flush_interval_ms);
-            if !due {
-                return Ok(());
-            }
-            (inner.active.file.clone(), inner.written_offset)
-        };
-        file.fdatasync().await?;
-        let mut inner = self.inner.borrow_mut();
-        inner.synced_offset = inner.synced_offset.max(target);
-        inner.unsynced_bytes = 0;
-        inner.last_sync = Instant::now();
-        Ok(())
-    }
-
-    /// Stop accepting appends, write and sync everything, end the flusher.
-    pub async fn close(&self) -> Result<(), LogError> {
-        self.closed.set(true);
-        self.flush_signal.notify_all();
-        self.data_signal.notify_all();
-        while self.flusher_running.get() {
-            let notified = self.progress_signal.notified();
-            if !self.flusher_running.get() {
-                break;
-            }
-            notified.await;
-        }
-        let (file, size) = {
-            let inner = self.inner.borrow();
-            (
-                inner.active.file.clone(),
-                inner.segments.values().next_back().map_or(0, |s| s.size),
-            )
-        };
-        if self.inner.borrow().storage_error.is_none() {
-            // A clean shutdown leaves the active segment at its exact size.
-            file.truncate(size).await?;
-            file.fdatasync().await?;
-        }
-        if let Some(err) = &self.inner.borrow().storage_error {
-            return Err(LogError::Storage(err.clone()));
-        }
-        Ok(())
-    }
-
-    // ---- reads -------------------------------------------------------
-
-    /// Batches from `offset` on, at most about `max_bytes` (the first batch
-    /// whole). `offset == log end` gives an empty result.
-    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
-        let mut at = offset;
-        loop {
-            let plan = {
-                let inner = self.inner.borrow();
-                if offset < inner.log_start_offset || offset > inner.next_offset {
-                    return Err(LogError::OffsetOutOfRange {
-                        offset,
-                        log_start: inner.log_start_offset,
-                        log_end: inner.next_offset,
-                    });
-                }
-                let mut out = ReadOutcome {
-                    batches: Vec::new(),
-                    high_watermark: inner.next_offset,
-                    log_start_offset: inner.log_start_offset,
-                };
-                if at >= inner.next_offset {
-                    return Ok(out);
-                }
-                if inner.cache.first_offset().is_some_and(|first| at >= first) {
-                    out.batches = inner.cache.read(at, max_bytes);
-                    return Ok(out);
-                }
-                let Some((&base, seg)) = inner
-                    .segments
-                    .range(..=at)
-                    .next_back()
-                    .or_else(|| inner.segments.iter().next())
-                else {
-                    return Ok(out);
-                };
-                let start = seg.index.lookup(at.saturating_sub(base).max(0) as u32) as u64;
-                let next_base = inner.segments.range(base + 1..).next().map(|(b, _)| *b);
-                (out, seg.file.clone(), start, seg.written, next_base)
-            };
-            let (mut out, file, start, end, next_base) = plan;
-            let batches = read_batches(&file, start, end, at, max_bytes).await?;
-            if !batches.is_empty() {
-                out.batches = batches;
-                return Ok(out);
-            }
-            match next_base {
-                Some(next) if next > at => at = next,
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    /// First offset whose record timestamp is >= `timestamp`, with that
-    /// timestamp (ListOffsets by time); `None` if every record is older.
-    pub async fn offset_for_timestamp(
-        &self,
-        timestamp: i64,
-    ) -> Result<Option<(i64, i64)>, LogError> {
-        let candidates: Vec<_> = {
-            let inner = self.inner.borrow();
-            inner
-                .segments
-                .values()
-                .filter(|s| s.max_timestamp >= timestamp && s.size > 0)
-                .map(|s| {
-                    let rel = s.time_index.lookup(timestamp);
-                    (s.file.clone(), s.index.lookup(rel) as u64, s.written)
-                })
-                .collect()
-        };
-        let log_start = self.inner.borrow().log_start_offset;
-        for (file, start, end) in candidates {
-            let mut pos = start;
-            while pos < end {
-                let chunk = read_batches(&file, pos, end, log_start, 1 << 20).await?;
-                if chunk.is_empty() {
-                    break;
-                }
-                for span in &chunk {
-                    pos += span.len() as u64;
-                    for b in split_batches(span) {
-                        if let Some(found) = first_record_at_or_after(b, timestamp, log_start)? {
-                            return Ok(Some(found));
-                        }
-                    }
-                }
-            }
-        }
-        // Batches not yet on disk are only in the cache.
-        let cached: Vec<Bytes> = {
-            let inner = self.inner.borrow();
-            inner
-                .cache
-                .iter_from(inner.written_offset)
-                .filter(|b| b.max_timestamp >= timestamp)
-                .map(|b| b.bytes.clone())
-                .collect()
-        };
-        for b in cached {
-            if let Some(found) = first_record_at_or_after(&b, timestamp, log_start)? {
-                return Ok(Some(found));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Offset and timestamp of the record with the largest timestamp.
-    pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
-        let inner = self.inner.borrow();
-        inner
-            .segments
-            .values()
-            .filter(|s| s.offset_of_max_timestamp >= inner.log_start_offset)
-            .max_by_key(|s| s.max_timestamp)
-            .map(|s| (s.offset_of_max_timestamp, s.max_timestamp))
-    }
-
-    // ---- deletion ----------------------------------------------------
-
-    /// DeleteRecords: make `offset` the new log start (-1 = high watermark).
-    pub async fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
-        let new_start = {
-            let mut inner = self.inner.borrow_mut();
-            let target = if offset == -1 {
-                inner.next_offset
-            } else {
-                offset
-            };
-            if target < 0 || target > inner.next_offset {
-                return Err(LogError::OffsetOutOfRange {
-                    offset,
-                    log_start: inner.log_start_offset,
-                    log_end: inner.next_offset,
-                });
-            }
-            if target > inner.log_start_offset {
-                inner.log_start_offset = target;
-                inner.cache.drop_before(target);
-            }
-            inner.log_start_offset
-        };
-        write_log_start(&self.dir, new_start)?;
-        self.delete_segments_below(new_start).await;
-        Ok(new_start)
-    }
-
-    /// Remove sealed segments that lie entirely below `offset`.
-    async fn delete_segments_below(&self, offset: i64) {
-        let doomed: Vec<Segment> = {
-            let mut inner = self.inner.borrow_mut();
-            let active_base = inner.active.segment_base;
-            let mut bases: Vec<i64> = Vec::new();
-            let keys: Vec<i64> = inner.segments.keys().copied().collect();
-            for (i, base) in keys.iter().enumerate() {
-                let next = keys.get(i + 1).copied();
-                let sealed_done = inner.segments[base].sealed;
-                if *base != active_base && sealed_done && next.is_some_and(|n| n <= offset) {
-                    bases.push(*base);
-                }
-            }
-            bases
-                .iter()
-                .filter_map(|b| inner.segments.remove(b))
-                .collect()
-        };
-        for seg in doomed {
-            seg.delete_files(&self.dir);
-            let _ = std::fs::remove_file(
-                self.dir
-                    .join(segment_file_name(seg.base_offset, "snapshot")),
-            );
-        }
-    }
-
-    /// Apply `retention.ms` and `retention.bytes`: delete whole sealed
-    /// segments from the front. Rolls an expired active segment first so that
-    /// an idle topic's data still ages out. Returns segments deleted.
-    pub async fn enforce_retention(&self) -> Result<usize, LogError> {
-        let config = self.config();
-        if !config.cleanup_delete {
-            return Ok(0);
-        }
-        let now = now_ms();
-        let expired = |s: &Segment| {
-            config.retention_ms >= 0
-                && s.max_timestamp >= 0
-                && now - s.max_timestamp > config.retention_ms
-        };
-        let roll_active = {
-            let inner = self.inner.borrow();
-            let active = inner.segments.values().next_back().expect("active");
-            active.size > 0 && expired(active)
-        };
-        if roll_active {
-            let _permit = self
-                .append_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| LogError::Closed)?;
-            self.roll().await?;
-            drop(_permit);
-            self.wait_sealed().await?;
-        }
-        let new_start = {
-            let inner = self.inner.borrow();
-            let mut total: i64 = inner.segments.values().map(|s| s.size as i64).sum();
-            let mut new_start = None;
-            let keys: Vec<i64> = inner.segments.keys().copied().collect();
-            for (i, base) in keys.iter().enumerate() {
-                let Some(&next) = keys.get(i + 1) else { break };
-                let seg = &inner.segments[base];
-                if !seg.sealed {
-                    break;
-                }
-                let over_size = config.retention_bytes >= 0
-                    && total - seg.size as i64 >= config.retention_bytes;
-                if !(expired(seg) || over_size) {
-                    break;
-                }
-                total -= seg.size as i64;
-                new_start = Some(next);
-            }
-            new_start
-        };
-        let Some(new_start) = new_start else {
-            return Ok(0);
-        };
-        let before = self.inner.borrow().segments.len();
-        {
-            let mut inner = self.inner.borrow_mut();
-            if new_start > inner.log_start_offset {
-                inner.log_start_offset = new_start;
-                inner.cache.drop_before(new_start);
-            }
-        }
-        write_log_start(&self.dir, new_start)?;
-        self.delete_segments_below(new_start).await;
-        let deleted = before - self.inner.borrow().segments.len();
-        if deleted > 0 {
-            tracing::info!(
-                "{}: retention deleted {deleted} segment(s); log start is now {new_start}",
-                self.name
-            );
-        }
-        Ok(deleted)
-    }
-
-    /// Wait until every rolled segment has been sealed by the flusher.
-    async fn wait_sealed(&self) -> Result<(), LogError> {
-        loop {
-            let notified = self.progress_signal.notified();
-            {
-                let inner = self.inner.borrow();
-                if let Some(err) = &inner.storage_error {
-                    return Err(LogError::Storage(err.clone()));
-                }
-                let active = inner.active.segment_base;
-                if inner.segments.iter().all(|(b, s)| *b == active || s.sealed) {
-                    return Ok(());
-                }
-            }
-            if !self.flusher_running.get() {
-                return Err(LogError::Closed);
-            }
-            notified.await;
-        }
-    }
-
     /// Close the log and delete its directory (DeleteTopics).
     pub async fn destroy(&self) -> Result<(), LogError> {
         let _ = self.close().await;
@@ -1003,146 +475,6 @@ impl PartitionLog {
     pub fn segment_count(&self) -> usize {
         self.inner.borrow().segments.len()
     }
-}
-
-/// Copy the unwritten bytes of `pending` into an aligned buffer and keep
-/// only the last partial page (it is rewritten with the next bytes).
-fn snapshot_pending(pending: &mut PendingWrite, sealing: bool) -> WriteJob {
-    let len = if pending.dirty { pending.buf.len() } else { 0 };
-    let padded = len.div_ceil(PAGE) * PAGE;
-    let mut data = pending.file.alloc_dma_buffer(padded.max(PAGE));
-    let dst = data.as_bytes_mut();
-    dst[..len].copy_from_slice(&pending.buf[..len]);
-    dst[len..].fill(0);
-    data.trim_to_size(padded);
-    let job = WriteJob {
-        segment_base: pending.segment_base,
-        file: pending.file.clone(),
-        pos: pending.file_pos,
-        data,
-        logical_end: pending.file_pos + len as u64,
-        last_offset: pending.last_offset,
-    };
-    if !sealing {
-        let full = len / PAGE * PAGE;
-        pending.buf.drain(..full);
-        pending.file_pos += full as u64;
-        pending.dirty = false;
-    }
-    job
-}
-
-/// Read whole batches from `file[start..end]`, skipping those that end
-/// before `offset`, up to `max_bytes` (the first wanted batch whole).
-async fn read_batches(
-    file: &DmaFile,
-    start: u64,
-    end: u64,
-    offset: i64,
-    max_bytes: usize,
-) -> Result<Vec<Bytes>, LogError> {
-    let mut pos = start;
-    let mut out: Vec<Bytes> = Vec::new();
-    let mut total = 0usize;
-    while pos < end {
-        let want = ((end - pos) as usize).min(max_bytes.max(64 << 10) + 8192);
-        let chunk = file.read_at(pos, want).await?;
-        let mut at = 0usize;
-        let mut span: Option<(usize, usize)> = None;
-        let mut done = false;
-        while at < chunk.len() {
-            let Some(Ok(size)) = record::peek_batch_size(&chunk[at..]) else {
-                break;
-            };
-            if at + size > chunk.len() {
-                break;
-            }
-            let b = BatchView::parse(&chunk[at..at + size])?;
-            if b.last_offset() >= offset {
-                if total > 0 && total + size > max_bytes {
-                    done = true;
-                    break;
-                }
-                total += size;
-                span = Some((span.map_or(at, |s| s.0), at + size));
-                if total >= max_bytes {
-                    at += size;
-                    done = true;
-                    break;
-                }
-            }
-            at += size;
-        }
-        if let Some((a, b)) = span {
-            // No copy: the DMA buffer itself travels to the socket.
-            out.push(crate::foreign::dma_bytes(&chunk, a, b - a));
-        }
-        if done {
-            break;
-        }
-        if at == 0 {
-            // The batch at `pos` is larger than the chunk: read exactly it.
-            let size = match record::peek_batch_size(&chunk) {
-                Some(Ok(size)) if pos + size as u64 <= end => size,
-                _ => {
-                    return Err(LogError::Storage(format!(
-                        "unreadable batch header at byte {pos} of a segment"
-                    )))
-                }
-            };
-            let whole = file.read_at(pos, size).await?;
-            let b = BatchView::parse(&whole)?;
-            if b.last_offset() >= offset {
-                if total > 0 && total + size > max_bytes {
-                    break;
-                }
-                total += size;
-                out.push(crate::foreign::dma_bytes(&whole, 0, size));
-            }
-            pos += size as u64;
-            continue;
-        }
-        pos += at as u64;
-    }
-    Ok(out)
-}
-
-/// The batches of a span read from the log (already validated on append).
-fn split_batches(span: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = span;
-    std::iter::from_fn(move || {
-        let size = record::peek_batch_size(rest)?.ok()?;
-        let (batch, tail) = rest.split_at(size.min(rest.len()));
-        rest = tail;
-        Some(batch)
-    })
-}
-
-fn first_record_at_or_after(
-    batch_bytes: &[u8],
-    timestamp: i64,
-    log_start: i64,
-) -> Result<Option<(i64, i64)>, LogError> {
-    let batch = BatchView::parse(batch_bytes)?;
-    if batch.max_timestamp() < timestamp || batch.is_control() || batch.last_offset() < log_start {
-        return Ok(None);
-    }
-    if batch.is_log_append_time() {
-        return Ok(Some((
-            batch.base_offset().max(log_start),
-            batch.max_timestamp(),
-        )));
-    }
-    let records =
-        record::decode_records(&batch).map_err(|e| LogError::InvalidRecord(e.to_string()))?;
-    for r in records {
-        let offset = batch.base_offset() + r.offset_delta as i64;
-        let ts = batch.base_timestamp() + r.timestamp_delta;
-        if offset >= log_start && ts >= timestamp {
-            return Ok(Some((offset, ts)));
-        }
-    }
-    Ok(None)
 }
 
 fn record_producer(producers: &mut ProducerStates, batch: &BatchView) {
@@ -1179,16 +511,4 @@ fn load_producer_snapshot(dir: &Path, base: i64) -> ProducerStates {
 fn save_producer_snapshot(dir: &Path, base: i64, states: &ProducerStates) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(states).map_err(std::io::Error::other)?;
     super::index::write_durably(&dir.join(segment_file_name(base, "snapshot")), &bytes)
-}
-
-fn read_log_start(dir: &Path) -> Option<i64> {
-    std::fs::read_to_string(dir.join(LOG_START_FILE))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn write_log_start(dir: &Path, offset: i64) -> std::io::Result<()> {
-    super::index::write_durably(&dir.join(LOG_START_FILE), offset.to_string().as_bytes())
 }

@@ -1,0 +1,286 @@
+//! The flusher: one task per partition that writes appended bytes to the
+//! segment files with direct I/O (page aligned, the partial last page kept
+//! in memory and rewritten), syncs them as the flush mode says, seals
+//! rolled segments, and wakes the appends waiting for durability.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::io::DmaFile;
+
+use super::config::FlushMode;
+use super::error::LogError;
+use super::partition::{PartitionLog, PAGE};
+
+/// Unwritten bytes of one segment: the tail of its last partial page, then
+/// everything appended since. `file_pos` is page aligned.
+pub(super) struct PendingWrite {
+    pub(super) segment_base: i64,
+    pub(super) file: Rc<DmaFile>,
+    pub(super) file_pos: u64,
+    pub(super) buf: Vec<u8>,
+    pub(super) dirty: bool,
+    pub(super) last_offset: i64,
+}
+
+impl PendingWrite {
+    pub(super) fn new(segment_base: i64, file: Rc<DmaFile>, file_pos: u64, buf: Vec<u8>) -> Self {
+        debug_assert_eq!(file_pos % PAGE as u64, 0);
+        Self {
+            segment_base,
+            file,
+            file_pos,
+            buf,
+            dirty: false,
+            last_offset: -1,
+        }
+    }
+}
+
+/// A segment that has been rolled away from and must be finished on disk.
+pub(super) struct SealJob {
+    pub(super) pending: PendingWrite,
+    pub(super) final_size: u64,
+}
+
+pub(super) struct WriteJob {
+    pub(super) segment_base: i64,
+    pub(super) file: Rc<DmaFile>,
+    pub(super) pos: u64,
+    pub(super) data: glommio::io::DmaBuffer,
+    pub(super) logical_end: u64,
+    pub(super) last_offset: i64,
+}
+
+impl PartitionLog {
+    pub(super) async fn wait_durable(&self, last_offset: i64) -> Result<(), LogError> {
+        loop {
+            let notified = self.progress_signal.notified();
+            {
+                let inner = self.inner.borrow();
+                if let Some(err) = &inner.storage_error {
+                    return Err(LogError::Storage(err.clone()));
+                }
+                let reached = match self.config.borrow().flush_mode {
+                    FlushMode::Batch => inner.synced_offset,
+                    FlushMode::Interval => inner.written_offset,
+                };
+                if reached > last_offset {
+                    return Ok(());
+                }
+            }
+            if !self.flusher_running.get() {
+                return Err(LogError::Closed);
+            }
+            notified.await;
+        }
+    }
+
+    pub(super) async fn run_flusher(self: Rc<Self>) {
+        loop {
+            let (seals, active) = self.take_write_work();
+            if seals.is_empty() && active.is_none() {
+                if self.closed.get() {
+                    break;
+                }
+                let notified = self.flush_signal.notified();
+                match self.interval_sync_due() {
+                    Some(due) => {
+                        let _ = glommio::timer::timeout(due, async {
+                            notified.await;
+                            Ok(())
+                        })
+                        .await;
+                        if let Err(e) = self.sync_if_due(false).await {
+                            self.fail(e);
+                            break;
+                        }
+                    }
+                    None => notified.await,
+                }
+                continue;
+            }
+            if let Err(e) = self.execute(seals, active).await {
+                self.fail(e);
+                break;
+            }
+        }
+        self.flusher_running.set(false);
+        self.progress_signal.notify_all();
+    }
+
+    fn fail(&self, e: LogError) {
+        tracing::error!(
+            "{}: write failed, partition is read-only until restart: {e}",
+            self.name
+        );
+        self.inner.borrow_mut().storage_error = Some(e.to_string());
+        self.progress_signal.notify_all();
+    }
+
+    fn take_write_work(&self) -> (Vec<(WriteJob, u64)>, Option<WriteJob>) {
+        let mut inner = self.inner.borrow_mut();
+        let seals = inner
+            .sealing
+            .drain(..)
+            .map(|mut job| {
+                let final_size = job.final_size;
+                (snapshot_pending(&mut job.pending, true), final_size)
+            })
+            .collect();
+        let active = inner
+            .active
+            .dirty
+            .then(|| snapshot_pending(&mut inner.active, false));
+        (seals, active)
+    }
+
+    async fn execute(
+        &self,
+        seals: Vec<(WriteJob, u64)>,
+        active: Option<WriteJob>,
+    ) -> Result<(), LogError> {
+        let mut last_written = None;
+        for (job, final_size) in seals {
+            let file = job.file.clone();
+            let base = job.segment_base;
+            last_written = Some(self.write_job(job).await?.max(last_written.unwrap_or(-1)));
+            file.truncate(final_size).await?;
+            file.fdatasync().await?;
+            let inner = self.inner.borrow();
+            if let Some(seg) = inner.segments.get(&base) {
+                seg.write_indexes(&self.dir)?;
+            }
+            drop(inner);
+            if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
+                seg.sealed = true;
+            }
+        }
+        if let Some(job) = active {
+            last_written = Some(self.write_job(job).await?.max(last_written.unwrap_or(-1)));
+        }
+        if let Some(last) = last_written {
+            let mut inner = self.inner.borrow_mut();
+            inner.written_offset = inner.written_offset.max(last + 1);
+            let config = self.config.borrow();
+            let written = inner.written_offset;
+            inner.cache.trim(config.tail_cache_bytes, written);
+        }
+        let force = self.config.borrow().flush_mode == FlushMode::Batch;
+        self.sync_if_due(force).await?;
+        self.progress_signal.notify_all();
+        Ok(())
+    }
+
+    /// Write one job; returns the last offset it made durable-on-device.
+    async fn write_job(&self, job: WriteJob) -> Result<i64, LogError> {
+        let len = job.data.len();
+        if len == 0 {
+            return Ok(job.last_offset);
+        }
+        let n = job.file.write_at(job.data, job.pos).await?;
+        if n != len {
+            return Err(LogError::Storage(format!(
+                "short write: {n} of {len} bytes"
+            )));
+        }
+        if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&job.segment_base) {
+            seg.written = seg.written.max(job.logical_end);
+        }
+        Ok(job.last_offset)
+    }
+
+    fn interval_sync_due(&self) -> Option<Duration> {
+        let config = self.config.borrow();
+        let inner = self.inner.borrow();
+        if config.flush_mode != FlushMode::Interval || inner.synced_offset >= inner.written_offset {
+            return None;
+        }
+        let interval = Duration::from_millis(config.flush_interval_ms);
+        Some(
+            interval
+                .saturating_sub(inner.last_sync.elapsed())
+                .max(Duration::from_millis(1)),
+        )
+    }
+
+    async fn sync_if_due(&self, force: bool) -> Result<(), LogError> {
+        let (file, target) = {
+            let config = self.config.borrow();
+            let inner = self.inner.borrow();
+            if inner.synced_offset >= inner.written_offset {
+                return Ok(());
+            }
+            let due = force
+                || inner.unsynced_bytes >= config.flush_interval_bytes
+                || inner.last_sync.elapsed() >= Duration::from_millis(config.flush_interval_ms);
+            if !due {
+                return Ok(());
+            }
+            (inner.active.file.clone(), inner.written_offset)
+        };
+        file.fdatasync().await?;
+        let mut inner = self.inner.borrow_mut();
+        inner.synced_offset = inner.synced_offset.max(target);
+        inner.unsynced_bytes = 0;
+        inner.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Stop accepting appends, write and sync everything, end the flusher.
+    pub async fn close(&self) -> Result<(), LogError> {
+        self.closed.set(true);
+        self.flush_signal.notify_all();
+        self.data_signal.notify_all();
+        while self.flusher_running.get() {
+            let notified = self.progress_signal.notified();
+            if !self.flusher_running.get() {
+                break;
+            }
+            notified.await;
+        }
+        let (file, size) = {
+            let inner = self.inner.borrow();
+            (
+                inner.active.file.clone(),
+                inner.segments.values().next_back().map_or(0, |s| s.size),
+            )
+        };
+        if self.inner.borrow().storage_error.is_none() {
+            // A clean shutdown leaves the active segment at its exact size.
+            file.truncate(size).await?;
+            file.fdatasync().await?;
+        }
+        if let Some(err) = &self.inner.borrow().storage_error {
+            return Err(LogError::Storage(err.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Copy the unwritten bytes of `pending` into an aligned buffer and keep
+/// only the last partial page (it is rewritten with the next bytes).
+fn snapshot_pending(pending: &mut PendingWrite, sealing: bool) -> WriteJob {
+    let len = if pending.dirty { pending.buf.len() } else { 0 };
+    let padded = len.div_ceil(PAGE) * PAGE;
+    let mut data = pending.file.alloc_dma_buffer(padded.max(PAGE));
+    let dst = data.as_bytes_mut();
+    dst[..len].copy_from_slice(&pending.buf[..len]);
+    dst[len..].fill(0);
+    data.trim_to_size(padded);
+    let job = WriteJob {
+        segment_base: pending.segment_base,
+        file: pending.file.clone(),
+        pos: pending.file_pos,
+        data,
+        logical_end: pending.file_pos + len as u64,
+        last_offset: pending.last_offset,
+    };
+    if !sealing {
+        let full = len / PAGE * PAGE;
+        pending.buf.drain(..full);
+        pending.file_pos += full as u64;
+        pending.dirty = false;
+    }
+    job
+}
