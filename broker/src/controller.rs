@@ -88,11 +88,7 @@ pub async fn create_topic(
     t: NewTopic,
     validate_only: bool,
 ) -> Result<Arc<TopicMeta>, AdminError> {
-    let _guard = state
-        .admin_lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| shutting_down())?;
+    let _guard = admin_turn(&state).await?;
     let partitions = validate_new_topic(&state, &t)?;
     if validate_only {
         return Ok(Arc::new(TopicMeta {
@@ -165,11 +161,7 @@ async fn open_partitions(
 }
 
 pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, AdminError> {
-    let _guard = state
-        .admin_lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| shutting_down())?;
+    let _guard = admin_turn(&state).await?;
     let meta = state
         .metadata
         .update(|s| {
@@ -196,18 +188,8 @@ pub async fn create_partitions(
     count: i32,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    let _guard = state
-        .admin_lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| shutting_down())?;
-    let snap = state.metadata.snapshot();
-    let Some(existing) = snap.topic(&name) else {
-        return Err(AdminError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("unknown topic '{name}'"),
-        ));
-    };
+    let _guard = admin_turn(&state).await?;
+    let existing = existing_topic(&state, &name)?;
     let current = existing.partitions.len() as i32;
     if count <= current {
         return Err(AdminError::new(
@@ -255,18 +237,8 @@ pub async fn alter_topic_configs(
     incremental: bool,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    let _guard = state
-        .admin_lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| shutting_down())?;
-    let snap = state.metadata.snapshot();
-    let Some(existing) = snap.topic(&name) else {
-        return Err(AdminError::new(
-            ResponseError::UnknownTopicOrPartition,
-            format!("unknown topic '{name}'"),
-        ));
-    };
+    let _guard = admin_turn(&state).await?;
+    let existing = existing_topic(&state, &name)?;
     let mut configs = if incremental {
         existing.configs.clone()
     } else {
@@ -322,11 +294,7 @@ pub async fn allocate_producer_id(state: Rc<ShardState>) -> Result<i64, AdminErr
         state.producer_ids.borrow_mut().0 += 1;
         return Ok(next);
     }
-    let _guard = state
-        .admin_lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| shutting_down())?;
+    let _guard = admin_turn(&state).await?;
     // Persist the end of the block before handing out any id from it, so a
     // restart never reuses an id.
     let start = state
@@ -339,6 +307,29 @@ pub async fn allocate_producer_id(state: Rc<ShardState>) -> Result<i64, AdminErr
         .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
     *state.producer_ids.borrow_mut() = (start + 1, start + PRODUCER_ID_BLOCK);
     Ok(start)
+}
+
+/// Wait for this operation's turn: admin operations run one at a time.
+async fn admin_turn(state: &ShardState) -> Result<glommio::sync::Permit<'_>, AdminError> {
+    state
+        .admin_lock
+        .acquire_permit(1)
+        .await
+        .map_err(|_| shutting_down())
+}
+
+fn existing_topic(state: &ShardState, name: &str) -> Result<Arc<TopicMeta>, AdminError> {
+    state
+        .metadata
+        .snapshot()
+        .topic(name)
+        .cloned()
+        .ok_or_else(|| {
+            AdminError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("unknown topic '{name}'"),
+            )
+        })
 }
 
 fn shutting_down() -> AdminError {
