@@ -34,5 +34,11 @@ pub async fn run(state: Rc<ShardState>) {
             }
             glommio::yield_if_needed().await;
         }
+        // The group log is compacted like any compacted topic.
+        if let Some(log) = state.groups.log() {
+            if let Err(e) = log.compact(now_ms()).await {
+                tracing::warn!("compacting the group log: {e}");
+            }
+        }
     }
 }

@@ -44,6 +44,12 @@ pub struct BrokerConfig {
     pub tail_cache_bytes: usize,
     /// Pin shard threads to cores.
     pub pin_shards: bool,
+    /// Kafka's `group.initial.rebalance.delay.ms`: an Empty group waits this
+    /// long after its first member joins for others before the first rebalance.
+    pub group_initial_rebalance_delay_ms: i64,
+    /// Kafka's `offsets.retention.minutes`: committed offsets of a group
+    /// that stays Empty this long are dropped.
+    pub offsets_retention_minutes: i64,
 }
 
 impl Default for BrokerConfig {
@@ -72,6 +78,8 @@ impl Default for BrokerConfig {
             io_memory_bytes: 4 << 20,
             tail_cache_bytes: 4 << 20,
             pin_shards: true,
+            group_initial_rebalance_delay_ms: 3000,
+            offsets_retention_minutes: 10080,
         }
     }
 }
@@ -106,6 +114,12 @@ impl BrokerConfig {
         if self.max_in_flight_per_connection == 0 {
             bail!("max_in_flight_per_connection must be at least 1");
         }
+        if self.group_initial_rebalance_delay_ms < 0 {
+            bail!("group_initial_rebalance_delay_ms must not be negative");
+        }
+        if self.offsets_retention_minutes < 1 {
+            bail!("offsets_retention_minutes must be at least 1");
+        }
         crate::metadata::topic_config::validate_cleanup_policy(&self.log_cleanup_policy)
             .map_err(|e| anyhow::anyhow!("log_cleanup_policy: {e}"))?;
         Ok(self)
@@ -122,6 +136,14 @@ impl BrokerConfig {
             return (adv.clone(), self.listen.port() as i32);
         }
         (self.listen.ip().to_string(), self.listen.port() as i32)
+    }
+
+    /// Settings of the group coordinator.
+    pub fn group_config(&self) -> crate::groups::GroupConfig {
+        crate::groups::GroupConfig {
+            initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
+            offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+        }
     }
 
     pub fn flush_mode_name(&self) -> &'static str {

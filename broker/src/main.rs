@@ -2,8 +2,10 @@
 
 mod alloc_guard;
 mod background;
+mod cli;
 mod config;
 mod controller;
+mod groups;
 mod handlers;
 mod metadata;
 mod routing;
@@ -37,6 +39,14 @@ struct Cli {
 enum Command {
     /// Run a broker.
     Serve(ServeArgs),
+    /// Create, list, describe, delete topics and add partitions.
+    Topic(cli::TopicArgs),
+    /// Write messages (stdin lines or -v) to a topic.
+    Produce(cli::ProduceArgs),
+    /// Read messages from a topic (no consumer group).
+    Consume(cli::ConsumeArgs),
+    /// List, describe and delete consumer groups; reset their offsets.
+    Group(cli::GroupArgs),
 }
 
 /// Flags override the config file; each has a config key of the same name.
@@ -72,6 +82,12 @@ struct ServeArgs {
     /// Largest record batch accepted [default: 1048588].
     #[arg(long)]
     message_max_bytes: Option<usize>,
+    /// Wait for more members before a new group's first rebalance, in ms [default: 3000].
+    #[arg(long)]
+    group_initial_rebalance_delay_ms: Option<i64>,
+    /// Keep committed offsets of an Empty group this long, in minutes [default: 10080].
+    #[arg(long)]
+    offsets_retention_minutes: Option<i64>,
 }
 
 fn parse_flush(s: &str) -> Result<FlushMode, String> {
@@ -98,7 +114,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         num_partitions,
         auto_create_topics_enable,
         log_retention_check_interval_ms,
-        message_max_bytes
+        message_max_bytes,
+        group_initial_rebalance_delay_ms,
+        offsets_retention_minutes
     );
     if let Some(a) = args.advertise {
         cfg.advertise = Some(a);
@@ -117,6 +135,10 @@ fn main() {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Topic(args) => cli::topic(args),
+        Command::Produce(args) => cli::produce(args),
+        Command::Consume(args) => cli::consume(args),
+        Command::Group(args) => cli::group(args),
     };
     if let Err(e) = outcome {
         eprintln!("shardline: {e:#}");

@@ -25,6 +25,8 @@ pub struct ShardState {
     /// Controller-only state (shard 0): admin operations run one at a time.
     pub admin_lock: glommio::sync::Semaphore,
     pub producer_ids: RefCell<(i64, i64)>,
+    /// The consumer groups this shard coordinates, and their log.
+    pub groups: crate::groups::Coordinator,
 }
 
 impl ShardState {
@@ -36,12 +38,16 @@ impl ShardState {
     ) -> Self {
         Self {
             id,
-            config,
+            config: config.clone(),
             metadata,
             mesh,
             logs: RefCell::new(HashMap::new()),
             admin_lock: glommio::sync::Semaphore::new(1),
             producer_ids: RefCell::new((0, 0)),
+            groups: crate::groups::Coordinator::new(
+                config.group_config(),
+                Box::new(crate::groups::wall_clock_ms),
+            ),
         }
     }
 
@@ -155,8 +161,26 @@ impl ShardState {
         }
     }
 
+    /// Open this shard's group log (`__consumer_offsets-<shard>`, compacted,
+    /// never a topic) and restore its groups.
+    pub async fn open_group_log(&self) -> anyhow::Result<()> {
+        let mut config = topic_config::log_config(&Default::default(), &self.config);
+        config.cleanup_compact = true;
+        config.cleanup_delete = false;
+        config.retention_ms = -1;
+        config.retention_bytes = -1;
+        // Kafka's offsets.topic.segment.bytes; a group record can be large.
+        config.segment_bytes = 100 << 20;
+        config.max_message_bytes = config.max_message_bytes.max(16 << 20);
+        config.preallocate = false;
+        self.groups
+            .open(&self.config.data_dir, self.id, config)
+            .await
+    }
+
     /// Flush and close every local log (shutdown).
     pub async fn close_all(&self) {
+        self.groups.close().await;
         let logs: Vec<_> = self.logs.borrow_mut().drain().collect();
         for ((t, p), log) in logs {
             if let Err(e) = log.close().await {

@@ -39,6 +39,8 @@ use crate::controller::{self, NewTopic};
 use crate::metadata::MetadataStore;
 use crate::shard_state::ShardState;
 
+mod groups;
+
 const TOPIC: &str = "t";
 const GROW: &str = "grow";
 
@@ -267,7 +269,9 @@ fn sample_request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
             }
             RequestKind::OffsetForLeaderEpoch(r)
         }
-        other => panic!("{other:?} is advertised but has no sample request here; add one"),
+        other => groups::sample_request(other, v).unwrap_or_else(|| {
+            panic!("{other:?} is advertised but has no sample request here; add one")
+        }),
     }
 }
 
@@ -369,7 +373,9 @@ fn errors_of(resp: &ResponseKind) -> Vec<i16> {
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect(),
-        other => panic!("no error extraction for {other:?}"),
+        other => {
+            groups::errors_of(other).unwrap_or_else(|| panic!("no error extraction for {other:?}"))
+        }
     }
 }
 
@@ -381,12 +387,14 @@ async fn new_state(dir: &std::path::Path) -> Rc<ShardState> {
     let config = Arc::new(BrokerConfig {
         data_dir: dir.to_path_buf(),
         shards: 1,
+        group_initial_rebalance_delay_ms: 0,
         ..Default::default()
     });
     let metadata = Arc::new(MetadataStore::load_or_init(dir, 1).unwrap());
     let (mesh, mut inboxes) = Mesh::<ShardState>::new(1);
     let state = Rc::new(ShardState::new(0, config, metadata, mesh));
     glommio::spawn_local(inboxes.remove(0).serve(state.clone())).detach();
+    state.open_group_log().await.unwrap();
     for (name, partitions) in [(TOPIC, 2), (GROW, 1)] {
         let t = NewTopic {
             name: name.into(),
@@ -412,6 +420,7 @@ fn every_advertised_api_and_version_round_trips_through_its_handler() {
         for &(key, min, max) in SUPPORTED_APIS {
             for version in min..=max {
                 correlation_id += 1;
+                groups::prepare(&state, key, version).await;
                 let req = sample_request(key, version, topic_id);
                 let frame = request_frame(key, version, correlation_id, &req);
                 round_trip(key, version, &frame, &req);

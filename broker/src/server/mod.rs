@@ -71,6 +71,11 @@ async fn shard_main(
         .await
         .with_context(|| format!("shard {id}: recovering partitions"))?;
     tracing::info!("shard {id}: {opened} partition(s) open");
+    state
+        .open_group_log()
+        .await
+        .with_context(|| format!("shard {id}: restoring consumer groups"))?;
+    glommio::spawn_local(crate::groups::run_timers(state.clone())).detach();
     let listener = TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
     if listening.fetch_add(1, Ordering::SeqCst) + 1 == config.shards {

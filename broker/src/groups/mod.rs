@@ -1,0 +1,386 @@
+//! The classic group coordinator. Each group belongs to one shard,
+//! `fnv1a(group id) % shards`; requests that arrive elsewhere are sent to it
+//! with `ShardState::on_shard`, so a group's state is only ever touched by
+//! one thread and needs no lock. Per shard, [`Coordinator`] holds the groups
+//! in a `RefCell` (never borrowed across an `.await`) and the shard's group
+//! log, where commits become durable before they are acknowledged.
+
+pub mod group;
+pub mod member;
+pub mod offsets;
+pub mod store;
+#[cfg(test)]
+mod tests;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use shard::log::{AckLevel, LogConfig, PartitionLog};
+
+use group::{Group, Reply};
+pub use group::{GroupConfig, GroupState, JoinParams, JoinResult, SyncResult};
+
+/// Directory of a shard's group log (never listed as a topic).
+pub const GROUP_LOG_PREFIX: &str = "__consumer_offsets-";
+
+/// How often offsets of Empty groups are checked for expiry.
+const EXPIRY_CHECK_MS: i64 = 60_000;
+
+/// Owner shard of a group: a stable hash (FNV-1a) of the id's bytes, so
+/// every shard and every restart agrees.
+pub fn owner_shard(group_id: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in group_id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone, Default)]
+pub struct GroupSummary {
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    /// member id, instance id, client id, host, metadata, assignment
+    pub members: Vec<MemberSummary>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MemberSummary {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+pub struct Coordinator {
+    groups: RefCell<HashMap<String, Group>>,
+    log: RefCell<Option<Rc<PartitionLog>>>,
+    cfg: GroupConfig,
+    clock: Box<dyn Fn() -> i64>,
+    last_expiry_check: Cell<i64>,
+    /// Stand-in log positions when no group log is open (unit tests).
+    mem_offset: Cell<i64>,
+}
+
+impl Coordinator {
+    pub fn new(cfg: GroupConfig, clock: Box<dyn Fn() -> i64>) -> Self {
+        let now = clock();
+        Self {
+            groups: RefCell::new(HashMap::new()),
+            log: RefCell::new(None),
+            cfg,
+            clock,
+            last_expiry_check: Cell::new(now),
+            mem_offset: Cell::new(0),
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Open this shard's group log and rebuild the groups from it. Runs
+    /// before the listener accepts, so no request sees a half-loaded state.
+    pub async fn open(
+        &self,
+        data_dir: &Path,
+        shard: usize,
+        config: LogConfig,
+    ) -> anyhow::Result<()> {
+        let name = format!("{GROUP_LOG_PREFIX}{shard}");
+        let log = PartitionLog::open(data_dir.join(&name), name.clone(), config)
+            .await
+            .map_err(|e| anyhow::anyhow!("opening {name}: {e}"))?;
+        let mut groups = HashMap::new();
+        let records = store::replay(&log, &mut groups, self.now()).await?;
+        tracing::info!(
+            "{name}: {} group(s) restored from {records} record(s)",
+            groups.len()
+        );
+        *self.groups.borrow_mut() = groups;
+        *self.log.borrow_mut() = Some(log);
+        Ok(())
+    }
+
+    pub fn log(&self) -> Option<Rc<PartitionLog>> {
+        self.log.borrow().clone()
+    }
+
+    pub async fn close(&self) {
+        let log = self.log.borrow_mut().take();
+        if let Some(log) = log {
+            if let Err(e) = log.close().await {
+                tracing::error!("closing the group log: {e}");
+            }
+        }
+    }
+
+    /// Append records durably; returns the log offset of the first.
+    async fn append(&self, entries: &[store::Entry]) -> Result<i64, String> {
+        if entries.is_empty() {
+            return Ok(-1);
+        }
+        let log = self.log();
+        match log {
+            Some(log) => log
+                .append(store::batch(entries, self.now()), AckLevel::Durable)
+                .await
+                .map(|info| info.base_offset)
+                .map_err(|e| e.to_string()),
+            None => {
+                let base = self.mem_offset.get();
+                self.mem_offset.set(base + entries.len() as i64);
+                Ok(base)
+            }
+        }
+    }
+
+    /// Write the group's record if the state machine marked it changed.
+    async fn persist_if_dirty(&self, group_id: &str) {
+        let entry = {
+            let mut groups = self.groups.borrow_mut();
+            match groups.get_mut(group_id) {
+                Some(g) if g.dirty => {
+                    g.dirty = false;
+                    Some(store::group_entry(g))
+                }
+                _ => None,
+            }
+        };
+        if let Some(entry) = entry {
+            if let Err(e) = self.append(&[entry]).await {
+                tracing::warn!("group {group_id}: writing group metadata: {e}");
+            }
+        }
+    }
+
+    pub async fn join(&self, group_id: String, p: JoinParams) -> JoinResult {
+        let member_id = p.member_id.clone();
+        let reply = {
+            let now = self.now();
+            let mut groups = self.groups.borrow_mut();
+            if !p.member_id.is_empty() && !groups.contains_key(&group_id) {
+                return JoinResult::error(ResponseError::UnknownMemberId, &member_id);
+            }
+            let g = groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(group_id.clone(), now));
+            g.join(p, now, &self.cfg)
+        };
+        self.persist_if_dirty(&group_id).await;
+        match reply {
+            Reply::Now(r) => r,
+            Reply::Wait(rx) => rx.await.unwrap_or_else(|_| {
+                JoinResult::error(ResponseError::RebalanceInProgress, &member_id)
+            }),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        &self,
+        group_id: String,
+        member_id: String,
+        instance_id: Option<String>,
+        generation: i32,
+        protocol_type: Option<String>,
+        protocol_name: Option<String>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let reply = {
+            let now = self.now();
+            let mut groups = self.groups.borrow_mut();
+            let Some(g) = groups.get_mut(&group_id) else {
+                return SyncResult::error(ResponseError::UnknownMemberId);
+            };
+            g.sync(
+                &member_id,
+                instance_id.as_deref(),
+                generation,
+                protocol_type.as_deref(),
+                protocol_name.as_deref(),
+                assignments,
+                now,
+            )
+        };
+        // The settled assignment is written before the leader hears back.
+        self.persist_if_dirty(&group_id).await;
+        match reply {
+            Reply::Now(r) => r,
+            Reply::Wait(rx) => rx
+                .await
+                .unwrap_or_else(|_| SyncResult::error(ResponseError::RebalanceInProgress)),
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        let now = self.now();
+        let mut groups = self.groups.borrow_mut();
+        match groups.get_mut(group_id) {
+            Some(g) => g.heartbeat(member_id, instance_id, generation, now),
+            None => ResponseError::UnknownMemberId.code(),
+        }
+    }
+
+    /// Leave several members (LeaveGroup v3+ batches); one error each.
+    pub async fn leave(&self, group_id: &str, members: Vec<(String, Option<String>)>) -> Vec<i16> {
+        let out = {
+            let now = self.now();
+            let mut groups = self.groups.borrow_mut();
+            match groups.get_mut(group_id) {
+                Some(g) => members
+                    .iter()
+                    .map(|(id, inst)| g.leave(id, inst.as_deref(), now, &self.cfg))
+                    .collect(),
+                None => vec![ResponseError::UnknownMemberId.code(); members.len()],
+            }
+        };
+        self.persist_if_dirty(group_id).await;
+        out
+    }
+
+    /// Every group of this shard: (id, protocol type, state).
+    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+        self.groups
+            .borrow()
+            .values()
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state,
+                )
+            })
+            .collect()
+    }
+
+    pub fn describe(&self, group_id: &str) -> GroupSummary {
+        let groups = self.groups.borrow();
+        let Some(g) = groups.get(group_id) else {
+            return GroupSummary {
+                state: GroupState::Dead.name().into(),
+                ..Default::default()
+            };
+        };
+        // As in Kafka, metadata and assignments only for a settled group.
+        let stable = g.state == GroupState::Stable;
+        let protocol = g.protocol.clone().unwrap_or_default();
+        GroupSummary {
+            state: g.state.name().into(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .values()
+                .map(|m| MemberSummary {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable {
+                        m.metadata_for(&protocol)
+                    } else {
+                        Bytes::new()
+                    },
+                    assignment: if stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    /// DeleteGroups: only groups without members; tombstones for the group
+    /// and each of its offsets.
+    pub async fn delete(&self, group_id: &str) -> i16 {
+        let entries = {
+            let groups = self.groups.borrow();
+            let Some(g) = groups.get(group_id) else {
+                return ResponseError::GroupIdNotFound.code();
+            };
+            if g.state != GroupState::Empty {
+                return ResponseError::NonEmptyGroup.code();
+            }
+            let mut entries: Vec<store::Entry> = g
+                .offsets
+                .keys()
+                .map(|(t, p)| (store::offset_key(group_id, t, *p), None))
+                .collect();
+            entries.push((store::group_key(group_id), None));
+            entries
+        };
+        if let Err(e) = self.append(&entries).await {
+            tracing::warn!("deleting group {group_id}: {e}");
+            return ResponseError::CoordinatorNotAvailable.code();
+        }
+        let mut groups = self.groups.borrow_mut();
+        if groups
+            .get(group_id)
+            .is_some_and(|g| g.state == GroupState::Empty)
+        {
+            groups.remove(group_id);
+        }
+        0
+    }
+
+    /// Timers of every group, then (now and then) offset expiry. Called
+    /// every few milliseconds by [`run_timers`].
+    pub async fn tick(&self) {
+        let now = self.now();
+        let dirty: Vec<String> = {
+            let mut groups = self.groups.borrow_mut();
+            groups
+                .values_mut()
+                .filter(|g| g.state != GroupState::Empty || g.dirty)
+                .filter_map(|g| {
+                    g.tick(now, &self.cfg);
+                    g.dirty.then(|| g.id.clone())
+                })
+                .collect()
+        };
+        for id in dirty {
+            self.persist_if_dirty(&id).await;
+        }
+        if now - self.last_expiry_check.get() >= EXPIRY_CHECK_MS {
+            self.last_expiry_check.set(now);
+            self.expire_offsets(now).await;
+        }
+    }
+}
+
+/// The shard's group timers: session and rebalance timeouts, the initial
+/// rebalance delay, offset expiry. A short period keeps rebalances prompt.
+pub async fn run_timers(state: Rc<crate::shard_state::ShardState>) {
+    loop {
+        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+        state.groups.tick().await;
+    }
+}

@@ -1,0 +1,289 @@
+//! Committed offsets: commit (durable in the group log before the answer),
+//! fetch, delete, and expiry of offsets of groups that stayed Empty.
+
+use kafka_protocol::ResponseError;
+
+use super::group::{CommittedOffset, Group, GroupConfig, GroupState};
+use super::{store, Coordinator};
+
+/// One partition of an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct CommitEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+/// Committed offsets of some partitions: (topic, [(partition, offset)]).
+pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+
+impl Group {
+    /// May this commit go ahead? Kafka's checks, in Kafka's order.
+    pub fn check_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> i16 {
+        if generation < 0 && self.state == GroupState::Empty {
+            // "Simple" commits: assign() consumers with no group membership.
+            return 0;
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return ResponseError::RebalanceInProgress.code();
+        }
+        if self.fenced(member_id, instance_id) {
+            return ResponseError::FencedInstanceId.code();
+        }
+        if !self.members.contains_key(member_id) {
+            return ResponseError::UnknownMemberId.code();
+        }
+        if generation != self.generation {
+            return ResponseError::IllegalGeneration.code();
+        }
+        0
+    }
+
+    /// Record a commit unless a later one (by log position) is already there.
+    pub fn apply_offset(&mut self, topic: String, partition: i32, c: CommittedOffset) {
+        let key = (topic, partition);
+        if self
+            .offsets
+            .get(&key)
+            .is_some_and(|old| old.log_offset > c.log_offset)
+        {
+            return;
+        }
+        self.offsets.insert(key, c);
+    }
+
+    /// Offsets due to expire: only in Empty groups, `retention` after the
+    /// group emptied (consumer groups) or after the commit (simple ones).
+    pub fn expired_offsets(&self, now: i64, cfg: &GroupConfig) -> Vec<(String, i32)> {
+        if self.state != GroupState::Empty {
+            return Vec::new();
+        }
+        self.offsets
+            .iter()
+            .filter(|(_, c)| {
+                let base = if self.protocol_type.is_some() {
+                    self.state_timestamp.max(c.commit_timestamp)
+                } else {
+                    c.commit_timestamp
+                };
+                base + cfg.offsets_retention_ms <= now
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Topics the members subscribe to (consumer protocol), for OffsetDelete.
+    pub fn subscribed_topics(&self) -> Option<Vec<String>> {
+        if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
+            return None;
+        }
+        let protocol = self.protocol.clone()?;
+        let mut out = Vec::new();
+        for m in self.members.values() {
+            out.extend(parse_subscription(&m.metadata_for(&protocol))?);
+        }
+        Some(out)
+    }
+}
+
+/// The topic list of a ConsumerProtocolSubscription (every version starts
+/// with version:int16, topics:[string]).
+fn parse_subscription(mut b: &[u8]) -> Option<Vec<String>> {
+    use bytes::Buf;
+    if b.remaining() < 6 {
+        return None;
+    }
+    let _version = b.get_i16();
+    let n = b.get_i32();
+    let mut out = Vec::new();
+    for _ in 0..n.max(0) {
+        if b.remaining() < 2 {
+            return None;
+        }
+        let len = b.get_i16().max(0) as usize;
+        if b.remaining() < len {
+            return None;
+        }
+        out.push(String::from_utf8_lossy(&b[..len]).into_owned());
+        b.advance(len);
+    }
+    Some(out)
+}
+
+impl Coordinator {
+    /// Commit offsets for a group; one error for the whole request (the
+    /// checks are per group). The records are durable before this returns.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        entries: Vec<CommitEntry>,
+    ) -> i16 {
+        let now = self.now();
+        {
+            let mut groups = self.groups.borrow_mut();
+            let error = match groups.get_mut(group_id) {
+                Some(g) => {
+                    let e = g.check_commit(member_id, instance_id, generation);
+                    if e == 0 {
+                        // A commit proves the member alive, as a heartbeat.
+                        if let Some(m) = g.members.get_mut(member_id) {
+                            m.last_heartbeat = now;
+                        }
+                    }
+                    e
+                }
+                None if generation < 0 => {
+                    groups.insert(group_id.to_string(), Group::new(group_id.to_string(), now));
+                    0
+                }
+                None => ResponseError::IllegalGeneration.code(),
+            };
+            if error != 0 {
+                return error;
+            }
+        }
+        let committed: Vec<CommittedOffset> = entries
+            .iter()
+            .map(|e| CommittedOffset {
+                offset: e.offset,
+                leader_epoch: e.leader_epoch,
+                metadata: e.metadata.clone(),
+                commit_timestamp: now,
+                log_offset: 0,
+            })
+            .collect();
+        let records: Vec<store::Entry> = entries
+            .iter()
+            .zip(&committed)
+            .map(|(e, c)| store::offset_entry(group_id, &e.topic, e.partition, c))
+            .collect();
+        let base = match self.append(&records).await {
+            Ok(base) => base,
+            Err(e) => {
+                tracing::warn!("group {group_id}: writing offsets: {e}");
+                return ResponseError::CoordinatorNotAvailable.code();
+            }
+        };
+        let mut groups = self.groups.borrow_mut();
+        // The group may have been deleted while we wrote; the commit stands.
+        let g = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id.to_string(), now));
+        for (i, (e, mut c)) in entries.into_iter().zip(committed).enumerate() {
+            c.log_offset = base + i as i64;
+            g.apply_offset(e.topic, e.partition, c);
+        }
+        0
+    }
+
+    /// Committed offsets of `topics` (`None`: every committed partition).
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> FetchedOffsets {
+        let groups = self.groups.borrow();
+        let g = groups.get(group_id);
+        match topics {
+            Some(topics) => topics
+                .into_iter()
+                .map(|(t, parts)| {
+                    let found = parts
+                        .into_iter()
+                        .map(|p| {
+                            let c = g.and_then(|g| g.offsets.get(&(t.clone(), p)).cloned());
+                            (p, c)
+                        })
+                        .collect();
+                    (t, found)
+                })
+                .collect(),
+            None => {
+                let mut out: FetchedOffsets = Vec::new();
+                for ((t, p), c) in g.iter().flat_map(|g| g.offsets.iter()) {
+                    match out.last_mut() {
+                        Some((last, parts)) if last == t => parts.push((*p, Some(c.clone()))),
+                        _ => out.push((t.clone(), vec![(*p, Some(c.clone()))])),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// OffsetDelete: refuse partitions of topics the group still consumes.
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        parts: Vec<(String, i32)>,
+    ) -> Result<Vec<i16>, i16> {
+        let (errors, tombstones) = {
+            let groups = self.groups.borrow();
+            let Some(g) = groups.get(group_id) else {
+                return Err(ResponseError::GroupIdNotFound.code());
+            };
+            if g.state != GroupState::Empty && g.protocol_type.as_deref() != Some("consumer") {
+                return Err(ResponseError::NonEmptyGroup.code());
+            }
+            let subscribed = g.subscribed_topics().unwrap_or_default();
+            let mut tombstones = Vec::new();
+            let errors: Vec<i16> = parts
+                .iter()
+                .map(|(t, p)| {
+                    if subscribed.contains(t) {
+                        ResponseError::GroupSubscribedToTopic.code()
+                    } else {
+                        if g.offsets.contains_key(&(t.clone(), *p)) {
+                            tombstones.push((store::offset_key(group_id, t, *p), None));
+                        }
+                        0
+                    }
+                })
+                .collect();
+            (errors, tombstones)
+        };
+        if let Err(e) = self.append(&tombstones).await {
+            tracing::warn!("group {group_id}: deleting offsets: {e}");
+            return Err(ResponseError::CoordinatorNotAvailable.code());
+        }
+        if let Some(g) = self.groups.borrow_mut().get_mut(group_id) {
+            for ((t, p), e) in parts.into_iter().zip(&errors) {
+                if *e == 0 {
+                    g.offsets.remove(&(t, p));
+                }
+            }
+        }
+        Ok(errors)
+    }
+
+    /// Drop expired offsets of Empty groups, and groups left with nothing.
+    pub async fn expire_offsets(&self, now: i64) {
+        let mut entries = Vec::new();
+        {
+            let mut groups = self.groups.borrow_mut();
+            let mut dead = Vec::new();
+            for g in groups.values_mut() {
+                for (t, p) in g.expired_offsets(now, &self.cfg) {
+                    entries.push((store::offset_key(&g.id, &t, p), None));
+                    g.offsets.remove(&(t, p));
+                }
+                if g.is_empty_and_unused() {
+                    entries.push((store::group_key(&g.id), None));
+                    dead.push(g.id.clone());
+                }
+            }
+            for id in dead {
+                tracing::info!("group {id}: no members and no offsets left; removed");
+                groups.remove(&id);
+            }
+        }
+        if let Err(e) = self.append(&entries).await {
+            tracing::warn!("writing offset expiry tombstones: {e}");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The group log: this shard's `__consumer_offsets`. Every committed offset
+//! and every settled group (Stable with assignments, or Empty) is a record
+//! in a compacted partition log, keyed so compaction keeps the newest per
+//! group / group+topic+partition; deletions and expiries write tombstones.
+//!
+//! Keys and values are JSON: self-describing and versioned (`v`), so a
+//! later format can read old records. Group state changes rarely and
+//! offsets are small, so its size does not matter here.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use shard::log::PartitionLog;
+use shard::record::{decode_records, BatchBuilder, BatchView, Compression};
+
+use super::group::{CommittedOffset, Group, GroupState, Member};
+
+const FORMAT: u8 = 1;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "k")]
+pub enum Key {
+    #[serde(rename = "group")]
+    Group { v: u8, g: String },
+    #[serde(rename = "offset")]
+    Offset { v: u8, g: String, t: String, p: i32 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct OffsetValue {
+    v: u8,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: String,
+    commit_timestamp: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberValue {
+    id: String,
+    instance_id: Option<String>,
+    client_id: String,
+    client_host: String,
+    session_timeout_ms: i32,
+    rebalance_timeout_ms: i32,
+    protocol_type: String,
+    protocols: Vec<(String, Vec<u8>)>,
+    assignment: Vec<u8>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct GroupValue {
+    v: u8,
+    protocol_type: Option<String>,
+    protocol: Option<String>,
+    generation: i32,
+    leader: Option<String>,
+    state_timestamp: i64,
+    members: Vec<MemberValue>,
+}
+
+/// One record for the group log: key, and value (`None` = tombstone).
+pub type Entry = (Vec<u8>, Option<Vec<u8>>);
+
+fn key_bytes(k: &Key) -> Vec<u8> {
+    serde_json::to_vec(k).expect("keys serialize")
+}
+
+pub fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
+    key_bytes(&Key::Offset {
+        v: FORMAT,
+        g: group.to_string(),
+        t: topic.to_string(),
+        p: partition,
+    })
+}
+
+pub fn group_key(group: &str) -> Vec<u8> {
+    key_bytes(&Key::Group {
+        v: FORMAT,
+        g: group.to_string(),
+    })
+}
+
+pub fn offset_entry(group: &str, topic: &str, partition: i32, c: &CommittedOffset) -> Entry {
+    let v = OffsetValue {
+        v: FORMAT,
+        offset: c.offset,
+        leader_epoch: c.leader_epoch,
+        metadata: c.metadata.clone(),
+        commit_timestamp: c.commit_timestamp,
+    };
+    (
+        offset_key(group, topic, partition),
+        Some(serde_json::to_vec(&v).expect("values serialize")),
+    )
+}
+
+/// The group's membership as it stands (only Stable and Empty are written).
+pub fn group_entry(g: &Group) -> Entry {
+    let members = if g.state == GroupState::Stable {
+        g.members
+            .values()
+            .map(|m| MemberValue {
+                id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocol_type: m.protocol_type.clone(),
+                protocols: m
+                    .protocols
+                    .iter()
+                    .map(|(n, b)| (n.clone(), b.to_vec()))
+                    .collect(),
+                assignment: m.assignment.to_vec(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let v = GroupValue {
+        v: FORMAT,
+        protocol_type: g.protocol_type.clone(),
+        protocol: g.protocol.clone(),
+        generation: g.generation,
+        leader: g.leader.clone(),
+        state_timestamp: g.state_timestamp,
+        members,
+    };
+    (
+        group_key(&g.id),
+        Some(serde_json::to_vec(&v).expect("values serialize")),
+    )
+}
+
+/// Encode entries as one record batch for `PartitionLog::append`.
+pub fn batch(entries: &[Entry], now: i64) -> Bytes {
+    let mut b = BatchBuilder::new(Compression::None);
+    for (k, v) in entries {
+        b.append(
+            now,
+            Some(Bytes::copy_from_slice(k)),
+            v.as_deref().map(Bytes::copy_from_slice),
+            Vec::new(),
+        )
+        .expect("group records are small");
+    }
+    Bytes::from(b.build().expect("a non-empty batch"))
+}
+
+/// Rebuild every group of this shard from its log (start-up).
+pub async fn replay(
+    log: &PartitionLog,
+    groups: &mut HashMap<String, Group>,
+    now: i64,
+) -> anyhow::Result<u64> {
+    let mut at = log.offsets().log_start_offset;
+    let end = log.log_end_offset();
+    let mut applied = 0;
+    while at < end {
+        let out = log.read(at, 1 << 20).await?;
+        if out.batches.is_empty() {
+            break;
+        }
+        for chunk in &out.batches {
+            let mut pos = 0;
+            while pos < chunk.len() {
+                let view = BatchView::parse(&chunk[pos..])?;
+                pos += view.size();
+                let base = view.base_offset();
+                if view.last_offset() < at {
+                    continue;
+                }
+                for r in decode_records(&view)? {
+                    let offset = base + i64::from(r.offset_delta);
+                    let ts = view.base_timestamp() + r.timestamp_delta;
+                    if offset >= at {
+                        apply(groups, &r.key.unwrap_or_default(), r.value, offset, ts, now)?;
+                        applied += 1;
+                    }
+                }
+                at = view.last_offset() + 1;
+            }
+        }
+    }
+    // Groups the log left with neither members nor offsets are gone.
+    groups.retain(|_, g| !g.is_empty_and_unused());
+    Ok(applied)
+}
+
+fn apply(
+    groups: &mut HashMap<String, Group>,
+    key: &[u8],
+    value: Option<Bytes>,
+    log_offset: i64,
+    ts: i64,
+    now: i64,
+) -> anyhow::Result<()> {
+    match serde_json::from_slice::<Key>(key)? {
+        Key::Offset { g, t, p, .. } => match value {
+            Some(v) => {
+                let v: OffsetValue = serde_json::from_slice(&v)?;
+                let group = groups.entry(g.clone()).or_insert_with(|| Group::new(g, ts));
+                group.apply_offset(
+                    t,
+                    p,
+                    CommittedOffset {
+                        offset: v.offset,
+                        leader_epoch: v.leader_epoch,
+                        metadata: v.metadata,
+                        commit_timestamp: v.commit_timestamp,
+                        log_offset,
+                    },
+                );
+            }
+            None => {
+                if let Some(group) = groups.get_mut(&g) {
+                    group.offsets.remove(&(t, p));
+                }
+            }
+        },
+        Key::Group { g, .. } => match value {
+            Some(v) => {
+                let v: GroupValue = serde_json::from_slice(&v)?;
+                let group = groups.entry(g.clone()).or_insert_with(|| Group::new(g, ts));
+                restore_group(group, v, now);
+            }
+            None => {
+                groups.remove(&g);
+            }
+        },
+    }
+    Ok(())
+}
+
+/// A restored group with members is Stable with their last assignments;
+/// their session clocks restart now, so members that are gone time out.
+fn restore_group(group: &mut Group, v: GroupValue, now: i64) {
+    group.protocol_type = v.protocol_type;
+    group.protocol = v.protocol;
+    group.generation = v.generation;
+    group.leader = v.leader;
+    group.state_timestamp = v.state_timestamp;
+    group.members.clear();
+    group.static_members.clear();
+    for m in v.members {
+        if let Some(inst) = &m.instance_id {
+            group.static_members.insert(inst.clone(), m.id.clone());
+        }
+        let member = Member::restored(
+            m.id.clone(),
+            m.instance_id,
+            m.client_id,
+            m.client_host,
+            m.session_timeout_ms,
+            m.rebalance_timeout_ms,
+            m.protocol_type,
+            m.protocols
+                .into_iter()
+                .map(|(n, b)| (n, Bytes::from(b)))
+                .collect(),
+            Bytes::from(m.assignment),
+            now,
+        );
+        group.members.insert(m.id, member);
+    }
+    group.state = if group.members.is_empty() {
+        GroupState::Empty
+    } else {
+        GroupState::Stable
+    };
+}

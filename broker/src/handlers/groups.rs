@@ -1,0 +1,393 @@
+//! Group membership APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, ListGroups, DescribeGroups, DeleteGroups. Thin: decode,
+//! send to the group's owner shard, encode with the version's fields. The
+//! state machine is in `crate::groups`.
+
+use std::rc::Rc;
+
+use futures::future::join_all;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::groups::{owner_shard, GroupSummary, JoinParams, JoinResult, SyncResult};
+use crate::shard_state::ShardState;
+
+pub fn sb(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// Owner shard of a group on this broker.
+pub fn owner(state: &ShardState, group_id: &str) -> usize {
+    owner_shard(group_id, state.shards())
+}
+
+pub fn find_coordinator(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let (host, port) = state.config.advertised();
+    let node = state.config.node_id;
+    // Groups (key type 0) are coordinated here; transactions are not yet.
+    let answer = |key_type: i8| -> (i16, Option<&'static str>) {
+        match key_type {
+            0 => (0, None),
+            1 => (
+                ResponseError::CoordinatorNotAvailable.code(),
+                Some("transactions are not supported yet"),
+            ),
+            _ => (
+                ResponseError::InvalidRequest.code(),
+                Some("unknown key type"),
+            ),
+        }
+    };
+    let mut resp = FindCoordinatorResponse::default();
+    if ctx.version >= 4 {
+        resp.coordinators = req
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let (error, msg) = answer(req.key_type);
+                let ok = error == 0;
+                Coordinator::default()
+                    .with_key(key.clone())
+                    .with_node_id(BrokerId(if ok { node } else { -1 }))
+                    .with_host(if ok { sb(host.clone()) } else { sb("") })
+                    .with_port(if ok { port } else { -1 })
+                    .with_error_code(error)
+                    .with_error_message(msg.map(sb))
+            })
+            .collect();
+        return resp;
+    }
+    let (error, msg) = answer(req.key_type);
+    resp.error_code = error;
+    if error == 0 {
+        resp.node_id = BrokerId(node);
+        resp.host = sb(host);
+        resp.port = port;
+    } else {
+        resp.node_id = BrokerId(-1);
+        resp.port = -1;
+    }
+    if ctx.version >= 1 {
+        resp.error_message = msg.map(sb);
+    }
+    resp
+}
+
+pub async fn join_group(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: JoinGroupRequest,
+) -> JoinGroupResponse {
+    let v = ctx.version;
+    let group_id = req.group_id.0.to_string();
+    let params = JoinParams {
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+        client_id: ctx.client_id.clone(),
+        client_host: format!("/{}", ctx.peer.ip()),
+        session_timeout_ms: req.session_timeout_ms,
+        // v0 has no rebalance timeout; Kafka uses the session timeout.
+        rebalance_timeout_ms: if v == 0 {
+            req.session_timeout_ms
+        } else {
+            req.rebalance_timeout_ms
+        },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: v >= 4,
+    };
+    let result = if group_id.is_empty() {
+        JoinResult::error(ResponseError::InvalidGroupId, &params.member_id)
+    } else if params.session_timeout_ms <= 0 {
+        JoinResult::error(ResponseError::InvalidSessionTimeout, &params.member_id)
+    } else {
+        let member_id = params.member_id.clone();
+        state
+            .on_shard(owner(state, &group_id), move |s| async move {
+                s.groups.join(group_id, params).await
+            })
+            .await
+            .unwrap_or_else(|_| {
+                JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id)
+            })
+    };
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(result.error)
+        .with_generation_id(result.generation)
+        .with_leader(sb(result.leader))
+        .with_member_id(sb(result.member_id))
+        .with_members(
+            result
+                .members
+                .into_iter()
+                .map(|(id, inst, metadata)| {
+                    let mut m = JoinGroupResponseMember::default()
+                        .with_member_id(sb(id))
+                        .with_metadata(metadata);
+                    if v >= 5 {
+                        m.group_instance_id = inst.map(sb);
+                    }
+                    m
+                })
+                .collect(),
+        );
+    // Before v7 the protocol name is not nullable.
+    resp.protocol_name = match (v >= 7, result.protocol_name) {
+        (true, name) => name.map(sb),
+        (false, name) => Some(sb(name.unwrap_or_default())),
+    };
+    if v >= 7 {
+        resp.protocol_type = result.protocol_type.map(sb);
+    }
+    if v >= 9 {
+        resp.skip_assignment = result.skip_assignment;
+    }
+    resp
+}
+
+pub async fn sync_group(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: SyncGroupRequest,
+) -> SyncGroupResponse {
+    let group_id = req.group_id.0.to_string();
+    let member_id = req.member_id.to_string();
+    let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
+    let protocol_type = req.protocol_type.as_ref().map(|s| s.to_string());
+    let protocol_name = req.protocol_name.as_ref().map(|s| s.to_string());
+    let generation = req.generation_id;
+    let assignments: Vec<_> = req
+        .assignments
+        .iter()
+        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+        .collect();
+    let result = state
+        .on_shard(owner(state, &group_id), move |s| async move {
+            s.groups
+                .sync(
+                    group_id,
+                    member_id,
+                    instance_id,
+                    generation,
+                    protocol_type,
+                    protocol_name,
+                    assignments,
+                )
+                .await
+        })
+        .await
+        .unwrap_or_else(|_| SyncResult::error(ResponseError::CoordinatorNotAvailable));
+    let mut resp = SyncGroupResponse::default()
+        .with_error_code(result.error)
+        .with_assignment(result.assignment);
+    if ctx.version >= 5 {
+        resp.protocol_type = result.protocol_type.map(sb);
+        resp.protocol_name = result.protocol_name.map(sb);
+    }
+    resp
+}
+
+pub async fn heartbeat(
+    state: &Rc<ShardState>,
+    _ctx: &RequestContext,
+    req: HeartbeatRequest,
+) -> HeartbeatResponse {
+    let group_id = req.group_id.0.to_string();
+    let member_id = req.member_id.to_string();
+    let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
+    let generation = req.generation_id;
+    let error = state
+        .on_shard(owner(state, &group_id), move |s| async move {
+            s.groups
+                .heartbeat(&group_id, &member_id, instance_id.as_deref(), generation)
+        })
+        .await
+        .unwrap_or(ResponseError::CoordinatorNotAvailable.code());
+    HeartbeatResponse::default().with_error_code(error)
+}
+
+pub async fn leave_group(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: LeaveGroupRequest,
+) -> LeaveGroupResponse {
+    let group_id = req.group_id.0.to_string();
+    let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
+        req.members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    let asked = members.clone();
+    let errors = state
+        .on_shard(owner(state, &group_id), move |s| async move {
+            s.groups.leave(&group_id, members).await
+        })
+        .await
+        .unwrap_or_else(|_| vec![ResponseError::CoordinatorNotAvailable.code(); asked.len()]);
+    if ctx.version < 3 {
+        return LeaveGroupResponse::default().with_error_code(errors.first().copied().unwrap_or(0));
+    }
+    LeaveGroupResponse::default().with_members(
+        asked
+            .into_iter()
+            .zip(errors)
+            .map(|((id, inst), error)| {
+                MemberResponse::default()
+                    .with_member_id(sb(id))
+                    .with_group_instance_id(inst.map(sb))
+                    .with_error_code(error)
+            })
+            .collect(),
+    )
+}
+
+pub async fn list_groups(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: ListGroupsRequest,
+) -> ListGroupsResponse {
+    let v = ctx.version;
+    let states: Vec<String> = if v >= 4 {
+        req.states_filter.iter().map(|s| s.to_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
+    // Every group here is a classic group.
+    let types: Vec<String> = if v >= 5 {
+        req.types_filter.iter().map(|s| s.to_lowercase()).collect()
+    } else {
+        Vec::new()
+    };
+    if !types.is_empty() && !types.iter().any(|t| t == "classic") {
+        return ListGroupsResponse::default();
+    }
+    let calls = (0..state.shards()).map(|shard| {
+        state.on_shard(shard, |s| async move {
+            s.groups
+                .list()
+                .into_iter()
+                .map(|(id, pt, st)| (id, pt, st.name().to_string()))
+                .collect::<Vec<_>>()
+        })
+    });
+    let mut groups: Vec<ListedGroup> = Vec::new();
+    for (id, protocol_type, group_state) in join_all(calls).await.into_iter().flatten().flatten() {
+        if !states.is_empty() && !states.contains(&group_state.to_lowercase()) {
+            continue;
+        }
+        let mut g = ListedGroup::default()
+            .with_group_id(GroupId(sb(id)))
+            .with_protocol_type(sb(protocol_type));
+        if v >= 4 {
+            g.group_state = sb(group_state);
+        }
+        if v >= 5 {
+            g.group_type = sb("classic");
+        }
+        groups.push(g);
+    }
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub async fn describe_groups(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let calls = req.groups.iter().map(|g| {
+        let id = g.0.to_string();
+        state.on_shard(
+            owner(state, &id),
+            move |s| async move { s.groups.describe(&id) },
+        )
+    });
+    let summaries = join_all(calls).await;
+    let groups = req
+        .groups
+        .iter()
+        .zip(summaries)
+        .map(|(id, summary)| {
+            let (error, summary) = match summary {
+                Ok(s) => (0, s),
+                Err(_) => (
+                    ResponseError::CoordinatorNotAvailable.code(),
+                    GroupSummary::default(),
+                ),
+            };
+            DescribedGroup::default()
+                .with_error_code(error)
+                .with_group_id(id.clone())
+                .with_group_state(sb(summary.state))
+                .with_protocol_type(sb(summary.protocol_type))
+                .with_protocol_data(sb(summary.protocol))
+                .with_members(
+                    summary
+                        .members
+                        .into_iter()
+                        .map(|m| {
+                            let mut d = DescribedGroupMember::default()
+                                .with_member_id(sb(m.member_id))
+                                .with_client_id(sb(m.client_id))
+                                .with_client_host(sb(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment);
+                            if ctx.version >= 4 {
+                                d.group_instance_id = m.instance_id.map(sb);
+                            }
+                            d
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub async fn delete_groups(
+    state: &Rc<ShardState>,
+    _ctx: &RequestContext,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    let calls = req.groups_names.iter().map(|g| {
+        let id = g.0.to_string();
+        state.on_shard(owner(state, &id), move |s| async move {
+            s.groups.delete(&id).await
+        })
+    });
+    let results = join_all(calls).await;
+    DeleteGroupsResponse::default().with_results(
+        req.groups_names
+            .iter()
+            .zip(results)
+            .map(|(id, r)| {
+                DeletableGroupResult::default()
+                    .with_group_id(id.clone())
+                    .with_error_code(r.unwrap_or(ResponseError::CoordinatorNotAvailable.code()))
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,307 @@
+//! Committed offsets: OffsetCommit, OffsetFetch (v8+ several groups at
+//! once), OffsetDelete. Each group's offsets live on its owner shard.
+
+use std::rc::Rc;
+
+use futures::future::join_all;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::groups::{owner, sb};
+use super::RequestContext;
+use crate::groups::offsets::{CommitEntry, FetchedOffsets};
+use crate::shard_state::ShardState;
+
+/// Kafka's `offset.metadata.max.bytes` default.
+const MAX_METADATA_BYTES: usize = 4096;
+
+pub async fn offset_commit(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let group_id = req.group_id.0.to_string();
+    let snap = state.metadata.snapshot();
+    // Per-partition errors first; the rest go to the coordinator together.
+    let mut errors: Vec<Vec<i16>> = Vec::new();
+    let mut entries = Vec::new();
+    for t in &req.topics {
+        let topic = snap.topic(t.name.0.as_str());
+        errors.push(
+            t.partitions
+                .iter()
+                .map(|p| {
+                    let exists = topic.is_some_and(|tm| {
+                        p.partition_index >= 0 && (p.partition_index as usize) < tm.partitions.len()
+                    });
+                    let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
+                    if group_id.is_empty() {
+                        ResponseError::InvalidGroupId.code()
+                    } else if !exists {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    } else if metadata
+                        .as_ref()
+                        .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
+                    {
+                        ResponseError::OffsetMetadataTooLarge.code()
+                    } else {
+                        entries.push(CommitEntry {
+                            topic: t.name.0.to_string(),
+                            partition: p.partition_index,
+                            offset: p.committed_offset,
+                            leader_epoch: if ctx.version >= 6 {
+                                p.committed_leader_epoch
+                            } else {
+                                -1
+                            },
+                            metadata: metadata.unwrap_or_default(),
+                        });
+                        -1 // filled in with the group's answer below
+                    }
+                })
+                .collect(),
+        );
+    }
+    let common = if entries.is_empty() {
+        0
+    } else {
+        // v0 commits carry no membership: Kafka stored them outside the group.
+        let (member_id, generation) = if ctx.version == 0 {
+            (String::new(), -1)
+        } else {
+            (req.member_id.to_string(), req.generation_id_or_member_epoch)
+        };
+        let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
+        let gid = group_id.clone();
+        state
+            .on_shard(owner(state, &group_id), move |s| async move {
+                s.groups
+                    .commit(
+                        &gid,
+                        &member_id,
+                        instance_id.as_deref(),
+                        generation,
+                        entries,
+                    )
+                    .await
+            })
+            .await
+            .unwrap_or(ResponseError::CoordinatorNotAvailable.code())
+    };
+    let topics = req
+        .topics
+        .iter()
+        .zip(errors)
+        .map(|(t, errs)| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .zip(errs)
+                        .map(|(p, e)| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(if e == -1 { common } else { e })
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// Fetch one group's offsets on its owner shard.
+async fn fetch_group(
+    state: &Rc<ShardState>,
+    group_id: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<FetchedOffsets, i16> {
+    if group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId.code());
+    }
+    state
+        .on_shard(owner(state, &group_id), move |s| async move {
+            s.groups.fetch_offsets(&group_id, topics)
+        })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())
+}
+
+/// (partition, offset, leader epoch, metadata) with Kafka's "none" values.
+fn fields(c: Option<&crate::groups::group::CommittedOffset>, v: i16) -> (i64, i32, String) {
+    match c {
+        Some(c) => (
+            c.offset,
+            if v >= 5 { c.leader_epoch } else { -1 },
+            c.metadata.clone(),
+        ),
+        None => (-1, -1, String::new()),
+    }
+}
+
+pub async fn offset_fetch(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let v = ctx.version;
+    if v < 8 {
+        let topics = req.topics.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                .collect()
+        });
+        let mut resp = OffsetFetchResponse::default();
+        match fetch_group(state, req.group_id.0.to_string(), topics).await {
+            Ok(found) => {
+                resp.topics = found
+                    .into_iter()
+                    .map(|(t, parts)| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(TopicName(sb(t)))
+                            .with_partitions(
+                                parts
+                                    .into_iter()
+                                    .map(|(p, c)| {
+                                        let (offset, epoch, md) = fields(c.as_ref(), v);
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(sb(md)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+            }
+            Err(e) if v >= 2 => resp.error_code = e,
+            Err(e) => {
+                // v0–v1 have no top-level error: put it on every partition.
+                resp.topics = req
+                    .topics
+                    .iter()
+                    .flatten()
+                    .map(|t| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(t.name.clone())
+                            .with_partitions(
+                                t.partition_indexes
+                                    .iter()
+                                    .map(|p| {
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(*p)
+                                            .with_committed_offset(-1)
+                                            .with_metadata(Some(sb("")))
+                                            .with_error_code(e)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+            }
+        }
+        return resp;
+    }
+    let calls = req.groups.iter().map(|g| {
+        let topics = g.topics.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
+                .collect()
+        });
+        fetch_group(state, g.group_id.0.to_string(), topics)
+    });
+    let results = join_all(calls).await;
+    let groups = req
+        .groups
+        .iter()
+        .zip(results)
+        .map(|(g, r)| {
+            let group = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            match r {
+                Err(e) => group.with_error_code(e),
+                Ok(found) => group.with_topics(
+                    found
+                        .into_iter()
+                        .map(|(t, parts)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(sb(t)))
+                                .with_partitions(
+                                    parts
+                                        .into_iter()
+                                        .map(|(p, c)| {
+                                            let (offset, epoch, md) = fields(c.as_ref(), v);
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(Some(sb(md)))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+pub async fn offset_delete(
+    state: &Rc<ShardState>,
+    _ctx: &RequestContext,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let group_id = req.group_id.0.to_string();
+    let parts: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index))
+        })
+        .collect();
+    let result = state
+        .on_shard(owner(state, &group_id), move |s| async move {
+            s.groups.delete_offsets(&group_id, parts).await
+        })
+        .await
+        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()));
+    let errors = match result {
+        Ok(errors) => errors,
+        Err(e) => return OffsetDeleteResponse::default().with_error_code(e),
+    };
+    let mut errors = errors.into_iter();
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(errors.next().unwrap_or(0))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
+}
