@@ -107,6 +107,8 @@ pub fn broker_settings(b: &BrokerConfig) -> Vec<BrokerSetting> {
         setting("io.memory.bytes", b.io_memory_bytes.to_string(), Long, "Shardline: locked I/O memory per shard"),
         setting("tail.cache.bytes", b.tail_cache_bytes.to_string(), Long, "Shardline: recent data kept in memory per partition"),
         setting("pin.shards", b.pin_shards.to_string(), Boolean, "Shardline: pin shard threads to cores"),
+        setting("group.initial.rebalance.delay.ms", b.group_initial_rebalance_delay_ms.to_string(), Int, "Wait before the first rebalance of an empty group, so more members can join"),
+        setting("offsets.retention.minutes", b.offsets_retention_minutes.to_string(), Int, "Committed offsets of empty groups expire after this long"),
     ]
 }
 
