@@ -50,6 +50,10 @@ pub struct BrokerConfig {
     /// Kafka's `offsets.retention.minutes`: committed offsets of a group
     /// that stays Empty this long are dropped.
     pub offsets_retention_minutes: i64,
+    /// Heartbeat interval given to consumer-protocol (KIP-848) members.
+    pub group_consumer_heartbeat_interval_ms: i32,
+    /// A consumer-protocol member silent this long is removed.
+    pub group_consumer_session_timeout_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -80,6 +84,8 @@ impl Default for BrokerConfig {
             pin_shards: true,
             group_initial_rebalance_delay_ms: 3000,
             offsets_retention_minutes: 10080,
+            group_consumer_heartbeat_interval_ms: 5000,
+            group_consumer_session_timeout_ms: 45000,
         }
     }
 }
@@ -117,6 +123,14 @@ impl BrokerConfig {
         if self.group_initial_rebalance_delay_ms < 0 {
             bail!("group_initial_rebalance_delay_ms must not be negative");
         }
+        if self.group_consumer_heartbeat_interval_ms < 1 {
+            bail!("group_consumer_heartbeat_interval_ms must be at least 1");
+        }
+        if self.group_consumer_session_timeout_ms
+            <= i64::from(self.group_consumer_heartbeat_interval_ms)
+        {
+            bail!("group_consumer_session_timeout_ms must exceed the heartbeat interval");
+        }
         if self.offsets_retention_minutes < 1 {
             bail!("offsets_retention_minutes must be at least 1");
         }
@@ -143,6 +157,14 @@ impl BrokerConfig {
         crate::groups::GroupConfig {
             initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms,
             offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
+        }
+    }
+
+    /// Settings of consumer-protocol (KIP-848) groups.
+    pub fn consumer_group_config(&self) -> crate::groups::consumer_protocol::ConsumerConfig {
+        crate::groups::consumer_protocol::ConsumerConfig {
+            heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
+            session_timeout_ms: self.group_consumer_session_timeout_ms,
         }
     }
 

@@ -88,6 +88,12 @@ struct ServeArgs {
     /// Keep committed offsets of an Empty group this long, in minutes [default: 10080].
     #[arg(long)]
     offsets_retention_minutes: Option<i64>,
+    /// Heartbeat interval of consumer-protocol group members, in ms [default: 5000].
+    #[arg(long)]
+    group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// Session timeout of consumer-protocol group members, in ms [default: 45000].
+    #[arg(long)]
+    group_consumer_session_timeout_ms: Option<i64>,
 }
 
 fn parse_flush(s: &str) -> Result<FlushMode, String> {
@@ -116,7 +122,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         log_retention_check_interval_ms,
         message_max_bytes,
         group_initial_rebalance_delay_ms,
-        offsets_retention_minutes
+        offsets_retention_minutes,
+        group_consumer_heartbeat_interval_ms,
+        group_consumer_session_timeout_ms
     );
     if let Some(a) = args.advertise {
         cfg.advertise = Some(a);

@@ -36,6 +36,11 @@ impl ShardState {
         metadata: Arc<MetadataStore>,
         mesh: Mesh<ShardState>,
     ) -> Self {
+        let groups = crate::groups::Coordinator::new(
+            config.group_config(),
+            Box::new(crate::groups::wall_clock_ms),
+        );
+        groups.consumer.cfg.set(config.consumer_group_config());
         Self {
             id,
             config: config.clone(),
@@ -44,10 +49,7 @@ impl ShardState {
             logs: RefCell::new(HashMap::new()),
             admin_lock: glommio::sync::Semaphore::new(1),
             producer_ids: RefCell::new((0, 0)),
-            groups: crate::groups::Coordinator::new(
-                config.group_config(),
-                Box::new(crate::groups::wall_clock_ms),
-            ),
+            groups,
         }
     }
 

@@ -5,6 +5,7 @@
 //! in a `RefCell` (never borrowed across an `.await`) and the shard's group
 //! log, where commits become durable before they are acknowledged.
 
+pub mod consumer_protocol;
 pub mod group;
 pub mod member;
 pub mod offsets;
@@ -76,6 +77,8 @@ pub struct Coordinator {
     last_expiry_check: Cell<i64>,
     /// Stand-in log positions when no group log is open (unit tests).
     mem_offset: Cell<i64>,
+    /// Groups of the consumer protocol (KIP-848).
+    pub consumer: consumer_protocol::ConsumerGroups,
 }
 
 impl Coordinator {
@@ -88,6 +91,7 @@ impl Coordinator {
             clock,
             last_expiry_check: Cell::new(now),
             mem_offset: Cell::new(0),
+            consumer: Default::default(),
         }
     }
 
@@ -174,6 +178,9 @@ impl Coordinator {
         let member_id = p.member_id.clone();
         let reply = {
             let now = self.now();
+            if self.consumer.active(&group_id) {
+                return JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id);
+            }
             let mut groups = self.groups.borrow_mut();
             if !p.member_id.is_empty() && !groups.contains_key(&group_id) {
                 return JoinResult::error(ResponseError::UnknownMemberId, &member_id);
@@ -321,10 +328,18 @@ impl Coordinator {
     /// DeleteGroups: only groups without members; tombstones for the group
     /// and each of its offsets.
     pub async fn delete(&self, group_id: &str) -> i16 {
+        if self.consumer.active(group_id) {
+            return ResponseError::NonEmptyGroup.code();
+        }
+        let consumer_group = self.consumer.groups.borrow_mut().remove(group_id).is_some();
         let entries = {
             let groups = self.groups.borrow();
             let Some(g) = groups.get(group_id) else {
-                return ResponseError::GroupIdNotFound.code();
+                return if consumer_group {
+                    0
+                } else {
+                    ResponseError::GroupIdNotFound.code()
+                };
             };
             if g.state != GroupState::Empty {
                 return ResponseError::NonEmptyGroup.code();
@@ -355,6 +370,7 @@ impl Coordinator {
     /// every few milliseconds by [`run_timers`].
     pub async fn tick(&self) {
         let now = self.now();
+        self.consumer.tick(now);
         let dirty: Vec<String> = {
             let mut groups = self.groups.borrow_mut();
             groups

@@ -124,9 +124,12 @@ impl Coordinator {
         entries: Vec<CommitEntry>,
     ) -> i16 {
         let now = self.now();
+        let consumer_check = self.consumer_commit_check(group_id, member_id, generation);
         {
             let mut groups = self.groups.borrow_mut();
             let error = match groups.get_mut(group_id) {
+                // A consumer-protocol group: its members were checked above.
+                _ if consumer_check.is_some() => consumer_check.unwrap_or(0),
                 Some(g) => {
                     let e = g.check_commit(member_id, instance_id, generation);
                     if e == 0 {
@@ -230,7 +233,8 @@ impl Coordinator {
             if g.state != GroupState::Empty && g.protocol_type.as_deref() != Some("consumer") {
                 return Err(ResponseError::NonEmptyGroup.code());
             }
-            let subscribed = g.subscribed_topics().unwrap_or_default();
+            let mut subscribed = g.subscribed_topics().unwrap_or_default();
+            subscribed.extend(self.consumer.subscribed_topics(group_id));
             let mut tombstones = Vec::new();
             let errors: Vec<i16> = parts
                 .iter()
@@ -268,6 +272,9 @@ impl Coordinator {
             let mut groups = self.groups.borrow_mut();
             let mut dead = Vec::new();
             for g in groups.values_mut() {
+                if self.consumer.active(&g.id) {
+                    continue;
+                }
                 for (t, p) in g.expired_offsets(now, &self.cfg) {
                     entries.push((store::offset_key(&g.id, &t, p), None));
                     g.offsets.remove(&(t, p));

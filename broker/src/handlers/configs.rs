@@ -109,6 +109,8 @@ pub fn broker_settings(b: &BrokerConfig) -> Vec<BrokerSetting> {
         setting("pin.shards", b.pin_shards.to_string(), Boolean, "Shardline: pin shard threads to cores"),
         setting("group.initial.rebalance.delay.ms", b.group_initial_rebalance_delay_ms.to_string(), Int, "Wait before the first rebalance of an empty group, so more members can join"),
         setting("offsets.retention.minutes", b.offsets_retention_minutes.to_string(), Int, "Committed offsets of empty groups expire after this long"),
+        setting("group.consumer.heartbeat.interval.ms", b.group_consumer_heartbeat_interval_ms.to_string(), Int, "Heartbeat interval of consumer-protocol group members"),
+        setting("group.consumer.session.timeout.ms", b.group_consumer_session_timeout_ms.to_string(), Int, "Consumer-protocol group members silent this long are removed"),
     ]
 }
 

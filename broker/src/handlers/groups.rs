@@ -276,27 +276,39 @@ pub async fn list_groups(
     } else {
         Vec::new()
     };
-    // Every group here is a classic group.
     let types: Vec<String> = if v >= 5 {
         req.types_filter.iter().map(|s| s.to_lowercase()).collect()
     } else {
         Vec::new()
     };
-    if !types.is_empty() && !types.iter().any(|t| t == "classic") {
-        return ListGroupsResponse::default();
-    }
     let calls = (0..state.shards()).map(|shard| {
         state.on_shard(shard, |s| async move {
-            s.groups
+            // A consumer-protocol group keeps its offsets in a classic entry
+            // of the same id; it is listed once, as what it is.
+            let consumer = s.groups.consumer.list();
+            let mut out: Vec<(String, String, String, &'static str)> = s
+                .groups
                 .list()
                 .into_iter()
-                .map(|(id, pt, st)| (id, pt, st.name().to_string()))
-                .collect::<Vec<_>>()
+                .filter(|(id, _, _)| !consumer.iter().any(|(c, _)| c == id))
+                .map(|(id, pt, st)| (id, pt, st.name().to_string(), "classic"))
+                .collect();
+            out.extend(
+                consumer
+                    .into_iter()
+                    .map(|(id, st)| (id, "consumer".to_string(), st.to_string(), "consumer")),
+            );
+            out
         })
     });
     let mut groups: Vec<ListedGroup> = Vec::new();
-    for (id, protocol_type, group_state) in join_all(calls).await.into_iter().flatten().flatten() {
+    for (id, protocol_type, group_state, group_type) in
+        join_all(calls).await.into_iter().flatten().flatten()
+    {
         if !states.is_empty() && !states.contains(&group_state.to_lowercase()) {
+            continue;
+        }
+        if !types.is_empty() && !types.iter().any(|t| t == group_type) {
             continue;
         }
         let mut g = ListedGroup::default()
@@ -306,7 +318,7 @@ pub async fn list_groups(
             g.group_state = sb(group_state);
         }
         if v >= 5 {
-            g.group_type = sb("classic");
+            g.group_type = sb(group_type);
         }
         groups.push(g);
     }

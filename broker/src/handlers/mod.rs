@@ -9,6 +9,7 @@ pub mod admin_topics;
 pub mod api_versions;
 pub mod cluster;
 pub mod configs;
+pub mod consumer_groups;
 pub mod delete_records;
 pub mod errors;
 pub mod fetch;
@@ -72,6 +73,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -120,6 +123,17 @@ pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr
         Ok(h) => h,
         Err(e) => return Reply::Close(format!("malformed {api_key:?} request header: {e}")),
     };
+    // Versions kafka-protocol lacks are decoded and answered as an older one.
+    let codec = consumer_groups::codec_version(api_key, version);
+    if codec != version {
+        body = match consumer_groups::downgrade_heartbeat_v1(body) {
+            Ok(b) => b,
+            Err(e) => {
+                return Reply::Close(format!("malformed {api_key:?} v{version} request: {e}"))
+            }
+        };
+    }
+    let version = codec;
     let request = match RequestKind::decode(api_key, &mut body, version) {
         Ok(r) => r,
         Err(e) => return Reply::Close(format!("malformed {api_key:?} v{version} request: {e:#}")),
@@ -263,6 +277,12 @@ async fn dispatch(
         }
         RequestKind::OffsetDelete(r) => {
             ResponseKind::OffsetDelete(offsets::offset_delete(state, ctx, r).await)
+        }
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_groups::heartbeat(state, ctx, r).await)
+        }
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(state, ctx, r).await)
         }
         other => {
             return Err(format!(

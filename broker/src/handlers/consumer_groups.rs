@@ -1,0 +1,267 @@
+//! The consumer group protocol of KIP-848: ConsumerGroupHeartbeat and
+//! ConsumerGroupDescribe. Thin: topic ids to names and back, a call to the
+//! group's owner shard; the logic is in `crate::groups::consumer_protocol`.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use futures::future::join_all;
+use kafka_protocol::messages::consumer_group_describe_response::{
+    Assignment as DescribedAssignment, DescribedGroup, Member,
+    TopicPartitions as DescribedPartitions,
+};
+use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use super::groups::{owner, sb};
+use super::RequestContext;
+use crate::groups::consumer_protocol::{self as cp, HeartbeatParams, HeartbeatResult};
+use crate::shard_state::ShardState;
+
+pub async fn heartbeat(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    let group_id = req.group_id.0.to_string();
+    let member_id = req.member_id.to_string();
+    let fail = |code: i16, msg: &str| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(code)
+            .with_error_message(Some(sb(msg)))
+            .with_member_id(Some(sb(member_id.clone())))
+            .with_member_epoch(-1)
+    };
+    if group_id.is_empty() {
+        return fail(ResponseError::InvalidGroupId.code(), "empty group id");
+    }
+    if req.subscribed_topic_names.is_none() && req.member_epoch == 0 {
+        return fail(
+            ResponseError::InvalidRequest.code(),
+            "subscribed topic names are required when joining (regex is not supported)",
+        );
+    }
+    let snap = state.metadata.snapshot();
+    let owned = req.topic_partitions.as_ref().map(|tps| {
+        tps.iter()
+            .filter_map(|tp| {
+                let t = snap.topic_by_id(&tp.topic_id)?;
+                Some((t.name.clone(), tp.partitions.iter().copied().collect()))
+            })
+            .collect()
+    });
+    let params = HeartbeatParams {
+        member_id: member_id.clone(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.as_ref().map(|s| s.to_string()),
+        rack_id: req.rack_id.as_ref().map(|s| s.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| t.0.to_string()).collect()),
+        server_assignor: req.server_assignor.as_ref().map(|s| s.to_string()),
+        owned,
+        client_id: ctx.client_id.clone(),
+        client_host: format!("/{}", ctx.peer.ip()),
+    };
+    let shard = owner(state, &group_id);
+    let result = state
+        .on_shard(shard, move |s| async move {
+            let snap = s.metadata.snapshot();
+            let sizes = |t: &str| snap.topic(t).map(|m| m.partitions.len() as i32);
+            s.groups.consumer_heartbeat(&group_id, params, &sizes)
+        })
+        .await
+        .unwrap_or_else(|_| HeartbeatResult {
+            error: ResponseError::CoordinatorNotAvailable.code(),
+            member_id: member_id.clone(),
+            ..Default::default()
+        });
+    let mut resp = ConsumerGroupHeartbeatResponse::default()
+        .with_error_code(result.error)
+        .with_error_message(result.message.map(sb))
+        .with_member_id(Some(sb(result.member_id)))
+        .with_member_epoch(result.member_epoch)
+        .with_heartbeat_interval_ms(result.heartbeat_interval_ms);
+    if let Some(a) = result.assignment {
+        let snap = state.metadata.snapshot();
+        let topic_partitions = a
+            .into_iter()
+            .filter_map(|(t, ps)| {
+                let meta = snap.topic(&t)?;
+                Some(
+                    TopicPartitions::default()
+                        .with_topic_id(meta.id)
+                        .with_partitions(ps.into_iter().collect()),
+                )
+            })
+            .collect();
+        resp.assignment = Some(Assignment::default().with_topic_partitions(topic_partitions));
+    }
+    resp
+}
+
+pub async fn describe(
+    state: &Rc<ShardState>,
+    _ctx: &RequestContext,
+    req: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    let calls = req.group_ids.iter().map(|g| {
+        let id = g.0.to_string();
+        state.on_shard(owner(state, &id), move |s| async move {
+            let classic = s.groups.describe(&id);
+            (s.groups.consumer_describe(&id), classic.state != "Dead")
+        })
+    });
+    let results = join_all(calls).await;
+    let snap = state.metadata.snapshot();
+    let to_wire = |a: &cp::Assignment| {
+        DescribedAssignment::default().with_topic_partitions(
+            a.iter()
+                .filter_map(|(t, ps)| {
+                    let meta = snap.topic(t)?;
+                    Some(
+                        DescribedPartitions::default()
+                            .with_topic_id(meta.id)
+                            .with_topic_name(TopicName(sb(t.clone())))
+                            .with_partitions(ps.iter().copied().collect()),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let groups = req
+        .group_ids
+        .iter()
+        .zip(results)
+        .map(|(id, r)| {
+            let base = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(i32::MIN);
+            match r {
+                Ok((Some(g), _)) => base
+                    .with_group_state(sb(g.state_name()))
+                    .with_group_epoch(g.epoch)
+                    .with_assignment_epoch(g.assignment_epoch)
+                    .with_assignor_name(sb(g.assignor.clone()))
+                    .with_members(
+                        g.members
+                            .values()
+                            .map(|m| {
+                                Member::default()
+                                    .with_member_id(sb(m.id.clone()))
+                                    .with_instance_id(m.instance_id.clone().map(sb))
+                                    .with_rack_id(m.rack_id.clone().map(sb))
+                                    .with_member_epoch(m.epoch)
+                                    .with_client_id(sb(m.client_id.clone()))
+                                    .with_client_host(sb(m.client_host.clone()))
+                                    .with_subscribed_topic_names(
+                                        m.subscribed
+                                            .iter()
+                                            .map(|t| TopicName(sb(t.clone())))
+                                            .collect(),
+                                    )
+                                    .with_assignment(to_wire(&m.assigned))
+                                    .with_target_assignment(to_wire(
+                                        g.target.get(&m.id).unwrap_or(&cp::Assignment::new()),
+                                    ))
+                            })
+                            .collect(),
+                    ),
+                Ok((None, true)) => base
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(sb(format!("{} is not a consumer group", id.0)))),
+                Ok((None, false)) => base
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(sb(format!("group {} not found", id.0)))),
+                Err(_) => base.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+            }
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
+}
+
+/// ConsumerGroupHeartbeat v1 is v0 plus `SubscribedTopicRegex` (a compact
+/// nullable string after `SubscribedTopicNames`); responses are the same.
+/// kafka-protocol only knows v0, so a v1 body is handled as v0 with the
+/// regex cut out (a join by regex alone then fails as INVALID_REQUEST).
+pub fn downgrade_heartbeat_v1(body: Bytes) -> Result<Bytes, String> {
+    let b = &body[..];
+    let start = topic_names_end(b)?;
+    let mut end = start;
+    skip_str(b, &mut end)?;
+    let mut out = BytesMut::with_capacity(b.len());
+    out.extend_from_slice(&b[..start]);
+    out.extend_from_slice(&b[end..]);
+    Ok(out.freeze())
+}
+
+fn varint(b: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..35).step_by(7) {
+        let byte = *b.get(*pos).ok_or("truncated varint")?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("varint too long".into())
+}
+
+fn skip_str(b: &[u8], pos: &mut usize) -> Result<(), String> {
+    let n = varint(b, pos)?;
+    *pos += n.saturating_sub(1) as usize;
+    if *pos > b.len() {
+        return Err("truncated string".into());
+    }
+    Ok(())
+}
+
+/// Where `SubscribedTopicNames` of a heartbeat body ends.
+fn topic_names_end(b: &[u8]) -> Result<usize, String> {
+    let mut pos = 0;
+    skip_str(b, &mut pos)?; // group id
+    skip_str(b, &mut pos)?; // member id
+    pos += 4; // member epoch
+    skip_str(b, &mut pos)?; // instance id
+    skip_str(b, &mut pos)?; // rack id
+    pos += 4; // rebalance timeout
+    let topics = varint(b, &mut pos)?;
+    for _ in 1..topics {
+        skip_str(b, &mut pos)?;
+    }
+    if pos > b.len() {
+        return Err("truncated ConsumerGroupHeartbeat".into());
+    }
+    Ok(pos)
+}
+
+/// The version kafka-protocol encodes and decodes `version` of `key` with.
+pub fn codec_version(key: ApiKey, version: i16) -> i16 {
+    match (key, version) {
+        (ApiKey::ConsumerGroupHeartbeat, 1) => 0,
+        _ => version,
+    }
+}
+
+/// Tests: turn a v0 heartbeat frame (header + body) into v1, with a null regex.
+#[cfg(test)]
+pub fn frame_as_version(key: ApiKey, version: i16, frame: Bytes) -> Bytes {
+    use kafka_protocol::protocol::Decodable;
+    if codec_version(key, version) == version {
+        return frame;
+    }
+    let mut body = frame.clone();
+    RequestHeader::decode(&mut body, key.request_header_version(0)).expect("header");
+    let header_len = frame.len() - body.len();
+    let at = header_len + topic_names_end(&body).expect("v0 body");
+    let mut out = BytesMut::from(&frame[..at]);
+    out.extend_from_slice(&[0]);
+    out.extend_from_slice(&frame[at..]);
+    out[2..4].copy_from_slice(&version.to_be_bytes());
+    out.freeze()
+}
