@@ -374,3 +374,36 @@ def test_acknowledged_commits_survive_kill9(broker_factory):
     print(f"\nkill -9: acknowledged {acked}, after restart {by_p}")
     for p in (0, 1):
         assert by_p[p] >= acked[p], f"partition {p}: committed {by_p[p]} < acknowledged {acked[p]}"
+
+
+def test_cooperative_sticky_rebalance_keeps_partitions_and_reads_everything(gbroker):
+    """KIP-429: with cooperative-sticky the first member keeps two of its
+    partitions through the rebalance (only the moved ones are revoked), and
+    the group still reads every message."""
+    bs = gbroker.bootstrap
+    topic = unique_topic("coop")
+    want = fill(bs, topic, 4, 400)
+    group = gid()
+    coop = {"partition.assignment.strategy": "cooperative-sticky"}
+    revoked = []
+    c1 = group_consumer(bs, group, **coop)
+    c2 = group_consumer(bs, group, **coop)
+    got = []
+
+    def owned(c):
+        return sorted(tp.partition for tp in c.assignment())
+
+    try:
+        c1.subscribe([topic], on_revoke=lambda c, parts: revoked.extend(p.partition for p in parts))
+        assert poll_until([c1], lambda: len(owned(c1)) == 4), "c1 never got 4 partitions"
+        c2.subscribe([topic])
+        assert poll_until([c1, c2], lambda: len(owned(c1)) == 2 and len(owned(c2)) == 2, sink=got), \
+            f"no 2+2 split: c1={owned(c1)} c2={owned(c2)}"
+        assert sorted(owned(c1) + owned(c2)) == [0, 1, 2, 3]
+        assert sorted(revoked) == owned(c2), "only the partitions that moved were revoked"
+        assert poll_until([c1, c2], lambda: len({m.value() for _, m in got}) >= 400, sink=got)
+        values = [m.value().decode() for _, m in got]
+        assert set(values) == want
+    finally:
+        c1.close()
+        c2.close()
