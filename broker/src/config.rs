@@ -50,6 +50,10 @@ pub struct BrokerConfig {
     /// Kafka's `offsets.retention.minutes`: committed offsets of a group
     /// that stays Empty this long are dropped.
     pub offsets_retention_minutes: i64,
+    /// Classic-group members asking for a shorter session timeout are refused.
+    pub group_min_session_timeout_ms: i32,
+    /// Classic-group members asking for a longer session timeout are refused.
+    pub group_max_session_timeout_ms: i32,
     /// Heartbeat interval given to consumer-protocol (KIP-848) members.
     pub group_consumer_heartbeat_interval_ms: i32,
     /// A consumer-protocol member silent this long is removed.
@@ -84,6 +88,8 @@ impl Default for BrokerConfig {
             pin_shards: true,
             group_initial_rebalance_delay_ms: 3000,
             offsets_retention_minutes: 10080,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
             group_consumer_heartbeat_interval_ms: 5000,
             group_consumer_session_timeout_ms: 45000,
         }
@@ -130,6 +136,11 @@ impl BrokerConfig {
             <= i64::from(self.group_consumer_heartbeat_interval_ms)
         {
             bail!("group_consumer_session_timeout_ms must exceed the heartbeat interval");
+        }
+        if self.group_min_session_timeout_ms < 1
+            || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
+        {
+            bail!("group_min_session_timeout_ms must be at least 1 and at most group_max_session_timeout_ms");
         }
         if self.offsets_retention_minutes < 1 {
             bail!("offsets_retention_minutes must be at least 1");

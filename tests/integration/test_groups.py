@@ -407,3 +407,28 @@ def test_cooperative_sticky_rebalance_keeps_partitions_and_reads_everything(gbro
     finally:
         c1.close()
         c2.close()
+
+
+def test_session_timeout_outside_the_broker_bounds_is_refused(gbroker):
+    """Kafka's group.min.session.timeout.ms (6 s by default): a member asking
+    for 1 s gets INVALID_SESSION_TIMEOUT and never an assignment."""
+    from confluent_kafka import KafkaError
+    bs = gbroker.bootstrap
+    topic = unique_topic("short-session")
+    fill(bs, topic, 1, 1)
+    errors = []
+    c = group_consumer(bs, gid(), **{"session.timeout.ms": 1000, "heartbeat.interval.ms": 100,
+                                     "error_cb": errors.append})
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            m = c.poll(0.1)
+            if m is not None and m.error():
+                errors.append(m.error())
+            if any(e.code() == KafkaError.INVALID_SESSION_TIMEOUT for e in errors):
+                break
+        assert any(e.code() == KafkaError.INVALID_SESSION_TIMEOUT for e in errors), errors
+        assert not c.assignment()
+    finally:
+        c.close()

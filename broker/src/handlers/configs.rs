@@ -108,6 +108,8 @@ pub fn broker_settings(b: &BrokerConfig) -> Vec<BrokerSetting> {
         setting("tail.cache.bytes", b.tail_cache_bytes.to_string(), Long, "Shardline: recent data kept in memory per partition"),
         setting("pin.shards", b.pin_shards.to_string(), Boolean, "Shardline: pin shard threads to cores"),
         setting("group.initial.rebalance.delay.ms", b.group_initial_rebalance_delay_ms.to_string(), Int, "Wait before the first rebalance of an empty group, so more members can join"),
+        setting("group.min.session.timeout.ms", b.group_min_session_timeout_ms.to_string(), Int, "Shortest session timeout a classic-group member may ask for"),
+        setting("group.max.session.timeout.ms", b.group_max_session_timeout_ms.to_string(), Int, "Longest session timeout a classic-group member may ask for"),
         setting("offsets.retention.minutes", b.offsets_retention_minutes.to_string(), Int, "Committed offsets of empty groups expire after this long"),
         setting("group.consumer.heartbeat.interval.ms", b.group_consumer_heartbeat_interval_ms.to_string(), Int, "Heartbeat interval of consumer-protocol group members"),
         setting("group.consumer.session.timeout.ms", b.group_consumer_session_timeout_ms.to_string(), Int, "Consumer-protocol group members silent this long are removed"),

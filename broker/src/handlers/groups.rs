@@ -114,7 +114,10 @@ pub async fn join_group(
     };
     let result = if group_id.is_empty() {
         JoinResult::error(ResponseError::InvalidGroupId, &params.member_id)
-    } else if params.session_timeout_ms <= 0 {
+    } else if params.session_timeout_ms < state.config.group_min_session_timeout_ms
+        || params.session_timeout_ms > state.config.group_max_session_timeout_ms
+    {
+        // Kafka's group.min/max.session.timeout.ms bounds.
         JoinResult::error(ResponseError::InvalidSessionTimeout, &params.member_id)
     } else {
         let member_id = params.member_id.clone();
