@@ -88,6 +88,12 @@ struct ServeArgs {
     /// Keep committed offsets of an Empty group this long, in minutes [default: 10080].
     #[arg(long)]
     offsets_retention_minutes: Option<i64>,
+    /// Shortest classic-group session timeout accepted, in ms [default: 6000].
+    #[arg(long)]
+    group_min_session_timeout_ms: Option<i32>,
+    /// Longest classic-group session timeout accepted, in ms [default: 1800000].
+    #[arg(long)]
+    group_max_session_timeout_ms: Option<i32>,
     /// Heartbeat interval of consumer-protocol group members, in ms [default: 5000].
     #[arg(long)]
     group_consumer_heartbeat_interval_ms: Option<i32>,
@@ -123,6 +129,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         message_max_bytes,
         group_initial_rebalance_delay_ms,
         offsets_retention_minutes,
+        group_min_session_timeout_ms,
+        group_max_session_timeout_ms,
         group_consumer_heartbeat_interval_ms,
         group_consumer_session_timeout_ms
     );
