@@ -103,6 +103,9 @@ fi
 CURRENT_STEP="pytest tests/integration"
 step "$CURRENT_STEP"
 export SHARDLINE_BIN="${SHARDLINE_BIN:-$ROOT/target/release/shardline}"
-"$VENV/bin/python" -m pytest tests/integration -v --timeout 300 -p no:cacheprovider "$@"
+# The whole suite takes ~3 minutes; a run still going after 30 (e.g. a client
+# thread keeping the interpreter alive after the last test) is a failure,
+# not something to wait out until CI's limit.
+timeout --kill-after=15 1800 "$VENV/bin/python" -m pytest tests/integration -v --timeout 300 -p no:cacheprovider "$@"
 done_step "$CURRENT_STEP"
 CURRENT_STEP=""
