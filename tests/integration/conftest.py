@@ -456,3 +456,17 @@ def watermarks(bootstrap, topic, partition=0):
 def headers_of(msg):
     """Message headers as a list of (str, bytes) ([] when none)."""
     return [(k, v) for k, v in (msg.headers() or [])]
+
+
+def poll_until(consumers, cond, timeout=30, sink=None):
+    """Poll confluent consumers in turn until `cond()` holds (True) or
+    `timeout` passes (False); messages go to `sink` as (consumer, message)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for c in consumers:
+            m = c.poll(0.05)
+            if m is not None and not m.error() and sink is not None:
+                sink.append((c, m))
+        if cond():
+            return True
+    return False

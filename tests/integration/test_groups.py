@@ -16,6 +16,7 @@ from conftest import (
     REPO_ROOT,
     assert_delivered,
     create_topic,
+    poll_until,
     produce,
     unique_topic,
 )
@@ -81,18 +82,6 @@ class Tracker:
     def on_revoke(self, consumer, parts):
         self.revoked.append(sorted(p.partition for p in parts))
         self.events.append(("revoke", time.monotonic(), sorted(p.partition for p in parts)))
-
-
-def poll_until(consumers, cond, timeout=30, sink=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for c in consumers:
-            m = c.poll(0.05)
-            if m is not None and not m.error() and sink is not None:
-                sink.append((c, m))
-        if cond():
-            return True
-    return False
 
 
 def test_two_consumers_split_partitions_and_read_each_message_once(gbroker):

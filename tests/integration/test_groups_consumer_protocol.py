@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import Broker, assert_delivered, create_topic, produce, unique_topic
+from conftest import Broker, assert_delivered, create_topic, poll_until, produce, unique_topic
 
 ARGS = [
     "--group-consumer-heartbeat-interval-ms", "200",
@@ -55,18 +55,6 @@ class Tracker:
 
     def on_revoke(self, c, parts):
         self.owned -= {p.partition for p in parts}
-
-
-def poll_until(consumers, cond, timeout=30, sink=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for c in consumers:
-            m = c.poll(0.05)
-            if m is not None and not m.error() and sink is not None:
-                sink.append((c, m))
-        if cond():
-            return True
-    return False
 
 
 def test_two_members_split_then_one_takes_all(cbroker):

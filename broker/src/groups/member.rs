@@ -40,36 +40,6 @@ impl Member {
         }
     }
 
-    /// Restored from the group log: no waiters, heartbeat clock restarted.
-    #[allow(clippy::too_many_arguments)]
-    pub fn restored(
-        id: String,
-        instance_id: Option<String>,
-        client_id: String,
-        client_host: String,
-        session_timeout_ms: i32,
-        rebalance_timeout_ms: i32,
-        protocol_type: String,
-        protocols: Vec<(String, Bytes)>,
-        assignment: Bytes,
-        now: i64,
-    ) -> Self {
-        Self {
-            id,
-            instance_id,
-            client_id,
-            client_host,
-            session_timeout_ms,
-            rebalance_timeout_ms,
-            protocol_type,
-            protocols,
-            assignment,
-            last_heartbeat: now,
-            join_waiter: None,
-            sync_waiter: None,
-        }
-    }
-
     pub fn metadata_for(&self, protocol: &str) -> Bytes {
         self.protocols
             .iter()

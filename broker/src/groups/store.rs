@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use shard::log::PartitionLog;
 use shard::record::{decode_records, BatchBuilder, BatchView, Compression};
 
-use super::group::{CommittedOffset, Group, GroupState, Member};
+use super::group::{CommittedOffset, Group, GroupState, JoinParams, Member};
 
 const FORMAT: u8 = 1;
 
@@ -250,21 +250,23 @@ fn restore_group(group: &mut Group, v: GroupValue, now: i64) {
         if let Some(inst) = &m.instance_id {
             group.static_members.insert(inst.clone(), m.id.clone());
         }
-        let member = Member::restored(
-            m.id.clone(),
-            m.instance_id,
-            m.client_id,
-            m.client_host,
-            m.session_timeout_ms,
-            m.rebalance_timeout_ms,
-            m.protocol_type,
-            m.protocols
+        // Restored from the group log: no waiters, heartbeat clock restarted.
+        let params = JoinParams {
+            instance_id: m.instance_id,
+            client_id: m.client_id,
+            client_host: m.client_host,
+            session_timeout_ms: m.session_timeout_ms,
+            rebalance_timeout_ms: m.rebalance_timeout_ms,
+            protocol_type: m.protocol_type,
+            protocols: m
+                .protocols
                 .into_iter()
                 .map(|(n, b)| (n, Bytes::from(b)))
                 .collect(),
-            Bytes::from(m.assignment),
-            now,
-        );
+            ..JoinParams::default()
+        };
+        let mut member = Member::new(m.id.clone(), &params, now);
+        member.assignment = Bytes::from(m.assignment);
         group.members.insert(m.id, member);
     }
     group.state = if group.members.is_empty() {
