@@ -146,3 +146,98 @@ def test_range_assignor_chosen_by_the_members(cbroker):
     finally:
         c1.close()
         c2.close()
+
+
+def test_regex_subscription_takes_topics_created_later(cbroker):
+    """librdkafka sends `^prefix-.*` as SubscribedTopicRegex (Heartbeat v1);
+    the broker resolves it, and a matching topic created while the group
+    runs is assigned at the next heartbeat. Non-matching topics stay out."""
+    bs = cbroker.bootstrap
+    prefix = unique_topic("kip848re")
+    first, later, other = f"{prefix}-a", f"{prefix}-b", f"x-{prefix}-c"
+    create_topic(bs, first, partitions=2)
+    create_topic(bs, other, partitions=1)
+    owned = set()
+
+    def on_assign(c, parts):
+        owned.update((p.topic, p.partition) for p in parts)
+
+    def on_revoke(c, parts):
+        owned.difference_update((p.topic, p.partition) for p in parts)
+
+    c = consumer(bs, gid(), **{"topic.metadata.refresh.interval.ms": 1000})
+    got = []
+    try:
+        c.subscribe([f"^{prefix}-.*"], on_assign=on_assign, on_revoke=on_revoke)
+        assert poll_until([c], lambda: owned == {(first, 0), (first, 1)}, sink=got), owned
+        create_topic(bs, later, partitions=1)
+        want = {(first, 0), (first, 1), (later, 0)}
+        assert poll_until([c], lambda: owned == want, timeout=30, sink=got), owned
+        for t in (first, later, other):
+            assert_delivered(produce(bs, t, [{"value": f"{t}:{i}".encode()} for i in range(10)]))
+        assert poll_until([c], lambda: len(got) >= 20, sink=got)
+        poll_until([c], lambda: False, timeout=1.0, sink=got)
+        topics = sorted({m.topic() for _, m in got})
+        assert topics == [first, later], topics
+        assert len(got) == 20
+    finally:
+        c.close()
+
+
+def test_group_state_survives_kill9_without_a_rebalance(broker_factory):
+    """Membership, epochs and assignments are in the group log before a
+    heartbeat is answered: after kill -9 and a restart the members carry on
+    with their epochs. Had the broker forgotten them, their next heartbeat
+    would be fenced (UNKNOWN_MEMBER_ID) and librdkafka would revoke (lose)
+    its partitions and rejoin."""
+    from confluent_kafka.admin import AdminClient
+    b = broker_factory(extra_args=ARGS)
+    bs = b.bootstrap
+    topic = unique_topic("kip848k9")
+    create_topic(bs, topic, partitions=2)
+    group = gid()
+    events = []
+
+    class Logged(Tracker):
+        def __init__(self, name):
+            super().__init__()
+            self.name = name
+
+        def on_assign(self, c, parts):
+            events.append((self.name, "assign", sorted(p.partition for p in parts)))
+            super().on_assign(c, parts)
+
+        def on_revoke(self, c, parts):
+            events.append((self.name, "revoke", sorted(p.partition for p in parts)))
+            super().on_revoke(c, parts)
+
+    t1, t2 = Logged("c1"), Logged("c2")
+    c1, c2 = consumer(bs, group), consumer(bs, group)
+    got = []
+    try:
+        c1.subscribe([topic], on_assign=t1.on_assign, on_revoke=t1.on_revoke, on_lost=t1.on_revoke)
+        assert poll_until([c1], lambda: len(t1.owned) == 2)
+        c2.subscribe([topic], on_assign=t2.on_assign, on_revoke=t2.on_revoke, on_lost=t2.on_revoke)
+        assert poll_until([c1, c2], lambda: len(t1.owned) == 1 and len(t2.owned) == 1), events
+        admin = AdminClient({"bootstrap.servers": bs})
+        before = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        members = {m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions)
+                   for m in before.members}
+        settled = len(events)
+        b.kill9()
+        b.restart()
+        # Heartbeats (every 200 ms) reach the restarted broker.
+        poll_until([c1, c2], lambda: False, timeout=3.0, sink=got)
+        assert_delivered(produce(bs, topic, [{"value": f"after{i}".encode(), "partition": i % 2}
+                                             for i in range(20)]))
+        assert poll_until([c1, c2], lambda: len(got) >= 20, sink=got)
+        assert events[settled:] == [], f"members were rebalanced after the restart: {events[settled:]}"
+        # A new admin client: the old one's connection died with the broker.
+        admin = AdminClient({"bootstrap.servers": bs})
+        after = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        assert {m.member_id: sorted(tp.partition for tp in m.assignment.topic_partitions)
+                for m in after.members} == members
+        assert sorted(m.value().decode() for _, m in got) == sorted(f"after{i}" for i in range(20))
+    finally:
+        c1.close()
+        c2.close()

@@ -3,8 +3,15 @@
 //! (`uniform` or `range`) whenever the group epoch moves past the
 //! assignment epoch, and each member reconciles towards its target: a
 //! partition goes to its new owner only after the previous owner has
-//! reported it revoked. State is in memory (not persisted); committed
-//! offsets of these groups live with the classic groups' offsets.
+//! reported it revoked. Every change of membership, epochs or assignments
+//! is written to the shard's group log before the heartbeat that made it
+//! is answered (see `persist`); committed offsets of these groups live
+//! with the classic groups' offsets.
+//!
+//! A member subscribes to topic names, a regular expression, or both; the
+//! expression is matched against the whole name of every topic on each
+//! heartbeat, so a topic created later joins the group's assignment at
+//! the next heartbeat of any member.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -12,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use kafka_protocol::ResponseError;
 
 pub mod assignors;
+pub mod persist;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +29,74 @@ pub const FENCED_MEMBER_EPOCH: i16 = 110;
 pub const UNRELEASED_INSTANCE_ID: i16 = 111;
 pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
+/// Kafka 4.0's code for a subscription regex that does not compile.
+pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
+/// Longest subscription regex accepted; bounds compile time and memory.
+pub const MAX_REGEX_LEN: usize = 4096;
+
+/// What a group needs to know about the cluster's topics.
+pub trait TopicCatalog {
+    /// Partitions of `topic`; None when there is no such topic.
+    fn partition_count(&self, topic: &str) -> Option<i32>;
+    /// Every topic name, for regex subscriptions.
+    fn topic_names(&self) -> Vec<String>;
+}
+
+impl TopicCatalog for crate::metadata::ClusterState {
+    fn partition_count(&self, topic: &str) -> Option<i32> {
+        self.topic(topic).map(|m| m.partitions.len() as i32)
+    }
+
+    fn topic_names(&self) -> Vec<String> {
+        self.topics.keys().cloned().collect()
+    }
+}
+
+/// Tests: topic name → partition count.
+#[cfg(test)]
+impl TopicCatalog for BTreeMap<String, i32> {
+    fn partition_count(&self, topic: &str) -> Option<i32> {
+        self.get(topic).copied()
+    }
+
+    fn topic_names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}
+
+/// A subscription regex, compiled once per change. Kafka (RE2/J) matches
+/// it against the whole topic name, so it is anchored at both ends.
+#[derive(Debug, Clone)]
+pub struct TopicRegex {
+    pub source: String,
+    matcher: regex::Regex,
+}
+
+impl TopicRegex {
+    pub fn new(source: &str) -> Result<Self, String> {
+        if source.len() > MAX_REGEX_LEN {
+            return Err(format!("regex longer than {MAX_REGEX_LEN} bytes"));
+        }
+        let matcher = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(1 << 20)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            source: source.to_string(),
+            matcher,
+        })
+    }
+
+    pub fn matches(&self, topic: &str) -> bool {
+        self.matcher.is_match(topic)
+    }
+}
+
+impl PartialEq for TopicRegex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
 
 /// Broker settings of consumer-protocol groups.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +123,13 @@ pub struct ConsumerMember {
     pub client_host: String,
     pub epoch: i32,
     pub previous_epoch: i32,
+    /// Topic names the member subscribed to by name.
     pub subscribed: Vec<String>,
+    /// The member's subscription regex, if any.
+    pub subscribed_regex: Option<TopicRegex>,
+    /// Names and regex resolved against the topics that exist: what the
+    /// assignor works with.
+    pub topics: Vec<String>,
     pub server_assignor: Option<String>,
     pub last_seen: i64,
     /// Partitions the member may consume now.
@@ -74,6 +156,8 @@ pub struct ConsumerGroup {
     /// Partition counts of subscribed topics, as last seen.
     pub topic_sizes: BTreeMap<String, i32>,
     pub assignor: String,
+    /// Changed since last written to the group log.
+    pub dirty: bool,
 }
 
 /// One heartbeat, decoded.
@@ -85,6 +169,8 @@ pub struct HeartbeatParams {
     pub rack_id: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub subscribed: Option<Vec<String>>,
+    /// None: unchanged; Some(""): cleared; Some(re): subscribe by regex.
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// Partitions the member owns, when it says.
     pub owned: Option<Assignment>,
@@ -171,18 +257,30 @@ impl ConsumerGroup {
         }
     }
 
-    /// Re-read the partition counts of subscribed topics; true on a change.
-    fn refresh_metadata(&mut self, sizes: &dyn Fn(&str) -> Option<i32>) -> bool {
+    /// Resolve every member's subscription against the topics that exist
+    /// and re-read their partition counts; true on a change.
+    fn refresh_metadata(&mut self, catalog: &dyn TopicCatalog) -> bool {
+        let mut changed = false;
+        if self.members.values().any(|m| m.subscribed_regex.is_some()) {
+            let names = catalog.topic_names();
+            for m in self.members.values_mut() {
+                changed |= resolve_topics(m, &names);
+            }
+        } else {
+            for m in self.members.values_mut() {
+                changed |= resolve_topics(m, &[]);
+            }
+        }
         let topics: BTreeSet<&String> = self
             .members
             .values()
-            .flat_map(|m| m.subscribed.iter())
+            .flat_map(|m| m.topics.iter())
             .collect();
         let now: BTreeMap<String, i32> = topics
             .into_iter()
-            .filter_map(|t| sizes(t).map(|n| (t.clone(), n)))
+            .filter_map(|t| catalog.partition_count(t).map(|n| (t.clone(), n)))
             .collect();
-        let changed = now != self.topic_sizes;
+        changed |= now != self.topic_sizes;
         self.topic_sizes = now;
         changed
     }
@@ -199,7 +297,7 @@ impl ConsumerGroup {
         let subs: BTreeMap<String, Vec<String>> = self
             .members
             .iter()
-            .map(|(id, m)| (id.clone(), m.subscribed.clone()))
+            .map(|(id, m)| (id.clone(), m.topics.clone()))
             .collect();
         self.target = assign(&self.assignor, &subs, &self.topic_sizes, &self.target);
         self.assignment_epoch = self.epoch;
@@ -257,6 +355,12 @@ impl ConsumerGroup {
                 }
             }
         }
+        let before = &self.members[member_id];
+        if (before.epoch, &before.assigned, &before.pending_revoke)
+            != (m.epoch, &m.assigned, &m.pending_revoke)
+        {
+            self.dirty = true;
+        }
         self.members.insert(member_id.to_string(), m);
     }
 
@@ -266,10 +370,26 @@ impl ConsumerGroup {
         p: HeartbeatParams,
         now: i64,
         cfg: &ConsumerConfig,
-        sizes: &dyn Fn(&str) -> Option<i32>,
+        catalog: &dyn TopicCatalog,
     ) -> HeartbeatResult {
         let mut p = p;
         p.owned = p.owned.map(normalized);
+        // Compile a new regex before anything changes, so a bad one leaves
+        // the group as it was. Some(None) clears the member's regex.
+        let regex = match p.subscribed_regex.take() {
+            None => None,
+            Some(src) if src.is_empty() => Some(None),
+            Some(src) => match TopicRegex::new(&src) {
+                Ok(r) => Some(Some(r)),
+                Err(e) => {
+                    return HeartbeatResult::error(
+                        INVALID_REGULAR_EXPRESSION,
+                        &p.member_id,
+                        &format!("invalid subscription regex {src:?}: {e}"),
+                    )
+                }
+            },
+        };
         if let Some(a) = &p.server_assignor {
             if a != "uniform" && a != "range" {
                 return HeartbeatResult::error(
@@ -300,6 +420,7 @@ impl ConsumerGroup {
                             );
                         }
                         self.members.remove(&old.id);
+                        self.dirty = true;
                         if member_id.is_empty() {
                             member_id = uuid::Uuid::new_v4().to_string();
                         }
@@ -317,7 +438,7 @@ impl ConsumerGroup {
                     member_id = uuid::Uuid::new_v4().to_string();
                 }
                 if !self.members.contains_key(&member_id) {
-                    if p.subscribed.is_none() {
+                    if p.subscribed.is_none() && regex.is_none() {
                         return HeartbeatResult::error(
                             ResponseError::InvalidRequest.code(),
                             &member_id,
@@ -354,6 +475,7 @@ impl ConsumerGroup {
                     self.target.remove(&member_id);
                     self.epoch += 1;
                 }
+                self.dirty = true;
                 return HeartbeatResult {
                     member_id,
                     member_epoch: p.member_epoch,
@@ -385,6 +507,11 @@ impl ConsumerGroup {
         m.last_seen = now;
         m.client_id = p.client_id;
         m.client_host = p.client_host;
+        let described = (
+            m.instance_id.clone(),
+            m.rack_id.clone(),
+            m.rebalance_timeout_ms,
+        );
         if p.instance_id.is_some() {
             m.instance_id = p.instance_id;
         }
@@ -395,6 +522,15 @@ impl ConsumerGroup {
         }
         if p.rack_id.is_some() {
             m.rack_id = p.rack_id;
+        }
+        if described
+            != (
+                m.instance_id.clone(),
+                m.rack_id.clone(),
+                m.rebalance_timeout_ms,
+            )
+        {
+            self.dirty = true;
         }
         if p.server_assignor.is_some() && m.server_assignor != p.server_assignor {
             m.server_assignor = p.server_assignor;
@@ -409,6 +545,12 @@ impl ConsumerGroup {
                 bump = true;
             }
         }
+        if let Some(re) = regex {
+            if re != m.subscribed_regex {
+                m.subscribed_regex = re;
+                bump = true;
+            }
+        }
         // A member that says it owns something other than what we gave it
         // (a rejoin, or a lost response) hears its assignment again.
         if let Some(owned) = &p.owned {
@@ -416,8 +558,9 @@ impl ConsumerGroup {
                 m.unsent = true;
             }
         }
-        if self.refresh_metadata(sizes) || bump {
+        if self.refresh_metadata(catalog) || bump {
             self.epoch += 1;
+            self.dirty = true;
         }
         self.compute_target();
         self.reconcile(&member_id, p.owned.as_ref(), now);
@@ -454,6 +597,7 @@ impl ConsumerGroup {
         }
         if !dead.is_empty() {
             self.epoch += 1;
+            self.dirty = true;
         }
         !dead.is_empty()
     }
@@ -468,6 +612,20 @@ impl ConsumerGroup {
     }
 }
 
+/// Set `m.topics` to its names plus the existing topics its regex matches
+/// (`names`: every topic, empty when no member has a regex); true on a change.
+fn resolve_topics(m: &mut ConsumerMember, names: &[String]) -> bool {
+    let mut topics = m.subscribed.clone();
+    if let Some(re) = &m.subscribed_regex {
+        topics.extend(names.iter().filter(|t| re.matches(t)).cloned());
+        topics.sort();
+        topics.dedup();
+    }
+    let changed = topics != m.topics;
+    m.topics = topics;
+    changed
+}
+
 /// The consumer-protocol groups of one shard.
 #[derive(Default)]
 pub struct ConsumerGroups {
@@ -476,11 +634,24 @@ pub struct ConsumerGroups {
 }
 
 impl ConsumerGroups {
-    pub fn tick(&self, now: i64) {
+    /// Expire silent members; returns the groups that changed.
+    pub fn tick(&self, now: i64) -> Vec<String> {
         let cfg = self.cfg.get();
+        let mut changed = Vec::new();
         for g in self.groups.borrow_mut().values_mut() {
-            g.expire(now, &cfg);
+            if g.expire(now, &cfg) {
+                changed.push(g.id.clone());
+            }
         }
+        changed
+    }
+
+    /// The group's log record if it changed since the last one (and marks
+    /// it written).
+    pub fn take_dirty_entry(&self, group_id: &str) -> Option<super::store::Entry> {
+        let mut groups = self.groups.borrow_mut();
+        let g = groups.get_mut(group_id)?;
+        std::mem::take(&mut g.dirty).then(|| persist::entry(g))
     }
 
     /// Topics the members of a consumer-protocol group subscribe to.
@@ -491,7 +662,7 @@ impl ConsumerGroups {
             .map(|g| {
                 g.members
                     .values()
-                    .flat_map(|m| m.subscribed.iter().cloned())
+                    .flat_map(|m| m.topics.iter().cloned())
                     .collect()
             })
             .unwrap_or_default()
@@ -516,13 +687,29 @@ impl ConsumerGroups {
 }
 
 impl super::Coordinator {
-    /// ConsumerGroupHeartbeat on the group's owner shard. `sizes` gives the
-    /// partition count of a topic (None: no such topic).
-    pub fn consumer_heartbeat(
+    /// ConsumerGroupHeartbeat on the group's owner shard. What it changed
+    /// is in the group log before the answer goes out, so a member never
+    /// acts on an assignment a restarted broker would not remember.
+    pub async fn consumer_heartbeat(
         &self,
         group_id: &str,
         p: HeartbeatParams,
-        sizes: &dyn Fn(&str) -> Option<i32>,
+        catalog: &dyn TopicCatalog,
+    ) -> HeartbeatResult {
+        let result = self.consumer_heartbeat_now(group_id, p, catalog);
+        if let Some(entry) = self.consumer.take_dirty_entry(group_id) {
+            if let Err(e) = self.append(&[entry]).await {
+                tracing::warn!("consumer group {group_id}: writing group state: {e}");
+            }
+        }
+        result
+    }
+
+    fn consumer_heartbeat_now(
+        &self,
+        group_id: &str,
+        p: HeartbeatParams,
+        catalog: &dyn TopicCatalog,
     ) -> HeartbeatResult {
         let classic_in_use = self
             .groups
@@ -549,7 +736,7 @@ impl super::Coordinator {
         groups
             .entry(group_id.to_string())
             .or_insert_with(|| ConsumerGroup::new(group_id.to_string()))
-            .heartbeat(p, now, &cfg, sizes)
+            .heartbeat(p, now, &cfg, catalog)
     }
 
     /// A copy of a consumer-protocol group, for ConsumerGroupDescribe.

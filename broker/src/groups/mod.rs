@@ -111,13 +111,15 @@ impl Coordinator {
         let log = PartitionLog::open(data_dir.join(&name), name.clone(), config)
             .await
             .map_err(|e| anyhow::anyhow!("opening {name}: {e}"))?;
-        let mut groups = HashMap::new();
-        let records = store::replay(&log, &mut groups, self.now()).await?;
+        let mut restored = store::Restored::default();
+        let records = store::replay(&log, &mut restored, self.now()).await?;
         tracing::info!(
-            "{name}: {} group(s) restored from {records} record(s)",
-            groups.len()
+            "{name}: {} classic and {} consumer-protocol group(s) restored from {records} record(s)",
+            restored.groups.len(),
+            restored.consumer_groups.len()
         );
-        *self.groups.borrow_mut() = groups;
+        *self.groups.borrow_mut() = restored.groups;
+        *self.consumer.groups.borrow_mut() = restored.consumer_groups;
         *self.log.borrow_mut() = Some(log);
         Ok(())
     }
@@ -332,26 +334,28 @@ impl Coordinator {
             return ResponseError::NonEmptyGroup.code();
         }
         let consumer_group = self.consumer.groups.borrow_mut().remove(group_id).is_some();
-        let entries = {
+        let mut entries: Vec<store::Entry> = Vec::new();
+        if consumer_group {
+            entries.push((store::consumer_group_key(group_id), None));
+        }
+        {
             let groups = self.groups.borrow();
-            let Some(g) = groups.get(group_id) else {
-                return if consumer_group {
-                    0
-                } else {
-                    ResponseError::GroupIdNotFound.code()
-                };
-            };
-            if g.state != GroupState::Empty {
-                return ResponseError::NonEmptyGroup.code();
+            match groups.get(group_id) {
+                None if !consumer_group => return ResponseError::GroupIdNotFound.code(),
+                None => {}
+                Some(g) if g.state != GroupState::Empty => {
+                    return ResponseError::NonEmptyGroup.code()
+                }
+                Some(g) => {
+                    entries.extend(
+                        g.offsets
+                            .keys()
+                            .map(|(t, p)| (store::offset_key(group_id, t, *p), None)),
+                    );
+                    entries.push((store::group_key(group_id), None));
+                }
             }
-            let mut entries: Vec<store::Entry> = g
-                .offsets
-                .keys()
-                .map(|(t, p)| (store::offset_key(group_id, t, *p), None))
-                .collect();
-            entries.push((store::group_key(group_id), None));
-            entries
-        };
+        }
         if let Err(e) = self.append(&entries).await {
             tracing::warn!("deleting group {group_id}: {e}");
             return ResponseError::CoordinatorNotAvailable.code();
@@ -370,7 +374,13 @@ impl Coordinator {
     /// every few milliseconds by [`run_timers`].
     pub async fn tick(&self) {
         let now = self.now();
-        self.consumer.tick(now);
+        for id in self.consumer.tick(now) {
+            if let Some(entry) = self.consumer.take_dirty_entry(&id) {
+                if let Err(e) = self.append(&[entry]).await {
+                    tracing::warn!("consumer group {id}: writing group state: {e}");
+                }
+            }
+        }
         let dirty: Vec<String> = {
             let mut groups = self.groups.borrow_mut();
             groups

@@ -56,13 +56,26 @@ impl Group {
 
     /// Offsets due to expire: only in Empty groups, `retention` after the
     /// group emptied (consumer groups) or after the commit (simple ones).
-    pub fn expired_offsets(&self, now: i64, cfg: &GroupConfig) -> Vec<(String, i32)> {
-        if self.state != GroupState::Empty {
+    /// Offsets past retention. In an Empty group every offset ages (from
+    /// the later of commit and emptying); in a group with members only
+    /// those of topics no member subscribes to (`subscribed`; KIP-496),
+    /// and only when the subscriptions are known.
+    pub fn expired_offsets(
+        &self,
+        now: i64,
+        cfg: &GroupConfig,
+        subscribed: Option<&[String]>,
+    ) -> Vec<(String, i32)> {
+        if subscribed.is_none() && self.state != GroupState::Empty {
             return Vec::new();
         }
         self.offsets
             .iter()
-            .filter(|(_, c)| {
+            .filter(|((t, _), c)| {
+                if let Some(subs) = subscribed {
+                    return !subs.contains(t)
+                        && c.commit_timestamp + cfg.offsets_retention_ms <= now;
+                }
                 let base = if self.protocol_type.is_some() {
                     self.state_timestamp.max(c.commit_timestamp)
                 } else {
@@ -272,15 +285,27 @@ impl Coordinator {
             let mut groups = self.groups.borrow_mut();
             let mut dead = Vec::new();
             for g in groups.values_mut() {
-                if self.consumer.active(&g.id) {
-                    continue;
-                }
-                for (t, p) in g.expired_offsets(now, &self.cfg) {
+                let subscribed = if self.consumer.active(&g.id) {
+                    Some(self.consumer.subscribed_topics(&g.id))
+                } else if g.state == GroupState::Empty {
+                    None
+                } else {
+                    // Classic members: only "consumer" groups say what
+                    // they read; other protocols keep their offsets.
+                    Some(match g.subscribed_topics() {
+                        Some(t) => t,
+                        None => continue,
+                    })
+                };
+                for (t, p) in g.expired_offsets(now, &self.cfg, subscribed.as_deref()) {
                     entries.push((store::offset_key(&g.id, &t, p), None));
                     g.offsets.remove(&(t, p));
                 }
-                if g.is_empty_and_unused() {
+                if g.is_empty_and_unused() && !self.consumer.active(&g.id) {
                     entries.push((store::group_key(&g.id), None));
+                    if self.consumer.groups.borrow_mut().remove(&g.id).is_some() {
+                        entries.push((store::consumer_group_key(&g.id), None));
+                    }
                     dead.push(g.id.clone());
                 }
             }

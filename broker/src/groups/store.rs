@@ -14,9 +14,18 @@ use serde::{Deserialize, Serialize};
 use shard::log::PartitionLog;
 use shard::record::{decode_records, BatchBuilder, BatchView, Compression};
 
+use super::consumer_protocol::{persist, ConsumerGroup};
 use super::group::{CommittedOffset, Group, GroupState, JoinParams, Member};
 
-const FORMAT: u8 = 1;
+/// What the group log rebuilds: classic groups (which also hold every
+/// group's committed offsets) and consumer-protocol groups.
+#[derive(Default)]
+pub struct Restored {
+    pub groups: HashMap<String, Group>,
+    pub consumer_groups: HashMap<String, ConsumerGroup>,
+}
+
+pub(crate) const FORMAT: u8 = 1;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "k")]
@@ -25,6 +34,9 @@ pub enum Key {
     Group { v: u8, g: String },
     #[serde(rename = "offset")]
     Offset { v: u8, g: String, t: String, p: i32 },
+    /// A group of the consumer protocol (KIP-848).
+    #[serde(rename = "consumer_group")]
+    ConsumerGroup { v: u8, g: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,6 +90,13 @@ pub fn offset_key(group: &str, topic: &str, partition: i32) -> Vec<u8> {
 
 pub fn group_key(group: &str) -> Vec<u8> {
     key_bytes(&Key::Group {
+        v: FORMAT,
+        g: group.to_string(),
+    })
+}
+
+pub fn consumer_group_key(group: &str) -> Vec<u8> {
+    key_bytes(&Key::ConsumerGroup {
         v: FORMAT,
         g: group.to_string(),
     })
@@ -152,11 +171,7 @@ pub fn batch(entries: &[Entry], now: i64) -> Bytes {
 }
 
 /// Rebuild every group of this shard from its log (start-up).
-pub async fn replay(
-    log: &PartitionLog,
-    groups: &mut HashMap<String, Group>,
-    now: i64,
-) -> anyhow::Result<u64> {
+pub async fn replay(log: &PartitionLog, into: &mut Restored, now: i64) -> anyhow::Result<u64> {
     let mut at = log.offsets().log_start_offset;
     let end = log.log_end_offset();
     let mut applied = 0;
@@ -178,7 +193,7 @@ pub async fn replay(
                     let offset = base + i64::from(r.offset_delta);
                     let ts = view.base_timestamp() + r.timestamp_delta;
                     if offset >= at {
-                        apply(groups, &r.key.unwrap_or_default(), r.value, offset, ts, now)?;
+                        apply(into, &r.key.unwrap_or_default(), r.value, offset, ts, now)?;
                         applied += 1;
                     }
                 }
@@ -187,18 +202,19 @@ pub async fn replay(
         }
     }
     // Groups the log left with neither members nor offsets are gone.
-    groups.retain(|_, g| !g.is_empty_and_unused());
+    into.groups.retain(|_, g| !g.is_empty_and_unused());
     Ok(applied)
 }
 
 fn apply(
-    groups: &mut HashMap<String, Group>,
+    into: &mut Restored,
     key: &[u8],
     value: Option<Bytes>,
     log_offset: i64,
     ts: i64,
     now: i64,
 ) -> anyhow::Result<()> {
+    let groups = &mut into.groups;
     match serde_json::from_slice::<Key>(key)? {
         Key::Offset { g, t, p, .. } => match value {
             Some(v) => {
@@ -230,6 +246,16 @@ fn apply(
             }
             None => {
                 groups.remove(&g);
+            }
+        },
+        Key::ConsumerGroup { g, .. } => match value {
+            Some(v) => {
+                let v: persist::GroupValue = serde_json::from_slice(&v)?;
+                into.consumer_groups
+                    .insert(g.clone(), persist::restore(g, v, now));
+            }
+            None => {
+                into.consumer_groups.remove(&g);
             }
         },
     }

@@ -37,10 +37,11 @@ pub async fn heartbeat(
     if group_id.is_empty() {
         return fail(ResponseError::InvalidGroupId.code(), "empty group id");
     }
-    if req.subscribed_topic_names.is_none() && req.member_epoch == 0 {
+    let regex = ctx.subscribed_topic_regex.clone();
+    if req.subscribed_topic_names.is_none() && regex.is_none() && req.member_epoch == 0 {
         return fail(
             ResponseError::InvalidRequest.code(),
-            "subscribed topic names are required when joining (regex is not supported)",
+            "a joining member must give subscribed topic names or a regex",
         );
     }
     let snap = state.metadata.snapshot();
@@ -62,6 +63,7 @@ pub async fn heartbeat(
             .subscribed_topic_names
             .as_ref()
             .map(|ts| ts.iter().map(|t| t.0.to_string()).collect()),
+        subscribed_regex: regex,
         server_assignor: req.server_assignor.as_ref().map(|s| s.to_string()),
         owned,
         client_id: ctx.client_id.clone(),
@@ -71,8 +73,7 @@ pub async fn heartbeat(
     let result = state
         .on_shard(shard, move |s| async move {
             let snap = s.metadata.snapshot();
-            let sizes = |t: &str| snap.topic(t).map(|m| m.partitions.len() as i32);
-            s.groups.consumer_heartbeat(&group_id, params, &sizes)
+            s.groups.consumer_heartbeat(&group_id, params, &*snap).await
         })
         .await
         .unwrap_or_else(|_| HeartbeatResult {
@@ -164,6 +165,9 @@ pub async fn describe(
                                             .map(|t| TopicName(sb(t.clone())))
                                             .collect(),
                                     )
+                                    .with_subscribed_topic_regex(
+                                        m.subscribed_regex.as_ref().map(|r| sb(r.source.clone())),
+                                    )
                                     .with_assignment(to_wire(&m.assigned))
                                     .with_target_assignment(to_wire(
                                         g.target.get(&m.id).unwrap_or(&cp::Assignment::new()),
@@ -186,17 +190,34 @@ pub async fn describe(
 
 /// ConsumerGroupHeartbeat v1 is v0 plus `SubscribedTopicRegex` (a compact
 /// nullable string after `SubscribedTopicNames`); responses are the same.
-/// kafka-protocol only knows v0, so a v1 body is handled as v0 with the
-/// regex cut out (a join by regex alone then fails as INVALID_REQUEST).
-pub fn downgrade_heartbeat_v1(body: Bytes) -> Result<Bytes, String> {
+/// kafka-protocol only knows v0, so the regex is cut out of a v1 body,
+/// which is then decoded as v0; the regex travels beside it in the
+/// request context.
+pub fn downgrade_heartbeat_v1(body: Bytes) -> Result<(Bytes, Option<String>), String> {
     let b = &body[..];
     let start = topic_names_end(b)?;
     let mut end = start;
-    skip_str(b, &mut end)?;
+    let regex = read_nullable_str(b, &mut end)?;
     let mut out = BytesMut::with_capacity(b.len());
     out.extend_from_slice(&b[..start]);
     out.extend_from_slice(&b[end..]);
-    Ok(out.freeze())
+    Ok((out.freeze(), regex))
+}
+
+/// A compact nullable string (length + 1 as an unsigned varint, 0 = null).
+fn read_nullable_str(b: &[u8], pos: &mut usize) -> Result<Option<String>, String> {
+    let n = varint(b, pos)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let len = (n - 1) as usize;
+    let bytes = b
+        .get(*pos..pos.saturating_add(len))
+        .ok_or("truncated string")?;
+    *pos += len;
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|_| "string is not UTF-8".to_string())
 }
 
 fn varint(b: &[u8], pos: &mut usize) -> Result<u64, String> {
@@ -264,4 +285,63 @@ pub fn frame_as_version(key: ApiKey, version: i16, frame: Bytes) -> Bytes {
     out.extend_from_slice(&frame[at..]);
     out[2..4].copy_from_slice(&version.to_be_bytes());
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+    use super::*;
+
+    fn v0_body() -> BytesMut {
+        let req = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_member_id(StrBytes::from_static_str("m"))
+            .with_subscribed_topic_names(Some(vec![]))
+            .with_server_assignor(Some(StrBytes::from_static_str("range")));
+        let mut buf = BytesMut::new();
+        req.encode(&mut buf, 0).unwrap();
+        buf
+    }
+
+    /// The v0 body with `regex` spliced in where v1 carries it.
+    fn v1_body(regex: Option<&str>) -> Bytes {
+        let v0 = v0_body();
+        let at = topic_names_end(&v0).unwrap();
+        let mut out = BytesMut::from(&v0[..at]);
+        match regex {
+            None => out.extend_from_slice(&[0]),
+            Some(r) => {
+                assert!(r.len() < 127);
+                out.extend_from_slice(&[r.len() as u8 + 1]);
+                out.extend_from_slice(r.as_bytes());
+            }
+        }
+        out.extend_from_slice(&v0[at..]);
+        out.freeze()
+    }
+
+    #[test]
+    fn a_v1_heartbeat_gives_up_its_regex_and_decodes_as_v0() {
+        for regex in [None, Some(""), Some("^orders-.*")] {
+            let (mut body, got) = downgrade_heartbeat_v1(v1_body(regex)).unwrap();
+            assert_eq!(got.as_deref(), regex);
+            let req = ConsumerGroupHeartbeatRequest::decode(&mut body, 0).unwrap();
+            assert_eq!(req.server_assignor.as_deref(), Some("range"));
+            assert!(body.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_truncated_or_lying_v1_heartbeat_is_an_error_not_a_panic() {
+        let full = v1_body(Some("^abc"));
+        for cut in 0..full.len() {
+            let _ = downgrade_heartbeat_v1(full.slice(..cut));
+        }
+        let v0 = v0_body();
+        let at = topic_names_end(&v0).unwrap();
+        let mut lying = BytesMut::from(&v0[..at]);
+        lying.extend_from_slice(&[0xff, 0xff, 0xff, 0x0f]);
+        assert!(downgrade_heartbeat_v1(lying.freeze()).is_err());
+    }
 }

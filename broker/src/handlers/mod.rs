@@ -91,6 +91,9 @@ pub struct RequestContext {
     /// Who sent it, for log lines.
     pub client_id: String,
     pub peer: SocketAddr,
+    /// ConsumerGroupHeartbeat v1's `SubscribedTopicRegex`, which
+    /// kafka-protocol cannot decode (see `consumer_groups::codec_version`).
+    pub subscribed_topic_regex: Option<String>,
 }
 
 pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr) -> Reply {
@@ -125,8 +128,9 @@ pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr
     };
     // Versions kafka-protocol lacks are decoded and answered as an older one.
     let codec = consumer_groups::codec_version(api_key, version);
+    let mut subscribed_topic_regex = None;
     if codec != version {
-        body = match consumer_groups::downgrade_heartbeat_v1(body) {
+        (body, subscribed_topic_regex) = match consumer_groups::downgrade_heartbeat_v1(body) {
             Ok(b) => b,
             Err(e) => {
                 return Reply::Close(format!("malformed {api_key:?} v{version} request: {e}"))
@@ -148,6 +152,7 @@ pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr
         version,
         client_id,
         peer,
+        subscribed_topic_regex,
     };
     if let RequestKind::Fetch(r) = request {
         // Fetch is encoded by hand so record bytes are never copied.

@@ -424,7 +424,7 @@ fn every_advertised_api_and_version_round_trips_through_its_handler() {
             for version in min..=max {
                 correlation_id += 1;
                 groups::prepare(&state, key, version).await;
-                consumer_groups::prepare(&state, key, version);
+                consumer_groups::prepare(&state, key, version).await;
                 // Versions kafka-protocol lacks are served as an older one.
                 let codec = super::consumer_groups::codec_version(key, version);
                 let req = sample_request(key, codec, topic_id);

@@ -26,8 +26,15 @@ fn coordinator() -> (Rc<Cell<i64>>, Coordinator) {
     (t, coord)
 }
 
-fn sizes(t: &str) -> Option<i32> {
-    (t == "t").then_some(4)
+/// Without a group log the coordinator never waits on I/O, so its
+/// futures complete on the first poll.
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+/// One topic `t` with four partitions.
+fn catalog() -> BTreeMap<String, i32> {
+    BTreeMap::from([("t".to_string(), 4)])
 }
 
 fn hb(c: &Coordinator, member: &str, epoch: i32, owned: Option<&[i32]>) -> HeartbeatResult {
@@ -38,7 +45,7 @@ fn hb(c: &Coordinator, member: &str, epoch: i32, owned: Option<&[i32]>) -> Heart
         owned: owned.map(|o| Assignment::from([("t".to_string(), o.iter().copied().collect())])),
         ..Default::default()
     };
-    c.consumer_heartbeat("g", p, &sizes)
+    run(c.consumer_heartbeat("g", p, &catalog()))
 }
 
 fn parts(r: &HeartbeatResult) -> Vec<i32> {
@@ -128,14 +135,14 @@ fn static_members_hold_their_instance() {
         subscribed: Some(vec!["t".into()]),
         ..Default::default()
     };
-    let a = c.consumer_heartbeat("g", join("a"), &sizes);
+    let a = run(c.consumer_heartbeat("g", join("a"), &catalog()));
     assert_eq!(count(&a), 4);
-    let b = c.consumer_heartbeat("g", join("b"), &sizes);
+    let b = run(c.consumer_heartbeat("g", join("b"), &catalog()));
     assert_eq!(b.error, UNRELEASED_INSTANCE_ID);
     let left = hb(&c, "a", -2, None);
     assert_eq!(left.member_epoch, -2);
     // The instance comes back with a new member id and its partitions.
-    let b = c.consumer_heartbeat("g", join("b"), &sizes);
+    let b = run(c.consumer_heartbeat("g", join("b"), &catalog()));
     assert_eq!(b.error, 0);
     assert_eq!(count(&b), 4);
     assert!(c.consumer_describe("g").unwrap().members.len() == 1);
@@ -195,8 +202,8 @@ fn a_member_that_never_revokes_is_removed_after_its_rebalance_timeout() {
         subscribed: Some(vec!["t".into()]),
         ..Default::default()
     };
-    c.consumer_heartbeat("g", join("a"), &sizes);
-    c.consumer_heartbeat("g", join("b"), &sizes);
+    run(c.consumer_heartbeat("g", join("a"), &catalog()));
+    run(c.consumer_heartbeat("g", join("b"), &catalog()));
     // a hears it must give up two partitions, then says nothing more.
     let a = hb(&c, "a", 1, Some(&[0, 1, 2, 3]));
     assert_eq!(count(&a), 2);
@@ -210,4 +217,207 @@ fn a_member_that_never_revokes_is_removed_after_its_rebalance_timeout() {
     assert!(!g.members.contains_key("a"));
     let b = hb(&c, "b", 2, Some(&[]));
     assert_eq!(count(&b), 4);
+}
+
+fn regex_join(id: &str, regex: &str) -> HeartbeatParams {
+    HeartbeatParams {
+        member_id: id.into(),
+        subscribed: Some(vec![]),
+        subscribed_regex: Some(regex.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_regex_subscription_takes_matching_topics_created_later() {
+    let (_t, c) = coordinator();
+    let mut topics = BTreeMap::from([("orders-eu".to_string(), 2), ("audit".to_string(), 3)]);
+    let a = run(c.consumer_heartbeat("g", regex_join("a", "orders-.*"), &topics));
+    assert_eq!(a.error, 0, "{a:?}");
+    let got = a.assignment.expect("assignment");
+    assert_eq!(got.keys().collect::<Vec<_>>(), vec!["orders-eu"]);
+    assert_eq!(got["orders-eu"].len(), 2);
+    // The whole name must match: "my-orders-x" is not taken.
+    topics.insert("orders-us".into(), 1);
+    topics.insert("my-orders-x".into(), 1);
+    let p = HeartbeatParams {
+        member_id: "a".into(),
+        member_epoch: a.member_epoch,
+        owned: Some(got),
+        ..Default::default()
+    };
+    let a2 = run(c.consumer_heartbeat("g", p, &topics));
+    assert_eq!(a2.error, 0);
+    assert!(a2.member_epoch > a.member_epoch);
+    let got = a2.assignment.expect("new assignment");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        vec!["orders-eu", "orders-us"]
+    );
+    let g = c.consumer_describe("g").unwrap();
+    assert_eq!(
+        g.members["a"].subscribed_regex.as_ref().unwrap().source,
+        "orders-.*"
+    );
+}
+
+#[test]
+fn names_and_regex_combine_and_an_empty_regex_clears_it() {
+    let (_t, c) = coordinator();
+    let topics = BTreeMap::from([("t".to_string(), 4), ("x1".to_string(), 1)]);
+    let mut p = regex_join("a", "x[0-9]");
+    p.subscribed = Some(vec!["t".into()]);
+    let a = run(c.consumer_heartbeat("g", p, &topics));
+    assert_eq!(a.assignment.unwrap().len(), 2);
+    let clear = HeartbeatParams {
+        member_id: "a".into(),
+        member_epoch: a.member_epoch,
+        subscribed_regex: Some(String::new()),
+        ..Default::default()
+    };
+    run(c.consumer_heartbeat("g", clear, &topics));
+    let g = c.consumer_describe("g").unwrap();
+    assert_eq!(g.members["a"].topics, vec!["t".to_string()]);
+    assert!(g.members["a"].subscribed_regex.is_none());
+}
+
+#[test]
+fn a_bad_regex_is_refused_and_changes_nothing() {
+    let (_t, c) = coordinator();
+    let r = run(c.consumer_heartbeat("g", regex_join("a", "orders-(["), &catalog()));
+    assert_eq!(r.error, INVALID_REGULAR_EXPRESSION);
+    assert!(r.message.unwrap().contains("orders-(["));
+    assert!(c
+        .consumer_describe("g")
+        .is_none_or(|g| g.members.is_empty()));
+    let huge = "a".repeat(MAX_REGEX_LEN + 1);
+    let r = run(c.consumer_heartbeat("g", regex_join("a", &huge), &catalog()));
+    assert_eq!(r.error, INVALID_REGULAR_EXPRESSION);
+}
+
+fn log_config() -> shard::log::LogConfig {
+    shard::log::LogConfig {
+        cleanup_compact: true,
+        cleanup_delete: false,
+        preallocate: false,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn groups_survive_a_restart_and_members_keep_their_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    shard::runtime::run_local(move || async move {
+        let (_t, c) = coordinator();
+        c.open(&path, 0, log_config()).await.unwrap();
+        let mut p = regex_join("a", "t|u");
+        p.instance_id = Some("i-a".into());
+        let a = c.consumer_heartbeat("g", p, &catalog()).await;
+        assert_eq!(a.error, 0);
+        let b = c
+            .consumer_heartbeat("g", regex_join("b", "t"), &catalog())
+            .await;
+        assert_eq!(b.error, 0);
+        // a is told to give up two partitions; it has not answered yet.
+        let owned = Assignment::from([("t".to_string(), (0..4).collect())]);
+        let a1 = c
+            .consumer_heartbeat(
+                "g",
+                HeartbeatParams {
+                    member_id: "a".into(),
+                    member_epoch: a.member_epoch,
+                    owned: Some(owned),
+                    ..Default::default()
+                },
+                &catalog(),
+            )
+            .await;
+        assert_eq!(count(&a1), 2);
+        let before = c.consumer_describe("g").unwrap();
+        c.close().await;
+
+        let (_t, c) = coordinator();
+        c.open(&path, 0, log_config()).await.unwrap();
+        let after = c.consumer_describe("g").expect("group restored");
+        assert_eq!(
+            (after.epoch, after.assignment_epoch),
+            (before.epoch, before.assignment_epoch)
+        );
+        assert_eq!(after.target, before.target);
+        for (id, m) in &before.members {
+            let r = &after.members[id];
+            assert_eq!(
+                (r.epoch, &r.assigned, &r.pending_revoke, &r.instance_id),
+                (m.epoch, &m.assigned, &m.pending_revoke, &m.instance_id)
+            );
+            assert_eq!(r.subscribed_regex, m.subscribed_regex);
+        }
+        // The members carry on with their epochs: no fencing, no rejoin.
+        let a2 = c
+            .consumer_heartbeat(
+                "g",
+                HeartbeatParams {
+                    member_id: "a".into(),
+                    member_epoch: a1.member_epoch,
+                    owned: Some(a1.assignment.clone().unwrap()),
+                    ..Default::default()
+                },
+                &catalog(),
+            )
+            .await;
+        assert_eq!(a2.error, 0, "{a2:?}");
+        // Deleting the (emptied) group is remembered too.
+        for id in ["a", "b"] {
+            let leave = HeartbeatParams {
+                member_id: id.into(),
+                member_epoch: -1,
+                ..Default::default()
+            };
+            assert_eq!(c.consumer_heartbeat("g", leave, &catalog()).await.error, 0);
+        }
+        assert_eq!(c.delete("g").await, 0);
+        c.close().await;
+        let (_t, c) = coordinator();
+        c.open(&path, 0, log_config()).await.unwrap();
+        assert!(c.consumer_describe("g").is_none());
+        c.close().await;
+    });
+}
+
+#[test]
+fn offsets_of_topics_no_member_reads_expire_while_the_group_runs() {
+    let (t, c) = coordinator();
+    let a = hb(&c, "a", 0, None);
+    let entry = |topic: &str| CommitEntry {
+        topic: topic.into(),
+        partition: 0,
+        offset: 7,
+        leader_epoch: -1,
+        metadata: String::new(),
+    };
+    let commit = c.commit(
+        "g",
+        "a",
+        None,
+        a.member_epoch,
+        vec![entry("t"), entry("old")],
+    );
+    assert_eq!(run(commit), 0);
+    t.set(t.get() + CFG.offsets_retention_ms - 1);
+    run(c.expire_offsets(t.get()));
+    assert_eq!(run_fetch(&c).len(), 2);
+    t.set(t.get() + 1);
+    run(c.expire_offsets(t.get()));
+    // KIP-496: "old" is nobody's subscription any more; "t" is kept.
+    assert_eq!(run_fetch(&c), vec!["t".to_string()]);
+}
+
+/// Topics the group "g" has committed offsets for.
+fn run_fetch(c: &Coordinator) -> Vec<String> {
+    c.fetch_offsets("g", None)
+        .into_iter()
+        .filter(|(_, parts)| parts.iter().any(|(_, o)| o.is_some()))
+        .map(|(t, _)| t)
+        .collect()
 }

@@ -13,12 +13,11 @@ fn group_name(key: ApiKey, v: i16) -> String {
 }
 
 /// ConsumerGroupDescribe needs a group with a member.
-pub fn prepare(state: &Rc<ShardState>, key: ApiKey, v: i16) {
+pub async fn prepare(state: &Rc<ShardState>, key: ApiKey, v: i16) {
     if key != ApiKey::ConsumerGroupDescribe {
         return;
     }
     let snap = state.metadata.snapshot();
-    let sizes = |t: &str| snap.topic(t).map(|m| m.partitions.len() as i32);
     let params = HeartbeatParams {
         member_id: "pt-member".into(),
         subscribed: Some(vec![TOPIC.into()]),
@@ -26,7 +25,8 @@ pub fn prepare(state: &Rc<ShardState>, key: ApiKey, v: i16) {
     };
     let r = state
         .groups
-        .consumer_heartbeat(&group_name(key, v), params, &sizes);
+        .consumer_heartbeat(&group_name(key, v), params, &*snap)
+        .await;
     assert_eq!(r.error, 0, "{r:?}");
 }
 
