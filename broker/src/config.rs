@@ -58,6 +58,17 @@ pub struct BrokerConfig {
     pub group_consumer_heartbeat_interval_ms: i32,
     /// A consumer-protocol member silent this long is removed.
     pub group_consumer_session_timeout_ms: i64,
+    /// `shardline iotune` output to take flusher settings from
+    /// [default: DATA_DIR/iotune.toml when it exists].
+    pub iotune_file: Option<PathBuf>,
+    /// Flushes larger than this are written as concurrent pieces of this
+    /// size [default: from iotune.toml, else 1 MiB].
+    pub log_write_chunk_bytes: Option<usize>,
+    /// Pieces of one flush in flight [default: from iotune.toml, else 4].
+    pub log_write_queue_depth: Option<usize>,
+    /// Batch mode: a busy partition holds its fdatasync this long so more
+    /// batches share it [default: from iotune.toml, else 0].
+    pub log_group_commit_window_us: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -92,6 +103,10 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_consumer_heartbeat_interval_ms: 5000,
             group_consumer_session_timeout_ms: 45000,
+            iotune_file: None,
+            log_write_chunk_bytes: None,
+            log_write_queue_depth: None,
+            log_group_commit_window_us: None,
         }
     }
 }
@@ -145,9 +160,24 @@ impl BrokerConfig {
         if self.offsets_retention_minutes < 1 {
             bail!("offsets_retention_minutes must be at least 1");
         }
+        // The same limits as an iotune file's settings, named by config key.
+        let io = self.io_settings();
+        io.validate().map_err(|e| anyhow::anyhow!("log_{e}"))?;
         crate::metadata::topic_config::validate_cleanup_policy(&self.log_cleanup_policy)
             .map_err(|e| anyhow::anyhow!("log_cleanup_policy: {e}"))?;
         Ok(self)
+    }
+
+    /// The flusher settings in effect (unset keys take LogConfig's defaults).
+    pub fn io_settings(&self) -> tuning::iotune::Settings {
+        let d = shard::log::LogConfig::default();
+        tuning::iotune::Settings {
+            write_queue_depth: self.log_write_queue_depth.unwrap_or(d.write_queue_depth),
+            write_chunk_bytes: self.log_write_chunk_bytes.unwrap_or(d.write_chunk_bytes),
+            group_commit_window_us: self
+                .log_group_commit_window_us
+                .unwrap_or(d.group_commit_window_us),
+        }
     }
 
     /// Host and port put in Metadata responses.

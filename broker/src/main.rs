@@ -11,6 +11,7 @@ mod metadata;
 mod routing;
 mod server;
 mod shard_state;
+mod tune_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +48,10 @@ enum Command {
     Consume(cli::ConsumeArgs),
     /// List, describe and delete consumer groups; reset their offsets.
     Group(cli::GroupArgs),
+    /// Check (and with --apply, fix) host settings the broker cares about.
+    Tune(tune_cmd::TuneArgs),
+    /// Measure the data directory's disk and write iotune.toml for the broker.
+    Iotune(tune_cmd::IotuneArgs),
 }
 
 /// Flags override the config file; each has a config key of the same name.
@@ -137,7 +142,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(a) = args.advertise {
         cfg.advertise = Some(a);
     }
-    server::run(cfg.finish()?)
+    let mut cfg = cfg.finish()?;
+    tune_cmd::apply_iotune(&mut cfg)?;
+    server::run(cfg)
 }
 
 fn main() {
@@ -155,6 +162,8 @@ fn main() {
         Command::Produce(args) => cli::produce(args),
         Command::Consume(args) => cli::consume(args),
         Command::Group(args) => cli::group(args),
+        Command::Tune(args) => tune_cmd::tune(args),
+        Command::Iotune(args) => tune_cmd::iotune(args),
     };
     if let Err(e) = outcome {
         eprintln!("shardline: {e:#}");

@@ -218,6 +218,7 @@ pub fn effective(
 pub fn log_config(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -> LogConfig {
     let get = |name: &str| effective(name, overrides, broker).unwrap_or_default();
     let policy = get("cleanup.policy");
+    let io = broker.io_settings();
     LogConfig {
         segment_bytes: get("segment.bytes")
             .parse()
@@ -244,6 +245,9 @@ pub fn log_config(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -
         flush_interval_bytes: broker.log_flush_interval_bytes,
         tail_cache_bytes: broker.tail_cache_bytes,
         preallocate: get("preallocate") != "false",
+        write_chunk_bytes: io.write_chunk_bytes,
+        write_queue_depth: io.write_queue_depth,
+        group_commit_window_us: io.group_commit_window_us,
     }
 }
 

@@ -37,6 +37,14 @@ pub struct LogConfig {
     pub tail_cache_bytes: usize,
     /// Reserve segment space up front so appends do not extend the file.
     pub preallocate: bool,
+    /// Pending bytes above this are written as several page-aligned pieces
+    /// of this size (rounded down to whole pages) issued concurrently.
+    pub write_chunk_bytes: usize,
+    /// Most pieces of one flush in flight at once.
+    pub write_queue_depth: usize,
+    /// Batch mode only: a partition that keeps receiving appends waits this
+    /// long before `fdatasync` so more batches share it; 0 syncs at once.
+    pub group_commit_window_us: u64,
 }
 
 impl Default for LogConfig {
@@ -57,6 +65,9 @@ impl Default for LogConfig {
             flush_interval_bytes: 1 << 20,
             tail_cache_bytes: 4 << 20,
             preallocate: true,
+            write_chunk_bytes: 1 << 20,
+            write_queue_depth: 4,
+            group_commit_window_us: 0,
         }
     }
 }

@@ -2,11 +2,18 @@
 //! segment files with direct I/O (page aligned, the partial last page kept
 //! in memory and rewritten), syncs them as the flush mode says, seals
 //! rolled segments, and wakes the appends waiting for durability.
+//!
+//! Large jobs are split into `write_chunk_bytes` pieces written with up to
+//! `write_queue_depth` in flight, because one huge write is served by one
+//! device queue slot while several medium ones keep an SSD's channels busy.
+//! In batch mode a streaming partition may hold its `fdatasync` for
+//! `group_commit_window_us` so the batches arriving meanwhile share it.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use glommio::io::DmaFile;
+use futures::stream::{self, StreamExt};
+use glommio::io::{DmaBuffer, DmaFile};
 
 use super::config::FlushMode;
 use super::error::LogError;
@@ -46,8 +53,10 @@ pub(super) struct SealJob {
 pub(super) struct WriteJob {
     pub(super) segment_base: i64,
     pub(super) file: Rc<DmaFile>,
-    pub(super) pos: u64,
-    pub(super) data: glommio::io::DmaBuffer,
+    /// Page-aligned pieces of at most `write_chunk_bytes`, with their file
+    /// positions; together they cover the job contiguously.
+    pub(super) chunks: Vec<(u64, DmaBuffer)>,
+    pub(super) queue_depth: usize,
     pub(super) logical_end: u64,
     pub(super) last_offset: i64,
 }
@@ -77,9 +86,14 @@ impl PartitionLog {
     }
 
     pub(super) async fn run_flusher(self: Rc<Self>) {
+        // True while every cycle finds new work waiting the moment the last
+        // one finished: more appends are then likely within the commit
+        // window. An idle partition's lone write never waits.
+        let mut streaming = false;
         loop {
             let (seals, active) = self.take_write_work();
             if seals.is_empty() && active.is_none() {
+                streaming = false;
                 if self.closed.get() {
                     break;
                 }
@@ -100,10 +114,11 @@ impl PartitionLog {
                 }
                 continue;
             }
-            if let Err(e) = self.execute(seals, active).await {
+            if let Err(e) = self.execute(seals, active, streaming).await {
                 self.fail(e);
                 break;
             }
+            streaming = true;
         }
         self.flusher_running.set(false);
         self.progress_signal.notify_all();
@@ -119,23 +134,56 @@ impl PartitionLog {
     }
 
     fn take_write_work(&self) -> (Vec<(WriteJob, u64)>, Option<WriteJob>) {
+        let shape = {
+            let config = self.config.borrow();
+            ChunkShape::new(config.write_chunk_bytes, config.write_queue_depth)
+        };
         let mut inner = self.inner.borrow_mut();
         let seals = inner
             .sealing
             .drain(..)
             .map(|mut job| {
                 let final_size = job.final_size;
-                (snapshot_pending(&mut job.pending, true), final_size)
+                (snapshot_pending(&mut job.pending, true, shape), final_size)
             })
             .collect();
         let active = inner
             .active
             .dirty
-            .then(|| snapshot_pending(&mut inner.active, false));
+            .then(|| snapshot_pending(&mut inner.active, false, shape));
         (seals, active)
     }
 
     async fn execute(
+        &self,
+        seals: Vec<(WriteJob, u64)>,
+        active: Option<WriteJob>,
+        streaming: bool,
+    ) -> Result<(), LogError> {
+        self.write_work(seals, active).await?;
+        let (batch, window) = {
+            let config = self.config.borrow();
+            (
+                config.flush_mode == FlushMode::Batch,
+                config.group_commit_window_us,
+            )
+        };
+        if batch && window > 0 && streaming && !self.closed.get() {
+            // Nobody waiting on this sync has been acknowledged yet, so
+            // holding it only delays acks; batches appended meanwhile are
+            // written now and covered by the same fdatasync.
+            glommio::timer::sleep(Duration::from_micros(window)).await;
+            let (seals, active) = self.take_write_work();
+            self.write_work(seals, active).await?;
+        }
+        self.sync_if_due(batch).await?;
+        self.progress_signal.notify_all();
+        Ok(())
+    }
+
+    /// Write (and for rolled segments, seal) the given jobs; advances
+    /// `written_offset` but does not sync the active segment.
+    async fn write_work(
         &self,
         seals: Vec<(WriteJob, u64)>,
         active: Option<WriteJob>,
@@ -166,23 +214,35 @@ impl PartitionLog {
             let written = inner.written_offset;
             inner.cache.trim(config.tail_cache_bytes, written);
         }
-        let force = self.config.borrow().flush_mode == FlushMode::Batch;
-        self.sync_if_due(force).await?;
-        self.progress_signal.notify_all();
         Ok(())
     }
 
     /// Write one job; returns the last offset it made durable-on-device.
     async fn write_job(&self, job: WriteJob) -> Result<i64, LogError> {
-        let len = job.data.len();
-        if len == 0 {
-            return Ok(job.last_offset);
-        }
-        let n = job.file.write_at(job.data, job.pos).await?;
-        if n != len {
-            return Err(LogError::Storage(format!(
-                "short write: {n} of {len} bytes"
-            )));
+        let file = &job.file;
+        let write = |(pos, buf): (u64, DmaBuffer)| async move {
+            let len = buf.len();
+            let n = file.write_at(buf, pos).await?;
+            if n != len {
+                return Err(LogError::Storage(format!(
+                    "short write at {pos}: {n} of {len} bytes"
+                )));
+            }
+            Ok(())
+        };
+        if job.chunks.len() == 1 {
+            // The common case: no stream machinery on the hot path.
+            let chunk = job.chunks.into_iter().next().expect("one chunk");
+            write(chunk).await?;
+        } else {
+            let mut writes = stream::iter(job.chunks)
+                .map(write)
+                .buffer_unordered(job.queue_depth.max(1));
+            // Every piece must land before the job counts as written; on an
+            // error the rest are dropped (the partition turns read-only).
+            while let Some(outcome) = writes.next().await {
+                outcome?;
+            }
         }
         if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&job.segment_base) {
             seg.written = seg.written.max(job.logical_end);
@@ -258,21 +318,46 @@ impl PartitionLog {
     }
 }
 
-/// Copy the unwritten bytes of `pending` into an aligned buffer and keep
-/// only the last partial page (it is rewritten with the next bytes).
-fn snapshot_pending(pending: &mut PendingWrite, sealing: bool) -> WriteJob {
+/// How a job is cut into writes: piece size (whole pages) and pieces in flight.
+#[derive(Clone, Copy)]
+pub(super) struct ChunkShape {
+    pub(super) chunk_bytes: usize,
+    pub(super) queue_depth: usize,
+}
+
+impl ChunkShape {
+    pub(super) fn new(chunk_bytes: usize, queue_depth: usize) -> Self {
+        Self {
+            chunk_bytes: (chunk_bytes / PAGE).max(1) * PAGE,
+            queue_depth: queue_depth.max(1),
+        }
+    }
+}
+
+/// Copy the unwritten bytes of `pending` into aligned buffers of at most
+/// `shape.chunk_bytes` and keep only the last partial page (it is rewritten
+/// with the next bytes). Copying straight into the pieces costs the same
+/// single copy as one big buffer did.
+fn snapshot_pending(pending: &mut PendingWrite, sealing: bool, shape: ChunkShape) -> WriteJob {
     let len = if pending.dirty { pending.buf.len() } else { 0 };
     let padded = len.div_ceil(PAGE) * PAGE;
-    let mut data = pending.file.alloc_dma_buffer(padded.max(PAGE));
-    let dst = data.as_bytes_mut();
-    dst[..len].copy_from_slice(&pending.buf[..len]);
-    dst[len..].fill(0);
-    data.trim_to_size(padded);
+    let mut chunks = Vec::with_capacity(padded.div_ceil(shape.chunk_bytes));
+    let mut start = 0;
+    while start < padded {
+        let piece = shape.chunk_bytes.min(padded - start);
+        let mut data = pending.file.alloc_dma_buffer(piece);
+        let dst = data.as_bytes_mut();
+        let filled = len.saturating_sub(start).min(piece);
+        dst[..filled].copy_from_slice(&pending.buf[start..start + filled]);
+        dst[filled..].fill(0);
+        chunks.push((pending.file_pos + start as u64, data));
+        start += piece;
+    }
     let job = WriteJob {
         segment_base: pending.segment_base,
         file: pending.file.clone(),
-        pos: pending.file_pos,
-        data,
+        chunks,
+        queue_depth: shape.queue_depth,
         logical_end: pending.file_pos + len as u64,
         last_offset: pending.last_offset,
     };

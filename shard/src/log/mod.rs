@@ -20,4 +20,6 @@ pub use partition::{AckLevel, AppendInfo, LogOffsets, PartitionLog};
 pub use reader::ReadOutcome;
 
 #[cfg(test)]
+mod flusher_tests;
+#[cfg(test)]
 mod tests;

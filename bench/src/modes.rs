@@ -1,0 +1,238 @@
+//! The produce, consume and e2e runs: setup, worker threads, the stop
+//! logic of each mode, and assembling the report.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{bail, Result};
+
+use crate::args::{From, RunArgs};
+use crate::cluster::{assign, connect_bootstrap, list_offsets, topic_parts, EARLIEST, LATEST};
+use crate::consume::{consumer, ConsumeCfg};
+use crate::limits::Limits;
+use crate::proc_stats::BrokerSampler;
+use crate::produce::{producer, ProduceCfg};
+use crate::rate::now_ns;
+use crate::report::{Config, Point, Report, SideReport};
+use crate::run::{join_all, pin, Monitor, RunState, Snapshot};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Produce,
+    Consume,
+    E2e,
+}
+
+type Workers = Vec<JoinHandle<Result<()>>>;
+
+fn all_finished(ws: &Workers) -> bool {
+    ws.iter().all(|h| h.is_finished())
+}
+
+pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
+    let t0 = now_ns();
+    if mode == Mode::E2e && a.message_size < 8 {
+        bail!("e2e needs --message-size of at least 8 (the send timestamp lives in the value)");
+    }
+    let limits = a.limits_json.as_deref().map(Limits::load).transpose()?;
+    let mut boot = connect_bootstrap(&a.bootstrap)?;
+    let parts = topic_parts(&mut boot, &a.topic, a.partitions, a.create_topic)?;
+    drop(boot);
+    let mut notes = Vec::new();
+
+    let warmup_end = now_ns() + a.warmup.as_nanos() as u64;
+    let st = Arc::new(RunState::new(
+        warmup_end,
+        if mode == Mode::Consume {
+            None
+        } else {
+            a.messages
+        },
+        if mode == Mode::Consume {
+            a.messages
+        } else {
+            None
+        },
+    ));
+    let sampler = a.broker_pid.map(BrokerSampler::start).transpose()?;
+    let mut thread_no = 0;
+
+    let mut consumers: Workers = Vec::new();
+    if mode != Mode::Produce {
+        // e2e reads what this run produces, so it starts at the end.
+        let from = match (mode, a.from) {
+            (Mode::E2e, _) | (_, From::Tail) => LATEST,
+            (_, From::Earliest) => EARLIEST,
+        };
+        let offsets = list_offsets(&a.topic, &parts, from)?;
+        let cfg = Arc::new(ConsumeCfg {
+            topic: a.topic.clone(),
+            fetch_wait_ms: a.fetch_wait_ms,
+            e2e: mode == Mode::E2e,
+        });
+        for (addr, ps) in assign(&parts, a.connections, false) {
+            let positions = ps.iter().map(|p| (*p, offsets[p])).collect();
+            let (cfg, st, pin_on, n) = (cfg.clone(), st.clone(), a.pin, thread_no);
+            thread_no += 1;
+            consumers.push(std::thread::spawn(move || {
+                pin(pin_on, n);
+                consumer(addr, positions, cfg, st)
+            }));
+        }
+    }
+
+    let mut producers: Workers = Vec::new();
+    let passign = assign(&parts, a.connections, true);
+    let per_conn = passign.iter().map(|(_, ps)| ps.len()).max().unwrap_or(1);
+    let pcfg = Arc::new(ProduceCfg::from_args(
+        a,
+        passign.len(),
+        per_conn,
+        mode == Mode::E2e,
+    ));
+    if mode != Mode::Consume {
+        for (i, (addr, ps)) in passign.into_iter().enumerate() {
+            let (cfg, st, pin_on, n) = (pcfg.clone(), st.clone(), a.pin, thread_no);
+            thread_no += 1;
+            producers.push(std::thread::spawn(move || {
+                pin(pin_on, n);
+                producer(addr, ps, cfg, st, i as u64 + 1)
+            }));
+        }
+    }
+
+    let mut mon = Monitor::new(&st, a.progress);
+    let stop_at = a
+        .messages
+        .is_none()
+        .then(|| warmup_end + a.duration.as_nanos() as u64);
+    let (p_end, c_end) = match mode {
+        Mode::Produce => {
+            let end = mon.watch(&st, || all_finished(&producers), stop_at, &st.stop_produce);
+            (Some(end), None)
+        }
+        Mode::Consume => {
+            let end = mon.watch(&st, || all_finished(&consumers), stop_at, &st.stop_consume);
+            (None, Some(end))
+        }
+        Mode::E2e => {
+            let p_end = mon.watch(&st, || all_finished(&producers), stop_at, &st.stop_produce);
+            // Everything acknowledged must arrive: the consumers stop once
+            // they have that many, or at the drain timeout.
+            st.consume_target
+                .store(st.produce.msgs.load(Relaxed), Relaxed);
+            let drain_end = now_ns() + a.drain_timeout.as_nanos() as u64;
+            let c_end = mon.watch(
+                &st,
+                || all_finished(&consumers),
+                Some(drain_end),
+                &st.stop_consume,
+            );
+            if !st.consume_done() {
+                notes.push(format!(
+                    "consumer did not catch up within the {:?} drain timeout",
+                    a.drain_timeout
+                ));
+            }
+            (Some(p_end), Some(c_end))
+        }
+    };
+    st.stop_produce.store(true, Relaxed);
+    st.stop_consume.store(true, Relaxed);
+    join_all(&st, producers);
+    join_all(&st, consumers);
+
+    // Rates are measured from the end of warm-up; a run that ended earlier
+    // is measured whole.
+    let warmup_excluded = mon.base.is_some();
+    let base = mon.base.unwrap_or(Snapshot {
+        ns: mon.start_ns,
+        ..Default::default()
+    });
+    let point = |s: &Snapshot, produce: bool| {
+        if produce {
+            Point {
+                ns: s.ns,
+                msgs: s.p_msgs,
+                bytes: s.p_bytes,
+            }
+        } else {
+            Point {
+                ns: s.ns,
+                msgs: s.c_msgs,
+                bytes: s.c_bytes,
+            }
+        }
+    };
+    let rated = a.rate.is_some();
+    let produce = p_end.map(|e| {
+        let unc = st.produce.hist_uncorrected.snapshot();
+        let mut s = SideReport::new(
+            point(&base, true),
+            point(&e, true),
+            &st.produce.hist.snapshot(),
+            rated.then_some(&unc),
+        );
+        if let Some(l) = &limits {
+            s.set_limit(l.produce_limit());
+        }
+        s
+    });
+    let consume = c_end.map(|e| {
+        let mut s = SideReport::new(
+            point(&base, false),
+            point(&e, false),
+            &st.consume.hist.snapshot(),
+            None,
+        );
+        if let Some(l) = &limits {
+            s.set_limit(l.loopback_bytes_per_sec);
+        }
+        s
+    });
+    if mode != Mode::Consume && a.acks == 0 {
+        notes.push("acks=0: the broker sends no responses, so produce latency is not measured and produced counts messages sent".into());
+    }
+    if rated {
+        notes.push("latency is measured from each request's intended send time (coordinated omission corrected); the uncorrected figure is from the actual send".into());
+    }
+    if !warmup_excluded {
+        notes.push("run ended before warm-up did: the whole run is measured".into());
+    }
+    let batch_bytes = pcfg.batch_records * (a.message_size + 12);
+    if mode != Mode::Consume && batch_bytes > 1 << 20 {
+        notes.push(format!(
+            "batches of ~{batch_bytes} bytes may exceed the broker's message.max.bytes"
+        ));
+    }
+    let payload = match mode {
+        Mode::Consume => consume.as_ref().map_or(0, |s| s.bytes),
+        _ => produce.as_ref().map_or(0, |s| s.bytes),
+    };
+    let broker = match sampler {
+        Some(s) => Some(s.finish(payload)?),
+        None => None,
+    };
+    let errors = st.errors.lock().unwrap().clone();
+    Ok(Report {
+        mode: match mode {
+            Mode::Produce => "produce",
+            Mode::Consume => "consume",
+            Mode::E2e => "e2e",
+        },
+        config: Config::new(a, parts.len(), pcfg.batch_records, a.connections),
+        elapsed_seconds: (now_ns() - t0) as f64 / 1e9,
+        warmup_excluded,
+        produced: produce.as_ref().map(|s| s.messages),
+        consumed: consume.as_ref().map(|s| s.messages),
+        produce,
+        consume,
+        failed_messages: st.produce_failed.load(Relaxed),
+        errors_total: errors.values().sum(),
+        errors,
+        broker,
+        limits,
+        notes,
+    })
+}

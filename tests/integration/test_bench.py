@@ -1,0 +1,108 @@
+"""`shardline-bench` (the load generator) against a real broker: its counts
+must agree with what the broker stores. No timing assertions."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import broker_binary, create_topic, unique_topic, watermarks
+
+
+def bench_binary():
+    # Built into the same target directory as the broker.
+    path = Path(os.environ.get("SHARDLINE_BENCH_BIN", broker_binary().parent / "shardline-bench"))
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"shardline-bench not found at {path}; run `cargo build --release -p shardline-bench`",
+            pytrace=False,
+        )
+    return path
+
+
+def bench(broker, *args, timeout=120):
+    """Run `shardline-bench ARGS --bootstrap ... --json`; returns the report."""
+    cmd = [str(bench_binary()), *args, "--bootstrap", broker.bootstrap, "--json", "--pin", "false"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    assert len(lines) == 1, f"expected one JSON line, got:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return json.loads(lines[0])
+
+
+def total_messages(bootstrap, topic, partitions):
+    total = 0
+    for p in range(partitions):
+        lo, hi = watermarks(bootstrap, topic, p)
+        total += hi - lo
+    return total
+
+
+def test_e2e_consumes_everything_produced(broker):
+    topic = unique_topic("bench-e2e")
+    r = bench(broker, "e2e", "--topic", topic, "--create-topic", "--partitions", "2",
+              "--duration", "2s", "--warmup", "1s")
+    assert r["mode"] == "e2e"
+    assert r["config"]["partitions"] == 2
+    assert r["produced"] > 0
+    assert r["consumed"] == r["produced"], r
+    assert r["errors_total"] == 0, r["errors"]
+    assert r["failed_messages"] == 0
+    assert r["consume"]["latency_us"]["count"] > 0
+    assert r["produce"]["latency_us"]["count"] > 0
+    assert total_messages(broker.bootstrap, topic, 2) == r["produced"]
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd", "gzip", "snappy"])
+def test_e2e_rate_limited_compressed(broker, codec):
+    topic = unique_topic(f"bench-{codec}")
+    r = bench(broker, "e2e", "--topic", topic, "--create-topic", "--partitions", "2",
+              "--rate", "20k", "--duration", "1s", "--warmup", "500ms",
+              "--compression", codec, "--acks", "all")
+    assert r["produced"] > 0
+    assert r["consumed"] == r["produced"], r
+    assert r["errors_total"] == 0, r["errors"]
+    # Open-loop mode keeps both the corrected and the uncorrected latency.
+    assert r["produce"]["latency_us"] is not None
+    assert r["produce"]["latency_uncorrected_us"] is not None
+    assert total_messages(broker.bootstrap, topic, 2) == r["produced"]
+
+
+def test_produce_exact_count_then_consume_it(broker):
+    topic = unique_topic("bench-exact")
+    create_topic(broker.bootstrap, topic, partitions=2)
+    r = bench(broker, "produce", "--topic", topic, "--messages", "20000", "--acks", "all",
+              "--batch-records", "3000")
+    assert r["produced"] == 20000, r
+    assert r["errors_total"] == 0, r["errors"]
+    assert total_messages(broker.bootstrap, topic, 2) == 20000
+
+    c = bench(broker, "consume", "--topic", topic, "--from", "earliest", "--messages", "20000")
+    assert c["consumed"] == 20000, c
+    assert c["consume"]["bytes"] == 20000 * 100
+    assert c["errors_total"] == 0, c["errors"]
+
+
+def test_produce_to_missing_topic_fails_without_create(broker):
+    p = subprocess.run(
+        [str(bench_binary()), "produce", "--bootstrap", broker.bootstrap,
+         "--topic", unique_topic("bench-missing"), "--messages", "10"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert p.returncode != 0
+    assert "does not exist" in p.stderr
+
+
+def test_limits_reports_host_figures(tmp_path):
+    p = subprocess.run(
+        [str(bench_binary()), "limits", "--dir", str(tmp_path), "--duration", "300ms",
+         "--disk-bytes", "32MiB", "--fsync-iterations", "10", "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    l = json.loads(p.stdout)
+    for k in ("loopback_bytes_per_sec", "disk_write_bytes_per_sec", "fsync_p50_us", "fsync_p99_us"):
+        assert l[k] > 0, l
