@@ -29,6 +29,11 @@ use crate::signal::Signal;
 pub(super) const PAGE: usize = 4096;
 
 /// How far an append must get before `append` returns.
+/// Most appended bytes a partition keeps waiting for the flusher; appends
+/// beyond it wait. Acknowledged producers are held back by their acks
+/// already; this bounds the memory of acks=0 producers faster than the disk.
+pub const MAX_UNWRITTEN_BYTES: usize = 32 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckLevel {
     /// acks=0: return once the batch is in the log's memory.
@@ -256,6 +261,9 @@ impl PartitionLog {
         if let Some(dup) = self.check_duplicate(&records, &batches)? {
             return Ok(dup);
         }
+        // Back-pressure: producers that do not wait for acks (acks=0) must
+        // not pile up more unwritten data than the device can take.
+        self.wait_for_write_room().await?;
         let total: usize = batches.iter().map(|r| r.len()).sum();
         if self.needs_roll(total) {
             self.roll().await?;
@@ -268,6 +276,33 @@ impl PartitionLog {
             self.wait_durable(info.last_offset).await?;
         }
         Ok(info)
+    }
+
+    /// Bytes appended but not yet handed to the device.
+    pub(super) fn unwritten_bytes(&self) -> usize {
+        let inner = self.inner.borrow();
+        inner.active.buf.len()
+            + inner
+                .sealing
+                .iter()
+                .map(|j| j.pending.buf.len())
+                .sum::<usize>()
+    }
+
+    /// Wait while more than [`MAX_UNWRITTEN_BYTES`] wait for the flusher.
+    async fn wait_for_write_room(&self) -> Result<(), LogError> {
+        while self.unwritten_bytes() > MAX_UNWRITTEN_BYTES {
+            let progressed = self.progress_signal.notified();
+            if let Some(err) = &self.inner.borrow().storage_error {
+                return Err(LogError::Storage(err.clone()));
+            }
+            if !self.flusher_running.get() {
+                return Err(LogError::Closed);
+            }
+            self.flush_signal.notify_all();
+            progressed.await;
+        }
+        Ok(())
     }
 
     fn validate(&self, records: &Bytes) -> Result<Vec<std::ops::Range<usize>>, LogError> {

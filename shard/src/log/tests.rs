@@ -537,3 +537,34 @@ fn corrupt_or_missing_index_files_are_rebuilt() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn producers_that_do_not_wait_for_acks_are_held_to_a_bounded_backlog() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = open(&path, LogConfig::default()).await;
+        // ~1 MiB batches appended without waiting, far faster than a disk.
+        let big = {
+            let mut b = BatchBuilder::new(Compression::None);
+            for i in 0..1000 {
+                b.append(i, None, Some(Bytes::from(vec![b'v'; 1000])), vec![])
+                    .unwrap();
+            }
+            Bytes::from(b.build().unwrap())
+        };
+        let mut peak = 0;
+        for _ in 0..(3 * partition::MAX_UNWRITTEN_BYTES / big.len()) {
+            log.append(big.clone(), AckLevel::None).await.unwrap();
+            peak = peak.max(log.unwritten_bytes());
+        }
+        assert!(
+            peak <= partition::MAX_UNWRITTEN_BYTES + big.len() + partition::PAGE,
+            "backlog reached {peak} bytes"
+        );
+        let end = log.log_end_offset();
+        log.close().await.unwrap();
+        let log = open(&path, LogConfig::default()).await;
+        assert_eq!(log.log_end_offset(), end);
+    });
+}
