@@ -9,6 +9,7 @@ mod groups;
 mod handlers;
 mod metadata;
 mod routing;
+mod security;
 mod server;
 mod shard_state;
 mod tune_cmd;
