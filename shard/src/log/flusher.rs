@@ -12,6 +12,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use glommio::io::{DmaBuffer, DmaFile};
 
@@ -19,28 +20,73 @@ use super::config::FlushMode;
 use super::error::LogError;
 use super::partition::{PartitionLog, PAGE};
 
-/// Unwritten bytes of one segment: the tail of its last partial page, then
-/// everything appended since. `file_pos` is page aligned.
+/// Unwritten bytes of one segment, starting at `file_pos` (page aligned):
+/// `tail`, the bytes of the last partial page already on disk (rewritten
+/// with whatever follows them), then the appended batches themselves.
+/// The batches are the same `Bytes` the tail cache holds, so appending
+/// copies nothing; the one copy is into the DMA buffers at write time.
 pub(super) struct PendingWrite {
     pub(super) segment_base: i64,
     pub(super) file: Rc<DmaFile>,
     pub(super) file_pos: u64,
-    pub(super) buf: Vec<u8>,
+    tail: Vec<u8>,
+    batches: Vec<Bytes>,
+    batches_len: usize,
     pub(super) dirty: bool,
     pub(super) last_offset: i64,
 }
 
 impl PendingWrite {
-    pub(super) fn new(segment_base: i64, file: Rc<DmaFile>, file_pos: u64, buf: Vec<u8>) -> Self {
+    pub(super) fn new(segment_base: i64, file: Rc<DmaFile>, file_pos: u64, tail: Vec<u8>) -> Self {
         debug_assert_eq!(file_pos % PAGE as u64, 0);
+        debug_assert!(tail.len() < PAGE);
         Self {
             segment_base,
             file,
             file_pos,
-            buf,
+            tail,
+            batches: Vec::new(),
+            batches_len: 0,
             dirty: false,
             last_offset: -1,
         }
+    }
+
+    /// Bytes from `file_pos` to the end of what was appended.
+    pub(super) fn len(&self) -> usize {
+        self.tail.len() + self.batches_len
+    }
+
+    pub(super) fn push(&mut self, batch: Bytes) {
+        self.batches_len += batch.len();
+        self.batches.push(batch);
+        self.dirty = true;
+    }
+
+    /// The pending bytes in order: the tail, then each batch.
+    fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(&self.tail[..]).chain(self.batches.iter().map(|b| &b[..]))
+    }
+
+    /// Everything up to the last whole page is written: keep only the
+    /// partial page after it (at most one page is copied).
+    fn advance_to_last_page(&mut self) {
+        let len = self.len();
+        let full = len / PAGE * PAGE;
+        let mut tail = Vec::with_capacity(PAGE);
+        let mut at = 0;
+        for piece in self.pieces() {
+            let end = at + piece.len();
+            if end > full {
+                tail.extend_from_slice(&piece[full.saturating_sub(at)..]);
+            }
+            at = end;
+        }
+        debug_assert_eq!(tail.len(), len - full);
+        self.tail = tail;
+        self.batches.clear();
+        self.batches_len = 0;
+        self.file_pos += full as u64;
     }
 }
 
@@ -339,20 +385,38 @@ impl ChunkShape {
 /// with the next bytes). Copying straight into the pieces costs the same
 /// single copy as one big buffer did.
 fn snapshot_pending(pending: &mut PendingWrite, sealing: bool, shape: ChunkShape) -> WriteJob {
-    let len = if pending.dirty { pending.buf.len() } else { 0 };
+    let len = if pending.dirty { pending.len() } else { 0 };
     let padded = len.div_ceil(PAGE) * PAGE;
     let mut chunks = Vec::with_capacity(padded.div_ceil(shape.chunk_bytes));
+    let mut source = pending.pieces().flat_map(|p| p.chunks(shape.chunk_bytes));
+    let mut carry: &[u8] = &[];
     let mut start = 0;
     while start < padded {
         let piece = shape.chunk_bytes.min(padded - start);
         let mut data = pending.file.alloc_dma_buffer(piece);
         let dst = data.as_bytes_mut();
-        let filled = len.saturating_sub(start).min(piece);
-        dst[..filled].copy_from_slice(&pending.buf[start..start + filled]);
+        // Fill the chunk from the pending pieces, which need not line up
+        // with chunk boundaries.
+        let mut filled = 0;
+        while filled < piece {
+            if carry.is_empty() {
+                match source.next() {
+                    Some(next) => carry = next,
+                    None => break,
+                }
+                continue;
+            }
+            let n = carry.len().min(piece - filled);
+            dst[filled..filled + n].copy_from_slice(&carry[..n]);
+            carry = &carry[n..];
+            filled += n;
+        }
+        debug_assert_eq!(filled, len.saturating_sub(start).min(piece));
         dst[filled..].fill(0);
         chunks.push((pending.file_pos + start as u64, data));
         start += piece;
     }
+    drop(source);
     let job = WriteJob {
         segment_base: pending.segment_base,
         file: pending.file.clone(),
@@ -362,9 +426,7 @@ fn snapshot_pending(pending: &mut PendingWrite, sealing: bool, shape: ChunkShape
         last_offset: pending.last_offset,
     };
     if !sealing {
-        let full = len / PAGE * PAGE;
-        pending.buf.drain(..full);
-        pending.file_pos += full as u64;
+        pending.advance_to_last_page();
         pending.dirty = false;
     }
     job

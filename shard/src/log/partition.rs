@@ -281,12 +281,7 @@ impl PartitionLog {
     /// Bytes appended but not yet handed to the device.
     pub(super) fn unwritten_bytes(&self) -> usize {
         let inner = self.inner.borrow();
-        inner.active.buf.len()
-            + inner
-                .sealing
-                .iter()
-                .map(|j| j.pending.buf.len())
-                .sum::<usize>()
+        inner.active.len() + inner.sealing.iter().map(|j| j.pending.len()).sum::<usize>()
     }
 
     /// Wait while more than [`MAX_UNWRITTEN_BYTES`] wait for the flusher.
@@ -454,8 +449,7 @@ impl PartitionLog {
             seg.note_batch(&batch, config.index_interval_bytes);
             seg.size += bytes.len() as u64;
             seg.first_append_ms.get_or_insert(now);
-            inner.active.buf.extend_from_slice(&bytes);
-            inner.active.dirty = true;
+            inner.active.push(bytes.clone());
             inner.active.last_offset = batch.last_offset();
             inner.unsynced_bytes += bytes.len() as u64;
             record_producer(&mut inner.producers, &batch);
