@@ -64,6 +64,7 @@ lines = [
     + ("" if limits.get("disk_o_direct", True) else " (buffered: O_DIRECT refused)")
     + f", 16 KiB write + fdatasync p50 {limits['fsync_p50_us']:.0f} µs / p99 {limits['fsync_p99_us']:.0f} µs",
     f"- produce limit = min(loopback, disk) = {produce_limit / 1e6:.0f} MB/s",
+    f"- broker: {(work / 'shards').read_text().strip()} shard(s) pinned from core 0 up; shardline-bench threads pinned from the last core down",
     "",
     "## Produce, unthrottled",
     "",

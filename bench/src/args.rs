@@ -95,7 +95,7 @@ pub struct RunArgs {
     /// Fetch max wait (ms): how long the broker may hold an empty fetch
     #[arg(long, default_value_t = 100)]
     pub fetch_wait_ms: i32,
-    /// Pin worker threads to cores (failure is tolerated)
+    /// Pin worker threads to cores, from the last core down (failure is tolerated)
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub pin: bool,
     /// Print a progress line every second even when stderr is not a terminal

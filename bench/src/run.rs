@@ -124,19 +124,24 @@ pub struct Snapshot {
     pub c_bytes: u64,
 }
 
-/// Pin the calling thread to core `index % cores`; pinning is an
-/// optimisation, so failure (containers, cpusets) only warns.
+/// Pin the calling thread to a core, counting down from the last one:
+/// brokers (Shardline, Redpanda) pin their shards from core 0 up, so on a
+/// shared machine the load generator takes the cores they are least likely
+/// to use. Pinning is an optimisation, so failure (cpusets) only warns.
 pub fn pin(enabled: bool, index: usize) {
     if !enabled {
         return;
     }
-    let cores = affinity::get_core_num().max(1);
-    if let Err(e) = affinity::set_thread_affinity([index % cores]) {
-        eprintln!(
-            "warning: could not pin thread to core {}: {e}",
-            index % cores
-        );
+    let core = pin_core(index, affinity::get_core_num());
+    if let Err(e) = affinity::set_thread_affinity([core]) {
+        eprintln!("warning: could not pin thread to core {core}: {e}");
     }
+}
+
+/// The core worker `index` is pinned to on a machine with `cores` cores.
+pub fn pin_core(index: usize, cores: usize) -> usize {
+    let cores = cores.max(1);
+    cores - 1 - index % cores
 }
 
 /// Join workers; a failed worker is counted as a CLIENT_ERROR and reported.
@@ -263,5 +268,15 @@ mod tests {
         free.consume_target.store(50, Relaxed);
         free.add_consumed(60, 600);
         assert_eq!(free.consume.msgs.load(Relaxed), 120);
+    }
+
+    #[test]
+    fn workers_take_cores_from_the_last_one_down() {
+        assert_eq!(
+            (0..5).map(|i| pin_core(i, 4)).collect::<Vec<_>>(),
+            vec![3, 2, 1, 0, 3]
+        );
+        assert_eq!(pin_core(0, 1), 0);
+        assert_eq!(pin_core(3, 0), 0);
     }
 }
