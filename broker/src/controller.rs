@@ -155,7 +155,10 @@ async fn open_partitions(
             })
             .await
             .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
-        opened.map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
+        opened.map_err(|m| {
+            tracing::warn!("opening partition {}-{p}: {m}", meta.name);
+            AdminError::new(ResponseError::KafkaStorageError, m)
+        })?;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ use glommio::io::{DmaBuffer, DmaFile};
 use super::config::FlushMode;
 use super::error::LogError;
 use super::partition::{PartitionLog, PAGE};
+use super::segment::PREALLOCATE_STEP;
 
 /// Unwritten bytes of one segment, starting at `file_pos` (page aligned):
 /// `tail`, the bytes of the last partial page already on disk (rewritten
@@ -265,6 +266,10 @@ impl PartitionLog {
 
     /// Write one job; returns the last offset it made durable-on-device.
     async fn write_job(&self, job: WriteJob) -> Result<i64, LogError> {
+        if let Some((pos, buf)) = job.chunks.last() {
+            self.reserve_space(job.segment_base, &job.file, pos + buf.len() as u64)
+                .await;
+        }
         let file = &job.file;
         let write = |(pos, buf): (u64, DmaBuffer)| async move {
             let len = buf.len();
@@ -294,6 +299,31 @@ impl PartitionLog {
             seg.written = seg.written.max(job.logical_end);
         }
         Ok(job.last_offset)
+    }
+
+    /// With `preallocate`, reserve the next step of file space before a
+    /// write would go past what is reserved (best effort, like Kafka's).
+    async fn reserve_space(&self, segment_base: i64, file: &DmaFile, end: u64) {
+        let target = {
+            if !self.config.borrow().preallocate {
+                return;
+            }
+            let inner = self.inner.borrow();
+            match inner.segments.get(&segment_base) {
+                Some(seg) if end > seg.allocated => {
+                    end.div_ceil(PREALLOCATE_STEP) * PREALLOCATE_STEP
+                }
+                _ => return,
+            }
+        };
+        match file.pre_allocate(target, true).await {
+            Ok(()) => {
+                if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&segment_base) {
+                    seg.allocated = seg.allocated.max(target);
+                }
+            }
+            Err(e) => tracing::debug!("{}: pre-allocating {target} bytes: {e}", self.name),
+        }
     }
 
     fn interval_sync_due(&self) -> Option<Duration> {

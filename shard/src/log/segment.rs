@@ -41,7 +41,15 @@ pub struct Segment {
     pub time_index: TimeIndex,
     bytes_since_index: u64,
     pub sealed: bool,
+    /// File space reserved so far (fallocate, size kept): appends grow it a
+    /// step at a time rather than reserving the whole segment up front.
+    pub allocated: u64,
 }
+
+/// How much file space a segment reserves at a time when `preallocate` is
+/// on. Reserving whole segments (1 GiB by default) would tie up 64 GiB for
+/// one 64-partition topic before a byte is written.
+pub const PREALLOCATE_STEP: u64 = 32 << 20;
 
 /// What a scan of a segment file found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +90,11 @@ impl Segment {
         let (path, _, _) = Self::paths(dir, base_offset);
         let file = Self::open_file(&path, true).await?;
         file.truncate(0).await?;
-        if let Some(bytes) = preallocate {
-            // Best effort: without it appends still work, just extend the file.
-            if let Err(e) = file.pre_allocate(bytes, true).await {
-                tracing::debug!("pre-allocating {}: {e}", path.display());
-            }
+        let mut seg = Self::empty(base_offset, file, path);
+        if let Some(limit) = preallocate {
+            seg.reserve(PREALLOCATE_STEP.min(limit)).await;
         }
-        Ok(Self::empty(base_offset, file, path))
+        Ok(seg)
     }
 
     fn empty(base_offset: i64, file: DmaFile, path: PathBuf) -> Self {
@@ -106,6 +112,19 @@ impl Segment {
             time_index: TimeIndex::default(),
             bytes_since_index: 0,
             sealed: false,
+            allocated: 0,
+        }
+    }
+
+    /// Reserve file space up to `end` (best effort: without it appends
+    /// still work, the writes just extend the file).
+    pub async fn reserve(&mut self, end: u64) {
+        if end <= self.allocated {
+            return;
+        }
+        match self.file.pre_allocate(end, true).await {
+            Ok(()) => self.allocated = end,
+            Err(e) => tracing::debug!("pre-allocating {}: {e}", self.path.display()),
         }
     }
 

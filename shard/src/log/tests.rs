@@ -568,3 +568,50 @@ fn producers_that_do_not_wait_for_acks_are_held_to_a_bounded_backlog() {
         assert_eq!(log.log_end_offset(), end);
     });
 }
+
+/// Disk blocks a file holds, in bytes.
+fn allocated_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+#[test]
+fn preallocation_reserves_space_a_step_at_a_time() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let config = LogConfig {
+            preallocate: true,
+            ..LogConfig::default()
+        };
+        let log = open(&path, config.clone()).await;
+        let seg_file = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "log"))
+            .expect("a segment file");
+        let step = segment::PREALLOCATE_STEP;
+        let at_start = allocated_bytes(&seg_file);
+        // Filesystems without fallocate reserve nothing; never the whole 1 GiB segment.
+        assert!(at_start <= step + (1 << 20), "reserved {at_start} bytes up front");
+        let big = {
+            let mut b = BatchBuilder::new(Compression::None);
+            for i in 0..1000 {
+                b.append(i, None, Some(Bytes::from(vec![b'v'; 1000])), vec![])
+                    .unwrap();
+            }
+            Bytes::from(b.build().unwrap())
+        };
+        let mut last = None;
+        while (log.offsets().high_watermark as usize) < 40 * 1000 {
+            last = Some(log.append(big.clone(), AckLevel::Durable).await.unwrap());
+        }
+        let written = 40 * big.len() as u64;
+        let reserved = allocated_bytes(&seg_file);
+        assert!(reserved >= written, "{reserved} < {written}");
+        assert!(reserved <= written.div_ceil(step) * step + (1 << 20), "reserved {reserved}");
+        log.close().await.unwrap();
+        let log = open(&path, config).await;
+        assert_eq!(log.log_end_offset(), last.unwrap().last_offset + 1);
+    });
+}
