@@ -8,6 +8,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::super::tests::test_dir;
 use super::super::{AckLevel, LogConfig, PartitionLog};
 use crate::record::{decode_records, BatchBuilder, BatchView, Compression};
 use crate::runtime::run_local;
@@ -17,12 +18,6 @@ const HOUR: i64 = 3_600_000;
 
 /// (offset, key, value) of one record.
 type Rec = (i64, String, Option<String>);
-
-fn test_dir() -> tempfile::TempDir {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data");
-    std::fs::create_dir_all(&root).unwrap();
-    tempfile::tempdir_in(root).unwrap()
-}
 
 fn compact_config() -> LogConfig {
     LogConfig {

@@ -4,21 +4,14 @@
 //! sync nor delay an idle partition's lone write.
 
 use std::path::Path;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::tests::{open, test_dir};
 use super::*;
 use crate::record::{BatchBuilder, BatchView, Compression};
 use crate::runtime::run_local;
-
-/// Direct I/O needs a real filesystem (tmpfs refuses O_DIRECT).
-fn test_dir() -> tempfile::TempDir {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data");
-    std::fs::create_dir_all(&root).unwrap();
-    tempfile::tempdir_in(root).unwrap()
-}
 
 /// A batch of `n` records of `value_len` bytes whose content depends on `tag`
 /// (so misplaced pieces would show up as wrong bytes, not just bad CRCs).
@@ -46,12 +39,6 @@ fn chunked_config() -> LogConfig {
         preallocate: false,
         ..LogConfig::default()
     }
-}
-
-async fn open(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
-    PartitionLog::open(dir.to_path_buf(), "t-0".into(), config)
-        .await
-        .unwrap()
 }
 
 /// Raw bytes of every batch from `from`, as `read` returns them.

@@ -41,7 +41,7 @@ fn batch_with_producer(
 
 /// Direct I/O needs a real filesystem (tmpfs refuses O_DIRECT), so test
 /// files live under the target directory rather than /tmp.
-fn test_dir() -> tempfile::TempDir {
+pub(super) fn test_dir() -> tempfile::TempDir {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-data");
     std::fs::create_dir_all(&root).unwrap();
     tempfile::tempdir_in(root).unwrap()
@@ -56,7 +56,7 @@ fn small_config() -> LogConfig {
     }
 }
 
-async fn open(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
+pub(super) async fn open(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
     PartitionLog::open(dir.to_path_buf(), "t-0".into(), config)
         .await
         .unwrap()
@@ -545,14 +545,7 @@ fn producers_that_do_not_wait_for_acks_are_held_to_a_bounded_backlog() {
     run_local(move || async move {
         let log = open(&path, LogConfig::default()).await;
         // ~1 MiB batches appended without waiting, far faster than a disk.
-        let big = {
-            let mut b = BatchBuilder::new(Compression::None);
-            for i in 0..1000 {
-                b.append(i, None, Some(Bytes::from(vec![b'v'; 1000])), vec![])
-                    .unwrap();
-            }
-            Bytes::from(b.build().unwrap())
-        };
+        let big = kib_batch();
         let mut peak = 0;
         for _ in 0..(3 * partition::MAX_UNWRITTEN_BYTES / big.len()) {
             log.append(big.clone(), AckLevel::None).await.unwrap();
@@ -567,6 +560,16 @@ fn producers_that_do_not_wait_for_acks_are_held_to_a_bounded_backlog() {
         let log = open(&path, LogConfig::default()).await;
         assert_eq!(log.log_end_offset(), end);
     });
+}
+
+/// About 1 MiB: 1000 records of 1000 bytes.
+fn kib_batch() -> Bytes {
+    let mut b = BatchBuilder::new(Compression::None);
+    for i in 0..1000 {
+        b.append(i, None, Some(Bytes::from(vec![b'v'; 1000])), vec![])
+            .unwrap();
+    }
+    Bytes::from(b.build().unwrap())
 }
 
 /// Disk blocks a file holds, in bytes.
@@ -593,15 +596,11 @@ fn preallocation_reserves_space_a_step_at_a_time() {
         let step = segment::PREALLOCATE_STEP;
         let at_start = allocated_bytes(&seg_file);
         // Filesystems without fallocate reserve nothing; never the whole 1 GiB segment.
-        assert!(at_start <= step + (1 << 20), "reserved {at_start} bytes up front");
-        let big = {
-            let mut b = BatchBuilder::new(Compression::None);
-            for i in 0..1000 {
-                b.append(i, None, Some(Bytes::from(vec![b'v'; 1000])), vec![])
-                    .unwrap();
-            }
-            Bytes::from(b.build().unwrap())
-        };
+        assert!(
+            at_start <= step + (1 << 20),
+            "reserved {at_start} bytes up front"
+        );
+        let big = kib_batch();
         let mut last = None;
         while (log.offsets().high_watermark as usize) < 40 * 1000 {
             last = Some(log.append(big.clone(), AckLevel::Durable).await.unwrap());
@@ -609,7 +608,10 @@ fn preallocation_reserves_space_a_step_at_a_time() {
         let written = 40 * big.len() as u64;
         let reserved = allocated_bytes(&seg_file);
         assert!(reserved >= written, "{reserved} < {written}");
-        assert!(reserved <= written.div_ceil(step) * step + (1 << 20), "reserved {reserved}");
+        assert!(
+            reserved <= written.div_ceil(step) * step + (1 << 20),
+            "reserved {reserved}"
+        );
         log.close().await.unwrap();
         let log = open(&path, config).await;
         assert_eq!(log.log_end_offset(), last.unwrap().last_offset + 1);
