@@ -593,7 +593,10 @@ fn preallocation_reserves_space_a_step_at_a_time() {
         let step = segment::PREALLOCATE_STEP;
         let at_start = allocated_bytes(&seg_file);
         // Filesystems without fallocate reserve nothing; never the whole 1 GiB segment.
-        assert!(at_start <= step + (1 << 20), "reserved {at_start} bytes up front");
+        assert!(
+            at_start <= step + (1 << 20),
+            "reserved {at_start} bytes up front"
+        );
         let big = {
             let mut b = BatchBuilder::new(Compression::None);
             for i in 0..1000 {
@@ -609,7 +612,10 @@ fn preallocation_reserves_space_a_step_at_a_time() {
         let written = 40 * big.len() as u64;
         let reserved = allocated_bytes(&seg_file);
         assert!(reserved >= written, "{reserved} < {written}");
-        assert!(reserved <= written.div_ceil(step) * step + (1 << 20), "reserved {reserved}");
+        assert!(
+            reserved <= written.div_ceil(step) * step + (1 << 20),
+            "reserved {reserved}"
+        );
         log.close().await.unwrap();
         let log = open(&path, config).await;
         assert_eq!(log.log_end_offset(), last.unwrap().last_offset + 1);
