@@ -249,8 +249,10 @@ async fn sasl_step(
             )
             .await;
             if let Some(why) = close {
-                push(tx, Reply::Close(format!("{why} (client {peer})"))).await;
-                return Step::Stop;
+                // The client closes or tries another mechanism; closing
+                // here could reset the connection before it reads the
+                // enabled list.
+                tracing::warn!("SaslHandshake from {peer} refused: {why}");
             }
             stop(ok)
         }
