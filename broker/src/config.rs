@@ -2,6 +2,7 @@
 //! Every flag has a config key of the same name (dashes become underscores)
 //! and unknown keys are an error, so a typo never silently does nothing.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -12,10 +13,36 @@ use shard::log::FlushMode;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrokerConfig {
-    /// Address the Kafka listener binds (every shard binds it with SO_REUSEPORT).
-    pub listen: SocketAddr,
+    /// Address of the single PLAINTEXT listener when `listeners` is not set
+    /// (every shard binds it with SO_REUSEPORT) [default: 127.0.0.1:9092].
+    pub listen: Option<SocketAddr>,
     /// Address given to clients in Metadata; defaults to `listen`.
     pub advertise: Option<String>,
+    /// Kafka's `listeners`: `NAME://host:port`, NAME a security protocol or
+    /// a key of `listener_security_protocol_map`.
+    pub listeners: Vec<String>,
+    /// Kafka's `advertised.listeners`: `NAME://host:port` per listener.
+    pub advertised_listeners: Vec<String>,
+    /// Kafka's `listener.security.protocol.map`: listener name -> protocol.
+    pub listener_security_protocol_map: BTreeMap<String, String>,
+    /// The listeners in effect, filled in by `finish`.
+    #[serde(skip)]
+    pub resolved_listeners: Vec<crate::listeners::Listener>,
+    /// SASL mechanisms offered on SASL listeners.
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// Super-user given SCRAM credentials at start if it has none.
+    pub sasl_bootstrap_user: Option<String>,
+    pub sasl_bootstrap_password: Option<Secret>,
+    /// PBKDF2 iterations of the bootstrap user's credentials.
+    pub sasl_bootstrap_iterations: u32,
+    /// KIP-368: SASL sessions last this long (0 = forever); a connection
+    /// that has not re-authenticated by then is closed at its next request.
+    pub connections_max_reauth_ms: i64,
+    /// Failed authentications from one IP address within
+    /// `sasl_failure_window_ms` before it is refused for `sasl_failure_block_ms`.
+    pub sasl_max_failures: u32,
+    pub sasl_failure_window_ms: u64,
+    pub sasl_failure_block_ms: u64,
     pub data_dir: PathBuf,
     /// Number of shards (executor threads); 0 means one per core.
     pub shards: usize,
@@ -74,8 +101,24 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:9092".parse().expect("valid"),
+            listen: None,
             advertise: None,
+            listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: BTreeMap::new(),
+            resolved_listeners: Vec::new(),
+            sasl_enabled_mechanisms: vec![
+                "PLAIN".into(),
+                "SCRAM-SHA-256".into(),
+                "SCRAM-SHA-512".into(),
+            ],
+            sasl_bootstrap_user: None,
+            sasl_bootstrap_password: None,
+            sasl_bootstrap_iterations: 4096,
+            connections_max_reauth_ms: 0,
+            sasl_max_failures: 10,
+            sasl_failure_window_ms: 60_000,
+            sasl_failure_block_ms: 10_000,
             data_dir: PathBuf::from("./shardline-data"),
             shards: 0,
             node_id: 0,
@@ -160,6 +203,23 @@ impl BrokerConfig {
         if self.offsets_retention_minutes < 1 {
             bail!("offsets_retention_minutes must be at least 1");
         }
+        self.resolved_listeners = self.resolve_listeners()?;
+        for m in &self.sasl_enabled_mechanisms {
+            if m != "PLAIN" && crate::security::scram::ScramMechanism::from_name(m).is_none() {
+                bail!(
+                    "sasl_enabled_mechanisms: {m:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                );
+            }
+        }
+        if self.sasl_bootstrap_user.is_some() != self.sasl_bootstrap_password.is_some() {
+            bail!("sasl_bootstrap_user and sasl_bootstrap_password go together");
+        }
+        if self.sasl_bootstrap_user.as_deref() == Some("") {
+            bail!("sasl_bootstrap_user must not be empty");
+        }
+        if self.connections_max_reauth_ms < 0 {
+            bail!("connections_max_reauth_ms must not be negative");
+        }
         // The same limits as an iotune file's settings, named by config key.
         let io = self.io_settings();
         io.validate().map_err(|e| anyhow::anyhow!("log_{e}"))?;
@@ -180,17 +240,40 @@ impl BrokerConfig {
         }
     }
 
-    /// Host and port put in Metadata responses.
-    pub fn advertised(&self) -> (String, i32) {
-        if let Some(adv) = &self.advertise {
-            if let Some((host, port)) = adv.rsplit_once(':') {
-                if let Ok(port) = port.parse() {
-                    return (host.trim_matches(['[', ']']).to_string(), port);
-                }
+    fn resolve_listeners(&self) -> Result<Vec<crate::listeners::Listener>> {
+        use crate::listeners::{resolve, Listener};
+        let listeners = if self.listeners.is_empty() {
+            if !self.advertised_listeners.is_empty() {
+                bail!("advertised_listeners needs listeners");
             }
-            return (adv.clone(), self.listen.port() as i32);
+            let bind = self
+                .listen
+                .unwrap_or_else(|| "127.0.0.1:9092".parse().expect("valid"));
+            vec![Listener::plaintext(bind, self.advertise.as_deref())]
+        } else {
+            if self.listen.is_some() || self.advertise.is_some() {
+                bail!("listen/advertise and listeners/advertised_listeners are alternatives: use one pair");
+            }
+            resolve(
+                &self.listeners,
+                &self.advertised_listeners,
+                &self.listener_security_protocol_map,
+            )?
+        };
+        if let Some(l) = listeners.iter().find(|l| l.protocol.is_tls()) {
+            bail!(
+                "listener {}: {} listeners are not supported yet",
+                l.name,
+                l.protocol
+            );
         }
-        (self.listen.ip().to_string(), self.listen.port() as i32)
+        Ok(listeners)
+    }
+
+    /// The first listener.
+    #[cfg(test)]
+    pub fn first_listener(&self) -> &crate::listeners::Listener {
+        &self.resolved_listeners[0]
     }
 
     /// Settings of the group coordinator.
@@ -219,6 +302,17 @@ impl BrokerConfig {
     }
 }
 
+/// A string kept out of `Debug` output (passwords in the config).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,11 +331,45 @@ mod tests {
         )
         .unwrap();
         let cfg = cfg.finish().unwrap();
-        assert_eq!(cfg.listen.port(), 19092);
+        assert_eq!(cfg.first_listener().bind.port(), 19092);
         assert_eq!(cfg.log_flush, FlushMode::Interval);
         assert_eq!(cfg.num_partitions, 3);
         assert_eq!(cfg.log_retention_ms, 259_200_000);
-        assert_eq!(cfg.advertised(), ("127.0.0.1".to_string(), 19092));
+        assert_eq!(
+            cfg.first_listener().advertised(),
+            ("127.0.0.1".to_string(), 19092)
+        );
+    }
+
+    #[test]
+    fn listeners_from_toml() {
+        let cfg: BrokerConfig = toml::from_str(
+            r#"
+listeners = ["PLAINTEXT://127.0.0.1:19092", "CLIENTS://127.0.0.1:19094"]
+advertised_listeners = ["CLIENTS://kafka.example:9094"]
+listener_security_protocol_map = { CLIENTS = "SASL_PLAINTEXT" }
+sasl_bootstrap_user = "admin"
+sasl_bootstrap_password = "hunter2"
+connections_max_reauth_ms = 60000
+"#,
+        )
+        .unwrap();
+        let cfg = cfg.finish().unwrap();
+        let ls = &cfg.resolved_listeners;
+        assert_eq!(ls.len(), 2);
+        assert_eq!(ls[1].name, "CLIENTS");
+        assert!(ls[1].protocol.is_sasl());
+        assert_eq!(ls[1].advertised(), ("kafka.example".into(), 9094));
+        assert!(!format!("{cfg:?}").contains("hunter2"));
+        // The old keys and the new ones are alternatives.
+        let both: BrokerConfig =
+            toml::from_str("listen = \"127.0.0.1:1\"\nlisteners = [\"PLAINTEXT://127.0.0.1:2\"]")
+                .unwrap();
+        assert!(both.finish().is_err());
+        let tls: BrokerConfig = toml::from_str("listeners = [\"SSL://127.0.0.1:2\"]").unwrap();
+        assert!(tls.finish().is_err());
+        let half: BrokerConfig = toml::from_str("sasl_bootstrap_user = \"a\"").unwrap();
+        assert!(half.finish().is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod config;
 mod controller;
 mod groups;
 mod handlers;
+mod listeners;
 mod metadata;
 mod routing;
 mod security;
@@ -49,6 +50,8 @@ enum Command {
     Consume(cli::ConsumeArgs),
     /// List, describe and delete consumer groups; reset their offsets.
     Group(cli::GroupArgs),
+    /// Create, delete and list SASL/SCRAM users (Alter/DescribeUserScramCredentials).
+    User(cli::UserArgs),
     /// Check (and with --apply, fix) host settings the broker cares about.
     Tune(tune_cmd::TuneArgs),
     /// Measure the data directory's disk and write iotune.toml for the broker.
@@ -124,8 +127,10 @@ fn serve(args: ServeArgs) -> Result<()> {
     macro_rules! apply {
         ($($field:ident),*) => { $( if let Some(v) = args.$field { cfg.$field = v; } )* };
     }
+    if let Some(l) = args.listen {
+        cfg.listen = Some(l);
+    }
     apply!(
-        listen,
         data_dir,
         shards,
         log_flush,
@@ -163,6 +168,7 @@ fn main() {
         Command::Produce(args) => cli::produce(args),
         Command::Consume(args) => cli::consume(args),
         Command::Group(args) => cli::group(args),
+        Command::User(args) => cli::user(args),
         Command::Tune(args) => tune_cmd::tune(args),
         Command::Iotune(args) => tune_cmd::iotune(args),
     };

@@ -27,6 +27,8 @@ pub struct ShardState {
     pub producer_ids: RefCell<(i64, i64)>,
     /// The consumer groups this shard coordinates, and their log.
     pub groups: crate::groups::Coordinator,
+    /// Credentials and authentication state shared by every shard.
+    pub security: Arc<crate::security::sasl::Security>,
 }
 
 impl ShardState {
@@ -35,6 +37,7 @@ impl ShardState {
         config: Arc<BrokerConfig>,
         metadata: Arc<MetadataStore>,
         mesh: Mesh<ShardState>,
+        security: Arc<crate::security::sasl::Security>,
     ) -> Self {
         let groups = crate::groups::Coordinator::new(
             config.group_config(),
@@ -50,6 +53,7 @@ impl ShardState {
             admin_lock: glommio::sync::Semaphore::new(1),
             producer_ids: RefCell::new((0, 0)),
             groups,
+            security,
         }
     }
 

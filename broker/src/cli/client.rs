@@ -12,8 +12,11 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, MetadataRequest,
-    MetadataResponse, RequestHeader, ResponseHeader, TopicName,
+    MetadataResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+    TopicName,
 };
+
+use crate::security::scram::ScramMechanism;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::ResponseError;
 
@@ -37,7 +40,25 @@ pub const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetFetch, 2, 7),
     (ApiKey::OffsetCommit, 2, 9),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
+
+/// SASL settings of this process's connections.
+#[derive(Clone)]
+pub struct SaslAuth {
+    pub mechanism: String,
+    pub user: String,
+    pub password: String,
+}
+
+static SASL: std::sync::OnceLock<SaslAuth> = std::sync::OnceLock::new();
+
+pub fn set_sasl(auth: SaslAuth) {
+    let _ = SASL.set(auth);
+}
 
 /// Highest version both we (`ours`) and the broker (`theirs`) support.
 pub fn pick_version(ours: (i16, i16), theirs: Option<(i16, i16)>) -> Option<i16> {
@@ -127,7 +148,52 @@ impl Conn {
             conn.versions
                 .insert(k.api_key, (k.min_version, k.max_version));
         }
+        if let Some(auth) = SASL.get() {
+            conn.authenticate(auth)
+                .with_context(|| format!("SASL {} as {:?} to {addr}", auth.mechanism, auth.user))?;
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake v1, then the mechanism's tokens in SaslAuthenticate.
+    fn authenticate(&mut self, auth: &SaslAuth) -> Result<()> {
+        let req = SaslHandshakeRequest::default().with_mechanism(sb(&auth.mechanism));
+        let (resp, _) = self.send(&req)?;
+        if resp.error_code != 0 {
+            let offered: Vec<String> = resp.mechanisms.iter().map(|m| m.to_string()).collect();
+            return Err(kafka_error(
+                resp.error_code,
+                format!(
+                    "mechanism {} (broker offers {})",
+                    auth.mechanism,
+                    offered.join(", ")
+                ),
+                None,
+            ));
+        }
+        let mut exchange = |token: Vec<u8>| -> Result<Vec<u8>> {
+            let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+            let (resp, _) = self.send(&req)?;
+            check(
+                resp.error_code,
+                "SaslAuthenticate",
+                resp.error_message.as_ref(),
+            )?;
+            Ok(resp.auth_bytes.to_vec())
+        };
+        match ScramMechanism::from_name(&auth.mechanism) {
+            None => {
+                exchange(super::sasl::plain_message(&auth.user, &auth.password))?;
+            }
+            Some(m) => {
+                let mut c = super::sasl::ScramClient::new(m, &auth.user, &auth.password);
+                let server_first = exchange(c.first_message().into_bytes())?;
+                let fin = c.final_message(&String::from_utf8_lossy(&server_first))?;
+                let server_final = exchange(fin.into_bytes())?;
+                c.verify_server_final(&String::from_utf8_lossy(&server_final))?;
+            }
+        }
+        Ok(())
     }
 
     /// The version to use for `key` on this broker, or an error saying why

@@ -7,8 +7,10 @@ mod consume;
 mod group;
 mod offsets;
 mod produce;
+pub mod sasl;
 mod time;
 mod topic;
+mod user;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -20,6 +22,39 @@ pub struct Conn {
     /// [env: SHARDLINE_BOOTSTRAP]
     #[arg(long, short = 'b', global = true, default_value_t = default_bootstrap())]
     pub bootstrap: String,
+    /// SASL mechanism for SASL_PLAINTEXT listeners: PLAIN, SCRAM-SHA-256 or
+    /// SCRAM-SHA-512 [env: SHARDLINE_SASL_MECHANISM].
+    #[arg(long, global = true, env = "SHARDLINE_SASL_MECHANISM",
+          value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name [env: SHARDLINE_SASL_USER].
+    #[arg(long, global = true, env = "SHARDLINE_SASL_USER")]
+    pub sasl_user: Option<String>,
+    /// SASL password [env: SHARDLINE_SASL_PASSWORD].
+    #[arg(
+        long,
+        global = true,
+        env = "SHARDLINE_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub sasl_password: Option<String>,
+}
+
+impl Conn {
+    /// Install the SASL settings every connection of this process uses.
+    pub fn apply_sasl(&self) -> Result<()> {
+        let auth = match (&self.sasl_mechanism, &self.sasl_user, &self.sasl_password) {
+            (None, None, None) => return Ok(()),
+            (Some(m), Some(u), Some(p)) => client::SaslAuth {
+                mechanism: m.clone(),
+                user: u.clone(),
+                password: p.clone(),
+            },
+            _ => anyhow::bail!("--sasl-mechanism, --sasl-user and --sasl-password go together"),
+        };
+        client::set_sasl(auth);
+        Ok(())
+    }
 }
 
 fn default_bootstrap() -> String {
@@ -229,22 +264,66 @@ fn default_sigpipe() {
 
 pub fn topic(args: TopicArgs) -> Result<()> {
     default_sigpipe();
+    args.conn.apply_sasl()?;
     topic::run(&args.conn.bootstrap, args.command)
 }
 
 pub fn produce(args: ProduceArgs) -> Result<()> {
     default_sigpipe();
+    args.conn.apply_sasl()?;
     produce::run(args)
 }
 
 pub fn consume(args: ConsumeArgs) -> Result<()> {
     default_sigpipe();
+    args.conn.apply_sasl()?;
     consume::run(args)
 }
 
 pub fn group(args: GroupArgs) -> Result<()> {
     default_sigpipe();
+    args.conn.apply_sasl()?;
     group::run(&args.conn.bootstrap, args.command)
+}
+
+#[derive(Args, Debug)]
+pub struct UserArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create a user (or change its password): SCRAM credentials, which
+    /// also serve SASL/PLAIN.
+    Create {
+        /// User name.
+        name: String,
+        /// The user's password (sent to the broker only as a salted hash).
+        #[arg(long)]
+        password: String,
+        /// Which SCRAM credentials to create.
+        #[arg(long, default_value = "both", value_parser = ["SCRAM-SHA-256", "SCRAM-SHA-512", "both"])]
+        mechanism: String,
+        /// PBKDF2 iterations (4096..=16384).
+        #[arg(long, default_value_t = 8192)]
+        iterations: u32,
+    },
+    /// Delete all SCRAM credentials of a user.
+    Delete {
+        /// User name.
+        name: String,
+    },
+    /// List users and their SCRAM mechanisms.
+    List,
+}
+
+pub fn user(args: UserArgs) -> Result<()> {
+    default_sigpipe();
+    args.conn.apply_sasl()?;
+    user::run(&args.conn.bootstrap, args.command)
 }
 
 #[cfg(test)]

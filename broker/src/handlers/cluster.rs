@@ -44,17 +44,23 @@ pub fn describe_cluster(
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let snap = state.metadata.snapshot();
-    build_describe_cluster(ctx.version, &req, &state.config, &snap.cluster_id)
+    build_describe_cluster(
+        ctx.version,
+        &req,
+        &state.config,
+        ctx.listener.advertised(),
+        &snap.cluster_id,
+    )
 }
 
 pub fn build_describe_cluster(
     version: i16,
     req: &DescribeClusterRequest,
     config: &BrokerConfig,
+    (host, port): (String, i32),
     cluster_id: &str,
 ) -> DescribeClusterResponse {
     let node = BrokerId(config.node_id);
-    let (host, port) = config.advertised();
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(cluster_id.to_string()))
         .with_controller_id(node)

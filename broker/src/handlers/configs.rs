@@ -68,7 +68,24 @@ fn setting(
 /// their config-file key with dots for underscores.
 pub fn broker_settings(b: &BrokerConfig) -> Vec<BrokerSetting> {
     use ConfigType::{Boolean, Int, List, Long, String as Str};
-    let (host, port) = b.advertised();
+    let listeners = b
+        .resolved_listeners
+        .iter()
+        .map(|l| format!("{}://{}", l.name, l.bind))
+        .collect::<Vec<_>>()
+        .join(",");
+    let advertised = b
+        .resolved_listeners
+        .iter()
+        .map(|l| format!("{}://{}:{}", l.name, l.advertised_host, l.advertised_port))
+        .collect::<Vec<_>>()
+        .join(",");
+    let protocol_map = b
+        .resolved_listeners
+        .iter()
+        .map(|l| format!("{}:{}", l.name, l.protocol))
+        .collect::<Vec<_>>()
+        .join(",");
     let data_dir = std::path::absolute(&b.data_dir).unwrap_or_else(|_| b.data_dir.clone());
     let flush = match b.log_flush {
         shard::log::FlushMode::Batch => "batch",
@@ -77,8 +94,11 @@ pub fn broker_settings(b: &BrokerConfig) -> Vec<BrokerSetting> {
     vec![
         setting("node.id", b.node_id.to_string(), Int, "This broker's id"),
         setting("broker.id", b.node_id.to_string(), Int, "This broker's id (same as node.id)"),
-        setting("listeners", format!("PLAINTEXT://{}", b.listen), List, "Address the Kafka listener binds (config key: listen)"),
-        setting("advertised.listeners", format!("PLAINTEXT://{host}:{port}"), List, "Address given to clients in Metadata (config key: advertise)"),
+        setting("listeners", listeners, List, "Addresses the Kafka listeners bind (config keys: listeners, or listen)"),
+        setting("advertised.listeners", advertised, List, "Addresses given to clients in Metadata, per listener (config keys: advertised_listeners, or advertise)"),
+        setting("listener.security.protocol.map", protocol_map, List, "Security protocol of each listener"),
+        setting("sasl.enabled.mechanisms", b.sasl_enabled_mechanisms.join(","), List, "SASL mechanisms offered on SASL listeners"),
+        setting("connections.max.reauth.ms", b.connections_max_reauth_ms.to_string(), Long, "SASL session lifetime (KIP-368); 0 = no limit"),
         setting("log.dirs", data_dir.display().to_string(), List, "The data directory (config key: data_dir)"),
         setting("shards", b.shards.to_string(), Int, "Shardline: number of shards, one thread per core"),
         setting("log.flush", flush.into(), Str, "Shardline: batch = fdatasync before every acknowledgement (group commit); interval = fdatasync on an interval"),

@@ -34,7 +34,7 @@ pub fn find_coordinator(
     ctx: &RequestContext,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let (host, port) = state.config.advertised();
+    let (host, port) = ctx.listener.advertised();
     let node = state.config.node_id;
     // Groups (key type 0) are coordinated here; transactions are not yet.
     let answer = |key_type: i8| -> (i16, Option<&'static str>) {

@@ -87,7 +87,7 @@ pub async fn handle(
     ctx: &RequestContext,
     req: MetadataRequest,
 ) -> MetadataResponse {
-    let (host, port) = state.config.advertised();
+    let (host, port) = ctx.listener.advertised();
     let node = BrokerId(state.config.node_id);
     // v0: an empty list means all topics; v1+: null means all, empty none.
     let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match req.topics {

@@ -22,14 +22,17 @@ pub mod produce;
 pub mod producer_id;
 #[cfg(test)]
 mod protocol_tests;
+pub mod sasl;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::listeners::Listener;
 use crate::shard_state::ShardState;
 
 /// What goes back on the connection for one request.
@@ -75,6 +78,10 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 0),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -94,37 +101,73 @@ pub struct RequestContext {
     /// ConsumerGroupHeartbeat v1's `SubscribedTopicRegex`, which
     /// kafka-protocol cannot decode (see `consumer_groups::codec_version`).
     pub subscribed_topic_regex: Option<String>,
+    /// The listener the connection came in on (what Metadata advertises).
+    pub listener: Arc<Listener>,
+    /// `User:<name>` after SASL, `User:ANONYMOUS` otherwise.
+    pub principal: Arc<str>,
 }
 
-pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr) -> Reply {
+/// What a request learns about its connection.
+#[derive(Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub listener: Arc<Listener>,
+    pub principal: Arc<str>,
+}
+
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// A request decoded and ready for its handler.
+pub struct Decoded {
+    pub ctx: RequestContext,
+    pub correlation_id: i32,
+    pub request: RequestKind,
+}
+
+pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, conn: ConnInfo) -> Reply {
+    match decode_frame(frame, &conn) {
+        Ok(d) => handle_decoded(state, d).await,
+        Err(reply) => reply,
+    }
+}
+
+/// Check the API key and version and decode the request; `Err` is the
+/// reply instead (KIP-511's ApiVersions answer, or Close).
+pub fn decode_frame(frame: Bytes, conn: &ConnInfo) -> Result<Decoded, Reply> {
     if frame.len() < 8 {
-        return Reply::Close(format!(
+        return Err(Reply::Close(format!(
             "request of {} bytes is too short for a header",
             frame.len()
-        ));
+        )));
     }
     let mut peek = &frame[..];
     let (raw_key, version, correlation_id) = (peek.get_i16(), peek.get_i16(), peek.get_i32());
     let Ok(api_key) = ApiKey::try_from(raw_key) else {
-        return Reply::Close(format!("unknown API key {raw_key}"));
+        return Err(Reply::Close(format!("unknown API key {raw_key}")));
     };
     let range = supported_range(api_key);
     let in_range = range.is_some_and(|(min, max)| version >= min && version <= max);
     if !in_range {
         if api_versions::is_api_versions(api_key) {
-            return Reply::Frame(api_versions::unsupported_version_reply(correlation_id));
+            return Err(Reply::Frame(api_versions::unsupported_version_reply(
+                correlation_id,
+            )));
         }
-        return Reply::Close(match range {
+        return Err(Reply::Close(match range {
             Some((min, max)) => {
                 format!("{api_key:?} v{version} is not supported (we serve v{min}-v{max})")
             }
             None => format!("{api_key:?} is not supported by this broker"),
-        });
+        }));
     }
     let mut body = frame.clone();
     let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
         Ok(h) => h,
-        Err(e) => return Reply::Close(format!("malformed {api_key:?} request header: {e}")),
+        Err(e) => {
+            return Err(Reply::Close(format!(
+                "malformed {api_key:?} request header: {e}"
+            )))
+        }
     };
     // Versions kafka-protocol lacks are decoded and answered as an older one.
     let codec = consumer_groups::codec_version(api_key, version);
@@ -133,14 +176,20 @@ pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr
         (body, subscribed_topic_regex) = match consumer_groups::downgrade_heartbeat_v1(body) {
             Ok(b) => b,
             Err(e) => {
-                return Reply::Close(format!("malformed {api_key:?} v{version} request: {e}"))
+                return Err(Reply::Close(format!(
+                    "malformed {api_key:?} v{version} request: {e}"
+                )))
             }
         };
     }
     let version = codec;
     let request = match RequestKind::decode(api_key, &mut body, version) {
         Ok(r) => r,
-        Err(e) => return Reply::Close(format!("malformed {api_key:?} v{version} request: {e:#}")),
+        Err(e) => {
+            return Err(Reply::Close(format!(
+                "malformed {api_key:?} v{version} request: {e:#}"
+            )))
+        }
     };
     let client_id = header
         .client_id
@@ -151,9 +200,25 @@ pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr
         api_key,
         version,
         client_id,
-        peer,
+        peer: conn.peer,
         subscribed_topic_regex,
+        listener: conn.listener.clone(),
+        principal: conn.principal.clone(),
     };
+    Ok(Decoded {
+        ctx,
+        correlation_id,
+        request,
+    })
+}
+
+/// Run a decoded request's handler and encode its response.
+pub async fn handle_decoded(state: &Rc<ShardState>, d: Decoded) -> Reply {
+    let Decoded {
+        ctx,
+        correlation_id,
+        request,
+    } = d;
     if let RequestKind::Fetch(r) = request {
         // Fetch is encoded by hand so record bytes are never copied.
         return Reply::Parts(fetch::handle(state, &ctx, r, correlation_id).await);
@@ -166,7 +231,7 @@ pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, peer: SocketAddr
     encode_response(&ctx, correlation_id, response)
 }
 
-fn encode_response(ctx: &RequestContext, correlation_id: i32, response: ResponseKind) -> Reply {
+pub fn encode_response(ctx: &RequestContext, correlation_id: i32, response: ResponseKind) -> Reply {
     let mut out = BytesMut::with_capacity(256);
     // Room for the frame's size prefix, filled in below, so the connection
     // writes this buffer as is.
@@ -289,6 +354,24 @@ async fn dispatch(
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_groups::describe(state, ctx, r).await)
         }
+        // A SASL listener's connection answers these itself; here the
+        // listener has no SASL, as Kafka answers then.
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(sasl::handshake_response(
+            kafka_protocol::ResponseError::IllegalSaslState.code(),
+            &state.security,
+        )),
+        RequestKind::SaslAuthenticate(_) => {
+            ResponseKind::SaslAuthenticate(sasl::authenticate_error(
+                kafka_protocol::ResponseError::IllegalSaslState.code(),
+                &format!("listener {} does not use SASL", ctx.listener.name),
+            ))
+        }
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            sasl::describe_user_scram_credentials(state, ctx, r),
+        ),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            sasl::alter_user_scram_credentials(state, ctx, r),
+        ),
         other => {
             return Err(format!(
                 "{:?} is not handled",

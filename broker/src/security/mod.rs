@@ -22,6 +22,7 @@
 pub mod auth_limiter;
 pub mod credentials;
 pub mod plain;
+pub mod sasl;
 pub mod scram;
 pub mod tls;
 pub mod tls_stream;

@@ -339,6 +339,8 @@ enum State {
         /// `base64(gs2-header)`: what `c=` must be in the final message.
         channel_binding: String,
         nonce: String,
+        /// Length of the client's part at the start of `nonce`.
+        client_nonce_len: usize,
         auth_message_prefix: String,
     },
     Finished,
@@ -398,13 +400,22 @@ impl<L: Fn(&str) -> Option<ScramCredential>> ScramServer<L> {
                 cred,
                 channel_binding,
                 nonce,
+                client_nonce_len,
                 auth_message_prefix,
             } => {
                 let final_msg = parse_client_final(msg)?;
                 if final_msg.channel_binding != channel_binding {
                     return Err(AuthError::ChannelBinding);
                 }
-                if final_msg.nonce != nonce {
+                // librdkafka before 2.6.1 (librdkafka#4895; Debian's kcat
+                // has 2.0.2) sends the client nonce twice: client nonce +
+                // the full nonce. Kafka 3.8.1-3.9 accept that (the full
+                // nonce, server part included, is still there); take
+                // exactly that form too, nothing looser.
+                let librdkafka_form = final_msg.nonce.len() == nonce.len() + client_nonce_len
+                    && final_msg.nonce.ends_with(nonce.as_str())
+                    && final_msg.nonce[..client_nonce_len] == nonce[..client_nonce_len];
+                if final_msg.nonce != nonce && !librdkafka_form {
                     return Err(AuthError::NonceMismatch);
                 }
                 let auth_message = format!("{auth_message_prefix},{}", final_msg.without_proof);
@@ -515,6 +526,7 @@ impl<L: Fn(&str) -> Option<ScramCredential>> ScramServer<L> {
             known,
             cred,
             nonce,
+            client_nonce_len: client_nonce.len(),
         };
         Ok(Step::Continue(server_first.into_bytes()))
     }

@@ -31,6 +31,11 @@ impl TestClient {
     }
 
     pub fn final_msg(&mut self, server_first: &[u8]) -> Vec<u8> {
+        self.final_msg_with_nonce(server_first, "")
+    }
+
+    /// As `final_msg`, with `prefix` put before the nonce it echoes.
+    pub fn final_msg_with_nonce(&mut self, server_first: &[u8], prefix: &str) -> Vec<u8> {
         let sf = std::str::from_utf8(server_first).unwrap();
         let mut nonce = "";
         let mut salt = Vec::new();
@@ -47,7 +52,7 @@ impl TestClient {
         let salted = m.salted_password(self.password.as_bytes(), &salt, iters);
         let client_key = m.hmac(&salted, b"Client Key");
         let stored = m.hash(&client_key);
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c=biws,r={prefix}{nonce}");
         let auth = format!("{},{sf},{without_proof}", self.bare);
         let sig = m.hmac(&stored, auth.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
@@ -337,4 +342,22 @@ fn credential_validation() {
     assert_eq!(ScramMechanism::from_name("SCRAM-SHA-512"), Some(Sha512));
     assert_eq!(ScramMechanism::from_kafka_type(1), Some(Sha256));
     assert_eq!(ScramMechanism::from_kafka_type(0), None);
+}
+
+#[test]
+fn librdkafka_doubled_client_nonce_is_accepted_but_nothing_looser() {
+    // librdkafka < 2.6.1 sends r=<client nonce><full nonce>.
+    for (prefix, ok) in [("n1", true), ("n2", false), ("n1n1", false), ("", true)] {
+        let mut c = TestClient::new(ScramMechanism::Sha256, "alice", "pw", "n1");
+        let mut server = ScramServer::new(
+            ScramMechanism::Sha256,
+            store(ScramMechanism::Sha256, "alice", "pw"),
+        );
+        let Step::Continue(sf) = server.step(&c.first()).unwrap() else {
+            panic!()
+        };
+        let msg = c.final_msg_with_nonce(&sf, prefix);
+        let out = server.step(&msg);
+        assert_eq!(out.is_ok(), ok, "prefix {prefix:?}: {out:?}");
+    }
 }

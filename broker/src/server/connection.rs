@@ -1,23 +1,64 @@
 //! One client connection: read frames, handle several requests at once
 //! (clients pipeline up to `max.in.flight`), write responses strictly in
 //! request order.
+//!
+//! On a SASL listener the read loop first runs the SASL exchange itself
+//! (SaslHandshake, SaslAuthenticate, or raw tokens after SaslHandshake v0):
+//! before authentication only ApiVersions and those are allowed, anything
+//! else closes the connection, as in Kafka. The loop works on any reader
+//! and writer halves, so a TLS stream (`security::tls_stream`) can be
+//! slotted in under it.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
 
-use bytes::Bytes;
-use futures::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use glommio::channels::local_channel;
+use bytes::{Buf, Bytes};
+use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use glommio::channels::local_channel::{self, LocalSender};
 use glommio::net::TcpStream;
 use glommio::Task;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::ResponseError;
 
-use super::frame::read_frame;
-use crate::handlers::{self, Reply};
+use super::frame::{raw_token_frame, read_frame};
+use crate::handlers::{self, sasl as responses, ConnInfo, Reply, ANONYMOUS};
+use crate::listeners::Listener;
+use crate::security::sasl::{HandshakeError, SaslSession, TokenOutcome};
 use crate::shard_state::ShardState;
 
-pub async fn serve(state: Rc<ShardState>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(
+    state: Rc<ShardState>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+) {
     let _ = stream.set_nodelay(true);
-    let (reader, mut writer) = stream.split();
+    let (reader, writer) = stream.split();
+    serve_halves(state, reader, writer, peer, listener).await
+}
+
+/// A reply that is ready now, in the ordered reply queue.
+fn ready(reply: Reply) -> Task<Reply> {
+    glommio::spawn_local(async move { reply })
+}
+
+/// Queue `reply`; false if the writer is gone.
+async fn push(tx: &LocalSender<Task<Reply>>, reply: Reply) -> bool {
+    tx.send(ready(reply)).await.is_ok()
+}
+
+pub async fn serve_halves<R, W>(
+    state: Rc<ShardState>,
+    reader: R,
+    mut writer: W,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + 'static,
+{
     let mut reader = BufReader::with_capacity(64 << 10, reader);
     let (tx, rx) =
         local_channel::new_bounded::<Task<Reply>>(state.config.max_in_flight_per_connection);
@@ -52,6 +93,13 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream, peer: SocketAddr) {
         let _ = writer.close().await;
     });
 
+    let sasl = listener.protocol.is_sasl();
+    let mut session = SaslSession::new();
+    let mut conn = ConnInfo {
+        peer,
+        listener,
+        principal: Arc::from(ANONYMOUS),
+    };
     let max = state.config.socket_request_max_bytes;
     loop {
         let frame: Bytes = match read_frame(&mut reader, max).await {
@@ -62,13 +110,198 @@ pub async fn serve(state: Rc<ShardState>, stream: TcpStream, peer: SocketAddr) {
                 break;
             }
         };
+        if sasl {
+            match sasl_step(&state, &mut session, &mut conn, frame, &tx).await {
+                Step::Handled => continue,
+                Step::Stop => break,
+                Step::Pass(frame) => {
+                    let st = state.clone();
+                    let c = conn.clone();
+                    let task =
+                        glommio::spawn_local(
+                            async move { handlers::handle_frame(&st, frame, c).await },
+                        );
+                    if tx.send(task).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
         let st = state.clone();
-        let task =
-            glommio::spawn_local(async move { handlers::handle_frame(&st, frame, peer).await });
+        let c = conn.clone();
+        let task = glommio::spawn_local(async move { handlers::handle_frame(&st, frame, c).await });
         if tx.send(task).await.is_err() {
             break; // the writer stopped (error or Close): stop reading too
         }
     }
     drop(tx);
     writer_task.await;
+}
+
+enum Step {
+    /// The SASL layer answered (or queued) this frame.
+    Handled,
+    /// Close the connection (a Close reply is queued).
+    Stop,
+    /// An ordinary request of an authenticated connection.
+    Pass(Bytes),
+}
+
+/// The SASL layer of one frame on a SASL listener.
+async fn sasl_step(
+    state: &Rc<ShardState>,
+    session: &mut SaslSession,
+    conn: &mut ConnInfo,
+    frame: Bytes,
+    tx: &LocalSender<Task<Reply>>,
+) -> Step {
+    let security = &state.security;
+    let peer = conn.peer;
+    let stop = |ok: bool| if ok { Step::Handled } else { Step::Stop };
+    if session.raw_tokens {
+        // After SaslHandshake v0: a raw token, no Kafka header.
+        return match session.token(security, peer.ip(), &frame) {
+            TokenOutcome::Continue(challenge) => {
+                stop(push(tx, Reply::Frame(raw_token_frame(&challenge))).await)
+            }
+            TokenOutcome::Done { response, user } => {
+                tracing::info!(
+                    "{peer} authenticated as User:{user} on listener {} (raw SASL tokens after SaslHandshake v0)",
+                    conn.listener.name
+                );
+                conn.principal = Arc::from(format!("User:{user}"));
+                stop(push(tx, Reply::Frame(raw_token_frame(&response))).await)
+            }
+            TokenOutcome::Failed { log, .. } => {
+                // Raw tokens have no way to carry an error: just close.
+                push(tx, Reply::Close(format!("{log} (client {peer})"))).await;
+                Step::Stop
+            }
+        };
+    }
+    if frame.len() < 8 {
+        return Step::Pass(frame); // handle_frame closes with the reason
+    }
+    let mut peek = &frame[..];
+    let raw_key = peek.get_i16();
+    let key = ApiKey::try_from(raw_key).ok();
+    match key {
+        Some(ApiKey::SaslHandshake) | Some(ApiKey::SaslAuthenticate) => {}
+        Some(ApiKey::ApiVersions) => return Step::Pass(frame),
+        _ => {
+            if !session.authenticated() {
+                let what = key.map_or_else(|| format!("API key {raw_key}"), |k| format!("{k:?}"));
+                push(
+                    tx,
+                    Reply::Close(format!(
+                        "{what} request before SASL authentication on listener {}",
+                        conn.listener.name
+                    )),
+                )
+                .await;
+                return Step::Stop;
+            }
+            if session.expired(Instant::now()) {
+                push(
+                    tx,
+                    Reply::Close(format!(
+                        "SASL session of {} expired (connections_max_reauth_ms) without re-authentication",
+                        conn.principal
+                    )),
+                )
+                .await;
+                return Step::Stop;
+            }
+            return Step::Pass(frame);
+        }
+    }
+    let d = match handlers::decode_frame(frame, conn) {
+        Ok(d) => d,
+        Err(reply) => {
+            let close = matches!(reply, Reply::Close(_));
+            let ok = push(tx, reply).await;
+            return stop(ok && !close);
+        }
+    };
+    let version = d.ctx.version;
+    match d.request {
+        RequestKind::SaslHandshake(r) => {
+            let mechanism = r.mechanism.to_string();
+            let (code, close) = match session.handshake(security, &mechanism, version) {
+                Ok(_) => (0, None),
+                Err(HandshakeError::Unsupported) => (
+                    ResponseError::UnsupportedSaslMechanism.code(),
+                    Some(format!(
+                        "SASL mechanism {mechanism:?} is not enabled (enabled: {})",
+                        security.mechanisms.join(", ")
+                    )),
+                ),
+                Err(HandshakeError::IllegalState) => (
+                    ResponseError::IllegalSaslState.code(),
+                    Some("SaslHandshake in the middle of a SASL exchange".to_string()),
+                ),
+            };
+            let resp = ResponseKind::SaslHandshake(responses::handshake_response(code, security));
+            let ok = push(
+                tx,
+                handlers::encode_response(&d.ctx, d.correlation_id, resp),
+            )
+            .await;
+            if let Some(why) = close {
+                // The client closes or tries another mechanism; closing
+                // here could reset the connection before it reads the
+                // enabled list.
+                tracing::warn!("SaslHandshake from {peer} refused: {why}");
+            }
+            stop(ok)
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let outcome = session.token(security, peer.ip(), &r.auth_bytes);
+            let (resp, close) = match outcome {
+                TokenOutcome::Continue(challenge) => {
+                    (responses::authenticate_ok(challenge, 0), None)
+                }
+                TokenOutcome::Done { response, user } => {
+                    let lifetime = session.lifetime_ms(Instant::now());
+                    let principal = format!("User:{user}");
+                    if *conn.principal != *principal {
+                        tracing::info!(
+                            "{peer} authenticated as {principal} on listener {}",
+                            conn.listener.name
+                        );
+                    } else {
+                        tracing::debug!("{peer} re-authenticated as {principal}");
+                    }
+                    conn.principal = Arc::from(principal);
+                    (responses::authenticate_ok(response, lifetime), None)
+                }
+                TokenOutcome::Failed {
+                    log,
+                    client_message,
+                } => (
+                    responses::authenticate_error(
+                        ResponseError::SaslAuthenticationFailed.code(),
+                        &client_message,
+                    ),
+                    Some(log),
+                ),
+            };
+            let ok = push(
+                tx,
+                handlers::encode_response(
+                    &d.ctx,
+                    d.correlation_id,
+                    ResponseKind::SaslAuthenticate(resp),
+                ),
+            )
+            .await;
+            if let Some(log) = close {
+                push(tx, Reply::Close(format!("{log} (client {peer})"))).await;
+                return Step::Stop;
+            }
+            stop(ok)
+        }
+        _ => unreachable!("only SASL requests are decoded here"),
+    }
 }

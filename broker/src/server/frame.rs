@@ -48,6 +48,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some(body.freeze()))
 }
 
+/// A raw SASL token as sent after SaslHandshake v0: a 4-byte length, then
+/// the token (no Kafka header); an empty token is a bare zero length.
+pub fn raw_token_frame(token: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(4 + token.len());
+    out.extend_from_slice(&(token.len() as i32).to_be_bytes());
+    out.extend_from_slice(token);
+    out.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

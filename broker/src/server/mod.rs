@@ -24,6 +24,10 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         &config.data_dir,
         config.shards,
     )?);
+    let security = Arc::new(
+        crate::security::sasl::Security::open(&config, &config.data_dir)
+            .context("opening the SCRAM credential store")?,
+    );
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handlers")?;
@@ -46,6 +50,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
             config.clone(),
             metadata.clone(),
             mesh.clone(),
+            security.clone(),
             inbox,
             shutdown.clone(),
             listening.clone(),
@@ -55,16 +60,24 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn shard_main(
     id: usize,
     config: Arc<BrokerConfig>,
     metadata: Arc<MetadataStore>,
     mesh: Mesh<ShardState>,
+    security: Arc<crate::security::sasl::Security>,
     inbox: Inbox<ShardState>,
     shutdown: Arc<AtomicBool>,
     listening: Arc<AtomicUsize>,
 ) -> Result<()> {
-    let state = std::rc::Rc::new(ShardState::new(id, config.clone(), metadata, mesh));
+    let state = std::rc::Rc::new(ShardState::new(
+        id,
+        config.clone(),
+        metadata,
+        mesh,
+        security,
+    ));
     glommio::spawn_local(inbox.serve(state.clone())).detach();
     let opened = state
         .open_owned_partitions()
@@ -76,13 +89,23 @@ async fn shard_main(
         .await
         .with_context(|| format!("shard {id}: restoring consumer groups"))?;
     glommio::spawn_local(crate::groups::run_timers(state.clone())).detach();
-    let listener = TcpListener::bind(config.listen)
-        .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.listen))?;
+    // Every shard binds every listener (SO_REUSEPORT): a connection stays
+    // on the shard that accepted it.
+    let mut bound = Vec::new();
+    for l in &config.resolved_listeners {
+        let listener = TcpListener::bind(l.bind)
+            .map_err(|e| anyhow::anyhow!("binding listener {} at {}: {e}", l.name, l.bind))?;
+        bound.push((Arc::new(l.clone()), listener));
+    }
     if listening.fetch_add(1, Ordering::SeqCst) + 1 == config.shards {
-        let (host, port) = config.advertised();
+        let listeners = config
+            .resolved_listeners
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         println!(
-            "shardline listening on {} (advertised {host}:{port}); shards: {}; data dir: {}; durability: log_flush = {}",
-            config.listen,
+            "shardline listening on {listeners}; shards: {}; data dir: {}; durability: log_flush = {}",
             config.shards,
             config.data_dir.display(),
             config.flush_mode_name()
@@ -91,23 +114,32 @@ async fn shard_main(
     glommio::spawn_local(crate::background::run(state.clone())).detach();
 
     {
-        let accept = async {
-            loop {
-                match listener.accept().await {
-                    Ok(stream) => {
-                        let peer = stream
-                            .peer_addr()
-                            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-                        glommio::spawn_local(connection::serve(state.clone(), stream, peer))
+        let accepts = bound.into_iter().map(|(info, listener)| {
+            let state = state.clone();
+            Box::pin(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok(stream) => {
+                            let peer = stream
+                                .peer_addr()
+                                .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+                            glommio::spawn_local(connection::serve(
+                                state.clone(),
+                                stream,
+                                peer,
+                                info.clone(),
+                            ))
                             .detach();
-                    }
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!("accept on listener {} failed: {e}", info.name);
+                            glommio::timer::sleep(Duration::from_millis(10)).await;
+                        }
                     }
                 }
-            }
-        };
+            })
+        });
+        let accept = futures::future::join_all(accepts);
         let stop = async {
             while !shutdown.load(Ordering::Relaxed) {
                 glommio::timer::sleep(Duration::from_millis(50)).await;
@@ -115,10 +147,9 @@ async fn shard_main(
         };
         futures::pin_mut!(accept, stop);
         if let Either::Left(_) = select(accept, stop).await {
-            unreachable!("the accept loop never ends");
+            unreachable!("the accept loops never end");
         }
     }
-    drop(listener);
     state.close_all().await;
     tracing::info!("shard {id}: logs flushed and closed");
     Ok(())
