@@ -12,7 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 VENV="$ROOT/.venv"
-PY_DEPS=(confluent-kafka "kafka-python>=3,<4" pytest pytest-timeout)
+PY_DEPS=(confluent-kafka "kafka-python>=3,<4" pytest pytest-timeout cryptography)
 STEP_T0=$SECONDS
 declare -a SUMMARY=()
 
@@ -56,14 +56,14 @@ if ! "$VENV/bin/python" - <<'EOF' >/dev/null 2>&1
 import importlib.metadata as md, sys
 v = md.version("kafka-python")
 assert v.split(".")[0] == "3", v
-for p in ("confluent-kafka", "pytest", "pytest-timeout"):
+for p in ("confluent-kafka", "pytest", "pytest-timeout", "cryptography"):
     md.version(p)
 EOF
 then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_DEPS[@]}"
 fi
-"$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(confluent-kafka|kafka-python|pytest|pytest-timeout) '
+"$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(confluent-kafka|kafka-python|pytest|pytest-timeout|cryptography) '
 done_step "$CURRENT_STEP"
 
 # ---------------------------------------------------------------- kafkajs

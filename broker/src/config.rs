@@ -43,6 +43,26 @@ pub struct BrokerConfig {
     pub sasl_max_failures: u32,
     pub sasl_failure_window_ms: u64,
     pub sasl_failure_block_ms: u64,
+    /// SSL / SASL_SSL listeners: PEM certificate chain (server certificate
+    /// first) and its private key (PKCS#8, PKCS#1 or SEC1).
+    pub ssl_certificate_location: Option<PathBuf>,
+    pub ssl_key_location: Option<PathBuf>,
+    /// PEM bundle of the CAs trusted to sign client certificates (mTLS).
+    pub ssl_truststore_location: Option<PathBuf>,
+    /// Kafka's `ssl.client.auth` (none, requested, required) for SSL
+    /// listeners. As in Kafka (KIP-684) it does not apply to SASL_SSL
+    /// listeners unless set for them in `listener_ssl_client_auth`.
+    pub ssl_client_auth: String,
+    /// `ssl.client.auth` of one listener by name (Kafka's
+    /// `listener.name.<name>.ssl.client.auth`).
+    pub listener_ssl_client_auth: BTreeMap<String, String>,
+    /// TLSv1.2 and/or TLSv1.3 [default: both].
+    pub ssl_enabled_protocols: Vec<String>,
+    /// How often the certificate files are checked for changes; new
+    /// connections get the new certificates, open ones keep theirs.
+    pub ssl_reload_check_ms: u64,
+    /// A TLS client must finish its handshake within this time.
+    pub ssl_handshake_timeout_ms: u64,
     pub data_dir: PathBuf,
     /// Number of shards (executor threads); 0 means one per core.
     pub shards: usize,
@@ -119,6 +139,14 @@ impl Default for BrokerConfig {
             sasl_max_failures: 10,
             sasl_failure_window_ms: 60_000,
             sasl_failure_block_ms: 10_000,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_truststore_location: None,
+            ssl_client_auth: "none".into(),
+            listener_ssl_client_auth: BTreeMap::new(),
+            ssl_enabled_protocols: Vec::new(),
+            ssl_reload_check_ms: 5_000,
+            ssl_handshake_timeout_ms: 10_000,
             data_dir: PathBuf::from("./shardline-data"),
             shards: 0,
             node_id: 0,
@@ -260,14 +288,58 @@ impl BrokerConfig {
                 &self.listener_security_protocol_map,
             )?
         };
-        if let Some(l) = listeners.iter().find(|l| l.protocol.is_tls()) {
-            bail!(
-                "listener {}: {} listeners are not supported yet",
-                l.name,
-                l.protocol
-            );
+        for name in self.listener_ssl_client_auth.keys() {
+            if !listeners
+                .iter()
+                .any(|l| l.name == *name && l.protocol.is_tls())
+            {
+                bail!("listener_ssl_client_auth: {name} is not an SSL or SASL_SSL listener");
+            }
+        }
+        for l in listeners.iter().filter(|l| l.protocol.is_tls()) {
+            self.tls_settings(l)?;
         }
         Ok(listeners)
+    }
+
+    /// The TLS settings of an SSL / SASL_SSL listener (the files are read
+    /// when the listener starts).
+    pub fn tls_settings(
+        &self,
+        listener: &crate::listeners::Listener,
+    ) -> Result<crate::security::tls::TlsSettings> {
+        use crate::listeners::SecurityProtocol;
+        use crate::security::tls::{ClientAuth, TlsSettings};
+        let (Some(cert), Some(key)) = (&self.ssl_certificate_location, &self.ssl_key_location)
+        else {
+            bail!(
+                "listener {} is {}: set ssl_certificate_location and ssl_key_location (PEM files)",
+                listener.name,
+                listener.protocol
+            );
+        };
+        let client_auth = match self.listener_ssl_client_auth.get(&listener.name) {
+            Some(v) => v.parse::<ClientAuth>(),
+            None if listener.protocol == SecurityProtocol::Ssl => self.ssl_client_auth.parse(),
+            None => Ok(ClientAuth::None),
+        }
+        .with_context(|| format!("listener {}", listener.name))?;
+        if client_auth != ClientAuth::None && self.ssl_truststore_location.is_none() {
+            bail!(
+                "listener {}: ssl client auth {client_auth} needs ssl_truststore_location (PEM CA bundle)",
+                listener.name
+            );
+        }
+        for p in &self.ssl_enabled_protocols {
+            if p != "TLSv1.2" && p != "TLSv1.3" {
+                bail!("ssl_enabled_protocols: {p:?} is not TLSv1.2 or TLSv1.3");
+            }
+        }
+        let mut s = TlsSettings::new(cert, key);
+        s.client_auth = client_auth;
+        s.ca_bundle = self.ssl_truststore_location.clone();
+        s.protocols = self.ssl_enabled_protocols.clone();
+        Ok(s)
     }
 
     /// The first listener.
@@ -366,10 +438,49 @@ connections_max_reauth_ms = 60000
             toml::from_str("listen = \"127.0.0.1:1\"\nlisteners = [\"PLAINTEXT://127.0.0.1:2\"]")
                 .unwrap();
         assert!(both.finish().is_err());
+        // TLS listeners need a certificate and key.
         let tls: BrokerConfig = toml::from_str("listeners = [\"SSL://127.0.0.1:2\"]").unwrap();
         assert!(tls.finish().is_err());
         let half: BrokerConfig = toml::from_str("sasl_bootstrap_user = \"a\"").unwrap();
         assert!(half.finish().is_err());
+    }
+
+    #[test]
+    fn tls_settings_per_listener() {
+        use crate::security::tls::ClientAuth;
+        let cfg: BrokerConfig = toml::from_str(
+            r#"
+listeners = ["SSL://127.0.0.1:1", "SASL_SSL://127.0.0.1:2", "OPT://127.0.0.1:3"]
+listener_security_protocol_map = { OPT = "SSL" }
+ssl_certificate_location = "/c.pem"
+ssl_key_location = "/k.pem"
+ssl_truststore_location = "/ca.pem"
+ssl_client_auth = "required"
+listener_ssl_client_auth = { OPT = "requested" }
+"#,
+        )
+        .unwrap();
+        let cfg = cfg.finish().unwrap();
+        let auth = |i: usize| {
+            cfg.tls_settings(&cfg.resolved_listeners[i])
+                .unwrap()
+                .client_auth
+        };
+        // ssl_client_auth is for SSL listeners; SASL_SSL needs its own key.
+        assert_eq!(auth(0), ClientAuth::Required);
+        assert_eq!(auth(1), ClientAuth::None);
+        assert_eq!(auth(2), ClientAuth::Requested);
+        for bad in [
+            // client auth without a CA to check certificates against
+            "listeners = [\"SSL://127.0.0.1:1\"]\nssl_certificate_location = \"/c\"\nssl_key_location = \"/k\"\nssl_client_auth = \"required\"",
+            "listeners = [\"SSL://127.0.0.1:1\"]\nssl_certificate_location = \"/c\"\nssl_key_location = \"/k\"\nssl_client_auth = \"maybe\"",
+            "listeners = [\"SSL://127.0.0.1:1\"]\nssl_certificate_location = \"/c\"\nssl_key_location = \"/k\"\nssl_enabled_protocols = [\"SSLv3\"]",
+            // an override for a listener that is not TLS
+            "listeners = [\"PLAINTEXT://127.0.0.1:1\"]\nlistener_ssl_client_auth = { PLAINTEXT = \"required\" }",
+        ] {
+            let cfg: BrokerConfig = toml::from_str(bad).unwrap();
+            assert!(cfg.finish().is_err(), "{bad}");
+        }
     }
 
     #[test]

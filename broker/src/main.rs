@@ -70,6 +70,26 @@ struct ServeArgs {
     /// host:port given to clients in Metadata [default: the listen address].
     #[arg(long)]
     advertise: Option<String>,
+    /// Kafka-style listeners, comma-separated: NAME://host:port with NAME
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL (or mapped in the config
+    /// file). Replaces --listen.
+    #[arg(long, value_delimiter = ',')]
+    listeners: Option<Vec<String>>,
+    /// NAME://host:port per listener, comma-separated, given to clients.
+    #[arg(long, value_delimiter = ',')]
+    advertised_listeners: Option<Vec<String>>,
+    /// PEM certificate chain of SSL / SASL_SSL listeners.
+    #[arg(long)]
+    ssl_certificate_location: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    #[arg(long)]
+    ssl_key_location: Option<PathBuf>,
+    /// PEM CA bundle that client certificates must chain to (mTLS).
+    #[arg(long)]
+    ssl_truststore_location: Option<PathBuf>,
+    /// Client certificates on SSL listeners: none, requested or required.
+    #[arg(long)]
+    ssl_client_auth: Option<String>,
     /// Data directory [default: ./shardline-data].
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -128,9 +148,28 @@ fn serve(args: ServeArgs) -> Result<()> {
         ($($field:ident),*) => { $( if let Some(v) = args.$field { cfg.$field = v; } )* };
     }
     if let Some(l) = args.listen {
+        // Flags win over the file, whichever of the two styles each uses.
         cfg.listen = Some(l);
+        cfg.listeners.clear();
+        cfg.advertised_listeners.clear();
+    }
+    if let Some(ls) = args.listeners {
+        cfg.listeners = ls;
+        cfg.listen = None;
+        cfg.advertise = None;
+    }
+    if let Some(v) = args.ssl_certificate_location {
+        cfg.ssl_certificate_location = Some(v);
+    }
+    if let Some(v) = args.ssl_key_location {
+        cfg.ssl_key_location = Some(v);
+    }
+    if let Some(v) = args.ssl_truststore_location {
+        cfg.ssl_truststore_location = Some(v);
     }
     apply!(
+        advertised_listeners,
+        ssl_client_auth,
         data_dir,
         shards,
         log_flush,

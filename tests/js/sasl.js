@@ -3,6 +3,8 @@
 //
 // usage: node sasl.js BOOTSTRAP MECHANISM USER PASSWORD TOPIC N
 //
+// With KAFKAJS_SSL_CA=<PEM file> it connects with TLS (SASL_SSL), trusting
+// that CA only.
 // MECHANISM is plain, scram-sha-256 or scram-sha-512 (kafkajs spelling).
 // Connects an admin client (SaslHandshake v1 + SaslAuthenticate), checks the
 // topic's metadata, produces N messages to partition 0 and prints one JSON
@@ -11,6 +13,7 @@
 
 'use strict';
 
+const fs = require('fs');
 const { Kafka, logLevel } = require('kafkajs');
 
 const [bootstrap, mechanism, username, password, topic, nArg] = process.argv.slice(2);
@@ -29,6 +32,9 @@ async function main() {
     clientId: 'shardline-kafkajs-sasl',
     brokers: [bootstrap],
     sasl: { mechanism, username, password },
+    ssl: process.env.KAFKAJS_SSL_CA
+      ? { ca: [fs.readFileSync(process.env.KAFKAJS_SSL_CA, 'utf8')], servername: 'localhost' }
+      : false,
     logLevel: logLevel.ERROR,
     connectionTimeout: 5000,
     requestTimeout: 15000,

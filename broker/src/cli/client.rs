@@ -116,7 +116,7 @@ pub fn topic_name(s: &str) -> TopicName {
 /// One connection to one broker, with the versions it supports.
 pub struct Conn {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn super::tls::Stream>,
     next_correlation: i32,
     versions: HashMap<i16, (i16, i16)>,
 }
@@ -133,6 +133,9 @@ impl Conn {
         stream.set_nodelay(true).ok();
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
         stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let stream = super::tls::wrap(stream, host)?;
         let mut conn = Conn {
             addr: addr.to_string(),
             stream,

@@ -9,6 +9,7 @@ mod offsets;
 mod produce;
 pub mod sasl;
 mod time;
+pub mod tls;
 mod topic;
 mod user;
 
@@ -22,7 +23,7 @@ pub struct Conn {
     /// [env: SHARDLINE_BOOTSTRAP]
     #[arg(long, short = 'b', global = true, default_value_t = default_bootstrap())]
     pub bootstrap: String,
-    /// SASL mechanism for SASL_PLAINTEXT listeners: PLAIN, SCRAM-SHA-256 or
+    /// SASL mechanism for SASL listeners: PLAIN, SCRAM-SHA-256 or
     /// SCRAM-SHA-512 [env: SHARDLINE_SASL_MECHANISM].
     #[arg(long, global = true, env = "SHARDLINE_SASL_MECHANISM",
           value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
@@ -38,11 +39,29 @@ pub struct Conn {
         hide_env_values = true
     )]
     pub sasl_password: Option<String>,
+    /// Connect with TLS (SSL / SASL_SSL listeners), trusting the CAs in this
+    /// PEM file [env: SHARDLINE_TLS_CA].
+    #[arg(long, global = true, env = "SHARDLINE_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for listeners that require one [env: SHARDLINE_TLS_CERT].
+    #[arg(long, global = true, env = "SHARDLINE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM) [env: SHARDLINE_TLS_KEY].
+    #[arg(long, global = true, env = "SHARDLINE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Conn {
-    /// Install the SASL settings every connection of this process uses.
+    /// Install the TLS and SASL settings every connection of this process uses.
     pub fn apply_sasl(&self) -> Result<()> {
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => {}
+            (Some(ca), cert, key) => tls::set_tls(&tls::TlsFiles {
+                ca: ca.clone(),
+                client: cert.clone().zip(key.clone()),
+            })?,
+            (None, _, _) => anyhow::bail!("--tls-cert and --tls-key need --tls-ca"),
+        }
         let auth = match (&self.sasl_mechanism, &self.sasl_user, &self.sasl_password) {
             (None, None, None) => return Ok(()),
             (Some(m), Some(u), Some(p)) => client::SaslAuth {

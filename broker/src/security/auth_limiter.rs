@@ -94,6 +94,7 @@ impl AuthFailureLimiter {
         entries.remove(&ip);
     }
 
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }

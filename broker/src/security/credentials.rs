@@ -87,6 +87,7 @@ struct FileCredential {
 
 impl Credentials {
     /// A store that is never persisted (tests, or SASL disabled).
+    #[cfg(test)]
     pub fn in_memory() -> Result<Self, CredentialsError> {
         Ok(Self::from_parts(
             None,
@@ -134,11 +135,8 @@ impl Credentials {
         }
     }
 
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
-
     /// Bumped on every change; shards compare it to their cached snapshot's.
+    #[cfg(test)]
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
@@ -176,6 +174,7 @@ impl Credentials {
         .map(|_| ())
     }
 
+    #[cfg(test)]
     pub fn upsert_password(
         &self,
         user: &str,

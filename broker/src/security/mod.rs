@@ -17,7 +17,6 @@
 //! ```
 //!
 //! Every module here is self-contained and unit-tested on its own.
-#![allow(dead_code)] // wired in by the listener work
 
 pub mod auth_limiter;
 pub mod credentials;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::auth_limiter::AuthFailureLimiter;
-use super::credentials::{Credentials, CredentialsError};
+use super::credentials::Credentials;
 use super::plain;
 use super::scram::{ScramCredential, ScramMechanism, ScramServer, Step};
 use crate::config::BrokerConfig;
@@ -57,7 +57,8 @@ impl Security {
         Ok(Self::with_store(config, credentials))
     }
 
-    pub fn in_memory(config: &BrokerConfig) -> Result<Self, CredentialsError> {
+    #[cfg(test)]
+    pub fn in_memory(config: &BrokerConfig) -> Result<Self, super::credentials::CredentialsError> {
         Ok(Self::with_store(config, Credentials::in_memory()?))
     }
 

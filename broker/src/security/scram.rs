@@ -372,15 +372,13 @@ impl<L: Fn(&str) -> Option<ScramCredential>> ScramServer<L> {
     }
 
     /// Fix the server nonce part (tests with published vectors only).
+    #[cfg(test)]
     pub fn with_nonce(mut self, nonce: &str) -> Self {
         self.fixed_nonce = Some(nonce.to_string());
         self
     }
 
-    pub fn mechanism(&self) -> ScramMechanism {
-        self.mechanism
-    }
-
+    #[cfg(test)]
     pub fn is_complete(&self) -> bool {
         matches!(self.state, State::Finished)
     }

@@ -236,6 +236,7 @@ impl TlsConfigHandle {
     }
 
     /// Check now regardless of the interval; true if a new config was loaded.
+    #[cfg(test)]
     pub fn check_now(&self) -> bool {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.last_check = Instant::now();

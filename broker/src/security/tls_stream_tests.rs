@@ -7,7 +7,7 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use rcgen::DnType;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};

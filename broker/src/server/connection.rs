@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -23,9 +23,11 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::ResponseError;
 
 use super::frame::{raw_token_frame, read_frame};
+use super::tls_accept;
 use crate::handlers::{self, sasl as responses, ConnInfo, Reply, ANONYMOUS};
 use crate::listeners::Listener;
 use crate::security::sasl::{HandshakeError, SaslSession, TokenOutcome};
+use crate::security::tls::TlsConfigHandle;
 use crate::shard_state::ShardState;
 
 pub async fn serve(
@@ -33,10 +35,29 @@ pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
+    tls: Option<Arc<TlsConfigHandle>>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.split();
-    serve_halves(state, reader, writer, peer, listener).await
+    let mut conn = ConnInfo {
+        peer,
+        listener,
+        principal: Arc::from(ANONYMOUS),
+    };
+    let Some(tls) = tls else {
+        let (reader, writer) = stream.split();
+        return serve_halves(state, reader, writer, conn).await;
+    };
+    let timeout = Duration::from_millis(state.config.ssl_handshake_timeout_ms);
+    let Some(accepted) = tls_accept::accept(stream, peer, &conn.listener, &tls, timeout).await
+    else {
+        return;
+    };
+    if let Some(p) = accepted.cert_principal {
+        // SASL on top (SASL_SSL) replaces it, as in Kafka.
+        conn.principal = Arc::from(p);
+    }
+    let (reader, writer) = accepted.stream.split();
+    serve_halves(state, reader, writer, conn).await
 }
 
 /// A reply that is ready now, in the ordered reply queue.
@@ -49,16 +70,12 @@ async fn push(tx: &LocalSender<Task<Reply>>, reply: Reply) -> bool {
     tx.send(ready(reply)).await.is_ok()
 }
 
-pub async fn serve_halves<R, W>(
-    state: Rc<ShardState>,
-    reader: R,
-    mut writer: W,
-    peer: SocketAddr,
-    listener: Arc<Listener>,
-) where
+pub async fn serve_halves<R, W>(state: Rc<ShardState>, reader: R, mut writer: W, mut conn: ConnInfo)
+where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + 'static,
 {
+    let peer = conn.peer;
     let mut reader = BufReader::with_capacity(64 << 10, reader);
     let (tx, rx) =
         local_channel::new_bounded::<Task<Reply>>(state.config.max_in_flight_per_connection);
@@ -93,13 +110,8 @@ pub async fn serve_halves<R, W>(
         let _ = writer.close().await;
     });
 
-    let sasl = listener.protocol.is_sasl();
+    let sasl = conn.listener.protocol.is_sasl();
     let mut session = SaslSession::new();
-    let mut conn = ConnInfo {
-        peer,
-        listener,
-        principal: Arc::from(ANONYMOUS),
-    };
     let max = state.config.socket_request_max_bytes;
     loop {
         let frame: Bytes = match read_frame(&mut reader, max).await {

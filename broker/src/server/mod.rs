@@ -2,7 +2,9 @@
 
 pub mod connection;
 pub mod frame;
+pub mod tls_accept;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +17,36 @@ use shard::runtime::{run_shards, RuntimeConfig};
 
 use crate::config::BrokerConfig;
 use crate::metadata::MetadataStore;
+use crate::security::tls::TlsConfigHandle;
 use crate::shard_state::ShardState;
+
+/// The TLS config of each SSL / SASL_SSL listener, by listener name, shared
+/// by all shards (each reloads it when the certificate files change).
+pub type TlsHandles = Arc<HashMap<String, Arc<TlsConfigHandle>>>;
+
+/// Load the certificates of every TLS listener: a bad file stops start-up
+/// with its path and the reason.
+fn load_tls(config: &BrokerConfig) -> Result<TlsHandles> {
+    let mut handles = HashMap::new();
+    for l in config
+        .resolved_listeners
+        .iter()
+        .filter(|l| l.protocol.is_tls())
+    {
+        let settings = config.tls_settings(l)?;
+        let check = Duration::from_millis(config.ssl_reload_check_ms.max(1));
+        let handle = TlsConfigHandle::new(settings, check)
+            .with_context(|| format!("listener {}: loading TLS certificates", l.name))?;
+        tracing::info!(
+            "listener {}: TLS with {} (client auth: {})",
+            l.name,
+            handle.settings().cert_chain.display(),
+            handle.settings().client_auth
+        );
+        handles.insert(l.name.clone(), handle);
+    }
+    Ok(Arc::new(handles))
+}
 
 /// Run a broker until SIGINT/SIGTERM.
 pub fn run(config: BrokerConfig) -> Result<()> {
@@ -28,6 +59,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         crate::security::sasl::Security::open(&config, &config.data_dir)
             .context("opening the SCRAM credential store")?,
     );
+    let tls = load_tls(&config)?;
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handlers")?;
@@ -51,6 +83,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
             metadata.clone(),
             mesh.clone(),
             security.clone(),
+            tls.clone(),
             inbox,
             shutdown.clone(),
             listening.clone(),
@@ -67,6 +100,7 @@ async fn shard_main(
     metadata: Arc<MetadataStore>,
     mesh: Mesh<ShardState>,
     security: Arc<crate::security::sasl::Security>,
+    tls: TlsHandles,
     inbox: Inbox<ShardState>,
     shutdown: Arc<AtomicBool>,
     listening: Arc<AtomicUsize>,
@@ -95,7 +129,7 @@ async fn shard_main(
     for l in &config.resolved_listeners {
         let listener = TcpListener::bind(l.bind)
             .map_err(|e| anyhow::anyhow!("binding listener {} at {}: {e}", l.name, l.bind))?;
-        bound.push((Arc::new(l.clone()), listener));
+        bound.push((Arc::new(l.clone()), tls.get(&l.name).cloned(), listener));
     }
     if listening.fetch_add(1, Ordering::SeqCst) + 1 == config.shards {
         let listeners = config
@@ -114,7 +148,7 @@ async fn shard_main(
     glommio::spawn_local(crate::background::run(state.clone())).detach();
 
     {
-        let accepts = bound.into_iter().map(|(info, listener)| {
+        let accepts = bound.into_iter().map(|(info, tls, listener)| {
             let state = state.clone();
             Box::pin(async move {
                 loop {
@@ -128,6 +162,7 @@ async fn shard_main(
                                 stream,
                                 peer,
                                 info.clone(),
+                                tls.clone(),
                             ))
                             .detach();
                         }
