@@ -52,6 +52,9 @@ enum Command {
     Group(cli::GroupArgs),
     /// Create, delete and list SASL/SCRAM users (Alter/DescribeUserScramCredentials).
     User(cli::UserArgs),
+    /// Create, delete and list tenants: principals owning a resource prefix
+    /// (ACLs), with quotas.
+    Tenant(cli::tenant::TenantArgs),
     /// Check (and with --apply, fix) host settings the broker cares about.
     Tune(tune_cmd::TuneArgs),
     /// Measure the data directory's disk and write iotune.toml for the broker.
@@ -208,6 +211,7 @@ fn main() {
         Command::Consume(args) => cli::consume(args),
         Command::Group(args) => cli::group(args),
         Command::User(args) => cli::user(args),
+        Command::Tenant(args) => cli::tenant(args),
         Command::Tune(args) => tune_cmd::tune(args),
         Command::Iotune(args) => tune_cmd::iotune(args),
     };

@@ -8,6 +8,7 @@ mod group;
 mod offsets;
 mod produce;
 pub mod sasl;
+pub mod tenant;
 mod time;
 pub mod tls;
 mod topic;
@@ -337,6 +338,12 @@ pub enum UserCommand {
     },
     /// List users and their SCRAM mechanisms.
     List,
+}
+
+pub fn tenant(args: tenant::TenantArgs) -> Result<()> {
+    default_sigpipe();
+    args.conn.apply_sasl()?;
+    tenant::run(args)
 }
 
 pub fn user(args: UserArgs) -> Result<()> {

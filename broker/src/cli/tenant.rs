@@ -1,0 +1,362 @@
+//! `shardline tenant ...`: a tenant is a set of principals that own every
+//! topic, group and transactional id starting with a prefix (`NAME.` by
+//! default), and nothing else. `create` is made only of standard Kafka
+//! admin requests, so it works on any Kafka-compatible broker with an ACL
+//! authorizer:
+//!
+//! - CreateAcls: for each principal, ALLOW ALL on the prefixed TOPIC, GROUP
+//!   and TRANSACTIONAL_ID resources, and IDEMPOTENT_WRITE on the cluster
+//!   (idempotent producers, the default in librdkafka and Java);
+//! - AlterClientQuotas: the byte-rate / request quotas, per user.
+//!
+//! Isolation follows from the authorizer: a principal with no ACL on a
+//! resource may not use it (`allow_everyone_if_no_acl_found = false`), and
+//! Metadata and ListGroups hide what it may not describe. `delete` removes
+//! the prefixed ACLs and those users' quotas; `list` rebuilds the tenants
+//! from the ACLs.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+use kafka_protocol::messages::create_acls_request::AclCreation;
+use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+use kafka_protocol::messages::{
+    AlterClientQuotasRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
+};
+
+use super::client::{check, sb, Client};
+use super::Conn;
+
+// Kafka's wire codes (org.apache.kafka.common.resource / acl).
+const RESOURCE_ANY: i8 = 1;
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_GROUP: i8 = 3;
+const RESOURCE_CLUSTER: i8 = 4;
+const RESOURCE_TRANSACTIONAL_ID: i8 = 5;
+const PATTERN_LITERAL: i8 = 3;
+const PATTERN_PREFIXED: i8 = 4;
+const OP_ANY: i8 = 1;
+const OP_ALL: i8 = 2;
+const OP_IDEMPOTENT_WRITE: i8 = 12;
+const PERMISSION_ANY: i8 = 1;
+const PERMISSION_ALLOW: i8 = 3;
+
+/// The resources a tenant owns by prefix.
+const OWNED: [(i8, &str); 3] = [
+    (RESOURCE_TOPIC, "topic"),
+    (RESOURCE_GROUP, "group"),
+    (RESOURCE_TRANSACTIONAL_ID, "transactional id"),
+];
+
+#[derive(Args, Debug)]
+pub struct TenantArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub command: TenantCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCommand {
+    /// Give principals their own prefixed topics, groups and transactional
+    /// ids (ACLs), and optionally quotas.
+    Create {
+        /// Tenant name; the resource prefix is `NAME.` unless --prefix is given.
+        name: String,
+        /// A user of the tenant (principal `User:NAME`); repeatable.
+        #[arg(long = "user")]
+        users: Vec<String>,
+        /// A principal of the tenant, e.g. `User:CN=app,O=Acme` for mTLS; repeatable.
+        #[arg(long = "principal")]
+        principals: Vec<String>,
+        /// Resource prefix [default: NAME.].
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Produce quota per user, bytes/s.
+        #[arg(long)]
+        producer_byte_rate: Option<u64>,
+        /// Fetch quota per user, bytes/s.
+        #[arg(long)]
+        consumer_byte_rate: Option<u64>,
+        /// Request-time quota per user, % of one core.
+        #[arg(long)]
+        request_percentage: Option<f64>,
+    },
+    /// Remove a tenant's prefixed ACLs and its users' quotas (the topics
+    /// and groups stay).
+    Delete {
+        name: String,
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Tenants found in the ACLs: prefix and principals.
+    List,
+}
+
+pub fn run(args: TenantArgs) -> Result<()> {
+    let mut client = Client::connect(&args.conn.bootstrap)?;
+    match args.command {
+        TenantCommand::Create {
+            name,
+            users,
+            principals,
+            prefix,
+            producer_byte_rate,
+            consumer_byte_rate,
+            request_percentage,
+        } => {
+            let prefix = prefix_of(&name, prefix)?;
+            let mut all: Vec<String> = users.iter().map(|u| format!("User:{u}")).collect();
+            all.extend(principals);
+            if all.is_empty() {
+                bail!("a tenant needs at least one --user or --principal");
+            }
+            for p in &all {
+                if !p.contains(':') || p.ends_with(':') {
+                    bail!("principal {p:?} is not TYPE:NAME (e.g. User:alice)");
+                }
+                if p.ends_with(":*") {
+                    bail!("principal {p:?} would give the tenant's resources to everyone");
+                }
+            }
+            let quotas: Vec<(&str, f64)> = [
+                ("producer_byte_rate", producer_byte_rate.map(|v| v as f64)),
+                ("consumer_byte_rate", consumer_byte_rate.map(|v| v as f64)),
+                ("request_percentage", request_percentage),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+            create(&mut client, &name, &prefix, &all, &quotas)
+        }
+        TenantCommand::Delete { name, prefix } => {
+            let prefix = prefix_of(&name, prefix)?;
+            delete(&mut client, &name, &prefix)
+        }
+        TenantCommand::List => list(&mut client),
+    }
+}
+
+fn prefix_of(name: &str, prefix: Option<String>) -> Result<String> {
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace()) {
+        bail!("tenant name {name:?} must be non-empty and without spaces");
+    }
+    let prefix = prefix.unwrap_or_else(|| format!("{name}."));
+    if prefix.is_empty() {
+        bail!("the prefix must not be empty: it would match every resource");
+    }
+    Ok(prefix)
+}
+
+fn acl(resource_type: i8, name: &str, pattern: i8, principal: &str, op: i8) -> AclCreation {
+    AclCreation::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(sb(name))
+        .with_resource_pattern_type(pattern)
+        .with_principal(sb(principal))
+        .with_host(sb("*"))
+        .with_operation(op)
+        .with_permission_type(PERMISSION_ALLOW)
+}
+
+/// The user name of a `User:` principal (quotas are per user).
+fn user_of(principal: &str) -> Option<&str> {
+    principal.strip_prefix("User:")
+}
+
+fn create(
+    client: &mut Client,
+    name: &str,
+    prefix: &str,
+    principals: &[String],
+    quotas: &[(&str, f64)],
+) -> Result<()> {
+    let mut creations = Vec::new();
+    for p in principals {
+        for (rt, _) in OWNED {
+            creations.push(acl(rt, prefix, PATTERN_PREFIXED, p, OP_ALL));
+        }
+        creations.push(acl(
+            RESOURCE_CLUSTER,
+            "kafka-cluster",
+            PATTERN_LITERAL,
+            p,
+            OP_IDEMPOTENT_WRITE,
+        ));
+    }
+    let (resp, _) = client
+        .admin_conn()?
+        .send(&CreateAclsRequest::default().with_creations(creations))?;
+    for r in &resp.results {
+        check(r.error_code, "creating ACLs", r.error_message.as_ref())?;
+    }
+    if !quotas.is_empty() {
+        let entries: Vec<EntryData> = principals
+            .iter()
+            .filter_map(|p| user_of(p))
+            .map(|user| {
+                EntryData::default()
+                    .with_entity(vec![EntityData::default()
+                        .with_entity_type(sb("user"))
+                        .with_entity_name(Some(sb(user)))])
+                    .with_ops(
+                        quotas
+                            .iter()
+                            .map(|(k, v)| OpData::default().with_key(sb(k)).with_value(*v))
+                            .collect(),
+                    )
+            })
+            .collect();
+        if entries.is_empty() {
+            bail!("quotas are per user: give the tenant at least one --user");
+        }
+        let (resp, _) = client
+            .admin_conn()?
+            .send(&AlterClientQuotasRequest::default().with_entries(entries))?;
+        for e in &resp.entries {
+            check(e.error_code, "setting quotas", e.error_message.as_ref())?;
+        }
+    }
+    println!(
+        "tenant {name}: {} own topics, groups and transactional ids starting with {prefix:?}{}",
+        principals.join(", "),
+        if quotas.is_empty() {
+            String::new()
+        } else {
+            let q: Vec<String> = quotas.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("; quotas per user: {}", q.join(", "))
+        }
+    );
+    Ok(())
+}
+
+/// Principal -> the owned resource types they hold ALLOW ALL on, per prefix.
+type Tenants = BTreeMap<String, BTreeMap<String, Vec<i8>>>;
+
+fn tenants(client: &mut Client) -> Result<Tenants> {
+    let req = DescribeAclsRequest::default()
+        .with_resource_type_filter(RESOURCE_ANY)
+        .with_pattern_type_filter(PATTERN_PREFIXED)
+        .with_operation(OP_ALL)
+        .with_permission_type(PERMISSION_ALLOW);
+    let (resp, _) = client.admin_conn()?.send(&req)?;
+    check(
+        resp.error_code,
+        "describing ACLs",
+        resp.error_message.as_ref(),
+    )?;
+    let mut out = Tenants::new();
+    for r in resp.resources {
+        if !OWNED.iter().any(|(t, _)| *t == r.resource_type) {
+            continue;
+        }
+        for a in r.acls {
+            out.entry(r.resource_name.to_string())
+                .or_default()
+                .entry(a.principal.to_string())
+                .or_default()
+                .push(r.resource_type);
+        }
+    }
+    Ok(out)
+}
+
+fn delete(client: &mut Client, name: &str, prefix: &str) -> Result<()> {
+    let found = tenants(client)?;
+    let Some(members) = found.get(prefix) else {
+        bail!("no tenant with prefix {prefix:?} (see `shardline tenant list`)");
+    };
+    let principals: Vec<String> = members.keys().cloned().collect();
+    let mut filters = Vec::new();
+    for p in &principals {
+        for (rt, _) in OWNED {
+            filters.push(
+                DeleteAclsFilter::default()
+                    .with_resource_type_filter(rt)
+                    .with_resource_name_filter(Some(sb(prefix)))
+                    .with_pattern_type_filter(PATTERN_PREFIXED)
+                    .with_principal_filter(Some(sb(p)))
+                    .with_operation(OP_ANY)
+                    .with_permission_type(PERMISSION_ANY),
+            );
+        }
+    }
+    let (resp, _) = client
+        .admin_conn()?
+        .send(&DeleteAclsRequest::default().with_filters(filters))?;
+    for r in &resp.filter_results {
+        check(r.error_code, "deleting ACLs", r.error_message.as_ref())?;
+    }
+    // Quotas set by `create`: remove the keys it sets.
+    let entries: Vec<EntryData> = principals
+        .iter()
+        .filter_map(|p| user_of(p))
+        .map(|user| {
+            EntryData::default()
+                .with_entity(vec![EntityData::default()
+                    .with_entity_type(sb("user"))
+                    .with_entity_name(Some(sb(user)))])
+                .with_ops(
+                    [
+                        "producer_byte_rate",
+                        "consumer_byte_rate",
+                        "request_percentage",
+                    ]
+                    .iter()
+                    .map(|k| OpData::default().with_key(sb(k)).with_remove(true))
+                    .collect(),
+                )
+        })
+        .collect();
+    if !entries.is_empty() {
+        let (resp, _) = client
+            .admin_conn()?
+            .send(&AlterClientQuotasRequest::default().with_entries(entries))?;
+        for e in &resp.entries {
+            check(e.error_code, "removing quotas", e.error_message.as_ref())?;
+        }
+    }
+    println!(
+        "tenant {name} deleted: ACLs on {prefix:?} of {} removed, quotas removed",
+        principals.join(", ")
+    );
+    Ok(())
+}
+
+fn list(client: &mut Client) -> Result<()> {
+    println!("{:<24} PRINCIPALS", "PREFIX");
+    for (prefix, members) in tenants(client)? {
+        // A tenant owns all three kinds of resource under its prefix.
+        let full: Vec<&str> = members
+            .iter()
+            .filter(|(_, types)| OWNED.iter().all(|(t, _)| types.contains(t)))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        if !full.is_empty() {
+            println!("{prefix:<24} {}", full.join(", "));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(prefix_of("acme", None).unwrap(), "acme.");
+        assert_eq!(prefix_of("acme", Some("acme-".into())).unwrap(), "acme-");
+        assert!(prefix_of("", None).is_err());
+        assert!(prefix_of("a b", None).is_err());
+        assert!(prefix_of("acme", Some(String::new())).is_err());
+    }
+
+    #[test]
+    fn quotas_go_to_users_only() {
+        assert_eq!(user_of("User:alice"), Some("alice"));
+        assert_eq!(user_of("Group:ops"), None);
+    }
+}
