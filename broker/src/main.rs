@@ -9,6 +9,7 @@ mod groups;
 mod handlers;
 mod listeners;
 mod metadata;
+mod quotas;
 mod routing;
 mod security;
 mod server;
@@ -52,6 +53,8 @@ enum Command {
     Group(cli::GroupArgs),
     /// Create, delete and list SASL/SCRAM users (Alter/DescribeUserScramCredentials).
     User(cli::UserArgs),
+    /// Set, remove and list client quotas (Alter/DescribeClientQuotas).
+    Quota(cli::QuotaArgs),
     /// Check (and with --apply, fix) host settings the broker cares about.
     Tune(tune_cmd::TuneArgs),
     /// Measure the data directory's disk and write iotune.toml for the broker.
@@ -169,6 +172,7 @@ fn main() {
         Command::Consume(args) => cli::consume(args),
         Command::Group(args) => cli::group(args),
         Command::User(args) => cli::user(args),
+        Command::Quota(args) => cli::quota(args),
         Command::Tune(args) => tune_cmd::tune(args),
         Command::Iotune(args) => tune_cmd::iotune(args),
     };

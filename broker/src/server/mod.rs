@@ -28,6 +28,12 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         crate::security::sasl::Security::open(&config, &config.data_dir)
             .context("opening the SCRAM credential store")?,
     );
+    let quotas = Arc::new(crate::quotas::Quotas::new(
+        crate::quotas::store::QuotaStore::open(config.data_dir.join("quotas.json"))
+            .map_err(anyhow::Error::msg)?,
+        config.quota_window_num,
+        config.quota_window_size_seconds,
+    ));
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handlers")?;
@@ -51,6 +57,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
             metadata.clone(),
             mesh.clone(),
             security.clone(),
+            quotas.clone(),
             inbox,
             shutdown.clone(),
             listening.clone(),
@@ -67,17 +74,14 @@ async fn shard_main(
     metadata: Arc<MetadataStore>,
     mesh: Mesh<ShardState>,
     security: Arc<crate::security::sasl::Security>,
+    quotas: Arc<crate::quotas::Quotas>,
     inbox: Inbox<ShardState>,
     shutdown: Arc<AtomicBool>,
     listening: Arc<AtomicUsize>,
 ) -> Result<()> {
-    let state = std::rc::Rc::new(ShardState::new(
-        id,
-        config.clone(),
-        metadata,
-        mesh,
-        security,
-    ));
+    let state = std::rc::Rc::new(
+        ShardState::new(id, config.clone(), metadata, mesh, security).with_quotas(quotas),
+    );
     glommio::spawn_local(inbox.serve(state.clone())).detach();
     let opened = state
         .open_owned_partitions()
