@@ -338,6 +338,7 @@ fn decode_reply(key: ApiKey, version: i16, correlation_id: i32, reply: Reply) ->
         Reply::Parts(parts) => parts.iter().flat_map(|p| p.iter().copied()).collect(),
         Reply::None => panic!("{key:?} v{version}: no response"),
         Reply::Close(why) => panic!("{key:?} v{version}: connection closed: {why}"),
+        Reply::Throttled(..) => panic!("{key:?} v{version}: throttled without quotas"),
     };
     let mut frame = Bytes::from(bytes);
     let size = frame.get_i32() as usize;
