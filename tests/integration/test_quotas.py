@@ -53,7 +53,7 @@ def listing(broker, *args):
     return out
 
 
-def run_producer(bootstrap, topic, client_id, warmup_s, measure_s, result):
+def run_producer(bootstrap, topic, client_id, warmup_s, measure_s, result, conf=None):
     """Produce flat out for warmup_s + measure_s; `result` gets the value
     bytes acknowledged per second during the measurement and the throttle
     times librdkafka reported."""
@@ -63,6 +63,7 @@ def run_producer(bootstrap, topic, client_id, warmup_s, measure_s, result):
         "bootstrap.servers": bootstrap, "client.id": client_id, "acks": 1,
         "linger.ms": 5, "batch.size": 65536, "queue.buffering.max.kbytes": 4096,
         "throttle_cb": lambda ev: throttles.append(ev.throttle_time),
+        **(conf or {}),
     })
     t0 = time.monotonic()
     start, end = t0 + warmup_s, t0 + warmup_s + measure_s
@@ -121,6 +122,29 @@ def test_producer_is_throttled_to_its_quota_and_others_are_not(broker_factory, t
     assert any(x > 0 for x in slow["throttles"]), slow["throttles"][:10]
     assert not any(x > 0 for x in free_throttles), free_throttles[:10]
     assert "client quotas of client-id slow-producer changed" in b.log_text()
+
+
+def test_scram_user_is_throttled_by_its_user_quota(shardline_bin, tmp_path):
+    from test_sasl import SaslBroker, create_scram_user, sasl_conf
+    from conftest import free_port
+    b = SaslBroker(shardline_bin, tmp_path, free_port())
+    with open(b.config_path, "a") as f:
+        f.write(f"quota_window_num = {WINDOW_NUM}\n")
+    try:
+        b.start()
+        create_scram_user(b, "quser", "quser-secret")
+        topic = unique_topic("quota-u")
+        create_topic(b.bootstrap, topic)
+        # The user entity, whatever client id the user's clients send.
+        cli(b, "set", "--user", "quser", "--producer-byte-rate", str(QUOTA))
+        slow = {}
+        run_producer(b.sasl_bootstrap, topic, "any-client-id", WARMUP_S, MEASURE_S, slow,
+                     conf=sasl_conf("SCRAM-SHA-256", "quser", "quser-secret"))
+        print(f"throttled SCRAM user: {slow['rate'] / 1e6:.3f} MB/s ({slow['rate'] / QUOTA:.1%} of quota)")
+        assert_near_quota(slow["rate"], "SCRAM user quser")
+        assert any(x > 0 for x in slow["throttles"])
+    finally:
+        b.close()
 
 
 def test_consumer_is_throttled_to_its_quota(broker_factory, tmp_path):
