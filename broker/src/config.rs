@@ -116,6 +116,12 @@ pub struct BrokerConfig {
     /// Batch mode: a busy partition holds its fdatasync this long so more
     /// batches share it [default: from iotune.toml, else 0].
     pub log_group_commit_window_us: Option<u64>,
+    /// Kafka's `quota.window.num`: client quota rates are measured over
+    /// this many samples (the current one and `n - 1` full ones) [default: 11].
+    pub quota_window_num: usize,
+    /// Kafka's `quota.window.size.seconds`: the length of one quota sample;
+    /// throttle times grow with it [default: 1].
+    pub quota_window_size_seconds: u64,
 }
 
 impl Default for BrokerConfig {
@@ -178,6 +184,8 @@ impl Default for BrokerConfig {
             log_write_chunk_bytes: None,
             log_write_queue_depth: None,
             log_group_commit_window_us: None,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
         }
     }
 }
@@ -230,6 +238,13 @@ impl BrokerConfig {
         }
         if self.offsets_retention_minutes < 1 {
             bail!("offsets_retention_minutes must be at least 1");
+        }
+        // One sample would forget everything at each window boundary.
+        if !(2..=1000).contains(&self.quota_window_num) {
+            bail!("quota_window_num must be between 2 and 1000");
+        }
+        if !(1..=3600).contains(&self.quota_window_size_seconds) {
+            bail!("quota_window_size_seconds must be between 1 and 3600");
         }
         self.resolved_listeners = self.resolve_listeners()?;
         for m in &self.sasl_enabled_mechanisms {
@@ -492,6 +507,16 @@ listener_ssl_client_auth = { OPT = "requested" }
         assert!(cfg.finish().is_err());
         let cfg = BrokerConfig {
             log_cleanup_policy: "shred".into(),
+            ..Default::default()
+        };
+        assert!(cfg.finish().is_err());
+        let cfg = BrokerConfig {
+            quota_window_num: 1,
+            ..Default::default()
+        };
+        assert!(cfg.finish().is_err());
+        let cfg = BrokerConfig {
+            quota_window_size_seconds: 0,
             ..Default::default()
         };
         assert!(cfg.finish().is_err());

@@ -9,6 +9,7 @@ mod groups;
 mod handlers;
 mod listeners;
 mod metadata;
+mod quotas;
 mod routing;
 mod security;
 mod server;
@@ -55,6 +56,8 @@ enum Command {
     /// Create, delete and list tenants: principals owning a resource prefix
     /// (ACLs), with quotas.
     Tenant(cli::tenant::TenantArgs),
+    /// Set, remove and list client quotas (Alter/DescribeClientQuotas).
+    Quota(cli::QuotaArgs),
     /// Check (and with --apply, fix) host settings the broker cares about.
     Tune(tune_cmd::TuneArgs),
     /// Measure the data directory's disk and write iotune.toml for the broker.
@@ -212,6 +215,7 @@ fn main() {
         Command::Group(args) => cli::group(args),
         Command::User(args) => cli::user(args),
         Command::Tenant(args) => cli::tenant(args),
+        Command::Quota(args) => cli::quota(args),
         Command::Tune(args) => tune_cmd::tune(args),
         Command::Iotune(args) => tune_cmd::iotune(args),
     };

@@ -29,6 +29,8 @@ pub struct ShardState {
     pub groups: crate::groups::Coordinator,
     /// Credentials and authentication state shared by every shard.
     pub security: Arc<crate::security::sasl::Security>,
+    /// Client quotas and their rates, shared by every shard.
+    pub quotas: Arc<crate::quotas::Quotas>,
 }
 
 impl ShardState {
@@ -54,7 +56,14 @@ impl ShardState {
             producer_ids: RefCell::new((0, 0)),
             groups,
             security,
+            quotas: Arc::new(crate::quotas::Quotas::in_memory()),
         }
+    }
+
+    /// Use the broker's shared quotas (instead of none).
+    pub fn with_quotas(mut self, quotas: Arc<crate::quotas::Quotas>) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     pub fn shards(&self) -> usize {

@@ -7,6 +7,7 @@ mod consume;
 mod group;
 mod offsets;
 mod produce;
+mod quota;
 pub mod sasl;
 pub mod tenant;
 mod time;
@@ -352,6 +353,77 @@ pub fn user(args: UserArgs) -> Result<()> {
     user::run(&args.conn.bootstrap, args.command)
 }
 
+#[derive(Args, Debug)]
+pub struct QuotaArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    #[command(subcommand)]
+    pub command: QuotaCommand,
+}
+
+/// The quota entity: a user and/or a client id, specific or default.
+#[derive(Args, Debug, Clone)]
+pub struct QuotaEntityArgs {
+    /// User name (the SASL user; `ANONYMOUS` for unauthenticated clients).
+    #[arg(long, conflicts_with = "default_user")]
+    pub user: Option<String>,
+    /// The default user entity (`<default>`).
+    #[arg(long)]
+    pub default_user: bool,
+    /// Client id.
+    #[arg(long, conflicts_with = "default_client_id")]
+    pub client_id: Option<String>,
+    /// The default client-id entity (`<default>`).
+    #[arg(long)]
+    pub default_client_id: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct QuotaValues {
+    /// Bytes per second of produce requests.
+    #[arg(long)]
+    pub producer_byte_rate: Option<f64>,
+    /// Bytes per second of fetch responses.
+    #[arg(long)]
+    pub consumer_byte_rate: Option<f64>,
+    /// Percent of one core's time spent handling the entity's requests.
+    #[arg(long)]
+    pub request_percentage: Option<f64>,
+    /// Stored only: Shardline does not throttle controller mutations.
+    #[arg(long)]
+    pub controller_mutation_rate: Option<f64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaCommand {
+    /// Set quotas of an entity.
+    Set {
+        #[command(flatten)]
+        entity: QuotaEntityArgs,
+        #[command(flatten)]
+        values: QuotaValues,
+    },
+    /// Remove quota keys of an entity.
+    Remove {
+        #[command(flatten)]
+        entity: QuotaEntityArgs,
+        /// Quota key to remove, e.g. producer_byte_rate (repeatable).
+        #[arg(long = "key")]
+        keys: Vec<String>,
+    },
+    /// List configured quotas (entity flags narrow the list).
+    List {
+        #[command(flatten)]
+        entity: QuotaEntityArgs,
+    },
+}
+
+pub fn quota(args: QuotaArgs) -> Result<()> {
+    default_sigpipe();
+    args.conn.apply_sasl()?;
+    quota::run(&args.conn.bootstrap, args.command)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +440,7 @@ mod tests {
         Produce(ProduceArgs),
         Consume(ConsumeArgs),
         Group(GroupArgs),
+        Quota(QuotaArgs),
     }
 
     fn parse(args: &[&str]) -> Result<Sub, clap::Error> {
@@ -451,6 +524,40 @@ mod tests {
         assert_eq!(c.from_time, Some(1_795_514_400_000));
         assert!(parse(&["consume", "t", "--from-beginning", "--offset", "3"]).is_err());
         assert!(parse(&["consume", "t", "--from-time", "soon"]).is_err());
+    }
+
+    #[test]
+    fn quota_args() {
+        let Sub::Quota(q) = parse(&[
+            "quota",
+            "set",
+            "--user",
+            "alice",
+            "--default-client-id",
+            "--producer-byte-rate",
+            "1048576",
+        ])
+        .unwrap() else {
+            panic!()
+        };
+        let QuotaCommand::Set { entity, values } = q.command else {
+            panic!()
+        };
+        assert_eq!(entity.user.as_deref(), Some("alice"));
+        assert!(entity.default_client_id && !entity.default_user);
+        assert_eq!(values.producer_byte_rate, Some(1048576.0));
+        assert!(parse(&["quota", "set", "--user", "a", "--default-user"]).is_err());
+        assert!(parse(&[
+            "quota",
+            "remove",
+            "--client-id",
+            "x",
+            "--key",
+            "a",
+            "--key",
+            "b"
+        ])
+        .is_ok());
     }
 
     #[test]

@@ -150,6 +150,19 @@ pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicOut>) -> Vec<B
     out.parts
 }
 
+/// Set `throttle_time_ms` (Fetch v1+) in a response from [`encode`]: it
+/// sits right after the header, always in the first part.
+pub fn set_throttle_time(parts: &mut [Bytes], version: i16, ms: i32) {
+    if version < 1 || parts.is_empty() {
+        return;
+    }
+    // size prefix + correlation id (+ the flexible header's tagged fields)
+    let at = if version >= 12 { 9 } else { 8 };
+    let mut first = BytesMut::from(&parts[0][..]);
+    first[at..at + 4].copy_from_slice(&ms.to_be_bytes());
+    parts[0] = first.freeze();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,7 +206,8 @@ mod tests {
     fn every_version_decodes_with_kafka_protocol() {
         for big in [false, true] {
             for version in 0..=17i16 {
-                let parts = encode(version, 77, sample(big));
+                let mut parts = encode(version, 77, sample(big));
+                set_throttle_time(&mut parts, version, 4321);
                 if big {
                     assert!(
                         parts.len() >= 3,
@@ -208,6 +222,8 @@ mod tests {
                 let header = ResponseHeader::decode(&mut body, header_version).unwrap();
                 assert_eq!(header.correlation_id, 77);
                 let resp = FetchResponse::decode(&mut body, version).unwrap();
+                let want_throttle = if version >= 1 { 4321 } else { 0 };
+                assert_eq!(resp.throttle_time_ms, want_throttle, "v{version}");
                 assert!(
                     body.is_empty(),
                     "v{version}: {} bytes left over",

@@ -7,6 +7,7 @@
 
 pub mod admin_topics;
 pub mod api_versions;
+pub mod client_quotas;
 pub mod cluster;
 pub mod configs;
 pub mod consumer_groups;
@@ -23,6 +24,7 @@ pub mod producer_id;
 #[cfg(test)]
 mod protocol_tests;
 pub mod sasl;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -45,6 +47,9 @@ pub enum Reply {
     None,
     /// Close the connection after the responses before this one.
     Close(String),
+    /// A reply over a client quota: send it, then read nothing from the
+    /// connection for this long (KIP-219).
+    Throttled(Box<Reply>, std::time::Duration),
 }
 
 /// The APIs and version ranges we serve; ApiVersions advertises exactly this.
@@ -82,6 +87,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -122,6 +129,8 @@ pub struct Decoded {
     pub ctx: RequestContext,
     pub correlation_id: i32,
     pub request: RequestKind,
+    /// Size of the request frame (what a producer quota counts).
+    pub size: usize,
 }
 
 pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, conn: ConnInfo) -> Reply {
@@ -160,6 +169,7 @@ pub fn decode_frame(frame: Bytes, conn: &ConnInfo) -> Result<Decoded, Reply> {
             None => format!("{api_key:?} is not supported by this broker"),
         }));
     }
+    let size = frame.len();
     let mut body = frame.clone();
     let header = match RequestHeader::decode(&mut body, api_key.request_header_version(version)) {
         Ok(h) => h,
@@ -209,15 +219,20 @@ pub fn decode_frame(frame: Bytes, conn: &ConnInfo) -> Result<Decoded, Reply> {
         ctx,
         correlation_id,
         request,
+        size,
     })
 }
 
 /// Run a decoded request's handler and encode its response.
 pub async fn handle_decoded(state: &Rc<ShardState>, d: Decoded) -> Reply {
+    if state.quotas.enabled() {
+        return handle_with_quotas(state, d).await;
+    }
     let Decoded {
         ctx,
         correlation_id,
         request,
+        ..
     } = d;
     if let RequestKind::Fetch(r) = request {
         // Fetch is encoded by hand so record bytes are never copied.
@@ -229,6 +244,32 @@ pub async fn handle_decoded(state: &Rc<ShardState>, d: Decoded) -> Reply {
         Err(why) => return Reply::Close(why),
     };
     encode_response(&ctx, correlation_id, response)
+}
+
+/// `handle_decoded` when quotas are configured (see `throttle`).
+async fn handle_with_quotas(state: &Rc<ShardState>, d: Decoded) -> Reply {
+    let Decoded {
+        ctx,
+        correlation_id,
+        request,
+        size,
+    } = d;
+    if let RequestKind::Fetch(r) = request {
+        return throttle::fetch(state, &ctx, r, correlation_id).await;
+    }
+    let (outcome, spent) = throttle::Timed::new(dispatch(state, &ctx, request)).await;
+    let mut wait = throttle::record_request_time(state, &ctx, spent);
+    if ctx.api_key == ApiKey::Produce {
+        wait = wait.max(throttle::record_produce(state, &ctx, size));
+    }
+    let mut response = match outcome {
+        Ok(Some(r)) => r,
+        // acks=0: no response, but the connection is still muted.
+        Ok(None) => return throttle::throttled(Reply::None, wait),
+        Err(why) => return Reply::Close(why),
+    };
+    throttle::set_throttle_time(&mut response, throttle::millis(wait));
+    throttle::throttled(encode_response(&ctx, correlation_id, response), wait)
 }
 
 pub fn encode_response(ctx: &RequestContext, correlation_id: i32, response: ResponseKind) -> Reply {
@@ -372,6 +413,12 @@ async fn dispatch(
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
             sasl::alter_user_scram_credentials(state, ctx, r),
         ),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(client_quotas::describe(state, ctx, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(client_quotas::alter(state, ctx, r))
+        }
         other => {
             return Err(format!(
                 "{:?} is not handled",

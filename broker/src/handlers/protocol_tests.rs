@@ -294,6 +294,25 @@ fn sample_request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                     .with_salted_password(Bytes::from(vec![7u8; 32])),
             ]),
         ),
+        ApiKey::DescribeClientQuotas => RequestKind::DescribeClientQuotas(
+            kafka_protocol::messages::DescribeClientQuotasRequest::default(),
+        ),
+        ApiKey::AlterClientQuotas => {
+            use kafka_protocol::messages::alter_client_quotas_request::{
+                EntityData, EntryData, OpData,
+            };
+            RequestKind::AlterClientQuotas(
+                kafka_protocol::messages::AlterClientQuotasRequest::default()
+                    .with_validate_only(true)
+                    .with_entries(vec![EntryData::default()
+                        .with_entity(vec![EntityData::default()
+                            .with_entity_type(s("client-id"))
+                            .with_entity_name(None)])
+                        .with_ops(vec![OpData::default()
+                            .with_key(s("producer_byte_rate"))
+                            .with_value(1024.0)])]),
+            )
+        }
         other => groups::sample_request(other, v)
             .or_else(|| consumer_groups::sample_request(other, v))
             .unwrap_or_else(|| {
@@ -338,6 +357,7 @@ fn decode_reply(key: ApiKey, version: i16, correlation_id: i32, reply: Reply) ->
         Reply::Parts(parts) => parts.iter().flat_map(|p| p.iter().copied()).collect(),
         Reply::None => panic!("{key:?} v{version}: no response"),
         Reply::Close(why) => panic!("{key:?} v{version}: connection closed: {why}"),
+        Reply::Throttled(..) => panic!("{key:?} v{version}: throttled without quotas"),
     };
     let mut frame = Bytes::from(bytes);
     let size = frame.get_i32() as usize;
@@ -408,6 +428,8 @@ fn errors_of(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::AlterUserScramCredentials(r) => {
             r.results.iter().map(|u| u.error_code).collect()
         }
+        ResponseKind::DescribeClientQuotas(r) => vec![r.error_code],
+        ResponseKind::AlterClientQuotas(r) => r.entries.iter().map(|e| e.error_code).collect(),
         other => groups::errors_of(other)
             .or_else(|| consumer_groups::errors_of(other))
             .unwrap_or_else(|| panic!("no error extraction for {other:?}")),

@@ -9,6 +9,7 @@
 //! and writer halves, so a TLS stream (`security::tls_stream`) can be
 //! slotted in under it.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -70,6 +71,61 @@ async fn push(tx: &LocalSender<Task<Reply>>, reply: Reply) -> bool {
     tx.send(ready(reply)).await.is_ok()
 }
 
+/// Quota state of one connection (KIP-219).
+#[derive(Default)]
+struct Throttle {
+    /// Read nothing until then.
+    muted_until: Cell<Option<Instant>>,
+    /// The connection has been throttled: from now on its requests are
+    /// handled one at a time, as Kafka handles every connection, so a
+    /// pipelining client cannot slip requests past the mute.
+    seen: Cell<bool>,
+}
+
+impl Throttle {
+    /// Extend the mute to `throttle` from now.
+    fn mute_for(&self, throttle: Duration) {
+        self.seen.set(true);
+        let until = Instant::now() + throttle;
+        let cur = self.muted_until.get();
+        self.muted_until
+            .set(Some(cur.map_or(until, |u| u.max(until))));
+    }
+
+    /// Hold a request that arrived while muted until the mute ends.
+    async fn wait_unmuted(&self) {
+        while let Some(until) = self.muted_until.get() {
+            let now = Instant::now();
+            if until <= now {
+                self.muted_until.set(None);
+                break;
+            }
+            glommio::timer::sleep(until - now).await;
+        }
+    }
+}
+
+/// Queue the handling of one request; false if the writer is gone.
+async fn submit(
+    state: &Rc<ShardState>,
+    frame: Bytes,
+    conn: &ConnInfo,
+    tx: &LocalSender<Task<Reply>>,
+    throttle: &Throttle,
+) -> bool {
+    let st = state.clone();
+    let c = conn.clone();
+    if throttle.seen.get() && state.quotas.enabled() {
+        let reply = handlers::handle_frame(&st, frame, c).await;
+        if let Reply::Throttled(_, d) = &reply {
+            throttle.mute_for(*d);
+        }
+        return push(tx, reply).await;
+    }
+    let task = glommio::spawn_local(async move { handlers::handle_frame(&st, frame, c).await });
+    tx.send(task).await.is_ok()
+}
+
 pub async fn serve_halves<R, W>(state: Rc<ShardState>, reader: R, mut writer: W, mut conn: ConnInfo)
 where
     R: AsyncRead + Unpin,
@@ -80,9 +136,18 @@ where
     let (tx, rx) =
         local_channel::new_bounded::<Task<Reply>>(state.config.max_in_flight_per_connection);
 
+    let throttle = Rc::new(Throttle::default());
+    let writer_throttle = throttle.clone();
     let writer_task = glommio::spawn_local(async move {
         while let Some(pending) = rx.recv().await {
-            match pending.await {
+            let reply = match pending.await {
+                Reply::Throttled(reply, throttle) => {
+                    writer_throttle.mute_for(throttle);
+                    *reply
+                }
+                reply => reply,
+            };
+            match reply {
                 Reply::Frame(frame) => {
                     if writer.write_all(&frame).await.is_err() {
                         break;
@@ -105,6 +170,7 @@ where
                     tracing::warn!("closing connection from {peer}: {why}");
                     break;
                 }
+                Reply::Throttled(..) => unreachable!("unwrapped above"),
             }
         }
         let _ = writer.close().await;
@@ -122,28 +188,20 @@ where
                 break;
             }
         };
+        throttle.wait_unmuted().await;
         if sasl {
             match sasl_step(&state, &mut session, &mut conn, frame, &tx).await {
                 Step::Handled => continue,
                 Step::Stop => break,
                 Step::Pass(frame) => {
-                    let st = state.clone();
-                    let c = conn.clone();
-                    let task =
-                        glommio::spawn_local(
-                            async move { handlers::handle_frame(&st, frame, c).await },
-                        );
-                    if tx.send(task).await.is_err() {
+                    if !submit(&state, frame, &conn, &tx, &throttle).await {
                         break;
                     }
                 }
             }
             continue;
         }
-        let st = state.clone();
-        let c = conn.clone();
-        let task = glommio::spawn_local(async move { handlers::handle_frame(&st, frame, c).await });
-        if tx.send(task).await.is_err() {
+        if !submit(&state, frame, &conn, &tx, &throttle).await {
             break; // the writer stopped (error or Close): stop reading too
         }
     }

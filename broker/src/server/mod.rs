@@ -60,6 +60,12 @@ pub fn run(config: BrokerConfig) -> Result<()> {
             .context("opening the SCRAM credential store")?,
     );
     let tls = load_tls(&config)?;
+    let quotas = Arc::new(crate::quotas::Quotas::new(
+        crate::quotas::store::QuotaStore::open(config.data_dir.join("quotas.json"))
+            .map_err(anyhow::Error::msg)?,
+        config.quota_window_num,
+        config.quota_window_size_seconds,
+    ));
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handlers")?;
@@ -84,6 +90,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
             mesh.clone(),
             security.clone(),
             tls.clone(),
+            quotas.clone(),
             inbox,
             shutdown.clone(),
             listening.clone(),
@@ -101,17 +108,14 @@ async fn shard_main(
     mesh: Mesh<ShardState>,
     security: Arc<crate::security::sasl::Security>,
     tls: TlsHandles,
+    quotas: Arc<crate::quotas::Quotas>,
     inbox: Inbox<ShardState>,
     shutdown: Arc<AtomicBool>,
     listening: Arc<AtomicUsize>,
 ) -> Result<()> {
-    let state = std::rc::Rc::new(ShardState::new(
-        id,
-        config.clone(),
-        metadata,
-        mesh,
-        security,
-    ));
+    let state = std::rc::Rc::new(
+        ShardState::new(id, config.clone(), metadata, mesh, security).with_quotas(quotas),
+    );
     glommio::spawn_local(inbox.serve(state.clone())).detach();
     let opened = state
         .open_owned_partitions()

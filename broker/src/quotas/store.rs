@@ -1,0 +1,298 @@
+//! The configured quotas and their file, `DATA_DIR/quotas.json`.
+//!
+//! Readers take an `Arc` snapshot; a change builds the next snapshot,
+//! writes it atomically (temp file, fsync, rename, fsync directory) and
+//! only then publishes it, so memory never holds what the disk does not.
+//! A file that exists but does not parse stops the broker: starting
+//! without the quotas would silently lift every limit.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::entity::{Entity, QuotaKey};
+
+/// Upper bound on configured entities: each one is a map entry every
+/// snapshot copies, and quotas are few in practice.
+pub const MAX_ENTITIES: usize = 10_000;
+
+pub type Values = BTreeMap<QuotaKey, f64>;
+
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub entities: BTreeMap<Entity, Values>,
+}
+
+impl Snapshot {
+    /// Whether any quota we enforce is set (the hot path's switch).
+    pub fn enforces_any(&self) -> bool {
+        self.entities
+            .values()
+            .any(|v| v.keys().any(|k| *k != QuotaKey::ControllerMutationRate))
+    }
+}
+
+/// One change: set (`Some`) or remove (`None`) a key of an entity.
+pub type Change = (Entity, Vec<(QuotaKey, Option<f64>)>);
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEntry {
+    /// Entity type -> name, null for the default entity.
+    entity: BTreeMap<String, Option<String>>,
+    quotas: BTreeMap<String, f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFormat {
+    version: u32,
+    entries: Vec<FileEntry>,
+}
+
+const FORMAT_VERSION: u32 = 1;
+
+pub struct QuotaStore {
+    path: Option<PathBuf>,
+    current: RwLock<Arc<Snapshot>>,
+    /// Serialises writers so two changes cannot race on the file.
+    write: Mutex<()>,
+}
+
+impl QuotaStore {
+    pub fn in_memory() -> QuotaStore {
+        QuotaStore {
+            path: None,
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            write: Mutex::new(()),
+        }
+    }
+
+    /// Load `path`; a missing file is an empty store (created on the first
+    /// change).
+    pub fn open(path: impl Into<PathBuf>) -> Result<QuotaStore, String> {
+        let path = path.into();
+        let snap = match fs::read(&path) {
+            Ok(bytes) => decode(&bytes).map_err(|e| {
+                format!(
+                    "quota file {} is corrupt: {e}; fix or remove it (removing drops every quota)",
+                    path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Snapshot::default(),
+            Err(e) => return Err(format!("reading quota file {}: {e}", path.display())),
+        };
+        Ok(QuotaStore {
+            path: Some(path),
+            current: RwLock::new(Arc::new(snap)),
+            write: Mutex::new(()),
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().expect("quota snapshot lock").clone()
+    }
+
+    /// Apply `changes` together and persist them; returns the new snapshot.
+    /// Removing a key that is not set is not an error (as in Kafka).
+    pub fn apply(&self, changes: &[Change]) -> Result<Arc<Snapshot>, String> {
+        let _writer = self.write.lock().expect("quota writer lock");
+        let mut next = (*self.snapshot()).clone();
+        for (entity, ops) in changes {
+            let values = next.entities.entry(entity.clone()).or_default();
+            for (key, value) in ops {
+                match value {
+                    Some(v) => {
+                        values.insert(*key, *v);
+                    }
+                    None => {
+                        values.remove(key);
+                    }
+                }
+            }
+            if values.is_empty() {
+                next.entities.remove(entity);
+            }
+        }
+        if next.entities.len() > MAX_ENTITIES {
+            return Err(format!(
+                "at most {MAX_ENTITIES} quota entities can be configured"
+            ));
+        }
+        if let Some(path) = &self.path {
+            persist(path, &next).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        let next = Arc::new(next);
+        *self.current.write().expect("quota snapshot lock") = next.clone();
+        Ok(next)
+    }
+}
+
+fn encode(snap: &Snapshot) -> Vec<u8> {
+    let entries = snap
+        .entities
+        .iter()
+        .map(|(e, v)| FileEntry {
+            entity: e
+                .parts()
+                .into_iter()
+                .map(|(k, n)| (k.to_string(), n.map(str::to_string)))
+                .collect(),
+            quotas: v.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),
+        })
+        .collect();
+    let file = FileFormat {
+        version: FORMAT_VERSION,
+        entries,
+    };
+    let mut out = serde_json::to_vec_pretty(&file).expect("quotas serialise");
+    out.push(b'\n');
+    out
+}
+
+fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+    let file: FileFormat = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if file.version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {} (this broker reads {FORMAT_VERSION})",
+            file.version
+        ));
+    }
+    let mut snap = Snapshot::default();
+    for entry in file.entries {
+        let entity =
+            Entity::from_parts(entry.entity.iter().map(|(k, v)| (k.as_str(), v.as_deref())))?;
+        let mut values = Values::new();
+        for (k, v) in entry.quotas {
+            let key = QuotaKey::from_name(&k).ok_or(format!("unknown quota key {k:?}"))?;
+            key.validate(v).map_err(|e| format!("{entity}: {e}"))?;
+            values.insert(key, v);
+        }
+        if snap.entities.insert(entity.clone(), values).is_some() {
+            return Err(format!("{entity} appears twice"));
+        }
+    }
+    Ok(snap)
+}
+
+fn persist(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&encode(snap))?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::entity::Name;
+    use super::*;
+
+    fn alice() -> Entity {
+        Entity {
+            user: Some(Name::Named("alice".into())),
+            client_id: None,
+        }
+    }
+
+    fn default_client() -> Entity {
+        Entity {
+            user: None,
+            client_id: Some(Name::Default),
+        }
+    }
+
+    #[test]
+    fn persist_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quotas.json");
+        let store = QuotaStore::open(&path).unwrap();
+        assert!(store.snapshot().entities.is_empty());
+        store
+            .apply(&[
+                (
+                    alice(),
+                    vec![
+                        (QuotaKey::ProducerByteRate, Some(1024.0)),
+                        (QuotaKey::RequestPercentage, Some(25.5)),
+                    ],
+                ),
+                (
+                    default_client(),
+                    vec![(QuotaKey::ControllerMutationRate, Some(3.0))],
+                ),
+            ])
+            .unwrap();
+        assert!(store.snapshot().enforces_any());
+        let again = QuotaStore::open(&path).unwrap().snapshot();
+        assert_eq!(again.entities.len(), 2);
+        assert_eq!(again.entities[&alice()][&QuotaKey::RequestPercentage], 25.5);
+        assert_eq!(
+            again.entities[&default_client()][&QuotaKey::ControllerMutationRate],
+            3.0
+        );
+        // Removing every key removes the entity.
+        store
+            .apply(&[(
+                alice(),
+                vec![
+                    (QuotaKey::ProducerByteRate, None),
+                    (QuotaKey::RequestPercentage, None),
+                ],
+            )])
+            .unwrap();
+        let again = QuotaStore::open(&path).unwrap().snapshot();
+        assert_eq!(again.entities.len(), 1);
+        // controller_mutation_rate alone is not enforced.
+        assert!(!again.enforces_any());
+        assert!(!dir.path().join("quotas.json.tmp").exists());
+    }
+
+    #[test]
+    fn corrupt_files_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quotas.json");
+        for bad in [
+            "{not json",
+            r#"{"version":2,"entries":[]}"#,
+            r#"{"version":1,"entries":[{"entity":{"user":"a"},"quotas":{"bogus":1}}]}"#,
+            r#"{"version":1,"entries":[{"entity":{"user":"a"},"quotas":{"producer_byte_rate":-5}}]}"#,
+            r#"{"version":1,"entries":[{"entity":{},"quotas":{}}]}"#,
+        ] {
+            fs::write(&path, bad).unwrap();
+            let err = QuotaStore::open(&path).err().expect(bad);
+            assert!(err.contains("quotas.json is corrupt"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // The "file" is a directory: the rename fails.
+        let path = dir.path().join("quotas.json");
+        fs::create_dir(&path).unwrap();
+        let store = QuotaStore {
+            path: Some(path),
+            current: RwLock::new(Arc::new(Snapshot::default())),
+            write: Mutex::new(()),
+        };
+        let err = store
+            .apply(&[(alice(), vec![(QuotaKey::ProducerByteRate, Some(1.0))])])
+            .unwrap_err();
+        assert!(err.contains("quotas.json"), "{err}");
+        assert!(store.snapshot().entities.is_empty());
+    }
+}
