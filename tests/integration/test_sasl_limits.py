@@ -111,6 +111,15 @@ class Raw:
 SASL_AUTHENTICATION_FAILED = 58
 
 
+def wait_for_log(b, text, timeout=5):
+    """The broker logs a refusal as it closes the connection, just after
+    the client has the answer: give the line a moment to appear."""
+    deadline = time.monotonic() + timeout
+    while text not in b.log_text():
+        assert time.monotonic() < deadline, f"no log line with {text!r}"
+        time.sleep(0.05)
+
+
 def test_failures_block_the_address_until_the_block_ends(make_broker):
     b = make_broker("sasl_max_failures = 3\nsasl_failure_window_ms = 60000\nsasl_failure_block_ms = 3000\n")
     for _ in range(3):
@@ -123,7 +132,7 @@ def test_failures_block_the_address_until_the_block_ends(make_broker):
     code, message, _ = c.plain_login(ADMIN, ADMIN_PW)
     c.close()
     assert code == SASL_AUTHENTICATION_FAILED
-    assert "too many failures from 127.0.0.1" in b.log_text()
+    wait_for_log(b, "too many failures from 127.0.0.1")
     # librdkafka is refused as well while the block lasts.
     errors = []
     admin = admin_client(f"{HOST}:{b.sasl_port}", error_cb=lambda e: errors.append(str(e)),
@@ -152,7 +161,7 @@ def test_reauthentication_kip_368(make_broker):
     time.sleep(1.8)
     assert c.metadata() is None
     c.close()
-    assert "SASL session of User:admin expired" in b.log_text()
+    wait_for_log(b, "SASL session of User:admin expired")
     # Re-authenticating on the same connection before expiry keeps it going.
     c = Raw(b.sasl_port)
     assert c.plain_login(ADMIN, ADMIN_PW)[0] == 0
