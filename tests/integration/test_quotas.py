@@ -154,14 +154,21 @@ def test_consumer_is_throttled_to_its_quota(broker_factory, tmp_path):
     create_topic(b.bootstrap, topic)
     # Enough data that the consumer never catches up during the test.
     total = int(QUOTA * (WARMUP_S + MEASURE_S + WINDOW_NUM) * 2.5)
+    # Batches of 64 KiB: a fetch returns whole batches, so their size is
+    # the step in which the consumer's rate moves (a 1 MiB batch would be a
+    # whole second of this quota at once).
     produce(b.bootstrap, topic, [{"value": VALUE}] * (total // len(VALUE)),
-            conf={"acks": 1, "batch.size": 1 << 20})
+            conf={"acks": 1, "batch.size": 64 << 10})
     cli(b, "set", "--client-id", "slow-consumer", "--consumer-byte-rate", str(QUOTA))
     throttles = []
     c = Consumer({
         "bootstrap.servers": b.bootstrap, "client.id": "slow-consumer",
         "group.id": "quota-test", "enable.auto.commit": False, "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": 100,
+        # Responses of at most 1/8 of a second's quota, so each is a small
+        # step of the rate rather than a window's budget and a long mute.
+        "max.partition.fetch.bytes": QUOTA // 8, "fetch.max.bytes": QUOTA // 8,
+        "message.max.bytes": QUOTA // 8,
         "throttle_cb": lambda ev: throttles.append(ev.throttle_time),
     })
     try:
@@ -169,10 +176,14 @@ def test_consumer_is_throttled_to_its_quota(broker_factory, tmp_path):
         t0 = time.monotonic()
         start, end = t0 + WARMUP_S, t0 + WARMUP_S + MEASURE_S
         got = 0
+        per_s = {}
         while time.monotonic() < end:
             for m in c.consume(num_messages=1000, timeout=0.2):
-                if m.error() is None and time.monotonic() >= start:
+                now = time.monotonic()
+                per_s[int(now - t0)] = per_s.get(int(now - t0), 0) + len(m.value() or b"")
+                if m.error() is None and now >= start:
                     got += len(m.value())
+        print("bytes per second:", sorted(per_s.items()), "throttles:", throttles[:20])
     finally:
         c.close()
     rate = got / MEASURE_S
