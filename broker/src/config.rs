@@ -43,6 +43,15 @@ pub struct BrokerConfig {
     pub sasl_max_failures: u32,
     pub sasl_failure_window_ms: u64,
     pub sasl_failure_block_ms: u64,
+    /// Enforce Kafka ACLs (CreateAcls/DescribeAcls/DeleteAcls, stored in
+    /// DATA_DIR/acls.json) on every request. Off: everything is allowed and
+    /// the ACL APIs answer SECURITY_DISABLED, as Kafka without an authorizer.
+    pub authorizer_enabled: bool,
+    /// Kafka's `super.users`: principals (`User:admin`) allowed everything.
+    pub super_users: Vec<String>,
+    /// Kafka's `allow.everyone.if.no.acl.found`: a resource no ACL applies
+    /// to is open to everybody (any ACL on it, for anybody, closes it).
+    pub allow_everyone_if_no_acl_found: bool,
     pub data_dir: PathBuf,
     /// Number of shards (executor threads); 0 means one per core.
     pub shards: usize,
@@ -119,6 +128,9 @@ impl Default for BrokerConfig {
             sasl_max_failures: 10,
             sasl_failure_window_ms: 60_000,
             sasl_failure_block_ms: 10_000,
+            authorizer_enabled: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             data_dir: PathBuf::from("./shardline-data"),
             shards: 0,
             node_id: 0,
@@ -216,6 +228,14 @@ impl BrokerConfig {
         }
         if self.sasl_bootstrap_user.as_deref() == Some("") {
             bail!("sasl_bootstrap_user must not be empty");
+        }
+        for u in &self.super_users {
+            if !u
+                .split_once(':')
+                .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty())
+            {
+                bail!("super_users: {u:?} is not a principal such as \"User:admin\"");
+            }
         }
         if self.connections_max_reauth_ms < 0 {
             bail!("connections_max_reauth_ms must not be negative");
@@ -368,6 +388,8 @@ connections_max_reauth_ms = 60000
         assert!(both.finish().is_err());
         let tls: BrokerConfig = toml::from_str("listeners = [\"SSL://127.0.0.1:2\"]").unwrap();
         assert!(tls.finish().is_err());
+        let bad: BrokerConfig = toml::from_str("super_users = [\"admin\"]").unwrap();
+        assert!(bad.finish().is_err());
         let half: BrokerConfig = toml::from_str("sasl_bootstrap_user = \"a\"").unwrap();
         assert!(half.finish().is_err());
     }

@@ -1,5 +1,6 @@
 //! `shardline`: a Kafka-wire-compatible broker, thread-per-core.
 
+mod acl;
 mod alloc_guard;
 mod background;
 mod cli;
@@ -52,6 +53,8 @@ enum Command {
     Group(cli::GroupArgs),
     /// Create, delete and list SASL/SCRAM users (Alter/DescribeUserScramCredentials).
     User(cli::UserArgs),
+    /// Add, list and remove Kafka ACLs (Create/Describe/DeleteAcls).
+    Acl(cli::acl::AclArgs),
     /// Check (and with --apply, fix) host settings the broker cares about.
     Tune(tune_cmd::TuneArgs),
     /// Measure the data directory's disk and write iotune.toml for the broker.
@@ -169,6 +172,7 @@ fn main() {
         Command::Consume(args) => cli::consume(args),
         Command::Group(args) => cli::group(args),
         Command::User(args) => cli::user(args),
+        Command::Acl(args) => cli::acl(args),
         Command::Tune(args) => tune_cmd::tune(args),
         Command::Iotune(args) => tune_cmd::iotune(args),
     };

@@ -2,6 +2,7 @@
 //! a small blocking Kafka-protocol client that works against any
 //! Kafka-compatible broker.
 
+pub mod acl;
 mod client;
 mod consume;
 mod group;
@@ -318,6 +319,11 @@ pub enum UserCommand {
     },
     /// List users and their SCRAM mechanisms.
     List,
+}
+
+pub fn acl(args: acl::AclArgs) -> Result<()> {
+    default_sigpipe();
+    acl::run(args)
 }
 
 pub fn user(args: UserArgs) -> Result<()> {

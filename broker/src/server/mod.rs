@@ -26,7 +26,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     )?);
     let security = Arc::new(
         crate::security::sasl::Security::open(&config, &config.data_dir)
-            .context("opening the SCRAM credential store")?,
+            .context("opening the SCRAM credential store and the ACLs")?,
     );
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
