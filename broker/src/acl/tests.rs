@@ -408,3 +408,42 @@ fn failed_persist_changes_nothing() {
     assert!(store.snapshot().bindings.is_empty());
     assert_eq!(store.snapshot().generation, 0);
 }
+
+#[test]
+fn some_resource_of_a_type() {
+    // InitProducerId's "WRITE on any topic" (Kafka's authorizeByResourceType).
+    let any_write = |a: &Authorizer, who: &str| {
+        a.checker(who, ip())
+            .allows_any(Operation::Write, ResourceType::Topic)
+    };
+    let a = authz(
+        vec![acl(
+            ResourceType::Topic,
+            "tenantA.",
+            PatternType::Prefixed,
+            "User:u",
+            "*",
+            Operation::Write,
+            Permission::Allow,
+        )],
+        false,
+    );
+    assert!(any_write(&a, "User:u"));
+    assert!(!any_write(&a, "User:other"));
+    assert!(any_write(&a, "User:admin"));
+    // READ somewhere is not WRITE somewhere.
+    let a = authz(
+        vec![topic_acl("t", "User:u", Operation::Read, Permission::Allow)],
+        false,
+    );
+    assert!(!any_write(&a, "User:u"));
+    // A wildcard DENY closes every topic, whatever is allowed.
+    let a = authz(
+        vec![
+            topic_acl("t", "User:u", Operation::Write, Permission::Allow),
+            topic_acl("*", "User:u", Operation::All, Permission::Deny),
+        ],
+        false,
+    );
+    assert!(!any_write(&a, "User:u"));
+}
