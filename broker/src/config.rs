@@ -63,6 +63,15 @@ pub struct BrokerConfig {
     pub ssl_reload_check_ms: u64,
     /// A TLS client must finish its handshake within this time.
     pub ssl_handshake_timeout_ms: u64,
+    /// Enforce Kafka ACLs (CreateAcls/DescribeAcls/DeleteAcls, stored in
+    /// DATA_DIR/acls.json) on every request. Off: everything is allowed and
+    /// the ACL APIs answer SECURITY_DISABLED, as Kafka without an authorizer.
+    pub authorizer_enabled: bool,
+    /// Kafka's `super.users`: principals (`User:admin`) allowed everything.
+    pub super_users: Vec<String>,
+    /// Kafka's `allow.everyone.if.no.acl.found`: a resource no ACL applies
+    /// to is open to everybody (any ACL on it, for anybody, closes it).
+    pub allow_everyone_if_no_acl_found: bool,
     pub data_dir: PathBuf,
     /// Number of shards (executor threads); 0 means one per core.
     pub shards: usize,
@@ -153,6 +162,9 @@ impl Default for BrokerConfig {
             ssl_enabled_protocols: Vec::new(),
             ssl_reload_check_ms: 5_000,
             ssl_handshake_timeout_ms: 10_000,
+            authorizer_enabled: false,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             data_dir: PathBuf::from("./shardline-data"),
             shards: 0,
             node_id: 0,
@@ -259,6 +271,14 @@ impl BrokerConfig {
         }
         if self.sasl_bootstrap_user.as_deref() == Some("") {
             bail!("sasl_bootstrap_user must not be empty");
+        }
+        for u in &self.super_users {
+            if !u
+                .split_once(':')
+                .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty())
+            {
+                bail!("super_users: {u:?} is not a principal such as \"User:admin\"");
+            }
         }
         if self.connections_max_reauth_ms < 0 {
             bail!("connections_max_reauth_ms must not be negative");
@@ -456,6 +476,8 @@ connections_max_reauth_ms = 60000
         // TLS listeners need a certificate and key.
         let tls: BrokerConfig = toml::from_str("listeners = [\"SSL://127.0.0.1:2\"]").unwrap();
         assert!(tls.finish().is_err());
+        let bad: BrokerConfig = toml::from_str("super_users = [\"admin\"]").unwrap();
+        assert!(bad.finish().is_err());
         let half: BrokerConfig = toml::from_str("sasl_bootstrap_user = \"a\"").unwrap();
         assert!(half.finish().is_err());
     }

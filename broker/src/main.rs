@@ -1,5 +1,6 @@
 //! `shardline`: a Kafka-wire-compatible broker, thread-per-core.
 
+mod acl;
 mod alloc_guard;
 mod background;
 mod cli;
@@ -58,6 +59,8 @@ enum Command {
     Tenant(cli::tenant::TenantArgs),
     /// Set, remove and list client quotas (Alter/DescribeClientQuotas).
     Quota(cli::QuotaArgs),
+    /// Add, list and remove Kafka ACLs (Create/Describe/DeleteAcls).
+    Acl(cli::acl::AclArgs),
     /// Check (and with --apply, fix) host settings the broker cares about.
     Tune(tune_cmd::TuneArgs),
     /// Measure the data directory's disk and write iotune.toml for the broker.
@@ -216,6 +219,7 @@ fn main() {
         Command::User(args) => cli::user(args),
         Command::Tenant(args) => cli::tenant(args),
         Command::Quota(args) => cli::quota(args),
+        Command::Acl(args) => cli::acl(args),
         Command::Tune(args) => tune_cmd::tune(args),
         Command::Iotune(args) => tune_cmd::iotune(args),
     };

@@ -2,6 +2,7 @@
 //! a small blocking Kafka-protocol client that works against any
 //! Kafka-compatible broker.
 
+pub mod acl;
 mod client;
 mod consume;
 mod group;
@@ -345,6 +346,11 @@ pub fn tenant(args: tenant::TenantArgs) -> Result<()> {
     default_sigpipe();
     args.conn.apply_sasl()?;
     tenant::run(args)
+}
+
+pub fn acl(args: acl::AclArgs) -> Result<()> {
+    default_sigpipe();
+    acl::run(args)
 }
 
 pub fn user(args: UserArgs) -> Result<()> {

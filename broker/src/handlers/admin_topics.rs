@@ -1,6 +1,8 @@
 //! CreateTopics, DeleteTopics, CreatePartitions: forwarded to the
 //! controller shard, one topic at a time, errors per topic.
 
+use crate::acl::model::CLUSTER_NAME;
+use crate::acl::{Operation, ResourceType};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
@@ -45,12 +47,22 @@ pub async fn create_topics(
         .map(|t| t.name.0.to_string())
         .filter(|n| !seen.insert(n.clone()))
         .collect();
+    // Kafka: CREATE on the cluster, or CREATE on each topic.
+    let acl = ctx.checker(state);
+    let may_create_any = acl.allows(Operation::Create, ResourceType::Cluster, CLUSTER_NAME);
     for t in req.topics {
         let name = t.name.0.to_string();
         let mut result = CreatableTopicResult::default()
             .with_name(t.name.clone())
             .with_num_partitions(-1)
             .with_replication_factor(-1);
+        if !may_create_any && !acl.allows(Operation::Create, ResourceType::Topic, &name) {
+            result = result
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                .with_error_message(msg(format!("not allowed to CREATE topic '{name}'")));
+            resp.topics.push(result);
+            continue;
+        }
         if duplicates.contains(&name) {
             result = result
                 .with_error_code(ResponseError::InvalidRequest.code())
@@ -175,6 +187,13 @@ pub async fn delete_topics(
             resp.responses.push(result);
             continue;
         };
+        if !ctx.allowed(state, Operation::Delete, ResourceType::Topic, &topic) {
+            result = result
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                .with_error_message(msg(format!("not allowed to DELETE topic '{topic}'")));
+            resp.responses.push(result);
+            continue;
+        }
         let outcome = state
             .on_shard(CONTROLLER_SHARD, move |s| async move {
                 controller::delete_topic(s, topic).await
@@ -196,12 +215,21 @@ pub async fn delete_topics(
 
 pub async fn create_partitions(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut resp = CreatePartitionsResponse::default();
     for t in req.topics {
         let name = t.name.0.to_string();
+        if !ctx.allowed(state, Operation::Alter, ResourceType::Topic, &name) {
+            resp.results.push(
+                CreatePartitionsTopicResult::default()
+                    .with_name(t.name)
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(msg(format!("not allowed to ALTER topic '{name}'"))),
+            );
+            continue;
+        }
         let count = t.count;
         let validate_only = req.validate_only;
         let bad_assignment = t.assignments.as_ref().is_some_and(|a| {

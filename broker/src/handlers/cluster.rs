@@ -44,13 +44,39 @@ pub fn describe_cluster(
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let snap = state.metadata.snapshot();
-    build_describe_cluster(
+    let mut resp = build_describe_cluster(
         ctx.version,
         &req,
         &state.config,
         ctx.listener.advertised(),
         &snap.cluster_id,
-    )
+    );
+    // Kafka answers DescribeCluster to anybody, but only reports the
+    // operations the principal may perform (and none without DESCRIBE).
+    if req.include_cluster_authorized_operations && state.security.authorizer.enabled() {
+        resp.cluster_authorized_operations = authorized_cluster_operations(state, ctx);
+    }
+    resp
+}
+
+/// The bits of `CLUSTER_OPERATIONS` the principal holds.
+fn authorized_cluster_operations(state: &ShardState, ctx: &RequestContext) -> i32 {
+    use crate::acl::Operation::*;
+    if !ctx.cluster_allowed(state, Describe) {
+        return 0;
+    }
+    [
+        Create,
+        Alter,
+        Describe,
+        ClusterAction,
+        DescribeConfigs,
+        AlterConfigs,
+        IdempotentWrite,
+    ]
+    .into_iter()
+    .filter(|op| ctx.cluster_allowed(state, *op))
+    .fold(0, |bits, op| bits | (1 << op.code()))
 }
 
 pub fn build_describe_cluster(
@@ -122,6 +148,11 @@ pub async fn describe_log_dirs(
     ctx: &RequestContext,
     req: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    if !ctx.cluster_allowed(state, crate::acl::Operation::Describe) {
+        // Kafka: the top-level error (v3+), and no directories.
+        return DescribeLogDirsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let filter: Option<BTreeSet<(String, i32)>> = req.topics.map(|ts| {
         ts.iter()
             .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), *p)))
@@ -253,10 +284,23 @@ pub async fn offset_for_leader_epoch(
     let snap = state.metadata.snapshot();
     let mut early = Vec::new();
     let mut items = Vec::new();
+    let acl = ctx.checker(state);
     for t in &req.topics {
         let topic = t.topic.0.to_string();
         let meta = snap.topic(&topic);
+        let authorized = acl.allows(
+            crate::acl::Operation::Describe,
+            crate::acl::ResourceType::Topic,
+            &topic,
+        );
         for p in &t.partitions {
+            if !authorized {
+                early.push(Some(EpochLookup {
+                    error: ResponseError::TopicAuthorizationFailed.code(),
+                    ..Default::default()
+                }));
+                continue;
+            }
             let pm = meta.and_then(|m| {
                 usize::try_from(p.partition)
                     .ok()
@@ -292,6 +336,7 @@ pub async fn offset_for_leader_epoch(
         },
     )
     .await;
+    drop(acl);
     let mut found = found.into_iter();
     let mut lookups = early
         .into_iter()

@@ -6,6 +6,8 @@
 //! Broker configs are static (the config file and flags): they can be
 //! described under Kafka's names but not altered.
 
+use crate::acl::model::CLUSTER_NAME;
+use crate::acl::{Operation, ResourceType};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
@@ -276,7 +278,54 @@ pub fn describe_configs(
     ctx: &RequestContext,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
-    build_describe_configs(ctx.version, &req, &state.metadata.snapshot(), &state.config)
+    let mut resp =
+        build_describe_configs(ctx.version, &req, &state.metadata.snapshot(), &state.config);
+    for r in &mut resp.results {
+        let name = r.resource_name.to_string();
+        if let Err(e) = config_access(
+            state,
+            ctx,
+            r.resource_type,
+            &name,
+            Operation::DescribeConfigs,
+        ) {
+            r.configs.clear();
+            r.error_code = e.code;
+            r.error_message = Some(s(e.message));
+        }
+    }
+    resp
+}
+
+/// Kafka: DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic, or on the cluster
+/// for broker resources.
+fn config_access(
+    state: &ShardState,
+    ctx: &RequestContext,
+    resource_type: i8,
+    name: &str,
+    op: Operation,
+) -> Result<(), AdminError> {
+    let (kind, name, error) = match resource_type {
+        RESOURCE_TOPIC => (
+            ResourceType::Topic,
+            name,
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        _ => (
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+    };
+    if ctx.allowed(state, op, kind, name) {
+        Ok(())
+    } else {
+        Err(AdminError::new(
+            error,
+            format!("not allowed to {}", op.name()),
+        ))
+    }
 }
 
 pub fn build_describe_configs(
@@ -479,12 +528,20 @@ fn split_list(v: &str) -> Vec<String> {
 
 pub async fn alter_configs(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let mut responses = Vec::new();
     for r in req.resources {
+        let access = config_access(
+            state,
+            ctx,
+            r.resource_type,
+            &r.resource_name,
+            Operation::AlterConfigs,
+        );
         let outcome = match r.resource_type {
+            _ if access.is_err() => access,
             RESOURCE_TOPIC => {
                 let dup = check_duplicates(r.configs.iter().map(|c| c.name.as_str()));
                 let nulls: Vec<&str> = r
@@ -532,12 +589,20 @@ pub async fn alter_configs(
 
 pub async fn incremental_alter_configs(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::new();
     for r in req.resources {
+        let access = config_access(
+            state,
+            ctx,
+            r.resource_type,
+            &r.resource_name,
+            Operation::AlterConfigs,
+        );
         let outcome = match r.resource_type {
+            _ if access.is_err() => access,
             RESOURCE_TOPIC => match check_duplicates(r.configs.iter().map(|c| c.name.as_str())) {
                 Err(e) => Err(e),
                 Ok(()) => {

@@ -17,6 +17,7 @@ use kafka_protocol::ResponseError;
 
 use super::groups::{owner, sb};
 use super::RequestContext;
+use crate::acl::{Operation, ResourceType};
 use crate::groups::consumer_protocol::{self as cp, HeartbeatParams, HeartbeatResult};
 use crate::shard_state::ShardState;
 
@@ -34,6 +35,28 @@ pub async fn heartbeat(
             .with_member_id(Some(sb(member_id.clone())))
             .with_member_epoch(-1)
     };
+    // Kafka: READ on the group, DESCRIBE on every subscribed topic.
+    let acl = ctx.checker(state);
+    if !acl.allows(Operation::Read, ResourceType::Group, &group_id) {
+        return fail(
+            ResponseError::GroupAuthorizationFailed.code(),
+            "not allowed to READ the group",
+        );
+    }
+    let hidden: Vec<&str> = req
+        .subscribed_topic_names
+        .iter()
+        .flatten()
+        .map(|t| t.0.as_str())
+        .filter(|t| !acl.allows(Operation::Describe, ResourceType::Topic, t))
+        .collect();
+    if !hidden.is_empty() {
+        return fail(
+            ResponseError::TopicAuthorizationFailed.code(),
+            &format!("not allowed to DESCRIBE subscribed topics {hidden:?}"),
+        );
+    }
+    drop(acl);
     if group_id.is_empty() {
         return fail(ResponseError::InvalidGroupId.code(), "empty group id");
     }
@@ -107,9 +130,14 @@ pub async fn heartbeat(
 
 pub async fn describe(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
+    let allowed: Vec<bool> = req
+        .group_ids
+        .iter()
+        .map(|g| ctx.allowed(state, Operation::Describe, ResourceType::Group, g))
+        .collect();
     let calls = req.group_ids.iter().map(|g| {
         let id = g.0.to_string();
         state.on_shard(owner(state, &id), move |s| async move {
@@ -138,10 +166,14 @@ pub async fn describe(
         .group_ids
         .iter()
         .zip(results)
-        .map(|(id, r)| {
+        .zip(allowed)
+        .map(|((id, r), allowed)| {
             let base = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
+            if !allowed {
+                return base.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             match r {
                 Ok((Some(g), _)) => base
                     .with_group_state(sb(g.state_name()))

@@ -66,15 +66,27 @@ async fn delete_on_owner(
 
 pub async fn handle(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let snap = state.metadata.snapshot();
     let mut early = Vec::new();
     let mut items = Vec::new();
+    let acl = ctx.checker(state);
     for t in &req.topics {
         let topic = t.name.0.to_string();
+        let authorized = acl.allows(
+            crate::acl::Operation::Delete,
+            crate::acl::ResourceType::Topic,
+            &topic,
+        );
         for p in &t.partitions {
+            if !authorized {
+                early.push(Some(Deleted::error(
+                    ResponseError::TopicAuthorizationFailed,
+                )));
+                continue;
+            }
             match owner(&snap, &topic, p.partition_index) {
                 Some(shard) => {
                     items.push((shard, (topic.clone(), p.partition_index, p.offset)));
@@ -84,6 +96,7 @@ pub async fn handle(
             }
         }
     }
+    drop(acl);
     let done = scatter(
         state,
         items,

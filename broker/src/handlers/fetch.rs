@@ -17,6 +17,8 @@ use shard::record;
 use super::errors::log_error_code;
 use super::fetch_encode::{self, PartitionOut, TopicOut};
 use super::RequestContext;
+use crate::acl::model::CLUSTER_NAME;
+use crate::acl::{Operation, ResourceType};
 use crate::routing::{owner, scatter};
 use crate::shard_state::ShardState;
 
@@ -54,6 +56,16 @@ pub async fn handle(
     correlation_id: i32,
 ) -> Vec<Bytes> {
     let snap = state.metadata.snapshot();
+    // A follower's fetch needs CLUSTER_ACTION; a consumer's, READ on each
+    // topic (checked before existence, so names do not leak), as in Kafka.
+    let follower = req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0;
+    let acl = ctx.checker(state);
+    let follower_allowed = follower
+        && acl.allows(
+            Operation::ClusterAction,
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+        );
     let mut wanted = Vec::new();
     for t in &req.topics {
         let (name, id, topic_error) = if ctx.version >= 13 {
@@ -69,6 +81,14 @@ pub async fn handle(
             let name = t.topic.0.to_string();
             let id = snap.topic(&name).map(|m| m.id).unwrap_or_default();
             (name, id, None)
+        };
+        let topic_error = match topic_error {
+            Some(e) => Some(e),
+            None if follower && !follower_allowed => Some(ResponseError::TopicAuthorizationFailed),
+            None if !follower && !acl.allows(Operation::Read, ResourceType::Topic, &name) => {
+                Some(ResponseError::TopicAuthorizationFailed)
+            }
+            None => None,
         };
         for p in &t.partitions {
             let shard = if topic_error.is_none() {

@@ -17,6 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::acl::{Operation, ResourceType};
 use crate::groups::{owner_shard, GroupSummary, JoinParams, JoinResult, SyncResult};
 use crate::shard_state::ShardState;
 
@@ -29,6 +30,11 @@ pub fn owner(state: &ShardState, group_id: &str) -> usize {
     owner_shard(group_id, state.shards())
 }
 
+/// May the principal do `op` on the group?
+pub fn group_allowed(state: &ShardState, ctx: &RequestContext, op: Operation, group: &str) -> bool {
+    ctx.allowed(state, op, ResourceType::Group, group)
+}
+
 pub fn find_coordinator(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
@@ -37,8 +43,25 @@ pub fn find_coordinator(
     let (host, port) = ctx.listener.advertised();
     let node = state.config.node_id;
     // Groups (key type 0) are coordinated here; transactions are not yet.
-    let answer = |key_type: i8| -> (i16, Option<&'static str>) {
+    // DESCRIBE on the group or transactional id named by the key.
+    let answer = |key_type: i8, key: &str| -> (i16, Option<&'static str>) {
         match key_type {
+            0 if !group_allowed(state, ctx, Operation::Describe, key) => (
+                ResponseError::GroupAuthorizationFailed.code(),
+                Some("not allowed to DESCRIBE the group"),
+            ),
+            1 if !ctx.allowed(
+                state,
+                Operation::Describe,
+                ResourceType::TransactionalId,
+                key,
+            ) =>
+            {
+                (
+                    ResponseError::TransactionalIdAuthorizationFailed.code(),
+                    Some("not allowed to DESCRIBE the transactional id"),
+                )
+            }
             0 => (0, None),
             1 => (
                 ResponseError::CoordinatorNotAvailable.code(),
@@ -56,7 +79,7 @@ pub fn find_coordinator(
             .coordinator_keys
             .iter()
             .map(|key| {
-                let (error, msg) = answer(req.key_type);
+                let (error, msg) = answer(req.key_type, key);
                 let ok = error == 0;
                 Coordinator::default()
                     .with_key(key.clone())
@@ -69,7 +92,7 @@ pub fn find_coordinator(
             .collect();
         return resp;
     }
-    let (error, msg) = answer(req.key_type);
+    let (error, msg) = answer(req.key_type, &req.key);
     resp.error_code = error;
     if error == 0 {
         resp.node_id = BrokerId(node);
@@ -112,7 +135,9 @@ pub async fn join_group(
             .collect(),
         require_known_member_id: v >= 4,
     };
-    let result = if group_id.is_empty() {
+    let result = if !group_allowed(state, ctx, Operation::Read, &group_id) {
+        JoinResult::error(ResponseError::GroupAuthorizationFailed, &params.member_id)
+    } else if group_id.is_empty() {
         JoinResult::error(ResponseError::InvalidGroupId, &params.member_id)
     } else if params.session_timeout_ms < state.config.group_min_session_timeout_ms
         || params.session_timeout_ms > state.config.group_max_session_timeout_ms
@@ -170,6 +195,10 @@ pub async fn sync_group(
     req: SyncGroupRequest,
 ) -> SyncGroupResponse {
     let group_id = req.group_id.0.to_string();
+    if !group_allowed(state, ctx, Operation::Read, &group_id) {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let member_id = req.member_id.to_string();
     let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
     let protocol_type = req.protocol_type.as_ref().map(|s| s.to_string());
@@ -208,10 +237,14 @@ pub async fn sync_group(
 
 pub async fn heartbeat(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: HeartbeatRequest,
 ) -> HeartbeatResponse {
     let group_id = req.group_id.0.to_string();
+    if !group_allowed(state, ctx, Operation::Read, &group_id) {
+        return HeartbeatResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let member_id = req.member_id.to_string();
     let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
     let generation = req.generation_id;
@@ -231,6 +264,10 @@ pub async fn leave_group(
     req: LeaveGroupRequest,
 ) -> LeaveGroupResponse {
     let group_id = req.group_id.0.to_string();
+    if !group_allowed(state, ctx, Operation::Read, &group_id) {
+        return LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
         req.members
             .iter()
@@ -304,10 +341,21 @@ pub async fn list_groups(
             out
         })
     });
+    // Kafka: DESCRIBE on the cluster lists every group; otherwise only the
+    // groups the principal may DESCRIBE are listed.
+    let acl = ctx.checker(state);
+    let all = acl.allows(
+        Operation::Describe,
+        ResourceType::Cluster,
+        crate::acl::model::CLUSTER_NAME,
+    );
     let mut groups: Vec<ListedGroup> = Vec::new();
     for (id, protocol_type, group_state, group_type) in
         join_all(calls).await.into_iter().flatten().flatten()
     {
+        if !all && !acl.allows(Operation::Describe, ResourceType::Group, &id) {
+            continue;
+        }
         if !states.is_empty() && !states.contains(&group_state.to_lowercase()) {
             continue;
         }
@@ -333,6 +381,11 @@ pub async fn describe_groups(
     ctx: &RequestContext,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    let allowed: Vec<bool> = req
+        .groups
+        .iter()
+        .map(|g| group_allowed(state, ctx, Operation::Describe, g))
+        .collect();
     let calls = req.groups.iter().map(|g| {
         let id = g.0.to_string();
         state.on_shard(
@@ -345,8 +398,14 @@ pub async fn describe_groups(
         .groups
         .iter()
         .zip(summaries)
-        .map(|(id, summary)| {
+        .zip(allowed)
+        .map(|((id, summary), allowed)| {
             let (error, summary) = match summary {
+                // Kafka answers the group id and the error only.
+                _ if !allowed => (
+                    ResponseError::GroupAuthorizationFailed.code(),
+                    GroupSummary::default(),
+                ),
                 Ok(s) => (0, s),
                 Err(_) => (
                     ResponseError::CoordinatorNotAvailable.code(),
@@ -384,14 +443,22 @@ pub async fn describe_groups(
 
 pub async fn delete_groups(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let calls = req.groups_names.iter().map(|g| {
         let id = g.0.to_string();
-        state.on_shard(owner(state, &id), move |s| async move {
-            s.groups.delete(&id).await
-        })
+        let allowed = group_allowed(state, ctx, Operation::Delete, &id);
+        async move {
+            if !allowed {
+                return Ok(ResponseError::GroupAuthorizationFailed.code());
+            }
+            state
+                .on_shard(owner(state, &id), move |s| async move {
+                    s.groups.delete(&id).await
+                })
+                .await
+        }
     });
     let results = join_all(calls).await;
     DeleteGroupsResponse::default().with_results(

@@ -11,6 +11,7 @@ use kafka_protocol::ResponseError;
 
 use super::errors::log_error_code;
 use super::RequestContext;
+use crate::acl::{Operation, ResourceType};
 use crate::routing::{owner, scatter};
 use crate::shard_state::ShardState;
 
@@ -78,20 +79,28 @@ pub async fn handle(
     req: ListOffsetsRequest,
 ) -> ListOffsetsResponse {
     let snap = state.metadata.snapshot();
+    let acl = ctx.checker(state);
     let mut items = Vec::new();
+    // Per partition: the error answered without a lookup, if any.
     let mut missing = Vec::new();
     for t in &req.topics {
+        let authorized = acl.allows(Operation::Describe, ResourceType::Topic, &t.name);
         for p in &t.partitions {
             let topic = t.name.0.to_string();
+            if !authorized {
+                missing.push(Some(ResponseError::TopicAuthorizationFailed));
+                continue;
+            }
             match owner(&snap, &topic, p.partition_index) {
                 Some(shard) => {
                     items.push((shard, (topic, p.partition_index, p.timestamp)));
-                    missing.push(false);
+                    missing.push(None);
                 }
-                None => missing.push(true),
+                None => missing.push(Some(ResponseError::UnknownTopicOrPartition)),
             }
         }
     }
+    drop(acl);
     let found = scatter(
         state,
         items,
@@ -104,9 +113,9 @@ pub async fn handle(
     for t in req.topics {
         let mut topic = ListOffsetsTopicResponse::default().with_name(t.name);
         for p in t.partitions {
-            let f = if missing.next().expect("one per partition") {
+            let f = if let Some(e) = missing.next().expect("one per partition") {
                 Found {
-                    error: ResponseError::UnknownTopicOrPartition.code(),
+                    error: e.code(),
                     offset: -1,
                     timestamp: -1,
                     leader_epoch: -1,

@@ -12,15 +12,19 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::acl::model::CLUSTER_NAME;
+use crate::acl::{Operation, ResourceType};
 use crate::controller::{self, NewTopic, CONTROLLER_SHARD};
 use crate::metadata::{validate_topic_name, ClusterState, TopicMeta};
 use crate::shard_state::ShardState;
 
 /// Create the topics in `names` that do not exist (when `auto_create`), and
 /// return a snapshot that has them. Invalid names are left for the caller
-/// to report.
+/// to report; so are topics the principal may not CREATE (on the cluster
+/// or the topic, as Kafka's auto-creation requires).
 pub async fn ensure_topics(
     state: &Rc<ShardState>,
+    ctx: &RequestContext,
     names: &[String],
     auto_create: bool,
 ) -> Arc<ClusterState> {
@@ -28,9 +32,12 @@ pub async fn ensure_topics(
     if !auto_create {
         return snap;
     }
+    let acl = ctx.checker(state);
+    let may_create_any = acl.allows(Operation::Create, ResourceType::Cluster, CLUSTER_NAME);
     let missing: Vec<String> = names
         .iter()
         .filter(|n| snap.topic(n).is_none() && validate_topic_name(n).is_ok())
+        .filter(|n| may_create_any || acl.allows(Operation::Create, ResourceType::Topic, n))
         .cloned()
         .collect();
     if missing.is_empty() {
@@ -102,10 +109,19 @@ pub async fn handle(
     // Before v4 there is no flag and auto-creation follows the broker setting.
     let allow_auto = ctx.version < 4 || req.allow_auto_topic_creation;
     let auto_create = allow_auto && state.config.auto_create_topics_enable;
+    // Topics the principal may not DESCRIBE are left out of an all-topics
+    // listing, and answered TOPIC_AUTHORIZATION_FAILED when named (before
+    // auto-creation, so no topic is created for someone who cannot see it).
+    let acl = ctx.checker(state);
+    let may_describe = |name: &str| acl.allows(Operation::Describe, ResourceType::Topic, name);
     let snap = match &wanted {
         Some(list) => {
-            let names: Vec<String> = list.iter().filter_map(|(n, _)| n.clone()).collect();
-            ensure_topics(state, &names, auto_create).await
+            let names: Vec<String> = list
+                .iter()
+                .filter_map(|(n, _)| n.clone())
+                .filter(|n| may_describe(n))
+                .collect();
+            ensure_topics(state, ctx, &names, auto_create).await
         }
         None => state.metadata.snapshot(),
     };
@@ -113,6 +129,7 @@ pub async fn handle(
         None => snap
             .topics
             .values()
+            .filter(|t| may_describe(&t.name))
             .map(|t| topic_entry(state, t))
             .collect(),
         Some(list) => list
@@ -122,6 +139,17 @@ pub async fn handle(
                     Some(n) => snap.topic(n),
                     None => snap.topic_by_id(&id),
                 };
+                let denied = match (&name, found) {
+                    (Some(n), _) => !may_describe(n),
+                    (None, Some(t)) => !may_describe(&t.name),
+                    (None, None) => false,
+                };
+                if denied {
+                    return MetadataResponseTopic::default()
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+                        .with_topic_id(id);
+                }
                 match found {
                     Some(t) => topic_entry(state, t),
                     None => {

@@ -5,6 +5,7 @@
 //! handler, and encodes the response with the header version the API needs.
 //! A request we cannot parse closes the connection, as Kafka does.
 
+pub mod acls;
 pub mod admin_topics;
 pub mod api_versions;
 pub mod client_quotas;
@@ -89,6 +90,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    (ApiKey::DescribeAcls, 0, 3),
+    (ApiKey::CreateAcls, 0, 3),
+    (ApiKey::DeleteAcls, 0, 3),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -123,6 +127,42 @@ pub struct ConnInfo {
 }
 
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// Authorization of the request's principal and host. Every check passes
+/// at the cost of one branch when `authorizer_enabled` is false.
+impl RequestContext {
+    /// May the principal do `op` on the named resource?
+    pub fn allowed(
+        &self,
+        state: &ShardState,
+        op: crate::acl::Operation,
+        kind: crate::acl::ResourceType,
+        name: &str,
+    ) -> bool {
+        state
+            .security
+            .authorizer
+            .authorize(&self.principal, self.peer.ip(), op, kind, name)
+    }
+
+    /// May the principal do `op` on the cluster?
+    pub fn cluster_allowed(&self, state: &ShardState, op: crate::acl::Operation) -> bool {
+        self.allowed(
+            state,
+            op,
+            crate::acl::ResourceType::Cluster,
+            crate::acl::model::CLUSTER_NAME,
+        )
+    }
+
+    /// One ACL snapshot for checking many resources (topics of a request).
+    pub fn checker<'a>(&'a self, state: &'a ShardState) -> crate::acl::Checker<'a> {
+        state
+            .security
+            .authorizer
+            .checker(&self.principal, self.peer.ip())
+    }
+}
 
 /// A request decoded and ready for its handler.
 pub struct Decoded {
@@ -419,6 +459,11 @@ async fn dispatch(
         RequestKind::AlterClientQuotas(r) => {
             ResponseKind::AlterClientQuotas(client_quotas::alter(state, ctx, r))
         }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(state, ctx, r)),
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::describe_acls(state, ctx, r))
+        }
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(state, ctx, r)),
         other => {
             return Err(format!(
                 "{:?} is not handled",

@@ -19,6 +19,8 @@ use kafka_protocol::ResponseError;
 
 use super::groups::{owner, sb};
 use super::RequestContext;
+use crate::acl::{Operation, ResourceType};
+use crate::groups::group::CommittedOffset;
 use crate::groups::offsets::{CommitEntry, FetchedOffsets};
 use crate::shard_state::ShardState;
 
@@ -35,8 +37,12 @@ pub async fn offset_commit(
     // Per-partition errors first; the rest go to the coordinator together.
     let mut errors: Vec<Vec<i16>> = Vec::new();
     let mut entries = Vec::new();
+    // Kafka: READ on the group, then READ on each topic.
+    let acl = ctx.checker(state);
+    let group_allowed = acl.allows(Operation::Read, ResourceType::Group, &group_id);
     for t in &req.topics {
         let topic = snap.topic(t.name.0.as_str());
+        let topic_allowed = acl.allows(Operation::Read, ResourceType::Topic, &t.name);
         errors.push(
             t.partitions
                 .iter()
@@ -45,7 +51,11 @@ pub async fn offset_commit(
                         p.partition_index >= 0 && (p.partition_index as usize) < tm.partitions.len()
                     });
                     let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
-                    if group_id.is_empty() {
+                    if !group_allowed {
+                        ResponseError::GroupAuthorizationFailed.code()
+                    } else if !topic_allowed {
+                        ResponseError::TopicAuthorizationFailed.code()
+                    } else if group_id.is_empty() {
                         ResponseError::InvalidGroupId.code()
                     } else if !exists {
                         ResponseError::UnknownTopicOrPartition.code()
@@ -72,6 +82,7 @@ pub async fn offset_commit(
                 .collect(),
         );
     }
+    drop(acl);
     let common = if entries.is_empty() {
         0
     } else {
@@ -121,21 +132,45 @@ pub async fn offset_commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// Fetch one group's offsets on its owner shard.
+/// One topic's fetched offsets, and the error of all its partitions.
+type FetchedTopic = (String, Vec<(i32, Option<CommittedOffset>)>, i16);
+
+/// Fetch one group's offsets on its owner shard. Kafka: DESCRIBE on the
+/// group; topics the principal may not DESCRIBE are left out of an
+/// all-topics answer and answered TOPIC_AUTHORIZATION_FAILED when named.
 async fn fetch_group(
     state: &Rc<ShardState>,
+    ctx: &RequestContext,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<FetchedOffsets, i16> {
+) -> Result<Vec<FetchedTopic>, i16> {
+    if !ctx.allowed(state, Operation::Describe, ResourceType::Group, &group_id) {
+        return Err(ResponseError::GroupAuthorizationFailed.code());
+    }
     if group_id.is_empty() {
         return Err(ResponseError::InvalidGroupId.code());
     }
-    state
+    let named = topics.is_some();
+    let found: FetchedOffsets = state
         .on_shard(owner(state, &group_id), move |s| async move {
             s.groups.fetch_offsets(&group_id, topics)
         })
         .await
-        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())
+        .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
+    let acl = ctx.checker(state);
+    Ok(found
+        .into_iter()
+        .filter_map(|(t, parts)| {
+            if acl.allows(Operation::Describe, ResourceType::Topic, &t) {
+                Some((t, parts, 0))
+            } else if named {
+                let parts = parts.into_iter().map(|(p, _)| (p, None)).collect();
+                Some((t, parts, ResponseError::TopicAuthorizationFailed.code()))
+            } else {
+                None
+            }
+        })
+        .collect())
 }
 
 /// (partition, offset, leader epoch, metadata) with Kafka's "none" values.
@@ -163,11 +198,11 @@ pub async fn offset_fetch(
                 .collect()
         });
         let mut resp = OffsetFetchResponse::default();
-        match fetch_group(state, req.group_id.0.to_string(), topics).await {
+        match fetch_group(state, ctx, req.group_id.0.to_string(), topics).await {
             Ok(found) => {
                 resp.topics = found
                     .into_iter()
-                    .map(|(t, parts)| {
+                    .map(|(t, parts, error)| {
                         OffsetFetchResponseTopic::default()
                             .with_name(TopicName(sb(t)))
                             .with_partitions(
@@ -177,6 +212,7 @@ pub async fn offset_fetch(
                                         let (offset, epoch, md) = fields(c.as_ref(), v);
                                         OffsetFetchResponsePartition::default()
                                             .with_partition_index(p)
+                                            .with_error_code(error)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(sb(md)))
@@ -220,7 +256,7 @@ pub async fn offset_fetch(
                 .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                 .collect()
         });
-        fetch_group(state, g.group_id.0.to_string(), topics)
+        fetch_group(state, ctx, g.group_id.0.to_string(), topics)
     });
     let results = join_all(calls).await;
     let groups = req
@@ -234,7 +270,7 @@ pub async fn offset_fetch(
                 Ok(found) => group.with_topics(
                     found
                         .into_iter()
-                        .map(|(t, parts)| {
+                        .map(|(t, parts, error)| {
                             OffsetFetchResponseTopics::default()
                                 .with_name(TopicName(sb(t)))
                                 .with_partitions(
@@ -244,6 +280,7 @@ pub async fn offset_fetch(
                                             let (offset, epoch, md) = fields(c.as_ref(), v);
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
+                                                .with_error_code(error)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
                                                 .with_metadata(Some(sb(md)))
@@ -261,14 +298,28 @@ pub async fn offset_fetch(
 
 pub async fn offset_delete(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
     let group_id = req.group_id.0.to_string();
+    // Kafka: DELETE on the group, READ on each topic.
+    if !ctx.allowed(state, Operation::Delete, ResourceType::Group, &group_id) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
+    let acl = ctx.checker(state);
+    let denied: Vec<bool> = req
+        .topics
+        .iter()
+        .map(|t| !acl.allows(Operation::Read, ResourceType::Topic, &t.name))
+        .collect();
+    drop(acl);
     let parts: Vec<(String, i32)> = req
         .topics
         .iter()
-        .flat_map(|t| {
+        .zip(&denied)
+        .filter(|(_, denied)| !**denied)
+        .flat_map(|(t, _)| {
             t.partitions
                 .iter()
                 .map(|p| (t.name.0.to_string(), p.partition_index))
@@ -288,16 +339,22 @@ pub async fn offset_delete(
     let topics = req
         .topics
         .iter()
-        .map(|t| {
+        .zip(denied)
+        .map(|(t, denied)| {
             OffsetDeleteResponseTopic::default()
                 .with_name(t.name.clone())
                 .with_partitions(
                     t.partitions
                         .iter()
                         .map(|p| {
+                            let error = if denied {
+                                ResponseError::TopicAuthorizationFailed.code()
+                            } else {
+                                errors.next().unwrap_or(0)
+                            };
                             OffsetDeleteResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(errors.next().unwrap_or(0))
+                                .with_error_code(error)
                         })
                         .collect(),
                 )

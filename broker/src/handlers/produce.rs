@@ -1,6 +1,7 @@
 //! Produce: validate, convert legacy message sets, append on the owner
 //! shards, answer when the flush mode's promise holds.
 
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use shard::record;
 use super::errors::log_error_code;
 use super::metadata::ensure_topics;
 use super::RequestContext;
+use crate::acl::{Operation, ResourceType};
 use crate::routing::{owner, scatter};
 use crate::shard_state::ShardState;
 
@@ -77,12 +79,27 @@ pub async fn handle(
     } else {
         AckLevel::Durable
     };
+    // WRITE on each topic (unauthorized ones are neither created nor
+    // written), and WRITE on the transactional id if there is one.
+    let acl = ctx.checker(state);
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !acl.allows(Operation::Write, ResourceType::TransactionalId, id));
+    let denied: HashSet<&str> = req
+        .topic_data
+        .iter()
+        .map(|t| t.name.0.as_str())
+        .filter(|n| !acl.allows(Operation::Write, ResourceType::Topic, n))
+        .collect();
+    drop(acl);
     let names: Vec<String> = req
         .topic_data
         .iter()
         .map(|t| t.name.0.to_string())
+        .filter(|n| !txn_denied && !denied.contains(n.as_str()))
         .collect();
-    let snap = ensure_topics(state, &names, state.config.auto_create_topics_enable).await;
+    let snap = ensure_topics(state, ctx, &names, state.config.auto_create_topics_enable).await;
 
     // Work items in request order; invalid ones answered without a shard trip.
     let mut early: Vec<Option<PartitionResult>> = Vec::new();
@@ -90,7 +107,17 @@ pub async fn handle(
     for t in &req.topic_data {
         let topic = t.name.0.to_string();
         for p in &t.partition_data {
-            let outcome = if !(-1..=1).contains(&acks) {
+            let outcome = if txn_denied {
+                Err(PartitionResult::error(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "not allowed to WRITE the transactional id",
+                ))
+            } else if denied.contains(topic.as_str()) {
+                Err(PartitionResult::error(
+                    ResponseError::TopicAuthorizationFailed,
+                    format!("not allowed to WRITE topic {topic}"),
+                ))
+            } else if !(-1..=1).contains(&acks) {
                 Err(PartitionResult::error(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks={acks} is not -1, 0 or 1"),

@@ -8,12 +8,14 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::acl::model::CLUSTER_NAME;
+use crate::acl::{Operation, ResourceType};
 use crate::controller::{allocate_producer_id, CONTROLLER_SHARD};
 use crate::shard_state::ShardState;
 
 pub async fn handle(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let fail = |e: ResponseError| {
@@ -22,6 +24,25 @@ pub async fn handle(
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
+    // Kafka: a transactional producer needs WRITE on its transactional id;
+    // an idempotent one IDEMPOTENT_WRITE on the cluster or (KIP-679) WRITE
+    // on some topic.
+    let acl = ctx.checker(state);
+    match &req.transactional_id {
+        Some(id) if !acl.allows(Operation::Write, ResourceType::TransactionalId, id) => {
+            return fail(ResponseError::TransactionalIdAuthorizationFailed);
+        }
+        None if !acl.allows(
+            Operation::IdempotentWrite,
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+        ) && !acl.allows_any(Operation::Write, ResourceType::Topic) =>
+        {
+            return fail(ResponseError::ClusterAuthorizationFailed);
+        }
+        _ => {}
+    }
+    drop(acl);
     if req.transactional_id.is_some() {
         tracing::warn!(
             "InitProducerId with a transactional id: transactions are not supported yet"

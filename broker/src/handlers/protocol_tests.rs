@@ -28,8 +28,8 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::messages::{
-    AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest, SaslAuthenticateRequest,
-    SaslHandshakeRequest,
+    AlterUserScramCredentialsRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
+    DescribeUserScramCredentialsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -313,6 +313,33 @@ fn sample_request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                             .with_value(1024.0)])]),
             )
         }
+        ApiKey::CreateAcls => {
+            RequestKind::CreateAcls(CreateAclsRequest::default().with_creations(vec![
+                kafka_protocol::messages::create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("t"))
+                    .with_resource_pattern_type(3)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ]))
+        }
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::DeleteAcls => {
+            RequestKind::DeleteAcls(DeleteAclsRequest::default().with_filters(vec![
+                kafka_protocol::messages::delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(Some(s("t")))
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]))
+        }
         other => groups::sample_request(other, v)
             .or_else(|| consumer_groups::sample_request(other, v))
             .unwrap_or_else(|| {
@@ -430,6 +457,9 @@ fn errors_of(resp: &ResponseKind) -> Vec<i16> {
         }
         ResponseKind::DescribeClientQuotas(r) => vec![r.error_code],
         ResponseKind::AlterClientQuotas(r) => r.entries.iter().map(|e| e.error_code).collect(),
+        ResponseKind::CreateAcls(r) => r.results.iter().map(|a| a.error_code).collect(),
+        ResponseKind::DescribeAcls(r) => vec![r.error_code],
+        ResponseKind::DeleteAcls(r) => r.filter_results.iter().map(|f| f.error_code).collect(),
         other => groups::errors_of(other)
             .or_else(|| consumer_groups::errors_of(other))
             .unwrap_or_else(|| panic!("no error extraction for {other:?}")),
@@ -453,6 +483,10 @@ async fn new_state(dir: &std::path::Path) -> Rc<ShardState> {
         data_dir: dir.to_path_buf(),
         shards: 1,
         group_initial_rebalance_delay_ms: 0,
+        // The ACL APIs answer SECURITY_DISABLED without an authorizer; with
+        // one, the anonymous test client must be allowed everything.
+        authorizer_enabled: true,
+        super_users: vec![super::ANONYMOUS.to_string()],
         ..Default::default()
     });
     let metadata = Arc::new(MetadataStore::load_or_init(dir, 1).unwrap());

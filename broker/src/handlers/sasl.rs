@@ -21,6 +21,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::acl::Operation;
 use crate::security::sasl::Security;
 use crate::security::scram::{ScramCredential, ScramMechanism};
 use crate::shard_state::ShardState;
@@ -49,9 +50,15 @@ pub fn authenticate_error(error_code: i16, message: &str) -> SaslAuthenticateRes
 
 pub fn describe_user_scram_credentials(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    // Kafka: DESCRIBE on the cluster.
+    if !ctx.cluster_allowed(state, Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(sb("describing users needs DESCRIBE on the cluster")));
+    }
     let creds = &state.security.credentials;
     let infos = |list: Vec<crate::security::credentials::CredentialInfo>| {
         list.into_iter()
@@ -119,6 +126,8 @@ pub fn alter_user_scram_credentials(
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
     let creds = &state.security.credentials;
+    // Kafka: ALTER on the cluster, else every user's result is refused.
+    let allowed = ctx.cluster_allowed(state, Operation::Alter);
     let mut by_user: BTreeMap<String, UserChanges> = BTreeMap::new();
     for d in req.deletions {
         by_user
@@ -136,7 +145,14 @@ pub fn alter_user_scram_credentials(
     }
     let mut results = Vec::new();
     for (user, changes) in by_user {
-        let (code, message) = alter_one(creds, &user, changes);
+        let (code, message) = if allowed {
+            alter_one(creds, &user, changes)
+        } else {
+            (
+                ResponseError::ClusterAuthorizationFailed.code(),
+                Some("changing users needs ALTER on the cluster".to_string()),
+            )
+        };
         if code == 0 {
             tracing::info!(
                 "SCRAM credentials of {user:?} changed by {} from {}",

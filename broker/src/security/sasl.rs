@@ -22,11 +22,23 @@ pub struct Security {
     pub mechanisms: Vec<String>,
     /// KIP-368 session lifetime; zero: sessions never expire.
     pub reauth: Duration,
+    /// ACL authorization (off unless `authorizer_enabled`).
+    pub authorizer: crate::acl::Authorizer,
 }
 
 impl Security {
-    fn with_store(config: &BrokerConfig, credentials: Credentials) -> Self {
+    fn with_store(
+        config: &BrokerConfig,
+        credentials: Credentials,
+        acls: crate::acl::store::AclStore,
+    ) -> Self {
         Security {
+            authorizer: crate::acl::Authorizer::new(
+                config.authorizer_enabled,
+                &config.super_users,
+                config.allow_everyone_if_no_acl_found,
+                acls,
+            ),
             credentials,
             limiter: AuthFailureLimiter::new(
                 config.sasl_max_failures,
@@ -54,12 +66,26 @@ impl Security {
                 tracing::info!("bootstrap user {user:?}: created {added} SCRAM credential(s)");
             }
         }
-        Ok(Self::with_store(config, credentials))
+        // Loaded even with the authorizer off, so a corrupt file is found
+        // before someone turns it on.
+        let acls = crate::acl::store::AclStore::open(data_dir.join("acls.json"))?;
+        if config.authorizer_enabled {
+            tracing::info!(
+                "authorizer enabled: {} ACL(s), super users: {:?}",
+                acls.snapshot().bindings.len(),
+                config.super_users
+            );
+        }
+        Ok(Self::with_store(config, credentials, acls))
     }
 
     #[cfg(test)]
     pub fn in_memory(config: &BrokerConfig) -> Result<Self, super::credentials::CredentialsError> {
-        Ok(Self::with_store(config, Credentials::in_memory()?))
+        Ok(Self::with_store(
+            config,
+            Credentials::in_memory()?,
+            crate::acl::store::AclStore::in_memory(),
+        ))
     }
 
     pub fn enabled(&self, mechanism: &str) -> Option<Mechanism> {

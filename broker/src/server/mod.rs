@@ -57,7 +57,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     )?);
     let security = Arc::new(
         crate::security::sasl::Security::open(&config, &config.data_dir)
-            .context("opening the SCRAM credential store")?,
+            .context("opening the SCRAM credential store and the ACLs")?,
     );
     let tls = load_tls(&config)?;
     let quotas = Arc::new(crate::quotas::Quotas::new(
