@@ -471,3 +471,72 @@ def test_cli_over_sasl_ssl_and_mtls(tb, shardline_bin, alice, tmp_path):
     env["SHARDLINE_TLS_CA"] = str(other.cert_path)
     p = cli("topic", "list", port=tb.opt_port, check=False)
     assert p.returncode != 0 and "UnknownIssuer" in p.stderr, p.stderr
+
+
+class MtlsAclBroker(Broker):
+    """One SSL listener requiring client certificates, with the authorizer
+    on and a certificate subject as the super user."""
+
+    def __init__(self, binary, base, pki, cert, key):
+        self.tls_port = free_port()
+        self.config_path = base / "mtls.toml"
+        super().__init__(binary, base / "data", base / "broker.log", name="mtls-acl")
+        self.config_path.write_text(
+            f'listeners = ["SSL://{HOST}:{self.tls_port}"]\n'
+            f'ssl_certificate_location = "{cert}"\nssl_key_location = "{key}"\n'
+            f'ssl_truststore_location = "{pki.cert_path}"\nssl_client_auth = "required"\n'
+            "authorizer_enabled = true\n"
+            'super_users = ["User:CN=ops,O=Shardline Tests"]\n')
+
+    def command(self):
+        return [str(self.binary), "serve", "--config", str(self.config_path),
+                "--data-dir", str(self.data_dir)]
+
+    @property
+    def address(self):
+        return (HOST, self.tls_port)
+
+
+def test_mtls_principal_is_what_acls_see(shardline_bin, tmp_path):
+    """The certificate subject is the principal the authorizer checks: a
+    super user by subject, and a tenant given to another subject."""
+    ca = Ca(tmp_path / "pki")
+    cert, key = ca.issue("server", server=True, CN="localhost")
+    ops = ca.issue("ops", O="Shardline Tests", CN="ops")
+    alice = ca.issue("alice", O="Shardline Tests", OU="payments", CN="alice")
+    b = MtlsAclBroker(shardline_bin, tmp_path, ca, cert, key)
+    try:
+        b.start()
+        env = dict(os.environ, SHARDLINE_TLS_CA=str(ca.cert_path), SHARDLINE_TLS_CERT=str(ops[0]),
+                   SHARDLINE_TLS_KEY=str(ops[1]))
+        bootstrap = f"{HOST}:{b.tls_port}"
+
+        def cli(*args, check=True, **extra_env):
+            p = subprocess.run([str(shardline_bin), *args, "-b", bootstrap], capture_output=True, text=True,
+                               timeout=60, env={**env, **extra_env})
+            if check:
+                assert p.returncode == 0, p.stderr
+            return p
+
+        cli("tenant", "create", "pay", "--principal", f"User:{ALICE_DN}")
+        cli("topic", "create", "pay.orders")
+        cli("topic", "create", "hr.salaries")
+        conf = ssl_conf(Tb(ca), cert=alice)
+        results = produce(bootstrap, "pay.orders", [{"value": b"ok"}], conf=conf)
+        assert results[0]["error"] is None, results
+        results = produce(bootstrap, "hr.salaries", [{"value": b"no"}], conf=conf)
+        assert results[0]["error"] is not None and results[0]["error"].name() == "TOPIC_AUTHORIZATION_FAILED"
+        topics = set(admin_client(bootstrap, **conf).list_topics(timeout=10).topics)
+        assert "pay.orders" in topics and "hr.salaries" not in topics, topics
+        # alice's certificate is not the super user's: no ACL changes for her.
+        p = cli("acl", "list", check=False, SHARDLINE_TLS_CERT=str(alice[0]), SHARDLINE_TLS_KEY=str(alice[1]))
+        assert p.returncode != 0 and "CLUSTER_AUTHORIZATION_FAILED" in p.stderr, p.stderr
+    finally:
+        b.close()
+
+
+class Tb:
+    """What ssl_conf needs of a broker fixture: its PKI."""
+
+    def __init__(self, pki):
+        self.pki = pki

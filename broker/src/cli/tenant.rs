@@ -236,7 +236,12 @@ fn create(
 type Tenants = BTreeMap<String, BTreeMap<String, Vec<i8>>>;
 
 fn tenants(client: &mut Client) -> Result<Tenants> {
+    // kafka-protocol's defaults for the name, principal and host filters
+    // are Some(""), which match nothing: ask for everything explicitly.
     let req = DescribeAclsRequest::default()
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
         .with_resource_type_filter(RESOURCE_ANY)
         .with_pattern_type_filter(PATTERN_PREFIXED)
         .with_operation(OP_ALL)
@@ -278,6 +283,7 @@ fn delete(client: &mut Client, name: &str, prefix: &str) -> Result<()> {
                     .with_resource_name_filter(Some(sb(prefix)))
                     .with_pattern_type_filter(PATTERN_PREFIXED)
                     .with_principal_filter(Some(sb(p)))
+                    .with_host_filter(None)
                     .with_operation(OP_ANY)
                     .with_permission_type(PERMISSION_ANY),
             );

@@ -23,6 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::acl::Operation;
 use crate::quotas::entity::{Entity, QuotaKey};
 use crate::quotas::filter::Filter;
 use crate::quotas::store::Change;
@@ -34,9 +35,18 @@ fn sb(s: &str) -> StrBytes {
 
 pub fn describe(
     state: &Rc<ShardState>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeClientQuotasRequest,
 ) -> DescribeClientQuotasResponse {
+    // Kafka: DESCRIBE_CONFIGS on the cluster.
+    if !ctx.cluster_allowed(state, Operation::DescribeConfigs) {
+        return DescribeClientQuotasResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(sb(
+                "describing quotas needs DESCRIBE_CONFIGS on the cluster",
+            )))
+            .with_entries(None);
+    }
     let filter = Filter::new(
         req.components.iter().map(|c| {
             (
@@ -124,6 +134,17 @@ pub fn alter(
     req: AlterClientQuotasRequest,
 ) -> AlterClientQuotasResponse {
     let mut results: Vec<(i16, Option<String>)> = Vec::with_capacity(req.entries.len());
+    // Kafka: ALTER_CONFIGS on the cluster, else every entry is refused.
+    if !ctx.cluster_allowed(state, Operation::AlterConfigs) {
+        let why = "changing quotas needs ALTER_CONFIGS on the cluster";
+        for _ in &req.entries {
+            results.push((
+                ResponseError::ClusterAuthorizationFailed.code(),
+                Some(why.to_string()),
+            ));
+        }
+        return respond(&req, results);
+    }
     let mut changes = Vec::new();
     let mut valid_at = Vec::new();
     let mut entities_seen = BTreeSet::new();
@@ -170,6 +191,14 @@ pub fn alter(
             }
         }
     }
+    respond(&req, results)
+}
+
+/// One result per entry, naming its entity as the request did.
+fn respond(
+    req: &AlterClientQuotasRequest,
+    results: Vec<(i16, Option<String>)>,
+) -> AlterClientQuotasResponse {
     let entries = req
         .entries
         .iter()
