@@ -337,6 +337,19 @@ impl BrokerConfig {
         Ok(listeners)
     }
 
+    /// `super_users` plus the bootstrap user: it exists to administer a
+    /// fresh broker, which with the authorizer on needs a super user.
+    pub fn effective_super_users(&self) -> Vec<String> {
+        let mut users = self.super_users.clone();
+        if let Some(u) = &self.sasl_bootstrap_user {
+            let principal = format!("User:{u}");
+            if !users.contains(&principal) {
+                users.push(principal);
+            }
+        }
+        users
+    }
+
     /// The TLS settings of an SSL / SASL_SSL listener (the files are read
     /// when the listener starts).
     pub fn tls_settings(
@@ -480,6 +493,21 @@ connections_max_reauth_ms = 60000
         assert!(bad.finish().is_err());
         let half: BrokerConfig = toml::from_str("sasl_bootstrap_user = \"a\"").unwrap();
         assert!(half.finish().is_err());
+    }
+
+    #[test]
+    fn the_bootstrap_user_is_a_super_user() {
+        let cfg: BrokerConfig = toml::from_str(
+            "super_users = [\"User:ops\", \"User:admin\"]\nsasl_bootstrap_user = \"admin\"\nsasl_bootstrap_password = \"x\"",
+        )
+        .unwrap();
+        assert_eq!(cfg.effective_super_users(), ["User:ops", "User:admin"]);
+        let cfg = BrokerConfig {
+            sasl_bootstrap_user: Some("root".into()),
+            ..Default::default()
+        };
+        assert_eq!(cfg.effective_super_users(), ["User:root"]);
+        assert!(BrokerConfig::default().effective_super_users().is_empty());
     }
 
     #[test]

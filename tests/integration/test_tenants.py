@@ -21,8 +21,8 @@ class TenantBroker(Broker):
         self.config_path.write_text(
             f'listeners = ["PLAINTEXT://{HOST}:{self.port}", "SASL_PLAINTEXT://{HOST}:{self.sasl_port}"]\n'
             f'sasl_bootstrap_user = "{ADMIN}"\nsasl_bootstrap_password = "{ADMIN_PW}"\n'
+            # No super_users: the bootstrap user is one.
             "authorizer_enabled = true\n"
-            'super_users = ["User:admin"]\n'
             "auto_create_topics_enable = false\n")
 
     def command(self):

@@ -35,7 +35,7 @@ impl Security {
         Security {
             authorizer: crate::acl::Authorizer::new(
                 config.authorizer_enabled,
-                &config.super_users,
+                &config.effective_super_users(),
                 config.allow_everyone_if_no_acl_found,
                 acls,
             ),
@@ -73,7 +73,7 @@ impl Security {
             tracing::info!(
                 "authorizer enabled: {} ACL(s), super users: {:?}",
                 acls.snapshot().bindings.len(),
-                config.super_users
+                config.effective_super_users()
             );
         }
         Ok(Self::with_store(config, credentials, acls))
