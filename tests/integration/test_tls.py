@@ -540,3 +540,41 @@ class Tb:
 
     def __init__(self, pki):
         self.pki = pki
+
+
+def test_sasl_refusals_over_tls(tb, caplog):
+    """Wrong password, unknown user and an unknown mechanism over SASL_SSL:
+    refused with the SASL errors, and the listener serves on."""
+    create_scram_user(tb, "tls-neg", "right")
+    for mechanism, user, pw in [("SCRAM-SHA-256", "tls-neg", "wrong"), ("PLAIN", "nobody", "x")]:
+        errors = []
+        admin = admin_client(tb.addr(tb.sasl_ssl_port), error_cb=lambda e: errors.append(str(e)),
+                             **sasl_ssl_conf(tb, mechanism, user, pw))
+        with pytest.raises(Exception):
+            admin.list_topics(timeout=5)
+        deadline = time.monotonic() + 10
+        while not errors and time.monotonic() < deadline:
+            admin.poll(0.2)
+        assert "Authentication failed" in " ".join(errors), errors
+    log = tb.log_text()
+    assert 'SCRAM-SHA-256 authentication failed: invalid credentials for user "tls-neg"' in log
+    assert 'PLAIN authentication failed: unknown user "nobody"' in log
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError as KpError
+    with pytest.raises(KpError):
+        KafkaProducer(bootstrap_servers=tb.addr(tb.sasl_ssl_port), security_protocol="SASL_SSL",
+                      ssl_cafile=str(tb.pki.cert_path), sasl_mechanism="OAUTHBEARER",
+                      sasl_oauth_token_provider=_StaticToken(), request_timeout_ms=5000,
+                      max_block_ms=5000)
+    assert "UnsupportedSaslMechanism" in caplog.text, caplog.text
+    assert 'SASL mechanism "OAUTHBEARER" is not enabled' in tb.log_text()
+    md = admin_client(tb.addr(tb.sasl_ssl_port), **sasl_ssl_conf(tb, "SCRAM-SHA-256", "tls-neg", "right"))
+    assert md.list_topics(timeout=10).brokers
+    assert_still_serving(tb)
+
+
+class _StaticToken:
+    """kafka-python's OAUTHBEARER token provider interface (never accepted here)."""
+
+    def token(self):
+        return "not-a-token"
