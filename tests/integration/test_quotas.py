@@ -21,7 +21,7 @@ from conftest import HOST, create_topic, produce, unique_topic
 
 QUOTA = 1024 * 1024  # bytes per second
 WINDOW_NUM = 3
-WARMUP_S = 4.0
+WARMUP_S = 6.0  # the first burst and its mute (up to a whole window) are over by then
 MEASURE_S = 9.0
 VALUE = b"q" * 1000
 
@@ -61,7 +61,9 @@ def run_producer(bootstrap, topic, client_id, warmup_s, measure_s, result, conf=
     throttles = []
     p = Producer({
         "bootstrap.servers": bootstrap, "client.id": client_id, "acks": 1,
-        "linger.ms": 5, "batch.size": 65536, "queue.buffering.max.kbytes": 4096,
+        "linger.ms": 5, "batch.size": 65536,
+        # A small queue: the burst before the first throttle stays small.
+        "queue.buffering.max.kbytes": 1024,
         "throttle_cb": lambda ev: throttles.append(ev.throttle_time),
         **(conf or {}),
     })
