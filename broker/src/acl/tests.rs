@@ -376,7 +376,7 @@ fn store_persists_and_reloads() {
     let again = AclStore::open(&path).unwrap();
     assert_eq!(again.snapshot().bindings.len(), 1);
     assert!(again.snapshot().bindings.contains(&a));
-    assert!(!dir.path().join("acls.json.tmp").exists());
+    assert!(!dir.path().join("acls.tmp").exists());
 }
 
 #[test]

@@ -7,8 +7,7 @@
 //! without the quotas would silently lift every limit.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -180,20 +179,7 @@ fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
 }
 
 fn persist(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(&encode(snap))?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)?.sync_all()
+    shard::log::index::write_durably(path, &encode(snap))
 }
 
 #[cfg(test)]
@@ -258,7 +244,7 @@ mod tests {
         assert_eq!(again.entities.len(), 1);
         // controller_mutation_rate alone is not enforced.
         assert!(!again.enforces_any());
-        assert!(!dir.path().join("quotas.json.tmp").exists());
+        assert!(!dir.path().join("quotas.tmp").exists());
     }
 
     #[test]

@@ -11,10 +11,8 @@
 //! and swap, so a failed write leaves memory untouched.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -270,28 +268,8 @@ impl Credentials {
             source,
         };
         let bytes = encode(snap, &self.secret);
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        {
-            // 0600: the keys allow impersonating the server to clients.
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io)?;
-            f.write_all(&bytes).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        fs::rename(&tmp, path).map_err(io)?;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok(())
+        // 0600: the keys allow impersonating the server to clients.
+        shard::log::index::write_durably_with_mode(path, &bytes, 0o600).map_err(io)
     }
 }
 
@@ -459,7 +437,7 @@ mod tests {
         let again = Credentials::open(&path).unwrap();
         assert_eq!(again.describe("bob"), None);
         assert!(again.describe("alice").is_some());
-        assert!(!path.with_extension("json.tmp").exists());
+        assert!(!path.with_extension("tmp").exists());
     }
 
     #[test]
@@ -528,8 +506,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d/creds.json");
         let store = Credentials::open(&path).unwrap();
-        // Make the temp file path a directory so the write fails.
-        fs::create_dir(dir.path().join("d/creds.json.tmp")).unwrap();
+        // Make the temp file path (see `write_durably`) a directory so the
+        // write fails.
+        fs::create_dir(dir.path().join("d/creds.tmp")).unwrap();
         let g = store.generation();
         assert!(store
             .upsert_password("alice", ScramMechanism::Sha256, "pw", 4096)

@@ -173,20 +173,34 @@ fn read_all(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Write to a temporary name, fsync, rename: a reader sees the old file or
-/// the whole new one, never half of it.
+/// Write to a temporary name, fsync, rename, fsync the directory: a reader
+/// sees the old file or the whole new one, never half of it, and the new
+/// one survives a crash once this returns.
 pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_durably_with_mode(path, data, 0o644)
+}
+
+/// `write_durably` for secrets: the file is created with `mode` (e.g. 0600)
+/// before any byte is written, so it is never readable by others.
+pub fn write_durably_with_mode(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_data()?;
     }
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
