@@ -28,26 +28,21 @@ use kafka_protocol::messages::{
 
 use super::client::{check, sb, Client};
 use super::Conn;
-
-// Kafka's wire codes (org.apache.kafka.common.resource / acl).
-const RESOURCE_ANY: i8 = 1;
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_GROUP: i8 = 3;
-const RESOURCE_CLUSTER: i8 = 4;
-const RESOURCE_TRANSACTIONAL_ID: i8 = 5;
-const PATTERN_LITERAL: i8 = 3;
-const PATTERN_PREFIXED: i8 = 4;
-const OP_ANY: i8 = 1;
-const OP_ALL: i8 = 2;
-const OP_IDEMPOTENT_WRITE: i8 = 12;
-const PERMISSION_ANY: i8 = 1;
-const PERMISSION_ALLOW: i8 = 3;
+use crate::acl::model::{ANY, CLUSTER_NAME};
+use crate::acl::{Operation, PatternType, Permission, ResourceType};
 
 /// The resources a tenant owns by prefix.
-const OWNED: [(i8, &str); 3] = [
-    (RESOURCE_TOPIC, "topic"),
-    (RESOURCE_GROUP, "group"),
-    (RESOURCE_TRANSACTIONAL_ID, "transactional id"),
+const OWNED: [ResourceType; 3] = [
+    ResourceType::Topic,
+    ResourceType::Group,
+    ResourceType::TransactionalId,
+];
+
+/// The quota keys `create` may set and `delete` removes.
+const QUOTA_KEYS: [&str; 3] = [
+    "producer_byte_rate",
+    "consumer_byte_rate",
+    "request_percentage",
 ];
 
 #[derive(Args, Debug)]
@@ -150,15 +145,21 @@ fn prefix_of(name: &str, prefix: Option<String>) -> Result<String> {
     Ok(prefix)
 }
 
-fn acl(resource_type: i8, name: &str, pattern: i8, principal: &str, op: i8) -> AclCreation {
+fn acl(
+    resource_type: ResourceType,
+    name: &str,
+    pattern: PatternType,
+    principal: &str,
+    op: Operation,
+) -> AclCreation {
     AclCreation::default()
-        .with_resource_type(resource_type)
+        .with_resource_type(resource_type.code())
         .with_resource_name(sb(name))
-        .with_resource_pattern_type(pattern)
+        .with_resource_pattern_type(pattern.code())
         .with_principal(sb(principal))
         .with_host(sb("*"))
-        .with_operation(op)
-        .with_permission_type(PERMISSION_ALLOW)
+        .with_operation(op.code())
+        .with_permission_type(Permission::Allow.code())
 }
 
 /// The user name of a `User:` principal (quotas are per user).
@@ -175,15 +176,15 @@ fn create(
 ) -> Result<()> {
     let mut creations = Vec::new();
     for p in principals {
-        for (rt, _) in OWNED {
-            creations.push(acl(rt, prefix, PATTERN_PREFIXED, p, OP_ALL));
+        for rt in OWNED {
+            creations.push(acl(rt, prefix, PatternType::Prefixed, p, Operation::All));
         }
         creations.push(acl(
-            RESOURCE_CLUSTER,
-            "kafka-cluster",
-            PATTERN_LITERAL,
+            ResourceType::Cluster,
+            CLUSTER_NAME,
+            PatternType::Literal,
             p,
-            OP_IDEMPOTENT_WRITE,
+            Operation::IdempotentWrite,
         ));
     }
     let (resp, _) = client
@@ -193,30 +194,12 @@ fn create(
         check(r.error_code, "creating ACLs", r.error_message.as_ref())?;
     }
     if !quotas.is_empty() {
-        let entries: Vec<EntryData> = principals
+        let ops: Vec<OpData> = quotas
             .iter()
-            .filter_map(|p| user_of(p))
-            .map(|user| {
-                EntryData::default()
-                    .with_entity(vec![EntityData::default()
-                        .with_entity_type(sb("user"))
-                        .with_entity_name(Some(sb(user)))])
-                    .with_ops(
-                        quotas
-                            .iter()
-                            .map(|(k, v)| OpData::default().with_key(sb(k)).with_value(*v))
-                            .collect(),
-                    )
-            })
+            .map(|(k, v)| OpData::default().with_key(sb(k)).with_value(*v))
             .collect();
-        if entries.is_empty() {
+        if !alter_user_quotas(client, principals, &ops, "setting quotas")? {
             bail!("quotas are per user: give the tenant at least one --user");
-        }
-        let (resp, _) = client
-            .admin_conn()?
-            .send(&AlterClientQuotasRequest::default().with_entries(entries))?;
-        for e in &resp.entries {
-            check(e.error_code, "setting quotas", e.error_message.as_ref())?;
         }
     }
     println!(
@@ -232,6 +215,37 @@ fn create(
     Ok(())
 }
 
+/// Apply `ops` to the user entity of every `User:` principal; false if
+/// there was none (quotas are per user).
+fn alter_user_quotas(
+    client: &mut Client,
+    principals: &[String],
+    ops: &[OpData],
+    what: &str,
+) -> Result<bool> {
+    let entries: Vec<EntryData> = principals
+        .iter()
+        .filter_map(|p| user_of(p))
+        .map(|user| {
+            EntryData::default()
+                .with_entity(vec![EntityData::default()
+                    .with_entity_type(sb("user"))
+                    .with_entity_name(Some(sb(user)))])
+                .with_ops(ops.to_vec())
+        })
+        .collect();
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    let (resp, _) = client
+        .admin_conn()?
+        .send(&AlterClientQuotasRequest::default().with_entries(entries))?;
+    for e in &resp.entries {
+        check(e.error_code, what, e.error_message.as_ref())?;
+    }
+    Ok(true)
+}
+
 /// Principal -> the owned resource types they hold ALLOW ALL on, per prefix.
 type Tenants = BTreeMap<String, BTreeMap<String, Vec<i8>>>;
 
@@ -242,10 +256,10 @@ fn tenants(client: &mut Client) -> Result<Tenants> {
         .with_resource_name_filter(None)
         .with_principal_filter(None)
         .with_host_filter(None)
-        .with_resource_type_filter(RESOURCE_ANY)
-        .with_pattern_type_filter(PATTERN_PREFIXED)
-        .with_operation(OP_ALL)
-        .with_permission_type(PERMISSION_ALLOW);
+        .with_resource_type_filter(ANY)
+        .with_pattern_type_filter(PatternType::Prefixed.code())
+        .with_operation(Operation::All.code())
+        .with_permission_type(Permission::Allow.code());
     let (resp, _) = client.admin_conn()?.send(&req)?;
     check(
         resp.error_code,
@@ -254,7 +268,7 @@ fn tenants(client: &mut Client) -> Result<Tenants> {
     )?;
     let mut out = Tenants::new();
     for r in resp.resources {
-        if !OWNED.iter().any(|(t, _)| *t == r.resource_type) {
+        if !OWNED.iter().any(|t| t.code() == r.resource_type) {
             continue;
         }
         for a in r.acls {
@@ -276,16 +290,16 @@ fn delete(client: &mut Client, name: &str, prefix: &str) -> Result<()> {
     let principals: Vec<String> = members.keys().cloned().collect();
     let mut filters = Vec::new();
     for p in &principals {
-        for (rt, _) in OWNED {
+        for rt in OWNED {
             filters.push(
                 DeleteAclsFilter::default()
-                    .with_resource_type_filter(rt)
+                    .with_resource_type_filter(rt.code())
                     .with_resource_name_filter(Some(sb(prefix)))
-                    .with_pattern_type_filter(PATTERN_PREFIXED)
+                    .with_pattern_type_filter(PatternType::Prefixed.code())
                     .with_principal_filter(Some(sb(p)))
                     .with_host_filter(None)
-                    .with_operation(OP_ANY)
-                    .with_permission_type(PERMISSION_ANY),
+                    .with_operation(ANY)
+                    .with_permission_type(ANY),
             );
         }
     }
@@ -295,35 +309,12 @@ fn delete(client: &mut Client, name: &str, prefix: &str) -> Result<()> {
     for r in &resp.filter_results {
         check(r.error_code, "deleting ACLs", r.error_message.as_ref())?;
     }
-    // Quotas set by `create`: remove the keys it sets.
-    let entries: Vec<EntryData> = principals
+    // Quotas set by `create`: remove the keys it may have set.
+    let ops: Vec<OpData> = QUOTA_KEYS
         .iter()
-        .filter_map(|p| user_of(p))
-        .map(|user| {
-            EntryData::default()
-                .with_entity(vec![EntityData::default()
-                    .with_entity_type(sb("user"))
-                    .with_entity_name(Some(sb(user)))])
-                .with_ops(
-                    [
-                        "producer_byte_rate",
-                        "consumer_byte_rate",
-                        "request_percentage",
-                    ]
-                    .iter()
-                    .map(|k| OpData::default().with_key(sb(k)).with_remove(true))
-                    .collect(),
-                )
-        })
+        .map(|k| OpData::default().with_key(sb(k)).with_remove(true))
         .collect();
-    if !entries.is_empty() {
-        let (resp, _) = client
-            .admin_conn()?
-            .send(&AlterClientQuotasRequest::default().with_entries(entries))?;
-        for e in &resp.entries {
-            check(e.error_code, "removing quotas", e.error_message.as_ref())?;
-        }
-    }
+    alter_user_quotas(client, &principals, &ops, "removing quotas")?;
     println!(
         "tenant {name} deleted: ACLs on {prefix:?} of {} removed, quotas removed",
         principals.join(", ")
@@ -337,7 +328,7 @@ fn list(client: &mut Client) -> Result<()> {
         // A tenant owns all three kinds of resource under its prefix.
         let full: Vec<&str> = members
             .iter()
-            .filter(|(_, types)| OWNED.iter().all(|(t, _)| types.contains(t)))
+            .filter(|(_, types)| OWNED.iter().all(|t| types.contains(&t.code())))
             .map(|(p, _)| p.as_str())
             .collect();
         if !full.is_empty() {
