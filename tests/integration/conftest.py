@@ -240,6 +240,15 @@ class Broker:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
 
+class ConfigBroker(Broker):
+    """A broker started from a TOML config file: subclasses set
+    `self.config_path` and write it in their __init__ (listeners, security)."""
+
+    def command(self):
+        return [str(self.binary), "serve", "--config", str(self.config_path),
+                "--data-dir", str(self.data_dir), *self.extra_args]
+
+
 # --------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------

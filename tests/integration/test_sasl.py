@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    HOST, Broker, admin_client, consume, create_topic, free_port, produce, unique_topic,
+    HOST, ConfigBroker, admin_client, consume, create_topic, free_port, produce, unique_topic,
 )
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 ADMIN, ADMIN_PW = "admin", "admin-secret"
 
 
-class SaslBroker(Broker):
+class SaslBroker(ConfigBroker):
     """A broker with a PLAINTEXT listener (self.port) and a SASL_PLAINTEXT one."""
 
     def __init__(self, binary, base, sasl_port):
@@ -38,10 +38,6 @@ class SaslBroker(Broker):
             # The negative tests fail on purpose; keep the limiter out of the way.
             "sasl_max_failures = 10000\n"
         )
-
-    def command(self):
-        return [str(self.binary), "serve", "--config", str(self.config_path),
-                "--data-dir", str(self.data_dir), *self.extra_args]
 
     @property
     def sasl_bootstrap(self):

@@ -12,12 +12,12 @@ import time
 
 import pytest
 
-from conftest import HOST, Broker, admin_client, create_topic, free_port, unique_topic
+from conftest import HOST, ConfigBroker, admin_client, create_topic, free_port, unique_topic
 
 ADMIN, ADMIN_PW = "admin", "admin-secret"
 
 
-class LimitsBroker(Broker):
+class LimitsBroker(ConfigBroker):
     def __init__(self, binary, base, extra_config):
         self.sasl_port = free_port()
         self.config_path = base / "shardline.toml"
@@ -26,9 +26,6 @@ class LimitsBroker(Broker):
             f'listeners = ["PLAINTEXT://{HOST}:{self.port}", "SASL_PLAINTEXT://{HOST}:{self.sasl_port}"]\n'
             f'sasl_bootstrap_user = "{ADMIN}"\nsasl_bootstrap_password = "{ADMIN_PW}"\n' + extra_config)
 
-    def command(self):
-        return [str(self.binary), "serve", "--config", str(self.config_path),
-                "--data-dir", str(self.data_dir), *self.extra_args]
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from conftest import HOST, Broker, admin_client, free_port, unique_topic
+from conftest import HOST, ConfigBroker, admin_client, free_port, unique_topic
 
 ADMIN, ADMIN_PW = "admin", "admin-secret"
 
 
-class TenantBroker(Broker):
+class TenantBroker(ConfigBroker):
     def __init__(self, binary, base):
         self.sasl_port = free_port()
         self.config_path = base / "shardline.toml"
@@ -24,10 +24,6 @@ class TenantBroker(Broker):
             # No super_users: the bootstrap user is one.
             "authorizer_enabled = true\n"
             "auto_create_topics_enable = false\n")
-
-    def command(self):
-        return [str(self.binary), "serve", "--config", str(self.config_path),
-                "--data-dir", str(self.data_dir), *self.extra_args]
 
     @property
     def sasl_bootstrap(self):

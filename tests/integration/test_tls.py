@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOST, Broker, admin_client, consume, create_topic, free_port, produce, unique_topic
+from conftest import (
+    HOST, Broker, ConfigBroker, admin_client, consume, create_topic, free_port, produce, unique_topic,
+)
 from pki import Ca, serial_of, serial_of_der
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
@@ -32,7 +34,7 @@ ALICE_DN = "CN=alice,OU=payments,O=Shardline Tests"
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
-class TlsBroker(Broker):
+class TlsBroker(ConfigBroker):
     """PLAINTEXT on self.port, SASL_SSL, SSL (mTLS required), MTLS_OPT (SSL,
     certificate requested)."""
 
@@ -57,10 +59,6 @@ class TlsBroker(Broker):
             f'sasl_bootstrap_password = "{ADMIN_PW}"\n'
             "sasl_max_failures = 10000\n"
         )
-
-    def command(self):
-        return [str(self.binary), "serve", "--config", str(self.config_path),
-                "--data-dir", str(self.data_dir), *self.extra_args]
 
     def addr(self, port):
         return f"{HOST}:{port}"
@@ -473,7 +471,7 @@ def test_cli_over_sasl_ssl_and_mtls(tb, shardline_bin, alice, tmp_path):
     assert p.returncode != 0 and "UnknownIssuer" in p.stderr, p.stderr
 
 
-class MtlsAclBroker(Broker):
+class MtlsAclBroker(ConfigBroker):
     """One SSL listener requiring client certificates, with the authorizer
     on and a certificate subject as the super user."""
 
@@ -487,10 +485,6 @@ class MtlsAclBroker(Broker):
             f'ssl_truststore_location = "{pki.cert_path}"\nssl_client_auth = "required"\n'
             "authorizer_enabled = true\n"
             'super_users = ["User:CN=ops,O=Shardline Tests"]\n')
-
-    def command(self):
-        return [str(self.binary), "serve", "--config", str(self.config_path),
-                "--data-dir", str(self.data_dir)]
 
     @property
     def address(self):
