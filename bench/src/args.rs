@@ -30,6 +30,49 @@ pub enum Command {
     E2e(RunArgs),
     /// Measure this host's loopback TCP and disk bandwidth and fsync latency
     Limits(LimitsArgs),
+    /// Keep a broker busy for hours with idle long-lived connections and a
+    /// trickle of traffic; check it keeps answering, loses nothing, and that
+    /// its memory, CPU and descriptors stay flat
+    Soak(SoakArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SoakArgs {
+    /// Broker to bootstrap from (host:port)
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub bootstrap: String,
+    /// Topic of the trickle (created with one partition if missing)
+    #[arg(long, default_value = "shardline-soak")]
+    pub topic: String,
+    /// How long to run (e.g. 2h, 30m)
+    #[arg(long, default_value = "2h", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Long-lived connections that only refresh metadata now and then
+    #[arg(long, default_value_t = 100)]
+    pub idle_connections: usize,
+    /// How often each idle connection sends Metadata (Kafka clients: every
+    /// 5 minutes, metadata.max.age.ms); keep it below the broker's
+    /// connections_max_idle_ms or the broker rightly closes them
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub idle_refresh: Duration,
+    /// Trickle: messages per second, produced with acks=all and consumed
+    #[arg(long, default_value_t = 20)]
+    pub rate: u64,
+    /// Value size of each trickle message (at least 16)
+    #[arg(long, default_value = "100", value_parser = parse_size)]
+    pub message_size: usize,
+    /// How often to sample the broker and probe it with a new connection
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub sample_every: Duration,
+    /// Broker process to sample (RSS, CPU, descriptors, threads from /proc)
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    /// Write the report (samples and verdict) as Markdown to this file
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print the report as one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -120,10 +120,15 @@ impl BatchTemplate {
     /// Write `ts_ns` (little endian) into the first 8 bytes of every value
     /// and re-encode; values shorter than 8 bytes are left alone.
     pub fn stamp(&mut self, ts_ns: u64) -> Result<()> {
-        let ts = ts_ns.to_le_bytes();
+        self.stamp_prefix(&ts_ns.to_le_bytes())
+    }
+
+    /// Write `prefix` over the start of every value and re-encode; values
+    /// shorter than it are left alone.
+    pub fn stamp_prefix(&mut self, prefix: &[u8]) -> Result<()> {
         for &off in &self.value_offsets {
-            if let Some(dst) = self.records.get_mut(off..off + 8) {
-                dst.copy_from_slice(&ts);
+            if let Some(dst) = self.records.get_mut(off..off + prefix.len()) {
+                dst.copy_from_slice(prefix);
             }
         }
         self.base_ts_ms = now_ms();

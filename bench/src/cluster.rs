@@ -82,7 +82,7 @@ pub fn topic_parts(
 
 /// Partitions and leaders, or the error code that prevents using them yet
 /// (topic error, or a partition without leader reported as LEADER_NOT_AVAILABLE).
-fn metadata(conn: &mut Conn, topic: &str) -> Result<std::result::Result<Vec<Part>, i16>> {
+pub fn metadata(conn: &mut Conn, topic: &str) -> Result<std::result::Result<Vec<Part>, i16>> {
     let v = conn.version(ApiKey::Metadata)?;
     let req = MetadataRequest::default()
         // Only v4+ can ask not to auto-create; we create explicitly instead.

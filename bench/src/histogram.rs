@@ -45,6 +45,11 @@ impl SharedHist {
     pub fn snapshot(&self) -> Histogram<u64> {
         self.0.lock().unwrap().clone()
     }
+
+    /// The values so far, leaving the histogram empty (per-window figures).
+    pub fn take(&self) -> Histogram<u64> {
+        std::mem::replace(&mut *self.0.lock().unwrap(), new_hist())
+    }
 }
 
 /// Percentiles in microseconds, as reported.

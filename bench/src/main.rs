@@ -16,6 +16,8 @@ mod produce;
 mod rate;
 mod report;
 mod run;
+mod soak;
+mod soak_report;
 
 use clap::Parser;
 
@@ -26,6 +28,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (mode, a) = match cli.cmd {
         Command::Limits(l) => return limits::run(&l),
+        Command::Soak(s) => return soak::run(&s),
         Command::Produce(a) => (Mode::Produce, a),
         Command::Consume(a) => (Mode::Consume, a),
         Command::E2e(a) => (Mode::E2e, a),

@@ -56,7 +56,7 @@ impl ProduceCfg {
     }
 }
 
-fn build_frame(
+pub fn build_frame(
     cfg: &ProduceCfg,
     version: i16,
     batches: Vec<(i32, Bytes)>,

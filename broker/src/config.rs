@@ -94,6 +94,17 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// Requests of one connection handled concurrently (pipelining depth).
     pub max_in_flight_per_connection: usize,
+    /// Kafka's `connections.max.idle.ms`: a connection with nothing read,
+    /// written or in flight for this long is closed; -1 never closes.
+    pub connections_max_idle_ms: i64,
+    /// A client that has sent part of a request and then nothing for this
+    /// long is disconnected (it holds a buffer and a slot) [default: 30000].
+    pub request_read_timeout_ms: u64,
+    /// Kafka's `max.connections`: open client connections over all
+    /// listeners; more are closed as soon as they are accepted.
+    pub max_connections: u32,
+    /// Kafka's `max.connections.per.ip`: open connections from one address.
+    pub max_connections_per_ip: u32,
     /// Locked I/O memory glommio registers per shard.
     pub io_memory_bytes: usize,
     /// Recent data kept in memory per partition for tail reads.
@@ -183,6 +194,10 @@ impl Default for BrokerConfig {
             log_cleanup_policy: "delete".into(),
             socket_request_max_bytes: 100 * 1024 * 1024,
             max_in_flight_per_connection: 64,
+            connections_max_idle_ms: 600_000,
+            request_read_timeout_ms: 30_000,
+            max_connections: i32::MAX as u32,
+            max_connections_per_ip: i32::MAX as u32,
             io_memory_bytes: 4 << 20,
             tail_cache_bytes: 4 << 20,
             pin_shards: true,
@@ -231,6 +246,15 @@ impl BrokerConfig {
         }
         if self.max_in_flight_per_connection == 0 {
             bail!("max_in_flight_per_connection must be at least 1");
+        }
+        if self.connections_max_idle_ms != -1 && self.connections_max_idle_ms < 100 {
+            bail!("connections_max_idle_ms must be -1 (never) or at least 100");
+        }
+        if self.request_read_timeout_ms < 100 {
+            bail!("request_read_timeout_ms must be at least 100");
+        }
+        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
+            bail!("max_connections and max_connections_per_ip must be at least 1");
         }
         if self.group_initial_rebalance_delay_ms < 0 {
             bail!("group_initial_rebalance_delay_ms must not be negative");

@@ -31,6 +31,10 @@ pub struct ShardState {
     pub security: Arc<crate::security::sasl::Security>,
     /// Client quotas and their rates, shared by every shard.
     pub quotas: Arc<crate::quotas::Quotas>,
+    /// `max_connections` / `max_connections_per_ip`, shared by every shard.
+    pub connection_limits: Arc<crate::server::limits::ConnectionLimits>,
+    /// Open connections of the client addresses this shard keeps count of.
+    pub connection_counts: crate::server::limits::PerIpCounts,
 }
 
 impl ShardState {
@@ -57,7 +61,18 @@ impl ShardState {
             groups,
             security,
             quotas: Arc::new(crate::quotas::Quotas::in_memory()),
+            connection_limits: crate::server::limits::ConnectionLimits::unlimited(),
+            connection_counts: Default::default(),
         }
+    }
+
+    /// Use the broker's shared connection limits (instead of none).
+    pub fn with_connection_limits(
+        mut self,
+        limits: Arc<crate::server::limits::ConnectionLimits>,
+    ) -> Self {
+        self.connection_limits = limits;
+        self
     }
 
     /// Use the broker's shared quotas (instead of none).

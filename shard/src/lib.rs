@@ -10,3 +10,4 @@ pub mod mesh;
 pub mod record;
 pub mod runtime;
 pub mod signal;
+pub mod wake;

@@ -5,7 +5,10 @@
 //! before starting we try to raise RLIMIT_MEMLOCK and, if we cannot, shrink
 //! each shard's I/O pool to fit and say why.
 
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::time::Duration;
+
+use futures::channel::oneshot;
 
 use anyhow::{anyhow, Context, Result};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -80,11 +83,59 @@ pub fn fit_io_memory(shards: usize, wanted: usize) -> (usize, Option<String>) {
     (per_shard, Some(note))
 }
 
-/// Run `shard_main(shard_id)` on `cfg.shards` executors and wait for all.
-/// The first error (or panic) of any shard is returned.
+/// Asks one shard to stop: resolves when the supervisor wants the shard
+/// to shut down (a signal, or another shard failed). It is woken across
+/// threads by a channel, so a shard waits for it without polling.
+pub struct Stop(oneshot::Receiver<()>);
+
+impl Stop {
+    /// Wait for the stop request (also ends if the supervisor is gone).
+    pub async fn requested(self) {
+        let _ = self.0.await;
+    }
+}
+
+/// What the supervisor hears from signal and shard threads.
+enum Event {
+    Signal(i32),
+    /// A shard's main future ended: `Ok`, its error, or its panic.
+    Exited(usize, Result<()>),
+}
+
+/// Sends `Exited` for its shard when dropped, so a shard that panics (in
+/// our code or inside glommio) is reported too, not only one that returns.
+struct ExitReport {
+    shard: usize,
+    outcome: Option<Result<()>>,
+    events: SyncSender<Event>,
+}
+
+impl Drop for ExitReport {
+    fn drop(&mut self) {
+        let outcome = self
+            .outcome
+            .take()
+            .unwrap_or_else(|| Err(anyhow!("shard {} panicked", self.shard)));
+        let _ = self.events.send(Event::Exited(self.shard, outcome));
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Run `shard_main(shard_id, stop)` on `cfg.shards` executors, one thread
+/// each, and supervise them from the calling thread:
+/// - SIGTERM or SIGINT asks every shard to stop (a second one exits at once);
+/// - a shard that fails or panics — at start-up or later — makes the others
+///   stop too, so the broker never runs half alive;
+/// - returns when every shard has ended: the first error, or `Ok`.
 pub fn run_shards<F, Fut>(cfg: &RuntimeConfig, shard_main: F) -> Result<()>
 where
-    F: Fn(usize) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(usize, Stop) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<()>> + 'static,
 {
     assert!(cfg.shards > 0, "at least one shard");
@@ -92,37 +143,113 @@ where
     if let Some(note) = note {
         tracing::warn!("{note}");
     }
+    // Bounded: each shard reports once; signals beyond it are dropped.
+    let (events, inbox) = sync_channel::<Event>(cfg.shards + 16);
+    watch_signals(events.clone())?;
     let cores = available_cores();
-    let mut handles = Vec::with_capacity(cfg.shards);
+    let mut stops = Vec::with_capacity(cfg.shards);
+    let mut threads = Vec::with_capacity(cfg.shards);
     for shard in 0..cfg.shards {
         let placement = if cfg.pin {
             Placement::Fixed(shard % cores)
         } else {
             Placement::Unbound
         };
-        let main = shard_main.clone();
-        let handle = LocalExecutorBuilder::new(placement)
+        let builder = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{shard}"))
             .io_memory(io_memory)
-            .preempt_timer(Duration::from_millis(5))
-            .spawn(move || async move { main(shard).await })
-            .map_err(|e| anyhow!("cannot start shard {shard}: {e}"))
-            .with_context(|| {
-                "glommio needs io_uring and locked memory; check `ulimit -l` and \
-                 kernel.io_uring_disabled"
-            })?;
-        handles.push(handle);
+            .preempt_timer(Duration::from_millis(5));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        stops.push(Some(stop_tx));
+        let main = shard_main.clone();
+        let events = events.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("shard-{shard}"))
+            .spawn(move || {
+                let mut report = ExitReport {
+                    shard,
+                    outcome: None,
+                    events,
+                };
+                let outcome = match builder.make() {
+                    Err(e) => Err(anyhow!("cannot start shard {shard}: {e}").context(
+                        "glommio needs io_uring and locked memory; check `ulimit -l` and \
+                         kernel.io_uring_disabled",
+                    )),
+                    Ok(executor) => {
+                        let run = std::panic::AssertUnwindSafe(|| {
+                            executor.run(main(shard, Stop(stop_rx)))
+                        });
+                        std::panic::catch_unwind(run).unwrap_or_else(|p| {
+                            Err(anyhow!("shard {shard} panicked: {}", panic_message(&*p)))
+                        })
+                    }
+                };
+                report.outcome = Some(outcome);
+            })
+            .with_context(|| format!("starting the thread of shard {shard}"))?;
+        threads.push(thread);
     }
+    drop(events);
     let mut first_err = None;
-    for (shard, handle) in handles.into_iter().enumerate() {
-        let outcome = match handle.join() {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => e.context(format!("shard {shard} failed")),
-            Err(e) => anyhow!("shard {shard} panicked: {e:?}"),
+    let mut running = cfg.shards;
+    let mut stopping = false;
+    while running > 0 {
+        let Ok(event) = inbox.recv() else { break };
+        let stop_all = match event {
+            Event::Signal(sig) if stopping => {
+                eprintln!("shardline: second signal {sig} while stopping; exiting now");
+                std::process::exit(128 + sig);
+            }
+            Event::Signal(sig) => {
+                tracing::info!("signal {sig}: stopping every shard");
+                true
+            }
+            Event::Exited(shard, outcome) => {
+                running -= 1;
+                stops[shard] = None;
+                match outcome {
+                    Ok(()) => tracing::debug!("shard {shard} stopped"),
+                    Err(e) => {
+                        tracing::error!("shard {shard} failed: {e:#}; stopping the others");
+                        first_err.get_or_insert(e);
+                    }
+                }
+                // One shard ending on its own means the broker cannot serve.
+                true
+            }
         };
-        first_err.get_or_insert(outcome);
+        if stop_all && !stopping {
+            stopping = true;
+            for stop in stops.iter_mut().filter_map(Option::take) {
+                let _ = stop.send(());
+            }
+        }
+    }
+    for t in threads {
+        let _ = t.join();
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// SIGTERM and SIGINT become events for the supervisor (a signal thread,
+/// not a flag some task would have to poll).
+fn watch_signals(events: SyncSender<Event>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                match events.try_send(Event::Signal(sig)) {
+                    Ok(()) | Err(TrySendError::Full(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => break, // supervisor gone
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
 }
 
 /// Run one future on a throwaway executor (tests, tools).

@@ -139,6 +139,10 @@ class Broker:
         ]
 
     # -- lifecycle -------------------------------------------------------
+    def preexec(self):
+        """Runs in the child before exec: resource limits (subclasses add theirs)."""
+        _raise_memlock()
+
     def start(self, timeout=START_TIMEOUT_S):
         assert not self.is_running(), "broker already running"
         self.starts += 1
@@ -154,7 +158,7 @@ class Broker:
             stdout=self._logf,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_raise_memlock,
+            preexec_fn=self.preexec,
         )
         if self not in _LIVE_BROKERS:
             _LIVE_BROKERS.append(self)

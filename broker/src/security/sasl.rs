@@ -332,9 +332,10 @@ mod tests {
         wire.extend_from_slice(&(token.len() as i32).to_be_bytes());
         wire.extend_from_slice(token);
         let mut input = &wire[..];
-        let frame = futures::executor::block_on(read_frame(&mut input, 1 << 20))
-            .unwrap()
-            .unwrap();
+        let frame =
+            futures::executor::block_on(read_frame(&mut input, 1 << 20, &Default::default()))
+                .unwrap()
+                .unwrap();
         let out = s.token(&sec, ip(), &frame);
         let TokenOutcome::Done { response, user } = out else {
             panic!("{out:?}")

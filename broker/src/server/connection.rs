@@ -11,6 +11,7 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +24,9 @@ use glommio::Task;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::ResponseError;
 
-use super::frame::{raw_token_frame, read_frame};
+use super::frame::{raw_token_frame, read_frame, ReadProgress};
 use super::tls_accept;
+use super::watchdog::{self, WriteProgress};
 use crate::handlers::{self, sasl as responses, ConnInfo, Reply, ANONYMOUS};
 use crate::listeners::Listener;
 use crate::security::sasl::{HandshakeError, SaslSession, TokenOutcome};
@@ -39,6 +41,7 @@ pub async fn serve(
     tls: Option<Arc<TlsConfigHandle>>,
 ) {
     let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
     let mut conn = ConnInfo {
         peer,
         listener,
@@ -46,7 +49,7 @@ pub async fn serve(
     };
     let Some(tls) = tls else {
         let (reader, writer) = stream.split();
-        return serve_halves(state, reader, writer, conn).await;
+        return serve_halves(state, reader, writer, conn, fd).await;
     };
     let timeout = Duration::from_millis(state.config.ssl_handshake_timeout_ms);
     let Some(accepted) = tls_accept::accept(stream, peer, &conn.listener, &tls, timeout).await
@@ -58,7 +61,7 @@ pub async fn serve(
         conn.principal = Arc::from(p);
     }
     let (reader, writer) = accepted.stream.split();
-    serve_halves(state, reader, writer, conn).await
+    serve_halves(state, reader, writer, conn, fd).await
 }
 
 /// A reply that is ready now, in the ordered reply queue.
@@ -126,8 +129,15 @@ async fn submit(
     tx.send(task).await.is_ok()
 }
 
-pub async fn serve_halves<R, W>(state: Rc<ShardState>, reader: R, mut writer: W, mut conn: ConnInfo)
-where
+/// Serve one connection over its read and write halves; `fd` is its
+/// socket, which the watchdog shuts down to end an idle or stalled one.
+pub async fn serve_halves<R, W>(
+    state: Rc<ShardState>,
+    reader: R,
+    mut writer: W,
+    mut conn: ConnInfo,
+    fd: RawFd,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + 'static,
 {
@@ -135,11 +145,22 @@ where
     let mut reader = BufReader::with_capacity(64 << 10, reader);
     let (tx, rx) =
         local_channel::new_bounded::<Task<Reply>>(state.config.max_in_flight_per_connection);
+    let read_progress = Rc::new(ReadProgress::default());
+    let write_progress = Rc::new(WriteProgress::default());
+    let watchdog = glommio::spawn_local(watchdog::watch(
+        fd,
+        peer,
+        watchdog::Bounds::from_config(&state.config),
+        read_progress.clone(),
+        write_progress.clone(),
+    ));
 
     let throttle = Rc::new(Throttle::default());
     let writer_throttle = throttle.clone();
+    let progress = write_progress.clone();
     let writer_task = glommio::spawn_local(async move {
         while let Some(pending) = rx.recv().await {
+            let _busy = progress.busy();
             let reply = match pending.await {
                 Reply::Throttled(reply, throttle) => {
                     writer_throttle.mute_for(throttle);
@@ -172,6 +193,7 @@ where
                 }
                 Reply::Throttled(..) => unreachable!("unwrapped above"),
             }
+            progress.replies.set(progress.replies.get() + 1);
         }
         let _ = writer.close().await;
     });
@@ -180,7 +202,7 @@ where
     let mut session = SaslSession::new();
     let max = state.config.socket_request_max_bytes;
     loop {
-        let frame: Bytes = match read_frame(&mut reader, max).await {
+        let frame: Bytes = match read_frame(&mut reader, max, &read_progress).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) => {
@@ -189,6 +211,7 @@ where
             }
         };
         throttle.wait_unmuted().await;
+        let _busy = write_progress.busy();
         if sasl {
             match sasl_step(&state, &mut session, &mut conn, frame, &tx).await {
                 Step::Handled => continue,
@@ -207,6 +230,8 @@ where
     }
     drop(tx);
     writer_task.await;
+    // Before the halves (and with them the socket) are dropped.
+    drop(watchdog);
 }
 
 enum Step {

@@ -1,7 +1,24 @@
 //! Kafka framing: a 4-byte big-endian size, then that many bytes.
 
+use std::cell::Cell;
+
 use bytes::{Bytes, BytesMut};
 use futures::io::{AsyncRead, AsyncReadExt};
+
+/// How far reading has got, for the connection's watchdog: bytes read so
+/// far, and whether part of a frame has arrived. Plain cells, so keeping
+/// them costs the read path an add and a store.
+#[derive(Debug, Default)]
+pub struct ReadProgress {
+    pub bytes: Cell<u64>,
+    pub in_frame: Cell<bool>,
+}
+
+impl ReadProgress {
+    fn read(&self, n: usize) {
+        self.bytes.set(self.bytes.get() + n as u64);
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -17,6 +34,7 @@ pub enum FrameError {
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
+    progress: &ReadProgress,
 ) -> Result<Option<Bytes>, FrameError> {
     let mut size_buf = [0u8; 4];
     let mut got = 0;
@@ -29,6 +47,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
                 Err(FrameError::Truncated(4))
             };
         }
+        progress.read(n);
+        progress.in_frame.set(true);
         got += n;
     }
     let size = i32::from_be_bytes(size_buf) as i64;
@@ -43,8 +63,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         if n == 0 {
             return Err(FrameError::Truncated(size));
         }
+        progress.read(n);
         filled += n;
     }
+    progress.in_frame.set(false);
     Ok(Some(body.freeze()))
 }
 
@@ -67,25 +89,29 @@ mod tests {
 
     #[test]
     fn frames_and_bad_sizes() {
+        let p = ReadProgress::default();
         let mut input: &[u8] = &[0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 2, b'x'];
         assert_eq!(
-            &run(read_frame(&mut input, 100)).unwrap().unwrap()[..],
+            &run(read_frame(&mut input, 100, &p)).unwrap().unwrap()[..],
             b"abc"
         );
+        assert_eq!(p.bytes.get(), 7);
+        assert!(!p.in_frame.get(), "a whole frame was read");
         assert!(matches!(
-            run(read_frame(&mut input, 100)),
+            run(read_frame(&mut input, 100, &p)),
             Err(FrameError::Truncated(2))
         ));
+        assert!(p.in_frame.get(), "stopped in the middle of a frame");
         let mut empty: &[u8] = &[];
-        assert!(run(read_frame(&mut empty, 100)).unwrap().is_none());
+        assert!(run(read_frame(&mut empty, 100, &p)).unwrap().is_none());
         let mut huge: &[u8] = &[0x7f, 0xff, 0xff, 0xff];
         assert!(matches!(
-            run(read_frame(&mut huge, 100)),
+            run(read_frame(&mut huge, 100, &p)),
             Err(FrameError::BadSize { .. })
         ));
         let mut negative: &[u8] = &[0xff, 0xff, 0xff, 0xff];
         assert!(matches!(
-            run(read_frame(&mut negative, 100)),
+            run(read_frame(&mut negative, 100, &p)),
             Err(FrameError::BadSize { size: -1, .. })
         ));
     }

@@ -2,20 +2,24 @@
 
 pub mod connection;
 pub mod frame;
+pub mod limits;
 pub mod tls_accept;
+pub mod watchdog;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use futures::future::{select, Either};
 use glommio::net::TcpListener;
 use shard::mesh::{Inbox, Mesh};
-use shard::runtime::{run_shards, RuntimeConfig};
+use shard::runtime::{run_shards, RuntimeConfig, Stop};
 
+use self::limits::{ConnectionLimits, RateLimitedLog};
 use crate::config::BrokerConfig;
+use crate::listeners::Listener;
 use crate::metadata::MetadataStore;
 use crate::security::tls::TlsConfigHandle;
 use crate::shard_state::ShardState;
@@ -48,7 +52,7 @@ fn load_tls(config: &BrokerConfig) -> Result<TlsHandles> {
     Ok(Arc::new(handles))
 }
 
-/// Run a broker until SIGINT/SIGTERM.
+/// Run a broker until SIGINT/SIGTERM, or until a shard fails.
 pub fn run(config: BrokerConfig) -> Result<()> {
     let config = Arc::new(config);
     let metadata = Arc::new(MetadataStore::load_or_init(
@@ -66,10 +70,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         config.quota_window_num,
         config.quota_window_size_seconds,
     ));
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handlers")?;
-    }
+    let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
     let (mesh, inboxes) = Mesh::<ShardState>::new(config.shards);
     let inboxes: Arc<Mutex<Vec<Option<Inbox<ShardState>>>>> =
         Arc::new(Mutex::new(inboxes.into_iter().map(Some).collect()));
@@ -79,43 +80,35 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         io_memory: config.io_memory_bytes,
         pin: config.pin_shards,
     };
-    run_shards(&rt, move |id| {
+    run_shards(&rt, move |id, stop| {
         let inbox = inboxes.lock().expect("inbox lock")[id]
             .take()
             .expect("each shard starts once");
-        shard_main(
+        let state = ShardState::new(
             id,
             config.clone(),
             metadata.clone(),
             mesh.clone(),
             security.clone(),
-            tls.clone(),
-            quotas.clone(),
-            inbox,
-            shutdown.clone(),
-            listening.clone(),
         )
+        .with_quotas(quotas.clone())
+        .with_connection_limits(limits.clone());
+        shard_main(state, tls.clone(), inbox, stop, listening.clone())
     })?;
     println!("shardline stopped cleanly");
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn shard_main(
-    id: usize,
-    config: Arc<BrokerConfig>,
-    metadata: Arc<MetadataStore>,
-    mesh: Mesh<ShardState>,
-    security: Arc<crate::security::sasl::Security>,
+    state: ShardState,
     tls: TlsHandles,
-    quotas: Arc<crate::quotas::Quotas>,
     inbox: Inbox<ShardState>,
-    shutdown: Arc<AtomicBool>,
+    stop: Stop,
     listening: Arc<AtomicUsize>,
 ) -> Result<()> {
-    let state = std::rc::Rc::new(
-        ShardState::new(id, config.clone(), metadata, mesh, security).with_quotas(quotas),
-    );
+    let state = Rc::new(state);
+    let id = state.id;
+    let config = state.config.clone();
     glommio::spawn_local(inbox.serve(state.clone())).detach();
     let opened = state
         .open_owned_partitions()
@@ -149,47 +142,76 @@ async fn shard_main(
             config.flush_mode_name()
         );
     }
-    glommio::spawn_local(crate::background::run(state.clone())).detach();
-
-    {
-        let accepts = bound.into_iter().map(|(info, tls, listener)| {
-            let state = state.clone();
-            Box::pin(async move {
-                loop {
-                    match listener.accept().await {
-                        Ok(stream) => {
-                            let peer = stream
-                                .peer_addr()
-                                .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-                            glommio::spawn_local(connection::serve(
-                                state.clone(),
-                                stream,
-                                peer,
-                                info.clone(),
-                                tls.clone(),
-                            ))
-                            .detach();
-                        }
-                        Err(e) => {
-                            tracing::warn!("accept on listener {} failed: {e}", info.name);
-                            glommio::timer::sleep(Duration::from_millis(10)).await;
-                        }
-                    }
-                }
-            })
-        });
-        let accept = futures::future::join_all(accepts);
-        let stop = async {
-            while !shutdown.load(Ordering::Relaxed) {
-                glommio::timer::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        futures::pin_mut!(accept, stop);
-        if let Either::Left(_) = select(accept, stop).await {
-            unreachable!("the accept loops never end");
-        }
-    }
+    let background = glommio::spawn_local(crate::background::run(state.clone()));
+    // Each accept loop is a task of its own, woken only by its listener;
+    // dropping the handles at shutdown cancels them.
+    let accepts: Vec<_> = bound
+        .into_iter()
+        .map(|(info, tls, listener)| {
+            glommio::spawn_local(accept_loop(state.clone(), listener, info, tls))
+        })
+        .collect();
+    stop.requested().await;
+    drop(accepts);
+    drop(background);
     state.close_all().await;
     tracing::info!("shard {id}: logs flushed and closed");
     Ok(())
 }
+
+/// Accept connections on one listener forever, each served by its own task.
+async fn accept_loop(
+    state: Rc<ShardState>,
+    listener: TcpListener,
+    info: Arc<Listener>,
+    tls: Option<Arc<TlsConfigHandle>>,
+) {
+    let failures = RateLimitedLog::new(LOG_EVERY);
+    let refusals = RateLimitedLog::new(LOG_EVERY);
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                if let Some(line) = failures.note(Instant::now(), || {
+                    format!("accept on listener {} failed: {e}", info.name)
+                }) {
+                    tracing::warn!("{line}");
+                }
+                // EMFILE and friends fail at once while the connection
+                // waits in the backlog: back off instead of spinning.
+                glommio::timer::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        let admission = match limits::admit(&state, peer.ip()).await {
+            Ok(a) => a,
+            Err(why) => {
+                if let Some(line) = refusals.note(Instant::now(), || {
+                    format!(
+                        "refused connection from {peer} on listener {}: {why}",
+                        info.name
+                    )
+                }) {
+                    tracing::warn!("{line}");
+                }
+                drop(stream);
+                continue;
+            }
+        };
+        let state = state.clone();
+        let (info, tls) = (info.clone(), tls.clone());
+        glommio::spawn_local(async move {
+            connection::serve(state.clone(), stream, peer, info, tls).await;
+            admission.release(&state).await;
+        })
+        .detach();
+    }
+}
+
+/// How often a repeating accept failure or refusal is logged.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// Pause after a failed accept (EMFILE fails again at once otherwise).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

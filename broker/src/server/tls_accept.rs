@@ -10,7 +10,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::future::{select, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use rustls::ServerConnection;
 
@@ -45,15 +44,7 @@ where
         }
     };
     let mut stream = TlsStream::server(io, server);
-    let outcome = {
-        let handshake = stream.handshake();
-        let deadline = glommio::timer::sleep(timeout);
-        futures::pin_mut!(handshake, deadline);
-        match select(handshake, deadline).await {
-            Either::Left((r, _)) => Some(r),
-            Either::Right(_) => None,
-        }
-    };
+    let outcome = shard::wake::timeout(timeout, stream.handshake()).await.ok();
     match outcome {
         None => {
             tracing::warn!(
