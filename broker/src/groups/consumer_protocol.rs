@@ -602,6 +602,20 @@ impl ConsumerGroup {
         !dead.is_empty()
     }
 
+    /// The earliest time `expire` could remove a member.
+    pub fn next_deadline(&self, cfg: &ConsumerConfig) -> Option<i64> {
+        self.members
+            .values()
+            .flat_map(|m| {
+                [
+                    Some(m.last_seen + cfg.session_timeout_ms),
+                    m.revoke_deadline,
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
     /// OffsetCommit check for a member of this group.
     pub fn check_commit(&self, member_id: &str, epoch: i32) -> i16 {
         match self.members.get(member_id) {
@@ -697,6 +711,7 @@ impl super::Coordinator {
         catalog: &dyn TopicCatalog,
     ) -> HeartbeatResult {
         let result = self.consumer_heartbeat_now(group_id, p, catalog);
+        self.reschedule(group_id);
         if let Some(entry) = self.consumer.take_dirty_entry(group_id) {
             if let Err(e) = self.append(&[entry]).await {
                 tracing::warn!("consumer group {group_id}: writing group state: {e}");

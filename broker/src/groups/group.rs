@@ -762,6 +762,23 @@ impl Group {
         }
     }
 
+    /// The earliest time `tick` has something to do: a pending member id
+    /// lapsing, a session expiring (members not waiting in a join or sync),
+    /// or the join/sync phase ending. `None`: nothing is timed.
+    pub fn next_deadline(&self) -> Option<i64> {
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| m.join_waiter.is_none() && m.sync_waiter.is_none())
+            .map(|m| m.last_heartbeat + i64::from(m.session_timeout_ms));
+        self.pending
+            .values()
+            .copied()
+            .chain(sessions)
+            .chain(self.deadline)
+            .min()
+    }
+
     pub fn is_empty_and_unused(&self) -> bool {
         self.state == GroupState::Empty && self.offsets.is_empty() && self.pending.is_empty()
     }

@@ -79,6 +79,10 @@ pub struct Coordinator {
     mem_offset: Cell<i64>,
     /// Groups of the consumer protocol (KIP-848).
     pub consumer: consumer_protocol::ConsumerGroups,
+    /// When [`run_timers`] plans to tick next (ms; `i64::MAX`: not planned).
+    next_tick: Cell<i64>,
+    /// Wakes [`run_timers`] when a change brings a deadline before it.
+    timer_wake: shard::signal::Signal,
 }
 
 impl Coordinator {
@@ -92,7 +96,60 @@ impl Coordinator {
             last_expiry_check: Cell::new(now),
             mem_offset: Cell::new(0),
             consumer: Default::default(),
+            next_tick: Cell::new(i64::MAX),
+            timer_wake: shard::signal::Signal::new(),
         }
+    }
+
+    /// After a request changed `group_id`: if that brought one of its
+    /// deadlines before the timer's next tick, wake the timer. Later
+    /// deadlines (a heartbeat moving a session on) need no wake-up: the
+    /// timer finds them when it ticks. Costs one pass over the group's
+    /// members, not over every group.
+    pub(crate) fn reschedule(&self, group_id: &str) {
+        let classic = self
+            .groups
+            .borrow()
+            .get(group_id)
+            .and_then(Group::next_deadline);
+        let cfg = self.consumer.cfg.get();
+        let consumer = self
+            .consumer
+            .groups
+            .borrow()
+            .get(group_id)
+            .and_then(|g| g.next_deadline(&cfg));
+        if let Some(at) = classic.into_iter().chain(consumer).min() {
+            if at < self.next_tick.get() {
+                self.next_tick.set(at);
+                self.timer_wake.notify_all();
+            }
+        }
+    }
+
+    /// The earliest deadline of any group of this shard, or the next offset
+    /// expiry check.
+    fn next_deadline(&self) -> i64 {
+        let cfg = self.consumer.cfg.get();
+        let classic = self
+            .groups
+            .borrow()
+            .values()
+            .filter_map(Group::next_deadline)
+            .min();
+        let consumer = self
+            .consumer
+            .groups
+            .borrow()
+            .values()
+            .filter_map(|g| g.next_deadline(&cfg))
+            .min();
+        let expiry = self.last_expiry_check.get() + EXPIRY_CHECK_MS;
+        [classic, consumer, Some(expiry)]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("the expiry check is always due some time")
     }
 
     pub fn now(&self) -> i64 {
@@ -192,6 +249,7 @@ impl Coordinator {
                 .or_insert_with(|| Group::new(group_id.clone(), now));
             g.join(p, now, &self.cfg)
         };
+        self.reschedule(&group_id);
         self.persist_if_dirty(&group_id).await;
         match reply {
             Reply::Now(r) => r,
@@ -228,6 +286,7 @@ impl Coordinator {
                 now,
             )
         };
+        self.reschedule(&group_id);
         // The settled assignment is written before the leader hears back.
         self.persist_if_dirty(&group_id).await;
         match reply {
@@ -266,6 +325,7 @@ impl Coordinator {
                 None => vec![ResponseError::UnknownMemberId.code(); members.len()],
             }
         };
+        self.reschedule(group_id);
         self.persist_if_dirty(group_id).await;
         out
     }
@@ -403,10 +463,29 @@ impl Coordinator {
 }
 
 /// The shard's group timers: session and rebalance timeouts, the initial
-/// rebalance delay, offset expiry. A short period keeps rebalances prompt.
+/// rebalance delay, offset expiry. Sleeps until the earliest deadline of any
+/// group (or until a request brings one earlier, see
+/// [`Coordinator::reschedule`]) instead of ticking on a period, so an idle
+/// shard does no work here.
 pub async fn run_timers(state: Rc<crate::shard_state::ShardState>) {
+    let groups = &state.groups;
     loop {
-        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-        state.groups.tick().await;
+        // Registered before the deadline is read, so a reschedule in
+        // between is not missed.
+        let woken = groups.timer_wake.notified();
+        let next = groups.next_deadline();
+        groups.next_tick.set(next);
+        let wait = next.saturating_sub(groups.now());
+        if wait > 0 {
+            let wait = std::time::Duration::from_millis(wait as u64);
+            // `woken` is our own signal, not glommio I/O: the timer may poll it.
+            let _ = glommio::timer::timeout(wait, async {
+                woken.await;
+                Ok(())
+            })
+            .await;
+            continue; // re-read: woken early, or the deadline moved on
+        }
+        groups.tick().await;
     }
 }
