@@ -61,9 +61,19 @@ pub struct SoakArgs {
     /// Value size of each trickle message (at least 16)
     #[arg(long, default_value = "100", value_parser = parse_size)]
     pub message_size: usize,
-    /// How often to sample the broker and probe it with a new connection
+    /// How often to sample the broker and probe it (ApiVersions and
+    /// Metadata on a long-lived connection of its own)
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub sample_every: Duration,
+    /// How often to also probe with a NEW connection (and once at the end).
+    /// Keep it rare: every accepted connection resets the broker's accept
+    /// path, which would hide a leak there (the glommio waker leak that
+    /// stopped brokers after 27 minutes grew only while nobody connected)
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub connect_probe_every: Duration,
+    /// A probe not answered within this long has failed
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub probe_timeout: Duration,
     /// Broker process to sample (RSS, CPU, descriptors, threads from /proc)
     #[arg(long)]
     pub broker_pid: Option<u32>,

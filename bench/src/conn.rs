@@ -113,6 +113,13 @@ impl Conn {
         Ok(conn)
     }
 
+    /// Give up on a response (or a send) after `t` instead of the default.
+    pub fn set_timeout(&self, t: Duration) -> Result<()> {
+        self.stream.set_read_timeout(Some(t))?;
+        self.stream.set_write_timeout(Some(t))?;
+        Ok(())
+    }
+
     pub fn version(&self, key: ApiKey) -> Result<i16> {
         let ours = OURS
             .iter()
@@ -249,7 +256,13 @@ impl Conn {
             return match e.kind() {
                 std::io::ErrorKind::Interrupted => Ok(()),
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                    bail!("no response from {} within {IO_TIMEOUT:?}", self.addr)
+                    let t = self
+                        .stream
+                        .read_timeout()
+                        .ok()
+                        .flatten()
+                        .unwrap_or(IO_TIMEOUT);
+                    bail!("no response from {} within {t:?}", self.addr)
                 }
                 _ => Err(anyhow!(e).context(format!("reading from {}", self.addr))),
             };

@@ -128,11 +128,18 @@ pub fn run(a: &SoakArgs) -> Result<()> {
     let mut report = SoakReport::new(a);
     let mut last_cpu = a.broker_pid.map(cpu_seconds).transpose()?;
     let mut last_at = Instant::now();
+    let mut probe_conn = Some(Conn::connect(&a.bootstrap)?);
+    let mut last_connect_probe = Instant::now();
     while started.elapsed() < a.duration {
         let left = a.duration.saturating_sub(started.elapsed());
         std::thread::sleep(a.sample_every.min(left));
         let now = Instant::now();
-        let probe = probe(&a.bootstrap, &a.topic);
+        let probe = probe_on(&mut probe_conn, &a.bootstrap, &a.topic, a.probe_timeout);
+        let last = started.elapsed() >= a.duration;
+        let connect = (last || now - last_connect_probe >= a.connect_probe_every).then(|| {
+            last_connect_probe = now;
+            probe_new(&a.bootstrap, &a.topic, a.probe_timeout)
+        });
         let proc = a.broker_pid.map(|pid| {
             let cpu = cpu_seconds(pid).ok();
             let pct = match (cpu, last_cpu) {
@@ -147,6 +154,7 @@ pub fn run(a: &SoakArgs) -> Result<()> {
             started.elapsed(),
             &shared,
             probe,
+            connect,
             proc,
             &shared.produce_window.take(),
             &shared.e2e_window.take(),
@@ -180,15 +188,34 @@ pub fn run(a: &SoakArgs) -> Result<()> {
     Ok(())
 }
 
-/// A fresh connection: ApiVersions and Metadata; how long they took.
-fn probe(bootstrap: &str, topic: &str) -> Result<Duration, String> {
+/// Metadata on the long-lived probe connection; how long it took. A
+/// failed probe drops the connection, and the next one reconnects.
+fn probe_on(
+    conn: &mut Option<Conn>,
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Duration, String> {
     let t0 = Instant::now();
-    let mut conn = Conn::connect(bootstrap).map_err(|e| format!("{e:#}"))?;
-    match metadata(&mut conn, topic) {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(Conn::connect(bootstrap).map_err(|e| format!("connecting: {e:#}"))?),
+    };
+    c.set_timeout(timeout).map_err(|e| format!("{e:#}"))?;
+    let outcome = match metadata(c, topic) {
         Ok(Ok(_)) => Ok(t0.elapsed()),
         Ok(Err(code)) => Err(format!("Metadata: {}", error_name(code))),
         Err(e) => Err(format!("{e:#}")),
+    };
+    if outcome.is_err() {
+        *conn = None;
     }
+    outcome
+}
+
+/// A new connection: ApiVersions and Metadata; how long they took.
+fn probe_new(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Duration, String> {
+    probe_on(&mut None, bootstrap, topic, timeout).map_err(|e| format!("new connection: {e}"))
 }
 
 /// One acks=all record every 1/rate s, each with the next sequence number.

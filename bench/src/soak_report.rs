@@ -51,9 +51,12 @@ impl ProcSample {
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
     pub at_s: f64,
-    /// A fresh connection's ApiVersions + Metadata, or why it failed.
+    /// Metadata on the long-lived probe connection, or why it failed.
     pub probe_ms: Option<f64>,
     pub probe_error: Option<String>,
+    /// When this sample also tried a new connection: how long its
+    /// ApiVersions + Metadata took (`Ok`), or why it failed.
+    pub connect: Option<Result<f64, String>>,
     pub produced: u64,
     pub consumed: u64,
     pub produce_errors: u64,
@@ -74,6 +77,7 @@ impl Sample {
         at: Duration,
         s: &Shared,
         probe: Result<Duration, String>,
+        connect: Option<Result<Duration, String>>,
         broker: Option<ProcSample>,
         produce: &Histogram<u64>,
         e2e: &Histogram<u64>,
@@ -86,6 +90,7 @@ impl Sample {
             at_s: at.as_secs_f64(),
             probe_ms,
             probe_error,
+            connect: connect.map(|c| c.map(|d| d.as_secs_f64() * 1e3)),
             produced: s.produced.load(Relaxed),
             consumed: s.consumed.load(Relaxed),
             produce_errors: s.produce_errors.load(Relaxed),
@@ -106,6 +111,11 @@ impl Sample {
             self.probe_error
                 .as_ref()
                 .map_or_else(|| opt(self.probe_ms, 1), |e| format!("FAILED: {e}")),
+            match &self.connect {
+                None => "".into(),
+                Some(Ok(ms)) => format!("{ms:.1}"),
+                Some(Err(e)) => format!("FAILED: {e}"),
+            },
             self.produced.to_string(),
             self.consumed.to_string(),
             opt(self.produce_p99_us.map(|u| u / 1e3), 2),
@@ -124,8 +134,8 @@ impl Sample {
     pub fn line(&self) -> String {
         let c = self.cells();
         format!(
-            "t={}s probe={}ms produced={} consumed={} produce_p99={}ms e2e_p99={}ms idle={} rss={}MiB cpu={}% fds={}",
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
+            "t={}s probe={}ms new_conn={}ms produced={} consumed={} produce_p99={}ms e2e_p99={}ms idle={} rss={}MiB cpu={}% fds={}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]
         )
     }
 }
@@ -253,8 +263,8 @@ impl SoakReport {
             self.rate,
             self.topic
         );
-        out += "| t (s) | probe (ms) | produced | consumed | produce p99 (ms) | e2e p99 (ms) | idle open | RSS (MiB) | CPU (%) | fds |\n";
-        out += "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+        out += "| t (s) | probe (ms) | new connection (ms) | produced | consumed | produce p99 (ms) | e2e p99 (ms) | idle open | RSS (MiB) | CPU (%) | fds |\n";
+        out += "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
         for s in &self.samples {
             out += &format!("| {} |\n", s.cells().join(" | "));
         }
@@ -344,6 +354,7 @@ mod tests {
             at_s: 0.0,
             probe_ms: Some(1.0),
             probe_error: None,
+            connect: None,
             produced: 1,
             consumed: 1,
             produce_errors: 0,

@@ -106,3 +106,48 @@ def test_limits_reports_host_figures(tmp_path):
     l = json.loads(p.stdout)
     for k in ("loopback_bytes_per_sec", "disk_write_bytes_per_sec", "fsync_p50_us", "fsync_p99_us"):
         assert l[k] > 0, l
+
+
+def soak(broker, *args, timeout=120):
+    cmd = [str(bench_binary()), "soak", "--bootstrap", broker.bootstrap, "--json",
+           "--broker-pid", str(broker.proc.pid), *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(p, timeout=120):
+    out, err = p.communicate(timeout=timeout)
+    lines = [l for l in out.splitlines() if l.startswith("{")]
+    assert len(lines) == 1, f"expected one JSON report, got:\n{out}\nstderr:\n{err}"
+    return p.returncode, json.loads(lines[0]), err
+
+
+def test_soak_passes_on_a_healthy_broker(broker_factory):
+    b = broker_factory()
+    rc, r, err = finish(soak(b, "--topic", unique_topic("soak"), "--duration", "10s",
+                             "--sample-every", "1s", "--idle-connections", "20",
+                             "--idle-refresh", "2s", "--rate", "50"))
+    assert rc == 0, f"soak failed on a healthy broker: {r['verdict']}\n{err}"
+    assert r["verdict"]["passed"]
+    assert r["produced"] >= 300 and r["lost"] == 0 and r["duplicates"] == 0, r
+    assert r["idle_requests"] > 0 and r["idle_lost"] == 0, r
+    assert len(r["samples"]) >= 9
+    s = r["samples"][-1]
+    assert s["broker"]["rss_bytes"] > 0 and s["broker"]["fds"] > 0
+    assert s["connect"] is not None, "the last sample probes with a new connection"
+    assert any("RSS peak" in f for f in r["verdict"]["flatness"]), r["verdict"]
+
+
+def test_soak_fails_when_the_broker_stops_answering(broker_factory):
+    import signal
+    import time
+    b = broker_factory()
+    p = soak(b, "--topic", unique_topic("soak"), "--duration", "14s", "--sample-every", "1s",
+             "--idle-connections", "5", "--rate", "20", "--probe-timeout", "1s")
+    time.sleep(4)
+    b.proc.send_signal(signal.SIGSTOP)  # frozen: connections stay open, nothing answers
+    time.sleep(4)
+    b.proc.send_signal(signal.SIGCONT)
+    rc, r, err = finish(p)
+    assert rc != 0, "a soak across a 4 s freeze passed"
+    assert not r["verdict"]["passed"]
+    assert any("probes failed" in f for f in r["verdict"]["failures"]), r["verdict"]
