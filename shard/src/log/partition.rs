@@ -521,7 +521,15 @@ pub(super) async fn load(dir: &Path, name: &str, config: &LogConfig) -> Result<I
         }
         if !is_last {
             seg.file.fdatasync().await?;
-            seg.write_indexes(dir)?;
+            match seg.write_indexes(dir) {
+                Ok(()) => {}
+                // On a full disk the log still opens: the indexes are in
+                // memory and are rebuilt again at the next start.
+                Err(e) if super::health::is_out_of_space(&e) => {
+                    tracing::warn!("{name}: segment {base}: index not saved ({e})");
+                }
+                Err(e) => return Err(e.into()),
+            }
             seg.sealed = true;
         }
         segments.insert(base, seg);

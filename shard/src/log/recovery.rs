@@ -63,7 +63,7 @@ impl PartitionLog {
             return Err(LogError::Storage(fault));
         }
         if !HEALTH.has_room_for_recovery() {
-            self.note_fault(fault.clone());
+            // Still full: no attempt, and no longer backoff for later.
             return Err(LogError::Storage(fault));
         }
         match self.recover_in_place().await {

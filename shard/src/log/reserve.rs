@@ -31,16 +31,21 @@ static STATE: AtomicU8 = AtomicU8::new(ABSENT);
 /// a partition directory, which always ends in `-<partition number>`.
 pub const RESERVE_FILE: &str = "disk-reserve.ballast";
 
-/// Set up the reserve (once per process) and create it if there is room.
+/// Set up the reserve (once per process). One left by the previous run is
+/// kept; else the disk monitor creates it once it has measured the room.
 pub fn init(data_dir: &Path, bytes: u64) {
-    if bytes == 0 {
-        return;
-    }
     let path = data_dir.join(RESERVE_FILE);
-    if RESERVE.set(Reserve { path, bytes }).is_err() {
+    if bytes == 0 {
+        let _ = std::fs::remove_file(&path);
         return;
     }
-    restore(u64::MAX);
+    let kept = std::fs::metadata(&path).is_ok_and(|m| m.len() >= bytes);
+    if !kept {
+        let _ = std::fs::remove_file(&path);
+    }
+    if RESERVE.set(Reserve { path, bytes }).is_ok() && kept {
+        STATE.store(PRESENT, Ordering::Release);
+    }
 }
 
 /// Bytes the reserve holds when present (0 when none is configured).
