@@ -306,14 +306,28 @@ def test_full_disk_errors_reads_deletes_and_writes_resume_without_restart(
                 break
         assert codes[-1] == NOT_COORDINATOR, codes
 
-        # 4. DeleteTopics works on the full disk (the metadata write uses
-        # the disk reserve) and frees the space.
+        # 4. DeleteRecords works on the full disk (its log-start checkpoint
+        # uses the disk reserve) and frees the sealed segments below it.
+        from confluent_kafka import TopicPartition
         admin = admin_client(b.bootstrap)
+        hw = max(o for o, _ in acked) + 1
+        free_before = shutil.disk_usage(small_fs).free
+        for f in admin.delete_records([TopicPartition(big, 0, hw)]).values():
+            f.result(timeout=30)
+        assert b.log_text().count("released the") == 1
+        assert shutil.disk_usage(small_fs).free > free_before + (32 << 20)
+        # The monitor puts the reserve back once there is room; fill the
+        # disk again.
+        wait_for(lambda: b.metrics()["shardline_disk_reserve_present"] == 1, "reserve re-created")
+        top_up(small_fs)
+
+        # 5. DeleteTopics works on the full disk too (the metadata write
+        # uses the reserve) and frees everything the topic held.
         fs = admin.delete_topics([big], operation_timeout=30)
         fs[big].result(timeout=30)
-        assert "released the" in b.log_text()
+        assert b.log_text().count("released the") == 2
 
-        # 5. Writes resume without a restart: the victim partition, offline
+        # 6. Writes resume without a restart: the victim partition, offline
         # since its write failed, recovers in place from its files.
         deadline = time.monotonic() + 45
         while True:
@@ -335,7 +349,7 @@ def test_full_disk_errors_reads_deletes_and_writes_resume_without_restart(
         for off, val in tail.seen.items():
             assert final.get(off) == val, f"consumer saw offset {off}, which the log does not hold"
 
-        # 6. And after a crash, still the same records at the same offsets.
+        # 7. And after a crash, still the same records at the same offsets.
         b.kill9()
         b.start()
         after = dict(consume_all(b.bootstrap, victim, expected_at_least=len(final)))
@@ -345,10 +359,18 @@ def test_full_disk_errors_reads_deletes_and_writes_resume_without_restart(
         b.close()
 
 
+def wait_for(cond, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
+        time.sleep(0.25)
+
+
 def top_up(mnt):
     """Fill what is left of the filesystem with a file of our own."""
+    n = len(list(mnt.glob("filler*")))
     chunk = b"\0" * (64 << 10)
-    with open(mnt / "filler", "wb", buffering=0) as f:
+    with open(mnt / f"filler{n}", "wb", buffering=0) as f:
         try:
             while True:
                 f.write(chunk)
@@ -356,7 +378,7 @@ def top_up(mnt):
         except OSError:
             pass
     small = b"\0" * 512
-    with open(mnt / "filler2", "wb", buffering=0) as f:
+    with open(mnt / f"filler{n + 1}", "wb", buffering=0) as f:
         try:
             while True:
                 f.write(small)
@@ -389,6 +411,8 @@ def test_consumers_never_see_records_a_failed_write_takes_back(shardline_bin, sm
     from confluent_kafka import Producer
     b = DiskBroker(shardline_bin, small_fs, tmp_path, {
         "disk_free_min_bytes": 0, "disk_reserve_bytes": 0})
+    # Space the test gives back at the end (the broker has no reserve here).
+    (small_fs / "spare").write_bytes(b"s" * (4 << 20))
     try:
         b.start()
         topic = unique_topic("hwm")
@@ -426,6 +450,22 @@ def test_consumers_never_see_records_a_failed_write_takes_back(shardline_bin, sm
         missing = [o for o, v in tail.seen.items() if after.get(o) != v]
         assert not missing, (f"{len(missing)} of {len(tail.seen)} records the consumer saw are "
                              f"gone or different after restart (first: offset {min(missing)})")
+
+        # With no disk reserve, a metadata write that finds the disk full is
+        # answered with the real cause and logged (not UNKNOWN_TOPIC_OR_PARTITION).
+        from confluent_kafka import KafkaException
+        top_up(small_fs)
+        admin = admin_client(b.bootstrap)
+        with pytest.raises(KafkaException) as e:
+            admin.delete_topics([topic], operation_timeout=30)[topic].result(timeout=30)
+        err = e.value.args[0]
+        assert err.code() == KAFKA_STORAGE_ERROR, err
+        # librdkafka shows the code's text; the cause is in the broker's log
+        # (and in the response's error_message).
+        assert re.search(f"deleting topic {topic}: .*No space left", b.log_text())
+        # Once there is room, the same request succeeds.
+        (small_fs / "spare").unlink()
+        admin.delete_topics([topic], operation_timeout=30)[topic].result(timeout=30)
     finally:
         b.close()
 
