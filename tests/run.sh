@@ -46,6 +46,18 @@ else
 fi
 done_step "$CURRENT_STEP"
 
+# ---------------------------------------------------------------- loop-mounted filesystems
+# test_storage.py fills a small ext4 image mounted as the data dir.
+CURRENT_STEP="install mkfs.ext4 and mount"
+step "$CURRENT_STEP"
+if command -v mkfs.ext4 >/dev/null 2>&1 && command -v mount >/dev/null 2>&1; then
+  echo "mkfs.ext4 and mount already installed"
+else
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq e2fsprogs mount >/dev/null
+fi
+done_step "$CURRENT_STEP"
+
 # ---------------------------------------------------------------- python venv
 CURRENT_STEP="python venv (.venv)"
 step "$CURRENT_STEP"

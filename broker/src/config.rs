@@ -142,6 +142,17 @@ pub struct BrokerConfig {
     /// Kafka's `quota.window.size.seconds`: the length of one quota sample;
     /// throttle times grow with it [default: 1].
     pub quota_window_size_seconds: u64,
+    /// Produce is refused with KAFKA_STORAGE_ERROR while the data
+    /// directory's filesystem has less free space than this (or than
+    /// `disk_free_min_percent` of its size, whichever is larger); 0 = off.
+    pub disk_free_min_bytes: u64,
+    pub disk_free_min_percent: f64,
+    /// Space held in reserve (a ballast file in the data directory) and
+    /// given back when a metadata write finds the disk full, so topics and
+    /// records can still be deleted; 0 = none.
+    pub disk_reserve_bytes: u64,
+    /// Address of the Prometheus endpoint (`GET /metrics`); off when unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for BrokerConfig {
@@ -213,6 +224,10 @@ impl Default for BrokerConfig {
             log_group_commit_window_us: None,
             quota_window_num: 11,
             quota_window_size_seconds: 1,
+            disk_free_min_bytes: 256 << 20,
+            disk_free_min_percent: 0.0,
+            disk_reserve_bytes: 8 << 20,
+            metrics_listen: None,
         }
     }
 }
@@ -281,6 +296,9 @@ impl BrokerConfig {
         }
         if !(1..=3600).contains(&self.quota_window_size_seconds) {
             bail!("quota_window_size_seconds must be between 1 and 3600");
+        }
+        if !(0.0..=50.0).contains(&self.disk_free_min_percent) {
+            bail!("disk_free_min_percent must be between 0 and 50");
         }
         self.resolved_listeners = self.resolve_listeners()?;
         for m in &self.sasl_enabled_mechanisms {

@@ -165,6 +165,10 @@ async fn open_partitions(
 
 pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, AdminError> {
     let _guard = admin_turn(&state).await?;
+    existing_topic(&state, &name)?;
+    // Admin operations run one at a time, so the topic is still there: a
+    // failure now is the metadata write (e.g. a full disk even after the
+    // disk reserve was released), answered and logged as what it is.
     let meta = state
         .metadata
         .update(|s| {
@@ -172,7 +176,10 @@ pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, A
                 .remove(&name)
                 .ok_or_else(|| format!("unknown topic '{name}'"))
         })
-        .map_err(|m| AdminError::new(ResponseError::UnknownTopicOrPartition, m))?;
+        .map_err(|m| {
+            tracing::error!("deleting topic {name}: {m}");
+            AdminError::new(ResponseError::KafkaStorageError, m)
+        })?;
     for (p, pm) in meta.partitions.iter().enumerate() {
         let topic = meta.name.clone();
         let _ = state

@@ -6,10 +6,12 @@ mod background;
 mod cli;
 mod config;
 mod controller;
+mod disk_monitor;
 mod groups;
 mod handlers;
 mod listeners;
 mod metadata;
+mod metrics;
 mod quotas;
 mod routing;
 mod security;
@@ -198,6 +200,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     let mut cfg = cfg.finish()?;
     tune_cmd::apply_iotune(&mut cfg)?;
+    disk_monitor::start_storage_services(&cfg)?;
     server::run(cfg)
 }
 

@@ -95,9 +95,31 @@ impl Stop {
     }
 }
 
+/// The start-up gate of one shard: it reports that it has recovered its
+/// state, and waits until every shard has, so no shard accepts a client
+/// (whose requests may go to any shard) while another is still recovering.
+pub struct Gate {
+    shard: usize,
+    events: SyncSender<Event>,
+    open: oneshot::Receiver<()>,
+}
+
+impl Gate {
+    /// Report this shard ready; true once every shard is, false if the
+    /// broker is stopping instead (a signal, or another shard failed).
+    pub async fn all_ready(self) -> bool {
+        if self.events.send(Event::Ready(self.shard)).is_err() {
+            return false;
+        }
+        self.open.await.is_ok()
+    }
+}
+
 /// What the supervisor hears from signal and shard threads.
 enum Event {
     Signal(i32),
+    /// A shard finished its start-up (see [`Gate`]).
+    Ready(usize),
     /// A shard's main future ended: `Ok`, its error, or its panic.
     Exited(usize, Result<()>),
 }
@@ -127,15 +149,16 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Run `shard_main(shard_id, stop)` on `cfg.shards` executors, one thread
-/// each, and supervise them from the calling thread:
+/// Run `shard_main(shard_id, gate, stop)` on `cfg.shards` executors, one
+/// thread each, and supervise them from the calling thread:
+/// - every shard passes its [`Gate`] once recovered; they all go on together;
 /// - SIGTERM or SIGINT asks every shard to stop (a second one exits at once);
 /// - a shard that fails or panics — at start-up or later — makes the others
 ///   stop too, so the broker never runs half alive;
 /// - returns when every shard has ended: the first error, or `Ok`.
 pub fn run_shards<F, Fut>(cfg: &RuntimeConfig, shard_main: F) -> Result<()>
 where
-    F: Fn(usize, Stop) -> Fut + Send + Sync + Clone + 'static,
+    F: Fn(usize, Gate, Stop) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<()>> + 'static,
 {
     assert!(cfg.shards > 0, "at least one shard");
@@ -148,6 +171,7 @@ where
     watch_signals(events.clone())?;
     let cores = available_cores();
     let mut stops = Vec::with_capacity(cfg.shards);
+    let mut gates = Vec::with_capacity(cfg.shards);
     let mut threads = Vec::with_capacity(cfg.shards);
     for shard in 0..cfg.shards {
         let placement = if cfg.pin {
@@ -161,6 +185,13 @@ where
             .preempt_timer(Duration::from_millis(5));
         let (stop_tx, stop_rx) = oneshot::channel();
         stops.push(Some(stop_tx));
+        let (open_tx, open_rx) = oneshot::channel();
+        gates.push(Some(open_tx));
+        let gate = Gate {
+            shard,
+            events: events.clone(),
+            open: open_rx,
+        };
         let main = shard_main.clone();
         let events = events.clone();
         let thread = std::thread::Builder::new()
@@ -178,7 +209,7 @@ where
                     )),
                     Ok(executor) => {
                         let run = std::panic::AssertUnwindSafe(|| {
-                            executor.run(main(shard, Stop(stop_rx)))
+                            executor.run(main(shard, gate, Stop(stop_rx)))
                         });
                         std::panic::catch_unwind(run).unwrap_or_else(|p| {
                             Err(anyhow!("shard {shard} panicked: {}", panic_message(&*p)))
@@ -193,6 +224,7 @@ where
     drop(events);
     let mut first_err = None;
     let mut running = cfg.shards;
+    let mut ready = 0;
     let mut stopping = false;
     while running > 0 {
         let Ok(event) = inbox.recv() else { break };
@@ -204,6 +236,16 @@ where
             Event::Signal(sig) => {
                 tracing::info!("signal {sig}: stopping every shard");
                 true
+            }
+            Event::Ready(shard) => {
+                ready += 1;
+                tracing::debug!("shard {shard} recovered ({ready} of {})", cfg.shards);
+                if ready == cfg.shards && !stopping {
+                    for open in gates.iter_mut().filter_map(Option::take) {
+                        let _ = open.send(());
+                    }
+                }
+                false
             }
             Event::Exited(shard, outcome) => {
                 running -= 1;
@@ -221,6 +263,8 @@ where
         };
         if stop_all && !stopping {
             stopping = true;
+            // Shards still at the gate see it closed (sender dropped).
+            gates.clear();
             for stop in stops.iter_mut().filter_map(Option::take) {
                 let _ = stop.send(());
             }

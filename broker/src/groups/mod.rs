@@ -195,7 +195,7 @@ impl Coordinator {
     }
 
     /// Append records durably; returns the log offset of the first.
-    async fn append(&self, entries: &[store::Entry]) -> Result<i64, String> {
+    async fn append(&self, entries: &[store::Entry]) -> Result<i64, WriteFailed> {
         if entries.is_empty() {
             return Ok(-1);
         }
@@ -205,7 +205,7 @@ impl Coordinator {
                 .append(store::batch(entries, self.now()), AckLevel::Durable)
                 .await
                 .map(|info| info.base_offset)
-                .map_err(|e| e.to_string()),
+                .map_err(WriteFailed::from),
             None => {
                 let base = self.mem_offset.get();
                 self.mem_offset.set(base + entries.len() as i64);
@@ -418,7 +418,7 @@ impl Coordinator {
         }
         if let Err(e) = self.append(&entries).await {
             tracing::warn!("deleting group {group_id}: {e}");
-            return ResponseError::CoordinatorNotAvailable.code();
+            return e.code.code();
         }
         let mut groups = self.groups.borrow_mut();
         if groups
@@ -487,5 +487,38 @@ pub async fn run_timers(state: Rc<crate::shard_state::ShardState>) {
             continue; // re-read: woken early, or the deadline moved on
         }
         groups.tick().await;
+    }
+}
+
+/// A failed write to the group log, with the error Kafka's group
+/// coordinator answers for it (Kafka 4.4 `CoordinatorOperationExceptionHelper`:
+/// KAFKA_STORAGE_ERROR and NOT_LEADER_OR_FOLLOWER become NOT_COORDINATOR, so
+/// clients look the coordinator up again and retry; the rest, here,
+/// COORDINATOR_NOT_AVAILABLE).
+#[derive(Debug)]
+pub struct WriteFailed {
+    pub code: ResponseError,
+    pub message: String,
+}
+
+impl From<shard::log::LogError> for WriteFailed {
+    fn from(e: shard::log::LogError) -> Self {
+        use shard::log::LogError;
+        let code = match &e {
+            LogError::Storage(_) | LogError::NoSpace(_) | LogError::Closed => {
+                ResponseError::NotCoordinator
+            }
+            _ => ResponseError::CoordinatorNotAvailable,
+        };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for WriteFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (answered {:?})", self.message, self.code)
     }
 }

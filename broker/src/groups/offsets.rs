@@ -182,7 +182,7 @@ impl Coordinator {
             Ok(base) => base,
             Err(e) => {
                 tracing::warn!("group {group_id}: writing offsets: {e}");
-                return ResponseError::CoordinatorNotAvailable.code();
+                return e.code.code();
             }
         };
         let mut groups = self.groups.borrow_mut();
@@ -266,7 +266,7 @@ impl Coordinator {
         };
         if let Err(e) = self.append(&tombstones).await {
             tracing::warn!("group {group_id}: deleting offsets: {e}");
-            return Err(ResponseError::CoordinatorNotAvailable.code());
+            return Err(e.code.code());
         }
         if let Some(g) = self.groups.borrow_mut().get_mut(group_id) {
             for ((t, p), e) in parts.into_iter().zip(&errors) {

@@ -13,7 +13,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
-        LogError::Storage(_) => ResponseError::KafkaStorageError,
+        LogError::Storage(_) | LogError::NoSpace(_) => ResponseError::KafkaStorageError,
         LogError::Closed => ResponseError::NotLeaderOrFollower,
     };
     err.code()

@@ -248,7 +248,8 @@ async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted]) -> Vec<PartitionRea
         .collect()
 }
 
-/// Wait until any wanted partition gets data past its fetch offset, or `timeout`.
+/// Wait until any wanted partition's high watermark passes its fetch
+/// offset (data became durable, hence visible), or `timeout`.
 async fn wait_for_data(state: &Rc<ShardState>, wanted: &[Wanted], timeout: Duration) {
     let mut per_shard: std::collections::BTreeMap<usize, Vec<(String, i32, i64)>> =
         Default::default();
@@ -276,14 +277,15 @@ async fn wait_for_data(state: &Rc<ShardState>, wanted: &[Wanted], timeout: Durat
     let _ = select(select_all(waits), timer).await;
 }
 
-/// On the owner shard: wait for an append to any of `parts` or `timeout`.
+/// On the owner shard: wait for the high watermark of any of `parts` to
+/// pass its offset, or `timeout`.
 async fn wait_local(state: &ShardState, parts: Vec<(String, i32, i64)>, timeout: Duration) {
     let mut notified = Vec::new();
     for (topic, partition, offset) in parts {
         if let Some(log) = state.log(&topic, partition) {
-            // Register before checking, so an append in between is not missed.
+            // Register before checking, so an advance in between is not missed.
             let n = log.data_notified();
-            if log.log_end_offset() > offset {
+            if log.high_watermark() > offset {
                 return;
             }
             notified.push(Box::pin(n));

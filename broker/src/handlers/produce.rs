@@ -9,6 +9,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
+use shard::log::health::HEALTH;
 use shard::log::AckLevel;
 use shard::record;
 
@@ -68,6 +69,25 @@ fn to_batches(records: &Bytes) -> Result<Bytes, PartitionResult> {
     }
 }
 
+/// The error message for produce while free space is below the floor, as
+/// KAFKA_STORAGE_ERROR: Kafka's answer when a log directory cannot take
+/// writes. (Redpanda answers BROKER_NOT_AVAILABLE for its
+/// `storage_min_free_bytes`; librdkafka retries that without counting
+/// retries, so clients would only ever see a timeout.)
+fn low_disk_refusal(state: &ShardState) -> Option<String> {
+    if !HEALTH.refusing_writes() {
+        return None;
+    }
+    let space = HEALTH.space()?;
+    Some(format!(
+        "the disk holding {} has {} bytes free, below the floor of {} bytes \
+         (disk_free_min_bytes/disk_free_min_percent): writes are refused until space is freed",
+        state.config.data_dir.display(),
+        space.free_bytes,
+        space.min_free_bytes
+    ))
+}
+
 pub async fn handle(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
@@ -101,6 +121,9 @@ pub async fn handle(
         .collect();
     let snap = ensure_topics(state, ctx, &names, state.config.auto_create_topics_enable).await;
 
+    // Below the free-space floor every write is refused (one atomic load,
+    // published by the disk monitor thread).
+    let low_disk = low_disk_refusal(state);
     // Work items in request order; invalid ones answered without a shard trip.
     let mut early: Vec<Option<PartitionResult>> = Vec::new();
     let mut items = Vec::new();
@@ -124,6 +147,13 @@ pub async fn handle(
                 ))
             } else if let Some(shard) = owner(&snap, &topic, p.index) {
                 match p.records.as_ref().map(to_batches) {
+                    Some(Ok(_)) if low_disk.is_some() => {
+                        HEALTH.count_refused_write();
+                        Err(PartitionResult::error(
+                            ResponseError::KafkaStorageError,
+                            low_disk.clone().unwrap_or_default(),
+                        ))
+                    }
                     None => Err(PartitionResult::error(
                         ResponseError::InvalidRecord,
                         "null records",

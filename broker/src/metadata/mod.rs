@@ -87,11 +87,14 @@ impl MetadataStore {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
         let path = data_dir.join(METADATA_FILE);
+        let mut on_disk = None;
         let mut state = if path.exists() {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_slice::<ClusterState>(&bytes)
-                .with_context(|| format!("{} is not valid cluster metadata", path.display()))?
+            let state = serde_json::from_slice::<ClusterState>(&bytes)
+                .with_context(|| format!("{} is not valid cluster metadata", path.display()))?;
+            on_disk = Some(bytes);
+            state
         } else {
             ClusterState {
                 cluster_id: new_cluster_id(),
@@ -114,7 +117,12 @@ impl MetadataStore {
             path,
             current: RwLock::new(Arc::new(state)),
         };
-        store.persist(&store.snapshot())?;
+        // Written when new or when its format changed, not at every start:
+        // a broker must be able to start on a full disk.
+        let current = serde_json::to_vec_pretty(&*store.snapshot())?;
+        if on_disk.as_deref() != Some(&current[..]) {
+            store.persist(&store.snapshot())?;
+        }
         Ok(store)
     }
 
@@ -140,7 +148,11 @@ impl MetadataStore {
 
     fn persist(&self, state: &ClusterState) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(state)?;
-        Ok(shard::log::index::write_durably(&self.path, &bytes)?)
+        // On a full disk the disk reserve is given back for this write, so
+        // the metadata changes that free space (DeleteTopics) still work.
+        Ok(shard::log::reserve::write_durably_or_release(
+            &self.path, &bytes,
+        )?)
     }
 }
 

@@ -8,14 +8,13 @@ pub mod watchdog;
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use glommio::net::TcpListener;
 use shard::mesh::{Inbox, Mesh};
-use shard::runtime::{run_shards, RuntimeConfig, Stop};
+use shard::runtime::{run_shards, Gate, RuntimeConfig, Stop};
 
 use self::limits::{ConnectionLimits, RateLimitedLog};
 use crate::config::BrokerConfig;
@@ -74,13 +73,12 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     let (mesh, inboxes) = Mesh::<ShardState>::new(config.shards);
     let inboxes: Arc<Mutex<Vec<Option<Inbox<ShardState>>>>> =
         Arc::new(Mutex::new(inboxes.into_iter().map(Some).collect()));
-    let listening = Arc::new(AtomicUsize::new(0));
     let rt = RuntimeConfig {
         shards: config.shards,
         io_memory: config.io_memory_bytes,
         pin: config.pin_shards,
     };
-    run_shards(&rt, move |id, stop| {
+    run_shards(&rt, move |id, gate, stop| {
         let inbox = inboxes.lock().expect("inbox lock")[id]
             .take()
             .expect("each shard starts once");
@@ -93,7 +91,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         )
         .with_quotas(quotas.clone())
         .with_connection_limits(limits.clone());
-        shard_main(state, tls.clone(), inbox, stop, listening.clone())
+        shard_main(state, tls.clone(), inbox, gate, stop)
     })?;
     println!("shardline stopped cleanly");
     Ok(())
@@ -103,8 +101,8 @@ async fn shard_main(
     state: ShardState,
     tls: TlsHandles,
     inbox: Inbox<ShardState>,
+    gate: Gate,
     stop: Stop,
-    listening: Arc<AtomicUsize>,
 ) -> Result<()> {
     let state = Rc::new(state);
     let id = state.id;
@@ -128,7 +126,14 @@ async fn shard_main(
             .map_err(|e| anyhow::anyhow!("binding listener {} at {}: {e}", l.name, l.bind))?;
         bound.push((Arc::new(l.clone()), tls.get(&l.name).cloned(), listener));
     }
-    if listening.fetch_add(1, Ordering::SeqCst) + 1 == config.shards {
+    // A client's requests may go to any shard: none accepts before all have
+    // recovered (connections wait in the backlog meanwhile, as with Kafka,
+    // which binds early and enables request processing after recovery).
+    if !gate.all_ready().await {
+        state.close_all().await;
+        return Ok(());
+    }
+    if id == 0 {
         let listeners = config
             .resolved_listeners
             .iter()

@@ -154,6 +154,9 @@ struct Plan {
     cached: Vec<Bytes>,
     cleanable_end: i64,
     log_end: i64,
+    /// Only records below it decide what is superseded: a newer value
+    /// that is not durable yet may still be lost.
+    high_watermark: i64,
     dirty_bytes: u64,
     total_bytes: u64,
 }
@@ -284,6 +287,7 @@ impl PartitionLog {
                 .map(|b| b.bytes.clone())
                 .collect(),
             log_end: inner.next_offset,
+            high_watermark: inner.high_watermark,
             dirty_bytes,
             total_bytes,
         }
@@ -543,8 +547,12 @@ fn decode(batch: &BatchView) -> Result<Vec<record::Record>, LogError> {
 async fn build_offset_map(plan: &Plan, first_dirty: i64) -> Result<OffsetMap, LogError> {
     let mut map = OffsetMap::new();
     let mut next = i64::MIN;
+    let hwm = plan.high_watermark;
     let mut add = |map: &mut OffsetMap, bytes: &[u8]| -> Result<(), LogError> {
         let batch = BatchView::parse_verified(bytes)?;
+        if batch.base_offset() >= hwm {
+            return Ok(());
+        }
         if batch.base_offset() < next {
             return Ok(()); // seen already (the disk and the cache overlap)
         }

@@ -30,8 +30,20 @@ pub async fn prepare_dir(dir: &Path) -> Result<(), LogError> {
     if PROBED.with(|p| p.borrow().contains(&dev)) {
         return Ok(());
     }
-    let probe = dir.join(PROBE_FILE);
-    std::fs::write(&probe, vec![0u8; 4096])?;
+    // An existing non-empty file (a segment) serves as the probe, so that a
+    // broker can start on a full disk; else a probe file is written.
+    let existing = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() >= 4096))
+        .map(|e| e.path());
+    let probe = match existing {
+        Some(path) => path,
+        None => {
+            let probe = dir.join(PROBE_FILE);
+            std::fs::write(&probe, vec![0u8; 4096])?;
+            probe
+        }
+    };
     let outcome = async {
         let file = DmaFile::open(&probe).await?;
         let read = file.read_at(0, 4096).await?;
@@ -45,7 +57,9 @@ pub async fn prepare_dir(dir: &Path) -> Result<(), LogError> {
         Ok::<_, std::io::Error>(())
     }
     .await;
-    let _ = std::fs::remove_file(&probe);
+    if probe.ends_with(PROBE_FILE) {
+        let _ = std::fs::remove_file(&probe);
+    }
     outcome.map_err(|e| {
         LogError::Storage(format!(
             "direct I/O (O_DIRECT through io_uring) does not work in {}: {e}; \

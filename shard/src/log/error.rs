@@ -26,18 +26,41 @@ pub enum LogError {
     InvalidRecord(String),
     #[error("storage error: {0}")]
     Storage(String),
+    /// The device (or a quota) is full: ENOSPC or EDQUOT.
+    #[error("no space left on the device: {0}")]
+    NoSpace(String),
     #[error("partition log is closed")]
     Closed,
 }
 
+fn out_of_space(code: Option<i32>) -> bool {
+    matches!(code, Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 impl From<std::io::Error> for LogError {
     fn from(e: std::io::Error) -> Self {
-        LogError::Storage(e.to_string())
+        if out_of_space(e.raw_os_error()) {
+            LogError::NoSpace(e.to_string())
+        } else {
+            LogError::Storage(e.to_string())
+        }
     }
 }
 
 impl From<glommio::GlommioError<()>> for LogError {
     fn from(e: glommio::GlommioError<()>) -> Self {
-        LogError::Storage(e.to_string())
+        if out_of_space(e.raw_os_error()) {
+            LogError::NoSpace(e.to_string())
+        } else {
+            LogError::Storage(e.to_string())
+        }
+    }
+}
+
+impl LogError {
+    /// A failure of the storage itself (the partition goes offline), as
+    /// opposed to a refused request.
+    pub fn is_storage(&self) -> bool {
+        matches!(self, LogError::Storage(_) | LogError::NoSpace(_))
     }
 }

@@ -18,7 +18,9 @@ use glommio::io::{DmaBuffer, DmaFile};
 
 use super::config::FlushMode;
 use super::error::LogError;
-use super::partition::{PartitionLog, PAGE};
+use super::health::HEALTH;
+use super::partition::{save_producer_snapshot, PartitionLog, PAGE};
+use super::producer_state::ProducerStates;
 use super::segment::PREALLOCATE_STEP;
 
 /// Unwritten bytes of one segment, starting at `file_pos` (page aligned):
@@ -95,7 +97,15 @@ impl PendingWrite {
 pub(super) struct SealJob {
     pub(super) pending: PendingWrite,
     pub(super) final_size: u64,
+    /// Base of the segment that follows, and the producer state as of its
+    /// start: saved as its snapshot once this segment is sealed.
+    pub(super) next_base: i64,
+    pub(super) snapshot: ProducerStates,
 }
+
+/// A rolled segment's last write, final size, and the next segment's
+/// base with its producer snapshot.
+pub(super) type SealWork = (WriteJob, u64, i64, ProducerStates);
 
 pub(super) struct WriteJob {
     pub(super) segment_base: i64,
@@ -109,7 +119,13 @@ pub(super) struct WriteJob {
 }
 
 impl PartitionLog {
-    pub(super) async fn wait_durable(&self, last_offset: i64) -> Result<(), LogError> {
+    /// Wait until the high watermark passes `last_offset`, appended in
+    /// `generation` (a recovery in between means the batch may be gone).
+    pub(super) async fn wait_durable(
+        &self,
+        last_offset: i64,
+        generation: u64,
+    ) -> Result<(), LogError> {
         loop {
             let notified = self.progress_signal.notified();
             {
@@ -117,11 +133,14 @@ impl PartitionLog {
                 if let Some(err) = &inner.storage_error {
                     return Err(LogError::Storage(err.clone()));
                 }
-                let reached = match self.config.borrow().flush_mode {
-                    FlushMode::Batch => inner.synced_offset,
-                    FlushMode::Interval => inner.written_offset,
-                };
-                if reached > last_offset {
+                if inner.generation != generation {
+                    return Err(LogError::Storage(format!(
+                        "{}: the write of this batch failed; the partition has recovered \
+                         from its files since and the batch may not be in the log",
+                        self.name
+                    )));
+                }
+                if inner.high_watermark > last_offset {
                     return Ok(());
                 }
             }
@@ -171,16 +190,31 @@ impl PartitionLog {
         self.progress_signal.notify_all();
     }
 
+    /// A write or sync failed: the partition goes offline for writes.
+    /// Nothing at or above the high watermark will ever be served (its bytes
+    /// may not be on the device); appends are refused with this error until
+    /// a recovery in place succeeds (`recovery.rs`).
     fn fail(&self, e: LogError) {
+        let hwm = self.high_watermark();
+        let cause = match &e {
+            LogError::NoSpace(detail) => format!(
+                "the disk holding {} is full ({detail}); free space (delete topics or \
+                 records) and writes resume",
+                self.dir.display()
+            ),
+            other => format!("writing to {} failed: {other}", self.dir.display()),
+        };
         tracing::error!(
-            "{}: write failed, partition is read-only until restart: {e}",
+            "{}: {cause}. Partition offline for writes; reads are served up to offset {hwm}",
             self.name
         );
-        self.inner.borrow_mut().storage_error = Some(e.to_string());
+        HEALTH.count_storage_error();
+        HEALTH.partition_offline();
+        self.note_fault(format!("{}: {cause}", self.name));
         self.progress_signal.notify_all();
     }
 
-    fn take_write_work(&self) -> (Vec<(WriteJob, u64)>, Option<WriteJob>) {
+    fn take_write_work(&self) -> (Vec<SealWork>, Option<WriteJob>) {
         let shape = {
             let config = self.config.borrow();
             ChunkShape::new(config.write_chunk_bytes, config.write_queue_depth)
@@ -190,8 +224,8 @@ impl PartitionLog {
             .sealing
             .drain(..)
             .map(|mut job| {
-                let final_size = job.final_size;
-                (snapshot_pending(&mut job.pending, true, shape), final_size)
+                let write = snapshot_pending(&mut job.pending, true, shape);
+                (write, job.final_size, job.next_base, job.snapshot)
             })
             .collect();
         let active = inner
@@ -203,7 +237,7 @@ impl PartitionLog {
 
     async fn execute(
         &self,
-        seals: Vec<(WriteJob, u64)>,
+        seals: Vec<SealWork>,
         active: Option<WriteJob>,
         streaming: bool,
     ) -> Result<(), LogError> {
@@ -232,11 +266,11 @@ impl PartitionLog {
     /// `written_offset` but does not sync the active segment.
     async fn write_work(
         &self,
-        seals: Vec<(WriteJob, u64)>,
+        seals: Vec<SealWork>,
         active: Option<WriteJob>,
     ) -> Result<(), LogError> {
         let mut last_written = None;
-        for (job, final_size) in seals {
+        for (job, final_size, next_base, snapshot) in seals {
             let file = job.file.clone();
             let base = job.segment_base;
             last_written = Some(self.write_job(job).await?.max(last_written.unwrap_or(-1)));
@@ -250,6 +284,8 @@ impl PartitionLog {
             if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
                 seg.sealed = true;
             }
+            // Now that every batch before it is on disk and synced.
+            save_producer_snapshot(&self.dir, next_base, &snapshot)?;
         }
         if let Some(job) = active {
             last_written = Some(self.write_job(job).await?.max(last_written.unwrap_or(-1)));
@@ -257,15 +293,21 @@ impl PartitionLog {
         if let Some(last) = last_written {
             let mut inner = self.inner.borrow_mut();
             inner.written_offset = inner.written_offset.max(last + 1);
+            inner.faults_in_a_row = 0;
             let config = self.config.borrow();
             let written = inner.written_offset;
             inner.cache.trim(config.tail_cache_bytes, written);
+            drop(config);
+            drop(inner);
+            self.publish_durable();
         }
         Ok(())
     }
 
     /// Write one job; returns the last offset it made durable-on-device.
     async fn write_job(&self, job: WriteJob) -> Result<i64, LogError> {
+        #[cfg(test)]
+        self.inject.before_write().await?;
         if let Some((pos, buf)) = job.chunks.last() {
             self.reserve_space(job.segment_base, &job.file, pos + buf.len() as u64)
                 .await;
@@ -355,11 +397,15 @@ impl PartitionLog {
             }
             (inner.active.file.clone(), inner.written_offset)
         };
+        #[cfg(test)]
+        self.inject.before_sync()?;
         file.fdatasync().await?;
         let mut inner = self.inner.borrow_mut();
         inner.synced_offset = inner.synced_offset.max(target);
         inner.unsynced_bytes = 0;
         inner.last_sync = Instant::now();
+        drop(inner);
+        self.publish_durable();
         Ok(())
     }
 
@@ -388,6 +434,8 @@ impl PartitionLog {
             file.fdatasync().await?;
         }
         if let Some(err) = &self.inner.borrow().storage_error {
+            // Closed for good: it no longer counts as an offline partition.
+            HEALTH.partition_online();
             return Err(LogError::Storage(err.clone()));
         }
         Ok(())
@@ -460,4 +508,44 @@ fn snapshot_pending(pending: &mut PendingWrite, sealing: bool, shape: ChunkShape
         pending.dirty = false;
     }
     job
+}
+
+/// Test-only faults for the flusher: hold writes (a slow device), or fail
+/// writes or syncs with ENOSPC (a full one).
+#[cfg(test)]
+#[derive(Default)]
+pub(super) struct Injection {
+    pub(super) hold_writes: std::cell::Cell<bool>,
+    pub(super) fail_writes: std::cell::Cell<bool>,
+    pub(super) fail_syncs: std::cell::Cell<bool>,
+    released: crate::signal::Signal,
+}
+
+#[cfg(test)]
+impl Injection {
+    pub(super) fn release_writes(&self) {
+        self.hold_writes.set(false);
+        self.released.notify_all();
+    }
+
+    async fn before_write(&self) -> Result<(), LogError> {
+        loop {
+            let released = self.released.notified();
+            if !self.hold_writes.get() {
+                break;
+            }
+            released.await;
+        }
+        if self.fail_writes.get() {
+            return Err(LogError::NoSpace("injected ENOSPC on write".into()));
+        }
+        Ok(())
+    }
+
+    fn before_sync(&self) -> Result<(), LogError> {
+        if self.fail_syncs.get() {
+            return Err(LogError::NoSpace("injected ENOSPC on fdatasync".into()));
+        }
+        Ok(())
+    }
 }

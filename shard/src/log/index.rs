@@ -185,15 +185,21 @@ pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
 pub fn write_durably_with_mode(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_data()?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(data)?;
+            f.sync_data()
+        });
+    if let Err(e) = written {
+        // A half-written temporary file (a full disk) must not keep the
+        // space it took.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     std::fs::rename(&tmp, path)?;
     let dir = match path.parent() {

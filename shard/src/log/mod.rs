@@ -5,13 +5,17 @@ pub mod config;
 pub mod direct_io;
 pub mod error;
 mod flusher;
+pub mod health;
 pub mod index;
 pub mod partition;
 pub mod producer_state;
 mod reader;
+mod recovery;
+pub mod reserve;
 mod retention;
 pub mod segment;
 pub mod tail_cache;
+mod watermarks;
 
 pub use compaction::CompactionStats;
 pub use config::{FlushMode, LogConfig};
@@ -21,5 +25,7 @@ pub use reader::ReadOutcome;
 
 #[cfg(test)]
 mod flusher_tests;
+#[cfg(test)]
+mod hwm_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -76,10 +76,24 @@ pub(super) struct Inner {
     pub(super) last_sync: Instant,
     pub(super) producers: ProducerStates,
     pub(super) leader_epoch: i32,
+    /// Kafka's high watermark on one node: offsets below it are as durable
+    /// as the flush mode promises, and only they are served to consumers.
+    /// Owned by `watermarks.rs`, which alone moves it.
+    pub(super) high_watermark: i64,
+    /// Set when a write or sync failed: appends are refused until the log
+    /// recovers in place from its files (`recovery.rs`).
     pub(super) storage_error: Option<String>,
+    /// When the next recovery may be tried, and how many failed in a row.
+    pub(super) retry_recovery_at: Option<Instant>,
+    pub(super) faults_in_a_row: u32,
+    /// Bumped by each recovery: an append that waits for durability across
+    /// one fails, as its bytes may have been dropped and its offsets reused.
+    pub(super) generation: u64,
 }
 
 pub struct PartitionLog {
+    /// This log itself, to start a new flusher after a recovery in place.
+    pub(super) me: Weak<PartitionLog>,
     pub(super) dir: PathBuf,
     pub(super) name: String,
     pub(super) config: RefCell<LogConfig>,
@@ -95,6 +109,8 @@ pub struct PartitionLog {
     pub(super) progress_signal: Signal,
     pub(super) closed: Cell<bool>,
     pub(super) flusher_running: Cell<bool>,
+    #[cfg(test)]
+    pub(super) inject: super::flusher::Injection,
 }
 
 pub(super) fn now_ms() -> i64 {
@@ -113,95 +129,13 @@ impl PartitionLog {
     /// flusher task on the current shard.
     pub async fn open(dir: PathBuf, name: String, config: LogConfig) -> Result<Rc<Self>, LogError> {
         super::direct_io::prepare_dir(&dir).await?;
-        super::compaction::recover_leftovers(&dir).await?;
-        let mut bases: Vec<i64> = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| parse_segment_base(e.file_name().to_str()?))
-            .collect();
-        bases.sort_unstable();
-        let checkpoint_start = read_log_start(&dir);
-        let mut segments = BTreeMap::new();
-        let mut producers = ProducerStates::default();
-        for (i, &base) in bases.iter().enumerate() {
-            let is_last = i + 1 == bases.len();
-            let next_base = bases.get(i + 1).copied();
-            if !is_last {
-                if let Some(seg) = Segment::open_sealed(&dir, base, next_base.unwrap()).await? {
-                    segments.insert(base, seg);
-                    continue;
-                }
-                tracing::info!("{name}: segment {base} has no index; rebuilding it");
-            } else {
-                producers = load_producer_snapshot(&dir, base);
-            }
-            let (mut seg, outcome) =
-                Segment::recover(&dir, base, config.index_interval_bytes, |batch| {
-                    if is_last {
-                        record_producer(&mut producers, batch);
-                    }
-                })
-                .await?;
-            if let Some(why) = &outcome.stopped_because {
-                tracing::warn!(
-                    "{name}: segment {base}: truncated to {} bytes (next offset {}): {why}",
-                    outcome.valid_end,
-                    outcome.next_offset
-                );
-            }
-            if !is_last {
-                seg.file.fdatasync().await?;
-                seg.write_indexes(&dir)?;
-                seg.sealed = true;
-            }
-            segments.insert(base, seg);
-        }
-        if segments.is_empty() {
-            let base = checkpoint_start.unwrap_or(0);
-            let seg = Segment::create(
-                &dir,
-                base,
-                config.preallocate.then_some(config.segment_bytes),
-            )
-            .await?;
-            segments.insert(base, seg);
-        }
-        let (&active_base, active) = segments.iter().next_back().expect("at least one segment");
-        let next_offset = active.next_offset;
-        let aligned = active.size / PAGE as u64 * PAGE as u64;
-        let tail = if aligned < active.size {
-            active
-                .file
-                .read_at(aligned, (active.size - aligned) as usize)
-                .await?
-                .to_vec()
-        } else {
-            Vec::new()
-        };
-        let pending = PendingWrite::new(active_base, active.file.clone(), aligned, tail);
-        let first_base = *segments.keys().next().expect("non-empty");
-        let log_start_offset = checkpoint_start
-            .unwrap_or(first_base)
-            .max(first_base)
-            .min(next_offset);
-        let log = Rc::new(Self {
+        let inner = load(&dir, &name, &config).await?;
+        let log = Rc::new_cyclic(|me| Self {
+            me: me.clone(),
             dir,
             name,
             config: RefCell::new(config),
-            inner: RefCell::new(Inner {
-                segments,
-                next_offset,
-                log_start_offset,
-                cache: TailCache::default(),
-                active: pending,
-                sealing: VecDeque::new(),
-                written_offset: next_offset,
-                synced_offset: next_offset,
-                unsynced_bytes: 0,
-                last_sync: Instant::now(),
-                producers,
-                leader_epoch: 0,
-                storage_error: None,
-            }),
+            inner: RefCell::new(inner),
             cleaner: RefCell::default(),
             append_lock: Semaphore::new(1),
             data_signal: Signal::new(),
@@ -209,6 +143,8 @@ impl PartitionLog {
             progress_signal: Signal::new(),
             closed: Cell::new(false),
             flusher_running: Cell::new(true),
+            #[cfg(test)]
+            inject: Default::default(),
         });
         glommio::spawn_local(log.clone().run_flusher()).detach();
         Ok(log)
@@ -238,7 +174,7 @@ impl PartitionLog {
         let inner = self.inner.borrow();
         LogOffsets {
             log_start_offset: inner.log_start_offset,
-            high_watermark: inner.next_offset,
+            high_watermark: inner.high_watermark,
             size_bytes: inner.segments.values().map(|s| s.size).sum(),
         }
     }
@@ -255,10 +191,19 @@ impl PartitionLog {
             .acquire_permit(1)
             .await
             .map_err(|_| LogError::Closed)?;
-        if let Some(err) = &self.inner.borrow().storage_error {
-            return Err(LogError::Storage(err.clone()));
+        if self.inner.borrow().storage_error.is_some() {
+            // Refused until the log recovers from its files, which is tried
+            // here (at a bounded rate) so that a freed disk is used again.
+            self.try_recover().await?;
         }
         if let Some(dup) = self.check_duplicate(&records, &batches)? {
+            // The first append may not be durable yet: answer the retry
+            // only when it is, as Kafka's delayed produce does.
+            let generation = self.inner.borrow().generation;
+            drop(_permit);
+            if ack == AckLevel::Durable {
+                self.wait_durable(dup.last_offset, generation).await?;
+            }
             return Ok(dup);
         }
         // Back-pressure: producers that do not wait for acks (acks=0) must
@@ -269,11 +214,11 @@ impl PartitionLog {
             self.roll().await?;
         }
         let info = self.append_validated(&records, &batches);
+        let generation = self.inner.borrow().generation;
         drop(_permit);
         self.flush_signal.notify_all();
-        self.data_signal.notify_all();
         if ack == AckLevel::Durable {
-            self.wait_durable(info.last_offset).await?;
+            self.wait_durable(info.last_offset, generation).await?;
         }
         Ok(info)
     }
@@ -412,15 +357,17 @@ impl PartitionLog {
         let final_size = inner.segments.values().next_back().expect("active").size;
         let fresh = PendingWrite::new(base, seg.file.clone(), 0, Vec::new());
         let old = std::mem::replace(&mut inner.active, fresh);
+        // Producer state as of the new segment's start; the flusher saves it
+        // once the old segment is sealed (never before its batches are on
+        // disk, or a replay would trust batches that were lost).
+        let snapshot = inner.producers.clone();
         inner.sealing.push_back(SealJob {
             pending: old,
             final_size,
+            next_base: base,
+            snapshot,
         });
         inner.segments.insert(base, seg);
-        // Replay state for this segment starts from what is known now.
-        if let Err(e) = save_producer_snapshot(&self.dir, base, &inner.producers) {
-            tracing::warn!("{}: producer snapshot: {e}", self.name);
-        }
         drop(inner);
         self.flush_signal.notify_all();
         Ok(())
@@ -472,9 +419,10 @@ impl PartitionLog {
         }
     }
 
-    /// Wait until data past `offset` exists or `timeout` passes (fetch long-poll).
+    /// Wait until the high watermark passes `offset` or `timeout` passes
+    /// (fetch long-poll).
     pub async fn wait_for_data(&self, offset: i64, timeout: Duration) {
-        if self.inner.borrow().next_offset > offset || self.closed.get() {
+        if self.high_watermark() > offset || self.closed.get() {
             return;
         }
         let notified = self.data_signal.notified();
@@ -485,9 +433,16 @@ impl PartitionLog {
         .await;
     }
 
-    /// Register interest in the next append (for waits over many partitions).
+    /// Register interest in the next advance of the high watermark (for
+    /// waits over many partitions). Appends alone do not wake it: their
+    /// data is not visible until it is durable.
     pub fn data_notified(&self) -> crate::signal::Notified {
         self.data_signal.notified()
+    }
+
+    /// Offsets below this are visible to consumers (see `watermarks.rs`).
+    pub fn high_watermark(&self) -> i64 {
+        self.inner.borrow().high_watermark
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -504,6 +459,139 @@ impl PartitionLog {
     pub fn segment_count(&self) -> usize {
         self.inner.borrow().segments.len()
     }
+}
+
+/// Rebuild a log's state from its files: every segment, indexes rebuilt
+/// where missing, the active segment scanned (torn tail truncated) and
+/// synced, producer state replayed. Used at open and by recovery in place.
+pub(super) async fn load(dir: &Path, name: &str, config: &LogConfig) -> Result<Inner, LogError> {
+    super::compaction::recover_leftovers(dir).await?;
+    let mut bases: Vec<i64> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| parse_segment_base(e.file_name().to_str()?))
+        .collect();
+    bases.sort_unstable();
+    let checkpoint_start = read_log_start(dir);
+    let mut opened: Vec<Option<Segment>> = Vec::with_capacity(bases.len());
+    for (i, &base) in bases.iter().enumerate() {
+        let sealed = match bases.get(i + 1) {
+            Some(&next) => Segment::open_sealed(dir, base, next).await?,
+            None => None,
+        };
+        opened.push(sealed);
+    }
+    // Segments are sealed in order, so those not sealed cleanly form a
+    // trailing run (the active one, plus any rolled away from but not yet
+    // sealed at a crash or a failed write). Producer state is replayed over
+    // that run from the snapshot at its start: a snapshot is written only
+    // after the segment before it is sealed, so it never counts batches
+    // that did not reach the disk.
+    let replay_from = opened
+        .iter()
+        .rposition(Option::is_some)
+        .map_or(0, |i| i + 1);
+    let mut producers = match bases.get(replay_from) {
+        Some(&base) => load_producer_snapshot(dir, base),
+        None => ProducerStates::default(),
+    };
+    let mut segments = BTreeMap::new();
+    for (i, (&base, sealed)) in bases.iter().zip(opened).enumerate() {
+        if let Some(seg) = sealed {
+            segments.insert(base, seg);
+            continue;
+        }
+        let is_last = i + 1 == bases.len();
+        if !is_last {
+            tracing::info!("{name}: segment {base} has no index; rebuilding it");
+        }
+        let replay = i >= replay_from;
+        let (mut seg, outcome) =
+            Segment::recover(dir, base, config.index_interval_bytes, |batch| {
+                if replay {
+                    record_producer(&mut producers, batch);
+                }
+            })
+            .await?;
+        if let Some(why) = &outcome.stopped_because {
+            tracing::warn!(
+                "{name}: segment {base}: truncated to {} bytes (next offset {}): {why}",
+                outcome.valid_end,
+                outcome.next_offset
+            );
+        }
+        if !is_last {
+            seg.file.fdatasync().await?;
+            match seg.write_indexes(dir) {
+                Ok(()) => {}
+                // On a full disk the log still opens: the indexes are in
+                // memory and are rebuilt again at the next start.
+                Err(e) if super::health::is_out_of_space(&e) => {
+                    tracing::warn!("{name}: segment {base}: index not saved ({e})");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            seg.sealed = true;
+        }
+        segments.insert(base, seg);
+    }
+    if segments.is_empty() {
+        let base = checkpoint_start.unwrap_or(0);
+        let seg = Segment::create(
+            dir,
+            base,
+            config.preallocate.then_some(config.segment_bytes),
+        )
+        .await?;
+        segments.insert(base, seg);
+    }
+    let (&active_base, active) = segments.iter().next_back().expect("at least one segment");
+    let next_offset = active.next_offset;
+    let aligned = active.size / PAGE as u64 * PAGE as u64;
+    let tail = if aligned < active.size {
+        active
+            .file
+            .read_at(aligned, (active.size - aligned) as usize)
+            .await?
+            .to_vec()
+    } else {
+        Vec::new()
+    };
+    let pending = PendingWrite::new(active_base, active.file.clone(), aligned, tail);
+    let first_base = *segments.keys().next().expect("non-empty");
+    let log_start_offset = checkpoint_start
+        .unwrap_or(first_base)
+        .max(first_base)
+        .min(next_offset);
+    // What was found is durable from now on (a crash may have left it in
+    // the page cache only), so it may all be served.
+    segments
+        .values()
+        .next_back()
+        .expect("active")
+        .file
+        .fdatasync()
+        .await?;
+    let inner = Inner {
+        segments,
+        next_offset,
+        log_start_offset,
+        cache: TailCache::default(),
+        active: pending,
+        sealing: VecDeque::new(),
+        written_offset: next_offset,
+        synced_offset: next_offset,
+        unsynced_bytes: 0,
+        last_sync: Instant::now(),
+        producers,
+        leader_epoch: 0,
+        high_watermark: next_offset,
+        storage_error: None,
+        retry_recovery_at: None,
+        faults_in_a_row: 0,
+        generation: 0,
+    };
+    inner.check_watermarks();
+    Ok(inner)
 }
 
 fn record_producer(producers: &mut ProducerStates, batch: &BatchView) {
@@ -537,7 +625,11 @@ fn load_producer_snapshot(dir: &Path, base: i64) -> ProducerStates {
     }
 }
 
-fn save_producer_snapshot(dir: &Path, base: i64, states: &ProducerStates) -> std::io::Result<()> {
+pub(super) fn save_producer_snapshot(
+    dir: &Path,
+    base: i64,
+    states: &ProducerStates,
+) -> std::io::Result<()> {
     let bytes = serde_json::to_vec(states).map_err(std::io::Error::other)?;
     super::index::write_durably(&dir.join(segment_file_name(base, "snapshot")), &bytes)
 }

@@ -24,7 +24,10 @@ impl ReadOutcome {
 
 impl PartitionLog {
     /// Batches from `offset` on, at most about `max_bytes` (the first batch
-    /// whole). `offset == log end` gives an empty result.
+    /// whole), never at or beyond the high watermark: what is not yet as
+    /// durable as the flush mode promises is not served. An offset between
+    /// the high watermark and the log end gives an empty result, as in
+    /// Kafka; one beyond the log end is out of range.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
         let mut at = offset;
         loop {
@@ -37,16 +40,17 @@ impl PartitionLog {
                         log_end: inner.next_offset,
                     });
                 }
+                let hwm = inner.high_watermark;
                 let mut out = ReadOutcome {
                     batches: Vec::new(),
-                    high_watermark: inner.next_offset,
+                    high_watermark: hwm,
                     log_start_offset: inner.log_start_offset,
                 };
-                if at >= inner.next_offset {
+                if at >= hwm {
                     return Ok(out);
                 }
                 if inner.cache.first_offset().is_some_and(|first| at >= first) {
-                    out.batches = inner.cache.read(at, max_bytes);
+                    out.batches = inner.cache.read(at, max_bytes, hwm);
                     return Ok(out);
                 }
                 let Some((&base, seg)) = inner
@@ -62,13 +66,14 @@ impl PartitionLog {
                 (out, seg.file.clone(), start, seg.written, next_base)
             };
             let (mut out, file, start, end, next_base) = plan;
-            let batches = read_batches(&file, start, end, at, max_bytes).await?;
+            let hwm = out.high_watermark;
+            let batches = read_batches(&file, start, end, at, max_bytes, hwm).await?;
             if !batches.is_empty() {
                 out.batches = batches;
                 return Ok(out);
             }
             match next_base {
-                Some(next) if next > at => at = next,
+                Some(next) if next > at && next < hwm => at = next,
                 _ => return Ok(out),
             }
         }
@@ -92,11 +97,16 @@ impl PartitionLog {
                 })
                 .collect()
         };
-        let log_start = self.inner.borrow().log_start_offset;
+        let (log_start, hwm) = {
+            let inner = self.inner.borrow();
+            (inner.log_start_offset, inner.high_watermark)
+        };
+        // As Kafka: a record at or beyond the high watermark is not found.
+        let visible = |found: Option<(i64, i64)>| found.filter(|(offset, _)| *offset < hwm);
         for (file, start, end) in candidates {
             let mut pos = start;
             while pos < end {
-                let chunk = read_batches(&file, pos, end, log_start, 1 << 20).await?;
+                let chunk = read_batches(&file, pos, end, log_start, 1 << 20, hwm).await?;
                 if chunk.is_empty() {
                     break;
                 }
@@ -104,7 +114,7 @@ impl PartitionLog {
                     pos += span.len() as u64;
                     for b in split_batches(span) {
                         if let Some(found) = first_record_at_or_after(b, timestamp, log_start)? {
-                            return Ok(Some(found));
+                            return Ok(visible(Some(found)));
                         }
                     }
                 }
@@ -116,19 +126,22 @@ impl PartitionLog {
             inner
                 .cache
                 .iter_from(inner.written_offset)
+                .take_while(|b| b.base_offset < hwm)
                 .filter(|b| b.max_timestamp >= timestamp)
                 .map(|b| b.bytes.clone())
                 .collect()
         };
         for b in cached {
             if let Some(found) = first_record_at_or_after(&b, timestamp, log_start)? {
-                return Ok(Some(found));
+                return Ok(visible(Some(found)));
             }
         }
         Ok(None)
     }
 
-    /// Offset and timestamp of the record with the largest timestamp.
+    /// Offset and timestamp of the record with the largest timestamp;
+    /// `None` if that record is not below the high watermark yet (Kafka
+    /// answers -1 then too).
     pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
         let inner = self.inner.borrow();
         inner
@@ -137,17 +150,21 @@ impl PartitionLog {
             .filter(|s| s.offset_of_max_timestamp >= inner.log_start_offset)
             .max_by_key(|s| s.max_timestamp)
             .map(|s| (s.offset_of_max_timestamp, s.max_timestamp))
+            .filter(|(offset, _)| *offset < inner.high_watermark)
     }
 }
 
 /// Read whole batches from `file[start..end]`, skipping those that end
-/// before `offset`, up to `max_bytes` (the first wanted batch whole).
+/// before `offset` and stopping at the first that starts at or beyond
+/// `limit` (the high watermark), up to `max_bytes` (the first wanted batch
+/// whole).
 async fn read_batches(
     file: &DmaFile,
     start: u64,
     end: u64,
     offset: i64,
     max_bytes: usize,
+    limit: i64,
 ) -> Result<Vec<Bytes>, LogError> {
     let mut pos = start;
     let mut out: Vec<Bytes> = Vec::new();
@@ -166,6 +183,10 @@ async fn read_batches(
                 break;
             }
             let b = BatchView::parse(&chunk[at..at + size])?;
+            if b.base_offset() >= limit {
+                done = true;
+                break;
+            }
             if b.last_offset() >= offset {
                 if total > 0 && total + size > max_bytes {
                     done = true;
@@ -200,6 +221,9 @@ async fn read_batches(
             };
             let whole = file.read_at(pos, size).await?;
             let b = BatchView::parse(&whole)?;
+            if b.base_offset() >= limit {
+                break;
+            }
             if b.last_offset() >= offset {
                 if total > 0 && total + size > max_bytes {
                     break;

@@ -12,25 +12,26 @@ const LOG_START_FILE: &str = "log-start-offset";
 
 impl PartitionLog {
     /// DeleteRecords: make `offset` the new log start (-1 = high watermark).
+    /// As in Kafka, an offset beyond the high watermark is out of range.
+    /// Works on a full disk: the checkpoint is small and may use the disk
+    /// reserve, and whole segments are removed without writing anything.
     pub async fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
         let new_start = {
             let mut inner = self.inner.borrow_mut();
-            let target = if offset == -1 {
-                inner.next_offset
-            } else {
-                offset
-            };
-            if target < 0 || target > inner.next_offset {
+            let hwm = inner.high_watermark;
+            let target = if offset == -1 { hwm } else { offset };
+            if target < 0 || target > hwm {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
                     log_start: inner.log_start_offset,
-                    log_end: inner.next_offset,
+                    log_end: hwm,
                 });
             }
             if target > inner.log_start_offset {
                 inner.log_start_offset = target;
                 inner.cache.drop_before(target);
             }
+            inner.check_watermarks();
             inner.log_start_offset
         };
         write_log_start(&self.dir, new_start)?;
@@ -114,7 +115,9 @@ impl PartitionLog {
                 total -= seg.size as i64;
                 new_start = Some(next);
             }
-            new_start
+            // Never past what consumers may see (the flusher seals a segment
+            // a moment before it raises the high watermark over it).
+            new_start.map(|s: i64| s.min(inner.high_watermark))
         };
         let Some(new_start) = new_start else {
             return Ok(0);
@@ -170,5 +173,8 @@ pub(super) fn read_log_start(dir: &Path) -> Option<i64> {
 }
 
 pub(super) fn write_log_start(dir: &Path, offset: i64) -> std::io::Result<()> {
-    super::index::write_durably(&dir.join(LOG_START_FILE), offset.to_string().as_bytes())
+    super::reserve::write_durably_or_release(
+        &dir.join(LOG_START_FILE),
+        offset.to_string().as_bytes(),
+    )
 }

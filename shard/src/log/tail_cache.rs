@@ -51,12 +51,16 @@ impl TailCache {
     }
 
     /// Batches holding `offset` and after, up to `max_bytes` (the first batch
-    /// is returned whole even if larger, as Kafka does since KIP-74).
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Vec<Bytes> {
+    /// is returned whole even if larger, as Kafka does since KIP-74), and
+    /// none that starts at or beyond `limit` (the high watermark).
+    pub fn read(&self, offset: i64, max_bytes: usize, limit: i64) -> Vec<Bytes> {
         let start = self.batches.partition_point(|b| b.last_offset < offset);
         let mut out = Vec::new();
         let mut total = 0usize;
         for b in self.batches.iter().skip(start) {
+            if b.base_offset >= limit {
+                break;
+            }
             if !out.is_empty() && total + b.bytes.len() > max_bytes {
                 break;
             }
@@ -123,14 +127,20 @@ mod tests {
         c.push(batch(0, 4, 100));
         c.push(batch(5, 9, 100));
         c.push(batch(10, 10, 100));
-        assert_eq!(c.read(7, 1000).len(), 2);
-        assert_eq!(c.read(7, 150).len(), 1);
+        assert_eq!(c.read(7, 1000, i64::MAX).len(), 2);
+        assert_eq!(c.read(7, 150, i64::MAX).len(), 1);
         assert_eq!(
-            c.read(0, 10).len(),
+            c.read(0, 10, i64::MAX).len(),
             1,
             "first batch is whole even over the limit"
         );
-        assert!(c.read(11, 1000).is_empty());
+        assert!(c.read(11, 1000, i64::MAX).is_empty());
+        assert_eq!(
+            c.read(0, 1000, 10).len(),
+            2,
+            "nothing at the limit or beyond"
+        );
+        assert!(c.read(10, 1000, 10).is_empty());
     }
 
     #[test]

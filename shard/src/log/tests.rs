@@ -12,11 +12,11 @@ use super::*;
 use crate::record::{BatchBuilder, BatchView, Compression};
 use crate::runtime::run_local;
 
-fn batch(n_records: usize, ts: i64, tag: u64) -> Bytes {
+pub(super) fn batch(n_records: usize, ts: i64, tag: u64) -> Bytes {
     batch_with_producer(n_records, ts, tag, None)
 }
 
-fn batch_with_producer(
+pub(super) fn batch_with_producer(
     n_records: usize,
     ts: i64,
     tag: u64,
@@ -47,7 +47,7 @@ pub(super) fn test_dir() -> tempfile::TempDir {
     tempfile::tempdir_in(root).unwrap()
 }
 
-fn small_config() -> LogConfig {
+pub(super) fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes: 4 << 10,
         index_interval_bytes: 512,
@@ -63,7 +63,7 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
 }
 
 /// Every offset of the log, read one fetch at a time from `from`.
-async fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i64)> {
+pub(super) async fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let mut at = from;
     loop {
@@ -498,6 +498,11 @@ fn acks_zero_returns_before_the_write_and_the_data_is_still_readable() {
         let log = open(&path, small_config()).await;
         for i in 0..20u64 {
             log.append(batch(1, 1000, i), AckLevel::None).await.unwrap();
+        }
+        // Visible once durable (the high watermark), not at append.
+        while log.high_watermark() < 20 {
+            log.wait_for_data(log.high_watermark(), std::time::Duration::from_secs(5))
+                .await;
         }
         assert_eq!(read_all(&log, 0).await.len(), 20);
         log.close().await.unwrap();
