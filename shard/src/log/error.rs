@@ -26,6 +26,10 @@ pub enum LogError {
     InvalidRecord(String),
     #[error("storage error: {0}")]
     Storage(String),
+    /// The offset lies in a damaged range of a segment (Kafka's
+    /// CORRUPT_MESSAGE): not retriable, the consumer must seek past it.
+    #[error("damaged log: {0}")]
+    Damaged(String),
     #[error("partition log is closed")]
     Closed,
 }

@@ -12,6 +12,8 @@ mod reader;
 mod retention;
 pub mod segment;
 pub mod tail_cache;
+pub mod verify;
+pub mod walk;
 
 pub use compaction::CompactionStats;
 pub use config::{FlushMode, LogConfig};
@@ -21,5 +23,7 @@ pub use reader::ReadOutcome;
 
 #[cfg(test)]
 mod flusher_tests;
+#[cfg(test)]
+mod segment_tests;
 #[cfg(test)]
 mod tests;

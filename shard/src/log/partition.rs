@@ -134,13 +134,18 @@ impl PartitionLog {
             } else {
                 producers = load_producer_snapshot(&dir, base);
             }
-            let (mut seg, outcome) =
-                Segment::recover(&dir, base, config.index_interval_bytes, |batch| {
+            let (mut seg, outcome) = Segment::recover(
+                &dir,
+                base,
+                next_base,
+                config.index_interval_bytes,
+                |batch| {
                     if is_last {
                         record_producer(&mut producers, batch);
                     }
-                })
-                .await?;
+                },
+            )
+            .await?;
             if let Some(why) = &outcome.stopped_because {
                 tracing::warn!(
                     "{name}: segment {base}: truncated to {} bytes (next offset {}): {why}",
