@@ -112,6 +112,8 @@ class Broker:
         self.port = port or free_port()
         self.extra_args = list(extra_args) + shlex.split(os.environ.get("SHARDLINE_ARGS", ""))
         self.name = name
+        # RLIMIT_NOFILE (soft and hard) to start the broker with, or None.
+        self.nofile_limit = None
         self.proc = None
         self.starts = 0
         self.last_returncode = None
@@ -154,12 +156,17 @@ class Broker:
             stdout=self._logf,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_raise_memlock,
+            preexec_fn=self._preexec,
         )
         if self not in _LIVE_BROKERS:
             _LIVE_BROKERS.append(self)
         self.wait_ready(timeout)
         return self
+
+    def _preexec(self):
+        _raise_memlock()
+        if self.nofile_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile_limit, self.nofile_limit))
 
     def wait_ready(self, timeout=START_TIMEOUT_S):
         deadline = time.monotonic() + timeout

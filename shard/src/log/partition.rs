@@ -154,20 +154,16 @@ impl PartitionLog {
                 );
             }
             if !is_last {
-                seg.file.fdatasync().await?;
+                seg.file.get().await?.fdatasync().await?;
                 seg.write_indexes(&dir)?;
                 seg.sealed = true;
+                seg.file.close_if_idle();
             }
             segments.insert(base, seg);
         }
         if segments.is_empty() {
             let base = checkpoint_start.unwrap_or(0);
-            let seg = Segment::create(
-                &dir,
-                base,
-                config.preallocate.then_some(config.segment_bytes),
-            )
-            .await?;
+            let seg = Segment::create(&dir, base).await?;
             segments.insert(base, seg);
         }
         let (&active_base, active) = segments.iter().next_back().expect("at least one segment");
@@ -176,6 +172,8 @@ impl PartitionLog {
         let tail = if aligned < active.size {
             active
                 .file
+                .get()
+                .await?
                 .read_at(aligned, (active.size - aligned) as usize)
                 .await?
                 .to_vec()
@@ -183,6 +181,8 @@ impl PartitionLog {
             Vec::new()
         };
         let pending = PendingWrite::new(active_base, active.file.clone(), aligned, tail);
+        // Opened only to recover; the partition's first read or write reopens.
+        active.file.close_if_idle();
         let first_base = *segments.keys().next().expect("non-empty");
         let log_start_offset = checkpoint_start
             .unwrap_or(first_base)
@@ -405,16 +405,12 @@ impl PartitionLog {
 
     /// Start a new segment at the log end; the old one is sealed by the flusher.
     pub(super) async fn roll(&self) -> Result<(), LogError> {
-        let (base, preallocate) = {
-            let config = self.config.borrow();
-            (
-                self.inner.borrow().next_offset,
-                config.preallocate.then_some(config.segment_bytes),
-            )
-        };
-        let seg = Segment::create(&self.dir, base, preallocate).await?;
+        let base = self.inner.borrow().next_offset;
+        let mut seg = Segment::create(&self.dir, base).await?;
         let mut inner = self.inner.borrow_mut();
-        let final_size = inner.segments.values().next_back().expect("active").size;
+        let old = inner.segments.values().next_back().expect("active");
+        let final_size = old.size;
+        seg.preallocation = old.preallocation.carry_over();
         let fresh = PendingWrite::new(base, seg.file.clone(), 0, Vec::new());
         let old = std::mem::replace(&mut inner.active, fresh);
         inner.sealing.push_back(SealJob {

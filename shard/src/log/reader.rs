@@ -9,18 +9,18 @@
 //! read of those offsets answers [`LogError::Damaged`] (Kafka's
 //! CORRUPT_MESSAGE) at once, and reads on either side keep working.
 
-use std::rc::Rc;
-
 use bytes::Bytes;
 use glommio::io::{DmaFile, ReadResult};
 
 use super::error::LogError;
+use super::open_files::SegmentFile;
 use super::partition::PartitionLog;
 use super::segment::{Damage, Segment};
 use super::walk::{self, Expect, Visit};
 use crate::record::{self, BatchView};
 
-/// How often one read may plan again (after finding damage).
+/// How often one read may plan again (after finding damage, or when its
+/// segment was replaced while its file was being opened).
 const MAX_REPLANS: usize = 8;
 
 #[derive(Debug, Clone, Default)]
@@ -39,7 +39,7 @@ impl ReadOutcome {
 /// A read of one segment, planned under the borrow and run after it.
 struct DiskPlan {
     base: i64,
-    file: Rc<DmaFile>,
+    file: SegmentFile,
     start: u64,
     end: u64,
     expect: Expect,
@@ -105,7 +105,20 @@ impl PartitionLog {
                 }
                 (out, DiskPlan::new(base, seg, at, next_base, segment_end))
             };
-            let file = plan.file.clone();
+            let opened = plan.file.get().await;
+            if !self.segment_is(plan.base, &plan.file) {
+                // Replaced (compaction) or deleted (retention) while its
+                // file was being opened: plan again.
+                replans += 1;
+                if replans > MAX_REPLANS {
+                    return Err(LogError::Storage(format!(
+                        "{}: segment {} keeps changing under a read",
+                        self.name, plan.base
+                    )));
+                }
+                continue;
+            }
+            let file = opened?;
             let read = read_batches(&file, &plan, at, max_bytes).await?;
             if let Some((pos, next, why)) = read.damage {
                 let expect = Expect {
@@ -138,16 +151,21 @@ impl PartitionLog {
         }
     }
 
+    /// The segment at `base` is still the one whose file is `file`.
+    fn segment_is(&self, base: i64, file: &SegmentFile) -> bool {
+        self.inner
+            .borrow()
+            .segments
+            .get(&base)
+            .is_some_and(|s| s.file.same(file))
+    }
+
     /// Put damage a read found on record, and log it the first time.
-    fn record_damage(&self, base: i64, file: &Rc<DmaFile>, damage: Damage) {
+    fn record_damage(&self, base: i64, file: &SegmentFile, damage: Damage) {
         let mut inner = self.inner.borrow_mut();
         let next_base = inner.segments.range(base + 1..).next().map(|(b, _)| *b);
         let segment_end = next_base.unwrap_or(inner.next_offset);
-        let Some(seg) = inner
-            .segments
-            .get_mut(&base)
-            .filter(|s| Rc::ptr_eq(&s.file, file))
-        else {
+        let Some(seg) = inner.segments.get_mut(&base).filter(|s| s.file.same(file)) else {
             return;
         };
         let (pos, first, reason) = (damage.pos, damage.first_offset, damage.reason.clone());
@@ -236,7 +254,12 @@ impl PartitionLog {
                 }
                 DiskPlan::new(base, seg, at, next_base, segment_end)
             };
-            let file = plan.file.clone();
+            let file = match plan.file.get().await {
+                Ok(file) => file,
+                // Deleted by retention meanwhile: nothing to find here.
+                Err(_) if !self.segment_is(base, &plan.file) => return Ok(None),
+                Err(e) => return Err(e),
+            };
             let mut found = Ok(None);
             let walked = walk::walk(
                 &*file,

@@ -6,12 +6,11 @@
 //! written last). The active segment never has index files on disk.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-
-use glommio::io::{DmaFile, OpenOptions};
 
 use super::error::LogError;
 use super::index::{OffsetIndex, TimeIndex};
+use super::open_files::SegmentFile;
+use super::preallocate::Preallocation;
 use super::walk::{self, Expect};
 use crate::record::{BatchView, NO_TIMESTAMP};
 
@@ -26,7 +25,8 @@ pub fn segment_file_name(base_offset: i64, ext: &str) -> String {
 
 pub struct Segment {
     pub base_offset: i64,
-    pub file: Rc<DmaFile>,
+    /// Opened on use and closed when idle (see `open_files`).
+    pub file: SegmentFile,
     pub path: PathBuf,
     /// Logical size: every appended byte, written or not.
     pub size: u64,
@@ -45,15 +45,12 @@ pub struct Segment {
     /// File space reserved so far (fallocate, size kept): appends grow it a
     /// step at a time rather than reserving the whole segment up front.
     pub allocated: u64,
+    /// How big the next reservation is (with `preallocate`).
+    pub preallocation: Preallocation,
     /// Damaged byte ranges found so far, by position: reads of their offsets
     /// answer at once, without touching the file again.
     pub damage: Vec<Damage>,
 }
-
-/// How much file space a segment reserves at a time when `preallocate` is
-/// on. Reserving whole segments (1 GiB by default) would tie up 64 GiB for
-/// one 64-partition topic before a byte is written.
-pub const PREALLOCATE_STEP: u64 = 32 << 20;
 
 /// Bytes of a segment that are not valid batches, between valid ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,36 +114,20 @@ impl Segment {
         )
     }
 
-    async fn open_file(path: &Path, create: bool) -> Result<DmaFile, LogError> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .dma_open(path)
-            .await
-            .map_err(|e| LogError::Storage(format!("open {}: {e}", path.display())))
-    }
-
-    /// A fresh, empty segment starting at `base_offset`.
-    pub async fn create(
-        dir: &Path,
-        base_offset: i64,
-        preallocate: Option<u64>,
-    ) -> Result<Self, LogError> {
+    /// A fresh, empty segment starting at `base_offset`. No space is
+    /// reserved yet: the first write reserves what the partition's write
+    /// rate calls for (see `preallocate`).
+    pub async fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
         let (path, _, _) = Self::paths(dir, base_offset);
-        let file = Self::open_file(&path, true).await?;
-        file.truncate(0).await?;
-        let mut seg = Self::empty(base_offset, file, path);
-        if let Some(limit) = preallocate {
-            seg.reserve(PREALLOCATE_STEP.min(limit)).await;
-        }
-        Ok(seg)
+        let file = SegmentFile::open(&path, true).await?;
+        file.get().await?.truncate(0).await?;
+        Ok(Self::empty(base_offset, file, path))
     }
 
-    fn empty(base_offset: i64, file: DmaFile, path: PathBuf) -> Self {
+    fn empty(base_offset: i64, file: SegmentFile, path: PathBuf) -> Self {
         Self {
             base_offset,
-            file: Rc::new(file),
+            file,
             path,
             size: 0,
             written: 0,
@@ -159,25 +140,15 @@ impl Segment {
             bytes_since_index: 0,
             sealed: false,
             allocated: 0,
+            preallocation: Preallocation::default(),
             damage: Vec::new(),
-        }
-    }
-
-    /// Reserve file space up to `end` (best effort: without it appends
-    /// still work, the writes just extend the file).
-    pub async fn reserve(&mut self, end: u64) {
-        if end <= self.allocated {
-            return;
-        }
-        match self.file.pre_allocate(end, true).await {
-            Ok(()) => self.allocated = end,
-            Err(e) => tracing::debug!("pre-allocating {}: {e}", self.path.display()),
         }
     }
 
     /// Open a segment that was sealed cleanly, trusting its index files.
     /// Returns `Ok(None)` if the index files are missing or unreadable, in
-    /// which case the caller rebuilds by scanning.
+    /// which case the caller rebuilds by scanning. The file itself is not
+    /// opened until it is read.
     pub async fn open_sealed(
         dir: &Path,
         base_offset: i64,
@@ -197,9 +168,10 @@ impl Segment {
                 return Ok(None);
             }
         };
-        let file = Self::open_file(&path, false).await?;
-        let size = file.file_size().await?;
-        let mut seg = Self::empty(base_offset, file, path);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| LogError::Storage(format!("{}: {e}", path.display())))?
+            .len();
+        let mut seg = Self::empty(base_offset, SegmentFile::lazy(&path), path);
         seg.size = size;
         seg.written = size;
         seg.next_offset = next_segment_base;
@@ -230,8 +202,9 @@ impl Segment {
         mut visit: impl FnMut(&BatchView),
     ) -> Result<(Self, ScanOutcome), LogError> {
         let (path, index_path, time_path) = Self::paths(dir, base_offset);
-        let mut seg = Self::empty(base_offset, Self::open_file(&path, false).await?, path);
-        let file = seg.file.clone();
+        let handle = SegmentFile::open(&path, false).await?;
+        let file = handle.get().await?;
+        let mut seg = Self::empty(base_offset, handle, path);
         let file_len = file.file_size().await?;
         let expect = Expect {
             next: base_offset,

@@ -1,6 +1,8 @@
-//! Tests of damaged segments against real files.
+//! Tests of damaged segments, lazily opened segment files and proportional
+//! preallocation, against real files.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -154,4 +156,144 @@ fn a_length_below_the_minimum_is_damage() {
 fn a_length_inside_the_segment_is_caught_by_the_crc() {
     // Plausible but wrong: the batch would swallow its neighbours.
     check_damaged_segment(&[0, 0, 2, 0]);
+}
+
+/// Descriptors this process has open on files under `dir` (tests run in
+/// parallel, so the others are not counted).
+fn open_descriptors(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn idle_segment_files_are_closed_beyond_the_cap() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        open_files::set_cap(8);
+        let mut logs = Vec::new();
+        for p in 0..40 {
+            let log = open(&path.join(format!("p-{p}")), config()).await;
+            for i in 0..100 {
+                log.append(batch(2, 1_000, i), AckLevel::Durable)
+                    .await
+                    .unwrap();
+            }
+            logs.push(log);
+        }
+        // Let the asynchronous closes run.
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        let st = open_files::stats();
+        assert_eq!(st.cap, 8);
+        assert!(st.peak <= st.cap, "{st:?}");
+        assert!(st.closed_total > 0 && st.opened_total - st.closed_total == st.open as u64);
+        let cap = st.cap;
+        let segments: usize = logs.iter().map(|l| l.segment_count()).sum();
+        assert!(segments > 40);
+        let fds = open_descriptors(&path);
+        assert!(fds <= cap + 2, "{fds} descriptors for {segments} segments");
+        // Every partition still reads and writes, reopening files on demand.
+        for log in &logs {
+            assert_eq!(offsets_read(log, 0).await.unwrap()[0], 0);
+            log.append(batch(1, 2_000, 7), AckLevel::Durable)
+                .await
+                .unwrap();
+        }
+        for log in &logs {
+            log.close().await.unwrap();
+        }
+        // And reopen after a restart with only a few files open.
+        drop(logs);
+        glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+        for p in 0..40 {
+            let log: Rc<PartitionLog> = open(&path.join(format!("p-{p}")), config()).await;
+            assert_eq!(log.log_end_offset(), 201);
+            log.close().await.unwrap();
+        }
+        assert!(open_files::stats().peak <= 8);
+    });
+}
+
+#[test]
+fn reads_of_more_partitions_than_the_cap_wait_their_turn() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        open_files::set_cap(4);
+        let mut logs = Vec::new();
+        for p in 0..30 {
+            let log = open(&path.join(format!("p-{p}")), config()).await;
+            for i in 0..100 {
+                log.append(batch(2, 1_000, i), AckLevel::Durable)
+                    .await
+                    .unwrap();
+            }
+            logs.push(log);
+        }
+        // Every partition at once, each reading two segments: at most four
+        // files open at any moment, and every read succeeds.
+        let reads = logs.iter().map(|log| async move {
+            let first = offsets_read(log, 0).await.unwrap();
+            let later = offsets_read(log, 150).await.unwrap();
+            (first[0], later[0])
+        });
+        let got = futures::future::join_all(reads).await;
+        assert!(got.iter().all(|&g| g == (0, 150)), "{got:?}");
+        let st = open_files::stats();
+        assert!(st.peak <= 4, "{st:?}");
+        assert!(open_descriptors(&path) <= 4 + 2);
+        for log in &logs {
+            log.close().await.unwrap();
+        }
+    });
+}
+
+/// Disk blocks held under `dir`, in bytes.
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        total += if m.is_dir() {
+            disk_usage(&e.path())
+        } else {
+            m.blocks() * 512
+        };
+    }
+    total
+}
+
+#[test]
+fn lightly_written_partitions_reserve_little_disk() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let cfg = LogConfig {
+            preallocate: true,
+            ..LogConfig::default()
+        };
+        let partitions = 200u64;
+        let mut logs = Vec::new();
+        for p in 0..partitions {
+            let log = open(&path.join(format!("p-{p}")), cfg.clone()).await;
+            log.append(batch(3, 1_000, p as usize), AckLevel::Durable)
+                .await
+                .unwrap();
+            logs.push(log);
+        }
+        let used = disk_usage(&path);
+        let per_partition = used / partitions;
+        // A few records and a 64 KiB reservation, not 32 MiB.
+        assert!(
+            per_partition <= preallocate::MIN_STEP + (16 << 10),
+            "{per_partition} bytes per lightly written partition"
+        );
+        for log in &logs {
+            log.close().await.unwrap();
+        }
+    });
 }
