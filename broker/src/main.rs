@@ -67,6 +67,8 @@ enum Command {
     Tune(tune_cmd::TuneArgs),
     /// Measure the data directory's disk and write iotune.toml for the broker.
     Iotune(tune_cmd::IotuneArgs),
+    /// Check partition logs on disk, offline and read-only (`log verify`).
+    Log(cli::log_verify::LogArgs),
 }
 
 /// Flags override the config file; each has a config key of the same name.
@@ -225,6 +227,7 @@ fn main() {
         Command::Acl(args) => cli::acl(args),
         Command::Tune(args) => tune_cmd::tune(args),
         Command::Iotune(args) => tune_cmd::iotune(args),
+        Command::Log(args) => std::process::exit(cli::log_verify::run(args)),
     };
     if let Err(e) = outcome {
         eprintln!("shardline: {e:#}");

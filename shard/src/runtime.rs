@@ -162,6 +162,13 @@ where
     Fut: std::future::Future<Output = Result<()>> + 'static,
 {
     assert!(cfg.shards > 0, "at least one shard");
+    // The shards share the descriptor budget for open segment files.
+    crate::log::open_files::set_shard_count(cfg.shards);
+    tracing::info!(
+        "segment files: at most {} open per shard (half of the open-file limit, shared by {} shards)",
+        crate::log::open_files::open_file_cap(),
+        cfg.shards
+    );
     let (io_memory, note) = fit_io_memory(cfg.shards, cfg.io_memory);
     if let Some(note) = note {
         tracing::warn!("{note}");

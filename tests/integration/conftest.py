@@ -112,6 +112,8 @@ class Broker:
         self.port = port or free_port()
         self.extra_args = list(extra_args) + shlex.split(os.environ.get("SHARDLINE_ARGS", ""))
         self.name = name
+        # RLIMIT_NOFILE (soft and hard) to start the broker with, or None.
+        self.nofile_limit = None
         self.proc = None
         self.starts = 0
         self.last_returncode = None
@@ -142,6 +144,8 @@ class Broker:
     def preexec(self):
         """Runs in the child before exec: resource limits (subclasses add theirs)."""
         _raise_memlock()
+        if self.nofile_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile_limit, self.nofile_limit))
 
     def start(self, timeout=START_TIMEOUT_S):
         assert not self.is_running(), "broker already running"

@@ -8,7 +8,6 @@ logged once per interval with a count instead of hundreds of times a
 second. Each broker here keeps serving real clients afterwards."""
 
 import re
-import resource
 import socket
 import struct
 import time
@@ -80,14 +79,9 @@ class LimitBroker(ConfigBroker):
 
     def __init__(self, binary, base, config, nofile=None):
         self.config_path = base / "shardline.toml"
-        self.nofile = nofile
         super().__init__(binary, base / "data", base / "broker.log", name=base.name)
+        self.nofile_limit = nofile
         self.config_path.write_text(f'listen = "{HOST}:{self.port}"\nshards = 1\n' + config)
-
-    def preexec(self):
-        super().preexec()
-        if self.nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
 
 @pytest.fixture

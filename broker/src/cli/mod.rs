@@ -6,6 +6,7 @@ pub mod acl;
 mod client;
 mod consume;
 mod group;
+pub mod log_verify;
 mod offsets;
 mod produce;
 mod quota;

@@ -14,6 +14,8 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
         LogError::Storage(_) | LogError::NoSpace(_) => ResponseError::KafkaStorageError,
+        // What Kafka answers for a corrupt batch it finds in a fetched range.
+        LogError::Damaged(_) => ResponseError::CorruptMessage,
         LogError::Closed => ResponseError::NotLeaderOrFollower,
     };
     err.code()

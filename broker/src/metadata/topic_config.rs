@@ -166,7 +166,7 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         name: "preallocate",
         kind: ConfigType::Boolean,
         broker_synonym: Some("log.preallocate"),
-        doc: "Reserve segment space on disk when a segment is created",
+        doc: "Reserve segment space on disk ahead of writes, in steps that follow the partition's write rate (64 KiB to 32 MiB)",
         default: |_| "true".into(),
         validate: boolean,
     },

@@ -26,7 +26,8 @@
 //! listed, deletes a `.cleaner` directory (rolls back) and finishes any
 //! `.swap` (deletes the old segments its offsets cover, renames it in; its
 //! indexes are then rebuilt by scanning). Readers holding an old segment's
-//! `Rc<DmaFile>` keep reading the unlinked file.
+//! open `Rc<DmaFile>` keep reading the unlinked file; a reader whose segment
+//! file was closed meanwhile sees the segment gone and plans again.
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
@@ -34,13 +35,13 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
 use bytes::Bytes;
 use glommio::io::{DmaFile, ReadResult};
 
 use super::config::LogConfig;
 use super::error::LogError;
+use super::open_files::{OpenFile, SegmentFile};
 use super::partition::PartitionLog;
 use super::segment::{scan, segment_file_name, Segment, MAX_BATCH_BYTES};
 use crate::record::{self, BatchBuilder, BatchView, TimestampType};
@@ -141,7 +142,7 @@ struct SegRef {
     base: i64,
     /// Base of the next segment.
     end: i64,
-    file: Rc<DmaFile>,
+    file: SegmentFile,
     size: u64,
     max_timestamp: i64,
 }
@@ -149,7 +150,7 @@ struct SegRef {
 struct Plan {
     cleanable: Vec<SegRef>,
     /// Unsealed and active segments: (file, bytes written).
-    tail: Vec<(Rc<DmaFile>, u64)>,
+    tail: Vec<(SegmentFile, u64)>,
     /// Batches not yet on disk.
     cached: Vec<Bytes>,
     cleanable_end: i64,
@@ -328,8 +329,8 @@ impl PartitionLog {
         let end = group.last().expect("non-empty group").end;
         let staging = self.dir.join(STAGING_DIR);
         std::fs::create_dir_all(&staging)?;
-        let mut out = Segment::create(&staging, first, None).await?;
-        let mut writer = AlignedWriter::new(out.file.clone());
+        let mut out = Segment::create(&staging, first).await?;
+        let mut writer = AlignedWriter::new(out.file.get().await?);
         let mut changed = group.len() > 1;
         let mut due = None;
         let mut group_stats = CompactionStats::default();
@@ -338,7 +339,7 @@ impl PartitionLog {
             let drop_tombstones =
                 now.saturating_sub(src.max_timestamp) > config.delete_retention_ms;
             let mut kept_tombstone = false;
-            let mut reader = ChunkReader::new(src.file.clone(), src.size);
+            let mut reader = ChunkReader::new(src.file.get().await?, src.size);
             while let Some((chunk, ranges)) = reader.next().await? {
                 for r in ranges {
                     let batch = BatchView::parse_verified(&chunk[r])?;
@@ -414,7 +415,7 @@ impl PartitionLog {
                     inner
                         .segments
                         .get(&g.base)
-                        .is_some_and(|s| s.sealed && Rc::ptr_eq(&s.file, &g.file))
+                        .is_some_and(|s| s.sealed && s.file.same(&g.file))
                 })
         };
         if !unchanged {
@@ -426,6 +427,7 @@ impl PartitionLog {
         swap_in_files(&self.dir, &bases, &staged)?;
         seg.write_indexes(&self.dir)?;
         seg.path = self.dir.join(segment_file_name(first, "log"));
+        seg.file.set_path(seg.path.clone());
         let mut inner = self.inner.borrow_mut();
         for b in &bases {
             inner.segments.remove(b);
@@ -573,7 +575,7 @@ async fn build_offset_map(plan: &Plan, first_dirty: i64) -> Result<OffsetMap, Lo
         .map(|s| (s.file.clone(), s.size))
         .chain(plan.tail.iter().cloned());
     for (file, len) in files {
-        let mut reader = ChunkReader::new(file, len);
+        let mut reader = ChunkReader::new(file.get().await?, len);
         while let Some((chunk, ranges)) = reader.next().await? {
             for r in ranges {
                 add(&mut map, &chunk[r])?;
@@ -589,13 +591,13 @@ async fn build_offset_map(plan: &Plan, first_dirty: i64) -> Result<OffsetMap, Lo
 
 /// Reads the whole batches of `file[..end]`, about a chunk at a time.
 struct ChunkReader {
-    file: Rc<DmaFile>,
+    file: OpenFile,
     pos: u64,
     end: u64,
 }
 
 impl ChunkReader {
-    fn new(file: Rc<DmaFile>, end: u64) -> Self {
+    fn new(file: OpenFile, end: u64) -> Self {
         Self { file, pos: 0, end }
     }
 
@@ -639,14 +641,14 @@ impl ChunkReader {
 
 /// Appends through page-aligned direct-I/O writes.
 struct AlignedWriter {
-    file: Rc<DmaFile>,
+    file: OpenFile,
     /// File position of `buf[0]`, page aligned.
     pos: u64,
     buf: Vec<u8>,
 }
 
 impl AlignedWriter {
-    fn new(file: Rc<DmaFile>) -> Self {
+    fn new(file: OpenFile) -> Self {
         Self {
             file,
             pos: 0,

@@ -29,6 +29,10 @@ pub enum LogError {
     /// The device (or a quota) is full: ENOSPC or EDQUOT.
     #[error("no space left on the device: {0}")]
     NoSpace(String),
+    /// The offset lies in a damaged range of a segment (Kafka's
+    /// CORRUPT_MESSAGE): not retriable, the consumer must seek past it.
+    #[error("damaged log: {0}")]
+    Damaged(String),
     #[error("partition log is closed")]
     Closed,
 }

@@ -19,9 +19,9 @@ use glommio::io::{DmaBuffer, DmaFile};
 use super::config::FlushMode;
 use super::error::LogError;
 use super::health::HEALTH;
+use super::open_files::SegmentFile;
 use super::partition::{save_producer_snapshot, PartitionLog, PAGE};
 use super::producer_state::ProducerStates;
-use super::segment::PREALLOCATE_STEP;
 
 /// Unwritten bytes of one segment, starting at `file_pos` (page aligned):
 /// `tail`, the bytes of the last partial page already on disk (rewritten
@@ -30,7 +30,7 @@ use super::segment::PREALLOCATE_STEP;
 /// copies nothing; the one copy is into the DMA buffers at write time.
 pub(super) struct PendingWrite {
     pub(super) segment_base: i64,
-    pub(super) file: Rc<DmaFile>,
+    pub(super) file: SegmentFile,
     pub(super) file_pos: u64,
     tail: Vec<u8>,
     batches: Vec<Bytes>,
@@ -40,7 +40,7 @@ pub(super) struct PendingWrite {
 }
 
 impl PendingWrite {
-    pub(super) fn new(segment_base: i64, file: Rc<DmaFile>, file_pos: u64, tail: Vec<u8>) -> Self {
+    pub(super) fn new(segment_base: i64, file: SegmentFile, file_pos: u64, tail: Vec<u8>) -> Self {
         debug_assert_eq!(file_pos % PAGE as u64, 0);
         debug_assert!(tail.len() < PAGE);
         Self {
@@ -109,7 +109,7 @@ pub(super) type SealWork = (WriteJob, u64, i64, ProducerStates);
 
 pub(super) struct WriteJob {
     pub(super) segment_base: i64,
-    pub(super) file: Rc<DmaFile>,
+    pub(super) file: SegmentFile,
     /// Page-aligned pieces of at most `write_chunk_bytes`, with their file
     /// positions; together they cover the job contiguously.
     pub(super) chunks: Vec<(u64, DmaBuffer)>,
@@ -274,6 +274,7 @@ impl PartitionLog {
             let file = job.file.clone();
             let base = job.segment_base;
             last_written = Some(self.write_job(job).await?.max(last_written.unwrap_or(-1)));
+            let file = file.get().await?;
             file.truncate(final_size).await?;
             file.fdatasync().await?;
             let inner = self.inner.borrow();
@@ -308,11 +309,13 @@ impl PartitionLog {
     async fn write_job(&self, job: WriteJob) -> Result<i64, LogError> {
         #[cfg(test)]
         self.inject.before_write().await?;
+        // Held until the job is written: an open file in use is never closed.
+        let file = job.file.get().await?;
         if let Some((pos, buf)) = job.chunks.last() {
-            self.reserve_space(job.segment_base, &job.file, pos + buf.len() as u64)
+            self.reserve_space(job.segment_base, &file, pos + buf.len() as u64)
                 .await;
         }
-        let file = &job.file;
+        let file = &*file;
         let write = |(pos, buf): (u64, DmaBuffer)| async move {
             let len = buf.len();
             let n = file.write_at(buf, pos).await?;
@@ -343,17 +346,20 @@ impl PartitionLog {
         Ok(job.last_offset)
     }
 
-    /// With `preallocate`, reserve the next step of file space before a
-    /// write would go past what is reserved (best effort, like Kafka's).
+    /// With `preallocate`, reserve file space before a write would go past
+    /// what is reserved, in steps that follow the partition's write rate
+    /// (see `preallocate`); best effort, like Kafka's.
     async fn reserve_space(&self, segment_base: i64, file: &DmaFile, end: u64) {
         let target = {
-            if !self.config.borrow().preallocate {
+            let config = self.config.borrow();
+            if !config.preallocate {
                 return;
             }
-            let inner = self.inner.borrow();
-            match inner.segments.get(&segment_base) {
+            let mut inner = self.inner.borrow_mut();
+            match inner.segments.get_mut(&segment_base) {
                 Some(seg) if end > seg.allocated => {
-                    end.div_ceil(PREALLOCATE_STEP) * PREALLOCATE_STEP
+                    seg.preallocation
+                        .next_target(end, config.segment_bytes, Instant::now())
                 }
                 _ => return,
             }
@@ -399,7 +405,7 @@ impl PartitionLog {
         };
         #[cfg(test)]
         self.inject.before_sync()?;
-        file.fdatasync().await?;
+        file.get().await?.fdatasync().await?;
         let mut inner = self.inner.borrow_mut();
         inner.synced_offset = inner.synced_offset.max(target);
         inner.unsynced_bytes = 0;
@@ -430,6 +436,7 @@ impl PartitionLog {
         };
         if self.inner.borrow().storage_error.is_none() {
             // A clean shutdown leaves the active segment at its exact size.
+            let file = file.get().await?;
             file.truncate(size).await?;
             file.fdatasync().await?;
         }
@@ -471,7 +478,7 @@ fn snapshot_pending(pending: &mut PendingWrite, sealing: bool, shape: ChunkShape
     let mut start = 0;
     while start < padded {
         let piece = shape.chunk_bytes.min(padded - start);
-        let mut data = pending.file.alloc_dma_buffer(piece);
+        let mut data = glommio::allocate_dma_buffer(piece);
         let dst = data.as_bytes_mut();
         // Fill the chunk from the pending pieces, which need not line up
         // with chunk boundaries.

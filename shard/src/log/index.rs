@@ -43,13 +43,20 @@ impl OffsetIndex {
 
     /// Byte position to start scanning from for `relative_offset`.
     pub fn lookup(&self, relative_offset: u32) -> u32 {
+        self.lookup_entry(relative_offset).1
+    }
+
+    /// The entry to start scanning from for `relative_offset`: (relative
+    /// offset of the batch there, its position); (0, 0) before the first.
+    pub fn lookup_entry(&self, relative_offset: u32) -> (u32, u32) {
         let idx = self
             .entries
             .partition_point(|e| e.relative_offset <= relative_offset);
         if idx == 0 {
-            0
+            (0, 0)
         } else {
-            self.entries[idx - 1].position
+            let e = self.entries[idx - 1];
+            (e.relative_offset, e.position)
         }
     }
 

@@ -7,7 +7,9 @@ pub mod error;
 mod flusher;
 pub mod health;
 pub mod index;
+pub mod open_files;
 pub mod partition;
+pub mod preallocate;
 pub mod producer_state;
 mod reader;
 mod recovery;
@@ -15,6 +17,8 @@ pub mod reserve;
 mod retention;
 pub mod segment;
 pub mod tail_cache;
+pub mod verify;
+pub mod walk;
 mod watermarks;
 
 pub use compaction::CompactionStats;
@@ -27,5 +31,7 @@ pub use reader::ReadOutcome;
 mod flusher_tests;
 #[cfg(test)]
 mod hwm_tests;
+#[cfg(test)]
+mod segment_tests;
 #[cfg(test)]
 mod tests;

@@ -345,16 +345,12 @@ impl PartitionLog {
 
     /// Start a new segment at the log end; the old one is sealed by the flusher.
     pub(super) async fn roll(&self) -> Result<(), LogError> {
-        let (base, preallocate) = {
-            let config = self.config.borrow();
-            (
-                self.inner.borrow().next_offset,
-                config.preallocate.then_some(config.segment_bytes),
-            )
-        };
-        let seg = Segment::create(&self.dir, base, preallocate).await?;
+        let base = self.inner.borrow().next_offset;
+        let mut seg = Segment::create(&self.dir, base).await?;
         let mut inner = self.inner.borrow_mut();
-        let final_size = inner.segments.values().next_back().expect("active").size;
+        let old = inner.segments.values().next_back().expect("active");
+        let final_size = old.size;
+        seg.preallocation = old.preallocation.carry_over();
         let fresh = PendingWrite::new(base, seg.file.clone(), 0, Vec::new());
         let old = std::mem::replace(&mut inner.active, fresh);
         // Producer state as of the new segment's start; the flusher saves it
@@ -505,13 +501,18 @@ pub(super) async fn load(dir: &Path, name: &str, config: &LogConfig) -> Result<I
             tracing::info!("{name}: segment {base} has no index; rebuilding it");
         }
         let replay = i >= replay_from;
-        let (mut seg, outcome) =
-            Segment::recover(dir, base, config.index_interval_bytes, |batch| {
+        let (mut seg, outcome) = Segment::recover(
+            dir,
+            base,
+            bases.get(i + 1).copied(),
+            config.index_interval_bytes,
+            |batch| {
                 if replay {
                     record_producer(&mut producers, batch);
                 }
-            })
-            .await?;
+            },
+        )
+        .await?;
         if let Some(why) = &outcome.stopped_because {
             tracing::warn!(
                 "{name}: segment {base}: truncated to {} bytes (next offset {}): {why}",
@@ -520,7 +521,7 @@ pub(super) async fn load(dir: &Path, name: &str, config: &LogConfig) -> Result<I
             );
         }
         if !is_last {
-            seg.file.fdatasync().await?;
+            seg.file.get().await?.fdatasync().await?;
             match seg.write_indexes(dir) {
                 Ok(()) => {}
                 // On a full disk the log still opens: the indexes are in
@@ -531,17 +532,13 @@ pub(super) async fn load(dir: &Path, name: &str, config: &LogConfig) -> Result<I
                 Err(e) => return Err(e.into()),
             }
             seg.sealed = true;
+            seg.file.close_if_idle();
         }
         segments.insert(base, seg);
     }
     if segments.is_empty() {
         let base = checkpoint_start.unwrap_or(0);
-        let seg = Segment::create(
-            dir,
-            base,
-            config.preallocate.then_some(config.segment_bytes),
-        )
-        .await?;
+        let seg = Segment::create(dir, base).await?;
         segments.insert(base, seg);
     }
     let (&active_base, active) = segments.iter().next_back().expect("at least one segment");
@@ -550,6 +547,8 @@ pub(super) async fn load(dir: &Path, name: &str, config: &LogConfig) -> Result<I
     let tail = if aligned < active.size {
         active
             .file
+            .get()
+            .await?
             .read_at(aligned, (active.size - aligned) as usize)
             .await?
             .to_vec()
@@ -564,13 +563,10 @@ pub(super) async fn load(dir: &Path, name: &str, config: &LogConfig) -> Result<I
         .min(next_offset);
     // What was found is durable from now on (a crash may have left it in
     // the page cache only), so it may all be served.
-    segments
-        .values()
-        .next_back()
-        .expect("active")
-        .file
-        .fdatasync()
-        .await?;
+    let active_file = &segments.values().next_back().expect("active").file;
+    active_file.get().await?.fdatasync().await?;
+    // Opened only to recover; the partition's first read or write reopens.
+    active_file.close_if_idle();
     let inner = Inner {
         segments,
         next_offset,

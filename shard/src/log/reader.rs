@@ -1,13 +1,27 @@
 //! Reads: from the tail cache when the offset is recent, else by aligned
 //! DMA reads whose buffers travel to the socket uncopied; and lookups by
 //! timestamp.
+//!
+//! Every batch read from disk is checked as recovery checks it (length,
+//! header, CRC32C, offsets going forward; see `walk`). Damage found in a
+//! segment is measured once (where valid batches resume), logged once with
+//! the file, byte and offsets, and recorded on the segment: from then on a
+//! read of those offsets answers [`LogError::Damaged`] (Kafka's
+//! CORRUPT_MESSAGE) at once, and reads on either side keep working.
 
 use bytes::Bytes;
-use glommio::io::DmaFile;
+use glommio::io::{DmaFile, ReadResult};
 
 use super::error::LogError;
+use super::open_files::SegmentFile;
 use super::partition::PartitionLog;
+use super::segment::{Damage, Segment};
+use super::walk::{self, Expect, Visit};
 use crate::record::{self, BatchView};
+
+/// How often one read may plan again (after finding damage, or when its
+/// segment was replaced while its file was being opened).
+const MAX_REPLANS: usize = 8;
 
 #[derive(Debug, Clone, Default)]
 pub struct ReadOutcome {
@@ -22,6 +36,32 @@ impl ReadOutcome {
     }
 }
 
+/// A read of one segment, planned under the borrow and run after it.
+struct DiskPlan {
+    base: i64,
+    file: SegmentFile,
+    start: u64,
+    end: u64,
+    expect: Expect,
+    written: u64,
+    next_base: Option<i64>,
+}
+
+impl DiskPlan {
+    fn new(base: i64, seg: &Segment, at: i64, next_base: Option<i64>, segment_end: i64) -> Self {
+        let (start, expect, end) = seg.read_bounds(at, segment_end);
+        Self {
+            base,
+            file: seg.file.clone(),
+            start,
+            end,
+            expect,
+            written: seg.written,
+            next_base,
+        }
+    }
+}
+
 impl PartitionLog {
     /// Batches from `offset` on, at most about `max_bytes` (the first batch
     /// whole), never at or beyond the high watermark: what is not yet as
@@ -30,8 +70,9 @@ impl PartitionLog {
     /// Kafka; one beyond the log end is out of range.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
         let mut at = offset;
+        let mut replans = 0;
         loop {
-            let plan = {
+            let (mut out, plan) = {
                 let inner = self.inner.borrow();
                 if offset < inner.log_start_offset || offset > inner.next_offset {
                     return Err(LogError::OffsetOutOfRange {
@@ -61,63 +102,118 @@ impl PartitionLog {
                 else {
                     return Ok(out);
                 };
-                let start = seg.index.lookup(at.saturating_sub(base).max(0) as u32) as u64;
                 let next_base = inner.segments.range(base + 1..).next().map(|(b, _)| *b);
-                (out, seg.file.clone(), start, seg.written, next_base)
+                let segment_end = next_base.unwrap_or(inner.next_offset);
+                if let Some(d) = seg.damage_covering(at, segment_end) {
+                    return Err(damaged(&self.name, seg, d, at, segment_end));
+                }
+                (out, DiskPlan::new(base, seg, at, next_base, segment_end))
             };
-            let (mut out, file, start, end, next_base) = plan;
-            let hwm = out.high_watermark;
-            let batches = read_batches(&file, start, end, at, max_bytes, hwm).await?;
-            if !batches.is_empty() {
-                out.batches = batches;
+            let opened = plan.file.get().await;
+            if !self.segment_is(plan.base, &plan.file) {
+                // Replaced (compaction) or deleted (retention) while its
+                // file was being opened: plan again.
+                replans += 1;
+                if replans > MAX_REPLANS {
+                    return Err(LogError::Storage(format!(
+                        "{}: segment {} keeps changing under a read",
+                        self.name, plan.base
+                    )));
+                }
+                continue;
+            }
+            let file = opened?;
+            let read = read_batches(&file, &plan, at, max_bytes, out.high_watermark).await?;
+            if let Some((pos, next, why)) = read.damage {
+                let expect = Expect {
+                    next,
+                    limit: plan.expect.limit,
+                };
+                let damage = Damage::measure(&*file, pos, plan.written, expect, why).await?;
+                self.record_damage(plan.base, &plan.file, damage);
+                if read.batches.is_empty() {
+                    // Plan again: the damage is on record now, so this read
+                    // either answers it or starts after it.
+                    replans += 1;
+                    if replans > MAX_REPLANS {
+                        return Err(LogError::Damaged(format!(
+                            "{}: offset {at} cannot be read past damage at byte {pos}",
+                            self.name
+                        )));
+                    }
+                    continue;
+                }
+            }
+            if !read.batches.is_empty() {
+                out.batches = read.batches;
                 return Ok(out);
             }
-            match next_base {
-                Some(next) if next > at && next < hwm => at = next,
+            match plan.next_base {
+                Some(next) if next > at && next < out.high_watermark => at = next,
                 _ => return Ok(out),
             }
         }
     }
 
-    /// First offset whose record timestamp is >= `timestamp`, with that
-    /// timestamp (ListOffsets by time); `None` if every record is older.
+    /// The segment at `base` is still the one whose file is `file`.
+    fn segment_is(&self, base: i64, file: &SegmentFile) -> bool {
+        self.inner
+            .borrow()
+            .segments
+            .get(&base)
+            .is_some_and(|s| s.file.same(file))
+    }
+
+    /// Put damage a read found on record, and log it the first time.
+    fn record_damage(&self, base: i64, file: &SegmentFile, damage: Damage) {
+        let mut inner = self.inner.borrow_mut();
+        let next_base = inner.segments.range(base + 1..).next().map(|(b, _)| *b);
+        let segment_end = next_base.unwrap_or(inner.next_offset);
+        let Some(seg) = inner.segments.get_mut(&base).filter(|s| s.file.same(file)) else {
+            return;
+        };
+        let (pos, first, reason) = (damage.pos, damage.first_offset, damage.reason.clone());
+        let resume = damage.resume_offset(segment_end);
+        if seg.note_damage(damage) {
+            tracing::error!(
+                "{}: segment {} is damaged at byte {pos}: {reason}; offsets {first} to {} \
+                 cannot be read and fetches of them answer CORRUPT_MESSAGE (consumers must \
+                 seek past them); `shardline log verify` lists every damaged range",
+                self.name,
+                seg.path.display(),
+                resume - 1,
+            );
+        }
+    }
+
+    /// Offset and timestamp of the first record with a timestamp at or
+    /// after `timestamp` (ListOffsets by time), skipping damaged ranges.
     pub async fn offset_for_timestamp(
         &self,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
-        let candidates: Vec<_> = {
+        let (candidates, log_start): (Vec<(i64, i64)>, i64) = {
             let inner = self.inner.borrow();
-            inner
+            let candidates = inner
                 .segments
                 .values()
                 .filter(|s| s.max_timestamp >= timestamp && s.size > 0)
                 .map(|s| {
                     let rel = s.time_index.lookup(timestamp);
-                    (s.file.clone(), s.index.lookup(rel) as u64, s.written)
+                    (s.base_offset, s.base_offset + rel as i64)
                 })
-                .collect()
+                .collect();
+            (candidates, inner.log_start_offset)
         };
-        let (log_start, hwm) = {
-            let inner = self.inner.borrow();
-            (inner.log_start_offset, inner.high_watermark)
-        };
+        let hwm = self.inner.borrow().high_watermark;
         // As Kafka: a record at or beyond the high watermark is not found.
-        let visible = |found: Option<(i64, i64)>| found.filter(|(offset, _)| *offset < hwm);
-        for (file, start, end) in candidates {
-            let mut pos = start;
-            while pos < end {
-                let chunk = read_batches(&file, pos, end, log_start, 1 << 20, hwm).await?;
-                if chunk.is_empty() {
-                    break;
-                }
-                for span in &chunk {
-                    pos += span.len() as u64;
-                    for b in split_batches(span) {
-                        if let Some(found) = first_record_at_or_after(b, timestamp, log_start)? {
-                            return Ok(visible(Some(found)));
-                        }
-                    }
-                }
+        let visible = |found: (i64, i64)| Some(found).filter(|(offset, _)| *offset < hwm);
+        for (base, from) in candidates {
+            if let Some(found) = self
+                .find_time_in_segment(base, from, timestamp, log_start)
+                .await?
+            {
+                return Ok(visible(found));
             }
         }
         // Batches not yet on disk are only in the cache.
@@ -133,7 +229,79 @@ impl PartitionLog {
         };
         for b in cached {
             if let Some(found) = first_record_at_or_after(&b, timestamp, log_start)? {
-                return Ok(visible(Some(found)));
+                return Ok(visible(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first record at or after `timestamp` in segment `base`, from
+    /// offset `from` on; damaged ranges are passed over.
+    async fn find_time_in_segment(
+        &self,
+        base: i64,
+        from: i64,
+        timestamp: i64,
+        log_start: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        let mut at = from;
+        for _ in 0..=MAX_REPLANS {
+            let plan = {
+                let inner = self.inner.borrow();
+                let Some(seg) = inner.segments.get(&base) else {
+                    return Ok(None);
+                };
+                let next_base = inner.segments.range(base + 1..).next().map(|(b, _)| *b);
+                let segment_end = next_base.unwrap_or(inner.next_offset);
+                if let Some(d) = seg.damage_covering(at, segment_end) {
+                    at = d.resume_offset(segment_end);
+                    if at >= segment_end {
+                        return Ok(None);
+                    }
+                    continue;
+                }
+                DiskPlan::new(base, seg, at, next_base, segment_end)
+            };
+            let file = match plan.file.get().await {
+                Ok(file) => file,
+                // Deleted by retention meanwhile: nothing to find here.
+                Err(_) if !self.segment_is(base, &plan.file) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut found = Ok(None);
+            let walked = walk::walk(
+                &*file,
+                plan.start,
+                plan.end,
+                plan.expect,
+                1 << 20,
+                |buf, range, _, _| {
+                    found = first_record_at_or_after(&buf[range], timestamp, log_start);
+                    if matches!(found, Ok(None)) {
+                        Visit::Continue
+                    } else {
+                        Visit::Stop
+                    }
+                },
+            )
+            .await?;
+            if found.as_ref().map_or(true, Option::is_some) {
+                return found;
+            }
+            match walked.damage {
+                Some(why) => {
+                    let expect = Expect {
+                        next: walked.next_offset,
+                        limit: plan.expect.limit,
+                    };
+                    let damage =
+                        Damage::measure(&*file, walked.pos, plan.written, expect, why).await?;
+                    at = damage.first_offset;
+                    self.record_damage(base, &plan.file, damage);
+                }
+                // Stopped at known damage: go on after it.
+                None if plan.end < plan.written => at = walked.next_offset.max(at),
+                None => return Ok(None),
             }
         }
         Ok(None)
@@ -154,100 +322,85 @@ impl PartitionLog {
     }
 }
 
-/// Read whole batches from `file[start..end]`, skipping those that end
+/// What a read from one segment found.
+struct DiskRead {
+    batches: Vec<Bytes>,
+    /// Damage the read ran into: (byte, first unreadable offset, why).
+    damage: Option<(u64, i64, String)>,
+}
+
+/// Read whole batches of `plan.start..plan.end`, skipping those that end
 /// before `offset` and stopping at the first that starts at or beyond
 /// `limit` (the high watermark), up to `max_bytes` (the first wanted batch
-/// whole).
+/// whole). Consecutive batches of one read buffer go out as one span of it.
 async fn read_batches(
     file: &DmaFile,
-    start: u64,
-    end: u64,
+    plan: &DiskPlan,
     offset: i64,
     max_bytes: usize,
     limit: i64,
-) -> Result<Vec<Bytes>, LogError> {
-    let mut pos = start;
-    let mut out: Vec<Bytes> = Vec::new();
+) -> Result<DiskRead, LogError> {
+    let chunk = max_bytes.max(64 << 10) + 8192;
+    let mut spans: Vec<Bytes> = Vec::new();
+    let mut span: Option<(ReadResult, std::ops::Range<usize>)> = None;
     let mut total = 0usize;
-    while pos < end {
-        let want = ((end - pos) as usize).min(max_bytes.max(64 << 10) + 8192);
-        let chunk = file.read_at(pos, want).await?;
-        let mut at = 0usize;
-        let mut span: Option<(usize, usize)> = None;
-        let mut done = false;
-        while at < chunk.len() {
-            let Some(Ok(size)) = record::peek_batch_size(&chunk[at..]) else {
-                break;
-            };
-            if at + size > chunk.len() {
-                break;
+    let walked = walk::walk(
+        file,
+        plan.start,
+        plan.end,
+        plan.expect,
+        chunk,
+        |buf, range, _, batch| {
+            if batch.base_offset() >= limit {
+                return Visit::Stop;
             }
-            let b = BatchView::parse(&chunk[at..at + size])?;
-            if b.base_offset() >= limit {
-                done = true;
-                break;
+            if batch.last_offset() < offset {
+                return Visit::Continue;
             }
-            if b.last_offset() >= offset {
-                if total > 0 && total + size > max_bytes {
-                    done = true;
-                    break;
+            if total > 0 && total + range.len() > max_bytes {
+                return Visit::Stop;
+            }
+            total += range.len();
+            match &mut span {
+                Some((b, r)) if b.as_ptr() == buf.as_ptr() && r.end == range.start => {
+                    r.end = range.end
                 }
-                total += size;
-                span = Some((span.map_or(at, |s| s.0), at + size));
-                if total >= max_bytes {
-                    at += size;
-                    done = true;
-                    break;
-                }
-            }
-            at += size;
-        }
-        if let Some((a, b)) = span {
-            // No copy: the DMA buffer itself travels to the socket.
-            out.push(crate::foreign::dma_bytes(&chunk, a, b - a));
-        }
-        if done {
-            break;
-        }
-        if at == 0 {
-            // The batch at `pos` is larger than the chunk: read exactly it.
-            let size = match record::peek_batch_size(&chunk) {
-                Some(Ok(size)) if pos + size as u64 <= end => size,
                 _ => {
-                    return Err(LogError::Storage(format!(
-                        "unreadable batch header at byte {pos} of a segment"
-                    )))
+                    if let Some((b, r)) = span.replace((buf.clone(), range)) {
+                        // No copy: the DMA buffer itself travels to the socket.
+                        spans.push(crate::foreign::dma_bytes(&b, r.start, r.len()));
+                    }
                 }
-            };
-            let whole = file.read_at(pos, size).await?;
-            let b = BatchView::parse(&whole)?;
-            if b.base_offset() >= limit {
-                break;
             }
-            if b.last_offset() >= offset {
-                if total > 0 && total + size > max_bytes {
-                    break;
-                }
-                total += size;
-                out.push(crate::foreign::dma_bytes(&whole, 0, size));
+            if total >= max_bytes {
+                Visit::Stop
+            } else {
+                Visit::Continue
             }
-            pos += size as u64;
-            continue;
-        }
-        pos += at as u64;
+        },
+    )
+    .await?;
+    if let Some((b, r)) = span {
+        spans.push(crate::foreign::dma_bytes(&b, r.start, r.len()));
     }
-    Ok(out)
+    Ok(DiskRead {
+        batches: spans,
+        damage: walked
+            .damage
+            .map(|why| (walked.pos, walked.next_offset, why)),
+    })
 }
 
-/// The batches of a span read from the log (already validated on append).
-fn split_batches(span: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = span;
-    std::iter::from_fn(move || {
-        let size = record::peek_batch_size(rest)?.ok()?;
-        let (batch, tail) = rest.split_at(size.min(rest.len()));
-        rest = tail;
-        Some(batch)
-    })
+/// The answer to a read of an offset in known damage.
+fn damaged(name: &str, seg: &Segment, d: &Damage, at: i64, segment_end: i64) -> LogError {
+    LogError::Damaged(format!(
+        "{name}: offset {at} is in a damaged range of {} (offsets {} to {}, from byte {}: {})",
+        seg.path.display(),
+        d.first_offset,
+        d.resume_offset(segment_end) - 1,
+        d.pos,
+        d.reason
+    ))
 }
 
 fn first_record_at_or_after(

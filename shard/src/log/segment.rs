@@ -6,18 +6,18 @@
 //! written last). The active segment never has index files on disk.
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-
-use glommio::io::{DmaFile, OpenOptions};
 
 use super::error::LogError;
 use super::index::{OffsetIndex, TimeIndex};
-use crate::record::{peek_batch_size, BatchView, NO_TIMESTAMP};
+use super::open_files::SegmentFile;
+use super::preallocate::Preallocation;
+use super::walk::{self, Expect};
+use crate::record::{BatchView, NO_TIMESTAMP};
+
+pub use super::walk::MAX_BATCH_BYTES;
 
 /// Read granularity when scanning a segment.
 const SCAN_CHUNK: usize = 1 << 20;
-/// A length field above this is treated as corruption, not a batch.
-pub const MAX_BATCH_BYTES: usize = 256 << 20;
 
 pub fn segment_file_name(base_offset: i64, ext: &str) -> String {
     format!("{base_offset:020}.{ext}")
@@ -25,7 +25,8 @@ pub fn segment_file_name(base_offset: i64, ext: &str) -> String {
 
 pub struct Segment {
     pub base_offset: i64,
-    pub file: Rc<DmaFile>,
+    /// Opened on use and closed when idle (see `open_files`).
+    pub file: SegmentFile,
     pub path: PathBuf,
     /// Logical size: every appended byte, written or not.
     pub size: u64,
@@ -44,12 +45,54 @@ pub struct Segment {
     /// File space reserved so far (fallocate, size kept): appends grow it a
     /// step at a time rather than reserving the whole segment up front.
     pub allocated: u64,
+    /// How big the next reservation is (with `preallocate`).
+    pub preallocation: Preallocation,
+    /// Damaged byte ranges found so far, by position: reads of their offsets
+    /// answer at once, without touching the file again.
+    pub damage: Vec<Damage>,
 }
 
-/// How much file space a segment reserves at a time when `preallocate` is
-/// on. Reserving whole segments (1 GiB by default) would tie up 64 GiB for
-/// one 64-partition topic before a byte is written.
-pub const PREALLOCATE_STEP: u64 = 32 << 20;
+/// Bytes of a segment that are not valid batches, between valid ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Where the damage starts: the end of the last valid batch before it.
+    pub pos: u64,
+    /// The first offset that cannot be read: one past the last valid batch.
+    pub first_offset: i64,
+    /// The next valid batch after the damage (byte, base offset); `None`
+    /// when none follows in this segment.
+    pub resume: Option<(u64, i64)>,
+    pub reason: String,
+}
+
+impl Damage {
+    /// First offset readable again (`segment_end`: the next segment's base).
+    pub fn resume_offset(&self, segment_end: i64) -> i64 {
+        self.resume.map_or(segment_end, |(_, offset)| offset)
+    }
+
+    /// Byte where reading resumes (`size`: the segment's size).
+    pub fn resume_pos(&self, size: u64) -> u64 {
+        self.resume.map_or(size, |(pos, _)| pos)
+    }
+
+    /// Find how far damage found at `pos` reaches in `src[..end]`.
+    pub async fn measure<R: walk::ReadAt>(
+        src: &R,
+        pos: u64,
+        end: u64,
+        expect: Expect,
+        reason: String,
+    ) -> std::io::Result<Self> {
+        let resume = walk::resync(src, pos, end, expect, SCAN_CHUNK).await?;
+        Ok(Self {
+            pos,
+            first_offset: expect.next,
+            resume,
+            reason,
+        })
+    }
+}
 
 /// What a scan of a segment file found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,36 +114,20 @@ impl Segment {
         )
     }
 
-    async fn open_file(path: &Path, create: bool) -> Result<DmaFile, LogError> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .dma_open(path)
-            .await
-            .map_err(|e| LogError::Storage(format!("open {}: {e}", path.display())))
-    }
-
-    /// A fresh, empty segment starting at `base_offset`.
-    pub async fn create(
-        dir: &Path,
-        base_offset: i64,
-        preallocate: Option<u64>,
-    ) -> Result<Self, LogError> {
+    /// A fresh, empty segment starting at `base_offset`. No space is
+    /// reserved yet: the first write reserves what the partition's write
+    /// rate calls for (see `preallocate`).
+    pub async fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
         let (path, _, _) = Self::paths(dir, base_offset);
-        let file = Self::open_file(&path, true).await?;
-        file.truncate(0).await?;
-        let mut seg = Self::empty(base_offset, file, path);
-        if let Some(limit) = preallocate {
-            seg.reserve(PREALLOCATE_STEP.min(limit)).await;
-        }
-        Ok(seg)
+        let file = SegmentFile::open(&path, true).await?;
+        file.get().await?.truncate(0).await?;
+        Ok(Self::empty(base_offset, file, path))
     }
 
-    fn empty(base_offset: i64, file: DmaFile, path: PathBuf) -> Self {
+    fn empty(base_offset: i64, file: SegmentFile, path: PathBuf) -> Self {
         Self {
             base_offset,
-            file: Rc::new(file),
+            file,
             path,
             size: 0,
             written: 0,
@@ -113,24 +140,15 @@ impl Segment {
             bytes_since_index: 0,
             sealed: false,
             allocated: 0,
-        }
-    }
-
-    /// Reserve file space up to `end` (best effort: without it appends
-    /// still work, the writes just extend the file).
-    pub async fn reserve(&mut self, end: u64) {
-        if end <= self.allocated {
-            return;
-        }
-        match self.file.pre_allocate(end, true).await {
-            Ok(()) => self.allocated = end,
-            Err(e) => tracing::debug!("pre-allocating {}: {e}", self.path.display()),
+            preallocation: Preallocation::default(),
+            damage: Vec::new(),
         }
     }
 
     /// Open a segment that was sealed cleanly, trusting its index files.
     /// Returns `Ok(None)` if the index files are missing or unreadable, in
-    /// which case the caller rebuilds by scanning.
+    /// which case the caller rebuilds by scanning. The file itself is not
+    /// opened until it is read.
     pub async fn open_sealed(
         dir: &Path,
         base_offset: i64,
@@ -150,9 +168,10 @@ impl Segment {
                 return Ok(None);
             }
         };
-        let file = Self::open_file(&path, false).await?;
-        let size = file.file_size().await?;
-        let mut seg = Self::empty(base_offset, file, path);
+        let size = std::fs::metadata(&path)
+            .map_err(|e| LogError::Storage(format!("{}: {e}", path.display())))?
+            .len();
+        let mut seg = Self::empty(base_offset, SegmentFile::lazy(&path), path);
         seg.size = size;
         seg.written = size;
         seg.next_offset = next_segment_base;
@@ -169,37 +188,59 @@ impl Segment {
 
     /// Open a segment by scanning every batch (the active segment, or a
     /// sealed one whose indexes are missing): verifies CRCs, rebuilds the
-    /// indexes, and truncates the file after the last valid batch.
+    /// indexes, and cuts the file after the last valid batch. Such a segment
+    /// was not known to be synced, so what follows the first invalid batch
+    /// is a torn or unfinished write that was never acknowledged (as in
+    /// Kafka's recovery past its recovery point). Damage in segments sealed
+    /// cleanly is found by reads instead, and nothing is cut there.
     /// `visit` sees every valid batch (producer-state replay).
     pub async fn recover(
         dir: &Path,
         base_offset: i64,
+        next_segment_base: Option<i64>,
         index_interval: u64,
         mut visit: impl FnMut(&BatchView),
     ) -> Result<(Self, ScanOutcome), LogError> {
         let (path, index_path, time_path) = Self::paths(dir, base_offset);
-        let file = Self::open_file(&path, false).await?;
-        let mut seg = Self::empty(base_offset, file, path);
-        let file_len = seg.file.file_size().await?;
-        let file = seg.file.clone();
-        let outcome = scan(&file, file_len, base_offset, |pos, batch| {
-            seg.size = pos;
-            seg.note_batch(batch, index_interval);
-            seg.size = pos + batch.size() as u64;
-            visit(batch);
-        })
+        let handle = SegmentFile::open(&path, false).await?;
+        let file = handle.get().await?;
+        let mut seg = Self::empty(base_offset, handle, path);
+        let file_len = file.file_size().await?;
+        let expect = Expect {
+            next: base_offset,
+            limit: next_segment_base.unwrap_or(i64::MAX),
+        };
+        let end = walk::walk(
+            &*file,
+            0,
+            file_len,
+            expect,
+            SCAN_CHUNK,
+            |_, _, pos, batch| {
+                seg.size = pos;
+                seg.note_batch(batch, index_interval);
+                seg.size = pos + batch.size() as u64;
+                visit(batch);
+                walk::Visit::Continue
+            },
+        )
         .await?;
-        debug_assert_eq!(seg.size, outcome.valid_end);
-        seg.size = outcome.valid_end;
-        seg.written = outcome.valid_end;
-        seg.next_offset = outcome.next_offset;
-        if outcome.valid_end != file_len {
+        debug_assert_eq!(seg.size, end.pos);
+        seg.size = end.pos;
+        seg.written = end.pos;
+        seg.next_offset = end.next_offset;
+        if end.pos != file_len {
             // Drops a torn tail and any pre-allocated space; re-reserved on append.
-            seg.file.truncate(outcome.valid_end).await?;
+            file.truncate(end.pos).await?;
         }
         // Stale indexes of a segment that is being rebuilt must not survive.
         let _ = std::fs::remove_file(index_path);
         let _ = std::fs::remove_file(time_path);
+        let outcome = ScanOutcome {
+            valid_end: end.pos,
+            next_offset: end.next_offset,
+            stopped_because: end.damage.map(|why| format!("at byte {}: {why}", end.pos)),
+        };
         Ok((seg, outcome))
     }
 
@@ -222,6 +263,60 @@ impl Segment {
         self.next_offset = batch.last_offset() + 1;
     }
 
+    /// The known damage that makes `offset` unreadable, if any
+    /// (`segment_end`: the next segment's base, or the log end).
+    pub fn damage_covering(&self, offset: i64, segment_end: i64) -> Option<&Damage> {
+        self.damage
+            .iter()
+            .find(|d| d.first_offset <= offset && offset < d.resume_offset(segment_end))
+    }
+
+    /// Where a read of `offset` starts (byte, and the offsets a batch there
+    /// may have) and where it must stop (the next known damage, else the
+    /// bytes written). `offset` must not be in a damaged range.
+    pub fn read_bounds(&self, offset: i64, segment_end: i64) -> (u64, Expect, u64) {
+        let relative = offset
+            .saturating_sub(self.base_offset)
+            .clamp(0, u32::MAX as i64) as u32;
+        let (rel, pos) = self.index.lookup_entry(relative);
+        let mut start = pos as u64;
+        let mut next = self.base_offset + rel as i64;
+        // The index may point before (or into) damage that lies before the
+        // offset: start after it instead.
+        for d in &self.damage {
+            if let Some((resume_pos, resume_offset)) = d.resume {
+                if resume_offset <= offset && resume_pos > start {
+                    start = resume_pos;
+                    next = resume_offset;
+                }
+            }
+        }
+        let end = self
+            .damage
+            .iter()
+            .map(|d| d.pos)
+            .filter(|&p| p >= start)
+            .min()
+            .unwrap_or(self.written)
+            .min(self.written);
+        let expect = Expect {
+            next,
+            limit: segment_end,
+        };
+        (start, expect, end)
+    }
+
+    /// Record damage found by a read; `false` if it was known already.
+    pub fn note_damage(&mut self, damage: Damage) -> bool {
+        if self.damage.iter().any(|d| d.pos == damage.pos) {
+            return false;
+        }
+        debug_assert!(damage.resume.is_none_or(|(pos, _)| pos > damage.pos));
+        self.damage.push(damage);
+        self.damage.sort_by_key(|d| d.pos);
+        true
+    }
+
     /// Persist the indexes of a sealed segment (its data is already synced).
     pub fn write_indexes(&self, dir: &Path) -> std::io::Result<()> {
         let (_, index_path, time_path) = Self::paths(dir, self.base_offset);
@@ -242,114 +337,94 @@ impl Segment {
     }
 }
 
+/// Everything a scan of a whole segment found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullScan {
+    /// End of the last valid batch.
+    pub valid_end: u64,
+    /// One past the last offset of the last valid batch.
+    pub next_offset: i64,
+    /// Damage with valid batches after it.
+    pub damage: Vec<Damage>,
+    /// Bytes after the last valid batch that are not one: (position, why).
+    pub tail: Option<(u64, String)>,
+    pub batches: u64,
+}
+
+/// Visit every valid batch of `src[..end]`, going past damage to the next
+/// valid batch each time (recovery, `shardline log verify`).
+pub async fn scan_all<R: walk::ReadAt>(
+    src: &R,
+    end: u64,
+    expect: Expect,
+    mut visit: impl FnMut(u64, &BatchView),
+) -> std::io::Result<FullScan> {
+    let mut out = FullScan {
+        valid_end: 0,
+        next_offset: expect.next,
+        damage: Vec::new(),
+        tail: None,
+        batches: 0,
+    };
+    let mut start = 0;
+    let mut next = expect.next;
+    loop {
+        let from = Expect {
+            next,
+            limit: expect.limit,
+        };
+        let walked = walk::walk(src, start, end, from, SCAN_CHUNK, |_, _, pos, batch| {
+            out.batches += 1;
+            visit(pos, batch);
+            walk::Visit::Continue
+        })
+        .await?;
+        if walked.pos > start || walked.next_offset > next {
+            out.valid_end = walked.pos;
+            out.next_offset = walked.next_offset;
+        }
+        let Some(why) = walked.damage else {
+            return Ok(out);
+        };
+        let from = Expect {
+            next: walked.next_offset,
+            limit: expect.limit,
+        };
+        let damage = Damage::measure(src, walked.pos, end, from, why).await?;
+        match damage.resume {
+            Some((pos, offset)) => {
+                start = pos;
+                next = offset;
+                out.damage.push(damage);
+            }
+            None => {
+                out.tail = Some((damage.pos, damage.reason));
+                return Ok(out);
+            }
+        }
+    }
+}
+
 /// Walk the batches of a segment file from the start; stop at the first
 /// thing that is not a valid, CRC-correct batch continuing the offsets.
-pub async fn scan(
-    file: &DmaFile,
+pub async fn scan<R: walk::ReadAt>(
+    file: &R,
     file_len: u64,
     base_offset: i64,
     mut visit: impl FnMut(u64, &BatchView),
 ) -> Result<ScanOutcome, LogError> {
-    let mut pos = 0u64;
-    let mut next_offset = base_offset;
-    let stop = |pos: u64, next_offset: i64, why: String| ScanOutcome {
-        valid_end: pos,
-        next_offset,
-        stopped_because: Some(why),
+    let expect = Expect {
+        next: base_offset,
+        limit: i64::MAX,
     };
-    while pos < file_len {
-        let want = SCAN_CHUNK.min((file_len - pos) as usize);
-        let chunk = file.read_at(pos, want).await?;
-        let mut at = 0usize;
-        let mut progressed = false;
-        while at < chunk.len() {
-            let rest = &chunk[at..];
-            let size = match peek_batch_size(rest) {
-                None => break, // header straddles the chunk end
-                Some(Err(e)) => {
-                    return Ok(stop(
-                        pos + at as u64,
-                        next_offset,
-                        format!("at byte {}: {e}", pos + at as u64),
-                    ))
-                }
-                Some(Ok(size)) => size,
-            };
-            if size > MAX_BATCH_BYTES || pos + at as u64 + size as u64 > file_len {
-                return Ok(stop(
-                    pos + at as u64,
-                    next_offset,
-                    format!(
-                        "at byte {}: batch of {size} bytes runs past the end",
-                        pos + at as u64
-                    ),
-                ));
-            }
-            if size > rest.len() {
-                break; // batch straddles the chunk end: read from its start
-            }
-            let batch = match BatchView::parse_verified(rest) {
-                Ok(b) => b,
-                Err(e) => {
-                    return Ok(stop(
-                        pos + at as u64,
-                        next_offset,
-                        format!("at byte {}: {e}", pos + at as u64),
-                    ))
-                }
-            };
-            if batch.base_offset() < next_offset {
-                return Ok(stop(
-                    pos + at as u64,
-                    next_offset,
-                    format!(
-                        "at byte {}: offset {} does not follow {}",
-                        pos + at as u64,
-                        batch.base_offset(),
-                        next_offset - 1
-                    ),
-                ));
-            }
-            visit(pos + at as u64, &batch);
-            next_offset = batch.last_offset() + 1;
-            at += size;
-            progressed = true;
-        }
-        if !progressed {
-            // A single batch larger than the chunk: read exactly it.
-            let size = peek_batch_size(&chunk[..])
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            if size <= chunk.len() {
-                return Ok(stop(
-                    pos,
-                    next_offset,
-                    format!("at byte {pos}: unreadable header"),
-                ));
-            }
-            let whole = file.read_at(pos, size).await?;
-            match BatchView::parse_verified(&whole) {
-                Ok(batch) if batch.base_offset() >= next_offset => {
-                    visit(pos, &batch);
-                    next_offset = batch.last_offset() + 1;
-                    pos += size as u64;
-                }
-                Ok(_) => {
-                    return Ok(stop(
-                        pos,
-                        next_offset,
-                        format!("at byte {pos}: offsets go backwards"),
-                    ))
-                }
-                Err(e) => return Ok(stop(pos, next_offset, format!("at byte {pos}: {e}"))),
-            }
-            continue;
-        }
-        pos += at as u64;
-    }
+    let end = walk::walk(file, 0, file_len, expect, SCAN_CHUNK, |_, _, pos, batch| {
+        visit(pos, batch);
+        walk::Visit::Continue
+    })
+    .await?;
     Ok(ScanOutcome {
-        valid_end: pos,
-        next_offset,
-        stopped_because: None,
+        valid_end: end.pos,
+        next_offset: end.next_offset,
+        stopped_because: end.damage.map(|why| format!("at byte {}: {why}", end.pos)),
     })
 }

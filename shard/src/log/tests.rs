@@ -598,7 +598,7 @@ fn preallocation_reserves_space_a_step_at_a_time() {
             .map(|e| e.unwrap().path())
             .find(|p| p.extension().is_some_and(|e| e == "log"))
             .expect("a segment file");
-        let step = segment::PREALLOCATE_STEP;
+        let step = preallocate::MAX_STEP;
         let at_start = allocated_bytes(&seg_file);
         // Filesystems without fallocate reserve nothing; never the whole 1 GiB segment.
         assert!(
