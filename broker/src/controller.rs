@@ -43,7 +43,7 @@ pub struct NewTopic {
 }
 
 /// Kafka caps partitions per request far above this; we refuse silly counts.
-const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
 /// Check a topic creation without doing it; returns the partition count.
 pub fn validate_new_topic(state: &ShardState, t: &NewTopic) -> Result<i32, AdminError> {
@@ -258,7 +258,7 @@ pub async fn alter_topic_configs(
                 if topic_config::definition(&k).is_none() {
                     return Err(AdminError::new(
                         ResponseError::InvalidConfig,
-                        format!("unknown topic config '{k}'"),
+                        topic_config::unknown(&k),
                     ));
                 }
                 configs.remove(&k);
