@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::metadata::{
-    topic_config, validate_topic_name, PartitionMeta, TopicMeta, PRODUCER_ID_BLOCK,
+    internal, topic_config, validate_topic_name, PartitionMeta, TopicMeta, PRODUCER_ID_BLOCK,
 };
 use crate::shard_state::ShardState;
 
@@ -49,6 +49,14 @@ pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 pub fn validate_new_topic(state: &ShardState, t: &NewTopic) -> Result<i32, AdminError> {
     validate_topic_name(&t.name)
         .map_err(|m| AdminError::new(ResponseError::InvalidTopicException, m))?;
+    if internal::is_reserved(&t.name) {
+        // Kafka 4.4.0's answer for __cluster_metadata (it would create the
+        // others if absent; Shardline's internal state is never a topic).
+        return Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            internal::creation_prohibited(&t.name),
+        ));
+    }
     let partitions = if t.partitions == -1 {
         state.config.num_partitions
     } else {
@@ -165,6 +173,14 @@ async fn open_partitions(
 
 pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, AdminError> {
     let _guard = admin_turn(&state).await?;
+    // A reserved name is only deletable as a topic a client made before the
+    // names were reserved (an old data dir): the broker's state is elsewhere.
+    if internal::is_reserved(&name) && state.metadata.snapshot().topic(&name).is_none() {
+        return Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            internal::change_prohibited("Deletion", &name),
+        ));
+    }
     let meta = state
         .metadata
         .update(|s| {
@@ -192,6 +208,7 @@ pub async fn create_partitions(
     validate_only: bool,
 ) -> Result<(), AdminError> {
     let _guard = admin_turn(&state).await?;
+    refuse_internal(&name, "Changing the partitions")?;
     let existing = existing_topic(&state, &name)?;
     let current = existing.partitions.len() as i32;
     if count <= current {
@@ -241,6 +258,7 @@ pub async fn alter_topic_configs(
     validate_only: bool,
 ) -> Result<(), AdminError> {
     let _guard = admin_turn(&state).await?;
+    refuse_internal(&name, "Changing the configs")?;
     let existing = existing_topic(&state, &name)?;
     let mut configs = if incremental {
         existing.configs.clone()
@@ -333,6 +351,18 @@ fn existing_topic(state: &ShardState, name: &str) -> Result<Arc<TopicMeta>, Admi
                 format!("unknown topic '{name}'"),
             )
         })
+}
+
+/// Kafka 4.4.0 lets a client grow and reconfigure its internal topics;
+/// Shardline's internal state is not a topic, so such changes are refused.
+fn refuse_internal(name: &str, what: &str) -> Result<(), AdminError> {
+    if internal::is_reserved(name) {
+        return Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            internal::change_prohibited(what, name),
+        ));
+    }
+    Ok(())
 }
 
 fn shutting_down() -> AdminError {

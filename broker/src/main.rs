@@ -203,6 +203,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         None => "flags".to_string(),
     })?;
     tune_cmd::apply_iotune(&mut cfg)?;
+    // Before any shard opens a log: group logs of older data dirs move to
+    // DATA_DIR/@internal, where no topic's directory can be.
+    groups::migrate::migrate_group_logs(&cfg.data_dir, cfg.shards, &groups::group_log_config(&cfg))
+        .context("upgrading the data dir layout")?;
     server::run(cfg)
 }
 

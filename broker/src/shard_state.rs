@@ -176,18 +176,10 @@ impl ShardState {
         }
     }
 
-    /// Open this shard's group log (`__consumer_offsets-<shard>`, compacted,
-    /// never a topic) and restore its groups.
+    /// Open this shard's group log (compacted, never a topic, under
+    /// `DATA_DIR/@internal`) and restore its groups.
     pub async fn open_group_log(&self) -> anyhow::Result<()> {
-        let mut config = topic_config::log_config(&Default::default(), &self.config);
-        config.cleanup_compact = true;
-        config.cleanup_delete = false;
-        config.retention_ms = -1;
-        config.retention_bytes = -1;
-        // Kafka's offsets.topic.segment.bytes; a group record can be large.
-        config.segment_bytes = 100 << 20;
-        config.max_message_bytes = config.max_message_bytes.max(16 << 20);
-        config.preallocate = false;
+        let config = crate::groups::group_log_config(&self.config);
         self.groups
             .open(&self.config.data_dir, self.id, config)
             .await
