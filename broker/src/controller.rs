@@ -130,13 +130,57 @@ pub async fn create_topic(
             Ok(meta)
         })
         .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
-    open_partitions(&state, &meta, 0).await?;
+    if let Err(e) = open_partitions(&state, &meta, 0).await {
+        // All or nothing: close and delete what was opened (which frees the
+        // descriptors first), then forget the topic, so the name is free.
+        destroy_partitions(&state, &meta, 0).await;
+        let name = meta.name.clone();
+        let id = meta.id;
+        let forgotten = state.metadata.update(|s| {
+            if s.topics.get(&name).is_some_and(|t| t.id == id) {
+                s.topics.remove(&name);
+            }
+            Ok(())
+        });
+        return Err(rolled_back(
+            e,
+            forgotten,
+            &format!("topic '{name}' was not created"),
+        ));
+    }
     tracing::info!(
         "created topic {} with {} partition(s)",
         meta.name,
         meta.partitions.len()
     );
     Ok(meta)
+}
+
+/// The error of a failed creation whose undo is done (or, if forgetting
+/// the metadata entry failed too, says so: the topic can still be deleted).
+fn rolled_back(e: AdminError, forgotten: Result<(), String>, what: &str) -> AdminError {
+    match forgotten {
+        Ok(()) => {
+            tracing::warn!("{}; {what}, nothing was left behind", e.message);
+            AdminError {
+                code: e.code,
+                message: format!("{}; {what}, nothing was left behind", e.message),
+            }
+        }
+        Err(m) => {
+            tracing::error!(
+                "{}; undoing it failed too ({m}); delete it to clean up",
+                e.message
+            );
+            AdminError {
+                code: e.code,
+                message: format!(
+                    "{}; undoing it failed too ({m}): its partitions are closed, delete it to clean up",
+                    e.message
+                ),
+            }
+        }
+    }
 }
 
 fn least_loaded(load: &mut [usize]) -> usize {
@@ -164,11 +208,53 @@ async fn open_partitions(
             .await
             .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
         opened.map_err(|m| {
-            tracing::warn!("opening partition {}-{p}: {m}", meta.name);
-            AdminError::new(ResponseError::KafkaStorageError, m)
+            AdminError::new(ResponseError::KafkaStorageError, describe_open_failure(&m))
         })?;
     }
     Ok(())
+}
+
+/// Close and delete partitions `from..` of a topic on their owner shards
+/// (those that never opened only lose their directory, if any). All are
+/// closed before any is deleted: after running out of descriptors,
+/// deleting a directory needs one.
+async fn destroy_partitions(state: &Rc<ShardState>, meta: &TopicMeta, from: usize) {
+    for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
+        let topic = meta.name.clone();
+        let _ = state
+            .on_shard(pm.shard as usize, move |s| async move {
+                s.close_partition(&topic, p as i32).await
+            })
+            .await;
+    }
+    for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
+        let topic = meta.name.clone();
+        let _ = state
+            .on_shard(pm.shard as usize, move |s| async move {
+                s.destroy_partition(&topic, p as i32).await
+            })
+            .await;
+    }
+}
+
+/// A partition that failed to open, explained; running out of descriptors
+/// says which limit and how to raise it.
+fn describe_open_failure(err: &str) -> String {
+    // EMFILE (24): this process's limit; ENFILE (23): the system's.
+    if err.contains("os error 24") || err.contains("Too many open files") {
+        let limit = shard::runtime::nofile_limit()
+            .map(|(soft, hard)| format!(" (RLIMIT_NOFILE soft {soft}, hard {hard})"))
+            .unwrap_or_default();
+        format!(
+            "{err}: the broker ran out of file descriptors{limit}; raise the hard limit \
+             (`ulimit -Hn`, systemd LimitNOFILE=, /etc/security/limits.conf) and restart, \
+             or use fewer partitions"
+        )
+    } else if err.contains("os error 23") {
+        format!("{err}: the system ran out of file descriptors (raise fs.file-max)")
+    } else {
+        err.to_string()
+    }
 }
 
 pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, AdminError> {
@@ -245,7 +331,25 @@ pub async fn create_partitions(
             Ok(t)
         })
         .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
-    open_partitions(&state, &meta, current as usize).await
+    if let Err(e) = open_partitions(&state, &meta, current as usize).await {
+        // All or nothing, as for a new topic: the old partitions stay.
+        destroy_partitions(&state, &meta, current as usize).await;
+        let id = meta.id;
+        let forgotten = state.metadata.update(|s| {
+            if let Some(t) = s.topics.get(&name).filter(|t| t.id == id) {
+                let mut t = (**t).clone();
+                t.partitions.truncate(current as usize);
+                s.topics.insert(name.clone(), Arc::new(t));
+            }
+            Ok(())
+        });
+        return Err(rolled_back(
+            e,
+            forgotten,
+            &format!("topic '{name}' keeps its {current} partition(s)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Replace (`incremental == false`) or patch a topic's config overrides.

@@ -147,6 +147,21 @@ impl ShardState {
         Ok(opened)
     }
 
+    /// Close the log of a partition, keeping its files (the first step of
+    /// undoing a creation: closing everything first frees the descriptors
+    /// that deleting directories needs).
+    pub async fn close_partition(&self, topic: &str, partition: i32) {
+        let log = self
+            .logs
+            .borrow_mut()
+            .remove(&(topic.to_string(), partition));
+        if let Some(log) = log {
+            if let Err(e) = log.close().await {
+                tracing::warn!("closing {topic}-{partition}: {e}");
+            }
+        }
+    }
+
     /// Close and delete the log of a partition (topic deletion).
     pub async fn destroy_partition(&self, topic: &str, partition: i32) {
         let log = self
@@ -161,7 +176,11 @@ impl ShardState {
             }
             None => {
                 let dir = partition_dir(&self.config.data_dir, topic, partition);
-                let _ = std::fs::remove_dir_all(dir);
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!("deleting {}: {e}", dir.display()),
+                }
             }
         }
     }
