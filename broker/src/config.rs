@@ -1,6 +1,10 @@
 //! Broker configuration: a TOML file and command-line flags, flags winning.
 //! Every flag has a config key of the same name (dashes become underscores)
 //! and unknown keys are an error, so a typo never silently does nothing.
+//! Impossible values stop the start with the key named (`validate`).
+
+mod keys;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -73,7 +77,12 @@ pub struct BrokerConfig {
     /// to is open to everybody (any ACL on it, for anybody, closes it).
     pub allow_everyone_if_no_acl_found: bool,
     pub data_dir: PathBuf,
-    /// Number of shards (executor threads); 0 means one per core.
+    /// `shards` as configured: number of shards (executor threads); unset
+    /// means one per core (an explicit 0 is refused).
+    #[serde(rename = "shards")]
+    pub shards_setting: Option<usize>,
+    /// The shards in effect, filled in by `finish`.
+    #[serde(skip)]
     pub shards: usize,
     pub node_id: i32,
     /// `batch` (fsync before ack, group commit) or `interval`.
@@ -188,6 +197,7 @@ impl Default for BrokerConfig {
             super_users: Vec::new(),
             allow_everyone_if_no_acl_found: false,
             data_dir: PathBuf::from("./shardline-data"),
+            shards_setting: None,
             shards: 0,
             node_id: 0,
             log_flush: FlushMode::Batch,
@@ -236,100 +246,28 @@ impl BrokerConfig {
     pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("in config file {}", path.display()))
+        Self::from_toml(&text).with_context(|| format!("in config file {}", path.display()))
     }
 
-    /// Apply derived defaults and reject impossible values.
+    /// Parse a config file's text: unknown keys are named with the nearest
+    /// valid one, wrong types by serde (with the line).
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let table: toml::Table = text.parse()?;
+        keys::check(&table)?;
+        Ok(toml::from_str(text)?)
+    }
+
+    /// Apply derived defaults and reject impossible values, naming the key.
     pub fn finish(mut self) -> Result<Self> {
-        if self.shards == 0 {
-            self.shards = shard::runtime::available_cores();
-        }
-        if self.shards > 256 {
-            bail!("shards = {} is more than 256", self.shards);
-        }
-        if self.num_partitions < 1 {
-            bail!("num_partitions must be at least 1");
-        }
-        if self.message_max_bytes < 64 || self.message_max_bytes > (1 << 30) {
-            bail!("message_max_bytes must be between 64 B and 1 GiB");
-        }
-        if self.socket_request_max_bytes < self.message_max_bytes {
-            bail!("socket_request_max_bytes must be at least message_max_bytes");
-        }
-        if self.log_segment_bytes < 14 * 1024 {
-            bail!("log_segment_bytes must be at least 14 KiB, as in Kafka");
-        }
-        if self.max_in_flight_per_connection == 0 {
-            bail!("max_in_flight_per_connection must be at least 1");
-        }
-        if self.connections_max_idle_ms != -1 && self.connections_max_idle_ms < 100 {
-            bail!("connections_max_idle_ms must be -1 (never) or at least 100");
-        }
-        if self.request_read_timeout_ms < 100 {
-            bail!("request_read_timeout_ms must be at least 100");
-        }
-        if self.max_connections == 0 || self.max_connections_per_ip == 0 {
-            bail!("max_connections and max_connections_per_ip must be at least 1");
-        }
-        if self.group_initial_rebalance_delay_ms < 0 {
-            bail!("group_initial_rebalance_delay_ms must not be negative");
-        }
-        if self.group_consumer_heartbeat_interval_ms < 1 {
-            bail!("group_consumer_heartbeat_interval_ms must be at least 1");
-        }
-        if self.group_consumer_session_timeout_ms
-            <= i64::from(self.group_consumer_heartbeat_interval_ms)
-        {
-            bail!("group_consumer_session_timeout_ms must exceed the heartbeat interval");
-        }
-        if self.group_min_session_timeout_ms < 1
-            || self.group_max_session_timeout_ms < self.group_min_session_timeout_ms
-        {
-            bail!("group_min_session_timeout_ms must be at least 1 and at most group_max_session_timeout_ms");
-        }
-        if self.offsets_retention_minutes < 1 {
-            bail!("offsets_retention_minutes must be at least 1");
-        }
-        // One sample would forget everything at each window boundary.
-        if !(2..=1000).contains(&self.quota_window_num) {
-            bail!("quota_window_num must be between 2 and 1000");
-        }
-        if !(1..=3600).contains(&self.quota_window_size_seconds) {
-            bail!("quota_window_size_seconds must be between 1 and 3600");
-        }
-        if !(0.0..=50.0).contains(&self.disk_free_min_percent) {
-            bail!("disk_free_min_percent must be between 0 and 50");
-        }
+        self.shards = match self.shards_setting {
+            None => shard::runtime::available_cores(),
+            Some(0) => {
+                bail!("shards = 0: must be at least 1 (leave the key out for one shard per core)")
+            }
+            Some(n) => n,
+        };
+        validate::check(&self)?;
         self.resolved_listeners = self.resolve_listeners()?;
-        for m in &self.sasl_enabled_mechanisms {
-            if m != "PLAIN" && crate::security::scram::ScramMechanism::from_name(m).is_none() {
-                bail!(
-                    "sasl_enabled_mechanisms: {m:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
-                );
-            }
-        }
-        if self.sasl_bootstrap_user.is_some() != self.sasl_bootstrap_password.is_some() {
-            bail!("sasl_bootstrap_user and sasl_bootstrap_password go together");
-        }
-        if self.sasl_bootstrap_user.as_deref() == Some("") {
-            bail!("sasl_bootstrap_user must not be empty");
-        }
-        for u in &self.super_users {
-            if !u
-                .split_once(':')
-                .is_some_and(|(t, n)| !t.is_empty() && !n.is_empty())
-            {
-                bail!("super_users: {u:?} is not a principal such as \"User:admin\"");
-            }
-        }
-        if self.connections_max_reauth_ms < 0 {
-            bail!("connections_max_reauth_ms must not be negative");
-        }
-        // The same limits as an iotune file's settings, named by config key.
-        let io = self.io_settings();
-        io.validate().map_err(|e| anyhow::anyhow!("log_{e}"))?;
-        crate::metadata::topic_config::validate_cleanup_policy(&self.log_cleanup_policy)
-            .map_err(|e| anyhow::anyhow!("log_cleanup_policy: {e}"))?;
         Ok(self)
     }
 
@@ -484,6 +422,13 @@ mod tests {
         let err = toml::from_str::<BrokerConfig>("listen = \"127.0.0.1:1\"\nlisten_adress = 1")
             .unwrap_err();
         assert!(err.to_string().contains("listen_adress"), "{err}");
+        let err = BrokerConfig::from_toml("listen = \"127.0.0.1:1\"\nshard = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown key `shard`") && err.contains("`shards`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -588,29 +533,5 @@ listener_ssl_client_auth = { OPT = "requested" }
             let cfg: BrokerConfig = toml::from_str(bad).unwrap();
             assert!(cfg.finish().is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn impossible_values_are_refused() {
-        let cfg = BrokerConfig {
-            num_partitions: 0,
-            ..Default::default()
-        };
-        assert!(cfg.finish().is_err());
-        let cfg = BrokerConfig {
-            log_cleanup_policy: "shred".into(),
-            ..Default::default()
-        };
-        assert!(cfg.finish().is_err());
-        let cfg = BrokerConfig {
-            quota_window_num: 1,
-            ..Default::default()
-        };
-        assert!(cfg.finish().is_err());
-        let cfg = BrokerConfig {
-            quota_window_size_seconds: 0,
-            ..Default::default()
-        };
-        assert!(cfg.finish().is_err());
     }
 }

@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::metadata::{
-    topic_config, validate_topic_name, PartitionMeta, TopicMeta, PRODUCER_ID_BLOCK,
+    internal, topic_config, validate_topic_name, PartitionMeta, TopicMeta, PRODUCER_ID_BLOCK,
 };
 use crate::shard_state::ShardState;
 
@@ -43,12 +43,20 @@ pub struct NewTopic {
 }
 
 /// Kafka caps partitions per request far above this; we refuse silly counts.
-const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
 /// Check a topic creation without doing it; returns the partition count.
 pub fn validate_new_topic(state: &ShardState, t: &NewTopic) -> Result<i32, AdminError> {
     validate_topic_name(&t.name)
         .map_err(|m| AdminError::new(ResponseError::InvalidTopicException, m))?;
+    if internal::is_reserved(&t.name) {
+        // Kafka 4.4.0's answer for __cluster_metadata (it would create the
+        // others if absent; Shardline's internal state is never a topic).
+        return Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            internal::creation_prohibited(&t.name),
+        ));
+    }
     let partitions = if t.partitions == -1 {
         state.config.num_partitions
     } else {
@@ -122,13 +130,57 @@ pub async fn create_topic(
             Ok(meta)
         })
         .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
-    open_partitions(&state, &meta, 0).await?;
+    if let Err(e) = open_partitions(&state, &meta, 0).await {
+        // All or nothing: close and delete what was opened (which frees the
+        // descriptors first), then forget the topic, so the name is free.
+        destroy_partitions(&state, &meta, 0).await;
+        let name = meta.name.clone();
+        let id = meta.id;
+        let forgotten = state.metadata.update(|s| {
+            if s.topics.get(&name).is_some_and(|t| t.id == id) {
+                s.topics.remove(&name);
+            }
+            Ok(())
+        });
+        return Err(rolled_back(
+            e,
+            forgotten,
+            &format!("topic '{name}' was not created"),
+        ));
+    }
     tracing::info!(
         "created topic {} with {} partition(s)",
         meta.name,
         meta.partitions.len()
     );
     Ok(meta)
+}
+
+/// The error of a failed creation whose undo is done (or, if forgetting
+/// the metadata entry failed too, says so: the topic can still be deleted).
+fn rolled_back(e: AdminError, forgotten: Result<(), String>, what: &str) -> AdminError {
+    match forgotten {
+        Ok(()) => {
+            tracing::warn!("{}; {what}, nothing was left behind", e.message);
+            AdminError {
+                code: e.code,
+                message: format!("{}; {what}, nothing was left behind", e.message),
+            }
+        }
+        Err(m) => {
+            tracing::error!(
+                "{}; undoing it failed too ({m}); delete it to clean up",
+                e.message
+            );
+            AdminError {
+                code: e.code,
+                message: format!(
+                    "{}; undoing it failed too ({m}): its partitions are closed, delete it to clean up",
+                    e.message
+                ),
+            }
+        }
+    }
 }
 
 fn least_loaded(load: &mut [usize]) -> usize {
@@ -156,15 +208,65 @@ async fn open_partitions(
             .await
             .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
         opened.map_err(|m| {
-            tracing::warn!("opening partition {}-{p}: {m}", meta.name);
-            AdminError::new(ResponseError::KafkaStorageError, m)
+            AdminError::new(ResponseError::KafkaStorageError, describe_open_failure(&m))
         })?;
     }
     Ok(())
 }
 
+/// Close and delete partitions `from..` of a topic on their owner shards
+/// (those that never opened only lose their directory, if any). All are
+/// closed before any is deleted: after running out of descriptors,
+/// deleting a directory needs one.
+async fn destroy_partitions(state: &Rc<ShardState>, meta: &TopicMeta, from: usize) {
+    for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
+        let topic = meta.name.clone();
+        let _ = state
+            .on_shard(pm.shard as usize, move |s| async move {
+                s.close_partition(&topic, p as i32).await
+            })
+            .await;
+    }
+    for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
+        let topic = meta.name.clone();
+        let _ = state
+            .on_shard(pm.shard as usize, move |s| async move {
+                s.destroy_partition(&topic, p as i32).await
+            })
+            .await;
+    }
+}
+
+/// A partition that failed to open, explained; running out of descriptors
+/// says which limit and how to raise it.
+fn describe_open_failure(err: &str) -> String {
+    // EMFILE (24): this process's limit; ENFILE (23): the system's.
+    if err.contains("os error 24") || err.contains("Too many open files") {
+        let limit = shard::runtime::nofile_limit()
+            .map(|(soft, hard)| format!(" (RLIMIT_NOFILE soft {soft}, hard {hard})"))
+            .unwrap_or_default();
+        format!(
+            "{err}: the broker ran out of file descriptors{limit}; raise the hard limit \
+             (`ulimit -Hn`, systemd LimitNOFILE=, /etc/security/limits.conf) and restart, \
+             or use fewer partitions"
+        )
+    } else if err.contains("os error 23") {
+        format!("{err}: the system ran out of file descriptors (raise fs.file-max)")
+    } else {
+        err.to_string()
+    }
+}
+
 pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, AdminError> {
     let _guard = admin_turn(&state).await?;
+    // A reserved name is only deletable as a topic a client made before the
+    // names were reserved (an old data dir): the broker's state is elsewhere.
+    if internal::is_reserved(&name) && state.metadata.snapshot().topic(&name).is_none() {
+        return Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            internal::change_prohibited("Deletion", &name),
+        ));
+    }
     existing_topic(&state, &name)?;
     // Admin operations run one at a time, so the topic is still there: a
     // failure now is the metadata write (e.g. a full disk even after the
@@ -199,6 +301,7 @@ pub async fn create_partitions(
     validate_only: bool,
 ) -> Result<(), AdminError> {
     let _guard = admin_turn(&state).await?;
+    refuse_internal(&name, "Changing the partitions")?;
     let existing = existing_topic(&state, &name)?;
     let current = existing.partitions.len() as i32;
     if count <= current {
@@ -235,7 +338,25 @@ pub async fn create_partitions(
             Ok(t)
         })
         .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
-    open_partitions(&state, &meta, current as usize).await
+    if let Err(e) = open_partitions(&state, &meta, current as usize).await {
+        // All or nothing, as for a new topic: the old partitions stay.
+        destroy_partitions(&state, &meta, current as usize).await;
+        let id = meta.id;
+        let forgotten = state.metadata.update(|s| {
+            if let Some(t) = s.topics.get(&name).filter(|t| t.id == id) {
+                let mut t = (**t).clone();
+                t.partitions.truncate(current as usize);
+                s.topics.insert(name.clone(), Arc::new(t));
+            }
+            Ok(())
+        });
+        return Err(rolled_back(
+            e,
+            forgotten,
+            &format!("topic '{name}' keeps its {current} partition(s)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Replace (`incremental == false`) or patch a topic's config overrides.
@@ -248,6 +369,7 @@ pub async fn alter_topic_configs(
     validate_only: bool,
 ) -> Result<(), AdminError> {
     let _guard = admin_turn(&state).await?;
+    refuse_internal(&name, "Changing the configs")?;
     let existing = existing_topic(&state, &name)?;
     let mut configs = if incremental {
         existing.configs.clone()
@@ -265,7 +387,7 @@ pub async fn alter_topic_configs(
                 if topic_config::definition(&k).is_none() {
                     return Err(AdminError::new(
                         ResponseError::InvalidConfig,
-                        format!("unknown topic config '{k}'"),
+                        topic_config::unknown(&k),
                     ));
                 }
                 configs.remove(&k);
@@ -340,6 +462,18 @@ fn existing_topic(state: &ShardState, name: &str) -> Result<Arc<TopicMeta>, Admi
                 format!("unknown topic '{name}'"),
             )
         })
+}
+
+/// Kafka 4.4.0 lets a client grow and reconfigure its internal topics;
+/// Shardline's internal state is not a topic, so such changes are refused.
+fn refuse_internal(name: &str, what: &str) -> Result<(), AdminError> {
+    if internal::is_reserved(name) {
+        return Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            internal::change_prohibited(what, name),
+        ));
+    }
+    Ok(())
 }
 
 fn shutting_down() -> AdminError {

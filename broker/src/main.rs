@@ -22,7 +22,7 @@ mod tune_cmd;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use shard::log::FlushMode;
 
@@ -184,7 +184,6 @@ fn serve(args: ServeArgs) -> Result<()> {
         advertised_listeners,
         ssl_client_auth,
         data_dir,
-        shards,
         log_flush,
         num_partitions,
         auto_create_topics_enable,
@@ -197,11 +196,21 @@ fn serve(args: ServeArgs) -> Result<()> {
         group_consumer_heartbeat_interval_ms,
         group_consumer_session_timeout_ms
     );
+    if let Some(n) = args.shards {
+        cfg.shards_setting = Some(n);
+    }
     if let Some(a) = args.advertise {
         cfg.advertise = Some(a);
     }
-    let mut cfg = cfg.finish()?;
+    let mut cfg = cfg.finish().with_context(|| match &args.config {
+        Some(path) => format!("config file {} (and flags)", path.display()),
+        None => "flags".to_string(),
+    })?;
     tune_cmd::apply_iotune(&mut cfg)?;
+    // Before any shard opens a log: group logs of older data dirs move to
+    // DATA_DIR/@internal, where no topic's directory can be.
+    groups::migrate::migrate_group_logs(&cfg.data_dir, cfg.shards, &groups::group_log_config(&cfg))
+        .context("upgrading the data dir layout")?;
     disk_monitor::start_storage_services(&cfg)?;
     server::run(cfg)
 }

@@ -162,6 +162,21 @@ impl ShardState {
         Ok(opened)
     }
 
+    /// Close the log of a partition, keeping its files (the first step of
+    /// undoing a creation: closing everything first frees the descriptors
+    /// that deleting directories needs).
+    pub async fn close_partition(&self, topic: &str, partition: i32) {
+        let log = self
+            .logs
+            .borrow_mut()
+            .remove(&(topic.to_string(), partition));
+        if let Some(log) = log {
+            if let Err(e) = log.close().await {
+                tracing::warn!("closing {topic}-{partition}: {e}");
+            }
+        }
+    }
+
     /// Close and delete the log of a partition (topic deletion).
     pub async fn destroy_partition(&self, topic: &str, partition: i32) {
         let log = self
@@ -176,7 +191,11 @@ impl ShardState {
             }
             None => {
                 let dir = partition_dir(&self.config.data_dir, topic, partition);
-                let _ = std::fs::remove_dir_all(dir);
+                match std::fs::remove_dir_all(&dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!("deleting {}: {e}", dir.display()),
+                }
             }
         }
     }
@@ -191,18 +210,10 @@ impl ShardState {
         }
     }
 
-    /// Open this shard's group log (`__consumer_offsets-<shard>`, compacted,
-    /// never a topic) and restore its groups.
+    /// Open this shard's group log (compacted, never a topic, under
+    /// `DATA_DIR/@internal`) and restore its groups.
     pub async fn open_group_log(&self) -> anyhow::Result<()> {
-        let mut config = topic_config::log_config(&Default::default(), &self.config);
-        config.cleanup_compact = true;
-        config.cleanup_delete = false;
-        config.retention_ms = -1;
-        config.retention_bytes = -1;
-        // Kafka's offsets.topic.segment.bytes; a group record can be large.
-        config.segment_bytes = 100 << 20;
-        config.max_message_bytes = config.max_message_bytes.max(16 << 20);
-        config.preallocate = false;
+        let config = crate::groups::group_log_config(&self.config);
         self.groups
             .open(&self.config.data_dir, self.id, config)
             .await

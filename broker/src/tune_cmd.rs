@@ -58,7 +58,7 @@ pub fn tune(args: TuneArgs) -> Result<()> {
         cfg.data_dir = d;
     }
     if let Some(s) = args.shards {
-        cfg.shards = s;
+        cfg.shards_setting = Some(s);
     }
     let cfg = cfg.finish()?;
     let mut host = tuning::Host::live();

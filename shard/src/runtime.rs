@@ -1,5 +1,8 @@
 //! Starting one pinned glommio executor per shard.
 //!
+//! Every partition holds open files, so the soft open-file limit is raised
+//! to the hard one before the shards start (and logged).
+//!
 //! glommio registers a pool of I/O memory with io_uring and that memory is
 //! locked; hosts often cap locked memory low (`ulimit -l` is 8 MiB here), so
 //! before starting we try to raise RLIMIT_MEMLOCK and, if we cannot, shrink
@@ -41,6 +44,70 @@ fn memlock_limit() -> Option<(u64, u64)> {
     // SAFETY: getrlimit only writes into the struct we pass.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
     (rc == 0).then_some((lim.rlim_cur, lim.rlim_max))
+}
+
+/// The open-file limit (RLIMIT_NOFILE) as (soft, hard).
+pub fn nofile_limit() -> Option<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    (rc == 0).then_some((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Below this many descriptors a broker with many partitions runs out
+/// (the figure `shardline tune` asks for).
+pub const NOFILE_WANTED: u64 = 65536;
+
+/// Raise the soft open-file limit to the hard one: every partition holds
+/// descriptors for its segment files, and the default soft limit (often
+/// 1024) is far below what the hard limit allows. Returns what we have
+/// and, if it is below [`NOFILE_WANTED`], a warning saying how to raise it.
+pub fn raise_nofile_limit() -> (u64, Option<String>) {
+    let Some((cur, max)) = nofile_limit() else {
+        return (
+            0,
+            Some("cannot read the open-file limit (RLIMIT_NOFILE)".into()),
+        );
+    };
+    // The kernel refuses a soft limit above fs.nr_open even when the hard
+    // limit is "unlimited".
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let target = if max == libc::RLIM_INFINITY {
+        nr_open
+    } else {
+        max
+    };
+    let mut have = cur;
+    if cur != libc::RLIM_INFINITY && cur < target {
+        let lim = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: max,
+        };
+        // SAFETY: setrlimit reads the struct we pass; failure is reported by rc.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } == 0 {
+            have = target;
+        }
+    }
+    let note = (have < NOFILE_WANTED).then(|| {
+        format!(
+            "open-file limit (RLIMIT_NOFILE) is {have} (hard limit {}): each open partition \
+             holds file descriptors, so partitions beyond what this allows cannot be created; \
+             raise the hard limit to at least {NOFILE_WANTED} (`ulimit -Hn`, systemd \
+             LimitNOFILE=, /etc/security/limits.conf)",
+            if max == libc::RLIM_INFINITY {
+                "unlimited".to_string()
+            } else {
+                max.to_string()
+            }
+        )
+    });
+    (have, note)
 }
 
 /// Make sure `shards * io_memory` (plus slack for the rings) can be locked.
@@ -162,6 +229,18 @@ where
     Fut: std::future::Future<Output = Result<()>> + 'static,
 {
     assert!(cfg.shards > 0, "at least one shard");
+    // Raised before the segment-file budget below is taken from it.
+    let before = nofile_limit().map_or(0, |(soft, _)| soft);
+    match raise_nofile_limit() {
+        (have, Some(note)) if have > before => {
+            tracing::warn!("raised the open-file limit from {before}; {note}")
+        }
+        (_, Some(note)) => tracing::warn!("{note}"),
+        (have, None) if have > before => tracing::info!(
+            "open-file limit (RLIMIT_NOFILE): raised from {before} to {have} (the hard limit)"
+        ),
+        (have, None) => tracing::info!("open-file limit (RLIMIT_NOFILE): {have}"),
+    }
     // The shards share the descriptor budget for open segment files.
     crate::log::open_files::set_shard_count(cfg.shards);
     tracing::info!(
@@ -316,4 +395,20 @@ where
         .expect("start executor")
         .join()
         .expect("executor panicked")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soft_open_file_limit_goes_up_to_the_hard_one() {
+        let (have, note) = raise_nofile_limit();
+        let (soft, hard) = nofile_limit().expect("getrlimit");
+        assert_eq!(have, soft);
+        if hard != libc::RLIM_INFINITY {
+            assert_eq!(soft, hard, "the soft limit is the hard one now");
+        }
+        assert_eq!(note.is_some(), have < NOFILE_WANTED, "{note:?}");
+    }
 }

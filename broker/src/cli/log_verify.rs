@@ -49,7 +49,9 @@ pub fn run(args: LogArgs) -> i32 {
     }
 }
 
-/// The partition directories (`<topic>-<partition>`) under `data_dir`.
+/// The partition directories (`<topic>-<partition>`) under `data_dir`, and
+/// the group logs (`__consumer_offsets-<shard>`) under its internal
+/// directory, which are partition logs too.
 fn partition_dirs(
     data_dir: &Path,
     topic: Option<&str>,
@@ -57,8 +59,10 @@ fn partition_dirs(
 ) -> anyhow::Result<Vec<(String, i32, PathBuf)>> {
     let entries = std::fs::read_dir(data_dir)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", data_dir.display()))?;
+    let internal = data_dir.join(crate::metadata::internal::INTERNAL_DIR);
+    let internal_entries = std::fs::read_dir(&internal).into_iter().flatten();
     let mut found = Vec::new();
-    for e in entries {
+    for e in entries.chain(internal_entries) {
         let e = e?;
         if !e.file_type()?.is_dir() {
             continue;

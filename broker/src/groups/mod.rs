@@ -8,6 +8,7 @@
 pub mod consumer_protocol;
 pub mod group;
 pub mod member;
+pub mod migrate;
 pub mod offsets;
 pub mod store;
 #[cfg(test)]
@@ -25,8 +26,19 @@ use shard::log::{AckLevel, LogConfig, PartitionLog};
 use group::{Group, Reply};
 pub use group::{GroupConfig, GroupState, JoinParams, JoinResult, SyncResult};
 
-/// Directory of a shard's group log (never listed as a topic).
-pub const GROUP_LOG_PREFIX: &str = "__consumer_offsets-";
+/// Settings of a shard's group log: compacted, kept forever.
+pub fn group_log_config(broker: &crate::config::BrokerConfig) -> LogConfig {
+    let mut config = crate::metadata::topic_config::log_config(&Default::default(), broker);
+    config.cleanup_compact = true;
+    config.cleanup_delete = false;
+    config.retention_ms = -1;
+    config.retention_bytes = -1;
+    // Kafka's offsets.topic.segment.bytes; a group record can be large.
+    config.segment_bytes = 100 << 20;
+    config.max_message_bytes = config.max_message_bytes.max(16 << 20);
+    config.preallocate = false;
+    config
+}
 
 /// How often offsets of Empty groups are checked for expiry.
 const EXPIRY_CHECK_MS: i64 = 60_000;
@@ -156,20 +168,35 @@ impl Coordinator {
         (self.clock)()
     }
 
-    /// Open this shard's group log and rebuild the groups from it. Runs
-    /// before the listener accepts, so no request sees a half-loaded state.
+    /// Open this shard's group log (`DATA_DIR/@internal/__consumer_offsets-<shard>`)
+    /// and rebuild the groups from it. Runs before the listener accepts, so
+    /// no request sees a half-loaded state; an error names the directory,
+    /// the log offset and what is wrong there, and stops the broker.
     pub async fn open(
         &self,
         data_dir: &Path,
         shard: usize,
         config: LogConfig,
     ) -> anyhow::Result<()> {
-        let name = format!("{GROUP_LOG_PREFIX}{shard}");
-        let log = PartitionLog::open(data_dir.join(&name), name.clone(), config)
+        let name = crate::metadata::internal::group_log_name(shard);
+        let dir = crate::metadata::internal::group_log_dir(data_dir, shard);
+        let log = PartitionLog::open(dir.clone(), name.clone(), config)
             .await
-            .map_err(|e| anyhow::anyhow!("opening {name}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("opening the group log {}: {e}", dir.display()))?;
         let mut restored = store::Restored::default();
-        let records = store::replay(&log, &mut restored, self.now()).await?;
+        let replayed = store::replay(&log, &mut restored, self.now()).await;
+        let records = match replayed {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = log.close().await;
+                anyhow::bail!(
+                    "group log {}: {e:#}; the broker cannot serve groups without it: restore \
+                     the directory from a backup, or move it away to start with no groups and \
+                     committed offsets on this shard",
+                    dir.display()
+                );
+            }
+        };
         tracing::info!(
             "{name}: {} classic and {} consumer-protocol group(s) restored from {records} record(s)",
             restored.groups.len(),

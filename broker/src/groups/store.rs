@@ -170,43 +170,77 @@ pub fn batch(entries: &[Entry], now: i64) -> Bytes {
     Bytes::from(b.build().expect("a non-empty batch"))
 }
 
-/// Rebuild every group of this shard from its log (start-up).
+/// Rebuild every group of this shard from its log (start-up). An error
+/// names the log offset and what is wrong there; the caller adds the file.
 pub async fn replay(log: &PartitionLog, into: &mut Restored, now: i64) -> anyhow::Result<u64> {
+    let mut applied = 0;
+    for_each_record(log, |r| {
+        apply(into, &r.key, r.value, r.offset, r.timestamp, now)
+            .map_err(|e| anyhow::anyhow!("record at offset {}: {e}", r.offset))?;
+        applied += 1;
+        Ok(())
+    })
+    .await?;
+    // Groups the log left with neither members nor offsets are gone.
+    into.groups.retain(|_, g| !g.is_empty_and_unused());
+    Ok(applied)
+}
+
+/// One record of a log, as the group store reads it.
+pub struct LogRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+}
+
+/// Call `f` on every record of `log` from its start, in offset order.
+pub async fn for_each_record(
+    log: &PartitionLog,
+    mut f: impl FnMut(LogRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut at = log.offsets().log_start_offset;
     let end = log.log_end_offset();
-    let mut applied = 0;
     while at < end {
-        let out = log.read(at, 1 << 20).await?;
+        let out = log
+            .read(at, 1 << 20)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading at offset {at}: {e}"))?;
         if out.batches.is_empty() {
             break;
         }
         for chunk in &out.batches {
             let mut pos = 0;
             while pos < chunk.len() {
-                let view = BatchView::parse(&chunk[pos..])?;
+                let view = BatchView::parse(&chunk[pos..])
+                    .map_err(|e| anyhow::anyhow!("batch at offset {at}: {e}"))?;
                 pos += view.size();
                 let base = view.base_offset();
                 if view.last_offset() < at {
                     continue;
                 }
-                for r in decode_records(&view)? {
+                let records = decode_records(&view)
+                    .map_err(|e| anyhow::anyhow!("batch at offset {base}: {e}"))?;
+                for r in records {
                     let offset = base + i64::from(r.offset_delta);
-                    let ts = view.base_timestamp() + r.timestamp_delta;
                     if offset >= at {
-                        apply(into, &r.key.unwrap_or_default(), r.value, offset, ts, now)?;
-                        applied += 1;
+                        f(LogRecord {
+                            offset,
+                            timestamp: view.base_timestamp() + r.timestamp_delta,
+                            key: r.key.unwrap_or_default(),
+                            value: r.value,
+                        })?;
                     }
                 }
                 at = view.last_offset() + 1;
             }
         }
     }
-    // Groups the log left with neither members nor offsets are gone.
-    into.groups.retain(|_, g| !g.is_empty_and_unused());
-    Ok(applied)
+    Ok(())
 }
 
-fn apply(
+/// Apply one record of the group log (keys and values as written above).
+pub fn apply(
     into: &mut Restored,
     key: &[u8],
     value: Option<Bytes>,
@@ -214,11 +248,18 @@ fn apply(
     ts: i64,
     now: i64,
 ) -> anyhow::Result<()> {
+    let key = serde_json::from_slice::<Key>(key).map_err(|e| {
+        anyhow::anyhow!(
+            "not a group record: its key {:?} is not a group, offset or consumer_group key ({e})",
+            String::from_utf8_lossy(&key[..key.len().min(80)])
+        )
+    })?;
+    let bad_value = |e: serde_json::Error| anyhow::anyhow!("not a group record: bad value ({e})");
     let groups = &mut into.groups;
-    match serde_json::from_slice::<Key>(key)? {
+    match key {
         Key::Offset { g, t, p, .. } => match value {
             Some(v) => {
-                let v: OffsetValue = serde_json::from_slice(&v)?;
+                let v: OffsetValue = serde_json::from_slice(&v).map_err(bad_value)?;
                 let group = groups.entry(g.clone()).or_insert_with(|| Group::new(g, ts));
                 group.apply_offset(
                     t,
@@ -240,7 +281,7 @@ fn apply(
         },
         Key::Group { g, .. } => match value {
             Some(v) => {
-                let v: GroupValue = serde_json::from_slice(&v)?;
+                let v: GroupValue = serde_json::from_slice(&v).map_err(bad_value)?;
                 let group = groups.entry(g.clone()).or_insert_with(|| Group::new(g, ts));
                 restore_group(group, v, now);
             }
@@ -250,7 +291,7 @@ fn apply(
         },
         Key::ConsumerGroup { g, .. } => match value {
             Some(v) => {
-                let v: persist::GroupValue = serde_json::from_slice(&v)?;
+                let v: persist::GroupValue = serde_json::from_slice(&v).map_err(bad_value)?;
                 into.consumer_groups
                     .insert(g.clone(), persist::restore(g, v, now));
             }

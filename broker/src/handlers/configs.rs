@@ -472,7 +472,7 @@ fn resolve_ops(
         let Some(def) = topic_config::definition(&name) else {
             return Err(AdminError::new(
                 ResponseError::InvalidConfig,
-                format!("unknown topic config '{name}'"),
+                topic_config::unknown(&name),
             ));
         };
         let need_value = || {

@@ -87,6 +87,11 @@ pub async fn handle(
                 )));
                 continue;
             }
+            // Kafka 4.4.0 answers INVALID_TOPIC_EXCEPTION for internal topics.
+            if crate::metadata::internal::is_reserved(&topic) {
+                early.push(Some(Deleted::error(ResponseError::InvalidTopicException)));
+                continue;
+            }
             match owner(&snap, &topic, p.partition_index) {
                 Some(shard) => {
                     items.push((shard, (topic.clone(), p.partition_index, p.offset)));

@@ -15,7 +15,7 @@ use super::RequestContext;
 use crate::acl::model::CLUSTER_NAME;
 use crate::acl::{Operation, ResourceType};
 use crate::controller::{self, NewTopic, CONTROLLER_SHARD};
-use crate::metadata::{validate_topic_name, ClusterState, TopicMeta};
+use crate::metadata::{internal, validate_topic_name, ClusterState, TopicMeta};
 use crate::shard_state::ShardState;
 
 /// Create the topics in `names` that do not exist (when `auto_create`), and
@@ -37,6 +37,9 @@ pub async fn ensure_topics(
     let missing: Vec<String> = names
         .iter()
         .filter(|n| snap.topic(n).is_none() && validate_topic_name(n).is_ok())
+        // Never a user topic of an internal name (Kafka would create its own
+        // internal topic here; Shardline's internal state is not a topic).
+        .filter(|n| !internal::is_reserved(n))
         .filter(|n| may_create_any || acl.allows(Operation::Create, ResourceType::Topic, n))
         .cloned()
         .collect();
@@ -85,6 +88,7 @@ fn topic_entry(state: &ShardState, t: &TopicMeta) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
         .with_topic_id(t.id)
+        .with_is_internal(internal::is_internal(&t.name))
         .with_partitions(partitions_of(state, t))
         .with_topic_authorized_operations(i32::MIN)
 }
@@ -154,14 +158,23 @@ pub async fn handle(
                     Some(t) => topic_entry(state, t),
                     None => {
                         let err = match &name {
-                            Some(n) if validate_topic_name(n).is_err() => {
+                            // A reserved name can never be a topic here, so
+                            // it is invalid rather than unknown: clients fail
+                            // fast with the code Kafka's Produce gives it,
+                            // instead of waiting for it to appear.
+                            Some(n)
+                                if validate_topic_name(n).is_err() || internal::is_reserved(n) =>
+                            {
                                 ResponseError::InvalidTopicException
                             }
                             Some(_) => ResponseError::UnknownTopicOrPartition,
                             None => ResponseError::UnknownTopicId,
                         };
+                        // Kafka 4.4.0 marks even an absent internal topic is_internal.
+                        let is_internal = name.as_deref().is_some_and(internal::is_internal);
                         MetadataResponseTopic::default()
                             .with_error_code(err.code())
+                            .with_is_internal(is_internal)
                             .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
                             .with_topic_id(id)
                     }

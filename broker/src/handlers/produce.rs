@@ -17,6 +17,7 @@ use super::errors::log_error_code;
 use super::metadata::ensure_topics;
 use super::RequestContext;
 use crate::acl::{Operation, ResourceType};
+use crate::metadata::internal::{self, is_reserved};
 use crate::routing::{owner, scatter};
 use crate::shard_state::ShardState;
 
@@ -117,7 +118,7 @@ pub async fn handle(
         .topic_data
         .iter()
         .map(|t| t.name.0.to_string())
-        .filter(|n| !txn_denied && !denied.contains(n.as_str()))
+        .filter(|n| !txn_denied && !denied.contains(n.as_str()) && !is_reserved(n))
         .collect();
     let snap = ensure_topics(state, ctx, &names, state.config.auto_create_topics_enable).await;
 
@@ -139,6 +140,12 @@ pub async fn handle(
                 Err(PartitionResult::error(
                     ResponseError::TopicAuthorizationFailed,
                     format!("not allowed to WRITE topic {topic}"),
+                ))
+            } else if is_reserved(&topic) {
+                // Kafka 4.4.0 answers INVALID_TOPIC_EXCEPTION (never auto-creating).
+                Err(PartitionResult::error(
+                    ResponseError::InvalidTopicException,
+                    internal::append_prohibited(&topic),
                 ))
             } else if !(-1..=1).contains(&acks) {
                 Err(PartitionResult::error(

@@ -6,6 +6,7 @@
 //! long. Only the controller (shard 0) writes, by copying the snapshot,
 //! changing it, persisting it durably, and swapping it in.
 
+pub mod internal;
 pub mod topic_config;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,7 +17,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-const METADATA_FILE: &str = "cluster-metadata.json";
+pub const METADATA_FILE: &str = "cluster-metadata.json";
 /// Producer ids are handed out in blocks so the file is not written per id.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 

@@ -41,15 +41,7 @@ pub fn set_shard_count(shards: usize) {
 }
 
 fn nofile_soft_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    lim.rlim_cur
+    crate::runtime::nofile_limit().map_or(1024, |(soft, _)| soft)
 }
 
 /// Open segment files allowed per shard, from the descriptor limit.
