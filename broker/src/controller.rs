@@ -96,7 +96,7 @@ pub async fn create_topic(
     t: NewTopic,
     validate_only: bool,
 ) -> Result<Arc<TopicMeta>, AdminError> {
-    let _guard = admin_turn(&state).await?;
+    let _guard = admin_turn(&state).await;
     let partitions = validate_new_topic(&state, &t)?;
     if validate_only {
         return Ok(Arc::new(TopicMeta {
@@ -258,7 +258,7 @@ fn describe_open_failure(err: &str) -> String {
 }
 
 pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, AdminError> {
-    let _guard = admin_turn(&state).await?;
+    let _guard = admin_turn(&state).await;
     // A reserved name is only deletable as a topic a client made before the
     // names were reserved (an old data dir): the broker's state is elsewhere.
     if internal::is_reserved(&name) && state.metadata.snapshot().topic(&name).is_none() {
@@ -300,7 +300,7 @@ pub async fn create_partitions(
     count: i32,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    let _guard = admin_turn(&state).await?;
+    let _guard = admin_turn(&state).await;
     refuse_internal(&name, "Changing the partitions")?;
     let existing = existing_topic(&state, &name)?;
     let current = existing.partitions.len() as i32;
@@ -368,7 +368,7 @@ pub async fn alter_topic_configs(
     incremental: bool,
     validate_only: bool,
 ) -> Result<(), AdminError> {
-    let _guard = admin_turn(&state).await?;
+    let _guard = admin_turn(&state).await;
     refuse_internal(&name, "Changing the configs")?;
     let existing = existing_topic(&state, &name)?;
     let mut configs = if incremental {
@@ -426,7 +426,7 @@ pub async fn allocate_producer_id(state: Rc<ShardState>) -> Result<i64, AdminErr
         state.producer_ids.borrow_mut().0 += 1;
         return Ok(next);
     }
-    let _guard = admin_turn(&state).await?;
+    let _guard = admin_turn(&state).await;
     // Persist the end of the block before handing out any id from it, so a
     // restart never reuses an id.
     let start = state
@@ -441,13 +441,10 @@ pub async fn allocate_producer_id(state: Rc<ShardState>) -> Result<i64, AdminErr
     Ok(start)
 }
 
-/// Wait for this operation's turn: admin operations run one at a time.
-async fn admin_turn(state: &ShardState) -> Result<glommio::sync::Permit<'_>, AdminError> {
-    state
-        .admin_lock
-        .acquire_permit(1)
-        .await
-        .map_err(|_| shutting_down())
+/// Wait for this operation's turn: admin operations run one at a time, in
+/// the order they arrived (a client's pipelined create-then-delete stays so).
+async fn admin_turn(state: &ShardState) -> shard::fifo::FifoGuard<'_> {
+    state.admin_lock.lock().await
 }
 
 fn existing_topic(state: &ShardState, name: &str) -> Result<Arc<TopicMeta>, AdminError> {
@@ -474,8 +471,4 @@ fn refuse_internal(name: &str, what: &str) -> Result<(), AdminError> {
         ));
     }
     Ok(())
-}
-
-fn shutting_down() -> AdminError {
-    AdminError::new(ResponseError::BrokerNotAvailable, "broker is shutting down")
 }

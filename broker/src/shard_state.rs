@@ -23,7 +23,7 @@ pub struct ShardState {
     pub mesh: Mesh<ShardState>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
     /// Controller-only state (shard 0): admin operations run one at a time.
-    pub admin_lock: glommio::sync::Semaphore,
+    pub admin_lock: shard::fifo::FifoLock,
     pub producer_ids: RefCell<(i64, i64)>,
     /// The consumer groups this shard coordinates, and their log.
     pub groups: crate::groups::Coordinator,
@@ -56,7 +56,7 @@ impl ShardState {
             metadata,
             mesh,
             logs: RefCell::new(HashMap::new()),
-            admin_lock: glommio::sync::Semaphore::new(1),
+            admin_lock: shard::fifo::FifoLock::new(),
             producer_ids: RefCell::new((0, 0)),
             groups,
             security,

@@ -4,6 +4,7 @@
 //! Nothing here knows the Kafka wire protocol beyond the record-batch
 //! format the log stores; the broker crate builds on these pieces.
 
+pub mod fifo;
 pub mod foreign;
 pub mod log;
 pub mod mesh;

@@ -14,7 +14,6 @@ use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use glommio::sync::Semaphore;
 
 use super::config::LogConfig;
 use super::error::LogError;
@@ -100,7 +99,7 @@ pub struct PartitionLog {
     pub(super) inner: RefCell<Inner>,
     pub(super) cleaner: RefCell<super::compaction::CleanerState>,
     /// Serialises appends with segment rolls (which await file creation).
-    pub(super) append_lock: Semaphore,
+    pub(super) append_lock: crate::fifo::FifoLock,
     /// New data appended: wakes fetch long-polls.
     pub(super) data_signal: Signal,
     /// Bytes waiting to be written: wakes the flusher.
@@ -137,7 +136,7 @@ impl PartitionLog {
             config: RefCell::new(config),
             inner: RefCell::new(inner),
             cleaner: RefCell::default(),
-            append_lock: Semaphore::new(1),
+            append_lock: crate::fifo::FifoLock::new(),
             data_signal: Signal::new(),
             flush_signal: Signal::new(),
             progress_signal: Signal::new(),
@@ -186,11 +185,8 @@ impl PartitionLog {
             return Err(LogError::Closed);
         }
         let batches = self.validate(&records)?;
-        let _permit = self
-            .append_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| LogError::Closed)?;
+        // In arrival order: a producer's pipelined requests keep their order.
+        let _permit = self.append_lock.lock().await;
         if self.inner.borrow().storage_error.is_some() {
             // Refused until the log recovers from its files, which is tried
             // here (at a bounded rate) so that a freed disk is used again.

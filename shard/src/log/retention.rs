@@ -87,11 +87,7 @@ impl PartitionLog {
             active.size > 0 && expired(active)
         };
         if roll_active {
-            let _permit = self
-                .append_lock
-                .acquire_permit(1)
-                .await
-                .map_err(|_| LogError::Closed)?;
+            let _permit = self.append_lock.lock().await;
             self.roll().await?;
             drop(_permit);
             self.wait_sealed().await?;
