@@ -213,3 +213,34 @@ def test_accept_failures_are_logged_once_per_interval(make_broker):
             s.close()
     time.sleep(0.5)
     served(broker)
+
+
+def produce_v3(topic, partition, acks, corr):
+    """A Produce v3 request (acks, one record batch) for a raw socket."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
+                                  producer_id=-1, producer_epoch=-1, base_sequence=-1,
+                                  batch_size=1 << 20)
+    b.append(0, timestamp=None, key=None, value=b"acks0", headers=[])
+    records = bytes(b.build())
+    t = topic.encode()
+    body = (struct.pack(">hhi", -1, acks, 5000)  # null transactional id, acks, timeout
+            + struct.pack(">i", 1) + struct.pack(">h", len(t)) + t
+            + struct.pack(">i", 1) + struct.pack(">ii", partition, len(records)) + records)
+    return request(0, 3, corr, body)
+
+
+def test_a_failed_acks0_produce_closes_the_connection(make_broker):
+    # Kafka (KafkaApis.handleProduceRequest): an acks=0 request gets no
+    # response, so on an error the broker closes the connection and the
+    # client notices. A successful one keeps it open.
+    broker = make_broker("")
+    topic = unique_topic("acks0")
+    create_topic(broker.bootstrap, topic)
+    s = connect(broker)
+    s.sendall(produce_v3(topic, 0, 0, 1))
+    assert api_versions(s, 2) == 0, "a successful acks=0 produce must keep the connection"
+    s.sendall(produce_v3(topic, 7, 0, 3))  # no partition 7
+    assert closed_within(s, 5) is not None, "an acks=0 produce that failed left the connection open"
+    assert "acks=0 produce to" in broker.log_text()
+    served(broker)

@@ -356,7 +356,7 @@ async fn dispatch(
     Ok(Some(match request {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(state, ctx, r).await),
-        RequestKind::Produce(r) => match produce::handle(state, ctx, r).await {
+        RequestKind::Produce(r) => match produce::handle(state, ctx, r).await? {
             Some(resp) => ResponseKind::Produce(resp),
             None => return Ok(None),
         },

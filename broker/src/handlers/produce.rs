@@ -89,11 +89,14 @@ fn low_disk_refusal(state: &ShardState) -> Option<String> {
     ))
 }
 
+/// Append a Produce request's batches. `Ok(None)`: acks=0, nothing to
+/// answer. `Err(why)`: an acks=0 request failed, and the connection is
+/// closed (with `why` logged), as Kafka does.
 pub async fn handle(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
     req: ProduceRequest,
-) -> Option<ProduceResponse> {
+) -> Result<Option<ProduceResponse>, String> {
     let acks = req.acks;
     let ack_level = if acks == 0 {
         AckLevel::None
@@ -215,9 +218,6 @@ pub async fn handle(
         },
     )
     .await;
-    if acks == 0 {
-        return None;
-    }
     let mut appended = appended.into_iter();
     let mut results = early
         .into_iter()
@@ -227,6 +227,19 @@ pub async fn handle(
         let mut topic = TopicProduceResponse::default().with_name(t.name);
         for p in t.partition_data {
             let r = results.next().expect("one result per partition");
+            if acks == 0 && r.error != 0 {
+                // Kafka: no response is expected, so the connection is
+                // closed instead; the client notices, refreshes its
+                // metadata and reconnects.
+                let name = ResponseError::try_from_code(r.error)
+                    .map_or_else(|| format!("error {}", r.error), |e| format!("{e:?}"));
+                return Err(format!(
+                    "acks=0 produce to {}-{} failed with {name}{}",
+                    topic.name.0,
+                    p.index,
+                    r.message.map(|m| format!(": {m}")).unwrap_or_default()
+                ));
+            }
             let mut pr = PartitionProduceResponse::default()
                 .with_index(p.index)
                 .with_error_code(r.error)
@@ -240,5 +253,5 @@ pub async fn handle(
         }
         resp.responses.push(topic);
     }
-    Some(resp)
+    Ok((acks != 0).then_some(resp))
 }
