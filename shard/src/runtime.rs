@@ -61,10 +61,11 @@ pub fn nofile_limit() -> Option<(u64, u64)> {
 /// (the figure `shardline tune` asks for).
 pub const NOFILE_WANTED: u64 = 65536;
 
-/// Raise the soft open-file limit to the hard one: every partition holds
-/// descriptors for its segment files, and the default soft limit (often
-/// 1024) is far below what the hard limit allows. Returns what we have
-/// and, if it is below [`NOFILE_WANTED`], a warning saying how to raise it.
+/// Raise the soft open-file limit to the hard one: client connections and
+/// the segment files in use (half the limit, see `log::open_files`) share
+/// it, and the default soft limit (often 1024) is far below what the hard
+/// limit allows. Returns what we have and, if it is below
+/// [`NOFILE_WANTED`], a warning saying how to raise it.
 pub fn raise_nofile_limit() -> (u64, Option<String>) {
     let Some((cur, max)) = nofile_limit() else {
         return (
@@ -96,10 +97,11 @@ pub fn raise_nofile_limit() -> (u64, Option<String>) {
     }
     let note = (have < NOFILE_WANTED).then(|| {
         format!(
-            "open-file limit (RLIMIT_NOFILE) is {have} (hard limit {}): each open partition \
-             holds file descriptors, so partitions beyond what this allows cannot be created; \
-             raise the hard limit to at least {NOFILE_WANTED} (`ulimit -Hn`, systemd \
-             LimitNOFILE=, /etc/security/limits.conf)",
+            "open-file limit (RLIMIT_NOFILE) is {have} (hard limit {}): client connections and \
+             the segment files being read or written share it, so many busy partitions or \
+             clients are slowed (files reopened) or refused (EMFILE); raise the hard limit to \
+             at least {NOFILE_WANTED} (`ulimit -Hn`, systemd LimitNOFILE=, \
+             /etc/security/limits.conf)",
             if max == libc::RLIM_INFINITY {
                 "unlimited".to_string()
             } else {
