@@ -52,7 +52,7 @@ impl FifoLock {
     }
 
     fn release(&self) {
-        debug_assert!(self.held.get(), "released a lock that is not held");
+        assert!(self.held.get(), "released a lock that is not held");
         let mut waiters = self.waiters.borrow_mut();
         match waiters.front_mut() {
             Some(first) => {
@@ -93,7 +93,7 @@ impl<'a> Future for Acquire<'a> {
         let mut waiters = lock.waiters.borrow_mut();
         match self.id {
             None if !lock.held.get() => {
-                debug_assert!(waiters.is_empty(), "free lock with waiters");
+                assert!(waiters.is_empty(), "free lock with waiters");
                 lock.held.set(true);
                 Poll::Ready(FifoGuard { lock })
             }

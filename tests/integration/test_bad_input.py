@@ -2,7 +2,6 @@
 still be running and serve a normal client."""
 
 import os
-import socket
 import struct
 import threading
 import time
@@ -10,76 +9,9 @@ import time
 import pytest
 from confluent_kafka import KafkaError, Producer
 
-from conftest import HOST, admin_client, assert_delivered, consume, produce, unique_topic
-
-API_VERSIONS = 18
-UNSUPPORTED_VERSION = 35
-
-
-# --------------------------------------------------------------------------
-# raw protocol helpers
-# --------------------------------------------------------------------------
-
-def connect(broker, timeout=10):
-    s = socket.create_connection((HOST, broker.port), timeout=timeout)
-    s.settimeout(timeout)
-    return s
-
-
-def request(api_key, api_version, correlation_id, body=b"", client_id=b"raw-test"):
-    """Request header v1 (key, version, correlation id, client id) + body,
-    with the int32 size prefix."""
-    payload = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id)) + client_id + body
-    return struct.pack(">i", len(payload)) + payload
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"connection closed after {len(buf)}/{n} bytes")
-        buf += chunk
-    return buf
-
-
-def read_response(s):
-    (size,) = struct.unpack(">i", recv_exact(s, 4))
-    assert 4 <= size < 10_000_000, f"implausible response size {size}"
-    return recv_exact(s, size)
-
-
-def parse_api_versions_v0(resp):
-    """ApiVersions response v0: correlation id; error_code; [api_key min max]."""
-    corr, err, n = struct.unpack(">ihi", resp[:10])
-    keys = {}
-    off = 10
-    for _ in range(max(n, 0)):
-        k, lo, hi = struct.unpack(">hhh", resp[off:off + 6])
-        keys[k] = (lo, hi)
-        off += 6
-    return corr, err, keys
-
-
-def api_versions_v0(s, corr=7):
-    s.sendall(request(API_VERSIONS, 0, corr))
-    return parse_api_versions_v0(read_response(s))
-
-
-def wait_closed(s, timeout=10):
-    """True if the peer closes (EOF or reset) within `timeout` seconds; any
-    bytes it sends first are ignored."""
-    s.settimeout(timeout)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if s.recv(65536) == b"":
-                return True
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        return False
-    return False
+from conftest import admin_client, assert_delivered, consume, produce, unique_topic
+from raw import (API_VERSIONS, UNSUPPORTED_VERSION, api_versions_v0, connect,
+                 parse_api_versions_v0, read_response, request, wait_closed)
 
 
 def rss_kib(pid):

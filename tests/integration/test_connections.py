@@ -15,55 +15,13 @@ import time
 import pytest
 
 from conftest import HOST, ConfigBroker, create_topic, consume, produce, unique_topic
-
-API_VERSIONS = 18
-
-
-def request(api_key, api_version, correlation_id, body=b"", client_id=b"conn-test"):
-    payload = struct.pack(">hhih", api_key, api_version, correlation_id, len(client_id)) + client_id + body
-    return struct.pack(">i", len(payload)) + payload
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"closed after {len(buf)}/{n} bytes")
-        buf += chunk
-    return buf
-
+from raw import API_VERSIONS, api_versions_v0, closed_within, connect, recv_exact, request
 
 def api_versions(s, corr=1):
     """One ApiVersions v0 round trip; returns its error code."""
-    s.sendall(request(API_VERSIONS, 0, corr))
-    (size,) = struct.unpack(">i", recv_exact(s, 4))
-    body = recv_exact(s, size)
-    got_corr, err = struct.unpack(">ih", body[:6])
+    got_corr, err, _ = api_versions_v0(s, corr)
     assert got_corr == corr
     return err
-
-
-def connect(broker, timeout=10):
-    s = socket.create_connection((HOST, broker.port), timeout=timeout)
-    s.settimeout(timeout)
-    return s
-
-
-def closed_within(s, seconds):
-    """Seconds until the broker closed `s` (EOF or reset), or None if it is
-    still open after `seconds`."""
-    t0 = time.monotonic()
-    s.settimeout(0.05)
-    while time.monotonic() - t0 < seconds:
-        try:
-            if s.recv(65536) == b"":
-                return time.monotonic() - t0
-        except socket.timeout:
-            continue
-        except (ConnectionResetError, BrokenPipeError):
-            return time.monotonic() - t0
-    return None
 
 
 def served(broker):

@@ -85,7 +85,7 @@ impl PerIpCounts {
             Some(_) => {
                 counts.remove(&ip);
             }
-            None => debug_assert!(false, "released a connection of {ip} never admitted"),
+            None => unreachable!("released a connection of {ip} never admitted"),
         }
     }
 }
@@ -121,7 +121,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         let before = self.limits.open.fetch_sub(1, Ordering::Relaxed);
-        debug_assert!(before > 0, "connection count went below zero");
+        assert!(before > 0, "connection count went below zero");
     }
 }
 

@@ -44,7 +44,7 @@ pub struct BusyGuard<'a>(&'a WriteProgress);
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
         let n = self.0.busy.get();
-        debug_assert!(n > 0, "busy count went below zero");
+        assert!(n > 0, "busy count went below zero");
         self.0.busy.set(n - 1);
     }
 }

@@ -379,7 +379,7 @@ fn evict_idle(r: &mut Registry) -> Vec<Rc<DmaFile>> {
 
 /// Close a file nobody else holds, asynchronously, off the caller's path.
 fn close_later(file: Rc<DmaFile>) {
-    debug_assert_eq!(
+    assert_eq!(
         Rc::strong_count(&file),
         1,
         "closing a file with I/O in flight"

@@ -57,7 +57,7 @@ impl Preallocation {
             }
         }
         self.last_grant = Some(now);
-        debug_assert!(self.step.is_power_of_two() && self.step >= MIN_STEP);
+        assert!(self.step.is_power_of_two() && self.step >= MIN_STEP);
         let target = end.div_ceil(self.step) * self.step;
         // Never reserve past the segment size (a segment may still end a
         // little beyond it: the batch that crosses it is kept whole).

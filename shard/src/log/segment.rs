@@ -225,7 +225,7 @@ impl Segment {
             },
         )
         .await?;
-        debug_assert_eq!(seg.size, end.pos);
+        assert_eq!(seg.size, end.pos);
         seg.size = end.pos;
         seg.written = end.pos;
         seg.next_offset = end.next_offset;
@@ -311,7 +311,7 @@ impl Segment {
         if self.damage.iter().any(|d| d.pos == damage.pos) {
             return false;
         }
-        debug_assert!(damage.resume.is_none_or(|(pos, _)| pos > damage.pos));
+        assert!(damage.resume.is_none_or(|(pos, _)| pos > damage.pos));
         self.damage.push(damage);
         self.damage.sort_by_key(|d| d.pos);
         true

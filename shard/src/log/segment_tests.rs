@@ -168,22 +168,28 @@ fn open_descriptors(dir: &Path) -> usize {
         .count()
 }
 
+/// `n` partitions under `path`, each given 100 batches of 2 records.
+async fn partitions_of_200_records(path: &Path, n: usize) -> Vec<Rc<PartitionLog>> {
+    let mut logs = Vec::new();
+    for p in 0..n {
+        let log = open(&path.join(format!("p-{p}")), config()).await;
+        for i in 0..100 {
+            log.append(batch(2, 1_000, i), AckLevel::Durable)
+                .await
+                .unwrap();
+        }
+        logs.push(log);
+    }
+    logs
+}
+
 #[test]
 fn idle_segment_files_are_closed_beyond_the_cap() {
     let dir = test_dir();
     let path = dir.path().to_path_buf();
     run_local(move || async move {
         open_files::set_cap(8);
-        let mut logs = Vec::new();
-        for p in 0..40 {
-            let log = open(&path.join(format!("p-{p}")), config()).await;
-            for i in 0..100 {
-                log.append(batch(2, 1_000, i), AckLevel::Durable)
-                    .await
-                    .unwrap();
-            }
-            logs.push(log);
-        }
+        let logs = partitions_of_200_records(&path, 40).await;
         // Let the asynchronous closes run.
         glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
         let st = open_files::stats();
@@ -223,16 +229,7 @@ fn reads_of_more_partitions_than_the_cap_wait_their_turn() {
     let path = dir.path().to_path_buf();
     run_local(move || async move {
         open_files::set_cap(4);
-        let mut logs = Vec::new();
-        for p in 0..30 {
-            let log = open(&path.join(format!("p-{p}")), config()).await;
-            for i in 0..100 {
-                log.append(batch(2, 1_000, i), AckLevel::Durable)
-                    .await
-                    .unwrap();
-            }
-            logs.push(log);
-        }
+        let logs = partitions_of_200_records(&path, 30).await;
         // Every partition at once, each reading two segments: at most four
         // files open at any moment, and every read succeeds.
         let reads = logs.iter().map(|log| async move {

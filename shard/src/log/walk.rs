@@ -72,7 +72,7 @@ pub struct Expect {
 /// Judge the bytes `buf` found at byte `pos` of a segment whose data ends at
 /// byte `end`.
 pub fn check_batch(buf: &[u8], pos: u64, end: u64, expect: Expect) -> Check<'_> {
-    debug_assert!(pos < end);
+    assert!(pos < end);
     let size = match peek_batch_size(buf) {
         None if pos + (buf.len() as u64) < end => return Check::Incomplete { need: LOG_OVERHEAD },
         None => return Check::Damaged(format!("{} stray bytes at the end", end - pos)),

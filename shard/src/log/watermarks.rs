@@ -42,25 +42,25 @@ impl Inner {
 
     /// The invariants above. Cheap; checked whenever an offset moves.
     pub(super) fn check_watermarks(&self) {
-        debug_assert!(
+        assert!(
             self.log_start_offset <= self.high_watermark,
             "log start {} above high watermark {}",
             self.log_start_offset,
             self.high_watermark
         );
-        debug_assert!(
+        assert!(
             self.high_watermark <= self.written_offset,
             "high watermark {} above written {}",
             self.high_watermark,
             self.written_offset
         );
-        debug_assert!(
+        assert!(
             self.synced_offset <= self.written_offset,
             "synced {} above written {}",
             self.synced_offset,
             self.written_offset
         );
-        debug_assert!(
+        assert!(
             self.written_offset <= self.next_offset,
             "written {} above log end {}",
             self.written_offset,
