@@ -388,17 +388,22 @@ def produce(bootstrap, topic, messages, conf=None, timeout=30):
         for k in ("key", "headers", "partition", "timestamp"):
             if m.get(k) is not None:
                 kwargs[k] = m[k]
-        while True:
-            try:
-                p.produce(topic, **kwargs)
-                break
-            except BufferError:
-                p.poll(0.1)
+        produce_waiting(p, topic, **kwargs)
         p.poll(0)
     remaining = p.flush(timeout + 5)
     assert remaining == 0, f"{remaining} messages still undelivered after flush"
     assert all(r is not None for r in results), "missing delivery reports"
     return results
+
+
+def produce_waiting(p, topic, **kwargs):
+    """confluent-kafka `produce`, waiting (serving delivery callbacks) while
+    the client's local queue is full instead of failing with BufferError."""
+    while True:
+        try:
+            return p.produce(topic, **kwargs)
+        except BufferError:
+            p.poll(0.05)
 
 
 def assert_delivered(results):

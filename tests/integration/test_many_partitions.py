@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Broker, admin_client, broker_binary, consumer_conf, wait_for_topic
+from conftest import (Broker, admin_client, broker_binary, consumer_conf, produce_waiting,
+                      wait_for_topic)
 
 TOPICS = 10
 PER_TOPIC = 1000
@@ -94,13 +95,8 @@ def test_ten_thousand_partitions_under_1024_descriptors(tmp_path):
         for i in range(RECORDS):
             for t in topics:
                 for part in range(PER_TOPIC):
-                    while True:
-                        try:
-                            p.produce(t, value=value(t, part, i), partition=part,
-                                      on_delivery=on_delivery)
-                            break
-                        except BufferError:
-                            p.poll(0.1)
+                    produce_waiting(p, t, value=value(t, part, i), partition=part,
+                                    on_delivery=on_delivery)
                 p.poll(0)
         assert p.flush(300) == 0
         del p  # no reconnect attempts while the broker restarts

@@ -11,7 +11,7 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from conftest import create_topic, unique_topic
+from conftest import create_topic, produce_waiting, unique_topic
 
 N = 20_000
 PARTITIONS = 2  # with 2 shards, one partition is usually on another shard
@@ -28,13 +28,8 @@ def produce_in_order(bootstrap, topic, conf):
 
     for i in range(N):
         for part in range(PARTITIONS):
-            while True:
-                try:
-                    p.produce(topic, value=b"%08d" % i + b"x" * 100, partition=part,
-                              on_delivery=report)
-                    break
-                except BufferError:
-                    p.poll(0.01)
+            produce_waiting(p, topic, value=b"%08d" % i + b"x" * 100, partition=part,
+                            on_delivery=report)
         p.poll(0)
     assert p.flush(60) == 0
     assert not errors, errors[:3]
