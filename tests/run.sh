@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shardline's full test run: installs the client tools (idempotent), builds the
 # broker, runs the Rust unit tests and the integration suite against real
-# Kafka clients (confluent-kafka, kafka-python, kafkajs, kcat).
+# Kafka clients (confluent-kafka, kafka-python, kafkajs, kcat, the Java
+# clients 0.10-4.x) and Kafka's own tools, with Apache Kafka as the reference.
 #
 #   bash tests/run.sh                 # everything
 #   SKIP_BUILD=1 bash tests/run.sh    # reuse target/release/shardline, skip cargo
@@ -89,6 +90,20 @@ else
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
   node -p "'kafkajs ' + require('./tests/js/node_modules/kafkajs/package.json').version"
 fi
+done_step "$CURRENT_STEP"
+
+# ---------------------------------------------------------------- java + maven (tests/java)
+# Java Kafka clients of every generation, Kafka Streams, Spring Kafka, Kafka's
+# own tools and the Apache Kafka reference broker, all from Maven Central.
+# The first run resolves them into ~/.m2; later runs are offline-fast.
+CURRENT_STEP="maven package (tests/java)"
+step "$CURRENT_STEP"
+if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null
+fi
+java -version 2>&1 | head -1
+mvn -q -B -f tests/java/pom.xml package
 done_step "$CURRENT_STEP"
 
 # ---------------------------------------------------------------- locked memory for glommio

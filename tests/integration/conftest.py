@@ -310,6 +310,19 @@ def broker_factory(shardline_bin, tmp_path):
         b.close()
 
 
+@pytest.fixture(scope="session")
+def kafka_ref(tmp_path_factory):
+    """Apache Kafka 4.x (KRaft, one combined node) as the reference broker,
+    shared by the whole session; see kafka_ref.py."""
+    from kafka_ref import KafkaReference
+    k = KafkaReference(tmp_path_factory.mktemp("apache-kafka"))
+    try:
+        k.start()
+        yield k
+    finally:
+        k.stop()
+
+
 # --------------------------------------------------------------------------
 # Client helpers (confluent-kafka)
 # --------------------------------------------------------------------------
