@@ -1,27 +1,60 @@
 #!/usr/bin/env bash
 # Shardline's benchmark suite: measures the host's limits, starts a broker
 # from this build, runs a fixed set of produce / latency / consume cases
-# with shardline-bench, and writes bench/RESULTS.md.
+# with shardline-bench and Kafka's own perf tools, and writes bench/RESULTS.md.
 #
-#   bash bench/run.sh                      # the whole suite (~4 minutes)
+#   bash bench/run.sh                      # Shardline only (~5 minutes)
+#   bash bench/run.sh --against kafka      # the same cases against Apache Kafka 4.x too, one table
+#   bash bench/run.sh --against kafka,shardline-interval   # also Shardline with log_flush = interval
 #   DURATION=10s bash bench/run.sh         # longer measured runs
-#   SKIP_BUILD=1 bash bench/run.sh         # reuse target/release binaries
+#   SKIP_BUILD=1 bash bench/run.sh         # reuse target/release binaries and tests/java jars
 #   BROKER_ARGS="--log-flush interval" bash bench/run.sh
-#   SHARDS=2 bash bench/run.sh             # broker shards [default: cores - 1]
+#   SHARDS=2 bash bench/run.sh             # broker cores [default: cores - 1]
 #
-# Client and broker share the machine. The broker gets cores - 1 shards
-# (pinned from core 0 up) and shardline-bench pins its threads from the
-# last core down, so they do not take turns on one core: on 2 cores that
-# cut produce p99 at 100 k msgs/s from ~6 ms to ~1.2 ms at the same
-# throughput (the disk, not the broker's CPU, is the limit here).
+# Client and broker share the machine. The broker gets cores 0..SHARDS-1
+# (Shardline: one pinned shard per core; Apache Kafka: its JVM restricted to
+# the same cores with taskset) and the clients run on the remaining core(s):
+# shardline-bench pins its threads from the last core down, Kafka's perf
+# tools are restricted to the cores after the broker's. On 2 cores that cut
+# Shardline's produce p99 at 100 k msgs/s from ~6 ms to ~1.2 ms.
 #
-# Every case uses a fresh topic that is deleted afterwards, so the suite
-# needs only a few GB of free disk at a time. Results are medians of nothing:
-# each case runs once; run the suite again to see the spread.
+# Phases: every broker runs the unthrottled produce cases first; then every
+# broker runs the latency cases at the SAME offered load, 50 % of the lowest
+# maximum any broker reached for that case, then the consume cases and Kafka's
+# perf tools. One broker runs at a time, with a fresh data dir. Every case
+# uses a fresh topic that is deleted afterwards. Each case runs once; run the
+# suite again to see the spread.
+#
+# Apache Kafka (--against kafka): org.apache.kafka:kafka_2.13 from Maven
+# Central (tests/java/kafka-dist), KRaft combined mode, started by
+# tests/integration/kafka_ref.py with the settings of Kafka's operations
+# guide: 6 GiB heap, G1 with MaxGCPauseMillis=20, every broker setting at its
+# default (so no fsync per write: log.flush.interval.messages is unlimited and
+# durability comes from replication; Shardline's default log_flush = batch
+# fsyncs before every acks=all answer, shardline-interval does not).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+AGAINST="${AGAINST:-}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --against) AGAINST="$2"; shift 2 ;;
+    --against=*) AGAINST="${1#--against=}"; shift ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+BROKERS=(shardline)
+IFS=',' read -r -a extra <<< "$AGAINST"
+for b in "${extra[@]}"; do
+  case "$b" in
+    "") ;;
+    kafka|shardline-interval) BROKERS+=("$b") ;;
+    *) echo "--against: unknown broker '$b' (kafka, shardline-interval)" >&2; exit 2 ;;
+  esac
+done
+
 DURATION="${DURATION:-5s}"
 WARMUP="${WARMUP:-2s}"
 PORT="${PORT:-19392}"
@@ -30,48 +63,88 @@ SHARDS="${SHARDS:-$(( CORES > 1 ? CORES - 1 : 1 ))}"
 WORK="${WORK:-$ROOT/target/bench-run}"
 OUT="${OUT:-$ROOT/bench/RESULTS.md}"
 BIN="$ROOT/target/release"
+KAFKA_HEAP="${KAFKA_HEAP:-6g}"
+WARM_UP_FOR="${WARM_UP_FOR:-10s}"   # per broker start, before anything is measured
+PERF_RECORDS="${PERF_RECORDS:-1000000}"
+FILL="${FILL:-3000000}"             # records written, then read, by the consume case
+BROKER_CPUS="0-$((SHARDS - 1))"
+CLIENT_CPUS="$(( SHARDS < CORES ? SHARDS : 0 ))-$((CORES - 1))"
+PY="$ROOT/.venv/bin/python"; [ -x "$PY" ] || PY=python3
 
+needs_kafka=0
+for b in "${BROKERS[@]}"; do [ "$b" = kafka ] && needs_kafka=1; done
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
   cargo build --release -p shardline-broker -p shardline-bench
+  # kafka-dist: Apache Kafka's broker and tools (the perf tools run against every broker).
+  mvn -q -B -f tests/java/pom.xml -pl kafka-dist package
 fi
+KAFKA_CP="$ROOT/tests/java/kafka-dist/target/lib/*"
 # glommio locks memory for its I/O buffers; the broker shrinks them to fit a
 # low limit (and says so), but raise it when we may.
 ulimit -l unlimited 2>/dev/null || ulimit -l "$(ulimit -H -l)" 2>/dev/null || true
 
 rm -rf "$WORK"
-mkdir -p "$WORK/data" "$WORK/json"
-BROKER_PID=""
-cleanup() {
+mkdir -p "$WORK/json"
+BROKER_PID=""      # what we stop
+MEASURED_PID=""    # what we measure (the Kafka JVM, not its launcher)
+stop_broker() {
   if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
     kill "$BROKER_PID" 2>/dev/null || true
     wait "$BROKER_PID" 2>/dev/null || true
   fi
+  BROKER_PID=""; MEASURED_PID=""
   rm -rf "$WORK/data"
 }
-trap cleanup EXIT
+trap stop_broker EXIT
 
 echo "==> host limits (loopback TCP, direct writes and fsync on the data disk)"
+mkdir -p "$WORK/data"
 "$BIN/shardline-bench" limits --dir "$WORK/data" --json > "$WORK/limits.json"
 cat "$WORK/limits.json"; echo
-
-echo "==> broker on 127.0.0.1:$PORT (data in $WORK/data)"
-# shellcheck disable=SC2086
-"$BIN/shardline" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --shards "$SHARDS" \
-  ${BROKER_ARGS:-} > "$WORK/broker.log" 2>&1 &
-BROKER_PID=$!
-for _ in $(seq 1 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-  kill -0 "$BROKER_PID" 2>/dev/null || { cat "$WORK/broker.log"; exit 1; }
-  sleep 0.1
-done
 echo "$SHARDS" > "$WORK/shards"
+printf '%s\n' "${BROKERS[@]}" > "$WORK/brokers"
+echo "$KAFKA_HEAP" > "$WORK/kafka_heap"
 
-bench() { # name, then shardline-bench arguments
-  local name="$1"; shift
-  echo "==> $name: $*"
-  "$BIN/shardline-bench" "$@" --bootstrap "127.0.0.1:$PORT" --broker-pid "$BROKER_PID" \
-    --limits-json "$WORK/limits.json" --json > "$WORK/json/$name.json"
-  python3 - "$WORK/json/$name.json" <<'PY'
+start_broker() { # label
+  local label="$1"
+  rm -rf "$WORK/data"; mkdir -p "$WORK/data"
+  echo "==> $label on 127.0.0.1:$PORT (cores $BROKER_CPUS, data in $WORK/data)"
+  case "$label" in
+    shardline|shardline-interval)
+      local flush=()
+      [ "$label" = shardline-interval ] && flush=(--log-flush interval)
+      # shellcheck disable=SC2086
+      "$BIN/shardline" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --shards "$SHARDS" \
+        "${flush[@]}" ${BROKER_ARGS:-} > "$WORK/$label.log" 2>&1 &
+      BROKER_PID=$!; MEASURED_PID=$BROKER_PID
+      for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then return 0; fi
+        kill -0 "$BROKER_PID" 2>/dev/null || { cat "$WORK/$label.log"; exit 1; }
+        sleep 0.1
+      done
+      ;;
+    kafka)
+      taskset -c "$BROKER_CPUS" "$PY" tests/integration/kafka_ref.py --port "$PORT" \
+        --dir "$WORK/data" --heap "$KAFKA_HEAP" > "$WORK/kafka-launcher.log" 2>&1 &
+      BROKER_PID=$!
+      for _ in $(seq 1 1200); do
+        MEASURED_PID="$(sed -n 's/.*(pid \([0-9]*\),.*/\1/p' "$WORK/kafka-launcher.log")"
+        [ -n "$MEASURED_PID" ] && return 0
+        kill -0 "$BROKER_PID" 2>/dev/null || { cat "$WORK/kafka-launcher.log"; exit 1; }
+        sleep 0.1
+      done
+      echo "Apache Kafka did not start"; cat "$WORK/kafka-launcher.log"; exit 1
+      ;;
+  esac
+}
+
+bench() { # label, case name, then shardline-bench arguments
+  local label="$1" name="$2"; shift 2
+  mkdir -p "$WORK/json/$label"
+  echo "==> [$label] $name: $*"
+  "$BIN/shardline-bench" "$@" --bootstrap "127.0.0.1:$PORT" --broker-pid "$MEASURED_PID" \
+    --limits-json "$WORK/limits.json" --json > "$WORK/json/$label/$name.json"
+  python3 - "$WORK/json/$label/$name.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 side = r.get("produce") or r.get("consume")
@@ -80,41 +153,83 @@ print(f"    {side['msgs_per_sec']/1e6:.2f} M msgs/s, {side['mb_per_sec']:.0f} MB
       f"p99 {lat.get('p99_us', 0)/1000:.2f} ms, errors {r['errors_total']}")
 PY
 }
-max_rate() { python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))['produce']['msgs_per_sec']))" "$1"; }
 drop_topic() { "$BIN/shardline" topic delete "$1" --bootstrap "127.0.0.1:$PORT" >/dev/null; }
+warm_up() { # not measured: a JVM broker needs its JIT warm, and first touches of new code paths are slow on any broker
+  echo "==> warm-up (${WARM_UP_FOR}, not measured)"
+  "$BIN/shardline-bench" produce --topic bench-warmup --create-topic --partitions 64 --message-size 1024 \
+    --acks 1 --batch-records 64 --duration "$WARM_UP_FOR" --warmup 0s --bootstrap "127.0.0.1:$PORT" >/dev/null
+  "$BIN/shardline-bench" consume --topic bench-warmup --from earliest --connections 1 --messages 100000 \
+    --warmup 0s --bootstrap "127.0.0.1:$PORT" >/dev/null
+  drop_topic bench-warmup
+}
 
-for size in 100 1024; do
-  for acks in 1 all; do
-    for parts in "$SHARDS" 64; do
-      case_name="produce-${size}B-acks${acks}-p${parts}"
-      topic="bench-$case_name"
-      batch=()
-      # 64 partitions: 32 KiB batches (a 2 MiB request), as many small
-      # producers would send; one partition per shard: the default ~512 KiB.
-      if [ "$parts" = 64 ]; then batch=(--batch-records $((32768 / size))); fi
-      bench "$case_name" produce --topic "$topic" --create-topic --partitions "$parts" \
-        --message-size "$size" --acks "$acks" "${batch[@]}" --duration "$DURATION" --warmup "$WARMUP"
-      half=$(( $(max_rate "$WORK/json/$case_name.json") / 2 ))
-      bench "latency-${size}B-acks${acks}-p${parts}" produce --topic "$topic" --partitions "$parts" \
-        --message-size "$size" --acks "$acks" --rate "$half" --linger-ms 1 \
-        --duration "$DURATION" --warmup "$WARMUP"
-      drop_topic "$topic"
-    done
-  done
+SIZES=(100 1024); ACKS=(1 all); PARTS=("$SHARDS" 64)
+batch_args() { # size parts: 64 partitions send 32 KiB batches (2 MiB requests), as many small producers would
+  if [ "$2" = 64 ]; then echo "--batch-records $((32768 / $1))"; fi
+}
+
+# ------------------------------------------------------------ phase 1: maxima
+for label in "${BROKERS[@]}"; do
+  start_broker "$label"
+  warm_up
+  for size in "${SIZES[@]}"; do for acks in "${ACKS[@]}"; do for parts in "${PARTS[@]}"; do
+    c="${size}B-acks${acks}-p${parts}"
+    # shellcheck disable=SC2046
+    bench "$label" "produce-$c" produce --topic "bench-max-$c" --create-topic --partitions "$parts" \
+      --message-size "$size" --acks "$acks" $(batch_args "$size" "$parts") \
+      --duration "$DURATION" --warmup "$WARMUP"
+    drop_topic "bench-max-$c"
+  done; done; done
+  stop_broker
 done
 
-# Consumers: from the start of a log written just before (disk and page
-# cache), and at the tail while a producer writes (end to end).
-topic="bench-consume-1KiB"
-bench "fill-1KiB" produce --topic "$topic" --create-topic --partitions "$SHARDS" \
-  --message-size 1024 --acks 1 --messages 3000000 --warmup 0s
-bench "consume-1KiB-earliest" consume --topic "$topic" --from earliest --connections "$SHARDS" \
-  --messages 3000000 --warmup 0s
-drop_topic "$topic"
-topic="bench-e2e-1KiB"
-bench "e2e-1KiB-acks1" e2e --topic "$topic" --create-topic --partitions "$SHARDS" \
-  --message-size 1024 --acks 1 --duration "$DURATION" --warmup "$WARMUP"
-drop_topic "$topic"
+# ------------------------------------------------------------ phase 2: same offered load, consumers, perf tools
+rate_for() { # case: 50 % of the lowest maximum over all brokers
+  python3 - "$WORK/json" "$1" <<'PY'
+import json, sys
+from pathlib import Path
+rates = [json.loads(p.read_text())["produce"]["msgs_per_sec"] for p in Path(sys.argv[1]).glob(f"*/produce-{sys.argv[2]}.json")]
+print(max(1, int(min(rates) / 2)))
+PY
+}
+perf_tools() { # label: Kafka's producer and consumer perf tests, 1 KiB records, acks=all
+  local label="$1" t="bench-perftool"
+  "$BIN/shardline" topic create "$t" -p "$SHARDS" --bootstrap "127.0.0.1:$PORT" >/dev/null
+  echo "==> [$label] kafka-producer-perf-test: $PERF_RECORDS x 1 KiB, acks=all"
+  taskset -c "$CLIENT_CPUS" java -Xmx1g -cp "$KAFKA_CP" org.apache.kafka.tools.ProducerPerformance \
+    --topic "$t" --num-records "$PERF_RECORDS" --record-size 1024 --throughput -1 \
+    --producer-props "bootstrap.servers=127.0.0.1:$PORT" acks=all linger.ms=5 batch.size=262144 \
+    2>/dev/null | tee "$WORK/json/$label/perftool-producer.txt" | tail -1
+  echo "==> [$label] kafka-consumer-perf-test: $PERF_RECORDS records"
+  taskset -c "$CLIENT_CPUS" java -Xmx1g -cp "$KAFKA_CP" org.apache.kafka.tools.ConsumerPerformance \
+    --bootstrap-server "127.0.0.1:$PORT" --topic "$t" --messages "$PERF_RECORDS" --timeout 60000 \
+    2>/dev/null | tee "$WORK/json/$label/perftool-consumer.txt" | tail -1
+  drop_topic "$t"
+}
+for label in "${BROKERS[@]}"; do
+  start_broker "$label"
+  warm_up
+  for size in "${SIZES[@]}"; do for acks in "${ACKS[@]}"; do for parts in "${PARTS[@]}"; do
+    c="${size}B-acks${acks}-p${parts}"
+    bench "$label" "latency-$c" produce --topic "bench-lat-$c" --create-topic --partitions "$parts" \
+      --message-size "$size" --acks "$acks" --rate "$(rate_for "$c")" --linger-ms 1 \
+      --duration "$DURATION" --warmup "$WARMUP"
+    drop_topic "bench-lat-$c"
+  done; done; done
+  # Consumers: from the start of a log written just before (disk and page
+  # cache), and at the tail while a producer writes (end to end).
+  t="bench-consume-1KiB"
+  bench "$label" "fill-1KiB" produce --topic "$t" --create-topic --partitions "$SHARDS" \
+    --message-size 1024 --acks 1 --messages "$FILL" --warmup 0s
+  bench "$label" "consume-1KiB-earliest" consume --topic "$t" --from earliest --connections "$SHARDS" \
+    --messages "$FILL" --warmup 0s
+  drop_topic "$t"
+  bench "$label" "e2e-1KiB-acks1" e2e --topic "bench-e2e-1KiB" --create-topic --partitions "$SHARDS" \
+    --message-size 1024 --acks 1 --duration "$DURATION" --warmup "$WARMUP"
+  drop_topic "bench-e2e-1KiB"
+  perf_tools "$label"
+  stop_broker
+done
 
 python3 "$ROOT/bench/results.py" "$WORK" "$OUT"
 echo "==> wrote $OUT"

@@ -62,6 +62,9 @@ pub fn topic_parts(
                     }
                     parts.truncate(n as usize);
                 }
+                if created {
+                    wait_until_served(topic, &parts, deadline)?;
+                }
                 return Ok(parts);
             }
             Err(code) if code == 3 && create && !created => {
@@ -75,6 +78,23 @@ pub fn topic_parts(
                 bail!("topic {topic} not ready after 30 s: {}", error_name(code))
             }
             // Leaders not elected yet (or the topic still being created).
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// A just-created topic can be in Metadata before its leaders serve it
+/// (Apache Kafka's KRaft brokers answer NOT_LEADER_OR_FOLLOWER for a moment
+/// after CreateTopics), which would count as errors of the first requests of
+/// a run. ListOffsets is answered by the partition itself, so once it
+/// succeeds for every partition, produce and fetch will too.
+fn wait_until_served(topic: &str, parts: &[Part], deadline: Instant) -> Result<()> {
+    loop {
+        match list_offsets(topic, parts, LATEST) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("topic {topic} not served after 30 s")))
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }

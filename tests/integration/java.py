@@ -12,7 +12,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+try:
+    import pytest
+except ImportError:  # used outside pytest too (kafka_ref.py from bench/run.sh)
+    pytest = None
 
 JAVA_ROOT = Path(__file__).resolve().parents[1] / "java"
 
@@ -23,7 +26,7 @@ def java_bin():
         return str(Path(home) / "bin" / "java")
     found = shutil.which("java")
     if not found:
-        pytest.fail("java not found (tests/run.sh expects Java 17 and Maven)", pytrace=False)
+        _fail("java not found (tests/run.sh expects Java 17 and Maven)")
     return found
 
 
@@ -31,11 +34,10 @@ def module_dir(module):
     d = JAVA_ROOT / module
     lib = d / "target" / "lib"
     if not lib.is_dir():
-        pytest.fail(
+        _fail(
             f"{lib} missing: build the Java side first "
             f"(mvn -q -f {JAVA_ROOT / 'pom.xml'} package, done by tests/run.sh)",
-            pytrace=False,
-        )
+            )
     return d
 
 
@@ -60,17 +62,15 @@ def run_java(module, main_class, args=(), timeout=120, check=True, jvm_args=(), 
     try:
         cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input, env=full_env)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(
+        _fail(
             f"{main_class} {' '.join(map(str, args))} timed out after {timeout}s\n"
             f"--- stdout\n{_tail(e.stdout)}\n--- stderr\n{_tail(e.stderr)}",
-            pytrace=False,
-        )
+            )
     if check and cp.returncode != 0:
-        pytest.fail(
+        _fail(
             f"{main_class} {' '.join(map(str, args))} exited {cp.returncode}\n"
             f"--- stdout\n{_tail(cp.stdout)}\n--- stderr\n{_tail(cp.stderr)}",
-            pytrace=False,
-        )
+            )
     return cp
 
 
@@ -90,3 +90,9 @@ def _tail(s, n=60):
     if isinstance(s, bytes):
         s = s.decode(errors="replace")
     return "\n".join(s.splitlines()[-n:])
+
+
+def _fail(msg):
+    if pytest is not None:
+        pytest.fail(msg, pytrace=False)
+    raise RuntimeError(msg)
