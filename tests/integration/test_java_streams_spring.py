@@ -20,7 +20,9 @@ Streams asked for (DescribeConfigs), the repartition topic's watermarks
 (purged to its end, which holds exactly one record per word occurrence) and
 the group's committed offsets (at the end of input and repartition topics).
 
-Spring: a KafkaTemplate sends N keyed records with headers, a @KafkaListener
+Spring: at startup Spring's KafkaAdmin makes its NewTopic beans so (grows
+and reconfigures an existing topic, creates a missing one); a KafkaTemplate
+sends N keyed records with headers, a @KafkaListener
 (a group of two concurrent consumers; classic and consumer group protocols)
 receives them; the driver prints both sides as JSON lines and pytest checks
 every record's key, value, headers, partition, offset and timestamp against
@@ -184,13 +186,22 @@ def test_spring_template_and_listener(target, group_protocol):
     bootstrap = target
     topic, group = unique_topic("spring"), unique_topic("spring-group")
     n = 60
-    create_topic(bootstrap, topic, partitions=3)
+    # Spring's KafkaAdmin grows this to 3 partitions and sets retention.ms=3600000.
+    create_topic(bootstrap, topic, partitions=1, config={"retention.ms": "7200000"})
     cp = run_java("spring-kafka", "io.shardline.tests.spring.TemplateAndListener",
                   [bootstrap, topic, group, n, 60, group_protocol], timeout=120)
     events = json_lines(cp.stdout)
     sent = [e for e in events if e["event"] == "sent"]
     received = [e for e in events if e["event"] == "received"]
     assert events[-1] == {"event": "done", "all_received": True, "missing": 0}
+
+    # KafkaAdmin made the declared topics so: the existing one grown and
+    # reconfigured, the missing one created.
+    md = admin_client(bootstrap).list_topics(timeout=10)
+    assert len(md.topics[topic].partitions) == 3
+    assert dynamic_configs(bootstrap, topic) == {"retention.ms": "3600000"}
+    assert len(md.topics[f"{topic}-compacted"].partitions) == 2
+    assert dynamic_configs(bootstrap, f"{topic}-compacted") == {"cleanup.policy": "compact"}
 
     # Send results: per partition, offsets 0..k-1 in send order; one key, one partition.
     assert [s["key"] for s in sent] == [f"key-{i % 7}" for i in range(n)]

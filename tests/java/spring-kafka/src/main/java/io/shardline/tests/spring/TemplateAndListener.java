@@ -9,10 +9,13 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.config.TopicConfig;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.header.internals.RecordHeader;
 import org.apache.kafka.common.serialization.StringDeserializer;
@@ -22,16 +25,21 @@ import org.springframework.context.annotation.Bean;
 import org.springframework.context.annotation.Configuration;
 import org.springframework.kafka.annotation.EnableKafka;
 import org.springframework.kafka.annotation.KafkaListener;
+import org.springframework.kafka.config.TopicBuilder;
 import org.springframework.kafka.config.ConcurrentKafkaListenerContainerFactory;
 import org.springframework.kafka.core.DefaultKafkaConsumerFactory;
 import org.springframework.kafka.core.DefaultKafkaProducerFactory;
+import org.springframework.kafka.core.KafkaAdmin;
 import org.springframework.kafka.core.KafkaTemplate;
 import org.springframework.kafka.support.SendResult;
 
 /**
- * Spring for Apache Kafka end to end: a KafkaTemplate sends N keyed records
- * with headers, a @KafkaListener (a consumer group, two concurrent consumers)
- * receives them.
+ * Spring for Apache Kafka end to end: at startup Spring's KafkaAdmin brings
+ * the NewTopic beans about (TOPIC, which exists with fewer partitions and
+ * another retention.ms: CreatePartitions and IncrementalAlterConfigs;
+ * TOPIC-compacted, which does not exist: CreateTopics); then a KafkaTemplate
+ * sends N keyed records with headers to TOPIC and a @KafkaListener (a
+ * consumer group, two concurrent consumers) receives them.
  *
  * Usage: TemplateAndListener BOOTSTRAP TOPIC GROUP N TIMEOUT_S [GROUP_PROTOCOL]
  *
@@ -44,12 +52,33 @@ import org.springframework.kafka.support.SendResult;
 public final class TemplateAndListener {
 
     static String bootstrap;
+    static String topicName;
     static String groupProtocol;
     static CountDownLatch remaining;
 
     @Configuration
     @EnableKafka
     static class KafkaConfig {
+
+        @Bean
+        KafkaAdmin kafkaAdmin() {
+            KafkaAdmin admin = new KafkaAdmin(Map.of(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap));
+            // Fail the context (and the test) when the topics cannot be made as declared.
+            admin.setFatalIfBrokerNotAvailable(true);
+            admin.setModifyTopicConfigs(true);
+            return admin;
+        }
+
+        @Bean
+        NewTopic listenedTopic() {
+            return TopicBuilder.name(topicName).partitions(3).replicas(1)
+                    .config(TopicConfig.RETENTION_MS_CONFIG, "3600000").build();
+        }
+
+        @Bean
+        NewTopic compactedTopic() {
+            return TopicBuilder.name(topicName + "-compacted").partitions(2).replicas(1).compact().build();
+        }
 
         @Bean
         DefaultKafkaProducerFactory<String, String> producerFactory() {
@@ -104,6 +133,7 @@ public final class TemplateAndListener {
     public static void main(String[] args) throws Exception {
         bootstrap = args[0];
         String topic = args[1];
+        topicName = topic;
         String group = args[2];
         int n = Integer.parseInt(args[3]);
         long timeoutS = Long.parseLong(args[4]);

@@ -56,16 +56,17 @@ import org.apache.kafka.streams.state.KeyValueStore;
  * The driver starts INSTANCES KafkaStreams instances of the application one
  * after the other, each with its own state directory (as separate hosts
  * would), waiting for all started ones to be RUNNING before the next: every
- * start is a rebalance of the application's group that moves tasks (and so
- * state, restored from the changelog) to the new instance. Then it produces
- * the lines of the file LATE_LINES ("-": none) to INPUT, reads OUTPUT with
- * its own consumer until the latest value of every word equals the expected
- * count (and no other word appeared), waits until Streams has purged
- * (DeleteRecords) its repartition topic up to the end, and closes every
- * instance with a timeout. It prints JSON lines ("event": state /
- * counts_complete / repartition_purged / closed) for pytest, and exits 1 when
- * anything did not happen in time. The source compiles against Streams 2.6
- * and 4.x, so it sticks to API both have.
+ * start is a rebalance of the application's group that moves tasks to the
+ * new instance, which restores their stores (active or standby) from the
+ * changelog. Then it produces the lines of the file LATE_LINES ("-": none)
+ * to INPUT, reads OUTPUT with its own consumer until the latest value of
+ * every word equals the expected count (and no other word appeared), waits
+ * until Streams has purged (DeleteRecords) its repartition topic up to the
+ * end, and closes every instance with a timeout. It prints JSON lines
+ * ("event": state / late_lines_produced / counts_complete /
+ * repartition_purged / closed) for pytest, and exits 1 when anything did not
+ * happen in time. The source compiles against Streams 2.6 and 4.x, so it
+ * sticks to API both have.
  */
 public final class WordCount {
 
