@@ -34,6 +34,7 @@ the drivers and the expectations are right: same assertions, both brokers.
 """
 
 import random
+import re
 import struct
 from collections import Counter
 
@@ -179,6 +180,27 @@ def test_streams_word_count(target, module, tmp_path):
         (source, 0): source_marks[0][1], (source, 1): source_marks[1][1],
         (repartition, 0): repartition_marks[0][1], (repartition, 1): repartition_marks[1][1],
     }
+
+
+@pytest.mark.parametrize("module", ["streams-2.6", "streams-4"])
+def test_streams_missing_source_topic(target, module, tmp_path):
+    """Streams' consumer fetches Metadata with allow_auto_topic_creation=false:
+    the broker must not create the missing source topic, so the group
+    leader's assignor reports INCOMPLETE_SOURCE_TOPIC_METADATA (error code 1)
+    in the assignment and the instance goes to ERROR; nothing is created."""
+    bootstrap = target
+    app = unique_topic("wordcount")
+    source, sink = unique_topic("absent"), unique_topic("counts")
+    cp = run_java(module, "io.shardline.tests.streams.WordCount",
+                  [bootstrap, source, sink, app, tmp_path / "state", 30, 1, "-"],
+                  input="kafka 1\n", timeout=90, check=False)
+    assert cp.returncode == 1, cp.stderr[-3000:]
+    events = json_lines(cp.stdout)
+    reached = [e["to"] for e in events if e["event"] == "state"]
+    assert "ERROR" in reached and "RUNNING" not in reached, reached
+    assert re.search(r"Received error code (1|INCOMPLETE_SOURCE_TOPIC_METADATA)\b", cp.stderr), cp.stderr[-3000:]
+    md = admin_client(bootstrap).list_topics(timeout=10)
+    assert not [t for t in md.topics if t in (source, sink) or t.startswith(app)]
 
 
 @pytest.mark.parametrize("group_protocol", ["classic", "consumer"])
