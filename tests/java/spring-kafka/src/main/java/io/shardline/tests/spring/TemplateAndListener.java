@@ -101,7 +101,8 @@ public final class TemplateAndListener {
             c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
             c.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, groupProtocol);
             ConcurrentKafkaListenerContainerFactory<String, String> f = new ConcurrentKafkaListenerContainerFactory<>();
-            f.setConsumerFactory(new DefaultKafkaConsumerFactory<>(c, new StringDeserializer(), new StringDeserializer()));
+            f.setConsumerFactory(
+                    new DefaultKafkaConsumerFactory<>(c, new StringDeserializer(), new StringDeserializer()));
             // Two consumers in the group: the listener's partitions are split by a rebalance.
             f.setConcurrency(2);
             return f;
