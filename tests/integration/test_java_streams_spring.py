@@ -36,6 +36,8 @@ the drivers and the expectations are right: same assertions, both brokers.
 import random
 import re
 import struct
+import subprocess
+import threading
 from collections import Counter
 
 import pytest
@@ -43,7 +45,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import ConfigResource, ConfigSource
 
 from conftest import admin_client, consume, create_topic, produce, unique_topic, watermarks
-from java import json_lines, run_java
+from java import classpath, java_bin, json_lines, run_java
 
 WORDS = ("kafka streams shardline broker topic partition offset record group commit "
          "fetch produce leader replica segment index compact delete retention consumer").split()
@@ -180,6 +182,87 @@ def test_streams_word_count(target, module, tmp_path):
         (source, 0): source_marks[0][1], (source, 1): source_marks[1][1],
         (repartition, 0): repartition_marks[0][1], (repartition, 1): repartition_marks[1][1],
     }
+
+
+@pytest.mark.parametrize("module", ["streams-2.6", "streams-4"])
+def test_streams_survives_broker_restart(broker_factory, module, tmp_path):
+    """Shardline is restarted (SIGTERM, start on the same port and data dir)
+    right after Streams reaches RUNNING, while it works through its input and
+    the driver produces more: Streams reconnects, rejoins, commits and ends
+    with every word counted at least as often as it occurs (at-least-once
+    allows a word to be counted twice after a failure, never lost), the
+    store's changelog agrees with the output, and everything is consumed,
+    committed and purged."""
+    b = broker_factory()
+    bootstrap = b.bootstrap
+    app = unique_topic("wordcount")
+    source, sink = unique_topic("lines"), unique_topic("counts")
+    create_topic(bootstrap, source, partitions=2)
+    create_topic(bootstrap, sink, partitions=2)
+    # Enough input that processing is still going on when the broker stops.
+    lines, late = text_lines(10000, seed=21), text_lines(3000, seed=22)
+    expected = Counter(w for line in lines + late for w in line.split(" "))
+    produce(bootstrap, source, [{"key": str(i).encode(), "value": line.encode()}
+                                for i, line in enumerate(lines)], conf={"linger.ms": 20})
+    late_file = tmp_path / "late-lines.txt"
+    late_file.write_text("".join(line + "\n" for line in late))
+
+    cmd = [java_bin(), "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+           "-cp", classpath(module), "io.shardline.tests.streams.WordCount",
+           bootstrap, source, sink, app, str(tmp_path / "state"), "120", "1", str(late_file),
+           "--counts-at-least"]
+    stderr_path = tmp_path / "wordcount.stderr"
+    events = []
+    running = threading.Event()
+
+    def read_events(stream):
+        for line in stream:
+            events.extend(json_lines(line))
+            if '"to":"RUNNING"' in line:
+                running.set()
+
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            reader = threading.Thread(target=read_events, args=(proc.stdout,), daemon=True)
+            reader.start()
+            proc.stdin.write("".join(f"{w} {n}\n" for w, n in sorted(expected.items())))
+            proc.stdin.close()
+            assert running.wait(60), f"Streams not RUNNING within 60s: {events}"
+            b.restart()
+            rc = proc.wait(timeout=170)
+            reader.join(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert rc == 0, f"driver exited {rc}; events {events}\n{stderr_path.read_text()[-4000:]}"
+    names = [e["event"] for e in events]
+    assert names.index("late_lines_produced") < names.index("counts_complete") \
+        < names.index("repartition_purged") < names.index("closed"), names
+    assert [(e["clean"], e["state"]) for e in events if e["event"] == "closed"] == [(True, "NOT_RUNNING")]
+    assert b.starts == 2
+
+    out = read_counts(bootstrap, sink, 2)
+    assert set(out) == set(expected)
+    for word, (_, counts) in out.items():
+        assert counts == sorted(counts) and counts[-1] >= expected[word], (word, counts[-5:], expected[word])
+    final = {w: c[-1] for w, (_, c) in out.items()}
+    changelog_counts = read_counts(bootstrap, f"{app}-counts-changelog", 2)
+    assert {w: c[-1] for w, (_, c) in changelog_counts.items()} == final
+
+    repartition = f"{app}-words-repartition"
+    repartition_marks = [watermarks(bootstrap, repartition, p) for p in range(2)]
+    assert all(lo == hi for lo, hi in repartition_marks), repartition_marks
+    assert sum(hi for _, hi in repartition_marks) >= sum(expected.values()), repartition_marks
+    source_marks = [watermarks(bootstrap, source, p) for p in range(2)]
+    assert sum(hi for _, hi in source_marks) >= len(lines) + len(late)
+    assert committed_offsets(bootstrap, app) == {
+        (source, 0): source_marks[0][1], (source, 1): source_marks[1][1],
+        (repartition, 0): repartition_marks[0][1], (repartition, 1): repartition_marks[1][1],
+    }
+    print(f"{module}: counted {sum(final.values()) - sum(expected.values())} word occurrence(s) twice; "
+          f"input {sum(hi for _, hi in source_marks)} records for {len(lines) + len(late)} lines")
 
 
 @pytest.mark.parametrize("module", ["streams-2.6", "streams-4"])

@@ -50,7 +50,7 @@ import org.apache.kafka.streams.state.KeyValueStore;
  * </pre>
  *
  * Usage: WordCount BOOTSTRAP INPUT OUTPUT APPLICATION_ID STATE_DIR TIMEOUT_S INSTANCES LATE_LINES
- *        [streams.config=value ...]
+ *        [--counts-at-least] [streams.config=value ...]
  * and on stdin the expected final counts, one "word count" per line.
  *
  * The driver starts INSTANCES KafkaStreams instances of the application one
@@ -69,6 +69,13 @@ import org.apache.kafka.streams.state.KeyValueStore;
  * sticks to API both have.
  */
 public final class WordCount {
+
+    /**
+     * Flag among the configs: counts are complete when every word's count is
+     * at least the expected one. At-least-once may count a record twice after
+     * a failure (a broker restart), never zero times.
+     */
+    static final String AT_LEAST = "--counts-at-least";
 
     public static void main(String[] args) throws Exception {
         if (args.length < 8) {
@@ -100,7 +107,12 @@ public final class WordCount {
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, "1");
         props.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, "1");
         props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+        boolean atLeast = false;
         for (int i = 8; i < args.length; i++) {
+            if (args[i].equals(AT_LEAST)) {
+                atLeast = true;
+                continue;
+            }
             String[] kv = args[i].split("=", 2);
             props.put(kv[0], kv[1]);
         }
@@ -119,7 +131,7 @@ public final class WordCount {
             if (ok && !lateLines.isEmpty()) {
                 produceLines(bootstrap, input, lateLines);
             }
-            ok = ok && awaitCounts(bootstrap, output, expected, deadline, errors)
+            ok = ok && awaitCounts(bootstrap, output, expected, atLeast, deadline, errors)
                     && awaitRepartitionPurged(bootstrap, applicationId + "-words-repartition", deadline, errors);
         } finally {
             for (int i = 0; i < started.size(); i++) {
@@ -211,9 +223,24 @@ public final class WordCount {
         return builder.build();
     }
 
-    /** Reads OUTPUT from the beginning until latest-value-per-word == expected. */
-    static boolean awaitCounts(String bootstrap, String output, Map<String, Long> expected, long deadline,
-                               List<String> errors) {
+    static boolean atLeast(Map<String, Long> latest, Map<String, Long> expected) {
+        if (!latest.keySet().equals(expected.keySet())) {
+            return false;
+        }
+        for (Map.Entry<String, Long> e : expected.entrySet()) {
+            if (latest.get(e.getKey()) < e.getValue()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
+     * Reads OUTPUT from the beginning until latest-value-per-word == expected
+     * (or, with AT_LEAST, >= expected for the same words).
+     */
+    static boolean awaitCounts(String bootstrap, String output, Map<String, Long> expected, boolean atLeast,
+                               long deadline, List<String> errors) {
         Map<String, Long> latest = new TreeMap<>();
         long records = 0;
         try (KafkaConsumer<String, Long> consumer = plainConsumer(bootstrap, new LongDeserializer())) {
@@ -225,7 +252,7 @@ public final class WordCount {
                     latest.put(r.key(), r.value());
                     records++;
                 }
-                if (latest.equals(expected)) {
+                if (atLeast ? atLeast(latest, expected) : latest.equals(expected)) {
                     event("counts_complete", "\"output_records\":" + records + ",\"words\":" + latest.size());
                     return true;
                 }
