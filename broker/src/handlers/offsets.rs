@@ -33,6 +33,9 @@ pub async fn offset_commit(
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
     let group_id = req.group_id.0.to_string();
+    // The empty group id is valid here, as in Kafka (KIP-289 keeps it for
+    // OffsetCommit/OffsetFetch): it was the consumer's default group.id before
+    // 2.2, so assign-only consumers of clients 0.10-2.1 commit and fetch under "".
     let snap = state.metadata.snapshot();
     // Per-partition errors first; the rest go to the coordinator together.
     let mut errors: Vec<Vec<i16>> = Vec::new();
@@ -55,8 +58,6 @@ pub async fn offset_commit(
                         ResponseError::GroupAuthorizationFailed.code()
                     } else if !topic_allowed {
                         ResponseError::TopicAuthorizationFailed.code()
-                    } else if group_id.is_empty() {
-                        ResponseError::InvalidGroupId.code()
                     } else if !exists {
                         ResponseError::UnknownTopicOrPartition.code()
                     } else if metadata
@@ -138,6 +139,7 @@ type FetchedTopic = (String, Vec<(i32, Option<CommittedOffset>)>, i16);
 /// Fetch one group's offsets on its owner shard. Kafka: DESCRIBE on the
 /// group; topics the principal may not DESCRIBE are left out of an
 /// all-topics answer and answered TOPIC_AUTHORIZATION_FAILED when named.
+/// The empty group id is served like any other (see offset_commit).
 async fn fetch_group(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
@@ -146,9 +148,6 @@ async fn fetch_group(
 ) -> Result<Vec<FetchedTopic>, i16> {
     if !ctx.allowed(state, Operation::Describe, ResourceType::Group, &group_id) {
         return Err(ResponseError::GroupAuthorizationFailed.code());
-    }
-    if group_id.is_empty() {
-        return Err(ResponseError::InvalidGroupId.code());
     }
     let named = topics.is_some();
     let found: FetchedOffsets = state
