@@ -50,9 +50,15 @@ async fn lookup(state: Rc<ShardState>, topic: String, partition: i32, timestamp:
         EARLIEST | EARLIEST_LOCAL => hit(o.log_start_offset, -1),
         // No tiered storage: nothing is tiered.
         LATEST_TIERED => hit(-1, -1),
-        MAX_TIMESTAMP => match log.max_timestamp_offset() {
-            Some((offset, ts)) => hit(offset, ts),
-            None => hit(-1, -1),
+        MAX_TIMESTAMP => match log.max_timestamp_offset().await {
+            Ok(Some((offset, ts))) => hit(offset, ts),
+            Ok(None) => hit(-1, -1),
+            Err(e) => Found {
+                error: log_error_code(&e),
+                offset: -1,
+                timestamp: -1,
+                leader_epoch: -1,
+            },
         },
         ts if ts >= 0 => match log.offset_for_timestamp(ts).await {
             Ok(Some((offset, ts))) => hit(offset, ts),

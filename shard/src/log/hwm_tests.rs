@@ -60,7 +60,7 @@ fn a_slow_write_is_invisible_until_synced_and_appends_do_not_wake_fetches() {
         assert_eq!(read_all(&log, 0).await.len(), 3);
         // Timestamp lookups do not find it either (Kafka answers -1).
         assert_eq!(log.offset_for_timestamp(5000).await.unwrap(), None);
-        assert_eq!(log.max_timestamp_offset(), None);
+        assert_eq!(log.max_timestamp_offset().await.unwrap(), None);
 
         // A fetch long-poll is not woken by the appends.
         let started = Instant::now();

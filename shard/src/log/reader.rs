@@ -307,10 +307,24 @@ impl PartitionLog {
         Ok(None)
     }
 
-    /// Offset and timestamp of the record with the largest timestamp;
-    /// `None` if that record is not below the high watermark yet (Kafka
-    /// answers -1 then too).
-    pub fn max_timestamp_offset(&self) -> Option<(i64, i64)> {
+    /// Offset and timestamp of the record with the largest timestamp (the
+    /// first such record when several share it, as Kafka answers since
+    /// KAFKA-16310); `None` if that record is not below the high watermark
+    /// yet (Kafka answers -1 then too).
+    pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let Some((batch_offset, max_ts)) = self.max_timestamp_batch() else {
+            return Ok(None);
+        };
+        // The segments know the batch, not the record: the first record at
+        // or after the largest timestamp is the first one carrying it.
+        Ok(match self.offset_for_timestamp(max_ts).await? {
+            Some((offset, ts)) if ts == max_ts => Some((offset, ts)),
+            _ => Some((batch_offset, max_ts)),
+        })
+    }
+
+    /// The largest timestamp and an offset in the batch that carries it.
+    fn max_timestamp_batch(&self) -> Option<(i64, i64)> {
         let inner = self.inner.borrow();
         inner
             .segments

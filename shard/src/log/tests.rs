@@ -424,7 +424,55 @@ fn offsets_for_timestamps_find_the_first_record_at_or_after() {
             Some((153, 10_510))
         );
         assert_eq!(log.offset_for_timestamp(99_999).await.unwrap(), None);
-        assert_eq!(log.max_timestamp_offset(), Some((299, 10_992)));
+        assert_eq!(
+            log.max_timestamp_offset().await.unwrap(),
+            Some((299, 10_992))
+        );
+        log.close().await.unwrap();
+    });
+}
+
+fn batch_with_timestamps(timestamps: &[i64], compression: Compression) -> Bytes {
+    let mut b = BatchBuilder::new(compression);
+    for (i, ts) in timestamps.iter().enumerate() {
+        b.append(*ts, None, Some(Bytes::from(format!("v{i}"))), vec![])
+            .unwrap();
+    }
+    Bytes::from(b.build().unwrap())
+}
+
+#[test]
+fn max_timestamp_is_the_first_record_carrying_it() {
+    // Kafka (since KAFKA-16310) answers ListOffsets MAX_TIMESTAMP with the
+    // first record that has the largest timestamp, not the batch's last
+    // offset, also inside a compressed batch and after a reopen.
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = open(&path, small_config()).await;
+        log.append(
+            batch_with_timestamps(&[500], Compression::None),
+            AckLevel::Durable,
+        )
+        .await
+        .unwrap();
+        log.append(
+            batch_with_timestamps(&[1000, 3000, 3000, 2000], Compression::Gzip),
+            AckLevel::Durable,
+        )
+        .await
+        .unwrap();
+        // A later record with the same timestamp does not win.
+        log.append(
+            batch_with_timestamps(&[3000, 100], Compression::None),
+            AckLevel::Durable,
+        )
+        .await
+        .unwrap();
+        assert_eq!(log.max_timestamp_offset().await.unwrap(), Some((2, 3000)));
+        log.close().await.unwrap();
+        let log = open(&path, small_config()).await;
+        assert_eq!(log.max_timestamp_offset().await.unwrap(), Some((2, 3000)));
         log.close().await.unwrap();
     });
 }
