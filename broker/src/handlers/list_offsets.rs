@@ -39,19 +39,31 @@ async fn lookup(state: Rc<ShardState>, topic: String, partition: i32, timestamp:
         };
     };
     let o = log.offsets();
-    let hit = |offset, timestamp| Found {
+    // As Kafka: no offset found, no leader epoch either.
+    let hit = |offset: i64, timestamp| Found {
         error: 0,
         offset,
         timestamp,
-        leader_epoch: 0,
+        leader_epoch: if offset < 0 { -1 } else { 0 },
     };
     match timestamp {
         LATEST => hit(o.high_watermark, -1),
         EARLIEST | EARLIEST_LOCAL => hit(o.log_start_offset, -1),
         // No tiered storage: nothing is tiered.
         LATEST_TIERED => hit(-1, -1),
-        MAX_TIMESTAMP => match log.max_timestamp_offset() {
-            Some((offset, ts)) => hit(offset, ts),
+        // KIP-734 as Kafka 3.8+ answers it: the first record holding the
+        // largest timestamp, not the last offset of its batch.
+        MAX_TIMESTAMP => match log.max_timestamp() {
+            Some(max) => match log.offset_for_timestamp(max).await {
+                Ok(Some((offset, ts))) => hit(offset, ts),
+                Ok(None) => hit(-1, -1),
+                Err(e) => Found {
+                    error: log_error_code(&e),
+                    offset: -1,
+                    timestamp: -1,
+                    leader_epoch: -1,
+                },
+            },
             None => hit(-1, -1),
         },
         ts if ts >= 0 => match log.offset_for_timestamp(ts).await {

@@ -307,6 +307,18 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// The largest record timestamp of the log's segments (records before
+    /// the log start included, as Kafka's segment maxima), if any.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let inner = self.inner.borrow();
+        inner
+            .segments
+            .values()
+            .map(|s| s.max_timestamp)
+            .filter(|ts| *ts >= 0)
+            .max()
+    }
+
     /// Offset and timestamp of the record with the largest timestamp;
     /// `None` if that record is not below the high watermark yet (Kafka
     /// answers -1 then too).
