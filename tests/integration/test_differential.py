@@ -9,6 +9,10 @@ codes), and with confluent-kafka where a real client's behaviour is the
 point (group assignment). Each topic name is used on both brokers, so
 answers can be compared as they are.
 
+test_unauthorized starts a second, private Kafka (SASL_PLAINTEXT with
+PLAIN, StandardAuthorizer, super user admin) and a Shardline set up the
+same way, and compares what a user without ACLs is answered.
+
 Where Shardline differs on purpose, the test asserts both answers exactly
 (see README "Differences from Apache Kafka"), so it fails if either side
 changes.
@@ -92,9 +96,9 @@ class Raw:
     """One connection-managing kafka-python admin client used to send
     hand-built requests at explicit versions; answers are plain dicts."""
 
-    def __init__(self, bootstrap):
+    def __init__(self, bootstrap, **conf):
         from kafka.admin import KafkaAdminClient
-        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000, **conf)
 
     def close(self):
         self.admin.close()
@@ -980,4 +984,86 @@ def test_classic_group_assignments(brokers, assignor):
 
     out = run_both(brokers, scenario)
     assert out["kafka"]["two members"]["protocol_type"] == "consumer"
+    assert_same(out)
+
+
+# --------------------------------------------------------------------------
+# Authorization: an authenticated user without ACLs
+# --------------------------------------------------------------------------
+
+ALICE, ALICE_PW = "alice", "alice-secret"
+
+
+@pytest.fixture(scope="module")
+def secured(shardline_bin, tmp_path_factory):
+    """A Kafka and a Shardline with an ACL authorizer, super user admin and
+    a SASL_PLAINTEXT listener (PLAIN) where alice has no ACLs."""
+    from conftest import free_port
+    from kafka_ref import HOST, KafkaReference
+    from test_acls import AclBroker
+    from test_sasl import ADMIN, ADMIN_PW, create_scram_user
+
+    k = KafkaReference(tmp_path_factory.mktemp("apache-kafka-acl"))
+    sasl_port = free_port()
+    jaas = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{ADMIN}" password="{ADMIN_PW}" user_{ADMIN}="{ADMIN_PW}" user_{ALICE}="{ALICE_PW}";')
+    k.extra = [
+        f"listeners=PLAINTEXT://{HOST}:{k.port},SASL_PLAINTEXT://{HOST}:{sasl_port},"
+        f"CONTROLLER://{HOST}:{k.controller_port}",
+        f"advertised.listeners=PLAINTEXT://{HOST}:{k.port},SASL_PLAINTEXT://{HOST}:{sasl_port}",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms=PLAIN",
+        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        # The broker talks to itself over PLAINTEXT as ANONYMOUS.
+        f"super.users=User:{ADMIN};User:ANONYMOUS",
+    ]
+    s = AclBroker(shardline_bin, tmp_path_factory.mktemp("shardline-acl"), free_port())
+    try:
+        k.start()
+        s.start()
+        create_scram_user(s, ALICE, ALICE_PW)
+        yield {"kafka": f"{HOST}:{sasl_port}", "shardline": s.sasl_bootstrap}
+    finally:
+        s.close()
+        k.stop()
+
+
+def test_unauthorized(secured):
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic
+    from test_sasl import ADMIN, ADMIN_PW, sasl_conf
+    topic = unique_topic("diff-acl")
+    group = unique_topic("diff-acl-g")
+
+    def scenario(bootstrap):
+        admin = admin_client(bootstrap, **sasl_conf("PLAIN", ADMIN, ADMIN_PW))
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+        alice = sasl_conf("PLAIN", ALICE, ALICE_PW)
+        res = {}
+        p = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 10000, **alice})
+        got = []
+        p.produce(topic, b"v", on_delivery=lambda err, msg: got.append(err))
+        p.flush(15)
+        res["produce"] = got[0].name() if got and got[0] else got
+        # Group requests as raw ones: librdkafka retries FindCoordinator's
+        # GROUP_AUTHORIZATION_FAILED instead of reporting it.
+        with GroupRaw(bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                      sasl_plain_username=ALICE, sasl_plain_password=ALICE_PW) as raw:
+            from kafka.protocol.metadata import FindCoordinatorRequest as R
+            res["find coordinator"] = raw.send(R(version=3, key=group, key_type=0))["error_code"]
+            res["join"] = raw.join(group, "", topic)["error_code"]
+            res["commit"] = raw.commit(group, -1, "", topic, 1)
+            res["list offsets"] = raw.list_offsets(topic, 0, -1)["error_code"]
+            res["fetch"] = raw.fetch(topic, 0, 0)["error_code"]
+            res["create topic"] = raw.create_topic(unique_topic("diff-acl-new"))["error_code"]
+            from kafka.protocol.admin import CreateAclsRequest as A
+            acl = A.AclCreation(resource_type=2, resource_name=topic, resource_pattern_type=3,
+                                principal=f"User:{ALICE}", host="*", operation=3, permission_type=3)
+            res["create acls"] = raw.send(A(version=2, creations=[acl]))["results"][0]["error_code"]
+        return res
+
+    out = {name: scenario(bs) for name, bs in secured.items()}
+    assert out["kafka"]["create acls"] == 31  # CLUSTER_AUTHORIZATION_FAILED
+    assert out["kafka"]["commit"] == 30  # GROUP_AUTHORIZATION_FAILED
     assert_same(out)
