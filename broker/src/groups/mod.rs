@@ -380,7 +380,7 @@ impl Coordinator {
                 ..Default::default()
             };
         };
-        // As in Kafka, metadata and assignments only for a settled group.
+        // As in Kafka, protocol and metadata only for a settled group.
         let stable = g.state == GroupState::Stable;
         let protocol = g.protocol.clone().unwrap_or_default();
         GroupSummary {
@@ -404,11 +404,9 @@ impl Coordinator {
                     } else {
                         Bytes::new()
                     },
-                    assignment: if stable {
-                        m.assignment.clone()
-                    } else {
-                        Bytes::new()
-                    },
+                    // Kafka 4.x shows the last assignment in every state
+                    // (cleared when a rebalance restarts before SyncGroup).
+                    assignment: m.assignment.clone(),
                 })
                 .collect(),
         }

@@ -56,9 +56,11 @@ async fn delete_on_owner(
         }
         Err(e) => {
             tracing::debug!("delete records in {topic}-{partition} before {offset}: {e}");
+            // As Kafka: an error (offset beyond the high watermark
+            // included) is answered with low watermark -1.
             Deleted {
                 error: log_error_code(&e),
-                low_watermark: log.offsets().log_start_offset,
+                low_watermark: -1,
             }
         }
     }

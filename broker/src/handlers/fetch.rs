@@ -228,15 +228,14 @@ async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted]) -> Vec<PartitionRea
                     log_start_offset: out.log_start_offset,
                     batches: out.batches,
                 },
-                Err(e) => {
-                    let o = log.offsets();
-                    PartitionRead {
-                        error: log_error_code(&e),
-                        high_watermark: o.high_watermark,
-                        log_start_offset: o.log_start_offset,
-                        batches: vec![],
-                    }
-                }
+                // As Kafka: a partition answered with an error (offset out
+                // of range included) carries no watermarks.
+                Err(e) => PartitionRead {
+                    error: log_error_code(&e),
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    batches: vec![],
+                },
             }
         },
     )

@@ -39,11 +39,12 @@ async fn lookup(state: Rc<ShardState>, topic: String, partition: i32, timestamp:
         };
     };
     let o = log.offsets();
-    let hit = |offset, timestamp| Found {
+    // As Kafka: no offset found, no leader epoch either.
+    let hit = |offset: i64, timestamp| Found {
         error: 0,
         offset,
         timestamp,
-        leader_epoch: 0,
+        leader_epoch: if offset < 0 { -1 } else { 0 },
     };
     match timestamp {
         LATEST => hit(o.high_watermark, -1),

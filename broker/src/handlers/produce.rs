@@ -206,12 +206,27 @@ pub async fn handle(
                 },
                 Err(e) => {
                     tracing::debug!("produce to {topic}-{partition} refused: {e}");
+                    let error = log_error_code(&e);
+                    // As Kafka's ReplicaManager: refusals of the records
+                    // themselves (sequence, epoch, timestamps) carry the log
+                    // start offset; size, corruption and storage errors not.
+                    let no_log_start = [
+                        ResponseError::MessageTooLarge,
+                        ResponseError::RecordListTooLarge,
+                        ResponseError::CorruptMessage,
+                        ResponseError::KafkaStorageError,
+                    ];
+                    let log_start_offset = if no_log_start.iter().any(|r| r.code() == error) {
+                        -1
+                    } else {
+                        log.offsets().log_start_offset
+                    };
                     PartitionResult {
-                        error: log_error_code(&e),
+                        error,
                         message: Some(e.to_string()),
                         base_offset: -1,
                         log_append_time: -1,
-                        log_start_offset: -1,
+                        log_start_offset,
                     }
                 }
             }
