@@ -397,3 +397,67 @@ def test_offset_for_leader_epoch(broker):
     assert got[2][0] == 75  # UNKNOWN_LEADER_EPOCH
     assert got[3] == (0, 0, -1, -1)
     assert got[4][0] == 3  # UNKNOWN_TOPIC_OR_PARTITION
+
+
+# --------------------------------------------------------------------------
+# Kafka 3.9's deprecated topic configs
+# --------------------------------------------------------------------------
+
+DEPRECATED = {
+    "message.format.version": "2.8",
+    "message.downconversion.enable": "false",
+    "message.timestamp.difference.max.ms": "86400000",
+}
+
+
+def test_kafka3_deprecated_topic_configs_are_accepted_and_reported(bootstrap):
+    # Kafka 3.9 accepts these (validated), ignores the first two and reports
+    # all three; Kafka 4 refuses them as unknown (see the next test).
+    topic = unique_topic("depr")
+    create_topic(bootstrap, topic, 1, config=DEPRECATED)
+    admin = admin_client(bootstrap)
+    configs = describe_topic(admin, topic)
+    for name, value in DEPRECATED.items():
+        assert configs[name].value == value, (name, configs[name])
+        assert configs[name].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    other = unique_topic("depr")
+    create_topic(bootstrap, other, 1)
+    defaults = describe_topic(admin, other)
+    assert (defaults["message.format.version"].value, defaults["message.downconversion.enable"].value,
+            defaults["message.timestamp.difference.max.ms"].value) == ("3.0-IV1", "true", str(2**63 - 1))
+    assert defaults["message.format.version"].is_default
+
+    # Kafka 3.9's validation: a MetadataVersion, a boolean.
+    for name, value, why in [
+        ("message.format.version", "0.10", "Version 0.10 is not a valid version"),
+        ("message.downconversion.enable", "no", "Expected value to be either true or false"),
+        ("message.timestamp.difference.max.ms", "-1", "Value must be at least 0"),
+    ]:
+        res = ConfigResource(ResourceType.TOPIC, topic,
+                             incremental_configs=[ConfigEntry(name, value,
+                                                              incremental_operation=AlterConfigOpType.SET)])
+        with pytest.raises(KafkaException) as ei:
+            admin.incremental_alter_configs([res], request_timeout=30)[res].result(timeout=30)
+        assert error_code(ei) == KafkaError.INVALID_CONFIG
+        assert f"Invalid value {value} for configuration {name}: {why}" in str(ei.value)
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("message.format.version", "3.0", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res], request_timeout=30)[res].result(timeout=30)
+    assert describe_topic(admin, topic)["message.format.version"].value == "3.0"
+
+    # Ignored: records are stored and read back as usual.
+    assert_delivered(produce(bootstrap, topic, [{"key": b"k", "value": b"v"}]))
+    assert [m.value() for m in consume(bootstrap, topic, expect=1)] == [b"v"]
+
+
+def test_apache_kafka_4_refuses_the_deprecated_topic_configs(kafka_ref):
+    # What README says Kafka 4.x does: "Unknown topic config name".
+    from confluent_kafka.admin import NewTopic
+    admin = admin_client(kafka_ref.bootstrap)
+    for name, value in DEPRECATED.items():
+        topic = unique_topic("depr")
+        fs = admin.create_topics([NewTopic(topic, 1, 1, config={name: value})], request_timeout=30)
+        with pytest.raises(KafkaException) as ei:
+            fs[topic].result(timeout=30)
+        assert error_code(ei) == KafkaError.INVALID_CONFIG
+        assert f"Unknown topic config name: {name}" in str(ei.value)

@@ -37,6 +37,11 @@ pub fn group_log_config(broker: &crate::config::BrokerConfig) -> LogConfig {
     config.segment_bytes = 100 << 20;
     config.max_message_bytes = config.max_message_bytes.max(16 << 20);
     config.preallocate = false;
+    // The broker writes these records itself: no checks or rewrites meant
+    // for producers' batches.
+    config.timestamp_before_max_ms = i64::MAX;
+    config.timestamp_after_max_ms = i64::MAX;
+    config.compression = None;
     config
 }
 

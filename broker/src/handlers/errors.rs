@@ -9,10 +9,14 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::Corrupt(_) => ResponseError::CorruptMessage,
         LogError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         LogError::UnsupportedFormat => ResponseError::UnsupportedForMessageFormat,
-        LogError::MissingKey => ResponseError::InvalidRecord,
         LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        LogError::RecordErrors {
+            invalid_timestamp: true,
+            ..
+        } => ResponseError::InvalidTimestamp,
+        LogError::RecordErrors { .. } => ResponseError::InvalidRecord,
         LogError::Storage(_) | LogError::NoSpace(_) => ResponseError::KafkaStorageError,
         // What Kafka answers for a corrupt batch it finds in a fetched range.
         LogError::Damaged(_) => ResponseError::CorruptMessage,

@@ -5,12 +5,14 @@ use std::collections::HashSet;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use shard::log::health::HEALTH;
-use shard::log::AckLevel;
+use shard::log::{AckLevel, LogError};
 use shard::record;
 
 use super::errors::log_error_code;
@@ -28,6 +30,8 @@ struct PartitionResult {
     base_offset: i64,
     log_append_time: i64,
     log_start_offset: i64,
+    /// KIP-467: the records refused, by index in their batch, and why.
+    record_errors: Vec<(i32, String)>,
 }
 
 impl PartitionResult {
@@ -38,6 +42,7 @@ impl PartitionResult {
             base_offset: -1,
             log_append_time: -1,
             log_start_offset: -1,
+            record_errors: Vec::new(),
         }
     }
 }
@@ -203,30 +208,40 @@ pub async fn handle(
                     base_offset: info.base_offset,
                     log_append_time: info.log_append_time,
                     log_start_offset: info.log_start_offset,
+                    record_errors: Vec::new(),
                 },
                 Err(e) => {
                     tracing::debug!("produce to {topic}-{partition} refused: {e}");
                     let error = log_error_code(&e);
                     // As Kafka's ReplicaManager: refusals of the records
-                    // themselves (sequence, epoch, timestamps) carry the log
-                    // start offset; size, corruption and storage errors not.
+                    // themselves (sequence, epoch, timestamps, KIP-467 record
+                    // errors) carry the log start offset; size, corruption
+                    // and storage errors not.
                     let no_log_start = [
                         ResponseError::MessageTooLarge,
                         ResponseError::RecordListTooLarge,
                         ResponseError::CorruptMessage,
                         ResponseError::KafkaStorageError,
                     ];
-                    let log_start_offset = if no_log_start.iter().any(|r| r.code() == error) {
-                        -1
-                    } else {
-                        log.offsets().log_start_offset
+                    let record_refusal = matches!(e, LogError::RecordErrors { .. });
+                    let log_start_offset =
+                        if !record_refusal && no_log_start.iter().any(|r| r.code() == error) {
+                            -1
+                        } else {
+                            log.offsets().log_start_offset
+                        };
+                    let message = Some(e.to_string());
+                    let record_errors = match e {
+                        LogError::RecordErrors { errors, .. } => errors,
+                        _ => Vec::new(),
                     };
                     PartitionResult {
                         error,
-                        message: Some(e.to_string()),
+                        message,
                         base_offset: -1,
                         log_append_time: -1,
                         log_start_offset,
+                        record_errors,
                     }
                 }
             }
@@ -262,7 +277,20 @@ pub async fn handle(
                 .with_log_append_time_ms(r.log_append_time)
                 .with_log_start_offset(r.log_start_offset);
             if r.error != 0 && ctx.version >= 8 {
-                pr = pr.with_error_message(r.message.map(StrBytes::from_string));
+                pr = pr
+                    .with_error_message(r.message.map(StrBytes::from_string))
+                    .with_record_errors(
+                        r.record_errors
+                            .into_iter()
+                            .map(|(index, message)| {
+                                BatchIndexAndErrorMessage::default()
+                                    .with_batch_index(index)
+                                    .with_batch_index_error_message(Some(StrBytes::from_string(
+                                        message,
+                                    )))
+                            })
+                            .collect(),
+                    );
             }
             topic.partition_responses.push(pr);
         }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use shard::log::LogConfig;
+use shard::record::Compression;
 
 use crate::config::BrokerConfig;
 
@@ -50,6 +51,87 @@ fn boolean(v: &str) -> Result<(), String> {
     match v {
         "true" | "false" => Ok(()),
         _ => Err("Expected value to be either true or false".into()),
+    }
+}
+
+fn int_range(v: &str, min: i32, max: i32) -> Result<(), String> {
+    match v.parse::<i32>() {
+        Ok(n) if n < min => Err(format!("Value must be at least {min}")),
+        Ok(n) if n > max => Err(format!("Value must be no more than {max}")),
+        Ok(_) => Ok(()),
+        Err(_) => Err("Not a number of type INT".into()),
+    }
+}
+
+/// Kafka 3.9's `MetadataVersion` names (what its `message.format.version`
+/// validator accepts), oldest first; a release without its "-IVn" suffix
+/// is accepted too.
+const METADATA_VERSIONS: &[&str] = &[
+    "0.8.0",
+    "0.8.1",
+    "0.8.2",
+    "0.9.0",
+    "0.10.0-IV0",
+    "0.10.0-IV1",
+    "0.10.1-IV0",
+    "0.10.1-IV1",
+    "0.10.1-IV2",
+    "0.10.2-IV0",
+    "0.11.0-IV0",
+    "0.11.0-IV1",
+    "0.11.0-IV2",
+    "1.0-IV0",
+    "1.1-IV0",
+    "2.0-IV0",
+    "2.0-IV1",
+    "2.1-IV0",
+    "2.1-IV1",
+    "2.1-IV2",
+    "2.2-IV0",
+    "2.2-IV1",
+    "2.3-IV0",
+    "2.3-IV1",
+    "2.4-IV0",
+    "2.4-IV1",
+    "2.5-IV0",
+    "2.6-IV0",
+    "2.7-IV0",
+    "2.7-IV1",
+    "2.7-IV2",
+    "2.8-IV0",
+    "2.8-IV1",
+    "3.0-IV0",
+    "3.0-IV1",
+    "3.1-IV0",
+    "3.2-IV0",
+    "3.3-IV0",
+    "3.3-IV1",
+    "3.3-IV2",
+    "3.3-IV3",
+    "3.4-IV0",
+    "3.5-IV0",
+    "3.5-IV1",
+    "3.5-IV2",
+    "3.6-IV0",
+    "3.6-IV1",
+    "3.6-IV2",
+    "3.7-IV0",
+    "3.7-IV1",
+    "3.7-IV2",
+    "3.7-IV3",
+    "3.7-IV4",
+    "3.8-IV0",
+    "3.9-IV0",
+];
+
+fn metadata_version(v: &str) -> Result<(), String> {
+    let known = METADATA_VERSIONS
+        .iter()
+        .any(|m| *m == v || m.split("-IV").next() == Some(v));
+    if known {
+        Ok(())
+    } else {
+        Err(format!("Version {v} is not a valid version"))
     }
 }
 
@@ -156,17 +238,41 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         name: "compression.type",
         kind: ConfigType::String,
         broker_synonym: Some("compression.type"),
-        doc: "producer: batches are stored exactly as the producer compressed them",
+        doc: "producer: batches are stored as the producer compressed them; a codec \
+              (uncompressed, gzip, snappy, lz4, zstd): batches in another codec are recompressed to it",
         default: |_| "producer".into(),
-        validate: |v| {
-            match v {
-            "producer" => Ok(()),
-            _ => Err(format!(
-                "compression.type '{v}' would need recompression on the broker, which Shardline does not do; \
-                 only 'producer' is accepted"
-            )),
-        }
+        validate: |v| match v {
+            "uncompressed" | "zstd" | "lz4" | "snappy" | "gzip" | "producer" => Ok(()),
+            _ => Err("String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer".into()),
         },
+    },
+    TopicConfigDef {
+        name: "compression.gzip.level",
+        kind: ConfigType::Int,
+        broker_synonym: Some("compression.gzip.level"),
+        doc: "Level of gzip when compression.type is gzip (KIP-390; -1: zlib's default)",
+        default: |_| "-1".into(),
+        validate: |v| match v.parse::<i32>() {
+            Ok(-1 | 1..=9) => Ok(()),
+            Ok(_) => Err("Value must be between 1 and 9 or equal to -1".into()),
+            Err(_) => Err("Not a number of type INT".into()),
+        },
+    },
+    TopicConfigDef {
+        name: "compression.lz4.level",
+        kind: ConfigType::Int,
+        broker_synonym: Some("compression.lz4.level"),
+        doc: "Level of lz4 when compression.type is lz4 (KIP-390)",
+        default: |_| "9".into(),
+        validate: |v| int_range(v, 1, 17),
+    },
+    TopicConfigDef {
+        name: "compression.zstd.level",
+        kind: ConfigType::Int,
+        broker_synonym: Some("compression.zstd.level"),
+        doc: "Level of zstd when compression.type is zstd (KIP-390)",
+        default: |_| "3".into(),
+        validate: |v| int_range(v, -131_072, 22),
     },
     TopicConfigDef {
         name: "preallocate",
@@ -185,13 +291,49 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         validate: boolean,
     },
     TopicConfigDef {
+        name: "message.timestamp.before.max.ms",
+        kind: ConfigType::Long,
+        broker_synonym: Some("log.message.timestamp.before.max.ms"),
+        doc: "CreateTime topics: records older than this before the broker's clock are refused (INVALID_TIMESTAMP)",
+        default: |_| i64::MAX.to_string(),
+        validate: |v| long_min(v, 0),
+    },
+    TopicConfigDef {
+        name: "message.timestamp.after.max.ms",
+        kind: ConfigType::Long,
+        broker_synonym: Some("log.message.timestamp.after.max.ms"),
+        doc: "CreateTime topics: records more than this ahead of the broker's clock are refused (INVALID_TIMESTAMP)",
+        // Kafka 4's default (Kafka 3.x: no limit).
+        default: |_| "3600000".into(),
+        validate: |v| long_min(v, 0),
+    },
+    // Kafka 3.9's deprecated topic configs, which Kafka 4 removed (it
+    // answers "Unknown topic config name"): accepted with Kafka 3.9's
+    // validation and reported, so tools and scripts written for Kafka 3
+    // keep working.
+    TopicConfigDef {
         name: "message.timestamp.difference.max.ms",
         kind: ConfigType::Long,
         broker_synonym: Some("log.message.timestamp.difference.max.ms"),
-        doc: "Accepted difference between a record's timestamp and the broker's clock",
+        doc: "[DEPRECATED, Kafka 3] Used for message.timestamp.before.max.ms and after.max.ms where those are not set",
         default: |_| i64::MAX.to_string(),
-        // Kafka 3.x's validator (Kafka 4 removed this config).
         validate: |v| long_min(v, 0),
+    },
+    TopicConfigDef {
+        name: "message.format.version",
+        kind: ConfigType::String,
+        broker_synonym: Some("log.message.format.version"),
+        doc: "[DEPRECATED, Kafka 3] Ignored: batches are always stored in format v2 (as Kafka 3 does from 3.0)",
+        default: |_| "3.0-IV1".into(),
+        validate: metadata_version,
+    },
+    TopicConfigDef {
+        name: "message.downconversion.enable",
+        kind: ConfigType::Boolean,
+        broker_synonym: Some("log.message.downconversion.enable"),
+        doc: "[DEPRECATED, Kafka 3] Ignored: old fetch versions are always down-converted",
+        default: |_| "true".into(),
+        validate: boolean,
     },
 ];
 
@@ -228,6 +370,18 @@ pub fn effective(
         .or_else(|| definition(name).map(|d| default_value(d, broker)))
 }
 
+/// `message.timestamp.before.max.ms` or `after.max.ms`: the topic's own
+/// value, else (Kafka 3.9) its deprecated `message.timestamp.difference.max.ms`,
+/// else the default.
+fn timestamp_limit(name: &str, overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -> i64 {
+    overrides
+        .get(name)
+        .or_else(|| overrides.get("message.timestamp.difference.max.ms"))
+        .and_then(|v| v.parse().ok())
+        .or_else(|| effective(name, overrides, broker).and_then(|v| v.parse().ok()))
+        .unwrap_or(i64::MAX)
+}
+
 /// Resolve the log settings of a topic.
 pub fn log_config(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -> LogConfig {
     let get = |name: &str| effective(name, overrides, broker).unwrap_or_default();
@@ -254,6 +408,30 @@ pub fn log_config(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -
         cleanup_compact: policy.split(',').any(|p| p.trim() == "compact"),
         delete_retention_ms: get("delete.retention.ms").parse().unwrap_or(86_400_000),
         log_append_time: get("message.timestamp.type") == "LogAppendTime",
+        timestamp_before_max_ms: timestamp_limit(
+            "message.timestamp.before.max.ms",
+            overrides,
+            broker,
+        ),
+        timestamp_after_max_ms: timestamp_limit(
+            "message.timestamp.after.max.ms",
+            overrides,
+            broker,
+        ),
+        compression: match get("compression.type").as_str() {
+            "uncompressed" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            "snappy" => Some(Compression::Snappy),
+            "lz4" => Some(Compression::Lz4),
+            "zstd" => Some(Compression::Zstd),
+            _ => None,
+        },
+        compression_level: match get("compression.type").as_str() {
+            "gzip" => get("compression.gzip.level").parse().ok(),
+            "lz4" => get("compression.lz4.level").parse().ok(),
+            "zstd" => get("compression.zstd.level").parse().ok(),
+            _ => None,
+        },
         flush_mode: broker.log_flush,
         flush_interval_ms: broker.log_flush_interval_ms,
         flush_interval_bytes: broker.log_flush_interval_bytes,
@@ -279,6 +457,39 @@ mod tests {
         let lc = log_config(&o, &broker);
         assert_eq!(lc.retention_ms, 1000);
         assert!(lc.cleanup_compact && lc.cleanup_delete);
+    }
+
+    #[test]
+    fn compression_and_timestamp_limits_resolve() {
+        let broker = BrokerConfig::default();
+        let mut o = BTreeMap::new();
+        let lc = log_config(&o, &broker);
+        assert_eq!(lc.compression, None);
+        assert_eq!(lc.timestamp_before_max_ms, i64::MAX);
+        assert_eq!(lc.timestamp_after_max_ms, 3_600_000);
+        o.insert("compression.type".to_string(), "zstd".to_string());
+        o.insert("compression.zstd.level".to_string(), "7".to_string());
+        o.insert("compression.gzip.level".to_string(), "2".to_string());
+        // Kafka 3.9: the deprecated difference applies where before/after are not set.
+        o.insert(
+            "message.timestamp.difference.max.ms".to_string(),
+            "1000".to_string(),
+        );
+        o.insert(
+            "message.timestamp.after.max.ms".to_string(),
+            "5".to_string(),
+        );
+        let lc = log_config(&o, &broker);
+        assert_eq!(lc.compression, Some(Compression::Zstd));
+        assert_eq!(lc.compression_level, Some(7));
+        assert_eq!(lc.timestamp_before_max_ms, 1000);
+        assert_eq!(lc.timestamp_after_max_ms, 5);
+        o.insert("compression.type".to_string(), "uncompressed".to_string());
+        let lc = log_config(&o, &broker);
+        assert_eq!(
+            (lc.compression, lc.compression_level),
+            (Some(Compression::None), None)
+        );
     }
 
     #[test]
@@ -308,6 +519,27 @@ mod tests {
             validate("no.such.config", "1").unwrap_err(),
             "Unknown topic config name: no.such.config"
         );
-        assert!(validate("compression.type", "zstd").is_err());
+        for codec in ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"] {
+            assert!(validate("compression.type", codec).is_ok());
+        }
+        assert_eq!(
+            validate("compression.type", "none").unwrap_err(),
+            "Invalid value none for configuration compression.type: \
+             String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer"
+        );
+        assert!(validate("compression.gzip.level", "-1").is_ok());
+        assert!(validate("compression.gzip.level", "0").is_err());
+        assert!(validate("compression.lz4.level", "18").is_err());
+        assert!(validate("compression.zstd.level", "-131072").is_ok());
+        assert!(validate("compression.zstd.level", "23").is_err());
+        assert!(validate("message.format.version", "0.10.0").is_ok());
+        assert!(validate("message.format.version", "3.0-IV1").is_ok());
+        assert_eq!(
+            validate("message.format.version", "0.10").unwrap_err(),
+            "Invalid value 0.10 for configuration message.format.version: \
+             Version 0.10 is not a valid version"
+        );
+        assert!(validate("message.downconversion.enable", "false").is_ok());
+        assert!(validate("message.downconversion.enable", "no").is_err());
     }
 }

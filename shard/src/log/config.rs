@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::record::Compression;
+
 /// When an appended batch counts as safe enough to acknowledge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,6 +32,16 @@ pub struct LogConfig {
     pub cleanup_compact: bool,
     pub delete_retention_ms: i64,
     pub log_append_time: bool,
+    /// CreateTime topics: a record whose timestamp is more than this before
+    /// the broker's clock is refused (INVALID_TIMESTAMP); `i64::MAX`: no limit.
+    pub timestamp_before_max_ms: i64,
+    /// ... or more than this after it.
+    pub timestamp_after_max_ms: i64,
+    /// Topic `compression.type` other than `producer`: batches in another
+    /// codec are recompressed to this one (`None`: stored as produced).
+    pub compression: Option<Compression>,
+    /// The KIP-390 level for `compression` (`None`: the codec's default).
+    pub compression_level: Option<i32>,
     pub flush_mode: FlushMode,
     pub flush_interval_ms: u64,
     pub flush_interval_bytes: u64,
@@ -60,6 +72,10 @@ impl Default for LogConfig {
             cleanup_compact: false,
             delete_retention_ms: 24 * 3600 * 1000,
             log_append_time: false,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: i64::MAX,
+            compression: None,
+            compression_level: None,
             flush_mode: FlushMode::Batch,
             flush_interval_ms: 100,
             flush_interval_bytes: 1 << 20,

@@ -16,14 +16,23 @@ pub enum LogError {
     MessageTooLarge { size: usize, max: usize },
     #[error("records must be in record batch format v2 here")]
     UnsupportedFormat,
-    #[error("a compacted topic needs a key on every record")]
-    MissingKey,
     #[error("producer epoch is older than the current one")]
     InvalidProducerEpoch,
     #[error("out of order sequence: expected {expected}, got {got}")]
     OutOfOrderSequence { expected: i32, got: i32 },
     #[error("invalid records: {0}")]
     InvalidRecord(String),
+    /// Records refused one by one (KIP-467, Kafka's
+    /// `RecordValidationException`): the whole batch is refused, and the
+    /// answer names each bad record by its index in its batch.
+    #[error("{}", record_errors_message(.errors, *.invalid_timestamp))]
+    RecordErrors {
+        /// (index of the record in its batch, why), in record order.
+        errors: Vec<(i32, String)>,
+        /// One of them is a timestamp out of range: INVALID_TIMESTAMP,
+        /// else INVALID_RECORD.
+        invalid_timestamp: bool,
+    },
     #[error("storage error: {0}")]
     Storage(String),
     /// The device (or a quota) is full: ENOSPC or EDQUOT.
@@ -35,6 +44,24 @@ pub enum LogError {
     Damaged(String),
     #[error("partition log is closed")]
     Closed,
+}
+
+/// The partition's error message, Kafka 4.4.0's text (LogValidator).
+fn record_errors_message(errors: &[(i32, String)], invalid_timestamp: bool) -> String {
+    if invalid_timestamp {
+        return "One or more records have been rejected due to invalid timestamp".into();
+    }
+    let first: Vec<String> = errors
+        .iter()
+        .take(3)
+        .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+        .collect();
+    format!(
+        "One or more records have been rejected due to {} record errors in total, \
+         and only showing the first three errors at most: [{}]",
+        errors.len(),
+        first.join(", ")
+    )
 }
 
 fn out_of_space(code: Option<i32>) -> bool {

@@ -670,3 +670,106 @@ fn preallocation_reserves_space_a_step_at_a_time() {
         assert_eq!(log.log_end_offset(), last.unwrap().last_offset + 1);
     });
 }
+
+#[test]
+fn invalid_records_are_named_and_refuse_the_whole_batch() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let config = LogConfig {
+            cleanup_compact: true,
+            timestamp_before_max_ms: 60_000,
+            ..small_config()
+        };
+        let log = open(&path, config).await;
+        let now = super::partition::now_ms();
+        let mut b = BatchBuilder::new(Compression::Gzip);
+        b.append(now, Some(Bytes::from("k")), None, vec![]).unwrap();
+        b.append(now, None, Some(Bytes::from("v")), vec![]).unwrap();
+        b.append(now - 120_000, Some(Bytes::from("k")), None, vec![])
+            .unwrap();
+        let err = log
+            .append(Bytes::from(b.build().unwrap()), AckLevel::Durable)
+            .await
+            .unwrap_err();
+        let LogError::RecordErrors {
+            errors,
+            invalid_timestamp,
+        } = err
+        else {
+            panic!("{err:?}")
+        };
+        assert!(invalid_timestamp);
+        assert_eq!(errors.len(), 2);
+        assert_eq!(
+            errors[0],
+            (
+                1,
+                "Compacted topic cannot accept message without key in topic partition t-0".into()
+            )
+        );
+        assert_eq!(errors[1].0, 2);
+        assert!(errors[1].1.starts_with(&format!(
+            "Timestamp {} of message with offset 2 is out of range",
+            now - 120_000
+        )));
+        assert_eq!(log.offsets().high_watermark, 0, "nothing appended");
+        let ok = log
+            .append(batch(2, now, 1), AckLevel::Durable)
+            .await
+            .unwrap();
+        assert_eq!(ok.base_offset, 0);
+    });
+}
+
+#[test]
+fn batches_in_another_codec_are_recompressed_and_others_kept() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let config = LogConfig {
+            compression: Some(Compression::Zstd),
+            ..small_config()
+        };
+        let log = open(&path, config).await;
+        let plain = batch_with_producer(3, 1_000, 7, Some((42, 1, 0)));
+        let mut z = BatchBuilder::new(Compression::Zstd).producer(42, 1, 3);
+        z.append(
+            2_000,
+            Some(Bytes::from("k")),
+            Some(Bytes::from("v")),
+            vec![],
+        )
+        .unwrap();
+        let zstd = Bytes::from(z.build().unwrap());
+        log.append(plain.clone(), AckLevel::Durable).await.unwrap();
+        log.append(zstd.clone(), AckLevel::Durable).await.unwrap();
+        let r = log.read(0, 1 << 20).await.unwrap();
+        let all: Vec<u8> = r.batches.iter().flat_map(|c| c.iter().copied()).collect();
+        let first = BatchView::parse_verified(&all).unwrap();
+        assert_eq!(first.compression(), Compression::Zstd);
+        assert_eq!(
+            (
+                first.producer_id(),
+                first.producer_epoch(),
+                first.base_sequence()
+            ),
+            (42, 1, 0)
+        );
+        assert_eq!(
+            (first.base_timestamp(), first.max_timestamp()),
+            (1_000, 1_002)
+        );
+        let original = BatchView::parse_verified(&plain).unwrap();
+        assert_eq!(
+            crate::record::decode_records(&first).unwrap(),
+            crate::record::decode_records(&original).unwrap()
+        );
+        // The zstd batch went through untouched: only its base offset and
+        // leader epoch (outside the CRC) are the log's.
+        let second = &all[first.size()..];
+        assert_eq!(second.len(), zstd.len());
+        assert_eq!(second[16..], zstd[16..]);
+        assert_eq!(BatchView::parse_verified(second).unwrap().base_offset(), 3);
+    });
+}

@@ -47,16 +47,36 @@ fn decompress_err(codec: Compression, err: impl std::fmt::Display) -> RecordErro
 
 /// Compress `data` with `codec`, framed as Kafka's Java client frames it.
 pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, RecordError> {
+    compress_with_level(codec, data, None)
+}
+
+/// [`compress`] at a compression level (KIP-390: the topic's
+/// `compression.gzip.level`, `compression.lz4.level` or
+/// `compression.zstd.level`); `None` is the codec's default. Snappy has none.
+pub fn compress_with_level(
+    codec: Compression,
+    data: &[u8],
+    level: Option<i32>,
+) -> Result<Vec<u8>, RecordError> {
     match codec {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            // Kafka's -1 is Deflater.DEFAULT_COMPRESSION, zlib's 6.
+            let level = match level {
+                Some(l @ 1..=9) => flate2::Compression::new(l as u32),
+                _ => flate2::Compression::default(),
+            };
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), level);
             enc.write_all(data).map_err(|e| compress_err(codec, e))?;
             enc.finish().map_err(|e| compress_err(codec, e))
         }
         Compression::Snappy => snappy_xerial_compress(data),
         Compression::Lz4 => {
-            let mut enc = lz4::EncoderBuilder::new()
+            let mut builder = lz4::EncoderBuilder::new();
+            if let Some(l) = level {
+                builder.level(l.clamp(1, 17) as u32);
+            }
+            let mut enc = builder
                 .block_mode(lz4::BlockMode::Independent)
                 .block_size(lz4::BlockSize::Max64KB)
                 .checksum(lz4::ContentChecksum::NoChecksum)
@@ -68,9 +88,8 @@ pub fn compress(codec: Compression, data: &[u8]) -> Result<Vec<u8>, RecordError>
             result.map_err(|e| compress_err(codec, e))?;
             Ok(out)
         }
-        Compression::Zstd => {
-            zstd::bulk::compress(data, ZSTD_LEVEL).map_err(|e| compress_err(codec, e))
-        }
+        Compression::Zstd => zstd::bulk::compress(data, level.unwrap_or(ZSTD_LEVEL))
+            .map_err(|e| compress_err(codec, e)),
     }
 }
 

@@ -12,10 +12,14 @@ mod reader;
 pub mod records;
 pub mod varint;
 
-pub use compression::{compress, decompress, decompress_with_limit, MAX_DECOMPRESSED_SIZE};
+pub use compression::{
+    compress, compress_with_level, decompress, decompress_with_limit, MAX_DECOMPRESSED_SIZE,
+};
 pub use error::RecordError;
 pub use legacy::{
     batches_to_message_set, build_legacy_message_set, message_set_to_batches, parse_message_set,
     LegacyMessage,
 };
-pub use records::{decode_records, BatchBuilder, Record, RecordHeader, TimestampType};
+pub use records::{
+    decode_records, recompress_batch, BatchBuilder, Record, RecordHeader, TimestampType,
+};
