@@ -539,21 +539,20 @@ BROKER = 4
 
 # Topic configs Apache Kafka 4.4.0 reports that Shardline does not: features
 # Shardline does not have (tiered storage, replication throttles, flush.*
-# knobs, compression levels, cleaner tuning, dead-letter queues, the
-# 4.0 timestamp bounds). See README "Differences from Apache Kafka".
+# knobs, cleaner tuning, dead-letter queues). See README "Differences from Apache Kafka".
 KAFKA_ONLY_TOPIC_CONFIGS = {
-    "compression.gzip.level", "compression.lz4.level", "compression.zstd.level",
     "errors.deadletterqueue.group.enable", "file.delete.delay.ms", "flush.messages", "flush.ms",
     "follower.replication.throttled.replicas", "leader.replication.throttled.replicas",
     "local.retention.bytes", "local.retention.ms", "max.compaction.lag.ms",
-    "max.decompressed.message.bytes", "message.timestamp.after.max.ms",
-    "message.timestamp.before.max.ms", "min.cleanable.dirty.ratio", "min.compaction.lag.ms",
+    "max.decompressed.message.bytes", "min.cleanable.dirty.ratio", "min.compaction.lag.ms",
     "remote.copy.lag.bytes", "remote.copy.lag.ms", "remote.log.copy.disable",
     "remote.log.delete.on.disable", "remote.storage.enable", "segment.index.bytes",
     "segment.jitter.ms",
 }
-# Removed in Kafka 4.0 (KIP-937), still reported by Shardline.
-SHARDLINE_ONLY_TOPIC_CONFIGS = {"message.timestamp.difference.max.ms"}
+# Removed in Kafka 4.0 (KIP-937, KIP-724), still accepted and reported by
+# Shardline as Kafka 3.9 does, for the 0.10-3.x clients and tools it serves.
+SHARDLINE_ONLY_TOPIC_CONFIGS = {"message.timestamp.difference.max.ms", "message.format.version",
+                                "message.downconversion.enable"}
 
 
 def topic_config_differences(out):

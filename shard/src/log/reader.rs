@@ -309,30 +309,34 @@ impl PartitionLog {
 
     /// Offset and timestamp of the record with the largest timestamp (the
     /// first such record when several share it, as Kafka answers since
-    /// KAFKA-16310); `None` if that record is not below the high watermark
-    /// yet (Kafka answers -1 then too).
+    /// KAFKA-16310); `None` if no record at or after the log start offset
+    /// and below the high watermark carries it.
+    ///
+    /// The largest timestamp is taken over whole segments, records before
+    /// the log start included (Kafka's segment maxima are too); Kafka then
+    /// names the deleted record, we name the first remaining one holding
+    /// that timestamp (README, Differences from Apache Kafka).
     pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
-        let Some((batch_offset, max_ts)) = self.max_timestamp_batch() else {
+        let Some(max_ts) = self.max_timestamp() else {
             return Ok(None);
         };
         // The segments know the batch, not the record: the first record at
         // or after the largest timestamp is the first one carrying it.
-        Ok(match self.offset_for_timestamp(max_ts).await? {
-            Some((offset, ts)) if ts == max_ts => Some((offset, ts)),
-            _ => Some((batch_offset, max_ts)),
-        })
+        Ok(self
+            .offset_for_timestamp(max_ts)
+            .await?
+            .filter(|(_, ts)| *ts == max_ts))
     }
 
-    /// The largest timestamp and an offset in the batch that carries it.
-    fn max_timestamp_batch(&self) -> Option<(i64, i64)> {
+    /// The largest record timestamp of the log's segments, if any.
+    fn max_timestamp(&self) -> Option<i64> {
         let inner = self.inner.borrow();
         inner
             .segments
             .values()
-            .filter(|s| s.offset_of_max_timestamp >= inner.log_start_offset)
-            .max_by_key(|s| s.max_timestamp)
-            .map(|s| (s.offset_of_max_timestamp, s.max_timestamp))
-            .filter(|(offset, _)| *offset < inner.high_watermark)
+            .map(|s| s.max_timestamp)
+            .filter(|ts| *ts >= 0)
+            .max()
     }
 }
 
