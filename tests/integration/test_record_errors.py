@@ -178,7 +178,10 @@ def test_librdkafka_fails_only_the_named_records_with_invalid_record(broker):
     # record of the batch got INVALID_RECORD.
     topic = unique_topic("kip467ck")
     create_topic(broker.bootstrap, topic, config={"cleanup.policy": "compact"})
-    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 200})
+    # One batch of exactly these four records, however slow the machine:
+    # librdkafka sends when batch.num.messages are queued, long before linger.
+    p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 10000,
+                  "batch.num.messages": 4})
     results = {}
 
     def report(i):
