@@ -229,6 +229,7 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
         produce,
         consume,
         failed_messages: st.produce_failed.load(Relaxed),
+        unsent_messages: st.produce_unsent.load(Relaxed),
         errors_total: errors.values().sum(),
         errors,
         broker,

@@ -137,6 +137,9 @@ pub fn producer(
         while !finished && (!expect || conn.pending.len() < cfg.in_flight) {
             if st.stop_produce.load(Relaxed) {
                 finished = true;
+                if let Some(s) = sched {
+                    record_unsent(&s, i, per_req, &st);
+                }
                 break;
             }
             let now = now_ns();
@@ -252,6 +255,25 @@ pub fn producer(
                 }
             }
         }
+    }
+}
+
+/// Under `--rate`, the requests that were due by the end of the run but
+/// never sent because the broker's answers fell behind the schedule. Each
+/// is recorded with the latency it has at least (the end of the run minus
+/// its intended send time): dropping them would hide exactly the tail an
+/// open-loop run exists to show, and leave no latency at all when every
+/// measured request is still waiting.
+fn record_unsent(sched: &Schedule, first: u64, per_req: u64, st: &RunState) {
+    let end = now_ns();
+    let mut j = first;
+    while sched.intended(j) <= end {
+        let intended = sched.intended(j);
+        if intended >= st.warmup_end_ns {
+            st.produce.hist.record(end - intended);
+            st.produce_unsent.fetch_add(per_req, Relaxed);
+        }
+        j += 1;
     }
 }
 

@@ -127,6 +127,10 @@ pub struct Report {
     pub consumed: Option<u64>,
     /// Messages in produce requests answered with an error.
     pub failed_messages: u64,
+    /// `--rate`: messages due in the measured window but never sent because
+    /// the broker fell behind (counted in the latency percentiles with the
+    /// latency they had reached when the run ended, a lower bound).
+    pub unsent_messages: u64,
     /// Failed requests/partitions by Kafka error name (CLIENT_ERROR: a
     /// connection of ours failed).
     pub errors: BTreeMap<String, u64>,
@@ -191,6 +195,12 @@ impl Report {
                     latency_line(l)
                 );
             }
+        }
+        if self.unsent_messages > 0 {
+            s += &format!(
+                "behind schedule: {} messages due were never sent (in the latency figures as lower bounds)\n",
+                self.unsent_messages
+            );
         }
         if self.errors.is_empty() {
             s += "errors: none\n";
@@ -276,6 +286,7 @@ mod tests {
             consume: None,
             consumed: None,
             failed_messages: 200,
+            unsent_messages: 0,
             errors_total: 2,
             errors,
             broker: None,

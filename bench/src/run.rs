@@ -41,6 +41,10 @@ pub struct RunState {
     pub consume: Side,
     /// Messages in produce requests that came back with an error.
     pub produce_failed: AtomicU64,
+    /// `--rate`: messages due by the end of the measured run but never sent
+    /// (the broker fell behind the schedule); their requests are in the
+    /// latency histogram with the latency they had reached at the end.
+    pub produce_unsent: AtomicU64,
     /// `--messages` for producers: each request claims its messages here.
     pub produce_budget: Option<u64>,
     pub claimed: AtomicU64,
@@ -65,6 +69,7 @@ impl RunState {
             produce: Side::default(),
             consume: Side::default(),
             produce_failed: AtomicU64::new(0),
+            produce_unsent: AtomicU64::new(0),
             produce_budget,
             claimed: AtomicU64::new(0),
             consume_target: AtomicU64::new(consume_target.unwrap_or(u64::MAX)),
