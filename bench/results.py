@@ -104,13 +104,20 @@ if REF:
         f" (KRaft, combined broker+controller), heap {(work / 'kafka_heap').read_text().strip()}, G1 as Kafka's "
         "operations guide recommends, every broker setting at its default: no fsync per write "
         "(log.flush.interval.messages unlimited; Kafka leaves durability to replication)")
+def table_head(numeric, vs_ref):
+    """Header and alignment rows: case, broker, the numeric columns, and the
+    comparison with Apache Kafka when it ran."""
+    cols = ["case", "broker", *numeric] + ([vs_ref] if REF else [])
+    align = ["---", "---"] + ["---:"] * (len(cols) - 2)
+    return ["| " + " | ".join(cols) + " |", "| " + " | ".join(align) + " |"]
+
+
 lines += [
     "",
     "## Produce, unthrottled",
     "",
-    "| case | broker | msgs/s | MB/s | % of limit | p50 ms | p99 ms | p99.9 ms | broker CPU-s/GB | peak RSS MiB | errors |"
-    + (" msgs/s vs Kafka |" if REF else ""),
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if REF else ""),
+    *table_head(["msgs/s", "MB/s", "% of limit", "p50 ms", "p99 ms", "p99.9 ms", "broker CPU-s/GB",
+                 "peak RSS MiB", "errors"], "msgs/s vs Kafka"),
 ]
 for name in cases("produce-"):
     for b in brokers:
@@ -135,9 +142,8 @@ lines += [
     "than 1 % of the offered messages still unsent when the run ended), those requests count",
     "with the latency they had reached, so the figures are lower bounds (\"≥\").",
     "",
-    "| case | broker | offered msgs/s | achieved | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | unsent | errors |"
-    + (" p99.99 vs Kafka |" if REF else ""),
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if REF else ""),
+    *table_head(["offered msgs/s", "achieved", "p50 ms", "p99 ms", "p99.9 ms", "p99.99 ms", "max ms",
+                 "unsent", "errors"], "p99.99 vs Kafka"),
 ]
 for name in cases("latency-"):
     for b in brokers:

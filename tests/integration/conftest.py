@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -266,16 +267,24 @@ def shardline_bin():
     return broker_binary()
 
 
-@pytest.fixture(scope="module")
-def broker(shardline_bin, tmp_path_factory, request):
-    """A broker shared by all tests of one module (use unique topic names)."""
-    base = tmp_path_factory.mktemp(f"broker-{request.module.__name__}")
-    b = Broker(shardline_bin, base / "data", base / "broker.log", name=request.module.__name__)
+@contextmanager
+def running(b):
+    """Start a broker object (Broker, TlsBroker, AclBroker, ...), yield it and
+    close it however the block ends: the body of every broker fixture."""
     try:
         b.start()
         yield b
     finally:
         b.close()
+
+
+@pytest.fixture(scope="module")
+def broker(shardline_bin, tmp_path_factory, request):
+    """A broker shared by all tests of one module (use unique topic names)."""
+    base = tmp_path_factory.mktemp(f"broker-{request.module.__name__}")
+    with running(Broker(shardline_bin, base / "data", base / "broker.log",
+                        name=request.module.__name__)) as b:
+        yield b
 
 
 @pytest.fixture(scope="module")

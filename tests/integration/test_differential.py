@@ -26,7 +26,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer
 
-from conftest import Broker, admin_client, unique_topic, wait_for_topic
+from conftest import Broker, admin_client, running, unique_topic, wait_for_topic
 
 # Kafka error codes used below
 NONE = 0
@@ -64,13 +64,10 @@ def shardline(shardline_bin, tmp_path_factory):
     """Shardline with the settings kafka_ref.py gives Apache Kafka where the
     defaults differ (group.initial.rebalance.delay.ms=0, num.partitions=1)."""
     base = tmp_path_factory.mktemp("shardline-differential")
-    b = Broker(shardline_bin, base / "data", base / "broker.log", name="differential",
-               extra_args=["--group-initial-rebalance-delay-ms", "0", "--num-partitions", "1"])
-    try:
-        b.start()
+    with running(Broker(shardline_bin, base / "data", base / "broker.log", name="differential",
+                        extra_args=["--group-initial-rebalance-delay-ms", "0",
+                                    "--num-partitions", "1"])) as b:
         yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -610,30 +607,40 @@ SEGMENT_MS = {"kafka": ("604800000", False, DEFAULT_CONFIG, False, 5, ()),
                             (("log.roll.ms", "604800000", DEFAULT_CONFIG),))}
 
 
-def test_describe_configs_topic_defaults(brokers):
-    topic = unique_topic("diff-cfg-default")
-
+def describe_new_topic(brokers, topic, configs=None):
+    """Create `topic` on both brokers and compare its DescribeConfigs."""
     def scenario(bootstrap):
         with Raw(bootstrap) as raw:
-            assert raw.create_topic(topic)["error_code"] == NONE
+            assert raw.create_topic(topic, configs=configs)["error_code"] == NONE
             # Kafka's brokers learn of a new topic from the metadata log a
             # moment later; until then DescribeConfigs answers UNKNOWN_TOPIC.
             wait_for_topic(bootstrap, topic, 1)
             return describe_configs(raw, TOPIC, topic)
 
-    d = topic_config_differences(run_both(brokers, scenario))
-    assert d == {
+    return topic_config_differences(run_both(brokers, scenario))
+
+
+def documented_differences(retention_ms):
+    """What test_describe_configs_topic_* expect, `retention_ms` being
+    {"kafka": .., "shardline": ..} of that config (the one that varies)."""
+    return {
         "kafka only": KAFKA_ONLY_TOPIC_CONFIGS,
         "shardline only": SHARDLINE_ONLY_TOPIC_CONFIGS,
         "differing": {
             "min.insync.replicas": MIN_ISR,
             "preallocate": PREALLOCATE,
-            "retention.ms": {"kafka": ("604800000", False, DEFAULT_CONFIG, False, 5, ()),
-                             "shardline": ("259200000", False, DEFAULT_CONFIG, False, 5,
-                                           (("log.retention.ms", "259200000", DEFAULT_CONFIG),))},
+            "retention.ms": retention_ms,
             "segment.ms": SEGMENT_MS,
         },
     }
+
+
+def test_describe_configs_topic_defaults(brokers):
+    d = describe_new_topic(brokers, unique_topic("diff-cfg-default"))
+    assert d == documented_differences({
+        "kafka": ("604800000", False, DEFAULT_CONFIG, False, 5, ()),
+        "shardline": ("259200000", False, DEFAULT_CONFIG, False, 5,
+                      (("log.retention.ms", "259200000", DEFAULT_CONFIG),))})
 
 
 def test_describe_configs_topic_overrides(brokers):
@@ -642,28 +649,13 @@ def test_describe_configs_topic_overrides(brokers):
     topic = unique_topic("diff-cfg-over")
     overrides = {"retention.ms": "1000", "cleanup.policy": "compact", "max.message.bytes": "2000",
                  "message.timestamp.type": "LogAppendTime"}
-
-    def scenario(bootstrap):
-        with Raw(bootstrap) as raw:
-            assert raw.create_topic(topic, configs=overrides)["error_code"] == NONE
-            wait_for_topic(bootstrap, topic, 1)
-            return describe_configs(raw, TOPIC, topic)
-
-    d = topic_config_differences(run_both(brokers, scenario))
-    assert d == {
-        "kafka only": KAFKA_ONLY_TOPIC_CONFIGS,
-        "shardline only": SHARDLINE_ONLY_TOPIC_CONFIGS,
-        "differing": {
-            "min.insync.replicas": MIN_ISR,
-            "preallocate": PREALLOCATE,
-            "retention.ms": {"kafka": ("1000", False, DYNAMIC_TOPIC_CONFIG, False, 5,
-                                       (("retention.ms", "1000", DYNAMIC_TOPIC_CONFIG),)),
-                             "shardline": ("1000", False, DYNAMIC_TOPIC_CONFIG, False, 5,
-                                           (("retention.ms", "1000", DYNAMIC_TOPIC_CONFIG),
-                                            ("log.retention.ms", "259200000", DEFAULT_CONFIG)))},
-            "segment.ms": SEGMENT_MS,
-        },
-    }
+    d = describe_new_topic(brokers, topic, overrides)
+    assert d == documented_differences({
+        "kafka": ("1000", False, DYNAMIC_TOPIC_CONFIG, False, 5,
+                  (("retention.ms", "1000", DYNAMIC_TOPIC_CONFIG),)),
+        "shardline": ("1000", False, DYNAMIC_TOPIC_CONFIG, False, 5,
+                      (("retention.ms", "1000", DYNAMIC_TOPIC_CONFIG),
+                       ("log.retention.ms", "259200000", DEFAULT_CONFIG)))})
 
     def some_keys(bootstrap):
         with Raw(bootstrap) as raw:

@@ -30,7 +30,7 @@ from confluent_kafka.admin import (
 
 from conftest import (
     Broker, admin_client, assert_delivered, consumer_conf, consume, create_topic, free_port, produce,
-    unique_topic, watermarks,
+    running, unique_topic, watermarks,
 )
 from java import run_java
 from test_acls import AclBroker
@@ -66,24 +66,17 @@ def sl(shardline_bin, tmp_path_factory):
     """Shardline, with Kafka's test-friendly group.initial.rebalance.delay.ms
     (kafka_ref runs with 0 too)."""
     base = tmp_path_factory.mktemp("broker-kafka-tools")
-    b = Broker(shardline_bin, base / "data", base / "broker.log", name="kafka-tools",
-               extra_args=["--group-initial-rebalance-delay-ms", "0"])
-    try:
-        b.start()
+    with running(Broker(shardline_bin, base / "data", base / "broker.log", name="kafka-tools",
+                        extra_args=["--group-initial-rebalance-delay-ms", "0"])) as b:
         yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture(scope="module")
 def ab(shardline_bin, tmp_path_factory):
     """Shardline with SASL_PLAINTEXT, the authorizer and super user admin."""
-    b = AclBroker(shardline_bin, tmp_path_factory.mktemp("broker-kafka-tools-acl"), free_port())
-    try:
-        b.start()
+    with running(AclBroker(shardline_bin, tmp_path_factory.mktemp("broker-kafka-tools-acl"),
+                           free_port())) as b:
         yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture(scope="module")

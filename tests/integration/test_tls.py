@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    HOST, Broker, ConfigBroker, admin_client, consume, create_topic, free_port, produce, unique_topic,
+    HOST, Broker, ConfigBroker, admin_client, consume, create_topic, free_port, produce, running,
+    unique_topic,
 )
 from pki import Ca, serial_of, serial_of_der
 
@@ -66,12 +67,8 @@ class TlsBroker(ConfigBroker):
 
 @pytest.fixture(scope="module")
 def tb(shardline_bin, tmp_path_factory):
-    b = TlsBroker(shardline_bin, tmp_path_factory.mktemp("broker-tls"))
-    try:
-        b.start()
+    with running(TlsBroker(shardline_bin, tmp_path_factory.mktemp("broker-tls"))) as b:
         yield b
-    finally:
-        b.close()
 
 
 @pytest.fixture(scope="module")

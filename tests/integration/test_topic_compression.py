@@ -99,17 +99,25 @@ def test_batches_are_recompressed_to_the_topic_codec(broker, topic_codec, produc
     check_recompressed(broker.bootstrap, topic, topic_codec)
 
 
+def produce_and_fetch(bootstrap, topic, batch):
+    """Produce v8 of one raw batch to partition 0, then the partition's
+    batches as stored."""
+    s = connect(At(bootstrap))
+    try:
+        assert produce_v8(s, topic, 0, batch)["error"] == 0
+        err, _, batches = fetch_batches(s, topic, 0, 0)
+    finally:
+        s.close()
+    assert err == 0
+    return batches
+
+
 def test_a_batch_already_in_the_topic_codec_is_stored_as_sent(broker):
     topic = unique_topic("cmp-same")
     create_topic(broker.bootstrap, topic, config={"compression.type": "gzip"})
     sent = record_batch([(b"k%d" % i, b"v%d" % i * 40) for i in range(5)], codec=1)
-    s = connect(At(broker.bootstrap))
-    try:
-        assert produce_v8(s, topic, 0, sent)["error"] == 0
-        err, _, batches = fetch_batches(s, topic, 0, 0)
-    finally:
-        s.close()
-    assert err == 0 and len(batches) == 1
+    batches = produce_and_fetch(broker.bootstrap, topic, sent)
+    assert len(batches) == 1
     # Base offset (0) and the CRC'd part are the producer's bytes; only the
     # partition leader epoch (outside the CRC) is the broker's.
     assert batches[0][:12] == sent[:12] and batches[0][16:] == sent[16:]
@@ -125,13 +133,8 @@ def test_compression_levels_apply(broker):
         topic = unique_topic(f"cmp-l{level}")
         create_topic(broker.bootstrap, topic, config={"compression.type": "gzip",
                                                       "compression.gzip.level": level})
-        s = connect(At(broker.bootstrap))
-        try:
-            assert produce_v8(s, topic, 0, sent)["error"] == 0
-            err, _, batches = fetch_batches(s, topic, 0, 0)
-        finally:
-            s.close()
-        assert err == 0 and len(batches) == 1 and batch_codec(batches[0]) == 1
+        batches = produce_and_fetch(broker.bootstrap, topic, sent)
+        assert len(batches) == 1 and batch_codec(batches[0]) == 1
         records = batch_records(batches[0])  # kafka-python decodes gzip and checks the CRC
         assert [(k, v) for _, _, k, v, _ in records] == [(b"k%d" % i, text[i * 40:i * 40 + 400])
                                                          for i in range(200)]

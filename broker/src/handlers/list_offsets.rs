@@ -8,6 +8,7 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
+use shard::log::LogError;
 
 use super::errors::log_error_code;
 use super::RequestContext;
@@ -29,54 +30,49 @@ struct Found {
     leader_epoch: i32,
 }
 
+impl Found {
+    fn error(code: i16) -> Found {
+        Found {
+            error: code,
+            offset: -1,
+            timestamp: -1,
+            leader_epoch: -1,
+        }
+    }
+
+    /// As Kafka: no offset found, no leader epoch either.
+    fn hit(offset: i64, timestamp: i64) -> Found {
+        Found {
+            error: 0,
+            offset,
+            timestamp,
+            leader_epoch: if offset < 0 { -1 } else { 0 },
+        }
+    }
+
+    /// A lookup in the log: the record's (offset, timestamp), none, or why not.
+    fn of(found: Result<Option<(i64, i64)>, LogError>) -> Found {
+        match found {
+            Ok(Some((offset, ts))) => Found::hit(offset, ts),
+            Ok(None) => Found::hit(-1, -1),
+            Err(e) => Found::error(log_error_code(&e)),
+        }
+    }
+}
+
 async fn lookup(state: Rc<ShardState>, topic: String, partition: i32, timestamp: i64) -> Found {
     let Some(log) = state.log(&topic, partition) else {
-        return Found {
-            error: ResponseError::NotLeaderOrFollower.code(),
-            offset: -1,
-            timestamp: -1,
-            leader_epoch: -1,
-        };
+        return Found::error(ResponseError::NotLeaderOrFollower.code());
     };
     let o = log.offsets();
-    // As Kafka: no offset found, no leader epoch either.
-    let hit = |offset: i64, timestamp| Found {
-        error: 0,
-        offset,
-        timestamp,
-        leader_epoch: if offset < 0 { -1 } else { 0 },
-    };
     match timestamp {
-        LATEST => hit(o.high_watermark, -1),
-        EARLIEST | EARLIEST_LOCAL => hit(o.log_start_offset, -1),
+        LATEST => Found::hit(o.high_watermark, -1),
+        EARLIEST | EARLIEST_LOCAL => Found::hit(o.log_start_offset, -1),
         // No tiered storage: nothing is tiered.
-        LATEST_TIERED => hit(-1, -1),
-        MAX_TIMESTAMP => match log.max_timestamp_offset().await {
-            Ok(Some((offset, ts))) => hit(offset, ts),
-            Ok(None) => hit(-1, -1),
-            Err(e) => Found {
-                error: log_error_code(&e),
-                offset: -1,
-                timestamp: -1,
-                leader_epoch: -1,
-            },
-        },
-        ts if ts >= 0 => match log.offset_for_timestamp(ts).await {
-            Ok(Some((offset, ts))) => hit(offset, ts),
-            Ok(None) => hit(-1, -1),
-            Err(e) => Found {
-                error: log_error_code(&e),
-                offset: -1,
-                timestamp: -1,
-                leader_epoch: -1,
-            },
-        },
-        _ => Found {
-            error: ResponseError::InvalidRequest.code(),
-            offset: -1,
-            timestamp: -1,
-            leader_epoch: -1,
-        },
+        LATEST_TIERED => Found::hit(-1, -1),
+        MAX_TIMESTAMP => Found::of(log.max_timestamp_offset().await),
+        ts if ts >= 0 => Found::of(log.offset_for_timestamp(ts).await),
+        _ => Found::error(ResponseError::InvalidRequest.code()),
     }
 }
 
