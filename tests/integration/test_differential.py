@@ -937,17 +937,29 @@ def describe_group(bootstrap, group):
             "members": {m.client_id: decode_assignment(bytes(m.member_assignment)) for m in g.members}}
 
 
-def wait_group(bootstrap, group, cond, timeout=40, consumers=()):
+def describe_consumer_group(bootstrap, group):
+    """State, type, assignor and {client id: partitions} of a group as the
+    AdminClient sees it (librdkafka: ConsumerGroupDescribe for KIP-848
+    groups, DescribeGroups for classic ones)."""
+    admin = admin_client(bootstrap)  # held: a destroyed client never completes its futures
+    d = admin.describe_consumer_groups([group])[group].result(timeout=30)
+    return {"error_code": NONE, "state": d.state.name.capitalize(), "type": d.type.name,
+            "assignor": d.partition_assignor,
+            "members": {m.client_id: sorted(tp.partition for tp in m.assignment.topic_partitions)
+                        for m in d.members}}
+
+
+def wait_group(bootstrap, group, cond, timeout=40, consumers=(), describe=describe_group):
     deadline = time.monotonic() + timeout
     while True:
-        d = describe_group(bootstrap, group)
+        d = describe(bootstrap, group)
         if cond(d) or time.monotonic() > deadline:
             return d
         for c in consumers:
             c.poll(0.1)
 
 
-def two_consumers_scenario(bootstrap, topic, group, extra):
+def two_consumers_scenario(bootstrap, topic, group, extra, describe=describe_group):
     """c1 subscribes and gets every partition; c2 joins and they share; c2
     leaves and c1 has all again; c1 leaves and the group is Empty."""
     res = {}
@@ -966,23 +978,25 @@ def two_consumers_scenario(bootstrap, topic, group, extra):
     try:
         c1.subscribe([topic], **tracker("c1"))
         assert poll_until([c1], lambda: assigned["c1"] == {0, 1, 2, 3}), assigned
-        res["one member"] = wait_group(bootstrap, group, lambda d: d["state"] == "Stable", consumers=[c1])
+        res["one member"] = wait_group(bootstrap, group, lambda d: d["state"] == "Stable",
+                                       consumers=[c1], describe=describe)
         c2.subscribe([topic], **tracker("c2"))
         assert poll_until([c1, c2], lambda: assigned["c2"] and assigned["c1"] | assigned["c2"] == {0, 1, 2, 3}
                           and not assigned["c1"] & assigned["c2"]), assigned
         res["two members"] = wait_group(
             bootstrap, group, lambda d: d["state"] == "Stable" and len(d["members"]) == 2
-            and sum(len(p) for p in d["members"].values()) == 4, consumers=[c1, c2])
+            and sum(len(p) for p in d["members"].values()) == 4, consumers=[c1, c2], describe=describe)
         res["seen by clients"] = {k: sorted(v) for k, v in assigned.items()}
         c2.close()
         c2 = None
         assert poll_until([c1], lambda: assigned["c1"] == {0, 1, 2, 3}), assigned
         res["after c2 left"] = wait_group(
             bootstrap, group, lambda d: d["state"] == "Stable" and len(d["members"]) == 1
-            and d["members"].get("c1") == [0, 1, 2, 3], consumers=[c1])
+            and d["members"].get("c1") == [0, 1, 2, 3], consumers=[c1], describe=describe)
         c1.close()
         c1 = None
-        res["after both left"] = wait_group(bootstrap, group, lambda d: d["state"] == "Empty")
+        res["after both left"] = wait_group(bootstrap, group, lambda d: d["state"] == "Empty",
+                                            describe=describe)
     finally:
         for c in (c1, c2):
             if c is not None:
@@ -1007,6 +1021,33 @@ def test_classic_group_assignments(brokers, assignor):
 
     out = run_both(brokers, scenario)
     assert out["kafka"]["two members"]["protocol_type"] == "consumer"
+    assert_same(out)
+
+
+@pytest.mark.parametrize("assignor", ["uniform", "range"])
+def test_consumer_group_kip848(brokers, assignor):
+    """The same two-consumer story with KIP-848 consumers
+    (group.protocol=consumer; the broker assigns), described with
+    ConsumerGroupDescribe. Member ids are random UUIDs, so which member
+    gets which partitions may differ: two members compare by their counts."""
+    topic = unique_topic("diff-848")
+    group = unique_topic(f"diff-848-{assignor}")
+
+    def scenario(bootstrap):
+        with Raw(bootstrap) as raw:
+            assert raw.create_topic(topic, partitions=4)["error_code"] == NONE
+        wait_for_topic(bootstrap, topic, 4)
+        res = two_consumers_scenario(bootstrap, topic, group,
+                                     {"group.protocol": "consumer", "group.remote.assignor": assignor},
+                                     describe=describe_consumer_group)
+        two = res["two members"]
+        two["members"] = sorted(len(p) for p in two["members"].values())
+        res["seen by clients"] = sorted(len(p) for p in res["seen by clients"].values())
+        return res
+
+    out = run_both(brokers, scenario)
+    assert out["kafka"]["two members"]["type"] == "CONSUMER"
+    assert out["kafka"]["two members"]["assignor"] == assignor
     assert_same(out)
 
 

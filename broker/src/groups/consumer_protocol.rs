@@ -285,15 +285,31 @@ impl ConsumerGroup {
         changed
     }
 
+    /// The server assignor the group uses, as Kafka's
+    /// `ConsumerGroup.computePreferredServerAssignor`: the one most members
+    /// ask for (ties: the first by name, where Kafka's pick is hash order),
+    /// else the broker's default, `uniform`, which is also what an empty
+    /// group reports.
+    pub fn preferred_assignor(&self) -> String {
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for a in self
+            .members
+            .values()
+            .filter_map(|m| m.server_assignor.as_deref())
+        {
+            *votes.entry(a).or_default() += 1;
+        }
+        votes
+            .into_iter()
+            .max_by(|(a, x), (b, y)| x.cmp(y).then(b.cmp(a)))
+            .map_or_else(|| "uniform".to_string(), |(a, _)| a.to_string())
+    }
+
     fn compute_target(&mut self) {
         if self.assignment_epoch >= self.epoch {
             return;
         }
-        self.assignor = self
-            .members
-            .values()
-            .find_map(|m| m.server_assignor.clone())
-            .unwrap_or_else(|| "uniform".into());
+        self.assignor = self.preferred_assignor();
         let subs: BTreeMap<String, Vec<String>> = self
             .members
             .iter()

@@ -179,7 +179,7 @@ pub async fn describe(
                     .with_group_state(sb(g.state_name()))
                     .with_group_epoch(g.epoch)
                     .with_assignment_epoch(g.assignment_epoch)
-                    .with_assignor_name(sb(g.assignor.clone()))
+                    .with_assignor_name(sb(g.preferred_assignor()))
                     .with_members(
                         g.members
                             .values()

@@ -421,3 +421,26 @@ fn run_fetch(c: &Coordinator) -> Vec<String> {
         .map(|(t, _)| t)
         .collect()
 }
+
+#[test]
+fn preferred_assignor_is_the_most_asked_for_else_uniform() {
+    // As Kafka's computePreferredServerAssignor; an empty group reports the
+    // default (Kafka 4.4 describes it so, test_differential checks).
+    let mut g = ConsumerGroup::new("g".into());
+    assert_eq!(g.preferred_assignor(), "uniform");
+    let member = |a: Option<&str>| ConsumerMember {
+        server_assignor: a.map(str::to_string),
+        ..Default::default()
+    };
+    g.members.insert("a".into(), member(Some("range")));
+    assert_eq!(g.preferred_assignor(), "range");
+    g.members.insert("b".into(), member(Some("uniform")));
+    g.members.insert("c".into(), member(Some("uniform")));
+    g.members.insert("d".into(), member(None));
+    assert_eq!(g.preferred_assignor(), "uniform");
+    g.members.remove("c");
+    // A tie: the first by name.
+    assert_eq!(g.preferred_assignor(), "range");
+    g.members.clear();
+    assert_eq!(g.preferred_assignor(), "uniform");
+}
