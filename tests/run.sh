@@ -115,6 +115,19 @@ done_step "$CURRENT_STEP"
 
 # ---------------------------------------------------------------- cargo
 if [ "${SKIP_BUILD:-0}" != "1" ]; then
+  # The rules every commit follows, checked here too: formatting, and clippy
+  # with warnings as errors (the workspace lints in Cargo.toml deny holding a
+  # RefCell borrow or a lock across .await).
+  CURRENT_STEP="cargo fmt --check, clippy"
+  step "$CURRENT_STEP"
+  for c in rustfmt clippy; do
+    cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || rustup component add "$c" \
+      || { echo "the $c component is missing and rustup could not add it" >&2; exit 1; }
+  done
+  cargo fmt --all --check
+  cargo clippy --workspace --all-targets -- -D warnings
+  done_step "$CURRENT_STEP"
+
   CURRENT_STEP="cargo build --release"
   step "$CURRENT_STEP"
   cargo build --release
@@ -130,7 +143,7 @@ fi
 CURRENT_STEP="pytest tests/integration"
 step "$CURRENT_STEP"
 export SHARDLINE_BIN="${SHARDLINE_BIN:-$ROOT/target/release/shardline}"
-# The whole suite takes ~3 minutes; a run still going after 30 (e.g. a client
+# The whole suite takes ~13 minutes; a run still going after 30 (e.g. a client
 # thread keeping the interpreter alive after the last test) is a failure,
 # not something to wait out until CI's limit.
 timeout --kill-after=15 1800 "$VENV/bin/python" -m pytest tests/integration -v --timeout 300 -p no:cacheprovider "$@"
