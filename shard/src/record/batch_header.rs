@@ -252,6 +252,12 @@ pub fn set_log_append_time(buf: &mut [u8], now_ms: i64) {
     buf[21..23].copy_from_slice(&attributes.to_be_bytes());
     buf[27..35].copy_from_slice(&now_ms.to_be_bytes());
     buf[35..43].copy_from_slice(&now_ms.to_be_bytes());
+    update_crc(buf);
+}
+
+/// Recompute the CRC32C of the batch at `buf[0]` (attributes to the end)
+/// after a change inside it.
+pub fn update_crc(buf: &mut [u8]) {
     let crc = crc32c::crc32c(&buf[CRC_START..]);
     buf[17..21].copy_from_slice(&crc.to_be_bytes());
 }

@@ -8,7 +8,7 @@
 use bytes::{BufMut, Bytes};
 
 use super::batch_header::{
-    BatchError, BatchView, Compression, BATCH_HEADER_LEN, CRC_START, LOG_OVERHEAD, NO_PRODUCER_ID,
+    update_crc, BatchError, BatchView, Compression, BATCH_HEADER_LEN, LOG_OVERHEAD, NO_PRODUCER_ID,
     NO_SEQUENCE,
 };
 use super::compression::{compress, decompress};
@@ -363,8 +363,7 @@ impl BatchBuilder {
         out.put_i32(self.record_count as i32);
         debug_assert_eq!(out.len(), BATCH_HEADER_LEN);
         out.extend_from_slice(&payload);
-        let crc = crc32c::crc32c(&out[CRC_START..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        update_crc(&mut out);
         Ok(out)
     }
 }
@@ -394,8 +393,7 @@ pub fn recompress_batch(
     out[8..12].copy_from_slice(&batch_length.to_be_bytes());
     let attributes = (batch.attributes() & !0x07) | codec.id();
     out[21..23].copy_from_slice(&attributes.to_be_bytes());
-    let crc = crc32c::crc32c(&out[CRC_START..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    update_crc(&mut out);
     Ok(out)
 }
 
@@ -625,8 +623,7 @@ mod tests {
     /// Rewrite the record count, and the CRC so only the count is wrong.
     fn with_count(mut bytes: Vec<u8>, count: i32) -> Vec<u8> {
         bytes[57..61].copy_from_slice(&count.to_be_bytes());
-        let crc = crc32c::crc32c(&bytes[CRC_START..]);
-        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        update_crc(&mut bytes);
         bytes
     }
 
