@@ -18,7 +18,8 @@ work, out = Path(sys.argv[1]), Path(sys.argv[2])
 limits = json.loads((work / "limits.json").read_text())
 brokers = [b for b in (work / "brokers").read_text().split() if (work / "json" / b).is_dir()]
 runs = {b: {p.stem: json.loads(p.read_text()) for p in sorted((work / "json" / b).glob("*.json"))} for b in brokers}
-NAMES = {"shardline": "Shardline", "shardline-interval": "Shardline (log_flush = interval)", "kafka": "Apache Kafka"}
+NAMES = {"shardline": "Shardline", "shardline-interval": "Shardline (log_flush = interval)", "kafka": "Apache Kafka",
+         "shardline-base": "Shardline, the older build given as BASE_BIN (before/after)"}
 REF = "kafka" if "kafka" in brokers else None
 
 

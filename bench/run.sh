@@ -6,6 +6,8 @@
 #   bash bench/run.sh                      # Shardline only (~5 minutes)
 #   bash bench/run.sh --against kafka      # the same cases against Apache Kafka 4.x too, one table
 #   bash bench/run.sh --against kafka,shardline-interval   # also Shardline with log_flush = interval
+#   BASE_BIN=/path/to/old/shardline bash bench/run.sh --against shardline-base
+#                                          # before/after: an older build in the same run, same cases
 #   DURATION=10s bash bench/run.sh         # longer measured runs
 #   SKIP_BUILD=1 bash bench/run.sh         # reuse target/release binaries and tests/java jars
 #   BROKER_ARGS="--log-flush interval" bash bench/run.sh
@@ -51,7 +53,10 @@ for b in "${extra[@]}"; do
   case "$b" in
     "") ;;
     kafka|shardline-interval) BROKERS+=("$b") ;;
-    *) echo "--against: unknown broker '$b' (kafka, shardline-interval)" >&2; exit 2 ;;
+    shardline-base)
+      [ -x "${BASE_BIN:-}" ] || { echo "--against shardline-base needs BASE_BIN=<an older shardline binary>" >&2; exit 2; }
+      BROKERS+=("$b") ;;
+    *) echo "--against: unknown broker '$b' (kafka, shardline-interval, shardline-base)" >&2; exit 2 ;;
   esac
 done
 
@@ -110,11 +115,12 @@ start_broker() { # label
   rm -rf "$WORK/data"; mkdir -p "$WORK/data"
   echo "==> $label on 127.0.0.1:$PORT (cores $BROKER_CPUS, data in $WORK/data)"
   case "$label" in
-    shardline|shardline-interval)
-      local flush=()
+    shardline|shardline-interval|shardline-base)
+      local flush=() bin="$BIN/shardline"
       [ "$label" = shardline-interval ] && flush=(--log-flush interval)
+      [ "$label" = shardline-base ] && bin="$BASE_BIN"
       # shellcheck disable=SC2086
-      "$BIN/shardline" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --shards "$SHARDS" \
+      "$bin" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --shards "$SHARDS" \
         "${flush[@]}" ${BROKER_ARGS:-} > "$WORK/$label.log" 2>&1 &
       BROKER_PID=$!; MEASURED_PID=$BROKER_PID
       for _ in $(seq 1 100); do

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Result};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::compress::Codec;
+use shardline_record::Compression;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -67,7 +67,7 @@ pub struct SoakArgs {
     pub sample_every: Duration,
     /// How often to also probe with a NEW connection (and once at the end).
     /// Keep it rare: every accepted connection resets the broker's accept
-    /// path, which would hide a leak there (the glommio waker leak that
+    /// path, which would hide a leak there (the executor's waker leak that
     /// stopped brokers after 27 minutes grew only while nobody connected)
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub connect_probe_every: Duration,
@@ -122,8 +122,18 @@ pub struct RunArgs {
     /// 0, 1 or all
     #[arg(long, default_value = "1", value_parser = parse_acks)]
     pub acks: i16,
-    #[arg(long, value_enum, default_value_t = Codec::None)]
-    pub compression: Codec,
+    /// Codec of the produced batches
+    #[arg(long, default_value = "none", value_parser = parse_codec)]
+    pub compression: Compression,
+    /// produce/e2e: a side connection creates and deletes a one-partition
+    /// topic this many times a second (e.g. 5, 0.5) while producing; the
+    /// report gives the cycles done and the produce p99.99 in that window
+    #[arg(long, value_parser = parse_rate)]
+    pub admin_churn: Option<f64>,
+    /// segment.bytes of the topic --create-topic creates (and of the churned
+    /// topics), e.g. 1MiB, to force frequent segment rolls
+    #[arg(long, value_parser = parse_size)]
+    pub segment_bytes: Option<usize>,
     /// Target messages per second (open loop, e.g. 100k); default: unthrottled
     #[arg(long, value_parser = parse_count)]
     pub rate: Option<u64>,
@@ -249,6 +259,21 @@ pub fn parse_acks(s: &str) -> Result<i16> {
     }
 }
 
+/// A positive rate per second, fractions allowed (`5`, `0.5`).
+pub fn parse_rate(s: &str) -> Result<f64> {
+    let r: f64 = s.trim().parse().map_err(|_| anyhow!("bad rate {s:?}"))?;
+    if !r.is_finite() || r <= 0.0 {
+        bail!("rate must be above 0, got {s:?}");
+    }
+    Ok(r)
+}
+
+/// A codec by its Kafka name.
+pub fn parse_codec(s: &str) -> Result<Compression> {
+    Compression::from_name(s)
+        .ok_or_else(|| anyhow::anyhow!("compression must be none, gzip, snappy, lz4 or zstd"))
+}
+
 impl RunArgs {
     /// Records per batch: the flag, or about 512 KiB of records (well under
     /// the usual 1 MiB message.max.bytes), at most 10k records.
@@ -333,7 +358,7 @@ mod tests {
         };
         assert_eq!(a.message_size, 1024);
         assert_eq!(a.acks, -1);
-        assert_eq!(a.compression, Codec::Lz4);
+        assert_eq!(a.compression, Compression::Lz4);
         assert_eq!(a.rate, Some(50_000));
         assert_eq!(a.duration, Duration::from_secs(3));
         assert!(!a.pin && a.json);

@@ -6,47 +6,30 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, ListOffsetsRequest, MetadataRequest, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, ListOffsetsRequest, TopicName,
 };
 
-use crate::conn::{error_name, sb, Conn};
+use shardline_client::{check, check_created, creatable_topic, partition_leaders, PartitionLeader};
+
+use crate::conn::{self, error_name, sb, Conn};
 
 pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
 
 /// A partition and the advertised host:port of its leader.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
-    pub partition: i32,
-    pub leader: String,
-}
-
-pub fn connect_bootstrap(bootstrap: &str) -> Result<Conn> {
-    let mut last = None;
-    for addr in bootstrap
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        match Conn::connect(addr) {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow!("no bootstrap address given")))
-}
+pub type Part = PartitionLeader;
 
 /// The first `want` partitions of `topic` (all when `None`) with leaders,
-/// creating the topic when `create` and it does not exist.
+/// creating the topic with the configs in `create` when given and it does
+/// not exist.
 pub fn topic_parts(
     conn: &mut Conn,
     topic: &str,
     want: Option<u32>,
-    create: bool,
+    create: Option<&[(String, String)]>,
 ) -> Result<Vec<Part>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut created = false;
@@ -67,11 +50,11 @@ pub fn topic_parts(
                 }
                 return Ok(parts);
             }
-            Err(code) if code == 3 && create && !created => {
-                create_topic(conn, topic, want.unwrap_or(1) as i32)?;
+            Err(3) if !created && create.is_some() => {
+                create_topic(conn, topic, want.unwrap_or(1) as i32, create.unwrap())?;
                 created = true;
             }
-            Err(3) if !create => {
+            Err(3) if create.is_none() => {
                 bail!("topic {topic} does not exist (pass --create-topic to create it)")
             }
             Err(code) if Instant::now() >= deadline => {
@@ -103,65 +86,50 @@ fn wait_until_served(topic: &str, parts: &[Part], deadline: Instant) -> Result<(
 /// Partitions and leaders, or the error code that prevents using them yet
 /// (topic error, or a partition without leader reported as LEADER_NOT_AVAILABLE).
 pub fn metadata(conn: &mut Conn, topic: &str) -> Result<std::result::Result<Vec<Part>, i16>> {
-    let v = conn.version(ApiKey::Metadata)?;
-    let req = MetadataRequest::default()
-        // Only v4+ can ask not to auto-create; we create explicitly instead.
-        .with_allow_auto_topic_creation(v < 4)
-        .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_name(Some(TopicName(sb(topic))))
-        ]));
-    let resp = conn.call(&req)?;
-    let brokers: HashMap<i32, String> = resp
-        .brokers
-        .iter()
-        .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
-        .collect();
-    let Some(t) = resp.topics.into_iter().next() else {
-        bail!("Metadata returned no topics");
-    };
-    if t.error_code != 0 {
-        return Ok(Err(t.error_code));
-    }
-    if t.partitions.is_empty() {
-        return Ok(Err(5));
-    }
-    let mut parts = Vec::new();
-    for p in t.partitions {
-        let Some(leader) = brokers.get(&p.leader_id.0) else {
-            return Ok(Err(5)); // LEADER_NOT_AVAILABLE
-        };
-        if p.error_code != 0 {
-            return Ok(Err(p.error_code));
-        }
-        parts.push(Part {
-            partition: p.partition_index,
-            leader: leader.clone(),
-        });
-    }
-    parts.sort_by_key(|p| p.partition);
-    Ok(Ok(parts))
+    partition_leaders(conn, topic)
 }
 
-fn create_topic(conn: &mut Conn, topic: &str, partitions: i32) -> Result<()> {
+/// CreateTopics of `topic` with `configs` (e.g. `segment.bytes`); the topic
+/// existing already is fine.
+pub fn create_topic(
+    conn: &mut Conn,
+    topic: &str,
+    partitions: i32,
+    configs: &[(String, String)],
+) -> Result<()> {
     let v = conn.version(ApiKey::CreateTopics)?;
     // -1 (broker default replication) needs v4; older brokers get 1.
     let rf = if v >= 4 { -1 } else { 1 };
     let req = CreateTopicsRequest::default()
         .with_timeout_ms(30_000)
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(sb(topic)))
-            .with_num_partitions(partitions)
-            .with_replication_factor(rf)]);
+        .with_topics(vec![creatable_topic(topic, partitions, rf, configs)]);
+    let resp = conn.call(&req)?;
+    // Someone else creating it at the same time is fine.
+    check_created(&resp, topic, true)
+}
+
+/// DeleteTopics of `topic` by name.
+pub fn delete_topic(conn: &mut Conn, topic: &str) -> Result<()> {
+    let v = conn.version(ApiKey::DeleteTopics)?;
+    let req = DeleteTopicsRequest::default().with_timeout_ms(30_000);
+    // v6 names topics in `topics` (which may carry ids instead).
+    let req = if v >= 6 {
+        req.with_topics(vec![
+            DeleteTopicState::default().with_name(Some(TopicName(sb(topic))))
+        ])
+    } else {
+        req.with_topic_names(vec![TopicName(sb(topic))])
+    };
     let resp = conn.call(&req)?;
     let r = resp
-        .topics
+        .responses
         .first()
-        .ok_or_else(|| anyhow!("CreateTopics returned no result"))?;
-    // Someone else creating it at the same time is fine.
-    if r.error_code != 0 && r.error_code != 36 {
-        bail!("creating topic {topic}: {}", error_name(r.error_code));
-    }
-    Ok(())
+        .ok_or_else(|| anyhow!("DeleteTopics returned no result"))?;
+    check(
+        r.error_code,
+        format!("deleting topic {topic}"),
+        r.error_message.as_ref(),
+    )
 }
 
 /// Offsets at `timestamp` (EARLIEST or LATEST) of each partition, asked of
@@ -173,7 +141,7 @@ pub fn list_offsets(topic: &str, parts: &[Part], timestamp: i64) -> Result<HashM
     }
     let mut out = HashMap::new();
     for (leader, ps) in by_leader {
-        let mut conn = Conn::connect(leader)?;
+        let mut conn = conn::connect(leader)?;
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![ListOffsetsTopic::default()

@@ -11,8 +11,9 @@ use bytes::BytesMut;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
 
-use crate::batch::{for_each_batch, for_each_value};
-use crate::conn::{decode_body, encode_frame, error_name, sb, Conn, Pending};
+use shardline_record::{for_each_batch, for_each_record, BatchView};
+
+use crate::conn::{self, decode_body, encode_frame, error_name, sb, Pending};
 use crate::histogram::{new_hist, record};
 use crate::rate::now_ns;
 use crate::run::RunState;
@@ -33,7 +34,7 @@ pub fn consumer(
     cfg: Arc<ConsumeCfg>,
     st: Arc<RunState>,
 ) -> Result<()> {
-    let mut conn = Conn::connect(&addr)?;
+    let mut conn = conn::connect(&addr)?;
     let version = conn.version(ApiKey::Fetch)?;
     let part_max = (FETCH_MAX_BYTES / positions.len().max(1) as i32).max(1 << 20);
     let topic = TopicName(sb(&cfg.topic));
@@ -92,12 +93,14 @@ pub fn consumer(
                     continue;
                 };
                 let Some(records) = &pd.records else { continue };
-                for_each_batch(records, |h, batch| {
-                    if h.last_offset < pos.1 {
+                for_each_batch(records, |b: BatchView| -> Result<()> {
+                    if b.last_offset() < pos.1 {
                         return Ok(());
                     }
-                    if !h.is_control() {
-                        for_each_value(batch, &h, |off, v| {
+                    if !b.is_control() {
+                        for_each_record(&b, |r| {
+                            let off = b.base_offset() + r.offset_delta as i64;
+                            let v = r.value.unwrap_or_default();
                             if off < pos.1 {
                                 return; // before the fetch offset, already counted
                             }
@@ -111,7 +114,7 @@ pub fn consumer(
                             }
                         })?;
                     }
-                    pos.1 = h.last_offset + 1;
+                    pos.1 = b.last_offset() + 1;
                     Ok(())
                 })?;
             }

@@ -3,14 +3,14 @@
 //! Kafka-compatible broker.
 
 mod args;
-mod batch;
+mod churn;
 mod cluster;
-mod compress;
 mod conn;
 mod consume;
 mod histogram;
 mod limits;
 mod modes;
+mod payload;
 mod proc_stats;
 mod produce;
 mod rate;

@@ -8,7 +8,9 @@ use std::thread::JoinHandle;
 use anyhow::{bail, Result};
 
 use crate::args::{From, RunArgs};
-use crate::cluster::{assign, connect_bootstrap, list_offsets, topic_parts, EARLIEST, LATEST};
+use crate::churn::{churn, ChurnCfg, ChurnReport, ChurnStats};
+use crate::cluster::{assign, list_offsets, topic_parts, EARLIEST, LATEST};
+use crate::conn::connect_bootstrap;
 use crate::consume::{consumer, ConsumeCfg};
 use crate::limits::Limits;
 use crate::proc_stats::BrokerSampler;
@@ -35,9 +37,21 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
     if mode == Mode::E2e && a.message_size < 8 {
         bail!("e2e needs --message-size of at least 8 (the send timestamp lives in the value)");
     }
+    if mode == Mode::Consume && a.admin_churn.is_some() {
+        bail!("--admin-churn runs beside producers: use it with produce or e2e");
+    }
+    if a.segment_bytes.is_some() && !a.create_topic {
+        bail!("--segment-bytes configures the topic the bench creates: add --create-topic");
+    }
+    let configs: Vec<(String, String)> = a
+        .segment_bytes
+        .map(|n| ("segment.bytes".to_string(), n.to_string()))
+        .into_iter()
+        .collect();
     let limits = a.limits_json.as_deref().map(Limits::load).transpose()?;
     let mut boot = connect_bootstrap(&a.bootstrap)?;
-    let parts = topic_parts(&mut boot, &a.topic, a.partitions, a.create_topic)?;
+    let create = a.create_topic.then_some(&configs[..]);
+    let parts = topic_parts(&mut boot, &a.topic, a.partitions, create)?;
     drop(boot);
     let mut notes = Vec::new();
 
@@ -102,6 +116,21 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
         }
     }
 
+    let churn_cfg = a.admin_churn.map(|rate| {
+        Arc::new(ChurnCfg {
+            bootstrap: a.bootstrap.clone(),
+            rate,
+            prefix: format!("{}-churn-{}", a.topic, std::process::id()),
+            configs: configs.clone(),
+        })
+    });
+    let churn_stats = Arc::new(ChurnStats::default());
+    let mut churner: Workers = Vec::new();
+    if let Some(cfg) = &churn_cfg {
+        let (cfg, st, stats) = (cfg.clone(), st.clone(), churn_stats.clone());
+        churner.push(std::thread::spawn(move || churn(&cfg, &st, &stats)));
+    }
+
     let mut mon = Monitor::new(&st, a.progress);
     let stop_at = a
         .messages
@@ -142,6 +171,7 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
     st.stop_consume.store(true, Relaxed);
     join_all(&st, producers);
     join_all(&st, consumers);
+    join_all(&st, churner);
 
     // Rates are measured from the end of warm-up; a run that ended earlier
     // is measured whole.
@@ -191,6 +221,21 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
         }
         s
     });
+    let churn = churn_cfg.as_ref().map(|cfg| {
+        let p = produce.as_ref();
+        ChurnReport::new(
+            cfg,
+            &churn_stats,
+            p.map_or(0.0, |s| s.measured_seconds),
+            p.and_then(|s| s.latency_us.as_ref()),
+        )
+    });
+    if let Some(c) = &churn {
+        notes.push(format!(
+            "produce latency was measured while a side connection created and deleted a topic {}/s (--admin-churn)",
+            c.target_rate
+        ));
+    }
     if mode != Mode::Consume && a.acks == 0 {
         notes.push("acks=0: the broker sends no responses, so produce latency is not measured and produced counts messages sent".into());
     }
@@ -228,6 +273,7 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
         consumed: consume.as_ref().map(|s| s.messages),
         produce,
         consume,
+        churn,
         failed_messages: st.produce_failed.load(Relaxed),
         unsent_messages: st.produce_unsent.load(Relaxed),
         errors_total: errors.values().sum(),

@@ -10,10 +10,11 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 
+use shardline_record::{BatchTemplate, Compression};
+
 use crate::args::RunArgs;
-use crate::batch::BatchTemplate;
-use crate::compress::Codec;
-use crate::conn::{decode_body, encode_frame, error_name, sb, Conn, Pending};
+use crate::conn::{self, decode_body, encode_frame, error_name, sb, Pending};
+use crate::payload;
 use crate::rate::{latencies, now_ns, Schedule};
 use crate::run::RunState;
 
@@ -24,7 +25,7 @@ pub struct ProduceCfg {
     pub in_flight: usize,
     pub batch_records: usize,
     pub message_size: usize,
-    pub codec: Codec,
+    pub codec: Compression,
     /// Messages per second for this connection (open loop), or unthrottled.
     pub rate_per_conn: Option<f64>,
     /// e2e: write the send time into each value (costs a re-encode).
@@ -102,7 +103,7 @@ pub fn producer(
     st: Arc<RunState>,
     seed: u64,
 ) -> Result<()> {
-    let mut conn = Conn::connect(&addr)?;
+    let mut conn = conn::connect(&addr)?;
     let version = conn.version(ApiKey::Produce)?;
     let per_batch = cfg.batch_records;
     let per_req = (per_batch * parts.len()) as u64;
@@ -110,21 +111,21 @@ pub fn producer(
         .iter()
         .enumerate()
         .map(|(i, _)| {
-            BatchTemplate::new(
+            payload::template(
                 per_batch,
                 cfg.message_size,
                 cfg.codec,
                 seed * 1000 + i as u64,
             )
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<BatchTemplate>>>()?;
     let full_counts: Vec<(i32, u32)> = parts.iter().map(|p| (*p, per_batch as u32)).collect();
     // The request re-sent unchanged (only the correlation id differs).
     let mut full = BytesMut::new();
     let batches = parts
         .iter()
         .zip(&templates)
-        .map(|(p, t)| (*p, Bytes::copy_from_slice(&t.bytes)));
+        .map(|(p, t)| (*p, Bytes::copy_from_slice(t.bytes())));
     build_frame(&cfg, version, batches.collect(), &mut full)?;
     let mut scratch = BytesMut::new();
     let expect = cfg.acks != 0;
@@ -134,7 +135,7 @@ pub fn producer(
     let mut i = 0u64;
     let mut finished = false;
     loop {
-        while !finished && (!expect || conn.pending.len() < cfg.in_flight) {
+        while !finished && (!expect || conn.in_flight() < cfg.in_flight) {
             if st.stop_produce.load(Relaxed) {
                 finished = true;
                 if let Some(s) = sched {
@@ -164,16 +165,16 @@ pub fn producer(
                 let counts = split_counts(&parts, per_batch, n as usize);
                 let mut batches = Vec::new();
                 for (j, (p, k)) in counts.iter().enumerate() {
-                    let mut t = BatchTemplate::new(
+                    let mut t = payload::template(
                         *k as usize,
                         cfg.message_size,
                         cfg.codec,
                         seed + j as u64,
                     )?;
                     if cfg.stamp {
-                        t.stamp(intended)?;
+                        payload::stamp(&mut t, intended)?;
                     }
-                    batches.push((*p, Bytes::from(t.bytes)));
+                    batches.push((*p, Bytes::copy_from_slice(t.bytes())));
                 }
                 build_frame(&cfg, version, batches, &mut scratch)?;
                 counts
@@ -182,8 +183,8 @@ pub fn producer(
                 for (p, t) in parts.iter().zip(templates.iter_mut()) {
                     // Stamped with the intended time so e2e latency is
                     // CO-corrected too.
-                    t.stamp(intended)?;
-                    batches.push((*p, Bytes::copy_from_slice(&t.bytes)));
+                    payload::stamp(t, intended)?;
+                    batches.push((*p, Bytes::copy_from_slice(t.bytes())));
                 }
                 build_frame(&cfg, version, batches, &mut scratch)?;
                 full_counts.clone()
@@ -196,7 +197,6 @@ pub fn producer(
                 &mut full
             };
             let p = Pending {
-                corr: 0,
                 intended_ns: intended,
                 sent_ns: now_ns(),
                 counts,
@@ -208,7 +208,7 @@ pub fn producer(
             }
             i += 1;
         }
-        if conn.pending.is_empty() {
+        if conn.in_flight() == 0 {
             if finished {
                 return Ok(());
             }
@@ -221,7 +221,7 @@ pub fn producer(
         // Wait for a response; under --rate only until the next request is
         // due, unless the in-flight window is full anyway.
         let timeout = match sched {
-            Some(s) if !finished && conn.pending.len() < cfg.in_flight => {
+            Some(s) if !finished && conn.in_flight() < cfg.in_flight => {
                 Some(Duration::from_nanos(s.intended(i).saturating_sub(now_ns())))
             }
             _ => None,

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::args::RunArgs;
+use crate::churn::ChurnReport;
 use crate::histogram::LatencySummary;
 use crate::limits::Limits;
 use crate::proc_stats::BrokerStats;
@@ -84,12 +85,24 @@ pub struct Config {
     pub connections: usize,
     pub in_flight: usize,
     pub acks: &'static str,
-    pub compression: crate::compress::Codec,
+    #[serde(serialize_with = "codec_name")]
+    pub compression: shardline_record::Compression,
     pub rate: Option<u64>,
     pub linger_ms: u64,
     pub duration_s: f64,
     pub warmup_s: f64,
     pub messages_limit: Option<u64>,
+    /// `--admin-churn`: topic create+delete cycles per second asked for.
+    pub admin_churn: Option<f64>,
+    pub segment_bytes: Option<usize>,
+}
+
+/// The codec as Kafka names it (`compression.type`).
+fn codec_name<S: serde::Serializer>(
+    c: &shardline_record::Compression,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(c.name())
 }
 
 impl Config {
@@ -109,6 +122,8 @@ impl Config {
             duration_s: a.duration.as_secs_f64(),
             warmup_s: a.warmup.as_secs_f64(),
             messages_limit: a.messages,
+            admin_churn: a.admin_churn,
+            segment_bytes: a.segment_bytes,
         }
     }
 }
@@ -122,6 +137,9 @@ pub struct Report {
     pub warmup_excluded: bool,
     pub produce: Option<SideReport>,
     pub consume: Option<SideReport>,
+    /// `--admin-churn`: what the side connection did, and the produce
+    /// p99.99 in its window.
+    pub churn: Option<ChurnReport>,
     /// Same as produce.messages / consume.messages, for scripts.
     pub produced: Option<u64>,
     pub consumed: Option<u64>,
@@ -196,6 +214,9 @@ impl Report {
                 );
             }
         }
+        if let Some(c) = &self.churn {
+            s += &churn_text(c);
+        }
         if self.unsent_messages > 0 {
             s += &format!(
                 "behind schedule: {} messages due were never sent (in the latency figures as lower bounds)\n",
@@ -232,6 +253,29 @@ impl Report {
         }
         s
     }
+}
+
+fn churn_text(c: &ChurnReport) -> String {
+    let mut s = format!(
+        "admin churn: {} topic create+delete cycles, {:.1}/s measured (target {}/s); produce p99.99 in the churn window {}\n",
+        c.cycles,
+        c.cycles_per_sec,
+        c.target_rate,
+        fmt_us(c.produce_p9999_us)
+    );
+    for (what, l) in [
+        ("CreateTopics", &c.create_latency_us),
+        ("DeleteTopics", &c.delete_latency_us),
+    ] {
+        if let Some(l) = l {
+            s += &format!("  {what} latency: {}\n", latency_line(l));
+        }
+    }
+    if !c.errors.is_empty() {
+        let list: Vec<String> = c.errors.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        s += &format!("  churn errors: {}\n", list.join("; "));
+    }
+    s
 }
 
 fn latency_line(l: &LatencySummary) -> String {
@@ -284,6 +328,7 @@ mod tests {
             produced: Some(side.messages),
             produce: Some(side),
             consume: None,
+            churn: None,
             consumed: None,
             failed_messages: 200,
             unsent_messages: 0,
@@ -344,5 +389,47 @@ mod tests {
         assert!(t.contains("NOT_LEADER_OR_FOLLOWER=2"), "{t}");
         assert!(t.contains("p99.99"), "{t}");
         assert!(t.contains("1000 msgs/s"), "{t}");
+    }
+
+    #[test]
+    fn churn_is_reported_with_the_produce_tail() {
+        let mut r = report();
+        let stats = crate::churn::ChurnStats::default();
+        stats.cycles.store(25, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .measured_cycles
+            .store(20, std::sync::atomic::Ordering::Relaxed);
+        stats.create.record(3_000_000);
+        stats.delete.record(2_000_000);
+        let cfg = crate::churn::ChurnCfg {
+            bootstrap: String::new(),
+            rate: 2.0,
+            prefix: "t".into(),
+            configs: vec![],
+        };
+        let p = r.produce.as_ref().unwrap();
+        r.churn = Some(ChurnReport::new(
+            &cfg,
+            &stats,
+            p.measured_seconds,
+            p.latency_us.as_ref(),
+        ));
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        let c = &v["churn"];
+        assert_eq!(c["cycles"], 25);
+        assert_eq!(c["cycles_per_sec"], 2.0);
+        assert_eq!(c["target_rate"], 2.0);
+        assert_eq!(
+            c["produce_p9999_us"],
+            v["produce"]["latency_us"]["p9999_us"]
+        );
+        assert_eq!(c["create_latency_us"]["count"], 1);
+        let t = r.text();
+        assert!(
+            t.contains("admin churn: 25 topic create+delete cycles, 2.0/s"),
+            "{t}"
+        );
+        assert!(t.contains("produce p99.99 in the churn window"), "{t}");
+        assert!(t.contains("CreateTopics latency: p50"), "{t}");
     }
 }

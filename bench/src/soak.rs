@@ -6,7 +6,7 @@
 //! duplicated an acknowledged record, dropped a connection it should have
 //! kept, or grew in memory, CPU or descriptors.
 //!
-//! This is what would have caught the glommio waker leak that stopped
+//! This is what would have caught the executor's waker leak that stopped
 //! every broker 27 minutes after start.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -21,11 +21,14 @@ use kafka_protocol::messages::{
 };
 
 use crate::args::SoakArgs;
-use crate::batch::{for_each_batch, for_each_value, BatchTemplate};
-use crate::cluster::{connect_bootstrap, list_offsets, metadata, topic_parts, LATEST};
-use crate::compress::Codec;
-use crate::conn::{decode_body, encode_frame, error_name, sb, Conn, Pending};
+use shardline_record::{for_each_batch, for_each_record, BatchView, Compression};
+
+use crate::cluster::{list_offsets, metadata, topic_parts, LATEST};
+use crate::conn::{
+    self, connect_bootstrap, decode_body, encode_frame, error_name, sb, Conn, Pending,
+};
 use crate::histogram::SharedHist;
+use crate::payload;
 use crate::proc_stats::cpu_seconds;
 use crate::produce::{build_frame, ProduceCfg};
 use crate::rate::now_ns;
@@ -102,7 +105,7 @@ pub fn run(a: &SoakArgs) -> Result<()> {
         bail!("--rate must be at least 1");
     }
     let mut boot = connect_bootstrap(&a.bootstrap)?;
-    let parts = topic_parts(&mut boot, &a.topic, Some(1), true)?;
+    let parts = topic_parts(&mut boot, &a.topic, Some(1), Some(&[]))?;
     drop(boot);
     let leader = parts[0].leader.clone();
     let start_offset = *list_offsets(&a.topic, &parts, LATEST)?
@@ -128,7 +131,7 @@ pub fn run(a: &SoakArgs) -> Result<()> {
     let mut report = SoakReport::new(a);
     let mut last_cpu = a.broker_pid.map(cpu_seconds).transpose()?;
     let mut last_at = Instant::now();
-    let mut probe_conn = Some(Conn::connect(&a.bootstrap)?);
+    let mut probe_conn = Some(conn::connect(&a.bootstrap)?);
     let mut last_connect_probe = Instant::now();
     while started.elapsed() < a.duration {
         let left = a.duration.saturating_sub(started.elapsed());
@@ -199,7 +202,7 @@ fn probe_on(
     let t0 = Instant::now();
     let c = match conn {
         Some(c) => c,
-        None => conn.insert(Conn::connect(bootstrap).map_err(|e| format!("connecting: {e:#}"))?),
+        None => conn.insert(conn::connect(bootstrap).map_err(|e| format!("connecting: {e:#}"))?),
     };
     c.set_timeout(timeout).map_err(|e| format!("{e:#}"))?;
     let outcome = match metadata(c, topic) {
@@ -227,24 +230,24 @@ fn producer(s: &Shared, addr: &str, a: &SoakArgs) -> Result<()> {
         in_flight: 1,
         batch_records: 1,
         message_size: a.message_size,
-        codec: Codec::None,
+        codec: Compression::None,
         rate_per_conn: Some(a.rate as f64),
         stamp: true,
     };
-    let mut conn = Conn::connect(addr)?;
-    let mut template = BatchTemplate::new(1, a.message_size, Codec::None, 7)?;
+    let mut conn = conn::connect(addr)?;
+    let mut template = payload::template(1, a.message_size, Compression::None, 7)?;
     let mut frame = BytesMut::new();
     let period = Duration::from_secs_f64(1.0 / a.rate as f64);
     let mut next = Instant::now();
     let mut seq = 0u64;
     while !s.stop.load(Relaxed) {
         let sent = now_ns();
-        template.stamp_prefix(&value_prefix(sent, seq))?;
+        template.restamp(&value_prefix(sent, seq), payload::now_ms())?;
         let version = conn.version(ApiKey::Produce)?;
         build_frame(
             &cfg,
             version,
-            vec![(0, Bytes::copy_from_slice(&template.bytes))],
+            vec![(0, Bytes::copy_from_slice(template.bytes()))],
             &mut frame,
         )?;
         let outcome = conn
@@ -274,7 +277,7 @@ fn producer(s: &Shared, addr: &str, a: &SoakArgs) -> Result<()> {
                 s.produce_errors.fetch_add(1, Relaxed);
                 s.error(format!("produce #{seq}: {e:#}"));
                 std::thread::sleep(Duration::from_secs(1));
-                conn = match Conn::connect(addr) {
+                conn = match conn::connect(addr) {
                     Ok(c) => c,
                     Err(_) => continue,
                 };
@@ -295,7 +298,7 @@ fn producer(s: &Shared, addr: &str, a: &SoakArgs) -> Result<()> {
 /// Tail the partition from where the soak started; check each sequence
 /// number arrives once, in order, and time it from its send.
 fn consumer(s: &Shared, addr: &str, a: &SoakArgs, mut offset: i64) -> Result<()> {
-    let mut conn = Conn::connect(addr)?;
+    let mut conn = conn::connect(addr)?;
     let version = conn.version(ApiKey::Fetch)?;
     let topic = TopicName(sb(&a.topic));
     let mut frame = BytesMut::new();
@@ -326,7 +329,7 @@ fn consumer(s: &Shared, addr: &str, a: &SoakArgs, mut offset: i64) -> Result<()>
             Err(e) => {
                 s.error(format!("fetch at {offset}: {e:#}"));
                 std::thread::sleep(Duration::from_secs(1));
-                if let Ok(c) = Conn::connect(addr) {
+                if let Ok(c) = conn::connect(addr) {
                     conn = c;
                 }
                 continue;
@@ -340,11 +343,13 @@ fn consumer(s: &Shared, addr: &str, a: &SoakArgs, mut offset: i64) -> Result<()>
                 continue;
             }
             let Some(records) = &pd.records else { continue };
-            for_each_batch(records, |h, batch| {
-                if h.last_offset < offset {
+            for_each_batch(records, |b: BatchView| -> Result<()> {
+                if b.last_offset() < offset {
                     return Ok(());
                 }
-                for_each_value(batch, &h, |off, v| {
+                for_each_record(&b, |r| {
+                    let off = b.base_offset() + r.offset_delta as i64;
+                    let v = r.value.unwrap_or_default();
                     if off < offset {
                         return;
                     }
@@ -361,7 +366,7 @@ fn consumer(s: &Shared, addr: &str, a: &SoakArgs, mut offset: i64) -> Result<()>
                     s.consumed.fetch_add(1, Relaxed);
                     s.e2e_window.record(arrived.saturating_sub(ts));
                 })?;
-                offset = h.last_offset + 1;
+                offset = b.last_offset() + 1;
                 Ok(())
             })?;
         }
@@ -374,7 +379,7 @@ fn consumer(s: &Shared, addr: &str, a: &SoakArgs, mut offset: i64) -> Result<()>
 fn idle_pool(s: &Shared, a: &SoakArgs) -> Result<()> {
     let mut conns = Vec::with_capacity(a.idle_connections);
     for _ in 0..a.idle_connections {
-        let mut c = Conn::connect(&a.bootstrap)?;
+        let mut c = conn::connect(&a.bootstrap)?;
         metadata(&mut c, &a.topic)?.map_err(|code| anyhow::anyhow!(error_name(code)))?;
         conns.push(c);
         s.idle_open.fetch_add(1, Relaxed);
@@ -399,7 +404,7 @@ fn idle_pool(s: &Shared, a: &SoakArgs) -> Result<()> {
         if let Err(e) = metadata(c, &a.topic) {
             s.idle_lost.fetch_add(1, Relaxed);
             s.error(format!("idle connection: {e:#}"));
-            if let Ok(fresh) = Conn::connect(&a.bootstrap) {
+            if let Ok(fresh) = conn::connect(&a.bootstrap) {
                 *c = fresh;
             }
         }

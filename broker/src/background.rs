@@ -7,18 +7,13 @@ use std::time::Duration;
 
 use crate::shard_state::ShardState;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use shard::record::now_ms;
 
 pub async fn run(state: Rc<ShardState>) {
     let interval = Duration::from_millis(state.config.log_retention_check_interval_ms.max(100));
     loop {
-        glommio::timer::sleep(interval).await;
-        for ((topic, partition), log) in state.local_logs() {
+        shard::rt::sleep(interval).await;
+        for ((topic, partition), log) in state.partitions.local_logs() {
             let config = log.config();
             if config.cleanup_compact {
                 // Compaction applies retention itself for compact,delete.
@@ -32,7 +27,7 @@ pub async fn run(state: Rc<ShardState>) {
             } else if let Err(e) = log.enforce_retention().await {
                 tracing::warn!("retention of {topic}-{partition}: {e}");
             }
-            glommio::yield_if_needed().await;
+            shard::rt::yield_if_needed().await;
         }
         // The group log is compacted like any compacted topic.
         if let Some(log) = state.groups.log() {

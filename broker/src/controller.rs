@@ -3,6 +3,7 @@
 //! operation at a time, so metadata updates never race; the partitions'
 //! logs are then opened or deleted on their owner shards.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,12 +11,33 @@ use std::sync::Arc;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use crate::messages::{ShardReply, ShardRequest, ShardWork};
 use crate::metadata::{
-    internal, topic_config, validate_topic_name, PartitionMeta, TopicMeta, PRODUCER_ID_BLOCK,
+    internal, topic_config, validate_topic_name, Effect, MetadataCommand, PartitionMeta, TopicMeta,
+    PRODUCER_ID_BLOCK,
 };
+use crate::partitions::PartitionAdmin;
 use crate::shard_state::ShardState;
+use shard::mesh::ShardGone;
 
 pub const CONTROLLER_SHARD: usize = 0;
+
+/// The controller's own state, which only the controller shard has.
+pub struct Controller {
+    /// Admin operations run one at a time, in arrival order.
+    admin_lock: shard::fifo::FifoLock,
+    /// The producer ids left in the current block: `(next, end)`.
+    producer_ids: RefCell<(i64, i64)>,
+}
+
+impl Controller {
+    pub fn new() -> Self {
+        Self {
+            admin_lock: shard::fifo::FifoLock::new(),
+            producer_ids: RefCell::new((0, 0)),
+        }
+    }
+}
 
 /// A failed admin operation: a Kafka error code and a message for the client.
 #[derive(Debug, Clone)]
@@ -106,42 +128,30 @@ pub async fn create_topic(
             configs: t.configs,
         }));
     }
-    let shards = state.shards();
-    let meta = state
-        .metadata
-        .update(|s| {
-            let mut load = s.shard_load(shards);
-            let parts = (0..partitions)
-                .map(|_| {
-                    let shard = least_loaded(&mut load);
-                    PartitionMeta {
-                        shard: shard as u32,
-                        leader_epoch: 0,
-                    }
-                })
-                .collect();
-            let meta = Arc::new(TopicMeta {
-                name: t.name.clone(),
-                id: Uuid::new_v4(),
-                partitions: parts,
-                configs: t.configs,
-            });
-            s.topics.insert(t.name.clone(), meta.clone());
-            Ok(meta)
-        })
-        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
+    // Placement and the id are decided here, so the command is a value
+    // that `apply` turns into the same state wherever it is applied.
+    let mut load = state.metadata.snapshot().shard_load(state.shards());
+    let node = state.config.node_id;
+    let partitions = (0..partitions)
+        .map(|_| PartitionMeta::local(least_loaded(&mut load) as u32, node))
+        .collect();
+    let create = MetadataCommand::CreateTopic {
+        name: t.name.clone(),
+        id: Uuid::new_v4(),
+        partitions,
+        configs: t.configs,
+    };
+    let meta = execute(&state, create).await.map(topic_of)?;
     if let Err(e) = open_partitions(&state, &meta, 0).await {
         // All or nothing: close and delete what was opened (which frees the
         // descriptors first), then forget the topic, so the name is free.
         destroy_partitions(&state, &meta, 0).await;
         let name = meta.name.clone();
-        let id = meta.id;
-        let forgotten = state.metadata.update(|s| {
-            if s.topics.get(&name).is_some_and(|t| t.id == id) {
-                s.topics.remove(&name);
-            }
-            Ok(())
-        });
+        let forget = MetadataCommand::DeleteTopic {
+            name: name.clone(),
+            id: meta.id,
+        };
+        let forgotten = state.metadata.execute(forget).await.map(drop);
         return Err(rolled_back(
             e,
             forgotten,
@@ -199,14 +209,21 @@ async fn open_partitions(
     from: usize,
 ) -> Result<(), AdminError> {
     for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
-        let topic = meta.name.clone();
-        let epoch = pm.leader_epoch;
-        let opened = state
-            .on_shard(pm.shard as usize, move |s| async move {
-                s.open_partition(&topic, p as i32, epoch).await
-            })
-            .await
-            .map_err(|e| AdminError::new(ResponseError::KafkaStorageError, e.to_string()))?;
+        let open = PartitionAdmin::Open {
+            topic: meta.name.clone(),
+            partition: p as i32,
+            leader_epoch: pm.leader_epoch,
+        };
+        let opened = match ask_owner(state, pm.shard as usize, open).await {
+            Ok(ShardReply::Opened(opened)) => opened,
+            Ok(other) => unreachable!("opening a partition was answered {other:?}"),
+            Err(e) => {
+                return Err(AdminError::new(
+                    ResponseError::KafkaStorageError,
+                    e.to_string(),
+                ))
+            }
+        };
         opened.map_err(|m| {
             AdminError::new(ResponseError::KafkaStorageError, describe_open_failure(&m))
         })?;
@@ -220,20 +237,36 @@ async fn open_partitions(
 /// deleting a directory needs one.
 async fn destroy_partitions(state: &Rc<ShardState>, meta: &TopicMeta, from: usize) {
     for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
-        let topic = meta.name.clone();
-        let _ = state
-            .on_shard(pm.shard as usize, move |s| async move {
-                s.close_partition(&topic, p as i32).await
-            })
-            .await;
+        let close = PartitionAdmin::Close {
+            topic: meta.name.clone(),
+            partition: p as i32,
+        };
+        let _ = ask_owner(state, pm.shard as usize, close).await;
     }
     for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
-        let topic = meta.name.clone();
-        let _ = state
-            .on_shard(pm.shard as usize, move |s| async move {
-                s.destroy_partition(&topic, p as i32).await
-            })
-            .await;
+        let destroy = PartitionAdmin::Destroy {
+            topic: meta.name.clone(),
+            partition: p as i32,
+        };
+        let _ = ask_owner(state, pm.shard as usize, destroy).await;
+    }
+}
+
+/// Send `op` to a partition's owner shard. On this shard it goes straight
+/// to the partition manager: through [`ShardState::call`] the controller's
+/// own future would contain itself (a controller command opens partitions).
+async fn ask_owner(
+    state: &Rc<ShardState>,
+    shard: usize,
+    op: PartitionAdmin,
+) -> Result<ShardReply, ShardGone> {
+    if shard == state.id {
+        Ok(state.partitions.handle(op).await)
+    } else {
+        state
+            .mesh
+            .call(shard, ShardRequest::PartitionAdmin(op))
+            .await
     }
 }
 
@@ -267,28 +300,27 @@ pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, A
             internal::change_prohibited("Deletion", &name),
         ));
     }
-    existing_topic(&state, &name)?;
     // Admin operations run one at a time, so the topic is still there: a
     // failure now is the metadata write (e.g. a full disk even after the
     // disk reserve was released), answered and logged as what it is.
-    let meta = state
-        .metadata
-        .update(|s| {
-            s.topics
-                .remove(&name)
-                .ok_or_else(|| format!("unknown topic '{name}'"))
-        })
-        .map_err(|m| {
+    let existing = existing_topic(&state, &name)?;
+    let delete = MetadataCommand::DeleteTopic {
+        name: name.clone(),
+        id: existing.id,
+    };
+    let meta = match state.metadata.execute(delete).await {
+        Ok(effect) => topic_of(effect),
+        Err(m) => {
             tracing::error!("deleting topic {name}: {m}");
-            AdminError::new(ResponseError::KafkaStorageError, m)
-        })?;
+            return Err(AdminError::new(ResponseError::KafkaStorageError, m));
+        }
+    };
     for (p, pm) in meta.partitions.iter().enumerate() {
-        let topic = meta.name.clone();
-        let _ = state
-            .on_shard(pm.shard as usize, move |s| async move {
-                s.destroy_partition(&topic, p as i32).await
-            })
-            .await;
+        let destroy = PartitionAdmin::Destroy {
+            topic: meta.name.clone(),
+            partition: p as i32,
+        };
+        let _ = ask_owner(&state, pm.shard as usize, destroy).await;
     }
     tracing::info!("deleted topic {name}");
     Ok(meta.id)
@@ -321,35 +353,26 @@ pub async fn create_partitions(
     if validate_only {
         return Ok(());
     }
-    let shards = state.shards();
-    let meta = state
-        .metadata
-        .update(|s| {
-            let mut load = s.shard_load(shards);
-            let mut t = (**s.topics.get(&name).ok_or("topic vanished")?).clone();
-            while (t.partitions.len() as i32) < count {
-                t.partitions.push(PartitionMeta {
-                    shard: least_loaded(&mut load) as u32,
-                    leader_epoch: 0,
-                });
-            }
-            let t = Arc::new(t);
-            s.topics.insert(name.clone(), t.clone());
-            Ok(t)
-        })
-        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
+    let mut load = state.metadata.snapshot().shard_load(state.shards());
+    let node = state.config.node_id;
+    let grow = MetadataCommand::CreatePartitions {
+        name: name.clone(),
+        id: existing.id,
+        first: current as u32,
+        partitions: (current..count)
+            .map(|_| PartitionMeta::local(least_loaded(&mut load) as u32, node))
+            .collect(),
+    };
+    let meta = execute(&state, grow).await.map(topic_of)?;
     if let Err(e) = open_partitions(&state, &meta, current as usize).await {
         // All or nothing, as for a new topic: the old partitions stay.
         destroy_partitions(&state, &meta, current as usize).await;
-        let id = meta.id;
-        let forgotten = state.metadata.update(|s| {
-            if let Some(t) = s.topics.get(&name).filter(|t| t.id == id) {
-                let mut t = (**t).clone();
-                t.partitions.truncate(current as usize);
-                s.topics.insert(name.clone(), Arc::new(t));
-            }
-            Ok(())
-        });
+        let shrink = MetadataCommand::TruncatePartitions {
+            name: name.clone(),
+            id: meta.id,
+            count: current as u32,
+        };
+        let forgotten = state.metadata.execute(shrink).await.map(drop);
         return Err(rolled_back(
             e,
             forgotten,
@@ -397,54 +420,121 @@ pub async fn alter_topic_configs(
     if validate_only {
         return Ok(());
     }
-    let meta = state
-        .metadata
-        .update(|s| {
-            let mut t = (**s.topics.get(&name).ok_or("topic vanished")?).clone();
-            t.configs = configs;
-            let t = Arc::new(t);
-            s.topics.insert(name.clone(), t.clone());
-            Ok(t)
-        })
-        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
+    let alter = MetadataCommand::AlterTopicConfigs {
+        name: name.clone(),
+        id: existing.id,
+        configs,
+    };
+    let meta = execute(&state, alter).await.map(topic_of)?;
     let mut owners: Vec<usize> = meta.partitions.iter().map(|p| p.shard as usize).collect();
     owners.sort_unstable();
     owners.dedup();
     for shard in owners {
-        let topic = name.clone();
-        let _ = state
-            .on_shard(shard, move |s| async move { s.reconfigure_topic(&topic) })
-            .await;
+        let reconfigure = PartitionAdmin::Reconfigure {
+            topic: name.clone(),
+        };
+        let _ = ask_owner(&state, shard, reconfigure).await;
     }
     Ok(())
 }
 
 /// A fresh producer id (InitProducerId without a transactional id).
 pub async fn allocate_producer_id(state: Rc<ShardState>) -> Result<i64, AdminError> {
-    let (next, end) = *state.producer_ids.borrow();
+    let (next, end) = *state.controller().producer_ids.borrow();
     if next < end {
-        state.producer_ids.borrow_mut().0 += 1;
+        state.controller().producer_ids.borrow_mut().0 += 1;
         return Ok(next);
     }
     let _guard = admin_turn(&state).await;
     // Persist the end of the block before handing out any id from it, so a
     // restart never reuses an id.
-    let start = state
-        .metadata
-        .update(|s| {
-            let start = s.producer_id_block_end;
-            s.producer_id_block_end = start + PRODUCER_ID_BLOCK;
-            Ok(start)
-        })
-        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))?;
-    *state.producer_ids.borrow_mut() = (start + 1, start + PRODUCER_ID_BLOCK);
+    let block_end = state.metadata.snapshot().producer_id_block_end + PRODUCER_ID_BLOCK;
+    let start = match execute(&state, MetadataCommand::AllocateProducerIds { block_end }).await? {
+        Effect::ProducerIds { start, end } => {
+            debug_assert_eq!(end - start, PRODUCER_ID_BLOCK);
+            start
+        }
+        other => unreachable!("allocating producer ids had the effect {other:?}"),
+    };
+    *state.controller().producer_ids.borrow_mut() = (start + 1, start + PRODUCER_ID_BLOCK);
     Ok(start)
+}
+
+/// Apply a metadata change durably; a failure is the broker's storage (the
+/// controller checked the command against the state it holds the turn on).
+async fn execute(state: &ShardState, cmd: MetadataCommand) -> Result<Effect, AdminError> {
+    state
+        .metadata
+        .execute(cmd)
+        .await
+        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))
+}
+
+/// The topic a topic command left (or removed).
+fn topic_of(effect: Effect) -> Arc<TopicMeta> {
+    match effect {
+        Effect::Topic(t) | Effect::TopicDeleted(t) => t,
+        Effect::ProducerIds { .. } => unreachable!("a topic command reserved producer ids"),
+    }
+}
+
+/// CreateTopics (and auto-creation), for the controller shard.
+pub struct CreateTopic {
+    pub topic: NewTopic,
+    pub validate_only: bool,
+}
+
+impl ShardWork for CreateTopic {
+    type Out = Result<Arc<TopicMeta>, AdminError>;
+
+    async fn run(self, state: Rc<ShardState>) -> Self::Out {
+        create_topic(state, self.topic, self.validate_only).await
+    }
+}
+
+/// DeleteTopics, for the controller shard.
+pub struct DeleteTopic {
+    pub name: String,
+}
+
+impl ShardWork for DeleteTopic {
+    type Out = Result<Uuid, AdminError>;
+
+    async fn run(self, state: Rc<ShardState>) -> Self::Out {
+        delete_topic(state, self.name).await
+    }
+}
+
+/// CreatePartitions, for the controller shard.
+pub struct CreatePartitions {
+    pub name: String,
+    pub count: i32,
+    pub validate_only: bool,
+}
+
+impl ShardWork for CreatePartitions {
+    type Out = Result<(), AdminError>;
+
+    async fn run(self, state: Rc<ShardState>) -> Self::Out {
+        create_partitions(state, self.name, self.count, self.validate_only).await
+    }
+}
+
+/// InitProducerId's new producer id, from the controller shard.
+pub struct AllocateProducerId;
+
+impl ShardWork for AllocateProducerId {
+    type Out = Result<i64, AdminError>;
+
+    async fn run(self, state: Rc<ShardState>) -> Self::Out {
+        allocate_producer_id(state).await
+    }
 }
 
 /// Wait for this operation's turn: admin operations run one at a time, in
 /// the order they arrived (a client's pipelined create-then-delete stays so).
 async fn admin_turn(state: &ShardState) -> shard::fifo::FifoGuard<'_> {
-    state.admin_lock.lock().await
+    state.controller().admin_lock.lock().await
 }
 
 fn existing_topic(state: &ShardState, name: &str) -> Result<Arc<TopicMeta>, AdminError> {

@@ -10,8 +10,10 @@ mod disk_monitor;
 mod groups;
 mod handlers;
 mod listeners;
+mod messages;
 mod metadata;
 mod metrics;
+mod partitions;
 mod quotas;
 mod routing;
 mod security;
@@ -19,12 +21,10 @@ mod server;
 mod shard_state;
 mod tune_cmd;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use shard::log::FlushMode;
 
 use crate::config::BrokerConfig;
 
@@ -71,85 +71,15 @@ enum Command {
     Log(cli::log_verify::LogArgs),
 }
 
-/// Flags override the config file; each has a config key of the same name.
+/// Flags override the config file: one per config key, of the same name
+/// with dashes (generated from `config/table.rs`).
 #[derive(clap::Args)]
 struct ServeArgs {
     /// TOML config file (keys as in README; unknown keys are an error).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:9092].
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// host:port given to clients in Metadata [default: the listen address].
-    #[arg(long)]
-    advertise: Option<String>,
-    /// Kafka-style listeners, comma-separated: NAME://host:port with NAME
-    /// PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL (or mapped in the config
-    /// file). Replaces --listen.
-    #[arg(long, value_delimiter = ',')]
-    listeners: Option<Vec<String>>,
-    /// NAME://host:port per listener, comma-separated, given to clients.
-    #[arg(long, value_delimiter = ',')]
-    advertised_listeners: Option<Vec<String>>,
-    /// PEM certificate chain of SSL / SASL_SSL listeners.
-    #[arg(long)]
-    ssl_certificate_location: Option<PathBuf>,
-    /// PEM private key of that certificate.
-    #[arg(long)]
-    ssl_key_location: Option<PathBuf>,
-    /// PEM CA bundle that client certificates must chain to (mTLS).
-    #[arg(long)]
-    ssl_truststore_location: Option<PathBuf>,
-    /// Client certificates on SSL listeners: none, requested or required.
-    #[arg(long)]
-    ssl_client_auth: Option<String>,
-    /// Data directory [default: ./shardline-data].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Number of shards (one thread per core) [default: number of cores].
-    #[arg(long)]
-    shards: Option<usize>,
-    /// Durability: batch (fsync before ack) or interval.
-    #[arg(long, value_parser = parse_flush)]
-    log_flush: Option<FlushMode>,
-    /// Partitions of auto-created topics [default: 1].
-    #[arg(long)]
-    num_partitions: Option<i32>,
-    /// Create topics on first use [default: true].
-    #[arg(long)]
-    auto_create_topics_enable: Option<bool>,
-    /// How often retention runs, in ms [default: 300000].
-    #[arg(long)]
-    log_retention_check_interval_ms: Option<u64>,
-    /// Largest record batch accepted [default: 1048588].
-    #[arg(long)]
-    message_max_bytes: Option<usize>,
-    /// Wait for more members before a new group's first rebalance, in ms [default: 3000].
-    #[arg(long)]
-    group_initial_rebalance_delay_ms: Option<i64>,
-    /// Keep committed offsets of an Empty group this long, in minutes [default: 10080].
-    #[arg(long)]
-    offsets_retention_minutes: Option<i64>,
-    /// Shortest classic-group session timeout accepted, in ms [default: 6000].
-    #[arg(long)]
-    group_min_session_timeout_ms: Option<i32>,
-    /// Longest classic-group session timeout accepted, in ms [default: 1800000].
-    #[arg(long)]
-    group_max_session_timeout_ms: Option<i32>,
-    /// Heartbeat interval of consumer-protocol group members, in ms [default: 5000].
-    #[arg(long)]
-    group_consumer_heartbeat_interval_ms: Option<i32>,
-    /// Session timeout of consumer-protocol group members, in ms [default: 45000].
-    #[arg(long)]
-    group_consumer_session_timeout_ms: Option<i64>,
-}
-
-fn parse_flush(s: &str) -> Result<FlushMode, String> {
-    match s {
-        "batch" => Ok(FlushMode::Batch),
-        "interval" => Ok(FlushMode::Interval),
-        _ => Err(format!("'{s}' is not batch or interval")),
-    }
+    #[command(flatten)]
+    keys: config::ConfigFlags,
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
@@ -157,51 +87,17 @@ fn serve(args: ServeArgs) -> Result<()> {
         Some(path) => BrokerConfig::from_toml_file(path)?,
         None => BrokerConfig::default(),
     };
-    macro_rules! apply {
-        ($($field:ident),*) => { $( if let Some(v) = args.$field { cfg.$field = v; } )* };
-    }
-    if let Some(l) = args.listen {
-        // Flags win over the file, whichever of the two styles each uses.
-        cfg.listen = Some(l);
+    // Flags win over the file, whichever of the two listener styles each
+    // uses: a flag of one style drops the file's keys of the other.
+    if args.keys.given("listen") {
         cfg.listeners.clear();
         cfg.advertised_listeners.clear();
     }
-    if let Some(ls) = args.listeners {
-        cfg.listeners = ls;
+    if args.keys.given("listeners") {
         cfg.listen = None;
         cfg.advertise = None;
     }
-    if let Some(v) = args.ssl_certificate_location {
-        cfg.ssl_certificate_location = Some(v);
-    }
-    if let Some(v) = args.ssl_key_location {
-        cfg.ssl_key_location = Some(v);
-    }
-    if let Some(v) = args.ssl_truststore_location {
-        cfg.ssl_truststore_location = Some(v);
-    }
-    apply!(
-        advertised_listeners,
-        ssl_client_auth,
-        data_dir,
-        log_flush,
-        num_partitions,
-        auto_create_topics_enable,
-        log_retention_check_interval_ms,
-        message_max_bytes,
-        group_initial_rebalance_delay_ms,
-        offsets_retention_minutes,
-        group_min_session_timeout_ms,
-        group_max_session_timeout_ms,
-        group_consumer_heartbeat_interval_ms,
-        group_consumer_session_timeout_ms
-    );
-    if let Some(n) = args.shards {
-        cfg.shards_setting = Some(n);
-    }
-    if let Some(a) = args.advertise {
-        cfg.advertise = Some(a);
-    }
+    args.keys.apply(&mut cfg)?;
     let mut cfg = cfg.finish().with_context(|| match &args.config {
         Some(path) => format!("config file {} (and flags)", path.display()),
         None => "flags".to_string(),

@@ -4,7 +4,7 @@
 //! Crates: `prometheus-client`, the Prometheus project's own Rust client
 //! (registry, metric types, OpenMetrics encoding; no global state), and
 //! `tiny_http`, a small synchronous HTTP server: one scrape every few
-//! seconds needs no async runtime beside glommio, and a blocking thread
+//! seconds needs no async runtime beside the shards', and a blocking thread
 //! keeps the shards free of it.
 //!
 //! Values the shards update live in atomics (`shard::log::health`) and are

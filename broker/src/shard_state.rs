@@ -1,40 +1,40 @@
-//! What one shard holds: the logs of the partitions it owns, and handles to
-//! the shared metadata and to the other shards. Only this shard's thread
-//! touches its logs; other shards reach them through [`ShardState::on_shard`].
+//! What one shard holds: handles to its services — the partitions it
+//! owns, the groups it coordinates, the controller (shard 0 only),
+//! security, quotas and connection counts — and to the shared metadata
+//! and the other shards. Only this shard's thread touches its services;
+//! other shards reach them by message ([`ShardState::call`], with the
+//! typed requests of [`crate::messages`]).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use shard::log::{LogConfig, PartitionLog};
-use shard::mesh::{Mesh, ShardGone};
+use shard::mesh::{LocalMesh, Mesh, Service, ShardGone};
 
 use crate::config::BrokerConfig;
-use crate::metadata::{partition_dir, topic_config, MetadataStore};
-
-pub type TopicPartition = (String, i32);
+use crate::controller::{Controller, CONTROLLER_SHARD};
+use crate::messages::{Asked, ShardReply, ShardRequest};
+use crate::metadata::MetadataStore;
+use crate::partitions::PartitionManager;
+use crate::server::limits::{ConnectionLimits, Connections};
 
 pub struct ShardState {
     pub id: usize,
     pub config: Arc<BrokerConfig>,
     pub metadata: Arc<MetadataStore>,
-    pub mesh: Mesh<ShardState>,
-    logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
-    /// Controller-only state (shard 0): admin operations run one at a time.
-    pub admin_lock: shard::fifo::FifoLock,
-    pub producer_ids: RefCell<(i64, i64)>,
+    /// This shard's senders to every shard's (bounded) inbox.
+    pub mesh: LocalMesh<ShardState>,
+    /// The logs of the partitions this shard owns.
+    pub partitions: Rc<PartitionManager>,
+    /// Controller-only state, on the controller shard only.
+    controller: Option<Rc<Controller>>,
     /// The consumer groups this shard coordinates, and their log.
-    pub groups: crate::groups::Coordinator,
+    pub groups: Rc<crate::groups::Coordinator>,
     /// Credentials and authentication state shared by every shard.
     pub security: Arc<crate::security::sasl::Security>,
     /// Client quotas and their rates, shared by every shard.
     pub quotas: Arc<crate::quotas::Quotas>,
-    /// `max_connections` / `max_connections_per_ip`, shared by every shard.
-    pub connection_limits: Arc<crate::server::limits::ConnectionLimits>,
-    /// Open connections of the client addresses this shard keeps count of.
-    pub connection_counts: crate::server::limits::PerIpCounts,
+    /// Connection limits, and the per-address counts this shard keeps.
+    pub connections: Rc<Connections>,
 }
 
 impl ShardState {
@@ -45,33 +45,38 @@ impl ShardState {
         mesh: Mesh<ShardState>,
         security: Arc<crate::security::sasl::Security>,
     ) -> Self {
-        let groups = crate::groups::Coordinator::new(
-            config.group_config(),
-            Box::new(crate::groups::wall_clock_ms),
-        );
+        let groups =
+            crate::groups::Coordinator::new(config.group_config(), shard::time::LogClock::System);
         groups.consumer.cfg.set(config.consumer_group_config());
         Self {
             id,
             config: config.clone(),
+            partitions: Rc::new(PartitionManager::new(id, config, metadata.clone())),
             metadata,
-            mesh,
-            logs: RefCell::new(HashMap::new()),
-            admin_lock: shard::fifo::FifoLock::new(),
-            producer_ids: RefCell::new((0, 0)),
-            groups,
+            mesh: mesh.local(),
+            controller: (id == CONTROLLER_SHARD).then(|| Rc::new(Controller::new())),
+            groups: Rc::new(groups),
             security,
             quotas: Arc::new(crate::quotas::Quotas::in_memory()),
-            connection_limits: crate::server::limits::ConnectionLimits::unlimited(),
-            connection_counts: Default::default(),
+            connections: Rc::new(Connections::new(ConnectionLimits::unlimited())),
         }
     }
 
-    /// Use the broker's shared connection limits (instead of none).
-    pub fn with_connection_limits(
-        mut self,
-        limits: Arc<crate::server::limits::ConnectionLimits>,
+    /// Count this shard's groups in the broker's `max_groups` census
+    /// (`None`: no limit).
+    pub fn with_group_census(
+        self,
+        census: Option<Arc<crate::groups::census::GroupCensus>>,
     ) -> Self {
-        self.connection_limits = limits;
+        if let Some(census) = census {
+            self.groups.census.join(census);
+        }
+        self
+    }
+
+    /// Use the broker's shared connection limits (instead of none).
+    pub fn with_connection_limits(mut self, limits: Arc<ConnectionLimits>) -> Self {
+        self.connections = Rc::new(Connections::new(limits));
         self
     }
 
@@ -81,133 +86,45 @@ impl ShardState {
         self
     }
 
+    /// The controller's state; only the controller shard has it (every
+    /// controller operation is sent there).
+    pub fn controller(&self) -> &Controller {
+        self.controller
+            .as_deref()
+            .expect("controller operations run on the controller shard")
+    }
+
     pub fn shards(&self) -> usize {
         self.mesh.shards()
     }
 
-    /// Run `work` on `shard`: inline when it is this shard, else by message.
-    pub async fn on_shard<R, F, Fut>(self: &Rc<Self>, shard: usize, work: F) -> Result<R, ShardGone>
-    where
-        R: Send + 'static,
-        F: FnOnce(Rc<ShardState>) -> Fut + Send + 'static,
-        Fut: Future<Output = R> + 'static,
-    {
+    /// Send `request` to `shard` and await the reply: handled inline when
+    /// it is this shard, else by message (waiting while that shard's inbox
+    /// is full).
+    pub async fn call(
+        self: &Rc<Self>,
+        shard: usize,
+        request: ShardRequest,
+    ) -> Result<ShardReply, ShardGone> {
         if shard == self.id {
-            Ok(work(self.clone()).await)
+            Ok(self.clone().handle(request).await)
         } else {
-            self.mesh.invoke_on(shard, work).await
+            self.mesh.call(shard, request).await
         }
     }
 
-    pub fn log(&self, topic: &str, partition: i32) -> Option<Rc<PartitionLog>> {
-        self.logs
-            .borrow()
-            .get(&(topic.to_string(), partition))
-            .cloned()
-    }
-
-    pub fn local_logs(&self) -> Vec<(TopicPartition, Rc<PartitionLog>)> {
-        self.logs
-            .borrow()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    pub fn log_config_for(&self, topic: &str) -> LogConfig {
-        let snap = self.metadata.snapshot();
-        let overrides = snap
-            .topic(topic)
-            .map(|t| t.configs.clone())
-            .unwrap_or_default();
-        topic_config::log_config(&overrides, &self.config)
-    }
-
-    /// Open (or create) the log of a partition this shard owns.
-    pub async fn open_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-        leader_epoch: i32,
-    ) -> Result<(), String> {
-        if self.log(topic, partition).is_some() {
-            return Ok(());
+    /// Have `shard` do `work` and return its answer: inline when it is
+    /// this shard, else by message.
+    pub async fn ask<W: Asked>(
+        self: &Rc<Self>,
+        shard: usize,
+        work: W,
+    ) -> Result<W::Out, ShardGone> {
+        if shard == self.id {
+            return Ok(work.run(self.clone()).await);
         }
-        let dir = partition_dir(&self.config.data_dir, topic, partition);
-        let config = self.log_config_for(topic);
-        let log = PartitionLog::open(dir, format!("{topic}-{partition}"), config)
-            .await
-            .map_err(|e| format!("opening {topic}-{partition}: {e}"))?;
-        log.set_leader_epoch(leader_epoch);
-        self.logs
-            .borrow_mut()
-            .insert((topic.to_string(), partition), log);
-        Ok(())
-    }
-
-    /// Open every partition the metadata places on this shard (start-up).
-    pub async fn open_owned_partitions(&self) -> anyhow::Result<usize> {
-        let snap = self.metadata.snapshot();
-        let mut opened = 0;
-        for t in snap.topics.values() {
-            for (p, meta) in t.partitions.iter().enumerate() {
-                if meta.shard as usize == self.id {
-                    self.open_partition(&t.name, p as i32, meta.leader_epoch)
-                        .await
-                        .map_err(anyhow::Error::msg)?;
-                    opened += 1;
-                }
-            }
-        }
-        Ok(opened)
-    }
-
-    /// Close the log of a partition, keeping its files (the first step of
-    /// undoing a creation: closing everything first frees the descriptors
-    /// that deleting directories needs).
-    pub async fn close_partition(&self, topic: &str, partition: i32) {
-        let log = self
-            .logs
-            .borrow_mut()
-            .remove(&(topic.to_string(), partition));
-        if let Some(log) = log {
-            if let Err(e) = log.close().await {
-                tracing::warn!("closing {topic}-{partition}: {e}");
-            }
-        }
-    }
-
-    /// Close and delete the log of a partition (topic deletion).
-    pub async fn destroy_partition(&self, topic: &str, partition: i32) {
-        let log = self
-            .logs
-            .borrow_mut()
-            .remove(&(topic.to_string(), partition));
-        match log {
-            Some(log) => {
-                if let Err(e) = log.destroy().await {
-                    tracing::warn!("deleting {topic}-{partition}: {e}");
-                }
-            }
-            None => {
-                let dir = partition_dir(&self.config.data_dir, topic, partition);
-                match std::fs::remove_dir_all(&dir) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => tracing::warn!("deleting {}: {e}", dir.display()),
-                }
-            }
-        }
-    }
-
-    /// Re-resolve the log settings of a topic's local partitions after a config change.
-    pub fn reconfigure_topic(&self, topic: &str) {
-        let config = self.log_config_for(topic);
-        for ((t, _), log) in self.logs.borrow().iter() {
-            if t == topic {
-                log.set_config(config.clone());
-            }
-        }
+        let reply = self.mesh.call(shard, work.request()).await?;
+        Ok(W::answer(reply).expect("a reply of the request's kind"))
     }
 
     /// Open this shard's group log (compacted, never a topic, under
@@ -222,11 +139,6 @@ impl ShardState {
     /// Flush and close every local log (shutdown).
     pub async fn close_all(&self) {
         self.groups.close().await;
-        let logs: Vec<_> = self.logs.borrow_mut().drain().collect();
-        for ((t, p), log) in logs {
-            if let Err(e) = log.close().await {
-                tracing::error!("closing {t}-{p}: {e}");
-            }
-        }
+        self.partitions.close_all().await;
     }
 }

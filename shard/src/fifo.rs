@@ -167,13 +167,13 @@ mod tests {
     where
         F: Future<Output = ()> + 'static,
     {
-        let b = glommio::spawn_local(take(1));
+        let b = crate::rt::spawn_local(take(1));
         tick().await; // B waits now
         let (go, went) = futures::channel::oneshot::channel::<()>();
         let c = take(2);
-        let spawner = glommio::spawn_local(async move {
+        let spawner = crate::rt::spawn_local(async move {
             let _ = went.await;
-            glommio::spawn_local(c).await;
+            crate::rt::spawn_local(c).await;
         });
         let _ = go.send(()); // the spawner is queued ...
         drop(hold); // ... before B is woken

@@ -35,12 +35,11 @@ fn reclaim_sender() -> mpsc::UnboundedSender<Homeward> {
         r.borrow_mut()
             .get_or_insert_with(|| {
                 let (tx, mut rx) = mpsc::unbounded::<Homeward>();
-                glommio::spawn_local(async move {
+                crate::rt::spawn_detached(async move {
                     while let Some(buf) = rx.next().await {
                         drop(buf);
                     }
-                })
-                .detach();
+                });
                 tx
             })
             .clone()

@@ -296,6 +296,7 @@ where
                          kernel.io_uring_disabled",
                     )),
                     Ok(executor) => {
+                        crate::blocking::forbid_here();
                         let run = std::panic::AssertUnwindSafe(|| {
                             executor.run(main(shard, gate, Stop(stop_rx)))
                         });
@@ -382,6 +383,29 @@ fn watch_signals(events: SyncSender<Event>) -> Result<()> {
         })
         .context("starting the signal thread")?;
     Ok(())
+}
+
+/// Run `fut` on an executor of its own (a new, unpinned thread with up to
+/// `io_memory` bytes of I/O memory, shrunk to the locked-memory limit) and
+/// wait for its output: for tools such as `shardline iotune` that use the
+/// shard's I/O path without a running broker.
+pub fn run_standalone<T, Fut>(
+    name: &str,
+    io_memory: usize,
+    fut: impl FnOnce() -> Fut + Send + 'static,
+) -> Result<T>
+where
+    T: Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let (io_memory, _) = fit_io_memory(1, io_memory);
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .name(name)
+        .io_memory(io_memory)
+        .spawn(move || async move { fut().await })
+        .map_err(|e| anyhow!("cannot start a glommio executor (io_uring, ulimit -l?): {e}"))?
+        .join()
+        .map_err(|e| anyhow!("{name} executor failed: {e:?}"))
 }
 
 /// Run one future on a throwaway executor (tests, tools).

@@ -146,7 +146,7 @@ mod tests {
             // The executor still works afterwards: a real accept completes.
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();
-            let accept = glommio::spawn_local(PollOnWake::new(async move {
+            let accept = crate::rt::spawn_local(PollOnWake::new(async move {
                 listener.accept().await.map(|_| ())
             }));
             let _client = glommio::net::TcpStream::connect(addr).await.unwrap();

@@ -399,6 +399,38 @@ def test_offset_for_leader_epoch(broker):
     assert got[4][0] == 3  # UNKNOWN_TOPIC_OR_PARTITION
 
 
+def test_offset_for_leader_epoch_answers_from_the_epoch_cache(broker):
+    # Kafka 4.4.0 answered these same requests (single node, epoch 0):
+    # a topic with 7 records: (0, 0, 0, 7), (0, 0, 0, 7), (75, 0, -1, -1),
+    # (0, 0, -1, -1), (0, 0, -1, -1), (0, 0, -1, -1); an empty one:
+    # (0, 0, 0, 0), (0, 0, 0, 0), (75, ...), then (0, 0, -1, -1) for each.
+    # An epoch above every known one is UNDEFINED (-1, -1), not the log end.
+    cases = [
+        (0, 0, 0),    # the current epoch: its end is the log end
+        (0, -1, 0),
+        (0, 1, 0),    # a current leader epoch newer than the broker's
+        (0, -1, -1),  # undefined
+        (0, -1, 1),   # above every epoch the log has
+        (0, -1, 5),
+    ]
+    topic = unique_topic("ofle-cache")
+    empty = unique_topic("ofle-empty")
+    create_topic(broker.bootstrap, topic, 1)
+    create_topic(broker.bootstrap, empty, 1)
+    assert_delivered(produce(broker.bootstrap, topic, [{"value": b"z"} for _ in range(7)]))
+    got = _ofle_v3(broker.address, topic, cases)
+    assert got[0] == got[1] == (0, 0, 0, 7)
+    assert got[2][0] == 75
+    assert got[3:] == [(0, 0, -1, -1)] * 3
+    got = _ofle_v3(broker.address, empty, cases)
+    assert got[0] == got[1] == (0, 0, 0, 0)
+    assert got[2][0] == 75
+    assert got[3:] == [(0, 0, -1, -1)] * 3
+    # The cache is persisted in the partition directory, in Kafka's format.
+    path = broker.data_dir / f"{topic}-0" / "leader-epoch-checkpoint"
+    assert path.read_text() == "0\n1\n0 0\n"
+
+
 # --------------------------------------------------------------------------
 # Kafka 3.9's deprecated topic configs
 # --------------------------------------------------------------------------

@@ -157,7 +157,7 @@ pub fn io_uring(host: &Host) -> Finding {
 pub fn memlock(host: &Host, needs: &Needs) -> Finding {
     let mut f = finding(
         "memlock",
-        "glommio registers (locks) its I/O buffers per shard; below the limit the broker shrinks them and large writes slow down",
+        "the broker registers (locks) its io_uring I/O buffers per shard; below the limit the broker shrinks them and large writes slow down",
     );
     let need = needs.memlock_bytes();
     let floor = needs.shards as u64 * host::MIN_IO_MEMORY + host::MEMLOCK_SLACK;
@@ -319,7 +319,7 @@ pub fn aio_max_nr(host: &Host) -> Finding {
     const WANT: u64 = 1_048_576;
     let mut f = finding(
         "aio_max_nr",
-        "io_uring does not use this pool, but Linux-AIO users on the host (and glommio's fallbacks) fail with EAGAIN once the system-wide limit is reached",
+        "io_uring does not use this pool, but Linux-AIO users on the host (and the broker runtime's fallbacks) fail with EAGAIN once the system-wide limit is reached",
     );
     f.wanted = format!(">= {WANT}");
     let rel = "proc/sys/fs/aio-max-nr";

@@ -29,7 +29,7 @@ pub struct Host {
 #[derive(Debug, Clone)]
 pub struct Needs {
     pub shards: usize,
-    /// Locked I/O memory glommio registers per shard.
+    /// Locked I/O memory the broker registers per shard.
     pub io_memory_bytes: u64,
     pub data_dir: PathBuf,
     /// `st_dev` of the data directory (or its nearest existing ancestor).

@@ -1,18 +1,20 @@
 //! The ACL store: every binding, persisted in `DATA_DIR/acls.json`.
 //!
 //! Like the credential store, the file is written atomically (temp file,
-//! fsync, rename, fsync directory) and memory is an
-//! `RwLock<Arc<AclSnapshot>>`: an authorization check clones the current
-//! snapshot (no I/O, no copying of ACLs); a change copies, modifies,
-//! persists and swaps under the write lock, so a failed write changes
-//! nothing and the file and memory change in the same order.
+//! fsync, rename, fsync directory) and memory is a [`Durable`] snapshot:
+//! an authorization check clones the current `Arc<AclSnapshot>` (no I/O,
+//! no copying of ACLs, never waiting for a write); a change waits its turn
+//! behind earlier ones (from any shard), copies, modifies and persists on
+//! the blocking pool, then swaps, so a failed write changes nothing, the
+//! file and memory change in the same order, and no shard thread blocks.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use shard::durable::{Durable, Persist, Planned};
 
 use super::authorizer::AclIndex;
 use super::model::{AclBinding, AclFilter};
@@ -62,18 +64,48 @@ struct FileFormat {
 }
 
 pub struct AclStore {
-    path: Option<PathBuf>,
-    current: RwLock<Arc<AclSnapshot>>,
+    current: Durable<AclFile>,
 }
 
+/// Where the ACLs are written (`None`: kept in memory only, for tests).
+struct AclFile {
+    path: Option<PathBuf>,
+}
+
+impl Persist for AclFile {
+    type Value = AclSnapshot;
+    type Error = AclStoreError;
+
+    fn persist(&self, snap: &AclSnapshot) -> Result<(), AclStoreError> {
+        shard::blocking::assert_not_shard("AclStore::persist");
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let file = FileFormat {
+            version: FORMAT_VERSION,
+            acls: snap.bindings.iter().cloned().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).expect("ACLs serialize");
+        shard::log::index::write_durably(path, &bytes).map_err(|source| AclStoreError::Io {
+            path: path.clone(),
+            source,
+        })
+    }
+}
+
+type Removed = Vec<Vec<AclBinding>>;
+
 impl AclStore {
+    fn with(path: Option<PathBuf>, bindings: BTreeSet<AclBinding>) -> Self {
+        AclStore {
+            current: Durable::new(AclFile { path }, AclSnapshot::new(0, bindings)),
+        }
+    }
+
     /// A store that is never persisted (tests).
     #[cfg(test)]
     pub fn in_memory() -> Self {
-        AclStore {
-            path: None,
-            current: RwLock::new(Arc::new(AclSnapshot::default())),
-        }
+        Self::with(None, BTreeSet::new())
     }
 
     /// Load `path`; a missing file is an empty store. A file that does not
@@ -89,79 +121,87 @@ impl AclStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
             Err(source) => return Err(AclStoreError::Io { path, source }),
         };
-        Ok(AclStore {
-            path: Some(path),
-            current: RwLock::new(Arc::new(AclSnapshot::new(0, bindings))),
-        })
+        Ok(Self::with(Some(path), bindings))
     }
 
     pub fn snapshot(&self) -> Arc<AclSnapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.snapshot()
     }
 
     /// Add bindings (already validated); ones already stored are no-ops.
-    pub fn create(&self, new: Vec<AclBinding>) -> Result<(), AclStoreError> {
-        self.modify(|set| {
-            let mut changed = false;
-            for b in new {
-                changed |= set.insert(b);
-            }
-            changed
-        })
-        .map(|_| ())
+    /// Returns once the change is durable.
+    pub async fn create(&self, new: Vec<AclBinding>) -> Result<(), AclStoreError> {
+        self.current.update(plan_create(new)).await
     }
 
     /// Remove every binding matching each filter; returns what each filter
     /// removed (a binding matched by two filters is reported by both, as
-    /// Kafka does).
-    pub fn delete(&self, filters: &[AclFilter]) -> Result<Vec<Vec<AclBinding>>, AclStoreError> {
-        let mut removed = Vec::with_capacity(filters.len());
-        self.modify(|set| {
-            for f in filters {
-                removed.push(set.iter().filter(|b| f.matches(b)).cloned().collect());
-            }
-            let before = set.len();
-            set.retain(|b| !filters.iter().any(|f| f.matches(b)));
-            set.len() != before
-        })?;
-        Ok(removed)
+    /// Kafka does), once the change is durable.
+    pub async fn delete(&self, filters: Vec<AclFilter>) -> Result<Removed, AclStoreError> {
+        self.current.update(plan_delete(filters)).await
     }
 
-    fn modify(
-        &self,
-        f: impl FnOnce(&mut BTreeSet<AclBinding>) -> bool,
-    ) -> Result<bool, AclStoreError> {
-        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let mut next = guard.bindings.clone();
-        if !f(&mut next) {
-            return Ok(false);
-        }
-        if next.len() > MAX_ACLS {
-            return Err(AclStoreError::TooMany);
-        }
-        self.persist(&next)?;
-        *guard = Arc::new(AclSnapshot::new(guard.generation + 1, next));
-        Ok(true)
+    /// [`Self::create`] off the shards (tests).
+    #[cfg(test)]
+    pub fn create_blocking(&self, new: Vec<AclBinding>) -> Result<(), AclStoreError> {
+        self.current.update_blocking(plan_create(new))
     }
 
-    fn persist(&self, bindings: &BTreeSet<AclBinding>) -> Result<(), AclStoreError> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let io = |source| AclStoreError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = FileFormat {
-            version: FORMAT_VERSION,
-            acls: bindings.iter().cloned().collect(),
-        };
-        let bytes = serde_json::to_vec_pretty(&file).expect("ACLs serialize");
-        shard::log::index::write_durably(path, &bytes).map_err(io)
+    /// [`Self::delete`] off the shards (tests).
+    #[cfg(test)]
+    pub fn delete_blocking(&self, filters: Vec<AclFilter>) -> Result<Removed, AclStoreError> {
+        self.current.update_blocking(plan_delete(filters))
     }
+}
+
+type Plan<R> = Result<Planned<AclSnapshot, R>, AclStoreError>;
+
+fn plan_create(new: Vec<AclBinding>) -> impl FnOnce(&AclSnapshot) -> Plan<()> + Send + 'static {
+    move |current| {
+        let mut next = current.bindings.clone();
+        let mut changed = false;
+        for b in new {
+            changed |= next.insert(b);
+        }
+        Ok((successor(current, next, changed)?, ()))
+    }
+}
+
+fn plan_delete(
+    filters: Vec<AclFilter>,
+) -> impl FnOnce(&AclSnapshot) -> Plan<Removed> + Send + 'static {
+    move |current| {
+        let removed: Removed = filters
+            .iter()
+            .map(|f| {
+                current
+                    .bindings
+                    .iter()
+                    .filter(|b| f.matches(b))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let mut next = current.bindings.clone();
+        next.retain(|b| !filters.iter().any(|f| f.matches(b)));
+        let changed = next.len() != current.bindings.len();
+        Ok((successor(current, next, changed)?, removed))
+    }
+}
+
+/// The snapshot after a change (`None` if nothing changed).
+fn successor(
+    current: &AclSnapshot,
+    next: BTreeSet<AclBinding>,
+    changed: bool,
+) -> Result<Option<AclSnapshot>, AclStoreError> {
+    if !changed {
+        return Ok(None);
+    }
+    if next.len() > MAX_ACLS {
+        return Err(AclStoreError::TooMany);
+    }
+    Ok(Some(AclSnapshot::new(current.generation + 1, next)))
 }
 
 fn decode(bytes: &[u8]) -> Result<BTreeSet<AclBinding>, String> {

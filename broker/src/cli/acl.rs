@@ -7,7 +7,7 @@ use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
 use kafka_protocol::messages::{CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest};
 
-use super::client::{check, sb, Client};
+use super::client::{check, sb};
 use super::Conn;
 use crate::acl::model::{ANY, CLUSTER_NAME, MATCH};
 use crate::acl::{Operation, PatternType, Permission, ResourceType};
@@ -95,7 +95,7 @@ pub enum AclCommand {
 
 pub fn run(args: AclArgs) -> Result<()> {
     args.conn.apply_sasl()?;
-    let mut client = Client::connect(&args.conn.bootstrap)?;
+    let mut client = super::client::connect(&args.conn.bootstrap)?;
     match args.command {
         AclCommand::Add {
             resources,

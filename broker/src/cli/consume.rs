@@ -10,7 +10,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest};
 use shard::record::{decode_records, message_set_to_batches, peek_magic, BatchView};
 
-use super::client::{check, topic_name, Client};
+use super::client::{check, topic_name};
 use super::offsets::{leaders, list_offsets, topic_partitions, EARLIEST, LATEST};
 use super::time::format_ms;
 use super::ConsumeArgs;
@@ -160,7 +160,7 @@ pub fn decode_fetched(
 
 pub fn run(args: ConsumeArgs) -> Result<()> {
     let topic = args.topic.as_str();
-    let mut client = Client::connect(&args.conn.bootstrap)?;
+    let mut client = super::client::connect(&args.conn.bootstrap)?;
     let parts = topic_partitions(&mut client, topic)?;
     let wanted: Vec<i32> = if args.partitions.is_empty() {
         parts.iter().map(|p| p.partition).collect()

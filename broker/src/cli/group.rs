@@ -20,7 +20,7 @@ use super::offsets::{leaders, list_offsets, topic_partitions, EARLIEST, LATEST};
 use super::{GroupCommand, ResetArgs};
 
 pub fn run(bootstrap: &str, cmd: GroupCommand) -> Result<()> {
-    let mut client = Client::connect(bootstrap)?;
+    let mut client = super::client::connect(bootstrap)?;
     match cmd {
         GroupCommand::List => list(&mut client),
         GroupCommand::Describe { group } => describe(&mut client, &group),

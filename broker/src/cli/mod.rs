@@ -10,10 +10,8 @@ pub mod log_verify;
 mod offsets;
 mod produce;
 mod quota;
-pub mod sasl;
 pub mod tenant;
 mod time;
-pub mod tls;
 mod topic;
 mod user;
 
@@ -58,25 +56,24 @@ pub struct Conn {
 impl Conn {
     /// Install the TLS and SASL settings every connection of this process uses.
     pub fn apply_sasl(&self) -> Result<()> {
-        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
-            (None, None, None) => {}
-            (Some(ca), cert, key) => tls::set_tls(&tls::TlsFiles {
+        let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => None,
+            (Some(ca), cert, key) => Some(shardline_client::tls::TlsFiles {
                 ca: ca.clone(),
                 client: cert.clone().zip(key.clone()),
-            })?,
+            }),
             (None, _, _) => anyhow::bail!("--tls-cert and --tls-key need --tls-ca"),
-        }
+        };
         let auth = match (&self.sasl_mechanism, &self.sasl_user, &self.sasl_password) {
-            (None, None, None) => return Ok(()),
-            (Some(m), Some(u), Some(p)) => client::SaslAuth {
+            (None, None, None) => None,
+            (Some(m), Some(u), Some(p)) => Some(shardline_client::SaslAuth {
                 mechanism: m.clone(),
                 user: u.clone(),
                 password: p.clone(),
-            },
+            }),
             _ => anyhow::bail!("--sasl-mechanism, --sasl-user and --sasl-password go together"),
         };
-        client::set_sasl(auth);
-        Ok(())
+        client::configure(tls.as_ref(), auth)
     }
 }
 

@@ -84,7 +84,7 @@ struct Msg {
 }
 
 pub fn run(args: ProduceArgs) -> Result<()> {
-    let mut client = Client::connect(&args.conn.bootstrap)?;
+    let mut client = super::client::connect(&args.conn.bootstrap)?;
     let parts = topic_partitions(&mut client, &args.topic)?;
     if parts.is_empty() {
         bail!("topic {} has no partitions", args.topic);

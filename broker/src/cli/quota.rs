@@ -10,7 +10,7 @@ use super::client::{check, sb, Client};
 use super::{QuotaCommand, QuotaEntityArgs, QuotaValues};
 
 pub fn run(bootstrap: &str, cmd: QuotaCommand) -> Result<()> {
-    let mut client = Client::connect(bootstrap)?;
+    let mut client = super::client::connect(bootstrap)?;
     match cmd {
         QuotaCommand::Set { entity, values } => set(&mut client, &entity, &values),
         QuotaCommand::Remove { entity, keys } => remove(&mut client, &entity, &keys),

@@ -91,7 +91,7 @@ pub enum TenantCommand {
 }
 
 pub fn run(args: TenantArgs) -> Result<()> {
-    let mut client = Client::connect(&args.conn.bootstrap)?;
+    let mut client = super::client::connect(&args.conn.bootstrap)?;
     match args.command {
         TenantCommand::Create {
             name,

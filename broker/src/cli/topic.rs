@@ -3,7 +3,6 @@
 
 use anyhow::{anyhow, Result};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
-use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResourceResult;
@@ -11,7 +10,7 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
 };
 
-use super::client::{check, sb, topic_name, Client};
+use super::client::{check, check_created, creatable_topic, sb, topic_name, Client};
 use super::offsets::{leaders, list_offsets, topic_partitions, EARLIEST, LATEST};
 use super::TopicCommand;
 
@@ -20,7 +19,7 @@ const RESOURCE_TOPIC: i8 = 2;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 
 pub fn run(bootstrap: &str, cmd: TopicCommand) -> Result<()> {
-    let mut client = Client::connect(bootstrap)?;
+    let mut client = super::client::connect(bootstrap)?;
     match cmd {
         TopicCommand::Create {
             name,
@@ -43,35 +42,14 @@ fn create(
     config: &[(String, String)],
 ) -> Result<()> {
     let conn = client.admin_conn()?;
-    let topic = CreatableTopic::default()
-        .with_name(topic_name(name))
-        .with_num_partitions(partitions.unwrap_or(-1))
-        .with_replication_factor(rf.unwrap_or(-1))
-        .with_configs(
-            config
-                .iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfig::default()
-                        .with_name(sb(k))
-                        .with_value(Some(sb(v)))
-                })
-                .collect(),
-        );
+    let topic = creatable_topic(name, partitions.unwrap_or(-1), rf.unwrap_or(-1), config);
     let req = CreateTopicsRequest::default()
         .with_topics(vec![topic])
         .with_timeout_ms(TIMEOUT_MS);
     // Defaults (-1) need CreateTopics v4; older brokers reject them with
     // INVALID_PARTITIONS / INVALID_REPLICATION_FACTOR, reported below.
     let (resp, _) = conn.send(&req)?;
-    let r = resp
-        .topics
-        .first()
-        .ok_or_else(|| anyhow!("CreateTopics returned no result"))?;
-    check(
-        r.error_code,
-        format!("creating topic {name}"),
-        r.error_message.as_ref(),
-    )?;
+    check_created(&resp, name, false)?;
     println!("Created topic {name}.");
     Ok(())
 }

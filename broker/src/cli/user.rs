@@ -19,7 +19,7 @@ use super::UserCommand;
 use crate::security::scram::{ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
 
 pub fn run(bootstrap: &str, cmd: UserCommand) -> Result<()> {
-    let mut client = Client::connect(bootstrap)?;
+    let mut client = super::client::connect(bootstrap)?;
     match cmd {
         UserCommand::Create {
             name,

@@ -20,10 +20,12 @@ use kafka_protocol::ResponseError;
 
 pub mod assignors;
 pub mod persist;
+pub mod subscription;
 #[cfg(test)]
 mod tests;
 
 pub use assignors::{assign, Assignment};
+pub use subscription::{TopicCatalog, TopicRegex};
 
 pub const FENCED_MEMBER_EPOCH: i16 = 110;
 pub const UNRELEASED_INSTANCE_ID: i16 = 111;
@@ -31,78 +33,13 @@ pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
 /// Kafka 4.0's code for a subscription regex that does not compile.
 pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
-/// Longest subscription regex accepted; bounds compile time and memory.
-pub const MAX_REGEX_LEN: usize = 4096;
-
-/// What a group needs to know about the cluster's topics.
-pub trait TopicCatalog {
-    /// Partitions of `topic`; None when there is no such topic.
-    fn partition_count(&self, topic: &str) -> Option<i32>;
-    /// Every topic name, for regex subscriptions.
-    fn topic_names(&self) -> Vec<String>;
-}
-
-impl TopicCatalog for crate::metadata::ClusterState {
-    fn partition_count(&self, topic: &str) -> Option<i32> {
-        self.topic(topic).map(|m| m.partitions.len() as i32)
-    }
-
-    fn topic_names(&self) -> Vec<String> {
-        self.topics.keys().cloned().collect()
-    }
-}
-
-/// Tests: topic name → partition count.
-#[cfg(test)]
-impl TopicCatalog for BTreeMap<String, i32> {
-    fn partition_count(&self, topic: &str) -> Option<i32> {
-        self.get(topic).copied()
-    }
-
-    fn topic_names(&self) -> Vec<String> {
-        self.keys().cloned().collect()
-    }
-}
-
-/// A subscription regex, compiled once per change. Kafka (RE2/J) matches
-/// it against the whole topic name, so it is anchored at both ends.
-#[derive(Debug, Clone)]
-pub struct TopicRegex {
-    pub source: String,
-    matcher: regex::Regex,
-}
-
-impl TopicRegex {
-    pub fn new(source: &str) -> Result<Self, String> {
-        if source.len() > MAX_REGEX_LEN {
-            return Err(format!("regex longer than {MAX_REGEX_LEN} bytes"));
-        }
-        let matcher = regex::RegexBuilder::new(&format!("^(?:{source})$"))
-            .size_limit(1 << 20)
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Self {
-            source: source.to_string(),
-            matcher,
-        })
-    }
-
-    pub fn matches(&self, topic: &str) -> bool {
-        self.matcher.is_match(topic)
-    }
-}
-
-impl PartialEq for TopicRegex {
-    fn eq(&self, other: &Self) -> bool {
-        self.source == other.source
-    }
-}
-
 /// Broker settings of consumer-protocol groups.
 #[derive(Debug, Clone, Copy)]
 pub struct ConsumerConfig {
     pub heartbeat_interval_ms: i32,
     pub session_timeout_ms: i64,
+    /// Kafka's `group.consumer.max.size` (`group_max_size` here).
+    pub max_size: u32,
 }
 
 impl Default for ConsumerConfig {
@@ -110,6 +47,7 @@ impl Default for ConsumerConfig {
         Self {
             heartbeat_interval_ms: 5000,
             session_timeout_ms: 45000,
+            max_size: i32::MAX as u32,
         }
     }
 }
@@ -454,6 +392,11 @@ impl ConsumerGroup {
                     member_id = uuid::Uuid::new_v4().to_string();
                 }
                 if !self.members.contains_key(&member_id) {
+                    if self.members.len() >= cfg.max_size as usize {
+                        let why = crate::groups::max_size::consumer_group_full(cfg.max_size);
+                        let code = ResponseError::GroupMaxSizeReached.code();
+                        return HeartbeatResult::error(code, &p.member_id, &why);
+                    }
                     if p.subscribed.is_none() && regex.is_none() {
                         return HeartbeatResult::error(
                             ResponseError::InvalidRequest.code(),
@@ -756,18 +699,34 @@ impl super::Coordinator {
         }
         let now = self.now();
         let cfg = self.consumer.cfg.get();
-        let mut groups = self.consumer.groups.borrow_mut();
-        if p.member_epoch != 0 && !groups.contains_key(group_id) {
+        let exists = self.consumer.groups.borrow().contains_key(group_id);
+        if p.member_epoch != 0 && !exists {
             return HeartbeatResult::error(
                 ResponseError::UnknownMemberId.code(),
                 &p.member_id,
                 "unknown member",
             );
         }
-        groups
+        if !exists {
+            if let Some(max) = self.groups_full() {
+                return HeartbeatResult::error(
+                    ResponseError::GroupMaxSizeReached.code(),
+                    &p.member_id,
+                    &crate::groups::census::broker_full(max),
+                );
+            }
+        }
+        let result = self
+            .consumer
+            .groups
+            .borrow_mut()
             .entry(group_id.to_string())
             .or_insert_with(|| ConsumerGroup::new(group_id.to_string()))
-            .heartbeat(p, now, &cfg, catalog)
+            .heartbeat(p, now, &cfg, catalog);
+        if !exists {
+            self.publish_group_count();
+        }
+        result
     }
 
     /// A copy of a consumer-protocol group, for ConsumerGroupDescribe.

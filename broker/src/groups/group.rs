@@ -14,109 +14,7 @@ use kafka_protocol::ResponseError;
 
 pub use super::member::Member;
 
-/// Group-level settings from the broker config.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupConfig {
-    /// `group.initial.rebalance.delay.ms`: how long an Empty group waits for
-    /// more members after the first one joins, so a fleet of consumers
-    /// starting together gets one rebalance instead of one per member.
-    pub initial_rebalance_delay_ms: i64,
-    /// `offsets.retention.minutes`, in ms.
-    pub offsets_retention_ms: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GroupState {
-    Empty,
-    PreparingRebalance,
-    CompletingRebalance,
-    Stable,
-    Dead,
-}
-
-impl GroupState {
-    pub fn name(self) -> &'static str {
-        match self {
-            GroupState::Empty => "Empty",
-            GroupState::PreparingRebalance => "PreparingRebalance",
-            GroupState::CompletingRebalance => "CompletingRebalance",
-            GroupState::Stable => "Stable",
-            GroupState::Dead => "Dead",
-        }
-    }
-}
-
-/// Either an answer now, or one that arrives when the group moves on.
-pub enum Reply<T> {
-    Now(T),
-    Wait(oneshot::Receiver<T>),
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JoinParams {
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub session_timeout_ms: i32,
-    pub rebalance_timeout_ms: i32,
-    pub protocol_type: String,
-    pub protocols: Vec<(String, Bytes)>,
-    /// JoinGroup v4+: a member without an id gets MEMBER_ID_REQUIRED first.
-    pub require_known_member_id: bool,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JoinResult {
-    pub error: i16,
-    pub generation: i32,
-    pub protocol_type: Option<String>,
-    pub protocol_name: Option<String>,
-    pub leader: String,
-    pub member_id: String,
-    /// (member id, instance id, metadata): only the leader gets these.
-    pub members: Vec<(String, Option<String>, Bytes)>,
-    pub skip_assignment: bool,
-}
-
-impl JoinResult {
-    pub fn error(e: ResponseError, member_id: &str) -> Self {
-        Self {
-            error: e.code(),
-            generation: -1,
-            member_id: member_id.to_string(),
-            ..Default::default()
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SyncResult {
-    pub error: i16,
-    pub protocol_type: Option<String>,
-    pub protocol_name: Option<String>,
-    pub assignment: Bytes,
-}
-
-impl SyncResult {
-    pub fn error(e: ResponseError) -> Self {
-        Self {
-            error: e.code(),
-            ..Default::default()
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CommittedOffset {
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: String,
-    pub commit_timestamp: i64,
-    /// Position of the record in the group log; a commit only replaces an
-    /// older one, whatever order concurrent appends complete in.
-    pub log_offset: i64,
-}
+pub use super::group_types::*;
 
 #[derive(Debug)]
 pub struct Group {
@@ -128,11 +26,11 @@ pub struct Group {
     pub leader: Option<String>,
     pub members: IndexMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, and when they lapse.
-    pending: HashMap<String, i64>,
+    pub(super) pending: HashMap<String, i64>,
     /// Static members: instance id → current member id.
     pub static_members: HashMap<String, String>,
     /// End of the join phase (PreparingRebalance) or of the sync phase.
-    deadline: Option<i64>,
+    pub(super) deadline: Option<i64>,
     /// Inside `group.initial.rebalance.delay.ms`: joins do not complete yet.
     initial_delay: bool,
     initial_delay_left: i64,
@@ -171,6 +69,27 @@ impl Group {
     }
 
     fn set_state(&mut self, state: GroupState, now: i64) {
+        // A wrong move here is a coordinator bug that would hand out
+        // generations or assignments Kafka never would. Tests and the
+        // simulation stop on it (Kafka's `assertValidTransition`); a
+        // running broker logs it loudly rather than take every
+        // connection of the shard down with a panic.
+        let legal = state.may_follow(self.state);
+        debug_assert!(
+            legal,
+            "group {}: illegal transition {} -> {}",
+            self.id,
+            self.state.name(),
+            state.name()
+        );
+        if !legal {
+            tracing::error!(
+                "group {}: illegal transition {} -> {} (a coordinator bug; please report it)",
+                self.id,
+                self.state.name(),
+                state.name()
+            );
+        }
         self.state = state;
         self.state_timestamp = now;
     }
@@ -310,6 +229,10 @@ impl Group {
             return self.add_member(new_id, p, now, cfg);
         }
         if p.require_known_member_id {
+            // Kafka 4.4.0 refuses a full group's newcomer before an id.
+            if !self.accepts_new_member(cfg) {
+                return Reply::Now(JoinResult::error(ResponseError::GroupMaxSizeReached, ""));
+            }
             self.pending
                 .insert(new_id.clone(), now + i64::from(p.session_timeout_ms));
             return Reply::Now(JoinResult::error(ResponseError::MemberIdRequired, &new_id));
@@ -335,6 +258,14 @@ impl Group {
             ));
         };
         let same = member.same_protocols(&p);
+        if self.state == GroupState::PreparingRebalance
+            && member.join_waiter.is_none()
+            && self.awaiting_join() >= cfg.max_size as usize
+        {
+            // Kafka: a member rejoining after newcomers filled the group goes.
+            self.remove_member(&p.member_id, now, cfg);
+            return Reply::Now(JoinResult::error(ResponseError::GroupMaxSizeReached, ""));
+        }
         match self.state {
             GroupState::PreparingRebalance => self.rejoin(p, now, cfg, false),
             GroupState::CompletingRebalance if same => {
@@ -378,6 +309,9 @@ impl Group {
         now: i64,
         cfg: &GroupConfig,
     ) -> Reply<JoinResult> {
+        if !self.accepts_new_member(cfg) {
+            return Reply::Now(JoinResult::error(ResponseError::GroupMaxSizeReached, ""));
+        }
         let (tx, rx) = oneshot::channel();
         let mut member = Member::new(id.clone(), &p, now);
         member.join_waiter = Some(tx);
@@ -404,10 +338,13 @@ impl Group {
         &mut self,
         old_id: String,
         new_id: String,
-        p: JoinParams,
+        mut p: JoinParams,
         now: i64,
         cfg: &GroupConfig,
     ) -> Reply<JoinResult> {
+        // From here on the member is known by its new id (`rejoin` looks
+        // it up by the id in `p`, which a restarted member sent empty).
+        p.member_id = new_id.clone();
         let Some(mut member) = self.members.shift_remove(&old_id) else {
             self.static_members
                 .remove(p.instance_id.as_deref().unwrap_or(""));
@@ -456,6 +393,11 @@ impl Group {
                 m.assignment = Bytes::new();
                 if let Some(w) = m.sync_waiter.take() {
                     let _ = w.send(SyncResult::error(ResponseError::RebalanceInProgress));
+                    // Its session did not run while it waited (see
+                    // `next_deadline`); it starts again now, as Kafka's
+                    // resetAndPropagateAssignmentError does. Without this
+                    // the session is already due and the timers spin.
+                    m.last_heartbeat = now;
                 }
             }
         }
@@ -613,9 +555,12 @@ impl Group {
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         let r = self.sync_result(&id);
-                        let waiter = self.members.get_mut(&id).and_then(|m| m.sync_waiter.take());
-                        if let Some(w) = waiter {
+                        let m = self.members.get_mut(&id).expect("listed");
+                        if let Some(w) = m.sync_waiter.take() {
                             let _ = w.send(r);
+                            // Kafka's propagateAssignment: the session
+                            // starts again once the waiter is answered.
+                            m.last_heartbeat = now;
                         }
                     }
                 }

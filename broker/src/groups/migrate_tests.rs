@@ -78,10 +78,7 @@ fn write_metadata(data: &Path, topic: &str, partitions: usize) {
             name: topic.into(),
             id: uuid::Uuid::new_v4(),
             partitions: (0..partitions)
-                .map(|p| PartitionMeta {
-                    shard: (p % 2) as u32,
-                    leader_epoch: 0,
-                })
+                .map(|p| PartitionMeta::local((p % 2) as u32, 0))
                 .collect(),
             configs: BTreeMap::new(),
         }),

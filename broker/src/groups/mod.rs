@@ -1,15 +1,23 @@
 //! The classic group coordinator. Each group belongs to one shard,
 //! `fnv1a(group id) % shards`; requests that arrive elsewhere are sent to it
-//! with `ShardState::on_shard`, so a group's state is only ever touched by
+//! as typed messages (`ShardState::ask`, the `ShardWork` types of
+//! `handlers::{groups, offsets, consumer_groups}`), so a group's state is only ever touched by
 //! one thread and needs no lock. Per shard, [`Coordinator`] holds the groups
 //! in a `RefCell` (never borrowed across an `.await`) and the shard's group
 //! log, where commits become durable before they are acknowledged.
 
+pub mod census;
 pub mod consumer_protocol;
 pub mod group;
+pub mod group_types;
+#[cfg(test)]
+mod invariants;
+pub mod max_size;
 pub mod member;
 pub mod migrate;
 pub mod offsets;
+#[cfg(test)]
+mod sim_tests;
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -22,9 +30,10 @@ use std::rc::Rc;
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use shard::log::{AckLevel, LogConfig, PartitionLog};
+use shard::time::{Clock, LogClock};
 
 use group::{Group, Reply};
-pub use group::{GroupConfig, GroupState, JoinParams, JoinResult, SyncResult};
+pub use group::{GroupConfig, GroupState, JoinParams, JoinResult, SyncParams, SyncResult};
 
 /// Settings of a shard's group log: compacted, kept forever.
 pub fn group_log_config(broker: &crate::config::BrokerConfig) -> LogConfig {
@@ -60,10 +69,7 @@ pub fn owner_shard(group_id: &str, shards: usize) -> usize {
 }
 
 pub fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    shard::record::now_ms()
 }
 
 /// A group as DescribeGroups shows it.
@@ -90,21 +96,29 @@ pub struct Coordinator {
     groups: RefCell<HashMap<String, Group>>,
     log: RefCell<Option<Rc<PartitionLog>>>,
     cfg: GroupConfig,
-    clock: Box<dyn Fn() -> i64>,
+    /// The system clock, or a manual one in tests and the simulation
+    /// (`sim_tests.rs`): an enum, so a request reads the time with a
+    /// branch, not a virtual call.
+    clock: LogClock,
     last_expiry_check: Cell<i64>,
     /// Stand-in log positions when no group log is open (unit tests).
     mem_offset: Cell<i64>,
+    /// Group log appends under way: the simulation waits for none before
+    /// it looks, so a seed replays the same run.
+    appends_in_flight: Cell<usize>,
     /// Groups of the consumer protocol (KIP-848).
     pub consumer: consumer_protocol::ConsumerGroups,
     /// When [`run_timers`] plans to tick next (ms; `i64::MAX`: not planned).
     next_tick: Cell<i64>,
     /// Wakes [`run_timers`] when a change brings a deadline before it.
     timer_wake: shard::signal::Signal,
+    /// This shard's part of the broker's `max_groups` count.
+    pub census: census::ShardCount,
 }
 
 impl Coordinator {
-    pub fn new(cfg: GroupConfig, clock: Box<dyn Fn() -> i64>) -> Self {
-        let now = clock();
+    pub fn new(cfg: GroupConfig, clock: LogClock) -> Self {
+        let now = clock.now_ms();
         Self {
             groups: RefCell::new(HashMap::new()),
             log: RefCell::new(None),
@@ -112,10 +126,32 @@ impl Coordinator {
             clock,
             last_expiry_check: Cell::new(now),
             mem_offset: Cell::new(0),
+            appends_in_flight: Cell::new(0),
             consumer: Default::default(),
             next_tick: Cell::new(i64::MAX),
             timer_wake: shard::signal::Signal::new(),
+            census: Default::default(),
         }
+    }
+
+    /// Groups on this shard (a group id used by both protocols counts
+    /// twice: rare, and on the safe side of the limit).
+    fn group_count(&self) -> usize {
+        self.groups.borrow().len() + self.consumer.groups.borrow().len()
+    }
+
+    /// `Some(max)` when a new group would go over `max_groups`.
+    pub(crate) fn groups_full(&self) -> Option<usize> {
+        let full = self.census.full(self.group_count());
+        if let Some(max) = full {
+            tracing::debug!("{}", census::broker_full(max));
+        }
+        full
+    }
+
+    /// After groups were created or removed here.
+    pub(crate) fn publish_group_count(&self) {
+        self.census.publish(self.group_count());
     }
 
     /// After a request changed `group_id`: if that brought one of its
@@ -170,7 +206,7 @@ impl Coordinator {
     }
 
     pub fn now(&self) -> i64 {
-        (self.clock)()
+        self.clock.now_ms()
     }
 
     /// Open this shard's group log (`DATA_DIR/@internal/__consumer_offsets-<shard>`)
@@ -185,9 +221,10 @@ impl Coordinator {
     ) -> anyhow::Result<()> {
         let name = crate::metadata::internal::group_log_name(shard);
         let dir = crate::metadata::internal::group_log_dir(data_dir, shard);
-        let log = PartitionLog::open(dir.clone(), name.clone(), config)
-            .await
-            .map_err(|e| anyhow::anyhow!("opening the group log {}: {e}", dir.display()))?;
+        let log =
+            PartitionLog::open_with_clock(dir.clone(), name.clone(), config, self.clock.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("opening the group log {}: {e}", dir.display()))?;
         let mut restored = store::Restored::default();
         let replayed = store::replay(&log, &mut restored, self.now()).await;
         let records = match replayed {
@@ -210,6 +247,9 @@ impl Coordinator {
         *self.groups.borrow_mut() = restored.groups;
         *self.consumer.groups.borrow_mut() = restored.consumer_groups;
         *self.log.borrow_mut() = Some(log);
+        // Restored groups count, even beyond the limit (it only stops new
+        // ones).
+        self.publish_group_count();
         Ok(())
     }
 
@@ -233,11 +273,13 @@ impl Coordinator {
         }
         let log = self.log();
         match log {
-            Some(log) => log
-                .append(store::batch(entries, self.now()), AckLevel::Durable)
-                .await
-                .map(|info| info.base_offset)
-                .map_err(WriteFailed::from),
+            Some(log) => {
+                let _counted = InFlight::new(&self.appends_in_flight);
+                log.append(store::batch(entries, self.now()), AckLevel::Durable)
+                    .await
+                    .map(|info| info.base_offset)
+                    .map_err(WriteFailed::from)
+            }
             None => {
                 let base = self.mem_offset.get();
                 self.mem_offset.set(base + entries.len() as i64);
@@ -272,15 +314,23 @@ impl Coordinator {
             if self.consumer.active(&group_id) {
                 return JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id);
             }
-            let mut groups = self.groups.borrow_mut();
-            if !p.member_id.is_empty() && !groups.contains_key(&group_id) {
-                return JoinResult::error(ResponseError::UnknownMemberId, &member_id);
+            if !self.groups.borrow().contains_key(&group_id) {
+                if !p.member_id.is_empty() {
+                    return JoinResult::error(ResponseError::UnknownMemberId, &member_id);
+                }
+                if self.groups_full().is_some() {
+                    // Kafka's answer for a group that cannot take the
+                    // member (`group.max.size`); the broker is full instead.
+                    return JoinResult::error(ResponseError::GroupMaxSizeReached, &member_id);
+                }
             }
+            let mut groups = self.groups.borrow_mut();
             let g = groups
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(group_id.clone(), now));
             g.join(p, now, &self.cfg)
         };
+        self.publish_group_count();
         self.reschedule(&group_id);
         self.persist_if_dirty(&group_id).await;
         match reply {
@@ -291,17 +341,7 @@ impl Coordinator {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub async fn sync(
-        &self,
-        group_id: String,
-        member_id: String,
-        instance_id: Option<String>,
-        generation: i32,
-        protocol_type: Option<String>,
-        protocol_name: Option<String>,
-        assignments: Vec<(String, Bytes)>,
-    ) -> SyncResult {
+    pub async fn sync(&self, group_id: String, p: SyncParams) -> SyncResult {
         let reply = {
             let now = self.now();
             let mut groups = self.groups.borrow_mut();
@@ -309,12 +349,12 @@ impl Coordinator {
                 return SyncResult::error(ResponseError::UnknownMemberId);
             };
             g.sync(
-                &member_id,
-                instance_id.as_deref(),
-                generation,
-                protocol_type.as_deref(),
-                protocol_name.as_deref(),
-                assignments,
+                &p.member_id,
+                p.instance_id.as_deref(),
+                p.generation,
+                p.protocol_type.as_deref(),
+                p.protocol_name.as_deref(),
+                p.assignments,
                 now,
             )
         };
@@ -457,6 +497,8 @@ impl Coordinator {
         {
             groups.remove(group_id);
         }
+        drop(groups);
+        self.publish_group_count();
         0
     }
 
@@ -475,7 +517,9 @@ impl Coordinator {
             let mut groups = self.groups.borrow_mut();
             groups
                 .values_mut()
-                .filter(|g| g.state != GroupState::Empty || g.dirty)
+                // An Empty group has no timers, but it may hold member ids
+                // handed out with MEMBER_ID_REQUIRED, which lapse.
+                .filter(|g| g.state != GroupState::Empty || g.dirty || !g.pending.is_empty())
                 .filter_map(|g| {
                     g.tick(now, &self.cfg);
                     g.dirty.then(|| g.id.clone())
@@ -489,6 +533,7 @@ impl Coordinator {
             self.last_expiry_check.set(now);
             self.expire_offsets(now).await;
         }
+        self.publish_group_count();
     }
 }
 
@@ -508,15 +553,26 @@ pub async fn run_timers(state: Rc<crate::shard_state::ShardState>) {
         let wait = next.saturating_sub(groups.now());
         if wait > 0 {
             let wait = std::time::Duration::from_millis(wait as u64);
-            // `woken` is our own signal, not glommio I/O: the timer may poll it.
-            let _ = glommio::timer::timeout(wait, async {
-                woken.await;
-                Ok(())
-            })
-            .await;
+            let _ = shard::rt::timeout(wait, woken).await;
             continue; // re-read: woken early, or the deadline moved on
         }
         groups.tick().await;
+    }
+}
+
+/// Counts an append while its future lives (also when it is dropped).
+struct InFlight<'a>(&'a Cell<usize>);
+
+impl<'a> InFlight<'a> {
+    fn new(count: &'a Cell<usize>) -> Self {
+        count.set(count.get() + 1);
+        Self(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 

@@ -138,6 +138,14 @@ impl Coordinator {
     ) -> i16 {
         let now = self.now();
         let consumer_check = self.consumer_commit_check(group_id, member_id, generation);
+        let creates = consumer_check.is_none()
+            && generation < 0
+            && !self.groups.borrow().contains_key(group_id);
+        if creates && self.groups_full().is_some() {
+            // OffsetCommit has no code for "no room"; clients raise this
+            // one as an error with its text (librdkafka: test_limits.py).
+            return ResponseError::GroupMaxSizeReached.code();
+        }
         {
             let mut groups = self.groups.borrow_mut();
             let error = match groups.get_mut(group_id) {
@@ -162,6 +170,9 @@ impl Coordinator {
             if error != 0 {
                 return error;
             }
+        }
+        if creates {
+            self.publish_group_count();
         }
         let committed: Vec<CommittedOffset> = entries
             .iter()

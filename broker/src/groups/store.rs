@@ -181,8 +181,12 @@ pub async fn replay(log: &PartitionLog, into: &mut Restored, now: i64) -> anyhow
         Ok(())
     })
     .await?;
-    // Groups the log left with neither members nor offsets are gone.
-    into.groups.retain(|_, g| !g.is_empty_and_unused());
+    // A group the log left with neither members nor offsets stays, Empty,
+    // with its generation, as Kafka loads it: the offset expiry check
+    // removes it and writes its tombstone. Dropping it here without one
+    // would let a later commit to the same id bring back the old
+    // generation from the record still in the log (group simulation,
+    // seed 128).
     Ok(applied)
 }
 

@@ -1,20 +1,21 @@
 //! State-machine tests on a hand-driven clock: every timer fires because a
 //! test calls `tick(now)` with a later `now`, never by sleeping.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
+use shard::time::{Clock, LogClock, ManualClock};
 
-use super::group::{Group, GroupConfig, GroupState, JoinParams, JoinResult, Reply};
+use super::group::{Group, GroupConfig, GroupState, JoinParams, JoinResult, Reply, SyncParams};
 use super::offsets::CommitEntry;
 use super::Coordinator;
 
 const CFG: GroupConfig = GroupConfig {
     initial_rebalance_delay_ms: 0,
     offsets_retention_ms: 60_000,
+    max_size: i32::MAX as u32,
 };
 
 fn params(member_id: &str) -> JoinParams {
@@ -130,6 +131,56 @@ fn join_and_sync_with_initial_delay() {
     assert!(j2.members.is_empty());
     assert_eq!(j1.protocol_name.as_deref(), Some("range"));
     sync_all(&mut g, &j1, &j2, 200);
+}
+
+/// Kafka's group.max.size: a new member beyond it gets
+/// GROUP_MAX_SIZE_REACHED and no member id, during a rebalance (members
+/// waiting to join count) and in a Stable group; members already in rejoin.
+#[test]
+fn a_full_group_refuses_new_members() {
+    let cfg = GroupConfig {
+        max_size: 2,
+        initial_rebalance_delay_ms: 100, // both joins wait
+        ..CFG
+    };
+    let full = ResponseError::GroupMaxSizeReached.code();
+    let mut g = Group::new("g".into(), 0);
+    let _r1 = waiting(g.join(params(""), 0, &cfg));
+    let _r2 = waiting(g.join(params(""), 0, &cfg));
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    let third = now_value(g.join(params(""), 0, &cfg));
+    assert_eq!((third.error, third.member_id.as_str()), (full, ""));
+    assert_eq!(g.members.len(), 2);
+    let (mut g, leader, _) = stable_pair(0);
+    let g_cfg = GroupConfig { max_size: 2, ..CFG };
+    let third = now_value(g.join(params(""), 10, &g_cfg));
+    assert_eq!(third.error, full);
+    // JoinGroup v4+ (member id required): refused before getting an id,
+    // as Kafka 4.4.0 answers.
+    let v4 = JoinParams {
+        require_known_member_id: true,
+        ..params("")
+    };
+    let third = now_value(g.join(v4, 10, &g_cfg));
+    assert_eq!((third.error, third.member_id.as_str()), (full, ""));
+    assert_eq!(
+        g.state,
+        GroupState::Stable,
+        "a refused join starts no rebalance"
+    );
+    // A member of the group still rejoins.
+    let _again = waiting(g.join(params(&leader), 10, &g_cfg));
+    assert_eq!(g.members.len(), 2);
+    // During a rebalance the members waiting to join count: a newcomer
+    // takes the place of a member that has not rejoined yet, and that
+    // member, rejoining last, is removed.
+    let (mut g, leader, follower) = stable_pair(0);
+    let _l = waiting(g.join(params(&leader), 10, &g_cfg)); // rebalance; 1 waiting
+    let _n = waiting(g.join(params(""), 10, &g_cfg)); // accepted: 2 waiting
+    let late = now_value(g.join(params(&follower), 10, &g_cfg));
+    assert_eq!(late.error, full);
+    assert!(!g.members.contains_key(&follower));
+    assert_eq!(g.members.len(), 2);
 }
 
 #[test]
@@ -301,10 +352,9 @@ fn rebalance_during_sync_phase_fails_waiting_syncs() {
     assert_eq!(late.error, ResponseError::RebalanceInProgress.code());
 }
 
-fn clock() -> (Rc<Cell<i64>>, Box<dyn Fn() -> i64>) {
-    let t = Rc::new(Cell::new(1_000_000));
-    let c = t.clone();
-    (t, Box::new(move || c.get()))
+fn clock() -> (Rc<ManualClock>, LogClock) {
+    let t = Rc::new(ManualClock::new(1_000_000));
+    (t.clone(), LogClock::Manual(t))
 }
 
 fn entry(topic: &str, partition: i32, offset: i64) -> CommitEntry {
@@ -329,11 +379,11 @@ fn simple_commits_expire_and_the_group_goes() {
         );
         let got = c.fetch_offsets("s", None);
         assert_eq!(got[0].1[0].1.as_ref().unwrap().offset, 5);
-        c.expire_offsets(t.get() + CFG.offsets_retention_ms - 1)
+        c.expire_offsets(t.now_ms() + CFG.offsets_retention_ms - 1)
             .await;
         assert_eq!(c.list().len(), 1);
-        t.set(t.get() + CFG.offsets_retention_ms);
-        c.expire_offsets(t.get()).await;
+        t.set_wall_ms(t.now_ms() + CFG.offsets_retention_ms);
+        c.expire_offsets(t.now_ms()).await;
         assert!(c.fetch_offsets("s", None).is_empty());
         assert!(
             c.list().is_empty(),
@@ -361,12 +411,12 @@ fn offsets_and_groups_survive_a_reopen() {
         let s = c
             .sync(
                 "g".into(),
-                j.member_id.clone(),
-                None,
-                j.generation,
-                None,
-                None,
-                vec![(j.member_id.clone(), Bytes::from_static(b"A"))],
+                SyncParams {
+                    member_id: j.member_id.clone(),
+                    generation: j.generation,
+                    assignments: vec![(j.member_id.clone(), Bytes::from_static(b"A"))],
+                    ..Default::default()
+                },
             )
             .await;
         assert_eq!(s.error, 0);
@@ -420,5 +470,132 @@ fn offsets_and_groups_survive_a_reopen() {
         // The restored member carries on in its generation.
         assert_eq!(c2.heartbeat("g", &j.member_id, None, j.generation), 0);
         c2.close().await;
+    });
+}
+
+/// Found by the group simulation (`sim_tests.rs`, seed 0): a JoinGroup v4+
+/// to a new (Empty) group gets MEMBER_ID_REQUIRED and a pending member id;
+/// the client never comes back. The timers skipped Empty groups, so the
+/// pending id never lapsed while `next_deadline` kept offering it:
+/// `run_timers` found its deadline always due and called `tick` in a loop
+/// that never awaits, hanging the shard.
+#[test]
+fn a_pending_member_id_of_an_empty_group_lapses() {
+    shard::runtime::run_local(|| async {
+        let (t, clk) = clock();
+        let c = Coordinator::new(CFG, clk);
+        let p = JoinParams {
+            require_known_member_id: true,
+            ..params("")
+        };
+        let j = c.join("g".into(), p).await;
+        assert_eq!(j.error, ResponseError::MemberIdRequired.code());
+        assert_eq!(c.groups.borrow()["g"].state, GroupState::Empty);
+        let lapse = t.now_ms() + i64::from(params("").session_timeout_ms);
+        // The expiry check alone is not due before then.
+        assert!(lapse < t.now_ms() + 60_000);
+        assert_eq!(c.next_deadline(), lapse);
+        t.set_wall_ms(lapse);
+        c.tick().await;
+        assert!(
+            c.next_deadline() > lapse,
+            "the timers must not stay due after they ran"
+        );
+        // The lapsed id is no member: it must join afresh.
+        let again = c.join("g".into(), params(&j.member_id)).await;
+        assert_eq!(again.error, ResponseError::UnknownMemberId.code());
+    });
+}
+
+/// Found by the group simulation (seed 11): a static member that restarts
+/// (JoinGroup with no member id, its instance id) while its group
+/// rebalances took the old member's place under a new id, then looked
+/// itself up by the empty id it sent and panicked, taking the shard down.
+/// Kafka 4.4 lets it replace the old member and join the rebalance.
+#[test]
+fn a_static_member_restarting_during_a_rebalance_joins_it() {
+    let mut g = Group::new("g".into(), 0);
+    let mut ra = waiting(g.join(static_params("", "a"), 0, &CFG));
+    let ja = ready(&mut ra);
+    assert_eq!(g.state, GroupState::CompletingRebalance);
+    // In the sync phase, and again once a newcomer starts a rebalance.
+    let mut r1 = waiting(g.join(static_params("", "a"), 1, &CFG));
+    let j1 = ready(&mut r1);
+    assert_eq!((j1.error, j1.generation), (0, ja.generation + 1));
+    assert_eq!(j1.leader, j1.member_id);
+    let mut rb = waiting(g.join(params(""), 2, &CFG));
+    assert_eq!(g.state, GroupState::PreparingRebalance);
+    let mut r2 = waiting(g.join(static_params("", "a"), 3, &CFG));
+    let (j2, jb) = (ready(&mut r2), ready(&mut rb));
+    assert_eq!((j2.error, jb.error), (0, 0));
+    assert_eq!(j2.generation, j1.generation + 1);
+    assert_eq!(g.members.len(), 2);
+    assert_eq!(g.static_members["a"], j2.member_id);
+    assert_eq!(
+        g.heartbeat(&j1.member_id, Some("a"), j2.generation, 4),
+        ResponseError::FencedInstanceId.code()
+    );
+}
+
+/// `max_groups` over two shards' coordinators sharing one census: a new
+/// group beyond it (JoinGroup, or a commit of a simple group) gets
+/// GROUP_MAX_SIZE_REACHED; existing groups go on; a deleted group frees
+/// its place for the other shard.
+#[test]
+fn max_groups_counts_every_shard() {
+    shard::runtime::run_local(|| async {
+        let census = super::census::GroupCensus::new(3).expect("a limit");
+        let (_t, clock) = clock();
+        let (a, b) = (
+            Coordinator::new(CFG, clock.clone()),
+            Coordinator::new(CFG, clock),
+        );
+        a.census.join(census.clone());
+        b.census.join(census);
+        let full = ResponseError::GroupMaxSizeReached.code();
+        let v4 = || JoinParams {
+            require_known_member_id: true,
+            ..params("")
+        };
+        assert_eq!(
+            a.commit("s1", "", None, -1, vec![entry("t", 0, 1)]).await,
+            0
+        );
+        assert_eq!(
+            b.commit("s2", "", None, -1, vec![entry("t", 0, 1)]).await,
+            0
+        );
+        let joined = a.join("g".into(), v4()).await;
+        assert_eq!(joined.error, ResponseError::MemberIdRequired.code());
+        // Three groups: nothing new on either shard.
+        assert_eq!(
+            b.commit("s3", "", None, -1, vec![entry("t", 0, 1)]).await,
+            full
+        );
+        assert_eq!(b.join("g2".into(), v4()).await.error, full);
+        assert_eq!(a.join("g3".into(), v4()).await.error, full);
+        assert!(
+            b.fetch_offsets("s3", None).is_empty(),
+            "a refused commit stores nothing"
+        );
+        // Existing groups go on.
+        assert_eq!(
+            b.commit("s2", "", None, -1, vec![entry("t", 0, 2)]).await,
+            0
+        );
+        assert_eq!(
+            a.join("g".into(), v4()).await.error,
+            ResponseError::MemberIdRequired.code()
+        );
+        // A deletion on one shard makes room on the other.
+        assert_eq!(a.delete("s1").await, 0);
+        assert_eq!(
+            b.commit("s3", "", None, -1, vec![entry("t", 0, 1)]).await,
+            0
+        );
+        assert_eq!(
+            b.commit("s4", "", None, -1, vec![entry("t", 0, 1)]).await,
+            full
+        );
     });
 }

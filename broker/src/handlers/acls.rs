@@ -49,7 +49,7 @@ fn refusal(state: &ShardState, ctx: &RequestContext, op: Operation) -> Option<(i
     }
 }
 
-pub fn create_acls(
+pub async fn create_acls(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
     req: CreateAclsRequest,
@@ -90,7 +90,7 @@ pub fn create_acls(
     let stored = if valid.is_empty() {
         Ok(())
     } else {
-        state.security.authorizer.store.create(valid.clone())
+        state.security.authorizer.store.create(valid.clone()).await
     };
     if stored.is_ok() && !valid.is_empty() {
         tracing::info!(
@@ -175,7 +175,7 @@ pub fn describe_acls(
     DescribeAclsResponse::default().with_resources(resources)
 }
 
-pub fn delete_acls(
+pub async fn delete_acls(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
     req: DeleteAclsRequest,
@@ -209,7 +209,11 @@ pub fn delete_acls(
         .filter_map(|p| p.as_ref().ok())
         .cloned()
         .collect();
-    let outcome = state.security.authorizer.store.delete(&valid);
+    let outcome = if valid.is_empty() {
+        Ok(Vec::new())
+    } else {
+        state.security.authorizer.store.delete(valid).await
+    };
     let mut removed = match &outcome {
         Ok(r) => r.clone().into_iter(),
         Err(_) => Vec::new().into_iter(),

@@ -97,10 +97,12 @@ pub async fn create_topics(
             configs: configs.clone(),
         };
         let validate_only = req.validate_only;
+        let create = controller::CreateTopic {
+            topic: new,
+            validate_only,
+        };
         let outcome = state
-            .on_shard(CONTROLLER_SHARD, move |s| async move {
-                controller::create_topic(s, new, validate_only).await
-            })
+            .ask(CONTROLLER_SHARD, create)
             .await
             .unwrap_or_else(|_| Err(gone()));
         match outcome {
@@ -195,9 +197,7 @@ pub async fn delete_topics(
             continue;
         }
         let outcome = state
-            .on_shard(CONTROLLER_SHARD, move |s| async move {
-                controller::delete_topic(s, topic).await
-            })
+            .ask(CONTROLLER_SHARD, controller::DeleteTopic { name: topic })
             .await
             .unwrap_or_else(|_| Err(gone()));
         match outcome {
@@ -242,10 +242,13 @@ pub async fn create_partitions(
                 "assignments may only name this broker",
             ))
         } else {
+            let grow = controller::CreatePartitions {
+                name,
+                count,
+                validate_only,
+            };
             state
-                .on_shard(CONTROLLER_SHARD, move |s| async move {
-                    controller::create_partitions(s, name, count, validate_only).await
-                })
+                .ask(CONTROLLER_SHARD, grow)
                 .await
                 .unwrap_or_else(|_| Err(gone()))
         };

@@ -128,7 +128,7 @@ fn validate_entry(
     Ok((entity, ops))
 }
 
-pub fn alter(
+pub async fn alter(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
     req: AlterClientQuotasRequest,
@@ -166,7 +166,7 @@ pub fn alter(
         }
     }
     if !req.validate_only && !changes.is_empty() {
-        match state.quotas.apply(&changes) {
+        match state.quotas.apply(changes.clone()).await {
             Ok(()) => {
                 for (entity, ops) in &changes {
                     tracing::info!(

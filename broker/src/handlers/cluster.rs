@@ -21,7 +21,7 @@ use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::config::BrokerConfig;
-use crate::routing::scatter;
+use crate::routing::{scatter, PartitionWork};
 use crate::shard_state::ShardState;
 
 /// DescribeCluster endpoint types (v1).
@@ -123,6 +123,21 @@ pub fn build_describe_cluster(
 /// One partition of the log directory: (topic, partition, size in bytes).
 pub type DirPartition = (String, i32, i64);
 
+/// The sizes of every partition of a shard (DescribeLogDirs), asked of each shard.
+pub struct LogDirSizes;
+
+impl PartitionWork for LogDirSizes {
+    type Out = Vec<DirPartition>;
+
+    async fn run(self, s: Rc<ShardState>) -> Vec<DirPartition> {
+        s.partitions
+            .local_logs()
+            .into_iter()
+            .map(|((t, p), log)| (t, p, log.offsets().size_bytes as i64))
+            .collect()
+    }
+}
+
 /// The absolute path of the data directory.
 pub fn log_dir_path(config: &BrokerConfig) -> PathBuf {
     std::fs::canonicalize(&config.data_dir)
@@ -158,14 +173,10 @@ pub async fn describe_log_dirs(
             .flat_map(|t| t.partitions.iter().map(|p| (t.topic.0.to_string(), *p)))
             .collect()
     });
-    let items = (0..state.shards()).map(|shard| (shard, ())).collect();
-    let per_shard: Vec<Vec<DirPartition>> = scatter(state, items, |s, ()| async move {
-        s.local_logs()
-            .into_iter()
-            .map(|((t, p), log)| (t, p, log.offsets().size_bytes as i64))
-            .collect()
-    })
-    .await;
+    let items = (0..state.shards())
+        .map(|shard| (shard, LogDirSizes))
+        .collect();
+    let per_shard: Vec<Vec<DirPartition>> = scatter(state, items).await;
     let partitions = per_shard
         .into_iter()
         .flatten()
@@ -224,8 +235,12 @@ pub fn build_log_dirs_response(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpochLookup {
     pub error: i16,
+    /// The partition's leader epoch now (for the fencing checks).
     pub current_epoch: i32,
-    pub log_end_offset: i64,
+    /// The log's epoch cache answer for the requested epoch (Kafka's
+    /// `LeaderEpochFileCache.endOffsetFor`): (epoch, end offset), or
+    /// (-1, -1) for UNDEFINED.
+    pub end: (i32, i64),
 }
 
 impl Default for EpochLookup {
@@ -233,18 +248,25 @@ impl Default for EpochLookup {
         Self {
             error: ResponseError::NotLeaderOrFollower.code(),
             current_epoch: -1,
-            log_end_offset: -1,
+            end: (-1, -1),
         }
     }
 }
 
-/// Kafka's answer for one partition. All data is in the current epoch:
-/// asking for it (or a later one) gives the log end offset; an earlier
-/// epoch has no end we know, so the UNDEFINED answer (-1/-1).
+/// Kafka's answer for one partition (`Partition.lastOffsetForLeaderEpoch`):
+/// the current leader epoch the client sends is checked first (v2+), then
+/// the epoch cache answers. Kafka 4.4.0 (v3 requests, single node) for a
+/// partition with 7 records in epoch 0, then restarted (epoch 2):
+/// requested 0 → (0, 7), 1 → (0, 7), 2 → (2, 7) (the log end), 3 → (-1, -1),
+/// -1 → (-1, -1); current_leader_epoch 0 or 1 → FENCED_LEADER_EPOCH, 3 →
+/// UNKNOWN_LEADER_EPOCH. After 3 more records in epoch 2: 2 → (2, 10). After
+/// DeleteRecords to 10 (the cache is then [(2, 10)]): 0 → (0, 10), 1 → (1, 10)
+/// (below the first entry: itself and the first start), 2 → (2, 10). An
+/// empty partition in epoch 0: 0 → (0, 0). An unknown partition:
+/// UNKNOWN_TOPIC_OR_PARTITION.
 pub fn epoch_end_offset(
     version: i16,
     partition: i32,
-    requested_epoch: i32,
     current_leader_epoch: i32,
     found: EpochLookup,
 ) -> EpochEndOffset {
@@ -267,13 +289,33 @@ pub fn epoch_end_offset(
         0
     };
     out = out.with_error_code(error);
-    if error == 0 && requested_epoch >= found.current_epoch && requested_epoch >= 0 {
-        out = out.with_end_offset(found.log_end_offset);
+    if error == 0 {
+        out = out.with_end_offset(found.end.1);
         if version >= 1 {
-            out = out.with_leader_epoch(found.current_epoch);
+            out = out.with_leader_epoch(found.end.0);
         }
     }
     out
+}
+
+/// One partition's end offset for OffsetForLeaderEpoch (topic, partition,
+/// current leader epoch, requested epoch), on its owner shard.
+pub struct EpochEnd(String, i32, i32, i32);
+
+impl PartitionWork for EpochEnd {
+    type Out = EpochLookup;
+
+    async fn run(self, s: Rc<ShardState>) -> EpochLookup {
+        let EpochEnd(topic, partition, epoch, requested) = self;
+        match s.partitions.log(&topic, partition) {
+            Some(log) => EpochLookup {
+                error: 0,
+                current_epoch: epoch,
+                end: log.end_offset_for_epoch(requested),
+            },
+            None => EpochLookup::default(),
+        }
+    }
 }
 
 pub async fn offset_for_leader_epoch(
@@ -310,7 +352,7 @@ pub async fn offset_for_leader_epoch(
                 Some(pm) => {
                     items.push((
                         pm.shard as usize,
-                        (topic.clone(), p.partition, pm.leader_epoch),
+                        EpochEnd(topic.clone(), p.partition, pm.leader_epoch, p.leader_epoch),
                     ));
                     early.push(None);
                 }
@@ -321,21 +363,7 @@ pub async fn offset_for_leader_epoch(
             }
         }
     }
-    let found = scatter(
-        state,
-        items,
-        |s, (topic, partition, epoch): (String, i32, i32)| async move {
-            match s.log(&topic, partition) {
-                Some(log) => EpochLookup {
-                    error: 0,
-                    current_epoch: epoch,
-                    log_end_offset: log.log_end_offset(),
-                },
-                None => EpochLookup::default(),
-            }
-        },
-    )
-    .await;
+    let found = scatter(state, items).await;
     drop(acl);
     let mut found = found.into_iter();
     let mut lookups = early
@@ -352,13 +380,7 @@ pub async fn offset_for_leader_epoch(
                         .iter()
                         .map(|p| {
                             let f = lookups.next().expect("one per partition");
-                            epoch_end_offset(
-                                ctx.version,
-                                p.partition,
-                                p.leader_epoch,
-                                p.current_leader_epoch,
-                                f,
-                            )
+                            epoch_end_offset(ctx.version, p.partition, p.current_leader_epoch, f)
                         })
                         .collect(),
                 )
@@ -374,29 +396,41 @@ mod tests {
     const HERE: EpochLookup = EpochLookup {
         error: 0,
         current_epoch: 0,
-        log_end_offset: 42,
+        end: (0, 42),
     };
 
     #[test]
     fn leader_epochs_answer_like_kafka() {
-        let r = epoch_end_offset(4, 0, 0, -1, HERE);
+        let r = epoch_end_offset(4, 0, -1, HERE);
         assert_eq!((r.error_code, r.leader_epoch, r.end_offset), (0, 0, 42));
-        let r = epoch_end_offset(0, 0, 0, -1, HERE);
+        // v0 has no leader epoch in the answer.
+        let r = epoch_end_offset(0, 0, -1, HERE);
         assert_eq!((r.error_code, r.leader_epoch, r.end_offset), (0, -1, 42));
-        let r = epoch_end_offset(4, 0, -1, -1, HERE);
+        let undefined = EpochLookup {
+            end: (-1, -1),
+            ..HERE
+        };
+        let r = epoch_end_offset(4, 0, -1, undefined);
         assert_eq!((r.error_code, r.leader_epoch, r.end_offset), (0, -1, -1));
-        let r = epoch_end_offset(4, 0, 0, 3, HERE);
+        let r = epoch_end_offset(4, 0, 3, HERE);
         assert_eq!(r.error_code, ResponseError::UnknownLeaderEpoch.code());
         let fenced = EpochLookup {
             current_epoch: 5,
             ..HERE
         };
-        let r = epoch_end_offset(3, 0, 5, 2, fenced);
+        let r = epoch_end_offset(3, 0, 2, fenced);
         assert_eq!(r.error_code, ResponseError::FencedLeaderEpoch.code());
-        let r = epoch_end_offset(3, 0, 2, -1, fenced);
-        assert_eq!((r.error_code, r.end_offset), (0, -1));
+        assert_eq!(r.end_offset, -1);
+        // An older epoch answered from the cache (Kafka: requested 1 → (0, 7)).
+        let older = EpochLookup {
+            current_epoch: 2,
+            end: (0, 7),
+            ..HERE
+        };
+        let r = epoch_end_offset(3, 0, -1, older);
+        assert_eq!((r.error_code, r.leader_epoch, r.end_offset), (0, 0, 7));
         // v0/v1 have no current_leader_epoch: no fencing.
-        let r = epoch_end_offset(1, 0, 0, 3, HERE);
+        let r = epoch_end_offset(1, 0, 3, HERE);
         assert_eq!(r.error_code, 0);
     }
 

@@ -25,6 +25,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::config::BrokerConfig;
 use crate::controller::{self, AdminError, CONTROLLER_SHARD};
+use crate::messages::ShardWork;
 use crate::metadata::topic_config::{self, ConfigType};
 use crate::metadata::{validate_topic_name, ClusterState};
 use crate::shard_state::ShardState;
@@ -43,107 +44,6 @@ pub const OP_SET: i8 = 0;
 pub const OP_DELETE: i8 = 1;
 pub const OP_APPEND: i8 = 2;
 pub const OP_SUBTRACT: i8 = 3;
-
-/// One broker setting as DescribeConfigs shows it.
-pub struct BrokerSetting {
-    pub name: &'static str,
-    pub value: String,
-    pub kind: ConfigType,
-    pub doc: &'static str,
-}
-
-fn setting(
-    name: &'static str,
-    value: String,
-    kind: ConfigType,
-    doc: &'static str,
-) -> BrokerSetting {
-    BrokerSetting {
-        name,
-        value,
-        kind,
-        doc,
-    }
-}
-
-/// The broker's settings under Kafka's names. Shardline-only settings use
-/// their config-file key with dots for underscores.
-pub fn broker_settings(b: &BrokerConfig) -> Vec<BrokerSetting> {
-    use ConfigType::{Boolean, Int, List, Long, String as Str};
-    let listeners = b
-        .resolved_listeners
-        .iter()
-        .map(|l| format!("{}://{}", l.name, l.bind))
-        .collect::<Vec<_>>()
-        .join(",");
-    let advertised = b
-        .resolved_listeners
-        .iter()
-        .map(|l| format!("{}://{}:{}", l.name, l.advertised_host, l.advertised_port))
-        .collect::<Vec<_>>()
-        .join(",");
-    let protocol_map = b
-        .resolved_listeners
-        .iter()
-        .map(|l| format!("{}:{}", l.name, l.protocol))
-        .collect::<Vec<_>>()
-        .join(",");
-    let data_dir = std::path::absolute(&b.data_dir).unwrap_or_else(|_| b.data_dir.clone());
-    let flush = match b.log_flush {
-        shard::log::FlushMode::Batch => "batch",
-        shard::log::FlushMode::Interval => "interval",
-    };
-    vec![
-        setting("node.id", b.node_id.to_string(), Int, "This broker's id"),
-        setting("broker.id", b.node_id.to_string(), Int, "This broker's id (same as node.id)"),
-        setting("listeners", listeners, List, "Addresses the Kafka listeners bind (config keys: listeners, or listen)"),
-        setting("advertised.listeners", advertised, List, "Addresses given to clients in Metadata, per listener (config keys: advertised_listeners, or advertise)"),
-        setting("listener.security.protocol.map", protocol_map, List, "Security protocol of each listener"),
-        setting("sasl.enabled.mechanisms", b.sasl_enabled_mechanisms.join(","), List, "SASL mechanisms offered on SASL listeners"),
-        setting("connections.max.reauth.ms", b.connections_max_reauth_ms.to_string(), Long, "SASL session lifetime (KIP-368); 0 = no limit"),
-        setting("log.dirs", data_dir.display().to_string(), List, "The data directory (config key: data_dir)"),
-        setting("shards", b.shards.to_string(), Int, "Shardline: number of shards, one thread per core"),
-        setting("log.flush", flush.into(), Str, "Shardline: batch = fdatasync before every acknowledgement (group commit); interval = fdatasync on an interval"),
-        setting("log.flush.interval.ms", b.log_flush_interval_ms.to_string(), Long, "With log.flush = interval: longest time between fdatasyncs"),
-        setting("log.flush.interval.bytes", b.log_flush_interval_bytes.to_string(), Long, "Shardline: with log.flush = interval, most bytes written between fdatasyncs"),
-        setting("auto.create.topics.enable", b.auto_create_topics_enable.to_string(), Boolean, "Create topics on first use"),
-        setting("num.partitions", b.num_partitions.to_string(), Int, "Partitions of auto-created topics"),
-        setting("default.replication.factor", "1".into(), Int, "Single node: always 1"),
-        setting("message.max.bytes", b.message_max_bytes.to_string(), Int, "Largest record batch accepted"),
-        setting("log.segment.bytes", b.log_segment_bytes.to_string(), Int, "Size at which a new segment is rolled"),
-        setting("log.roll.ms", b.log_segment_ms.to_string(), Long, "Age at which a new segment is rolled (config key: log_segment_ms)"),
-        setting("log.retention.ms", b.log_retention_ms.to_string(), Long, "Age after which a segment is deleted (-1: forever)"),
-        setting("log.retention.bytes", b.log_retention_bytes.to_string(), Long, "Size per partition above which the oldest segments are deleted (-1: no limit)"),
-        setting("log.retention.check.interval.ms", b.log_retention_check_interval_ms.to_string(), Long, "How often retention runs"),
-        setting("log.index.interval.bytes", b.log_index_interval_bytes.to_string(), Int, "Bytes of log between offset-index entries"),
-        setting("log.cleanup.policy", b.log_cleanup_policy.clone(), List, "Default cleanup policy of topics: delete and/or compact"),
-        setting("log.cleaner.delete.retention.ms", "86400000".into(), Long, "How long tombstones are kept on compacted topics"),
-        setting("log.message.timestamp.type", "CreateTime".into(), Str, "Default timestamp type of topics"),
-        setting("log.message.timestamp.before.max.ms", i64::MAX.to_string(), Long, "Default of topics: CreateTime records older than this before the broker's clock are refused"),
-        setting("log.message.timestamp.after.max.ms", "3600000".into(), Long, "Default of topics: CreateTime records more than this ahead of the broker's clock are refused"),
-        setting("log.message.timestamp.difference.max.ms", i64::MAX.to_string(), Long, "[DEPRECATED, Kafka 3] Default of the topic config of that name"),
-        setting("log.message.format.version", "3.0-IV1".into(), Str, "[DEPRECATED, Kafka 3] Ignored: batches are stored in format v2"),
-        setting("log.message.downconversion.enable", "true".into(), Boolean, "[DEPRECATED, Kafka 3] Ignored: old fetch versions are always down-converted"),
-        setting("log.preallocate", "true".into(), Boolean, "Reserve segment space on disk when a segment is created"),
-        setting("min.insync.replicas", "1".into(), Int, "Single node: always 1"),
-        setting("compression.type", "producer".into(), Str, "Default of topics: batches are stored as the producer compressed them"),
-        setting("compression.gzip.level", "-1".into(), Int, "Default of topics: gzip level for recompression (-1: zlib's default)"),
-        setting("compression.lz4.level", "9".into(), Int, "Default of topics: lz4 level for recompression"),
-        setting("compression.zstd.level", "3".into(), Int, "Default of topics: zstd level for recompression"),
-        setting("unclean.leader.election.enable", "false".into(), Boolean, "Single node: no effect"),
-        setting("socket.request.max.bytes", b.socket_request_max_bytes.to_string(), Int, "Largest request frame accepted"),
-        setting("max.in.flight.per.connection", b.max_in_flight_per_connection.to_string(), Int, "Shardline: requests of one connection handled concurrently"),
-        setting("io.memory.bytes", b.io_memory_bytes.to_string(), Long, "Shardline: locked I/O memory per shard"),
-        setting("tail.cache.bytes", b.tail_cache_bytes.to_string(), Long, "Shardline: recent data kept in memory per partition"),
-        setting("pin.shards", b.pin_shards.to_string(), Boolean, "Shardline: pin shard threads to cores"),
-        setting("group.initial.rebalance.delay.ms", b.group_initial_rebalance_delay_ms.to_string(), Int, "Wait before the first rebalance of an empty group, so more members can join"),
-        setting("group.min.session.timeout.ms", b.group_min_session_timeout_ms.to_string(), Int, "Shortest session timeout a classic-group member may ask for"),
-        setting("group.max.session.timeout.ms", b.group_max_session_timeout_ms.to_string(), Int, "Longest session timeout a classic-group member may ask for"),
-        setting("offsets.retention.minutes", b.offsets_retention_minutes.to_string(), Int, "Committed offsets of empty groups expire after this long"),
-        setting("group.consumer.heartbeat.interval.ms", b.group_consumer_heartbeat_interval_ms.to_string(), Int, "Heartbeat interval of consumer-protocol group members"),
-        setting("group.consumer.session.timeout.ms", b.group_consumer_session_timeout_ms.to_string(), Int, "Consumer-protocol group members silent this long are removed"),
-    ]
-}
 
 /// STATIC_BROKER_CONFIG when the broker's value differs from the built-in
 /// default (so it was configured), else DEFAULT_CONFIG.
@@ -255,19 +155,23 @@ fn topic_entries(
         .collect()
 }
 
+/// The broker's settings under Kafka's names (Shardline-only ones under
+/// their key with dots), as `config/table.rs` declares them.
 fn broker_entries(broker: &BrokerConfig, keys: &Option<Vec<StrBytes>>) -> Vec<Entry> {
-    let builtin: BTreeMap<&str, String> = broker_settings(&BrokerConfig::default())
+    let builtin: BTreeMap<String, String> = BrokerConfig::default()
+        .described()
         .into_iter()
         .map(|b| (b.name, b.value))
         .collect();
-    broker_settings(broker)
+    broker
+        .described()
         .into_iter()
-        .filter(|b| wanted(keys, b.name))
+        .filter(|b| wanted(keys, &b.name))
         .map(|b| {
-            let source = broker_source(&b.value, builtin.get(b.name).map_or("", |v| v));
+            let source = broker_source(&b.value, builtin.get(&b.name).map_or("", |v| v));
             Entry {
-                name: b.name.to_string(),
-                synonyms: vec![(b.name.to_string(), b.value.clone(), source)],
+                name: b.name.clone(),
+                synonyms: vec![(b.name, b.value.clone(), source)],
                 value: b.value,
                 read_only: true,
                 source,
@@ -432,7 +336,7 @@ fn check_duplicates<'a>(names: impl Iterator<Item = &'a str>) -> Result<(), Admi
 }
 
 /// A change to one topic's overrides, resolved on the controller shard.
-enum Change {
+pub enum Change {
     /// AlterConfigs: the new complete override set.
     Replace(Vec<(String, String)>),
     /// IncrementalAlterConfigs: (name, operation, value).
@@ -445,26 +349,49 @@ async fn change_topic(
     change: Change,
     validate_only: bool,
 ) -> Result<(), AdminError> {
+    let change = ChangeTopicConfigs {
+        topic,
+        change,
+        validate_only,
+    };
     state
-        .on_shard(CONTROLLER_SHARD, move |s| async move {
-            let (changes, incremental) = match change {
-                Change::Replace(set) => {
-                    (set.into_iter().map(|(k, v)| (k, Some(v))).collect(), false)
-                }
-                Change::Patch(ops) => {
-                    let current = s
-                        .metadata
-                        .snapshot()
-                        .topic(&topic)
-                        .map(|t| t.configs.clone())
-                        .unwrap_or_default();
-                    (resolve_ops(&current, &s.config, ops)?, true)
-                }
-            };
-            controller::alter_topic_configs(s, topic, changes, incremental, validate_only).await
-        })
+        .ask(CONTROLLER_SHARD, change)
         .await
         .unwrap_or_else(|_| Err(gone()))
+}
+
+/// AlterConfigs / IncrementalAlterConfigs of one topic, for the controller
+/// shard (an incremental change is resolved there, against the current
+/// overrides).
+pub struct ChangeTopicConfigs {
+    topic: String,
+    change: Change,
+    validate_only: bool,
+}
+
+impl ShardWork for ChangeTopicConfigs {
+    type Out = Result<(), AdminError>;
+
+    async fn run(self, s: Rc<ShardState>) -> Self::Out {
+        let ChangeTopicConfigs {
+            topic,
+            change,
+            validate_only,
+        } = self;
+        let (changes, incremental) = match change {
+            Change::Replace(set) => (set.into_iter().map(|(k, v)| (k, Some(v))).collect(), false),
+            Change::Patch(ops) => {
+                let current = s
+                    .metadata
+                    .snapshot()
+                    .topic(&topic)
+                    .map(|t| t.configs.clone())
+                    .unwrap_or_default();
+                (resolve_ops(&current, &s.config, ops)?, true)
+            }
+        };
+        controller::alter_topic_configs(s, topic, changes, incremental, validate_only).await
+    }
 }
 
 /// Turn incremental operations into set/delete changes against the current
@@ -668,7 +595,7 @@ mod tests {
     #[test]
     fn every_topic_default_has_its_broker_setting() {
         let broker = BrokerConfig::default();
-        let settings = broker_settings(&broker);
+        let settings = broker.described();
         for def in topic_config::TOPIC_CONFIGS {
             let syn = def
                 .broker_synonym
@@ -679,7 +606,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("broker setting {syn} missing"));
             assert_eq!(b.value, topic_config::default_value(def, &broker), "{syn}");
         }
-        let mut names: Vec<_> = settings.iter().map(|b| b.name).collect();
+        let mut names: Vec<_> = settings.iter().map(|b| b.name.as_str()).collect();
         names.sort_unstable();
         names.dedup();
         assert_eq!(

@@ -19,6 +19,7 @@ use super::groups::{owner, sb};
 use super::RequestContext;
 use crate::acl::{Operation, ResourceType};
 use crate::groups::consumer_protocol::{self as cp, HeartbeatParams, HeartbeatResult};
+use crate::messages::ShardWork;
 use crate::shard_state::ShardState;
 
 pub async fn heartbeat(
@@ -94,10 +95,7 @@ pub async fn heartbeat(
     };
     let shard = owner(state, &group_id);
     let result = state
-        .on_shard(shard, move |s| async move {
-            let snap = s.metadata.snapshot();
-            s.groups.consumer_heartbeat(&group_id, params, &*snap).await
-        })
+        .ask(shard, ConsumerGroupHeartbeat { group_id, params })
         .await
         .unwrap_or_else(|_| HeartbeatResult {
             error: ResponseError::CoordinatorNotAvailable.code(),
@@ -140,10 +138,7 @@ pub async fn describe(
         .collect();
     let calls = req.group_ids.iter().map(|g| {
         let id = g.0.to_string();
-        state.on_shard(owner(state, &id), move |s| async move {
-            let classic = s.groups.describe(&id);
-            (s.groups.consumer_describe(&id), classic.state != "Dead")
-        })
+        state.ask(owner(state, &id), ConsumerGroupDescribe { group_id: id })
     });
     let results = join_all(calls).await;
     let snap = state.metadata.snapshot();
@@ -298,6 +293,42 @@ pub fn codec_version(key: ApiKey, version: i16) -> i16 {
     match (key, version) {
         (ApiKey::ConsumerGroupHeartbeat, 1) => 0,
         _ => version,
+    }
+}
+
+/// ConsumerGroupHeartbeat, for the group's owner shard (which resolves the
+/// subscription against its own metadata snapshot).
+pub struct ConsumerGroupHeartbeat {
+    group_id: String,
+    params: HeartbeatParams,
+}
+
+impl ShardWork for ConsumerGroupHeartbeat {
+    type Out = HeartbeatResult;
+
+    async fn run(self, s: Rc<ShardState>) -> HeartbeatResult {
+        let snap = s.metadata.snapshot();
+        s.groups
+            .consumer_heartbeat(&self.group_id, self.params, &*snap)
+            .await
+    }
+}
+
+/// ConsumerGroupDescribe of one group, for its owner shard: the consumer
+/// group if there is one, and whether a classic group of that id exists.
+pub struct ConsumerGroupDescribe {
+    group_id: String,
+}
+
+impl ShardWork for ConsumerGroupDescribe {
+    type Out = (Option<cp::ConsumerGroup>, bool);
+
+    async fn run(self, s: Rc<ShardState>) -> Self::Out {
+        let classic = s.groups.describe(&self.group_id);
+        (
+            s.groups.consumer_describe(&self.group_id),
+            classic.state != "Dead",
+        )
     }
 }
 

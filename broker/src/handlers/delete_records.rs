@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 
 use super::errors::log_error_code;
 use super::RequestContext;
-use crate::routing::{owner, scatter};
+use crate::routing::{owner, scatter, PartitionWork};
 use crate::shard_state::ShardState;
 
 /// Outcome for one partition: error code and the new low watermark.
@@ -37,13 +37,25 @@ impl Deleted {
     }
 }
 
+/// One partition's DeleteRecords (topic, partition, offset), on its owner shard.
+pub struct DeleteBefore(String, i32, i64);
+
+impl PartitionWork for DeleteBefore {
+    type Out = Deleted;
+
+    async fn run(self, state: Rc<ShardState>) -> Deleted {
+        let DeleteBefore(topic, partition, offset) = self;
+        delete_on_owner(state, topic, partition, offset).await
+    }
+}
+
 async fn delete_on_owner(
     state: Rc<ShardState>,
     topic: String,
     partition: i32,
     offset: i64,
 ) -> Deleted {
-    let Some(log) = state.log(&topic, partition) else {
+    let Some(log) = state.partitions.log(&topic, partition) else {
         return Deleted::error(ResponseError::NotLeaderOrFollower);
     };
     match log.delete_records_before(offset).await {
@@ -96,7 +108,10 @@ pub async fn handle(
             }
             match owner(&snap, &topic, p.partition_index) {
                 Some(shard) => {
-                    items.push((shard, (topic.clone(), p.partition_index, p.offset)));
+                    items.push((
+                        shard,
+                        DeleteBefore(topic.clone(), p.partition_index, p.offset),
+                    ));
                     early.push(None);
                 }
                 None => early.push(Some(Deleted::error(ResponseError::UnknownTopicOrPartition))),
@@ -104,14 +119,7 @@ pub async fn handle(
         }
     }
     drop(acl);
-    let done = scatter(
-        state,
-        items,
-        |s, (topic, partition, offset): (String, i32, i64)| {
-            delete_on_owner(s, topic, partition, offset)
-        },
-    )
-    .await;
+    let done = scatter(state, items).await;
     let mut done = done.into_iter();
     let results: Vec<Deleted> = early
         .into_iter()

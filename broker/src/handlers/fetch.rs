@@ -19,7 +19,8 @@ use super::fetch_encode::{self, PartitionOut, TopicOut};
 use super::RequestContext;
 use crate::acl::model::CLUSTER_NAME;
 use crate::acl::{Operation, ResourceType};
-use crate::routing::{owner, scatter};
+use crate::messages::ShardRequest;
+use crate::routing::{owner, scatter, PartitionWork};
 use crate::shard_state::ShardState;
 
 /// Longest long-poll we honour, whatever the client asks.
@@ -36,7 +37,7 @@ struct Wanted {
 }
 
 #[derive(Default)]
-struct PartitionRead {
+pub struct PartitionRead {
     error: i16,
     high_watermark: i64,
     log_start_offset: i64,
@@ -128,6 +129,11 @@ pub async fn handle(
         if total >= min_bytes.max(1) || any_error || now >= deadline || wanted.is_empty() {
             break reads;
         }
+        // `max_pending_fetch_waits`: past it, answer now with what there is,
+        // as if the wait had expired (clients simply fetch again).
+        let Some(_parked) = Parked::take(state.config.max_pending_fetch_waits) else {
+            break reads;
+        };
         wait_for_data(state, &wanted, deadline - now).await;
         if Instant::now() >= deadline {
             // One last look: data may have arrived just at the deadline.
@@ -172,6 +178,35 @@ pub async fn handle(
     fetch_encode::encode(ctx.version, correlation_id, topics)
 }
 
+thread_local! {
+    /// Fetches parked waiting for data on this shard's thread (one thread
+    /// per shard, so this is the shard's count).
+    static PARKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One parked Fetch, counted while it lives.
+struct Parked;
+
+impl Parked {
+    fn take(limit: usize) -> Option<Parked> {
+        PARKED.with(|n| {
+            (n.get() < limit).then(|| {
+                n.set(n.get() + 1);
+                Parked
+            })
+        })
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        PARKED.with(|n| {
+            debug_assert!(n.get() > 0, "parked fetch count underflow");
+            n.set(n.get() - 1)
+        });
+    }
+}
+
 /// Fetch v4+ clients get the stored batches as they are; v0–v3 clients get
 /// them down-converted to magic 0/1 message sets.
 fn records_for(version: i16, batches: Vec<Bytes>) -> Vec<Bytes> {
@@ -198,7 +233,15 @@ async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted]) -> Vec<PartitionRea
     for w in wanted {
         match (w.error, w.shard) {
             (None, Some(shard)) => {
-                items.push((shard, (w.topic.clone(), w.partition, w.offset, w.max_bytes)));
+                items.push((
+                    shard,
+                    Read {
+                        topic: w.topic.clone(),
+                        partition: w.partition,
+                        offset: w.offset,
+                        max_bytes: w.max_bytes,
+                    },
+                ));
                 reads.push(None);
             }
             (err, _) => reads.push(Some(PartitionRead {
@@ -209,42 +252,57 @@ async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted]) -> Vec<PartitionRea
             })),
         }
     }
-    let results = scatter(
-        state,
-        items,
-        |s, (topic, partition, offset, max_bytes): (String, i32, i64, usize)| async move {
-            let Some(log) = s.log(&topic, partition) else {
-                return PartitionRead {
-                    error: ResponseError::NotLeaderOrFollower.code(),
-                    high_watermark: -1,
-                    log_start_offset: -1,
-                    batches: vec![],
-                };
-            };
-            match log.read(offset, max_bytes).await {
-                Ok(out) => PartitionRead {
-                    error: 0,
-                    high_watermark: out.high_watermark,
-                    log_start_offset: out.log_start_offset,
-                    batches: out.batches,
-                },
-                // As Kafka: a partition answered with an error (offset out
-                // of range included) carries no watermarks.
-                Err(e) => PartitionRead {
-                    error: log_error_code(&e),
-                    high_watermark: -1,
-                    log_start_offset: -1,
-                    batches: vec![],
-                },
-            }
-        },
-    )
-    .await;
+    let results = scatter(state, items).await;
     let mut results = results.into_iter();
     reads
         .into_iter()
         .map(|r| r.unwrap_or_else(|| results.next().expect("one per item")))
         .collect()
+}
+
+/// One partition's read, on its owner shard.
+pub struct Read {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+impl PartitionWork for Read {
+    type Out = PartitionRead;
+
+    async fn run(self, s: Rc<ShardState>) -> PartitionRead {
+        let Read {
+            topic,
+            partition,
+            offset,
+            max_bytes,
+        } = self;
+        let Some(log) = s.partitions.log(&topic, partition) else {
+            return PartitionRead {
+                error: ResponseError::NotLeaderOrFollower.code(),
+                high_watermark: -1,
+                log_start_offset: -1,
+                batches: vec![],
+            };
+        };
+        match log.read(offset, max_bytes).await {
+            Ok(out) => PartitionRead {
+                error: 0,
+                high_watermark: out.high_watermark,
+                log_start_offset: out.log_start_offset,
+                batches: out.batches,
+            },
+            // As Kafka: a partition answered with an error (offset out
+            // of range included) carries no watermarks.
+            Err(e) => PartitionRead {
+                error: log_error_code(&e),
+                high_watermark: -1,
+                log_start_offset: -1,
+                batches: vec![],
+            },
+        }
+    }
 }
 
 /// Wait until any wanted partition's high watermark passes its fetch
@@ -261,27 +319,29 @@ async fn wait_for_data(state: &Rc<ShardState>, wanted: &[Wanted], timeout: Durat
         }
     }
     if per_shard.is_empty() {
-        glommio::timer::sleep(timeout).await;
+        shard::rt::sleep(timeout).await;
         return;
     }
     let waits: Vec<_> = per_shard
         .into_iter()
         .map(|(shard, parts)| {
-            Box::pin(state.on_shard(shard, move |s| async move {
-                wait_local(&s, parts, timeout).await
-            }))
+            Box::pin(state.call(shard, ShardRequest::WaitForData { parts, timeout }))
         })
         .collect();
-    let timer = Box::pin(glommio::timer::sleep(timeout));
+    let timer = Box::pin(shard::rt::sleep(timeout));
     let _ = select(select_all(waits), timer).await;
 }
 
 /// On the owner shard: wait for the high watermark of any of `parts` to
 /// pass its offset, or `timeout`.
-async fn wait_local(state: &ShardState, parts: Vec<(String, i32, i64)>, timeout: Duration) {
+pub(crate) async fn wait_local(
+    state: &ShardState,
+    parts: Vec<(String, i32, i64)>,
+    timeout: Duration,
+) {
     let mut notified = Vec::new();
     for (topic, partition, offset) in parts {
-        if let Some(log) = state.log(&topic, partition) {
+        if let Some(log) = state.partitions.log(&topic, partition) {
             // Register before checking, so an advance in between is not missed.
             let n = log.data_notified();
             if log.high_watermark() > offset {
@@ -291,11 +351,27 @@ async fn wait_local(state: &ShardState, parts: Vec<(String, i32, i64)>, timeout:
         }
     }
     if notified.is_empty() {
-        glommio::timer::sleep(timeout).await;
+        shard::rt::sleep(timeout).await;
         return;
     }
-    let timer = Box::pin(glommio::timer::sleep(timeout));
+    let timer = Box::pin(shard::rt::sleep(timeout));
     match select(select_all(notified), timer).await {
         Either::Left(_) | Either::Right(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod parked_tests {
+    use super::Parked;
+
+    #[test]
+    fn parked_fetches_are_counted_up_to_the_limit() {
+        let a = Parked::take(2).expect("first");
+        let b = Parked::take(2).expect("second");
+        assert!(Parked::take(2).is_none(), "the third answers at once");
+        drop(a);
+        let c = Parked::take(2).expect("a slot was freed");
+        drop((b, c));
+        assert!(Parked::take(1).is_some());
     }
 }

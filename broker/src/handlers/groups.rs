@@ -18,7 +18,8 @@ use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::acl::{Operation, ResourceType};
-use crate::groups::{owner_shard, GroupSummary, JoinParams, JoinResult, SyncResult};
+use crate::groups::{owner_shard, GroupSummary, JoinParams, JoinResult, SyncParams, SyncResult};
+use crate::messages::ShardWork;
 use crate::shard_state::ShardState;
 
 pub fn sb(s: impl Into<String>) -> StrBytes {
@@ -146,10 +147,9 @@ pub async fn join_group(
         JoinResult::error(ResponseError::InvalidSessionTimeout, &params.member_id)
     } else {
         let member_id = params.member_id.clone();
+        let shard = owner(state, &group_id);
         state
-            .on_shard(owner(state, &group_id), move |s| async move {
-                s.groups.join(group_id, params).await
-            })
+            .ask(shard, JoinGroup { group_id, params })
             .await
             .unwrap_or_else(|_| {
                 JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id)
@@ -199,30 +199,22 @@ pub async fn sync_group(
         return SyncGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
-    let member_id = req.member_id.to_string();
-    let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
-    let protocol_type = req.protocol_type.as_ref().map(|s| s.to_string());
-    let protocol_name = req.protocol_name.as_ref().map(|s| s.to_string());
-    let generation = req.generation_id;
-    let assignments: Vec<_> = req
-        .assignments
-        .iter()
-        .map(|a| (a.member_id.to_string(), a.assignment.clone()))
-        .collect();
+    let params = SyncParams {
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+        generation: req.generation_id,
+        protocol_type: req.protocol_type.as_ref().map(|s| s.to_string()),
+        protocol_name: req.protocol_name.as_ref().map(|s| s.to_string()),
+        assignments: req
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect(),
+    };
+    let shard = owner(state, &group_id);
+    let sync = SyncGroup { group_id, params };
     let result = state
-        .on_shard(owner(state, &group_id), move |s| async move {
-            s.groups
-                .sync(
-                    group_id,
-                    member_id,
-                    instance_id,
-                    generation,
-                    protocol_type,
-                    protocol_name,
-                    assignments,
-                )
-                .await
-        })
+        .ask(shard, sync)
         .await
         .unwrap_or_else(|_| SyncResult::error(ResponseError::CoordinatorNotAvailable));
     let mut resp = SyncGroupResponse::default()
@@ -248,11 +240,15 @@ pub async fn heartbeat(
     let member_id = req.member_id.to_string();
     let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
     let generation = req.generation_id;
+    let shard = owner(state, &group_id);
+    let heartbeat = Heartbeat {
+        group_id,
+        member_id,
+        instance_id,
+        generation,
+    };
     let error = state
-        .on_shard(owner(state, &group_id), move |s| async move {
-            s.groups
-                .heartbeat(&group_id, &member_id, instance_id.as_deref(), generation)
-        })
+        .ask(shard, heartbeat)
         .await
         .unwrap_or(ResponseError::CoordinatorNotAvailable.code());
     HeartbeatResponse::default().with_error_code(error)
@@ -282,10 +278,9 @@ pub async fn leave_group(
         vec![(req.member_id.to_string(), None)]
     };
     let asked = members.clone();
+    let shard = owner(state, &group_id);
     let errors = state
-        .on_shard(owner(state, &group_id), move |s| async move {
-            s.groups.leave(&group_id, members).await
-        })
+        .ask(shard, LeaveGroup { group_id, members })
         .await
         .unwrap_or_else(|_| vec![ResponseError::CoordinatorNotAvailable.code(); asked.len()]);
     if ctx.version < 3 {
@@ -321,26 +316,7 @@ pub async fn list_groups(
     } else {
         Vec::new()
     };
-    let calls = (0..state.shards()).map(|shard| {
-        state.on_shard(shard, |s| async move {
-            // A consumer-protocol group keeps its offsets in a classic entry
-            // of the same id; it is listed once, as what it is.
-            let consumer = s.groups.consumer.list();
-            let mut out: Vec<(String, String, String, &'static str)> = s
-                .groups
-                .list()
-                .into_iter()
-                .filter(|(id, _, _)| !consumer.iter().any(|(c, _)| c == id))
-                .map(|(id, pt, st)| (id, pt, st.name().to_string(), "classic"))
-                .collect();
-            out.extend(
-                consumer
-                    .into_iter()
-                    .map(|(id, st)| (id, "consumer".to_string(), st.to_string(), "consumer")),
-            );
-            out
-        })
-    });
+    let calls = (0..state.shards()).map(|shard| state.ask(shard, ListGroups));
     // Kafka: DESCRIBE on the cluster lists every group; otherwise only the
     // groups the principal may DESCRIBE are listed.
     let acl = ctx.checker(state);
@@ -388,10 +364,7 @@ pub async fn describe_groups(
         .collect();
     let calls = req.groups.iter().map(|g| {
         let id = g.0.to_string();
-        state.on_shard(
-            owner(state, &id),
-            move |s| async move { s.groups.describe(&id) },
-        )
+        state.ask(owner(state, &id), DescribeGroup { group_id: id })
     });
     let summaries = join_all(calls).await;
     let groups = req
@@ -454,9 +427,7 @@ pub async fn delete_groups(
                 return Ok(ResponseError::GroupAuthorizationFailed.code());
             }
             state
-                .on_shard(owner(state, &id), move |s| async move {
-                    s.groups.delete(&id).await
-                })
+                .ask(owner(state, &id), DeleteGroup { group_id: id })
                 .await
         }
     });
@@ -472,4 +443,122 @@ pub async fn delete_groups(
             })
             .collect(),
     )
+}
+
+/// JoinGroup, for the group's owner shard.
+pub struct JoinGroup {
+    group_id: String,
+    params: JoinParams,
+}
+
+impl ShardWork for JoinGroup {
+    type Out = JoinResult;
+
+    async fn run(self, s: Rc<ShardState>) -> JoinResult {
+        s.groups.join(self.group_id, self.params).await
+    }
+}
+
+/// SyncGroup, for the group's owner shard.
+pub struct SyncGroup {
+    group_id: String,
+    params: SyncParams,
+}
+
+impl ShardWork for SyncGroup {
+    type Out = SyncResult;
+
+    async fn run(self, s: Rc<ShardState>) -> SyncResult {
+        s.groups.sync(self.group_id, self.params).await
+    }
+}
+
+/// Heartbeat (classic protocol), for the group's owner shard; answers the
+/// error code.
+pub struct Heartbeat {
+    group_id: String,
+    member_id: String,
+    instance_id: Option<String>,
+    generation: i32,
+}
+
+impl ShardWork for Heartbeat {
+    type Out = i16;
+
+    async fn run(self, s: Rc<ShardState>) -> i16 {
+        s.groups.heartbeat(
+            &self.group_id,
+            &self.member_id,
+            self.instance_id.as_deref(),
+            self.generation,
+        )
+    }
+}
+
+/// LeaveGroup, for the group's owner shard; answers an error code per
+/// (member id, instance id) in `members`.
+pub struct LeaveGroup {
+    group_id: String,
+    members: Vec<(String, Option<String>)>,
+}
+
+impl ShardWork for LeaveGroup {
+    type Out = Vec<i16>;
+
+    async fn run(self, s: Rc<ShardState>) -> Vec<i16> {
+        s.groups.leave(&self.group_id, self.members).await
+    }
+}
+
+/// ListGroups, for every shard: its groups as (group id, protocol type,
+/// state, group type).
+pub struct ListGroups;
+
+impl ShardWork for ListGroups {
+    type Out = Vec<(String, String, String, &'static str)>;
+
+    async fn run(self, s: Rc<ShardState>) -> Self::Out {
+        // A consumer-protocol group keeps its offsets in a classic entry
+        // of the same id; it is listed once, as what it is.
+        let consumer = s.groups.consumer.list();
+        let mut out: Self::Out = s
+            .groups
+            .list()
+            .into_iter()
+            .filter(|(id, _, _)| !consumer.iter().any(|(c, _)| c == id))
+            .map(|(id, pt, st)| (id, pt, st.name().to_string(), "classic"))
+            .collect();
+        out.extend(
+            consumer
+                .into_iter()
+                .map(|(id, st)| (id, "consumer".to_string(), st.to_string(), "consumer")),
+        );
+        out
+    }
+}
+
+/// DescribeGroups of one group, for its owner shard.
+pub struct DescribeGroup {
+    group_id: String,
+}
+
+impl ShardWork for DescribeGroup {
+    type Out = GroupSummary;
+
+    async fn run(self, s: Rc<ShardState>) -> GroupSummary {
+        s.groups.describe(&self.group_id)
+    }
+}
+
+/// DeleteGroups of one group, for its owner shard; answers the error code.
+pub struct DeleteGroup {
+    group_id: String,
+}
+
+impl ShardWork for DeleteGroup {
+    type Out = i16;
+
+    async fn run(self, s: Rc<ShardState>) -> i16 {
+        s.groups.delete(&self.group_id).await
+    }
 }

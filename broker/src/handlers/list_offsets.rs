@@ -13,7 +13,7 @@ use shard::log::LogError;
 use super::errors::log_error_code;
 use super::RequestContext;
 use crate::acl::{Operation, ResourceType};
-use crate::routing::{owner, scatter};
+use crate::routing::{owner, scatter, PartitionWork};
 use crate::shard_state::ShardState;
 
 pub const LATEST: i64 = -1;
@@ -23,7 +23,7 @@ pub const EARLIEST_LOCAL: i64 = -4;
 pub const LATEST_TIERED: i64 = -5;
 
 #[derive(Default)]
-struct Found {
+pub struct Found {
     error: i16,
     offset: i64,
     timestamp: i64,
@@ -60,8 +60,20 @@ impl Found {
     }
 }
 
+/// One partition's offset lookup (topic, partition, timestamp), on its owner shard.
+pub struct Lookup(String, i32, i64);
+
+impl PartitionWork for Lookup {
+    type Out = Found;
+
+    async fn run(self, state: Rc<ShardState>) -> Found {
+        let Lookup(topic, partition, timestamp) = self;
+        lookup(state, topic, partition, timestamp).await
+    }
+}
+
 async fn lookup(state: Rc<ShardState>, topic: String, partition: i32, timestamp: i64) -> Found {
-    let Some(log) = state.log(&topic, partition) else {
+    let Some(log) = state.partitions.log(&topic, partition) else {
         return Found::error(ResponseError::NotLeaderOrFollower.code());
     };
     let o = log.offsets();
@@ -96,7 +108,7 @@ pub async fn handle(
             }
             match owner(&snap, &topic, p.partition_index) {
                 Some(shard) => {
-                    items.push((shard, (topic, p.partition_index, p.timestamp)));
+                    items.push((shard, Lookup(topic, p.partition_index, p.timestamp)));
                     missing.push(None);
                 }
                 None => missing.push(Some(ResponseError::UnknownTopicOrPartition)),
@@ -104,12 +116,7 @@ pub async fn handle(
         }
     }
     drop(acl);
-    let found = scatter(
-        state,
-        items,
-        |s, (topic, partition, ts): (String, i32, i64)| lookup(s, topic, partition, ts),
-    )
-    .await;
+    let found = scatter(state, items).await;
     let mut found = found.into_iter();
     let mut missing = missing.into_iter();
     let mut resp = ListOffsetsResponse::default();

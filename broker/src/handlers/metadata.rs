@@ -53,11 +53,11 @@ pub async fn ensure_topics(
             replication_factor: -1,
             configs: BTreeMap::new(),
         };
-        let outcome = state
-            .on_shard(CONTROLLER_SHARD, move |s| async move {
-                controller::create_topic(s, t, false).await.map(|_| ())
-            })
-            .await;
+        let create = controller::CreateTopic {
+            topic: t,
+            validate_only: false,
+        };
+        let outcome = state.ask(CONTROLLER_SHARD, create).await;
         if let Ok(Err(e)) = outcome {
             // Another request may have created it first: that is fine.
             if e.code != ResponseError::TopicAlreadyExists.code() {

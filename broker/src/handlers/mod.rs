@@ -263,53 +263,58 @@ pub fn decode_frame(frame: Bytes, conn: &ConnInfo) -> Result<Decoded, Reply> {
     })
 }
 
-/// Run a decoded request's handler and encode its response.
+/// Run a decoded request's handler and encode its response. One path with
+/// and without quotas: the [`throttle::Meter`] does nothing when none is
+/// configured.
 pub async fn handle_decoded(state: &Rc<ShardState>, d: Decoded) -> Reply {
-    if state.quotas.enabled() {
-        return handle_with_quotas(state, d).await;
-    }
-    let Decoded {
-        ctx,
-        correlation_id,
-        request,
-        ..
-    } = d;
-    if let RequestKind::Fetch(r) = request {
-        // Fetch is encoded by hand so record bytes are never copied.
-        return Reply::Parts(fetch::handle(state, &ctx, r, correlation_id).await);
-    }
-    let response = match dispatch(state, &ctx, request).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return Reply::None,
-        Err(why) => return Reply::Close(why),
-    };
-    encode_response(&ctx, correlation_id, response)
-}
-
-/// `handle_decoded` when quotas are configured (see `throttle`).
-async fn handle_with_quotas(state: &Rc<ShardState>, d: Decoded) -> Reply {
     let Decoded {
         ctx,
         correlation_id,
         request,
         size,
     } = d;
+    let mut meter = throttle::Meter::new(&state.quotas, &ctx);
     if let RequestKind::Fetch(r) = request {
-        return throttle::fetch(state, &ctx, r, correlation_id).await;
+        return fetch_reply(state, &ctx, r, correlation_id, &mut meter).await;
     }
-    let (outcome, spent) = throttle::Timed::new(dispatch(state, &ctx, request)).await;
-    let mut wait = throttle::record_request_time(state, &ctx, spent);
+    let outcome = meter.time(dispatch(state, &ctx, request)).await;
+    meter.record_request_time();
     if ctx.api_key == ApiKey::Produce {
-        wait = wait.max(throttle::record_produce(state, &ctx, size));
+        meter.record_produce(size);
     }
+    let wait = meter.throttle();
     let mut response = match outcome {
         Ok(Some(r)) => r,
         // acks=0: no response, but the connection is still muted.
         Ok(None) => return throttle::throttled(Reply::None, wait),
         Err(why) => return Reply::Close(why),
     };
-    throttle::set_throttle_time(&mut response, throttle::millis(wait));
+    meter.stamp(&mut response);
     throttle::throttled(encode_response(&ctx, correlation_id, response), wait)
+}
+
+/// Fetch is encoded by hand so record bytes are never copied. Under a
+/// consumer quota the request is capped to what one window allows, the
+/// response's bytes are counted, and the throttle time is patched into the
+/// encoded header.
+async fn fetch_reply(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    mut req: kafka_protocol::messages::FetchRequest,
+    correlation_id: i32,
+    meter: &mut throttle::Meter<'_>,
+) -> Reply {
+    meter.cap_fetch(&mut req);
+    let mut parts = meter
+        .time(fetch::handle(state, ctx, req, correlation_id))
+        .await;
+    meter.record_fetched(&parts);
+    meter.record_request_time();
+    let wait = meter.throttle();
+    if !wait.is_zero() {
+        fetch_encode::set_throttle_time(&mut parts, ctx.version, throttle::millis(wait));
+    }
+    throttle::throttled(Reply::Parts(parts), wait)
 }
 
 pub fn encode_response(ctx: &RequestContext, correlation_id: i32, response: ResponseKind) -> Reply {
@@ -451,19 +456,23 @@ async fn dispatch(
             sasl::describe_user_scram_credentials(state, ctx, r),
         ),
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
-            sasl::alter_user_scram_credentials(state, ctx, r),
+            sasl::alter_user_scram_credentials(state, ctx, r).await,
         ),
         RequestKind::DescribeClientQuotas(r) => {
             ResponseKind::DescribeClientQuotas(client_quotas::describe(state, ctx, r))
         }
         RequestKind::AlterClientQuotas(r) => {
-            ResponseKind::AlterClientQuotas(client_quotas::alter(state, ctx, r))
+            ResponseKind::AlterClientQuotas(client_quotas::alter(state, ctx, r).await)
         }
-        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(state, ctx, r)),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::create_acls(state, ctx, r).await)
+        }
         RequestKind::DescribeAcls(r) => {
             ResponseKind::DescribeAcls(acls::describe_acls(state, ctx, r))
         }
-        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(state, ctx, r)),
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::delete_acls(state, ctx, r).await)
+        }
         other => {
             return Err(format!(
                 "{:?} is not handled",

@@ -22,6 +22,7 @@ use super::RequestContext;
 use crate::acl::{Operation, ResourceType};
 use crate::groups::group::CommittedOffset;
 use crate::groups::offsets::{CommitEntry, FetchedOffsets};
+use crate::messages::ShardWork;
 use crate::shard_state::ShardState;
 
 /// Kafka's `offset.metadata.max.bytes` default.
@@ -94,19 +95,16 @@ pub async fn offset_commit(
             (req.member_id.to_string(), req.generation_id_or_member_epoch)
         };
         let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
-        let gid = group_id.clone();
+        let shard = owner(state, &group_id);
+        let commit = OffsetCommit {
+            group_id,
+            member_id,
+            instance_id,
+            generation,
+            entries,
+        };
         state
-            .on_shard(owner(state, &group_id), move |s| async move {
-                s.groups
-                    .commit(
-                        &gid,
-                        &member_id,
-                        instance_id.as_deref(),
-                        generation,
-                        entries,
-                    )
-                    .await
-            })
+            .ask(shard, commit)
             .await
             .unwrap_or(ResponseError::CoordinatorNotAvailable.code())
     };
@@ -150,10 +148,9 @@ async fn fetch_group(
         return Err(ResponseError::GroupAuthorizationFailed.code());
     }
     let named = topics.is_some();
+    let shard = owner(state, &group_id);
     let found: FetchedOffsets = state
-        .on_shard(owner(state, &group_id), move |s| async move {
-            s.groups.fetch_offsets(&group_id, topics)
-        })
+        .ask(shard, OffsetFetch { group_id, topics })
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
     let acl = ctx.checker(state);
@@ -324,10 +321,9 @@ pub async fn offset_delete(
                 .map(|p| (t.name.0.to_string(), p.partition_index))
         })
         .collect();
+    let shard = owner(state, &group_id);
     let result = state
-        .on_shard(owner(state, &group_id), move |s| async move {
-            s.groups.delete_offsets(&group_id, parts).await
-        })
+        .ask(shard, OffsetDelete { group_id, parts })
         .await
         .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()));
     let errors = match result {
@@ -360,4 +356,61 @@ pub async fn offset_delete(
         })
         .collect();
     OffsetDeleteResponse::default().with_topics(topics)
+}
+
+/// OffsetCommit's entries that passed the per-partition checks, for the
+/// group's owner shard; answers their common error code.
+pub struct OffsetCommit {
+    group_id: String,
+    /// Empty, with generation -1, for a v0 commit (no membership).
+    member_id: String,
+    instance_id: Option<String>,
+    generation: i32,
+    entries: Vec<CommitEntry>,
+}
+
+impl ShardWork for OffsetCommit {
+    type Out = i16;
+
+    async fn run(self, s: Rc<ShardState>) -> i16 {
+        s.groups
+            .commit(
+                &self.group_id,
+                &self.member_id,
+                self.instance_id.as_deref(),
+                self.generation,
+                self.entries,
+            )
+            .await
+    }
+}
+
+/// OffsetFetch of one group, for its owner shard: the named topics'
+/// partitions, or every committed offset when `topics` is None.
+pub struct OffsetFetch {
+    group_id: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+}
+
+impl ShardWork for OffsetFetch {
+    type Out = FetchedOffsets;
+
+    async fn run(self, s: Rc<ShardState>) -> FetchedOffsets {
+        s.groups.fetch_offsets(&self.group_id, self.topics)
+    }
+}
+
+/// OffsetDelete of the allowed (topic, partition)s, for the group's owner
+/// shard: an error per partition, or the group's error.
+pub struct OffsetDelete {
+    group_id: String,
+    parts: Vec<(String, i32)>,
+}
+
+impl ShardWork for OffsetDelete {
+    type Out = Result<Vec<i16>, i16>;
+
+    async fn run(self, s: Rc<ShardState>) -> Self::Out {
+        s.groups.delete_offsets(&self.group_id, self.parts).await
+    }
 }

@@ -20,11 +20,11 @@ use super::metadata::ensure_topics;
 use super::RequestContext;
 use crate::acl::{Operation, ResourceType};
 use crate::metadata::internal::{self, is_reserved};
-use crate::routing::{owner, scatter};
+use crate::routing::{owner, scatter, PartitionWork};
 use crate::shard_state::ShardState;
 
 #[derive(Default)]
-struct PartitionResult {
+pub struct PartitionResult {
     error: i16,
     message: Option<String>,
     base_offset: i64,
@@ -92,6 +92,77 @@ fn low_disk_refusal(state: &ShardState) -> Option<String> {
         space.free_bytes,
         space.min_free_bytes
     ))
+}
+
+/// One partition's append, on its owner shard.
+pub struct Append {
+    topic: String,
+    partition: i32,
+    batches: Bytes,
+    ack_level: AckLevel,
+}
+
+impl PartitionWork for Append {
+    type Out = PartitionResult;
+
+    async fn run(self, s: Rc<ShardState>) -> PartitionResult {
+        let Append {
+            topic,
+            partition,
+            batches,
+            ack_level,
+        } = self;
+        let Some(log) = s.partitions.log(&topic, partition) else {
+            return PartitionResult::error(
+                ResponseError::NotLeaderOrFollower,
+                "partition is not open on its shard",
+            );
+        };
+        match log.append(batches, ack_level).await {
+            Ok(info) => PartitionResult {
+                error: 0,
+                message: None,
+                base_offset: info.base_offset,
+                log_append_time: info.log_append_time,
+                log_start_offset: info.log_start_offset,
+                record_errors: Vec::new(),
+            },
+            Err(e) => {
+                tracing::debug!("produce to {topic}-{partition} refused: {e}");
+                let error = log_error_code(&e);
+                // As Kafka's ReplicaManager: refusals of the records
+                // themselves (sequence, epoch, timestamps, KIP-467 record
+                // errors) carry the log start offset; size, corruption
+                // and storage errors not.
+                let no_log_start = [
+                    ResponseError::MessageTooLarge,
+                    ResponseError::RecordListTooLarge,
+                    ResponseError::CorruptMessage,
+                    ResponseError::KafkaStorageError,
+                ];
+                let record_refusal = matches!(e, LogError::RecordErrors { .. });
+                let log_start_offset =
+                    if !record_refusal && no_log_start.iter().any(|r| r.code() == error) {
+                        -1
+                    } else {
+                        log.offsets().log_start_offset
+                    };
+                let message = Some(e.to_string());
+                let record_errors = match e {
+                    LogError::RecordErrors { errors, .. } => errors,
+                    _ => Vec::new(),
+                };
+                PartitionResult {
+                    error,
+                    message,
+                    base_offset: -1,
+                    log_append_time: -1,
+                    log_start_offset,
+                    record_errors,
+                }
+            }
+        }
+    }
 }
 
 /// Append a Produce request's batches. `Ok(None)`: acks=0, nothing to
@@ -174,7 +245,15 @@ pub async fn handle(
                         "null records",
                     )),
                     Some(Err(e)) => Err(e),
-                    Some(Ok(batches)) => Ok((shard, (topic.clone(), p.index, batches))),
+                    Some(Ok(batches)) => Ok((
+                        shard,
+                        Append {
+                            topic: topic.clone(),
+                            partition: p.index,
+                            batches,
+                            ack_level,
+                        },
+                    )),
                 }
             } else {
                 Err(PartitionResult::error(
@@ -191,63 +270,7 @@ pub async fn handle(
             }
         }
     }
-    let appended = scatter(
-        state,
-        items,
-        move |s, (topic, partition, batches): (String, i32, Bytes)| async move {
-            let Some(log) = s.log(&topic, partition) else {
-                return PartitionResult::error(
-                    ResponseError::NotLeaderOrFollower,
-                    "partition is not open on its shard",
-                );
-            };
-            match log.append(batches, ack_level).await {
-                Ok(info) => PartitionResult {
-                    error: 0,
-                    message: None,
-                    base_offset: info.base_offset,
-                    log_append_time: info.log_append_time,
-                    log_start_offset: info.log_start_offset,
-                    record_errors: Vec::new(),
-                },
-                Err(e) => {
-                    tracing::debug!("produce to {topic}-{partition} refused: {e}");
-                    let error = log_error_code(&e);
-                    // As Kafka's ReplicaManager: refusals of the records
-                    // themselves (sequence, epoch, timestamps, KIP-467 record
-                    // errors) carry the log start offset; size, corruption
-                    // and storage errors not.
-                    let no_log_start = [
-                        ResponseError::MessageTooLarge,
-                        ResponseError::RecordListTooLarge,
-                        ResponseError::CorruptMessage,
-                        ResponseError::KafkaStorageError,
-                    ];
-                    let record_refusal = matches!(e, LogError::RecordErrors { .. });
-                    let log_start_offset =
-                        if !record_refusal && no_log_start.iter().any(|r| r.code() == error) {
-                            -1
-                        } else {
-                            log.offsets().log_start_offset
-                        };
-                    let message = Some(e.to_string());
-                    let record_errors = match e {
-                        LogError::RecordErrors { errors, .. } => errors,
-                        _ => Vec::new(),
-                    };
-                    PartitionResult {
-                        error,
-                        message,
-                        base_offset: -1,
-                        log_append_time: -1,
-                        log_start_offset,
-                        record_errors,
-                    }
-                }
-            }
-        },
-    )
-    .await;
+    let appended = scatter(state, items).await;
     let mut appended = appended.into_iter();
     let mut results = early
         .into_iter()

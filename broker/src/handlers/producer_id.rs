@@ -10,7 +10,7 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::acl::model::CLUSTER_NAME;
 use crate::acl::{Operation, ResourceType};
-use crate::controller::{allocate_producer_id, CONTROLLER_SHARD};
+use crate::controller::{AllocateProducerId, CONTROLLER_SHARD};
 use crate::shard_state::ShardState;
 
 pub async fn handle(
@@ -58,12 +58,7 @@ pub async fn handle(
                 .with_producer_epoch(req.producer_epoch + 1);
         }
     }
-    match state
-        .on_shard(CONTROLLER_SHARD, |s| async move {
-            allocate_producer_id(s).await
-        })
-        .await
-    {
+    match state.ask(CONTROLLER_SHARD, AllocateProducerId).await {
         Ok(Ok(id)) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -489,15 +489,15 @@ async fn new_state(dir: &std::path::Path) -> Rc<ShardState> {
         super_users: vec![super::ANONYMOUS.to_string()],
         ..Default::default()
     });
-    let metadata = Arc::new(MetadataStore::load_or_init(dir, 1).unwrap());
-    let (mesh, mut inboxes) = Mesh::<ShardState>::new(1);
+    let metadata = Arc::new(MetadataStore::load_or_init(dir, 1, config.node_id).unwrap());
+    let (mesh, mut inboxes) = Mesh::<ShardState>::new(1, shard::mesh::DEFAULT_QUEUE_DEPTH);
     let security = Arc::new(crate::security::sasl::Security::in_memory(&config).unwrap());
     security
         .credentials
         .ensure_bootstrap_user("alice", "secret", 4096)
         .unwrap();
     let state = Rc::new(ShardState::new(0, config, metadata, mesh, security));
-    glommio::spawn_local(inboxes.remove(0).serve(state.clone())).detach();
+    shard::rt::spawn_detached(inboxes.remove(0).serve(state.clone()));
     state.open_group_log().await.unwrap();
     for (name, partitions) in [(TOPIC, 2), (GROW, 1)] {
         let t = NewTopic {
@@ -682,7 +682,7 @@ fn admin_changes_take_effect() {
         )
         .await;
         assert_eq!(code(r), 0);
-        let log = state.log(TOPIC, 1).unwrap();
+        let log = state.partitions.log(TOPIC, 1).unwrap();
         assert_eq!(log.config().retention_ms, 1234, "live log reconfigured");
         let r = call(
             ApiKey::IncrementalAlterConfigs,

@@ -120,7 +120,7 @@ struct UserChanges {
     upsertions: Vec<(i8, i32, Bytes, Bytes)>,
 }
 
-pub fn alter_user_scram_credentials(
+pub async fn alter_user_scram_credentials(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
     req: AlterUserScramCredentialsRequest,
@@ -146,7 +146,7 @@ pub fn alter_user_scram_credentials(
     let mut results = Vec::new();
     for (user, changes) in by_user {
         let (code, message) = if allowed {
-            alter_one(creds, &user, changes)
+            alter_one(creds, &user, changes).await
         } else {
             (
                 ResponseError::ClusterAuthorizationFailed.code(),
@@ -170,7 +170,7 @@ pub fn alter_user_scram_credentials(
     AlterUserScramCredentialsResponse::default().with_results(results)
 }
 
-fn alter_one(
+async fn alter_one(
     creds: &crate::security::credentials::Credentials,
     user: &str,
     changes: UserChanges,
@@ -210,30 +210,26 @@ fn alter_one(
             Err(e) => return unacceptable(e.to_string()),
         }
     }
-    for t in changes.deletions {
-        let m = ScramMechanism::from_kafka_type(t).expect("checked above");
-        match creds.delete(user, m) {
-            Ok(true) => {}
-            Ok(false) => {
-                return (
-                    ResponseError::ResourceNotFound.code(),
-                    Some("Attempt to delete a user credential that does not exist".into()),
-                )
-            }
-            Err(e) => {
-                return (
-                    ResponseError::UnknownServerError.code(),
-                    Some(e.to_string()),
-                )
-            }
+    let deletions = changes
+        .deletions
+        .iter()
+        .map(|&t| ScramMechanism::from_kafka_type(t).expect("checked above"))
+        .collect();
+    // All of the user's changes in one durable write, or none (Kafka too
+    // applies a user's changes only when all of them are valid).
+    match creds.alter(user.to_string(), deletions, new).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                ResponseError::ResourceNotFound.code(),
+                Some("Attempt to delete a user credential that does not exist".into()),
+            )
         }
-    }
-    for c in new {
-        if let Err(e) = creds.upsert(user, c) {
+        Err(e) => {
             return (
                 ResponseError::UnknownServerError.code(),
                 Some(e.to_string()),
-            );
+            )
         }
     }
     (0, None)

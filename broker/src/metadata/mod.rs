@@ -4,10 +4,14 @@
 //! One immutable snapshot is shared by all shards behind an `Arc`; readers
 //! take a clone of the `Arc` (a brief read lock) and never block writers for
 //! long. Only the controller (shard 0) writes, by copying the snapshot,
-//! changing it, persisting it durably, and swapping it in.
+//! applying a [`MetadataCommand`] to it, persisting it durably (off the
+//! shard thread), and swapping it in.
 
+pub mod command;
 pub mod internal;
 pub mod topic_config;
+
+pub use command::{Effect, MetadataCommand};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,14 +25,43 @@ pub const METADATA_FILE: &str = "cluster-metadata.json";
 /// Producer ids are handed out in blocks so the file is not written per id.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PartitionMeta {
-    /// The shard that owns this partition's log.
+    /// The shard that owns this partition's log (on this broker).
     pub shard: u32,
     pub leader_epoch: i32,
+    /// The node that leads the partition. Files written before it was
+    /// recorded leave it out: [`ClusterState::adopt_unrecorded_replicas`]
+    /// makes this node the leader, as it was.
+    #[serde(default = "unrecorded_node")]
+    pub leader: i32,
+    /// The nodes holding a replica (Kafka's assignment), leader included.
+    #[serde(default)]
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    #[serde(default)]
+    pub isr: Vec<i32>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `leader` of a file that predates it.
+fn unrecorded_node() -> i32 {
+    -1
+}
+
+impl PartitionMeta {
+    /// A partition of a single-node cluster: `node` leads its only replica.
+    pub fn local(shard: u32, node: i32) -> Self {
+        Self {
+            shard,
+            leader_epoch: 0,
+            leader: node,
+            replicas: vec![node],
+            isr: vec![node],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TopicMeta {
     pub name: String,
     pub id: Uuid,
@@ -37,7 +70,7 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 pub struct ClusterState {
     pub cluster_id: String,
     /// Next producer id block start (persisted before ids are handed out).
@@ -64,6 +97,24 @@ impl ClusterState {
         self.by_id.get(id).and_then(|n| self.topics.get(n))
     }
 
+    /// Make `node` the only replica and leader of the partitions a file
+    /// written before replicas were recorded left without them (every
+    /// partition was this node's then).
+    pub fn adopt_unrecorded_replicas(&mut self, node: i32) {
+        for t in self.topics.values_mut() {
+            if t.partitions.iter().all(|p| p.leader >= 0) {
+                continue;
+            }
+            let t = Arc::make_mut(t);
+            for p in t.partitions.iter_mut().filter(|p| p.leader < 0) {
+                debug_assert!(p.replicas.is_empty() && p.isr.is_empty());
+                p.leader = node;
+                p.replicas = vec![node];
+                p.isr = vec![node];
+            }
+        }
+    }
+
     /// Partition counts per shard, for least-loaded placement.
     pub fn shard_load(&self, shards: usize) -> Vec<usize> {
         let mut load = vec![0; shards];
@@ -80,11 +131,20 @@ impl ClusterState {
 
 pub struct MetadataStore {
     path: PathBuf,
+    shards: usize,
     current: RwLock<Arc<ClusterState>>,
+    /// Writers one at a time, each answered after its change is durable.
+    /// Only the controller shard writes, and it already runs admin
+    /// operations one at a time; this keeps a second writer from copying a
+    /// snapshot that a first one, waiting for its fsync, is about to
+    /// replace. An async lock: a waiting writer yields, never blocks the thread.
+    writer: futures::lock::Mutex<()>,
 }
 
 impl MetadataStore {
-    pub fn load_or_init(data_dir: &Path, shards: usize) -> Result<Self> {
+    /// Load the metadata of `data_dir` (or start it). `node_id` becomes
+    /// the leader and replica of partitions from files that predate those.
+    pub fn load_or_init(data_dir: &Path, shards: usize, node_id: i32) -> Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
         let path = data_dir.join(METADATA_FILE);
@@ -113,16 +173,22 @@ impl MetadataStore {
                 );
             }
         }
+        state.adopt_unrecorded_replicas(node_id);
         state.reindex();
+        state
+            .check_invariants(shards)
+            .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
         let store = Self {
             path,
+            shards,
             current: RwLock::new(Arc::new(state)),
+            writer: futures::lock::Mutex::new(()),
         };
         // Written when new or when its format changed, not at every start:
         // a broker must be able to start on a full disk.
         let current = serde_json::to_vec_pretty(&*store.snapshot())?;
         if on_disk.as_deref() != Some(&current[..]) {
-            store.persist(&store.snapshot())?;
+            write_metadata(&store.path, &current)?;
         }
         Ok(store)
     }
@@ -131,30 +197,30 @@ impl MetadataStore {
         self.current.read().expect("metadata lock").clone()
     }
 
-    /// Change the metadata durably. Call only from the controller shard, so
-    /// that updates never race each other.
-    pub fn update<R>(
-        &self,
-        f: impl FnOnce(&mut ClusterState) -> Result<R, String>,
-    ) -> Result<R, String> {
+    /// Apply `cmd` durably: to a copy of the current state, written to the
+    /// file (whole, fsynced, on the blocking pool) before it is swapped in
+    /// and answered. Call only on the controller shard. A rejected command
+    /// or a failed write leaves the metadata as it was.
+    pub async fn execute(&self, cmd: MetadataCommand) -> Result<Effect, String> {
+        let _turn = self.writer.lock().await;
         let mut next = (*self.snapshot()).clone();
-        let out = f(&mut next)?;
-        next.reindex();
-        let next = Arc::new(next);
-        self.persist(&next)
+        let effect = next.apply(&cmd, self.shards)?;
+        let bytes =
+            serde_json::to_vec_pretty(&next).map_err(|e| format!("encoding metadata: {e}"))?;
+        let path = self.path.clone();
+        shard::blocking::run(move || write_metadata(&path, &bytes))
+            .await
             .map_err(|e| format!("persisting metadata: {e:#}"))?;
-        *self.current.write().expect("metadata lock") = next;
-        Ok(out)
+        *self.current.write().expect("metadata lock") = Arc::new(next);
+        Ok(effect)
     }
+}
 
-    fn persist(&self, state: &ClusterState) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(state)?;
-        // On a full disk the disk reserve is given back for this write, so
-        // the metadata changes that free space (DeleteTopics) still work.
-        Ok(shard::log::reserve::write_durably_or_release(
-            &self.path, &bytes,
-        )?)
-    }
+/// Write the metadata file durably (blocks: not on a shard thread).
+fn write_metadata(path: &Path, bytes: &[u8]) -> Result<()> {
+    // On a full disk the disk reserve is given back for this write, so
+    // the metadata changes that free space (DeleteTopics) still work.
+    Ok(shard::log::reserve::write_durably_or_release(path, bytes)?)
 }
 
 fn new_cluster_id() -> String {
@@ -210,35 +276,30 @@ mod tests {
     #[test]
     fn metadata_persists_and_reloads() {
         let dir = tempfile::tempdir().unwrap();
-        let store = MetadataStore::load_or_init(dir.path(), 2).unwrap();
+        let store = MetadataStore::load_or_init(dir.path(), 2, 0).unwrap();
         let id = store.snapshot().cluster_id.clone();
         assert_eq!(id.len(), 22);
-        store
-            .update(|s| {
-                s.topics.insert(
-                    "a".into(),
-                    Arc::new(TopicMeta {
-                        name: "a".into(),
-                        id: Uuid::new_v4(),
-                        partitions: vec![PartitionMeta {
-                            shard: 1,
-                            leader_epoch: 0,
-                        }],
-                        configs: BTreeMap::new(),
-                    }),
-                );
-                Ok(())
-            })
-            .unwrap();
-        let again = MetadataStore::load_or_init(dir.path(), 2).unwrap();
+        let create = MetadataCommand::CreateTopic {
+            name: "a".into(),
+            id: Uuid::new_v4(),
+            partitions: vec![PartitionMeta::local(1, 0)],
+            configs: BTreeMap::new(),
+        };
+        shard::runtime::run_local(move || async move {
+            store.execute(create).await.unwrap();
+        });
+        let again = MetadataStore::load_or_init(dir.path(), 2, 0).unwrap();
         let snap = again.snapshot();
         assert_eq!(snap.cluster_id, id);
         let t = snap.topic("a").unwrap();
         assert_eq!(snap.topic_by_id(&t.id).unwrap().name, "a");
         assert_eq!(snap.shard_load(2), vec![0, 1]);
         assert!(
-            MetadataStore::load_or_init(dir.path(), 1).is_err(),
+            MetadataStore::load_or_init(dir.path(), 1, 0).is_err(),
             "shrinking shards is refused"
         );
     }
 }
+
+#[cfg(test)]
+mod command_tests;

@@ -14,7 +14,6 @@ pub mod rate;
 pub mod store;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,6 @@ const MAX_RATES: usize = 10_000;
 
 pub struct Quotas {
     store: QuotaStore,
-    enabled: AtomicBool,
     rates: Mutex<HashMap<(QuotaKey, Tags), Rate>>,
     samples: usize,
     window_ms: u64,
@@ -42,17 +40,13 @@ pub fn quota_user(principal: &str) -> &str {
 
 impl Quotas {
     pub fn new(store: QuotaStore, samples: usize, window_seconds: u64) -> Quotas {
-        let q = Quotas {
+        Quotas {
             store,
-            enabled: AtomicBool::new(false),
             rates: Mutex::new(HashMap::new()),
             samples,
             window_ms: window_seconds * 1000,
             epoch: Instant::now(),
-        };
-        q.enabled
-            .store(q.store.snapshot().enforces_any(), Ordering::Release);
-        q
+        }
     }
 
     /// No quotas, nothing persisted (tests, tools).
@@ -63,17 +57,22 @@ impl Quotas {
     /// Whether any enforced quota is configured.
     #[inline]
     pub fn enabled(&self) -> bool {
-        self.enabled.load(Ordering::Relaxed)
+        self.store.enforces_any()
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.store.snapshot()
     }
 
-    pub fn apply(&self, changes: &[Change]) -> Result<(), String> {
-        let snap = self.store.apply(changes)?;
-        self.enabled.store(snap.enforces_any(), Ordering::Release);
-        Ok(())
+    /// Apply and persist `changes`; returns once they are durable (the
+    /// store keeps [`Self::enabled`] in step with what it publishes).
+    pub async fn apply(&self, changes: Vec<Change>) -> Result<(), String> {
+        self.store.apply(changes).await
+    }
+
+    #[cfg(test)]
+    pub fn apply_blocking(&self, changes: Vec<Change>) -> Result<(), String> {
+        self.store.apply_blocking(changes)
     }
 
     /// The quota of `key` for (user, client-id) and the tags its rate is
@@ -142,7 +141,7 @@ mod tests {
     }
 
     fn set(q: &Quotas, e: Entity, key: QuotaKey, v: f64) {
-        q.apply(&[(e, vec![(key, Some(v))])]).unwrap();
+        q.apply_blocking(vec![(e, vec![(key, Some(v))])]).unwrap();
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! The configured quotas and their file, `DATA_DIR/quotas.json`.
 //!
-//! Readers take an `Arc` snapshot; a change builds the next snapshot,
-//! writes it atomically (temp file, fsync, rename, fsync directory) and
-//! only then publishes it, so memory never holds what the disk does not.
+//! Readers take an `Arc` snapshot (never waiting for a write); a change
+//! waits its turn behind earlier ones from any shard, then on the blocking
+//! pool builds the next snapshot, writes it atomically (temp file, fsync,
+//! rename, fsync directory) and only then publishes it (see
+//! [`shard::durable`]), so memory never holds what the disk does not and
+//! no shard thread blocks on the write.
 //! A file that exists but does not parse stops the broker: starting
 //! without the quotas would silently lift every limit.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use shard::durable::{Durable, Persist, Planned};
 
 use super::entity::{Entity, QuotaKey};
 
@@ -56,19 +61,48 @@ struct FileFormat {
 const FORMAT_VERSION: u32 = 1;
 
 pub struct QuotaStore {
+    current: Durable<QuotaFile>,
+}
+
+/// Where the quotas are written (`None`: in memory only), and the hot
+/// path's switch, kept in step with the published snapshot.
+struct QuotaFile {
     path: Option<PathBuf>,
-    current: RwLock<Arc<Snapshot>>,
-    /// Serialises writers so two changes cannot race on the file.
-    write: Mutex<()>,
+    enforces_any: AtomicBool,
+}
+
+impl Persist for QuotaFile {
+    type Value = Snapshot;
+    type Error = String;
+
+    fn persist(&self, snap: &Snapshot) -> Result<(), String> {
+        match &self.path {
+            Some(path) => {
+                persist(path, snap).map_err(|e| format!("writing {}: {e}", path.display()))
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn published(&self, snap: &Snapshot) {
+        self.enforces_any
+            .store(snap.enforces_any(), Ordering::Release);
+    }
 }
 
 impl QuotaStore {
-    pub fn in_memory() -> QuotaStore {
+    fn with(path: Option<PathBuf>, snap: Snapshot) -> QuotaStore {
+        let file = QuotaFile {
+            path,
+            enforces_any: AtomicBool::new(snap.enforces_any()),
+        };
         QuotaStore {
-            path: None,
-            current: RwLock::new(Arc::new(Snapshot::default())),
-            write: Mutex::new(()),
+            current: Durable::new(file, snap),
         }
+    }
+
+    pub fn in_memory() -> QuotaStore {
+        Self::with(None, Snapshot::default())
     }
 
     /// Load `path`; a missing file is an empty store (created on the first
@@ -85,23 +119,43 @@ impl QuotaStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Snapshot::default(),
             Err(e) => return Err(format!("reading quota file {}: {e}", path.display())),
         };
-        Ok(QuotaStore {
-            path: Some(path),
-            current: RwLock::new(Arc::new(snap)),
-            write: Mutex::new(()),
-        })
+        Ok(Self::with(Some(path), snap))
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.read().expect("quota snapshot lock").clone()
+        self.current.snapshot()
     }
 
-    /// Apply `changes` together and persist them; returns the new snapshot.
-    /// Removing a key that is not set is not an error (as in Kafka).
-    pub fn apply(&self, changes: &[Change]) -> Result<Arc<Snapshot>, String> {
-        let _writer = self.write.lock().expect("quota writer lock");
-        let mut next = (*self.snapshot()).clone();
-        for (entity, ops) in changes {
+    /// Whether the published snapshot sets a quota we enforce: one relaxed
+    /// load, for the hot path.
+    #[inline]
+    pub fn enforces_any(&self) -> bool {
+        self.current
+            .persister()
+            .enforces_any
+            .load(Ordering::Relaxed)
+    }
+
+    /// Apply `changes` together and persist them; returns once they are
+    /// durable and published. Removing a key that is not set is not an
+    /// error (as in Kafka).
+    pub async fn apply(&self, changes: Vec<Change>) -> Result<(), String> {
+        self.current.update(plan(changes)).await
+    }
+
+    /// [`Self::apply`] off the shards (tests).
+    #[cfg(test)]
+    pub fn apply_blocking(&self, changes: Vec<Change>) -> Result<(), String> {
+        self.current.update_blocking(plan(changes))
+    }
+}
+
+type Plan = Result<Planned<Snapshot, ()>, String>;
+
+fn plan(changes: Vec<Change>) -> impl FnOnce(&Snapshot) -> Plan + Send + 'static {
+    move |current| {
+        let mut next = current.clone();
+        for (entity, ops) in &changes {
             let values = next.entities.entry(entity.clone()).or_default();
             for (key, value) in ops {
                 match value {
@@ -122,12 +176,7 @@ impl QuotaStore {
                 "at most {MAX_ENTITIES} quota entities can be configured"
             ));
         }
-        if let Some(path) = &self.path {
-            persist(path, &next).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        }
-        let next = Arc::new(next);
-        *self.current.write().expect("quota snapshot lock") = next.clone();
-        Ok(next)
+        Ok((Some(next), ()))
     }
 }
 
@@ -179,6 +228,7 @@ fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
 }
 
 fn persist(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
+    shard::blocking::assert_not_shard("quota store persist");
     shard::log::index::write_durably(path, &encode(snap))
 }
 
@@ -208,7 +258,7 @@ mod tests {
         let store = QuotaStore::open(&path).unwrap();
         assert!(store.snapshot().entities.is_empty());
         store
-            .apply(&[
+            .apply_blocking(vec![
                 (
                     alice(),
                     vec![
@@ -232,7 +282,7 @@ mod tests {
         );
         // Removing every key removes the entity.
         store
-            .apply(&[(
+            .apply_blocking(vec![(
                 alice(),
                 vec![
                     (QuotaKey::ProducerByteRate, None),
@@ -270,15 +320,48 @@ mod tests {
         // The "file" is a directory: the rename fails.
         let path = dir.path().join("quotas.json");
         fs::create_dir(&path).unwrap();
-        let store = QuotaStore {
-            path: Some(path),
-            current: RwLock::new(Arc::new(Snapshot::default())),
-            write: Mutex::new(()),
-        };
+        let store = QuotaStore::with(Some(path), Snapshot::default());
         let err = store
-            .apply(&[(alice(), vec![(QuotaKey::ProducerByteRate, Some(1.0))])])
+            .apply_blocking(vec![(
+                alice(),
+                vec![(QuotaKey::ProducerByteRate, Some(1.0))],
+            )])
             .unwrap_err();
         assert!(err.contains("quotas.json"), "{err}");
         assert!(store.snapshot().entities.is_empty());
+    }
+
+    /// AlterClientQuotas from two shards at once: every change is durable
+    /// when it returns and none is lost; the hot path's switch follows.
+    #[test]
+    fn concurrent_changes_from_two_shards_all_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quotas.json");
+        let store = Arc::new(QuotaStore::open(&path).unwrap());
+        assert!(!store.enforces_any());
+        let shared = store.clone();
+        shard::durable::on_test_shards(2, move |shard| {
+            let store = shared.clone();
+            async move {
+                let changes: Vec<_> = (0..25)
+                    .map(|i| {
+                        let store = store.clone();
+                        let entity = Entity {
+                            user: None,
+                            client_id: Some(Name::Named(format!("c{shard}-{i}"))),
+                        };
+                        let change = vec![(entity, vec![(QuotaKey::ProducerByteRate, Some(1e6))])];
+                        shard::rt::spawn_local(async move { store.apply(change).await.unwrap() })
+                    })
+                    .collect();
+                for c in changes {
+                    c.await;
+                }
+            }
+        });
+        assert!(store.enforces_any());
+        let again = QuotaStore::open(&path).unwrap().snapshot();
+        assert_eq!(again.entities.len(), 50);
+        assert_eq!(again.entities, store.snapshot().entities);
     }
 }

@@ -5,20 +5,21 @@
 //! crash leaves either the old or the new file, never a torn one. Only salts
 //! and derived keys are written, never passwords.
 //!
-//! Shards are threads: the store is an `Arc<RwLock<Arc<Snapshot>>>`. Readers
-//! clone the current `Arc<Snapshot>` (cheap) and may cache it while
-//! [`Credentials::generation`] is unchanged; writers copy, modify, persist
-//! and swap, so a failed write leaves memory untouched.
+//! Shards are threads: the store is a [`Durable`] snapshot. Readers clone
+//! the current `Arc<Snapshot>` (cheap, never waiting for a write); a writer
+//! waits its turn behind earlier ones from any shard, then copies,
+//! modifies and persists on the blocking pool and only then swaps, so a
+//! failed write leaves memory untouched and no shard thread blocks on it.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use shard::durable::{Durable, Persist, Planned};
 
 use super::scram::{random_bytes, CredentialError, ScramCredential, ScramMechanism};
 
@@ -59,11 +60,51 @@ pub struct CredentialInfo {
 
 #[derive(Clone)]
 pub struct Credentials {
+    current: Durable<CredentialFile>,
+}
+
+/// Where the credentials are written (`None`: in memory only).
+struct CredentialFile {
     path: Option<PathBuf>,
-    current: Arc<RwLock<Arc<Snapshot>>>,
-    generation: Arc<AtomicU64>,
     /// Secret for fake salts of unknown users; persisted so they are stable.
-    secret: Arc<Vec<u8>>,
+    secret: Vec<u8>,
+}
+
+impl Persist for CredentialFile {
+    type Value = Snapshot;
+    type Error = CredentialsError;
+
+    fn persist(&self, snap: &Snapshot) -> Result<(), CredentialsError> {
+        shard::blocking::assert_not_shard("Credentials::persist");
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let bytes = encode(snap, &self.secret);
+        // 0600: the keys allow impersonating the server to clients.
+        shard::log::index::write_durably_with_mode(path, &bytes, 0o600).map_err(|source| {
+            CredentialsError::Io {
+                path: path.clone(),
+                source,
+            }
+        })
+    }
+}
+
+type Users = BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>;
+
+/// A change of the user map; `false`: nothing changed.
+fn plan<R: Send + 'static>(
+    change: impl FnOnce(&mut Users) -> (bool, R) + Send + 'static,
+) -> impl FnOnce(&Snapshot) -> Result<Planned<Snapshot, R>, CredentialsError> + Send + 'static {
+    move |current| {
+        let mut next = current.clone();
+        let (changed, answer) = change(&mut next.users);
+        if !changed {
+            return Ok((None, answer));
+        }
+        next.generation += 1;
+        Ok((Some(next), answer))
+    }
 }
 
 // --- on-disk format -------------------------------------------------------
@@ -96,10 +137,7 @@ impl Credentials {
 
     fn from_parts(path: Option<PathBuf>, snap: Snapshot, secret: Vec<u8>) -> Self {
         Credentials {
-            path,
-            generation: Arc::new(AtomicU64::new(snap.generation)),
-            current: Arc::new(RwLock::new(Arc::new(snap))),
-            secret: Arc::new(secret),
+            current: Durable::new(CredentialFile { path, secret }, snap),
         }
     }
 
@@ -125,8 +163,9 @@ impl Credentials {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     fs::create_dir_all(dir).map_err(io)?;
                 }
+                // Start-up, before the shards run: written in place.
                 let store = Self::from_parts(Some(path), Snapshot::default(), random_bytes(32)?);
-                store.persist(&Snapshot::default())?;
+                store.current.persister().persist(&Snapshot::default())?;
                 Ok(store)
             }
             Err(e) => Err(io(e)),
@@ -136,18 +175,15 @@ impl Credentials {
     /// Bumped on every change; shards compare it to their cached snapshot's.
     #[cfg(test)]
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.snapshot().generation
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.snapshot()
     }
 
     pub fn fake_salt_secret(&self) -> &[u8] {
-        &self.secret
+        &self.current.persister().secret
     }
 
     pub fn lookup(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
@@ -160,16 +196,23 @@ impl Credentials {
         self.snapshot().users.get(user)?.values().next().cloned()
     }
 
-    /// Insert or replace one credential (AlterUserScramCredentials upsertion).
-    pub fn upsert(&self, user: &str, cred: ScramCredential) -> Result<(), CredentialsError> {
-        self.modify(|users| {
-            users
-                .entry(user.to_string())
-                .or_default()
-                .insert(cred.mechanism, cred);
-            true
-        })
-        .map(|_| ())
+    /// One user's AlterUserScramCredentials changes, applied together
+    /// (as Kafka does: all of a user's changes or none): remove the
+    /// credentials of `deletions`, then insert or replace `upsertions`.
+    /// `Ok(false)` if a deletion names a credential that does not exist
+    /// (Kafka answers RESOURCE_NOT_FOUND then); nothing changed then.
+    /// Returns once the change is durable.
+    pub async fn alter(
+        &self,
+        user: String,
+        deletions: Vec<ScramMechanism>,
+        upsertions: Vec<ScramCredential>,
+    ) -> Result<bool, CredentialsError> {
+        self.current
+            .update(plan(move |users| {
+                alter_user(users, &user, deletions, upsertions)
+            }))
+            .await
     }
 
     #[cfg(test)]
@@ -180,22 +223,27 @@ impl Credentials {
         password: &str,
         iterations: u32,
     ) -> Result<(), CredentialsError> {
-        self.upsert(user, ScramCredential::new(mechanism, password, iterations)?)
+        let cred = ScramCredential::new(mechanism, password, iterations)?;
+        let user = user.to_string();
+        self.current
+            .update_blocking(plan(move |users| {
+                alter_user(users, &user, Vec::new(), vec![cred])
+            }))
+            .map(|_| ())
     }
 
-    /// Remove one credential; `Ok(false)` if there was none (Kafka answers
-    /// RESOURCE_NOT_FOUND then).
-    pub fn delete(&self, user: &str, mechanism: ScramMechanism) -> Result<bool, CredentialsError> {
-        self.modify(|users| {
-            let Some(creds) = users.get_mut(user) else {
-                return false;
-            };
-            let removed = creds.remove(&mechanism).is_some();
-            if creds.is_empty() {
-                users.remove(user);
-            }
-            removed
-        })
+    /// Remove one credential off the shards (tests); `Ok(false)` if there
+    /// was none.
+    #[cfg(test)]
+    pub fn delete_blocking(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Result<bool, CredentialsError> {
+        let user = user.to_string();
+        self.current.update_blocking(plan(move |users| {
+            alter_user(users, &user, vec![mechanism], Vec::new())
+        }))
     }
 
     /// Mechanisms and iteration counts of one user; `None` if unknown.
@@ -230,47 +278,43 @@ impl Credentials {
         }
         let added = new.len();
         if added > 0 {
-            self.modify(|users| {
-                let creds = users.entry(user.to_string()).or_default();
+            // Start-up (or a test), not a shard thread.
+            let user = user.to_string();
+            self.current.update_blocking(plan(move |users| {
+                let creds = users.entry(user).or_default();
                 for c in new {
                     creds.entry(c.mechanism).or_insert(c);
                 }
-                true
-            })?;
+                (true, ())
+            }))?;
         }
         Ok(added)
     }
+}
 
-    /// Copy-modify-persist-swap under the write lock, so the file and memory
-    /// change in the same order and a failed write changes nothing.
-    fn modify(
-        &self,
-        f: impl FnOnce(&mut BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>) -> bool,
-    ) -> Result<bool, CredentialsError> {
-        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
-        let mut next = Snapshot::clone(&guard);
-        if !f(&mut next.users) {
-            return Ok(false);
+/// Apply one user's deletions, then upsertions; all or nothing.
+fn alter_user(
+    users: &mut Users,
+    user: &str,
+    deletions: Vec<ScramMechanism>,
+    upsertions: Vec<ScramCredential>,
+) -> (bool, bool) {
+    let changed = !deletions.is_empty() || !upsertions.is_empty();
+    let mut next = users.get(user).cloned().unwrap_or_default();
+    for m in deletions {
+        if next.remove(&m).is_none() {
+            return (false, false);
         }
-        next.generation += 1;
-        self.persist(&next)?;
-        self.generation.store(next.generation, Ordering::Release);
-        *guard = Arc::new(next);
-        Ok(true)
     }
-
-    fn persist(&self, snap: &Snapshot) -> Result<(), CredentialsError> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let io = |source| CredentialsError::Io {
-            path: path.clone(),
-            source,
-        };
-        let bytes = encode(snap, &self.secret);
-        // 0600: the keys allow impersonating the server to clients.
-        shard::log::index::write_durably_with_mode(path, &bytes, 0o600).map_err(io)
+    for c in upsertions {
+        next.insert(c.mechanism, c);
     }
+    if next.is_empty() {
+        users.remove(user);
+    } else {
+        users.insert(user.to_string(), next);
+    }
+    (changed, true)
 }
 
 fn info(creds: &BTreeMap<ScramMechanism, ScramCredential>) -> Vec<CredentialInfo> {
@@ -431,9 +475,15 @@ mod tests {
         ));
 
         // Delete, including the last mechanism of a user.
-        assert!(reloaded.delete("bob", ScramMechanism::Sha512).unwrap());
-        assert!(!reloaded.delete("bob", ScramMechanism::Sha512).unwrap());
-        assert!(!reloaded.delete("carol", ScramMechanism::Sha256).unwrap());
+        assert!(reloaded
+            .delete_blocking("bob", ScramMechanism::Sha512)
+            .unwrap());
+        assert!(!reloaded
+            .delete_blocking("bob", ScramMechanism::Sha512)
+            .unwrap());
+        assert!(!reloaded
+            .delete_blocking("carol", ScramMechanism::Sha256)
+            .unwrap());
         let again = Credentials::open(&path).unwrap();
         assert_eq!(again.describe("bob"), None);
         assert!(again.describe("alice").is_some());
@@ -453,7 +503,9 @@ mod tests {
             store.lookup("admin", ScramMechanism::Sha256).unwrap(),
             before
         );
-        store.delete("admin", ScramMechanism::Sha512).unwrap();
+        store
+            .delete_blocking("admin", ScramMechanism::Sha512)
+            .unwrap();
         assert_eq!(store.ensure_bootstrap_user("admin", "pw", 4096).unwrap(), 1);
         assert!(store.lookup_any("admin").unwrap().verify_password(b"pw"));
         assert!(matches!(
@@ -515,5 +567,46 @@ mod tests {
             .is_err());
         assert_eq!(store.generation(), g);
         assert!(store.describe("alice").is_none());
+    }
+
+    /// AlterUserScramCredentials from two shards at once: every user is
+    /// durable when its change returns and none is lost.
+    #[test]
+    fn concurrent_changes_from_two_shards_all_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials.json");
+        let store = Credentials::open(&path).unwrap();
+        let shared = store.clone();
+        shard::durable::on_test_shards(2, move |shard| {
+            let store = shared.clone();
+            async move {
+                let changes: Vec<_> = (0..10)
+                    .map(|i| {
+                        let store = store.clone();
+                        let cred =
+                            ScramCredential::new(ScramMechanism::Sha256, "pw", 4096).unwrap();
+                        let user = format!("u{shard}-{i}");
+                        shard::rt::spawn_local(async move {
+                            assert!(store.alter(user, Vec::new(), vec![cred]).await.unwrap());
+                        })
+                    })
+                    .collect();
+                for c in changes {
+                    c.await;
+                }
+                // A deletion of a credential that does not exist changes
+                // nothing, even with an upsertion beside it.
+                let cred = ScramCredential::new(ScramMechanism::Sha256, "pw", 4096).unwrap();
+                let user = format!("u{shard}-0");
+                assert!(!store
+                    .alter(user, vec![ScramMechanism::Sha512], vec![cred])
+                    .await
+                    .unwrap());
+            }
+        });
+        assert_eq!(store.generation(), 20);
+        let reloaded = Credentials::open(&path).unwrap();
+        assert_eq!(reloaded.describe_all().len(), 20);
+        assert_eq!(reloaded.describe_all(), store.describe_all());
     }
 }

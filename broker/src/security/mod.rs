@@ -3,7 +3,7 @@
 //! How the pieces fit (the wiring lives in the listener code):
 //!
 //! ```text
-//! accept ──► PLAINTEXT / SASL_PLAINTEXT: raw glommio TcpStream
+//! accept ──► PLAINTEXT / SASL_PLAINTEXT: raw shard::rt::TcpStream
 //!        └─► SSL / SASL_SSL: tls::TlsConfigHandle::current() → ServerConnection
 //!                            → tls_stream::TlsStream::server(..).handshake()
 //!                            → client cert? tls::principal_from_cert → "User:CN=.."

@@ -419,7 +419,7 @@ mod tests {
         user: &str,
         password: &str,
     ) -> (String, TokenOutcome) {
-        let mut client = crate::cli::sasl::ScramClient::new(m, user, password);
+        let mut client = shardline_client::sasl::ScramClient::new(m, user, password);
         let first = client.first_message();
         let TokenOutcome::Continue(server_first) = s.token(sec, ip(), first.as_bytes()) else {
             panic!("no challenge")

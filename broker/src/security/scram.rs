@@ -12,9 +12,6 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 /// Kafka's bounds for SCRAM iteration counts (`ScramMechanism.minIterations`
@@ -27,91 +24,9 @@ pub const SALT_LEN: usize = 32;
 /// Longest SCRAM message we accept; real ones are a few hundred bytes.
 const MAX_MESSAGE_LEN: usize = 8192;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum ScramMechanism {
-    #[serde(rename = "SCRAM-SHA-256")]
-    Sha256,
-    #[serde(rename = "SCRAM-SHA-512")]
-    Sha512,
-}
-
-impl ScramMechanism {
-    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
-
-    /// The SASL mechanism name, as listed in SaslHandshake.
-    pub fn name(self) -> &'static str {
-        match self {
-            ScramMechanism::Sha256 => "SCRAM-SHA-256",
-            ScramMechanism::Sha512 => "SCRAM-SHA-512",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.name() == name)
-    }
-
-    /// The `Mechanism` int8 used by Describe/AlterUserScramCredentials.
-    pub fn kafka_type(self) -> i8 {
-        match self {
-            ScramMechanism::Sha256 => 1,
-            ScramMechanism::Sha512 => 2,
-        }
-    }
-
-    pub fn from_kafka_type(t: i8) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.kafka_type() == t)
-    }
-
-    pub fn hash_len(self) -> usize {
-        match self {
-            ScramMechanism::Sha256 => 32,
-            ScramMechanism::Sha512 => 64,
-        }
-    }
-
-    pub fn hash(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            ScramMechanism::Sha256 => Sha256::digest(data).to_vec(),
-            ScramMechanism::Sha512 => Sha512::digest(data).to_vec(),
-        }
-    }
-
-    pub fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-        match self {
-            ScramMechanism::Sha256 => {
-                let mut m = Hmac::<Sha256>::new_from_slice(key).expect("hmac takes any key");
-                m.update(data);
-                m.finalize().into_bytes().to_vec()
-            }
-            ScramMechanism::Sha512 => {
-                let mut m = Hmac::<Sha512>::new_from_slice(key).expect("hmac takes any key");
-                m.update(data);
-                m.finalize().into_bytes().to_vec()
-            }
-        }
-    }
-
-    /// `Hi(password, salt, i)` of RFC 5802, which is PBKDF2 with HMAC-H.
-    pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-        let mut out = vec![0u8; self.hash_len()];
-        match self {
-            ScramMechanism::Sha256 => {
-                pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out)
-            }
-            ScramMechanism::Sha512 => {
-                pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out)
-            }
-        }
-        out
-    }
-}
-
-impl fmt::Display for ScramMechanism {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The mechanism enum and its hash, HMAC and `Hi()` live in the client crate,
+/// so the CLI's SCRAM client and this server derive keys the same way.
+pub use shardline_client::scram::ScramMechanism;
 
 /// Why a credential could not be created (AlterUserScramCredentials maps
 /// these to UNACCEPTABLE_CREDENTIAL).

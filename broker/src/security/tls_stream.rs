@@ -1,5 +1,5 @@
 //! A TLS stream over any `futures::io` stream, driving rustls' buffered
-//! `Connection` API by hand (glommio's TcpStream is not tokio, so
+//! `Connection` API by hand (the shards' TcpStream is not tokio, so
 //! tokio-rustls does not apply). The same code serves the server side
 //! (listeners) and the client side (tests, and later inter-broker links).
 //!

@@ -18,11 +18,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use futures::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use glommio::channels::local_channel::{self, LocalSender};
-use glommio::net::TcpStream;
-use glommio::Task;
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::ResponseError;
+use shard::rt::local_channel::{self, LocalSender};
+use shard::rt::{Task, TcpStream};
 
 use super::frame::{raw_token_frame, read_frame, ReadProgress};
 use super::tls_accept;
@@ -66,7 +65,7 @@ pub async fn serve(
 
 /// A reply that is ready now, in the ordered reply queue.
 fn ready(reply: Reply) -> Task<Reply> {
-    glommio::spawn_local(async move { reply })
+    Task::ready(reply)
 }
 
 /// Queue `reply`; false if the writer is gone.
@@ -103,7 +102,7 @@ impl Throttle {
                 self.muted_until.set(None);
                 break;
             }
-            glommio::timer::sleep(until - now).await;
+            shard::rt::sleep(until - now).await;
         }
     }
 }
@@ -125,7 +124,7 @@ async fn submit(
         }
         return push(tx, reply).await;
     }
-    let task = glommio::spawn_local(async move { handlers::handle_frame(&st, frame, c).await });
+    let task = shard::rt::spawn_local(async move { handlers::handle_frame(&st, frame, c).await });
     tx.send(task).await.is_ok()
 }
 
@@ -147,7 +146,7 @@ pub async fn serve_halves<R, W>(
         local_channel::new_bounded::<Task<Reply>>(state.config.max_in_flight_per_connection);
     let read_progress = Rc::new(ReadProgress::default());
     let write_progress = Rc::new(WriteProgress::default());
-    let watchdog = glommio::spawn_local(watchdog::watch(
+    let watchdog = shard::rt::spawn_local(watchdog::watch(
         fd,
         peer,
         watchdog::Bounds::from_config(&state.config),
@@ -158,7 +157,7 @@ pub async fn serve_halves<R, W>(
     let throttle = Rc::new(Throttle::default());
     let writer_throttle = throttle.clone();
     let progress = write_progress.clone();
-    let writer_task = glommio::spawn_local(async move {
+    let writer_task = shard::rt::spawn_local(async move {
         while let Some(pending) = rx.recv().await {
             let _busy = progress.busy();
             let reply = match pending.await {

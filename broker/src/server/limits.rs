@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::messages::{ShardReply, ShardRequest};
 use crate::shard_state::ShardState;
 
 /// Broker-wide limits and the shared total, one per broker process.
@@ -59,6 +60,45 @@ impl std::fmt::Display for Refusal {
                 f,
                 "{ip} already has max_connections_per_ip = {max} connections"
             ),
+        }
+    }
+}
+
+/// A shard's connection service: the broker-wide limits and the
+/// per-address counts of the addresses this shard owns.
+pub struct Connections {
+    pub limits: Arc<ConnectionLimits>,
+    pub counts: PerIpCounts,
+}
+
+impl Connections {
+    pub fn new(limits: Arc<ConnectionLimits>) -> Self {
+        Self {
+            limits,
+            counts: PerIpCounts::default(),
+        }
+    }
+}
+
+/// Requests to the shard that keeps an address's count.
+#[derive(Debug)]
+pub enum ConnOp {
+    /// Count one more connection of `ip` unless it has `max` already;
+    /// answered with [`ShardReply::Admitted`].
+    TryAdd { ip: IpAddr, max: u32 },
+    /// A connection of `ip` closed.
+    Remove { ip: IpAddr },
+}
+
+impl Connections {
+    /// Answer a [`ConnOp`] on the address's owner shard.
+    pub fn handle(&self, op: ConnOp) -> ShardReply {
+        match op {
+            ConnOp::TryAdd { ip, max } => ShardReply::Admitted(self.counts.try_add(ip, max)),
+            ConnOp::Remove { ip } => {
+                self.counts.remove(ip);
+                ShardReply::Done
+            }
         }
     }
 }
@@ -109,10 +149,7 @@ impl Admission {
         if let Some(ip) = self.ip.take() {
             let owner = owner_shard(ip, state.shards());
             let _ = state
-                .on_shard(
-                    owner,
-                    move |s| async move { s.connection_counts.remove(ip) },
-                )
+                .call(owner, ShardRequest::Conn(ConnOp::Remove { ip }))
                 .await;
         }
     }
@@ -127,7 +164,7 @@ impl Drop for Admission {
 
 /// Count a new connection from `ip`, or say why it must be closed.
 pub async fn admit(state: &Rc<ShardState>, ip: IpAddr) -> Result<Admission, Refusal> {
-    let limits = state.connection_limits.clone();
+    let limits = state.connections.limits.clone();
     let open = limits.open.fetch_add(1, Ordering::Relaxed) + 1;
     // From here on dropping `admission` gives the slot back.
     let mut admission = Admission {
@@ -139,12 +176,15 @@ pub async fn admit(state: &Rc<ShardState>, ip: IpAddr) -> Result<Admission, Refu
     }
     if let Some(max) = limits.max_per_ip {
         let owner = owner_shard(ip, state.shards());
-        let added = state
-            .on_shard(owner, move |s| async move {
-                s.connection_counts.try_add(ip, max)
-            })
+        let added = match state
+            .call(owner, ShardRequest::Conn(ConnOp::TryAdd { ip, max }))
             .await
-            .unwrap_or(false);
+        {
+            Ok(ShardReply::Admitted(added)) => added,
+            Ok(other) => unreachable!("admitting a connection was answered {other:?}"),
+            // The owner is gone (shutdown): refuse.
+            Err(_) => false,
+        };
         if !added {
             return Err(Refusal::PerIp(ip, max));
         }

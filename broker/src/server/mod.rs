@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use glommio::net::TcpListener;
 use shard::mesh::{Inbox, Mesh};
+use shard::rt::{sleep, spawn_detached, spawn_local, TcpListener};
 use shard::runtime::{run_shards, Gate, RuntimeConfig, Stop};
 
 use self::limits::{ConnectionLimits, RateLimitedLog};
@@ -57,6 +57,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     let metadata = Arc::new(MetadataStore::load_or_init(
         &config.data_dir,
         config.shards,
+        config.node_id,
     )?);
     let security = Arc::new(
         crate::security::sasl::Security::open(&config, &config.data_dir)
@@ -70,7 +71,8 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         config.quota_window_size_seconds,
     ));
     let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_ip);
-    let (mesh, inboxes) = Mesh::<ShardState>::new(config.shards);
+    let group_census = crate::groups::census::GroupCensus::new(config.max_groups);
+    let (mesh, inboxes) = Mesh::<ShardState>::new(config.shards, config.cross_shard_queue_depth);
     let inboxes: Arc<Mutex<Vec<Option<Inbox<ShardState>>>>> =
         Arc::new(Mutex::new(inboxes.into_iter().map(Some).collect()));
     let rt = RuntimeConfig {
@@ -90,7 +92,8 @@ pub fn run(config: BrokerConfig) -> Result<()> {
             security.clone(),
         )
         .with_quotas(quotas.clone())
-        .with_connection_limits(limits.clone());
+        .with_connection_limits(limits.clone())
+        .with_group_census(group_census.clone());
         shard_main(state, tls.clone(), inbox, gate, stop)
     })?;
     println!("shardline stopped cleanly");
@@ -107,8 +110,9 @@ async fn shard_main(
     let state = Rc::new(state);
     let id = state.id;
     let config = state.config.clone();
-    glommio::spawn_local(inbox.serve(state.clone())).detach();
+    spawn_detached(inbox.serve(state.clone()));
     let opened = state
+        .partitions
         .open_owned_partitions()
         .await
         .with_context(|| format!("shard {id}: recovering partitions"))?;
@@ -117,7 +121,7 @@ async fn shard_main(
         .open_group_log()
         .await
         .with_context(|| format!("shard {id}: restoring consumer groups"))?;
-    glommio::spawn_local(crate::groups::run_timers(state.clone())).detach();
+    spawn_detached(crate::groups::run_timers(state.clone()));
     // Every shard binds every listener (SO_REUSEPORT): a connection stays
     // on the shard that accepted it.
     let mut bound = Vec::new();
@@ -147,14 +151,12 @@ async fn shard_main(
             config.flush_mode_name()
         );
     }
-    let background = glommio::spawn_local(crate::background::run(state.clone()));
+    let background = spawn_local(crate::background::run(state.clone()));
     // Each accept loop is a task of its own, woken only by its listener;
     // dropping the handles at shutdown cancels them.
     let accepts: Vec<_> = bound
         .into_iter()
-        .map(|(info, tls, listener)| {
-            glommio::spawn_local(accept_loop(state.clone(), listener, info, tls))
-        })
+        .map(|(info, tls, listener)| spawn_local(accept_loop(state.clone(), listener, info, tls)))
         .collect();
     stop.requested().await;
     drop(accepts);
@@ -184,7 +186,7 @@ async fn accept_loop(
                 }
                 // EMFILE and friends fail at once while the connection
                 // waits in the backlog: back off instead of spinning.
-                glommio::timer::sleep(ACCEPT_BACKOFF).await;
+                sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -208,11 +210,10 @@ async fn accept_loop(
         };
         let state = state.clone();
         let (info, tls) = (info.clone(), tls.clone());
-        glommio::spawn_local(async move {
+        spawn_detached(async move {
             connection::serve(state.clone(), stream, peer, info, tls).await;
             admission.release(&state).await;
-        })
-        .detach();
+        });
     }
 }
 

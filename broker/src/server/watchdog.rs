@@ -133,7 +133,7 @@ pub async fn watch(
     let period = bounds.period();
     let mut judge = Judge::new(bounds);
     loop {
-        glommio::timer::sleep(period).await;
+        shard::rt::sleep(period).await;
         let Some(verdict) = judge.check(&read, &write, period) else {
             continue;
         };

@@ -22,6 +22,10 @@
 //! 3. delete the group's index files and the other members' `.log` files;
 //! 4. rename `<first>.log.swap` over `<first>.log`; write its indexes.
 //!
+//! Steps 2–4 run on the blocking pool, under the log's files lock (which
+//! retention and DeleteRecords take before they unlink segments), so the
+//! shard thread never waits for a rename, unlink or directory fsync.
+//!
 //! [`recover_leftovers`], run by `PartitionLog::open` before segments are
 //! listed, deletes a `.cleaner` directory (rolls back) and finishes any
 //! `.swap` (deletes the old segments its offsets cover, renames it in; its
@@ -34,16 +38,16 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bytes::Bytes;
-use glommio::io::{DmaFile, ReadResult};
+use glommio::io::ReadResult;
 
 use super::config::LogConfig;
 use super::error::LogError;
 use super::open_files::{OpenFile, SegmentFile};
 use super::partition::PartitionLog;
-use super::segment::{scan, segment_file_name, Segment, MAX_BATCH_BYTES};
+use super::segment::{segment_file_name, Segment, MAX_BATCH_BYTES};
 use crate::record::{self, BatchBuilder, BatchView, TimestampType};
 
 const PAGE: usize = 4096;
@@ -80,7 +84,8 @@ pub struct CompactionStats {
 /// restart the first run treats the whole log as dirty).
 #[derive(Debug, Default)]
 pub struct CleanerState {
-    running: bool,
+    /// Also claimed by `truncate_to`: the two never run at once.
+    pub(super) running: bool,
     /// Sealed records below this offset hold at most one record per key.
     first_dirty: i64,
     last_run: Option<RunMark>,
@@ -219,8 +224,7 @@ impl PartitionLog {
                     tombstone_due = min_opt(tombstone_due, due);
                 }
                 Err(e) => {
-                    let staged = self.staged_path(group[0].base);
-                    let _ = std::fs::remove_file(staged);
+                    remove_staged(self.staged_path(group[0].base)).await;
                     return Err(e);
                 }
             }
@@ -284,11 +288,11 @@ impl PartitionLog {
             tail,
             cached: inner
                 .cache
-                .iter_from(inner.written_offset)
+                .iter_from(inner.offsets.written())
                 .map(|b| b.bytes.clone())
                 .collect(),
-            log_end: inner.next_offset,
-            high_watermark: inner.high_watermark,
+            log_end: inner.offsets.log_end(),
+            high_watermark: inner.offsets.high_watermark(),
             dirty_bytes,
             total_bytes,
         }
@@ -328,7 +332,12 @@ impl PartitionLog {
         let first = group[0].base;
         let end = group.last().expect("non-empty group").end;
         let staging = self.dir.join(STAGING_DIR);
-        std::fs::create_dir_all(&staging)?;
+        let dir = staging.clone();
+        super::index::off_shard(move || {
+            crate::blocking::assert_not_shard("creating the cleaner's directory");
+            std::fs::create_dir_all(dir)
+        })
+        .await?;
         let mut out = Segment::create(&staging, first).await?;
         let mut writer = AlignedWriter::new(out.file.get().await?);
         let mut changed = group.len() > 1;
@@ -378,7 +387,7 @@ impl PartitionLog {
         stats.records_read += group_stats.records_read;
         if !changed {
             drop(out);
-            let _ = std::fs::remove_file(self.staged_path(first));
+            remove_staged(self.staged_path(first)).await;
             return Ok((true, due));
         }
         writer.finish(out.size).await?;
@@ -386,7 +395,7 @@ impl PartitionLog {
         out.next_offset = end;
         out.sealed = true;
         group_stats.bytes_after = out.size;
-        if !self.commit(group, out, plan.log_end)? {
+        if !self.commit(group, out, plan.log_end).await? {
             return Ok((false, None));
         }
         stats.groups_rewritten += 1;
@@ -399,16 +408,26 @@ impl PartitionLog {
         Ok((true, due))
     }
 
-    /// Swap a cleaned, synced segment in for `group`, files and map, without
-    /// awaiting (so no other task sees a half-done swap). `false` if the
-    /// group changed meanwhile (retention, truncation): nothing is swapped.
-    fn commit(&self, group: &[SegRef], mut seg: Segment, map_end: i64) -> Result<bool, LogError> {
+    /// Swap a cleaned, synced segment in for `group`, files and map. The
+    /// files change on the blocking pool, under the files lock from the
+    /// check that the group is unchanged to the map update: retention and
+    /// DeleteRecords (which unlink segments) wait meanwhile, and a reader
+    /// whose old segment file is gone waits and plans again (`reader.rs`).
+    /// `false` if the group changed before (retention, truncation): nothing
+    /// is swapped.
+    async fn commit(
+        &self,
+        group: &[SegRef],
+        mut seg: Segment,
+        map_end: i64,
+    ) -> Result<bool, LogError> {
         let first = group[0].base;
         let end = group.last().expect("non-empty").end;
         let staged = self.staged_path(first);
+        let _files = self.files_lock.lock().await;
         let unchanged = {
             let inner = self.inner.borrow();
-            inner.next_offset >= map_end
+            inner.offsets.log_end() >= map_end
                 && inner.segments.contains_key(&end)
                 && inner.segments.range(first..end).count() == group.len()
                 && group.iter().all(|g| {
@@ -420,15 +439,25 @@ impl PartitionLog {
         };
         if !unchanged {
             drop(seg);
-            let _ = std::fs::remove_file(&staged);
+            remove_staged(staged).await;
             return Ok(false);
         }
         let bases: Vec<i64> = group.iter().map(|g| g.base).collect();
-        swap_in_files(&self.dir, &bases, &staged)?;
-        seg.write_indexes(&self.dir)?;
+        let indexes = seg.index_files(&self.dir);
+        let dir = self.dir.clone();
+        let moved = bases.clone();
+        super::index::off_shard(move || {
+            swap_in_files(&dir, &moved, &staged)?;
+            indexes.write_blocking()
+        })
+        .await?;
         seg.path = self.dir.join(segment_file_name(first, "log"));
         seg.file.set_path(seg.path.clone());
         let mut inner = self.inner.borrow_mut();
+        debug_assert!(
+            bases.iter().all(|b| inner.segments.contains_key(b)),
+            "the group's segments stay in the map while the files lock is held"
+        );
         for b in &bases {
             inner.segments.remove(b);
         }
@@ -437,6 +466,15 @@ impl PartitionLog {
         inner.cache.drop_before(end);
         Ok(true)
     }
+}
+
+/// Remove a staged (cleaned, not swapped in) file, on the blocking pool.
+async fn remove_staged(staged: PathBuf) {
+    super::index::off_shard(move || {
+        crate::blocking::assert_not_shard("removing a staged segment");
+        let _ = std::fs::remove_file(staged);
+    })
+    .await
 }
 
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
@@ -694,97 +732,12 @@ impl AlignedWriter {
     }
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-fn remove_if_present(path: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// Remove a segment's index files, and with `whole` its data and snapshot.
-fn remove_segment_files(dir: &Path, base: i64, whole: bool) -> std::io::Result<()> {
-    let mut exts = vec!["index", "timeindex"];
-    if whole {
-        exts.extend(["log", "snapshot"]);
-    }
-    for ext in exts {
-        remove_if_present(&dir.join(segment_file_name(base, ext)))?;
-    }
-    Ok(())
-}
-
-/// Steps 2–4 of the swap (the module doc), for the group starting at
-/// `bases[0]`; indexes are written by the caller.
-fn swap_in_files(dir: &Path, bases: &[i64], staged: &Path) -> std::io::Result<()> {
-    let first = bases[0];
-    let swap = dir.join(segment_file_name(first, SWAP_EXT));
-    std::fs::rename(staged, &swap)?;
-    sync_dir(dir)?;
-    remove_segment_files(dir, first, false)?;
-    for &b in &bases[1..] {
-        remove_segment_files(dir, b, true)?;
-    }
-    sync_dir(dir)?;
-    std::fs::rename(&swap, dir.join(segment_file_name(first, "log")))?;
-    sync_dir(dir)
-}
-
-fn list_bases(dir: &Path, suffix: &str) -> std::io::Result<Vec<i64>> {
-    let mut bases: Vec<i64> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(suffix)?.parse().ok())
-        .collect();
-    bases.sort_unstable();
-    Ok(bases)
-}
-
-/// Finish or roll back a compaction a crash interrupted (see the module
-/// doc). Run before the segments of `dir` are opened.
-pub async fn recover_leftovers(dir: &Path) -> Result<(), LogError> {
-    let staging = dir.join(STAGING_DIR);
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging)?;
-    }
-    let swaps = list_bases(dir, &format!(".{SWAP_EXT}"))?;
-    if swaps.is_empty() {
-        return Ok(());
-    }
-    let mut olds = list_bases(dir, ".log")?;
-    olds.extend(list_bases(dir, ".index")?);
-    olds.extend(list_bases(dir, ".timeindex")?);
-    olds.sort_unstable();
-    olds.dedup();
-    for first in swaps {
-        let swap = dir.join(segment_file_name(first, SWAP_EXT));
-        let file = DmaFile::open(&swap).await?;
-        let len = file.file_size().await?;
-        let outcome = scan(&file, len, first, |_, _| {}).await?;
-        file.close().await?;
-        tracing::info!(
-            "{}: finishing an interrupted compaction (offsets {first}..{})",
-            dir.display(),
-            outcome.next_offset
-        );
-        // Old segments starting inside the cleaned range are replaced by it;
-        // later ones (all of whose records were superseded) may stay.
-        for &b in olds
-            .iter()
-            .filter(|&&b| b > first && b < outcome.next_offset)
-        {
-            remove_segment_files(dir, b, true)?;
-        }
-        remove_segment_files(dir, first, false)?;
-        sync_dir(dir)?;
-        std::fs::rename(&swap, dir.join(segment_file_name(first, "log")))?;
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
+// The swap's file operations and the recovery of an interrupted swap.
+#[path = "compaction_swap.rs"]
+mod swap;
+pub use swap::recover_leftovers;
+use swap::swap_in_files;
 
 #[cfg(test)]
 #[path = "compaction_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -13,13 +13,13 @@ use super::super::{AckLevel, LogConfig, PartitionLog};
 use crate::record::{decode_records, BatchBuilder, BatchView, Compression};
 use crate::runtime::run_local;
 
-const TS: i64 = 1_000_000;
+pub(in crate::log) const TS: i64 = 1_000_000;
 const HOUR: i64 = 3_600_000;
 
 /// (offset, key, value) of one record.
-type Rec = (i64, String, Option<String>);
+pub(in crate::log) type Rec = (i64, String, Option<String>);
 
-fn compact_config() -> LogConfig {
+pub(in crate::log) fn compact_config() -> LogConfig {
     LogConfig {
         segment_bytes: 4 << 10,
         index_interval_bytes: 512,
@@ -31,13 +31,13 @@ fn compact_config() -> LogConfig {
     }
 }
 
-async fn open(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
+pub(in crate::log) async fn open(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
     PartitionLog::open(dir.to_path_buf(), "c-0".into(), config)
         .await
         .unwrap()
 }
 
-fn keyed_batch(
+pub(in crate::log) fn keyed_batch(
     codec: Compression,
     records: &[(String, Option<String>)],
     ts: i64,
@@ -57,7 +57,12 @@ fn keyed_batch(
 
 /// Append `batches` batches of 1..=3 records over `keys` keys; returns
 /// every record written.
-async fn fill(log: &PartitionLog, codec: Compression, batches: usize, keys: usize) -> Vec<Rec> {
+pub(in crate::log) async fn fill(
+    log: &PartitionLog,
+    codec: Compression,
+    batches: usize,
+    keys: usize,
+) -> Vec<Rec> {
     let mut out = Vec::new();
     let mut n = 0usize;
     for i in 0..batches {
@@ -85,7 +90,7 @@ async fn fill(log: &PartitionLog, codec: Compression, batches: usize, keys: usiz
 }
 
 /// Every record readable from `from`, one fetch at a time.
-async fn read_records(log: &PartitionLog, from: i64) -> Vec<Rec> {
+pub(in crate::log) async fn read_records(log: &PartitionLog, from: i64) -> Vec<Rec> {
     let mut out = Vec::new();
     let mut at = from;
     loop {
@@ -112,7 +117,7 @@ async fn read_records(log: &PartitionLog, from: i64) -> Vec<Rec> {
     }
 }
 
-fn bases(dir: &Path, ext: &str) -> Vec<i64> {
+pub(in crate::log) fn bases(dir: &Path, ext: &str) -> Vec<i64> {
     let mut v: Vec<i64> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -125,13 +130,13 @@ fn bases(dir: &Path, ext: &str) -> Vec<i64> {
     v
 }
 
-fn active_base(dir: &Path) -> i64 {
+pub(in crate::log) fn active_base(dir: &Path) -> i64 {
     *bases(dir, "log").last().unwrap()
 }
 
 /// What a compacted log must hold: below `active`, exactly the latest record
 /// of each key; from `active` on, everything.
-fn expected_after(written: &[Rec], active: i64) -> Vec<Rec> {
+pub(in crate::log) fn expected_after(written: &[Rec], active: i64) -> Vec<Rec> {
     let mut latest: HashMap<&str, i64> = HashMap::new();
     for (o, k, _) in written {
         latest.insert(k, *o);
@@ -392,7 +397,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn seg_path(dir: &Path, base: i64, ext: &str) -> PathBuf {
+pub(in crate::log) fn seg_path(dir: &Path, base: i64, ext: &str) -> PathBuf {
     dir.join(super::segment_file_name(base, ext))
 }
 

@@ -24,26 +24,20 @@ const PROBE_FILE: &str = ".direct-io-probe";
 
 /// Make sure direct I/O under `dir` works on this thread; cheap after the
 /// first call per device.
+/// Its file-system calls run on the blocking pool (this is on the topic
+/// creation path of a shard).
 pub async fn prepare_dir(dir: &Path) -> Result<(), LogError> {
-    std::fs::create_dir_all(dir)?;
-    let dev = std::fs::metadata(dir)?.dev();
+    let owned = dir.to_path_buf();
+    let dev = super::index::off_shard(move || -> std::io::Result<u64> {
+        std::fs::create_dir_all(&owned)?;
+        Ok(std::fs::metadata(&owned)?.dev())
+    })
+    .await?;
     if PROBED.with(|p| p.borrow().contains(&dev)) {
         return Ok(());
     }
-    // An existing non-empty file (a segment) serves as the probe, so that a
-    // broker can start on a full disk; else a probe file is written.
-    let existing = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() >= 4096))
-        .map(|e| e.path());
-    let probe = match existing {
-        Some(path) => path,
-        None => {
-            let probe = dir.join(PROBE_FILE);
-            std::fs::write(&probe, vec![0u8; 4096])?;
-            probe
-        }
-    };
+    let owned = dir.to_path_buf();
+    let probe = super::index::off_shard(move || find_or_write_probe(&owned)).await?;
     let outcome = async {
         let file = DmaFile::open(&probe).await?;
         let read = file.read_at(0, 4096).await?;
@@ -58,7 +52,10 @@ pub async fn prepare_dir(dir: &Path) -> Result<(), LogError> {
     }
     .await;
     if probe.ends_with(PROBE_FILE) {
-        let _ = std::fs::remove_file(&probe);
+        super::index::off_shard(move || {
+            let _ = std::fs::remove_file(&probe);
+        })
+        .await;
     }
     outcome.map_err(|e| {
         LogError::Storage(format!(
@@ -69,4 +66,21 @@ pub async fn prepare_dir(dir: &Path) -> Result<(), LogError> {
     })?;
     PROBED.with(|p| p.borrow_mut().insert(dev));
     Ok(())
+}
+
+/// An existing non-empty file (a segment) serves as the probe, so that a
+/// broker can start on a full disk; else a probe file is written.
+fn find_or_write_probe(dir: &Path) -> std::io::Result<std::path::PathBuf> {
+    let existing = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() >= 4096))
+        .map(|e| e.path());
+    match existing {
+        Some(path) => Ok(path),
+        None => {
+            let probe = dir.join(PROBE_FILE);
+            std::fs::write(&probe, vec![0u8; 4096])?;
+            Ok(probe)
+        }
+    }
 }

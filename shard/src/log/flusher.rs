@@ -10,18 +10,21 @@
 //! `group_commit_window_us` so the batches arriving meanwhile share it.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
 use glommio::io::{DmaBuffer, DmaFile};
 
 use super::config::FlushMode;
+use super::disk;
 use super::error::LogError;
 use super::health::HEALTH;
 use super::open_files::SegmentFile;
 use super::partition::{save_producer_snapshot, PartitionLog, PAGE};
 use super::producer_state::ProducerStates;
+use crate::rt::{spawn_local, Task};
+use crate::time::Clock;
 
 /// Unwritten bytes of one segment, starting at `file_pos` (page aligned):
 /// `tail`, the bytes of the last partial page already on disk (rewritten
@@ -107,6 +110,14 @@ pub(super) struct SealJob {
 /// base with its producer snapshot.
 pub(super) type SealWork = (WriteJob, u64, i64, ProducerStates);
 
+/// A segment whose data is written and synced, and whose index files and
+/// the next segment's producer snapshot are still to be written.
+pub(super) struct SealMeta {
+    base: i64,
+    next_base: i64,
+    snapshot: ProducerStates,
+}
+
 pub(super) struct WriteJob {
     pub(super) segment_base: i64,
     pub(super) file: SegmentFile,
@@ -140,7 +151,7 @@ impl PartitionLog {
                         self.name
                     )));
                 }
-                if inner.high_watermark > last_offset {
+                if inner.offsets.high_watermark() > last_offset {
                     return Ok(());
                 }
             }
@@ -156,21 +167,30 @@ impl PartitionLog {
         // one finished: more appends are then likely within the commit
         // window. An idle partition's lone write never waits.
         let mut streaming = false;
+        // The index and snapshot files of the segments sealed in the last
+        // cycle, being written while this one runs (see `SealMeta`).
+        let mut meta: Option<Task<Result<(), LogError>>> = None;
         loop {
             let (seals, active) = self.take_write_work();
             if seals.is_empty() && active.is_none() {
                 streaming = false;
-                if self.closed.get() {
+                if let Some(task) = meta.take() {
+                    // Idle: finish it before sleeping or stopping, so a
+                    // stopped flusher (close, truncation) has nothing in
+                    // flight on the segment files.
+                    if let Err(e) = task.await {
+                        self.fail(e);
+                        break;
+                    }
+                    continue;
+                }
+                if self.closed.get() || self.quiesce.get() {
                     break;
                 }
                 let notified = self.flush_signal.notified();
                 match self.interval_sync_due() {
                     Some(due) => {
-                        let _ = glommio::timer::timeout(due, async {
-                            notified.await;
-                            Ok(())
-                        })
-                        .await;
+                        self.clock.wait_at_most(due, notified).await;
                         if let Err(e) = self.sync_if_due(false).await {
                             self.fail(e);
                             break;
@@ -180,11 +200,31 @@ impl PartitionLog {
                 }
                 continue;
             }
-            if let Err(e) = self.execute(seals, active, streaming).await {
-                self.fail(e);
-                break;
+            if !seals.is_empty() {
+                // One seal's files at a time, in segment order.
+                if let Some(task) = meta.take() {
+                    if let Err(e) = task.await {
+                        self.fail(e);
+                        break;
+                    }
+                }
+            }
+            match self.execute(seals, active, streaming).await {
+                Ok(metas) if metas.is_empty() => {}
+                Ok(metas) => meta = Some(spawn_local(Rc::clone(&self).write_seal_metas(metas))),
+                Err(e) => {
+                    self.fail(e);
+                    break;
+                }
             }
             streaming = true;
+        }
+        if let Some(task) = meta.take() {
+            // Stopping after a failure: a pending seal's files are still
+            // written (its data is synced), or the failure is the cause.
+            if let Err(e) = task.await {
+                tracing::debug!("{}: writing a sealed segment's files: {e}", self.name);
+            }
         }
         self.flusher_running.set(false);
         self.progress_signal.notify_all();
@@ -235,13 +275,16 @@ impl PartitionLog {
         (seals, active)
     }
 
+    /// One cycle: write, hold for the commit window, sync, wake the acks.
+    /// Returns the sealed segments whose index and snapshot files are
+    /// still to be written: after the acks, off their path.
     async fn execute(
         &self,
         seals: Vec<SealWork>,
         active: Option<WriteJob>,
         streaming: bool,
-    ) -> Result<(), LogError> {
-        self.write_work(seals, active).await?;
+    ) -> Result<Vec<SealMeta>, LogError> {
+        let mut metas = self.write_work(seals, active).await?;
         let (batch, window) = {
             let config = self.config.borrow();
             (
@@ -255,10 +298,41 @@ impl PartitionLog {
             // written now and covered by the same fdatasync.
             glommio::timer::sleep(Duration::from_micros(window)).await;
             let (seals, active) = self.take_write_work();
-            self.write_work(seals, active).await?;
+            metas.extend(self.write_work(seals, active).await?);
         }
         self.sync_if_due(batch).await?;
         self.progress_signal.notify_all();
+        Ok(metas)
+    }
+
+    /// Write the index files and producer snapshots of segments whose data
+    /// is synced, then mark them sealed. Runs after the acks of the cycle
+    /// that sealed them: nothing acknowledged depends on these files (an
+    /// index is rebuilt by scanning when missing, a snapshot by replaying
+    /// the segments before it), and each one was three or four device
+    /// flushes in front of every ack waiting at a roll.
+    async fn write_seal_metas(self: Rc<Self>, metas: Vec<SealMeta>) -> Result<(), LogError> {
+        for meta in metas {
+            // Encoded under the borrow, written on the blocking pool.
+            let indexes = self
+                .inner
+                .borrow()
+                .segments
+                .get(&meta.base)
+                .map(|seg| seg.index_files(&self.dir));
+            if let Some(indexes) = indexes {
+                indexes.write().await?;
+            }
+            // Every batch before `next_base` is on disk and synced.
+            save_producer_snapshot(&self.dir, meta.next_base, &meta.snapshot).await?;
+            // Sealed only once its indexes and the snapshot are durable, so
+            // whoever waits for the seal (retention) sees all of it.
+            if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&meta.base) {
+                seg.sealed = true;
+            }
+            // `wait_sealed` listens here.
+            self.progress_signal.notify_all();
+        }
         Ok(())
     }
 
@@ -268,41 +342,41 @@ impl PartitionLog {
         &self,
         seals: Vec<SealWork>,
         active: Option<WriteJob>,
-    ) -> Result<(), LogError> {
+    ) -> Result<Vec<SealMeta>, LogError> {
         let mut last_written = None;
+        let mut metas = Vec::with_capacity(seals.len());
         for (job, final_size, next_base, snapshot) in seals {
             let file = job.file.clone();
             let base = job.segment_base;
             last_written = Some(self.write_job(job).await?.max(last_written.unwrap_or(-1)));
             let file = file.get().await?;
-            file.truncate(final_size).await?;
-            file.fdatasync().await?;
-            let inner = self.inner.borrow();
-            if let Some(seg) = inner.segments.get(&base) {
-                seg.write_indexes(&self.dir)?;
-            }
-            drop(inner);
-            if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&base) {
-                seg.sealed = true;
-            }
-            // Now that every batch before it is on disk and synced.
-            save_producer_snapshot(&self.dir, next_base, &snapshot)?;
+            disk::truncate(&file, final_size).await?;
+            disk::fdatasync(&file).await?;
+            metas.push(SealMeta {
+                base,
+                next_base,
+                snapshot,
+            });
         }
         if let Some(job) = active {
+            let file = job.file.clone();
             last_written = Some(self.write_job(job).await?.max(last_written.unwrap_or(-1)));
+            // Earlier unsynced writes went to this file too, or to one
+            // sealed (and so synced) since: this one sync covers them all.
+            self.inner.borrow_mut().unsynced_file = Some(file);
         }
         if let Some(last) = last_written {
             let mut inner = self.inner.borrow_mut();
-            inner.written_offset = inner.written_offset.max(last + 1);
+            inner.offsets.mark_written(last + 1);
             inner.faults_in_a_row = 0;
             let config = self.config.borrow();
-            let written = inner.written_offset;
+            let written = inner.offsets.written();
             inner.cache.trim(config.tail_cache_bytes, written);
             drop(config);
             drop(inner);
             self.publish_durable();
         }
-        Ok(())
+        Ok(metas)
     }
 
     /// Write one job; returns the last offset it made durable-on-device.
@@ -318,7 +392,7 @@ impl PartitionLog {
         let file = &*file;
         let write = |(pos, buf): (u64, DmaBuffer)| async move {
             let len = buf.len();
-            let n = file.write_at(buf, pos).await?;
+            let n = disk::write_at(file, buf, pos).await?;
             if n != len {
                 return Err(LogError::Storage(format!(
                     "short write at {pos}: {n} of {len} bytes"
@@ -359,12 +433,12 @@ impl PartitionLog {
             match inner.segments.get_mut(&segment_base) {
                 Some(seg) if end > seg.allocated => {
                     seg.preallocation
-                        .next_target(end, config.segment_bytes, Instant::now())
+                        .next_target(end, config.segment_bytes, self.clock.monotonic())
                 }
                 _ => return,
             }
         };
-        match file.pre_allocate(target, true).await {
+        match disk::pre_allocate(file, target).await {
             Ok(()) => {
                 if let Some(seg) = self.inner.borrow_mut().segments.get_mut(&segment_base) {
                     seg.allocated = seg.allocated.max(target);
@@ -374,42 +448,55 @@ impl PartitionLog {
         }
     }
 
+    fn since_last_sync(&self, inner: &super::partition::Inner) -> Duration {
+        self.clock
+            .monotonic()
+            .saturating_duration_since(inner.last_sync)
+    }
+
     fn interval_sync_due(&self) -> Option<Duration> {
         let config = self.config.borrow();
         let inner = self.inner.borrow();
-        if config.flush_mode != FlushMode::Interval || inner.synced_offset >= inner.written_offset {
+        if config.flush_mode != FlushMode::Interval
+            || inner.offsets.synced() >= inner.offsets.written()
+        {
             return None;
         }
         let interval = Duration::from_millis(config.flush_interval_ms);
-        Some(
-            interval
-                .saturating_sub(inner.last_sync.elapsed())
-                .max(Duration::from_millis(1)),
-        )
+        Some(interval.saturating_sub(self.since_last_sync(&inner)))
     }
 
     async fn sync_if_due(&self, force: bool) -> Result<(), LogError> {
         let (file, target) = {
             let config = self.config.borrow();
             let inner = self.inner.borrow();
-            if inner.synced_offset >= inner.written_offset {
+            if inner.offsets.synced() >= inner.offsets.written() {
                 return Ok(());
             }
             let due = force
                 || inner.unsynced_bytes >= config.flush_interval_bytes
-                || inner.last_sync.elapsed() >= Duration::from_millis(config.flush_interval_ms);
+                || self.since_last_sync(&inner) >= Duration::from_millis(config.flush_interval_ms);
             if !due {
                 return Ok(());
             }
-            (inner.active.file.clone(), inner.written_offset)
+            // The file written last, which may no longer be the active one
+            // (rolled since); other written segments were synced when sealed.
+            let file = inner
+                .unsynced_file
+                .clone()
+                .unwrap_or_else(|| inner.active.file.clone());
+            (file, inner.offsets.written())
         };
         #[cfg(test)]
         self.inject.before_sync()?;
-        file.get().await?.fdatasync().await?;
+        disk::fdatasync(&*file.get().await?).await?;
         let mut inner = self.inner.borrow_mut();
-        inner.synced_offset = inner.synced_offset.max(target);
+        inner.offsets.mark_synced(target);
         inner.unsynced_bytes = 0;
-        inner.last_sync = Instant::now();
+        if inner.unsynced_file.as_ref().is_some_and(|f| f.same(&file)) {
+            inner.unsynced_file = None;
+        }
+        inner.last_sync = self.clock.monotonic();
         drop(inner);
         self.publish_durable();
         Ok(())
@@ -437,8 +524,8 @@ impl PartitionLog {
         if self.inner.borrow().storage_error.is_none() {
             // A clean shutdown leaves the active segment at its exact size.
             let file = file.get().await?;
-            file.truncate(size).await?;
-            file.fdatasync().await?;
+            disk::truncate(&file, size).await?;
+            disk::fdatasync(&file).await?;
         }
         if let Some(err) = &self.inner.borrow().storage_error {
             // Closed for good: it no longer counts as an offline partition.

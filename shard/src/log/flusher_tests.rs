@@ -105,7 +105,7 @@ fn big_flushes_split_into_chunks_land_byte_exact_and_recover() {
         assert!(log.segment_count() > 1, "the burst must roll segments");
         {
             let inner = log.inner.borrow();
-            assert!(inner.synced_offset > last.last_offset);
+            assert!(inner.offsets.synced() > last.last_offset);
         }
         // The tail cache holds every batch exactly as appended.
         let expected = read_bytes(&log, 0).await;
@@ -156,7 +156,7 @@ fn commit_window_acks_only_synced_batches() {
                     .await
                     .unwrap();
                 // The ack never precedes the sync that covers the batch.
-                assert!(log.inner.borrow().synced_offset > info.last_offset);
+                assert!(log.inner.borrow().offsets.synced() > info.last_offset);
                 info
             }
         });
@@ -167,7 +167,7 @@ fn commit_window_acks_only_synced_batches() {
         }
         let end = log.log_end_offset();
         assert_eq!(end, 128);
-        assert_eq!(log.inner.borrow().synced_offset, end);
+        assert_eq!(log.inner.borrow().offsets.synced(), end);
         log.close().await.unwrap();
         let reopened = open(&path, config).await;
         assert_eq!(reopened.log_end_offset(), end);

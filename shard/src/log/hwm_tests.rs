@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::tests::{batch, batch_with_producer, open, read_all, small_config, test_dir};
+use super::tests::{
+    batch, batch_with_producer, open, open_manual, read_all, small_config, test_dir,
+};
 use super::*;
 use crate::runtime::run_local;
 
@@ -46,7 +48,7 @@ fn a_slow_write_is_invisible_until_synced_and_appends_do_not_wake_fetches() {
             .await
             .unwrap();
         assert_eq!(unacked.base_offset, durable_end);
-        let waiting = glommio::spawn_local({
+        let waiting = crate::rt::spawn_local({
             let log = log.clone();
             async move { log.append(batch(1, 6000, 11), AckLevel::Durable).await }
         });
@@ -84,7 +86,7 @@ fn a_slow_write_is_invisible_until_synced_and_appends_do_not_wake_fetches() {
         );
         {
             let inner = log.inner.borrow();
-            assert_eq!(inner.high_watermark, inner.synced_offset);
+            assert_eq!(inner.offsets.high_watermark(), inner.offsets.synced());
         }
         log.close().await.unwrap();
     });
@@ -105,8 +107,8 @@ fn interval_mode_shows_what_is_written_before_it_is_synced() {
         assert_eq!(read_all(&log, 0).await, vec![(0, 2)]);
         {
             let inner = log.inner.borrow();
-            assert_eq!(inner.high_watermark, 3);
-            assert_eq!(inner.synced_offset, 0, "visible before any fdatasync");
+            assert_eq!(inner.offsets.high_watermark(), 3);
+            assert_eq!(inner.offsets.synced(), 0, "visible before any fdatasync");
         }
         log.close().await.unwrap();
     });
@@ -117,7 +119,7 @@ fn a_failed_write_is_never_served_and_writes_resume_after_recovery() {
     let dir = test_dir();
     let path = dir.path().to_path_buf();
     run_local(move || async move {
-        let log = open(&path, small_config()).await;
+        let (log, clock) = open_manual(&path, small_config()).await;
         let a = log
             .append(batch(2, 1000, 1), AckLevel::Durable)
             .await
@@ -149,10 +151,14 @@ fn a_failed_write_is_never_served_and_writes_resume_after_recovery() {
         let refused = log.append(batch(1, 1000, 4), AckLevel::Durable).await;
         assert!(refused.is_err(), "recovered before the backoff");
 
-        // Space is back: the next append (after the backoff) recovers the
-        // log from its files. The lost batches' offsets were never seen by
-        // anybody, so the new batch takes the first of them.
-        log.inner.borrow_mut().retry_recovery_at = None;
+        // Space is back: the next append (after the 1 s backoff, moved on
+        // the log's clock rather than slept) recovers the log from its
+        // files. The lost batches' offsets were never seen by anybody, so
+        // the new batch takes the first of them.
+        clock.advance(Duration::from_millis(999));
+        let refused = log.append(batch(1, 1000, 4), AckLevel::Durable).await;
+        assert!(refused.is_err(), "recovered 1 ms before the backoff ends");
+        clock.advance(Duration::from_millis(1));
         let d = log
             .append(batch(3, 1000, 5), AckLevel::Durable)
             .await

@@ -70,13 +70,18 @@ impl OffsetIndex {
         &self.entries
     }
 
-    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+    /// The file's bytes (big-endian relative offset, position).
+    pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(self.entries.len() * 8);
         for e in &self.entries {
             buf.extend_from_slice(&e.relative_offset.to_be_bytes());
             buf.extend_from_slice(&e.position.to_be_bytes());
         }
-        write_durably(path, &buf)
+        buf
+    }
+
+    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+        write_durably(path, &self.encode())
     }
 
     pub fn read_from(path: &Path) -> std::io::Result<Self> {
@@ -140,13 +145,18 @@ impl TimeIndex {
         self.entries.truncate(keep);
     }
 
-    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+    /// The file's bytes (big-endian timestamp, relative offset).
+    pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(self.entries.len() * 12);
         for e in &self.entries {
             buf.extend_from_slice(&e.timestamp.to_be_bytes());
             buf.extend_from_slice(&e.relative_offset.to_be_bytes());
         }
-        write_durably(path, &buf)
+        buf
+    }
+
+    pub fn write_to(&self, path: &Path) -> std::io::Result<()> {
+        write_durably(path, &self.encode())
     }
 
     pub fn read_from(path: &Path) -> std::io::Result<Self> {
@@ -175,6 +185,7 @@ fn invalid(path: &Path, what: &str) -> std::io::Error {
 }
 
 fn read_all(path: &Path) -> std::io::Result<Vec<u8>> {
+    crate::blocking::assert_not_shard("reading an index file");
     let mut buf = Vec::new();
     std::fs::File::open(path)?.read_to_end(&mut buf)?;
     Ok(buf)
@@ -190,6 +201,29 @@ pub fn write_durably(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// `write_durably` for secrets: the file is created with `mode` (e.g. 0600)
 /// before any byte is written, so it is never readable by others.
 pub fn write_durably_with_mode(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    crate::blocking::assert_not_shard("write_durably");
+    write_durably_here(path, data, mode)
+}
+
+/// Run `f` (which may call `write_durably`) on the executor's blocking pool
+/// and await it alone (never in a select; see `crate::wake`). Under the log
+/// simulation the caller's "skip device syncs" setting goes along with it.
+pub async fn off_shard<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    #[cfg(any(test, feature = "sim"))]
+    let skip_syncs = !real_syncs();
+    super::disk::device(crate::blocking::run(move || {
+        #[cfg(any(test, feature = "sim"))]
+        let _guard = SkipSyncs::set(skip_syncs);
+        f()
+    }))
+    .await
+}
+
+fn write_durably_here(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let written = std::fs::OpenOptions::new()
@@ -200,7 +234,10 @@ pub fn write_durably_with_mode(path: &Path, data: &[u8], mode: u32) -> std::io::
         .open(&tmp)
         .and_then(|mut f| {
             f.write_all(data)?;
-            f.sync_data()
+            if real_syncs() {
+                f.sync_data()?;
+            }
+            Ok(())
         });
     if let Err(e) = written {
         // A half-written temporary file (a full disk) must not keep the
@@ -209,11 +246,61 @@ pub fn write_durably_with_mode(path: &Path, data: &[u8], mode: u32) -> std::io::
         return Err(e);
     }
     std::fs::rename(&tmp, path)?;
-    let dir = match path.parent() {
+    sync_dir(parent_dir(path))
+}
+
+/// The directory holding `path`.
+pub(super) fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
-    std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+/// Make the entries of `dir` durable (files created or renamed in it):
+/// an fsync of a file does not cover its name. Blocking.
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(any(test, feature = "sim"))]
+    super::sim_disk::dir_synced(dir);
+    let dir = std::fs::File::open(dir)?;
+    if real_syncs() {
+        dir.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Under the log simulation (tests), durability is what the simulated disk
+/// models; these files count as durable once renamed, so skip the slow
+/// device syncs. Always true in the broker.
+#[inline]
+fn real_syncs() -> bool {
+    #[cfg(any(test, feature = "sim"))]
+    if super::sim_disk::current().is_some() || SKIP_SYNCS.with(|s| s.get()) {
+        return false;
+    }
+    true
+}
+
+#[cfg(any(test, feature = "sim"))]
+thread_local!(static SKIP_SYNCS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+
+/// Carries the simulation's "skip device syncs" onto a blocking-pool thread
+/// for one closure (the simulated disk is thread-local to the shard).
+#[cfg(any(test, feature = "sim"))]
+struct SkipSyncs(bool);
+
+#[cfg(any(test, feature = "sim"))]
+impl SkipSyncs {
+    fn set(skip: bool) -> Self {
+        SkipSyncs(SKIP_SYNCS.with(|s| s.replace(skip)))
+    }
+}
+
+#[cfg(any(test, feature = "sim"))]
+impl Drop for SkipSyncs {
+    fn drop(&mut self) {
+        SKIP_SYNCS.with(|s| s.set(self.0));
+    }
 }
 
 #[cfg(test)]

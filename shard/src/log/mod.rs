@@ -3,10 +3,15 @@
 pub mod compaction;
 pub mod config;
 pub mod direct_io;
+mod disk;
+pub mod epoch_cache;
 pub mod error;
 mod flusher;
+mod follower;
 pub mod health;
 pub mod index;
+mod load;
+mod offsets;
 pub mod open_files;
 pub mod partition;
 pub mod preallocate;
@@ -17,9 +22,9 @@ pub mod reserve;
 mod retention;
 pub mod segment;
 pub mod tail_cache;
+mod truncate;
 pub mod verify;
 pub mod walk;
-mod watermarks;
 
 pub use compaction::CompactionStats;
 pub use config::{FlushMode, LogConfig};
@@ -30,8 +35,16 @@ pub use reader::ReadOutcome;
 #[cfg(test)]
 mod flusher_tests;
 #[cfg(test)]
+mod follower_tests;
+#[cfg(test)]
 mod hwm_tests;
 #[cfg(test)]
+mod off_shard_tests;
+#[cfg(test)]
 mod segment_tests;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim_disk;
+#[cfg(test)]
+mod sim_tests;
 #[cfg(test)]
 mod tests;

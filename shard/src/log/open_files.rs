@@ -25,7 +25,7 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::channel::oneshot;
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::DmaFile;
 
 use super::error::LogError;
 
@@ -215,12 +215,7 @@ impl SegmentFile {
     async fn open_now(&self, create: bool) -> Result<OpenFile, LogError> {
         reserve_room().await;
         let path = self.path();
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .dma_open(&path)
-            .await;
+        let opened = super::disk::open(&path, create).await;
         let file = match opened {
             Ok(file) => Rc::new(file),
             Err(e) => {
@@ -384,10 +379,9 @@ fn close_later(file: Rc<DmaFile>) {
         1,
         "closing a file with I/O in flight"
     );
-    glommio::spawn_local(async move {
+    crate::rt::spawn_detached(async move {
         if let Err(e) = file.close_rc().await {
             tracing::debug!("closing a segment file: {e}");
         }
-    })
-    .detach();
+    });
 }

@@ -13,14 +13,21 @@ use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::time::{Clock, LogClock};
+
 use bytes::{Bytes, BytesMut};
 
 use super::config::LogConfig;
+use super::epoch_cache::LeaderEpochCache;
 use super::error::LogError;
 use super::flusher::{PendingWrite, SealJob};
-use super::producer_state::{BatchSeq, ProducerStates, SeqCheck};
-use super::retention::read_log_start;
-use super::segment::{segment_file_name, Segment};
+pub(super) use super::load::{
+    delete_segments_from, load, note_epoch, record_producer, save_producer_snapshot,
+};
+use super::offsets::Offsets;
+use super::open_files::SegmentFile;
+use super::producer_state::{ProducerStates, SeqCheck};
+use super::segment::Segment;
 use super::tail_cache::{CachedBatch, TailCache};
 use crate::record::{self, BatchView, NO_PRODUCER_ID};
 use crate::signal::Signal;
@@ -62,23 +69,25 @@ pub struct LogOffsets {
 
 pub(super) struct Inner {
     pub(super) segments: BTreeMap<i64, Segment>,
-    pub(super) next_offset: i64,
-    pub(super) log_start_offset: i64,
+    /// Log start, high watermark, written, synced, log end: moved only by
+    /// the methods of `offsets.rs`, which check their order.
+    pub(super) offsets: Offsets,
     pub(super) cache: TailCache,
     pub(super) active: PendingWrite,
     pub(super) sealing: VecDeque<SealJob>,
-    /// Offsets below this are written to the device.
-    pub(super) written_offset: i64,
-    /// Offsets below this are covered by an fdatasync.
-    pub(super) synced_offset: i64,
     pub(super) unsynced_bytes: u64,
+    /// The segment file the last active write went to, until a sync covers
+    /// it. Not always the active segment's: a roll while that write was in
+    /// flight made another segment active, and an fdatasync of that one
+    /// would not cover it.
+    pub(super) unsynced_file: Option<SegmentFile>,
     pub(super) last_sync: Instant,
     pub(super) producers: ProducerStates,
     pub(super) leader_epoch: i32,
-    /// Kafka's high watermark on one node: offsets below it are as durable
-    /// as the flush mode promises, and only they are served to consumers.
-    /// Owned by `watermarks.rs`, which alone moves it.
-    pub(super) high_watermark: i64,
+    /// Leader epoch → start offset (`epoch_cache.rs`), and the version of
+    /// it the checkpoint file holds.
+    pub(super) epochs: LeaderEpochCache,
+    pub(super) epochs_persisted: u64,
     /// Set when a write or sync failed: appends are refused until the log
     /// recovers in place from its files (`recovery.rs`).
     pub(super) storage_error: Option<String>,
@@ -100,6 +109,17 @@ pub struct PartitionLog {
     pub(super) cleaner: RefCell<super::compaction::CleanerState>,
     /// Serialises appends with segment rolls (which await file creation).
     pub(super) append_lock: crate::fifo::FifoLock,
+    /// Serialises writes of the `log-start-offset` file (done on the
+    /// blocking pool, so two could otherwise land out of order).
+    pub(super) log_start_lock: crate::fifo::FifoLock,
+    /// Serialises changes to the set of segment files, which run on the
+    /// blocking pool and so span awaits: the compaction swap, the unlinks of
+    /// retention and DeleteRecords, and recovery in place. Each takes it
+    /// before it decides which segments to touch and keeps it until the
+    /// segment map matches the files again.
+    pub(super) files_lock: crate::fifo::FifoLock,
+    /// The same for the `leader-epoch-checkpoint` file.
+    pub(super) epoch_lock: crate::fifo::FifoLock,
     /// New data appended: wakes fetch long-polls.
     pub(super) data_signal: Signal,
     /// Bytes waiting to be written: wakes the flusher.
@@ -107,16 +127,14 @@ pub struct PartitionLog {
     /// Written/synced offsets advanced (or an error happened).
     pub(super) progress_signal: Signal,
     pub(super) closed: Cell<bool>,
+    /// Asks the flusher to stop once nothing is pending (`truncate_to`).
+    pub(super) quiesce: Cell<bool>,
     pub(super) flusher_running: Cell<bool>,
+    /// Wall and monotonic time for this log (the system's, or a manual
+    /// clock in tests and the simulation).
+    pub(super) clock: LogClock,
     #[cfg(test)]
     pub(super) inject: super::flusher::Injection,
-}
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// `records` with every batch not in the topic's codec recompressed to it
@@ -153,16 +171,22 @@ fn recompressed(
     Ok((out.freeze(), out_ranges))
 }
 
-fn parse_segment_base(name: &str) -> Option<i64> {
-    name.strip_suffix(".log")?.parse().ok()
-}
-
 impl PartitionLog {
     /// Open (recovering if needed) or create the log in `dir`, and start its
     /// flusher task on the current shard.
     pub async fn open(dir: PathBuf, name: String, config: LogConfig) -> Result<Rc<Self>, LogError> {
+        Self::open_with_clock(dir, name, config, LogClock::System).await
+    }
+
+    /// [`open`](Self::open) reading time from `clock`.
+    pub async fn open_with_clock(
+        dir: PathBuf,
+        name: String,
+        config: LogConfig,
+        clock: LogClock,
+    ) -> Result<Rc<Self>, LogError> {
         super::direct_io::prepare_dir(&dir).await?;
-        let inner = load(&dir, &name, &config).await?;
+        let inner = load(&dir, &name, &config, &clock).await?;
         let log = Rc::new_cyclic(|me| Self {
             me: me.clone(),
             dir,
@@ -171,15 +195,20 @@ impl PartitionLog {
             inner: RefCell::new(inner),
             cleaner: RefCell::default(),
             append_lock: crate::fifo::FifoLock::new(),
+            log_start_lock: crate::fifo::FifoLock::new(),
+            files_lock: crate::fifo::FifoLock::new(),
+            epoch_lock: crate::fifo::FifoLock::new(),
             data_signal: Signal::new(),
             flush_signal: Signal::new(),
             progress_signal: Signal::new(),
             closed: Cell::new(false),
+            quiesce: Cell::new(false),
             flusher_running: Cell::new(true),
+            clock,
             #[cfg(test)]
             inject: Default::default(),
         });
-        glommio::spawn_local(log.clone().run_flusher()).detach();
+        crate::rt::spawn_detached(log.clone().run_flusher());
         Ok(log)
     }
 
@@ -199,15 +228,25 @@ impl PartitionLog {
         *self.config.borrow_mut() = config;
     }
 
+    /// This node leads the partition in `epoch`. As Kafka's `makeLeader`,
+    /// a new epoch starts at the log end (OffsetForLeaderEpoch sees it at
+    /// once). Its entry is written before the first batch of the epoch
+    /// (`append`); until then it need not be durable: the broker sets the
+    /// epoch again at every open.
     pub fn set_leader_epoch(&self, epoch: i32) {
-        self.inner.borrow_mut().leader_epoch = epoch;
+        let mut inner = self.inner.borrow_mut();
+        inner.leader_epoch = epoch;
+        let end = inner.offsets.log_end();
+        if epoch > inner.epochs.latest_epoch().unwrap_or(-1) {
+            inner.epochs.assign(epoch, end);
+        }
     }
 
     pub fn offsets(&self) -> LogOffsets {
         let inner = self.inner.borrow();
         LogOffsets {
-            log_start_offset: inner.log_start_offset,
-            high_watermark: inner.high_watermark,
+            log_start_offset: inner.offsets.log_start(),
+            high_watermark: inner.offsets.high_watermark(),
             size_bytes: inner.segments.values().map(|s| s.size).sum(),
         }
     }
@@ -243,9 +282,21 @@ impl PartitionLog {
         if self.needs_roll(total) {
             self.roll().await?;
         }
-        let info = self.append_validated(&records, &batches);
+        self.note_leader_epoch().await?;
+        let info = self.append_validated(&records, &batches, true);
+        self.finish_append(info, _permit, ack).await
+    }
+
+    /// After an append (leader or follower): let the next one in, wake the
+    /// flusher, and for `Durable` wait until the batches are synced.
+    pub(super) async fn finish_append(
+        &self,
+        info: AppendInfo,
+        permit: crate::fifo::FifoGuard<'_>,
+        ack: AckLevel,
+    ) -> Result<AppendInfo, LogError> {
         let generation = self.inner.borrow().generation;
-        drop(_permit);
+        drop(permit);
         self.flush_signal.notify_all();
         if ack == AckLevel::Durable {
             self.wait_durable(info.last_offset, generation).await?;
@@ -260,7 +311,7 @@ impl PartitionLog {
     }
 
     /// Wait while more than [`MAX_UNWRITTEN_BYTES`] wait for the flusher.
-    async fn wait_for_write_room(&self) -> Result<(), LogError> {
+    pub(super) async fn wait_for_write_room(&self) -> Result<(), LogError> {
         while self.unwritten_bytes() > MAX_UNWRITTEN_BYTES {
             let progressed = self.progress_signal.notified();
             if let Some(err) = &self.inner.borrow().storage_error {
@@ -280,7 +331,7 @@ impl PartitionLog {
     /// codec some batch does not have) and each batch's range in them.
     fn validate(&self, records: Bytes) -> Result<(Bytes, Vec<std::ops::Range<usize>>), LogError> {
         let config = self.config.borrow();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut ranges = Vec::new();
         let mut recompress = false;
         let mut at = 0;
@@ -418,12 +469,12 @@ impl PartitionLog {
             base_offset: base,
             last_offset: base + delta as i64,
             log_append_time: -1,
-            log_start_offset: inner.log_start_offset,
+            log_start_offset: inner.offsets.log_start(),
             duplicate: true,
         }))
     }
 
-    fn needs_roll(&self, incoming: usize) -> bool {
+    pub(super) fn needs_roll(&self, incoming: usize) -> bool {
         let config = self.config.borrow();
         let inner = self.inner.borrow();
         let active = inner.segments.values().next_back().expect("active segment");
@@ -433,15 +484,16 @@ impl PartitionLog {
         let too_big = active.size + incoming as u64 > config.segment_bytes;
         let too_old = active
             .first_append_ms
-            .is_some_and(|t| now_ms() - t >= config.segment_ms);
+            .is_some_and(|t| self.clock.now_ms() - t >= config.segment_ms);
         // Relative offsets and positions in the index are 32-bit.
-        let offsets_full = inner.next_offset - active.base_offset > (i32::MAX as i64 - 1_000_000);
+        let offsets_full =
+            inner.offsets.log_end() - active.base_offset > (i32::MAX as i64 - 1_000_000);
         too_big || too_old || offsets_full
     }
 
     /// Start a new segment at the log end; the old one is sealed by the flusher.
     pub(super) async fn roll(&self) -> Result<(), LogError> {
-        let base = self.inner.borrow().next_offset;
+        let base = self.inner.borrow().offsets.log_end();
         let mut seg = Segment::create(&self.dir, base).await?;
         let mut inner = self.inner.borrow_mut();
         let old = inner.segments.values().next_back().expect("active");
@@ -465,20 +517,46 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn append_validated(&self, records: &Bytes, batches: &[std::ops::Range<usize>]) -> AppendInfo {
+    /// The leader's epoch is in the epoch cache, durably, before a batch
+    /// stamped with it is written (a new epoch starts at the log end).
+    async fn note_leader_epoch(&self) -> Result<(), LogError> {
+        {
+            let mut inner = self.inner.borrow_mut();
+            let (epoch, end) = (inner.leader_epoch, inner.offsets.log_end());
+            if epoch > inner.epochs.latest_epoch().unwrap_or(-1) {
+                inner.epochs.assign(epoch, end);
+            }
+        }
+        self.persist_epochs_if_changed().await
+    }
+
+    /// Put validated batches at the log end: segment, index, tail cache,
+    /// producer state, the flusher's pending write. The leader assigns
+    /// offsets and stamps its epoch (and the log append time); a follower's
+    /// batches (`follower.rs`) come with both, checked, and stay as sent.
+    pub(super) fn append_validated(
+        &self,
+        records: &Bytes,
+        batches: &[std::ops::Range<usize>],
+        leader: bool,
+    ) -> AppendInfo {
         let config = self.config.borrow();
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
-        let now = now_ms();
-        let first_offset = inner.next_offset;
+        let now = self.clock.now_ms();
+        let first_offset = inner.offsets.log_end();
         for range in batches {
-            let mut bytes = BytesMut::from(&records[range.clone()]);
-            record::set_base_offset(&mut bytes, inner.next_offset);
-            record::set_partition_leader_epoch(&mut bytes, inner.leader_epoch);
-            if config.log_append_time {
-                record::set_log_append_time(&mut bytes, now);
-            }
-            let bytes = bytes.freeze();
+            let bytes = if leader {
+                let mut bytes = BytesMut::from(&records[range.clone()]);
+                record::set_base_offset(&mut bytes, inner.offsets.log_end());
+                record::set_partition_leader_epoch(&mut bytes, inner.leader_epoch);
+                if config.log_append_time {
+                    record::set_log_append_time(&mut bytes, now);
+                }
+                bytes.freeze()
+            } else {
+                records.slice(range.clone())
+            };
             let batch = BatchView::parse(&bytes).expect("validated");
             let seg = inner
                 .segments
@@ -498,15 +576,20 @@ impl PartitionLog {
                 max_timestamp: batch.max_timestamp(),
                 bytes: bytes.clone(),
             });
-            inner.next_offset = batch.last_offset() + 1;
+            inner.offsets.append(batch.last_offset());
         }
-        let written = inner.written_offset;
+        inner.offsets.debug_check_segments(&inner.segments);
+        let written = inner.offsets.written();
         inner.cache.trim(config.tail_cache_bytes, written);
         AppendInfo {
             base_offset: first_offset,
-            last_offset: inner.next_offset - 1,
-            log_append_time: if config.log_append_time { now } else { -1 },
-            log_start_offset: inner.log_start_offset,
+            last_offset: inner.offsets.log_end() - 1,
+            log_append_time: if config.log_append_time && leader {
+                now
+            } else {
+                -1
+            },
+            log_start_offset: inner.offsets.log_start(),
             duplicate: false,
         }
     }
@@ -534,194 +617,27 @@ impl PartitionLog {
 
     /// Offsets below this are visible to consumers (see `watermarks.rs`).
     pub fn high_watermark(&self) -> i64 {
-        self.inner.borrow().high_watermark
+        self.inner.borrow().offsets.high_watermark()
     }
 
     pub fn log_end_offset(&self) -> i64 {
-        self.inner.borrow().next_offset
+        self.inner.borrow().offsets.log_end()
     }
 
     /// Close the log and delete its directory (DeleteTopics).
     pub async fn destroy(&self) -> Result<(), LogError> {
         let _ = self.close().await;
-        std::fs::remove_dir_all(&self.dir)?;
+        let _files = self.files_lock.lock().await;
+        let dir = self.dir.clone();
+        super::index::off_shard(move || {
+            crate::blocking::assert_not_shard("removing a partition directory");
+            std::fs::remove_dir_all(dir)
+        })
+        .await?;
         Ok(())
     }
 
     pub fn segment_count(&self) -> usize {
         self.inner.borrow().segments.len()
     }
-}
-
-/// Rebuild a log's state from its files: every segment, indexes rebuilt
-/// where missing, the active segment scanned (torn tail truncated) and
-/// synced, producer state replayed. Used at open and by recovery in place.
-pub(super) async fn load(dir: &Path, name: &str, config: &LogConfig) -> Result<Inner, LogError> {
-    super::compaction::recover_leftovers(dir).await?;
-    let mut bases: Vec<i64> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| parse_segment_base(e.file_name().to_str()?))
-        .collect();
-    bases.sort_unstable();
-    let checkpoint_start = read_log_start(dir);
-    let mut opened: Vec<Option<Segment>> = Vec::with_capacity(bases.len());
-    for (i, &base) in bases.iter().enumerate() {
-        let sealed = match bases.get(i + 1) {
-            Some(&next) => Segment::open_sealed(dir, base, next).await?,
-            None => None,
-        };
-        opened.push(sealed);
-    }
-    // Segments are sealed in order, so those not sealed cleanly form a
-    // trailing run (the active one, plus any rolled away from but not yet
-    // sealed at a crash or a failed write). Producer state is replayed over
-    // that run from the snapshot at its start: a snapshot is written only
-    // after the segment before it is sealed, so it never counts batches
-    // that did not reach the disk.
-    let replay_from = opened
-        .iter()
-        .rposition(Option::is_some)
-        .map_or(0, |i| i + 1);
-    let mut producers = match bases.get(replay_from) {
-        Some(&base) => load_producer_snapshot(dir, base),
-        None => ProducerStates::default(),
-    };
-    let mut segments = BTreeMap::new();
-    for (i, (&base, sealed)) in bases.iter().zip(opened).enumerate() {
-        if let Some(seg) = sealed {
-            segments.insert(base, seg);
-            continue;
-        }
-        let is_last = i + 1 == bases.len();
-        if !is_last {
-            tracing::info!("{name}: segment {base} has no index; rebuilding it");
-        }
-        let replay = i >= replay_from;
-        let (mut seg, outcome) = Segment::recover(
-            dir,
-            base,
-            bases.get(i + 1).copied(),
-            config.index_interval_bytes,
-            |batch| {
-                if replay {
-                    record_producer(&mut producers, batch);
-                }
-            },
-        )
-        .await?;
-        if let Some(why) = &outcome.stopped_because {
-            tracing::warn!(
-                "{name}: segment {base}: truncated to {} bytes (next offset {}): {why}",
-                outcome.valid_end,
-                outcome.next_offset
-            );
-        }
-        if !is_last {
-            seg.file.get().await?.fdatasync().await?;
-            match seg.write_indexes(dir) {
-                Ok(()) => {}
-                // On a full disk the log still opens: the indexes are in
-                // memory and are rebuilt again at the next start.
-                Err(e) if super::health::is_out_of_space(&e) => {
-                    tracing::warn!("{name}: segment {base}: index not saved ({e})");
-                }
-                Err(e) => return Err(e.into()),
-            }
-            seg.sealed = true;
-            seg.file.close_if_idle();
-        }
-        segments.insert(base, seg);
-    }
-    if segments.is_empty() {
-        let base = checkpoint_start.unwrap_or(0);
-        let seg = Segment::create(dir, base).await?;
-        segments.insert(base, seg);
-    }
-    let (&active_base, active) = segments.iter().next_back().expect("at least one segment");
-    let next_offset = active.next_offset;
-    let aligned = active.size / PAGE as u64 * PAGE as u64;
-    let tail = if aligned < active.size {
-        active
-            .file
-            .get()
-            .await?
-            .read_at(aligned, (active.size - aligned) as usize)
-            .await?
-            .to_vec()
-    } else {
-        Vec::new()
-    };
-    let pending = PendingWrite::new(active_base, active.file.clone(), aligned, tail);
-    let first_base = *segments.keys().next().expect("non-empty");
-    let log_start_offset = checkpoint_start
-        .unwrap_or(first_base)
-        .max(first_base)
-        .min(next_offset);
-    // What was found is durable from now on (a crash may have left it in
-    // the page cache only), so it may all be served.
-    let active_file = &segments.values().next_back().expect("active").file;
-    active_file.get().await?.fdatasync().await?;
-    // Opened only to recover; the partition's first read or write reopens.
-    active_file.close_if_idle();
-    let inner = Inner {
-        segments,
-        next_offset,
-        log_start_offset,
-        cache: TailCache::default(),
-        active: pending,
-        sealing: VecDeque::new(),
-        written_offset: next_offset,
-        synced_offset: next_offset,
-        unsynced_bytes: 0,
-        last_sync: Instant::now(),
-        producers,
-        leader_epoch: 0,
-        high_watermark: next_offset,
-        storage_error: None,
-        retry_recovery_at: None,
-        faults_in_a_row: 0,
-        generation: 0,
-    };
-    inner.check_watermarks();
-    Ok(inner)
-}
-
-fn record_producer(producers: &mut ProducerStates, batch: &BatchView) {
-    if batch.producer_id() == NO_PRODUCER_ID || batch.is_control() {
-        return;
-    }
-    producers.record(
-        batch.producer_id(),
-        batch.producer_epoch(),
-        BatchSeq {
-            first_seq: batch.base_sequence(),
-            last_seq: batch.last_sequence(),
-            base_offset: batch.base_offset(),
-            last_offset: batch.last_offset(),
-        },
-        batch.max_timestamp(),
-    );
-}
-
-fn load_producer_snapshot(dir: &Path, base: i64) -> ProducerStates {
-    let path = dir.join(segment_file_name(base, "snapshot"));
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            tracing::warn!(
-                "{}: unreadable producer snapshot ({e}); starting empty",
-                path.display()
-            );
-            ProducerStates::default()
-        }),
-        Err(_) => ProducerStates::default(),
-    }
-}
-
-pub(super) fn save_producer_snapshot(
-    dir: &Path,
-    base: i64,
-    states: &ProducerStates,
-) -> std::io::Result<()> {
-    let bytes = serde_json::to_vec(states).map_err(std::io::Error::other)?;
-    super::index::write_durably(&dir.join(segment_file_name(base, "snapshot")), &bytes)
 }

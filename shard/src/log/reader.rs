@@ -74,18 +74,18 @@ impl PartitionLog {
         loop {
             let (mut out, plan) = {
                 let inner = self.inner.borrow();
-                if offset < inner.log_start_offset || offset > inner.next_offset {
+                if offset < inner.offsets.log_start() || offset > inner.offsets.log_end() {
                     return Err(LogError::OffsetOutOfRange {
                         offset,
-                        log_start: inner.log_start_offset,
-                        log_end: inner.next_offset,
+                        log_start: inner.offsets.log_start(),
+                        log_end: inner.offsets.log_end(),
                     });
                 }
-                let hwm = inner.high_watermark;
+                let hwm = inner.offsets.high_watermark();
                 let mut out = ReadOutcome {
                     batches: Vec::new(),
                     high_watermark: hwm,
-                    log_start_offset: inner.log_start_offset,
+                    log_start_offset: inner.offsets.log_start(),
                 };
                 if at >= hwm {
                     return Ok(out);
@@ -103,14 +103,16 @@ impl PartitionLog {
                     return Ok(out);
                 };
                 let next_base = inner.segments.range(base + 1..).next().map(|(b, _)| *b);
-                let segment_end = next_base.unwrap_or(inner.next_offset);
+                let segment_end = next_base.unwrap_or(inner.offsets.log_end());
                 if let Some(d) = seg.damage_covering(at, segment_end) {
                     return Err(damaged(&self.name, seg, d, at, segment_end));
                 }
                 (out, DiskPlan::new(base, seg, at, next_base, segment_end))
             };
             let opened = plan.file.get().await;
-            if !self.segment_is(plan.base, &plan.file) {
+            let changed = !self.segment_is(plan.base, &plan.file)
+                || (opened.is_err() && self.segment_files_settled().await);
+            if changed {
                 // Replaced (compaction) or deleted (retention) while its
                 // file was being opened: plan again.
                 replans += 1;
@@ -155,6 +157,18 @@ impl PartitionLog {
         }
     }
 
+    /// After a segment file failed to open: if the segment files are being
+    /// changed (a compaction swap renames and unlinks them on the blocking
+    /// pool before the segment map follows), wait until that is done and
+    /// answer true, so the read plans again on the new map.
+    async fn segment_files_settled(&self) -> bool {
+        if !self.files_lock.is_locked() {
+            return false;
+        }
+        drop(self.files_lock.lock().await);
+        true
+    }
+
     /// The segment at `base` is still the one whose file is `file`.
     fn segment_is(&self, base: i64, file: &SegmentFile) -> bool {
         self.inner
@@ -168,7 +182,7 @@ impl PartitionLog {
     fn record_damage(&self, base: i64, file: &SegmentFile, damage: Damage) {
         let mut inner = self.inner.borrow_mut();
         let next_base = inner.segments.range(base + 1..).next().map(|(b, _)| *b);
-        let segment_end = next_base.unwrap_or(inner.next_offset);
+        let segment_end = next_base.unwrap_or(inner.offsets.log_end());
         let Some(seg) = inner.segments.get_mut(&base).filter(|s| s.file.same(file)) else {
             return;
         };
@@ -203,9 +217,9 @@ impl PartitionLog {
                     (s.base_offset, s.base_offset + rel as i64)
                 })
                 .collect();
-            (candidates, inner.log_start_offset)
+            (candidates, inner.offsets.log_start())
         };
-        let hwm = self.inner.borrow().high_watermark;
+        let hwm = self.inner.borrow().offsets.high_watermark();
         // As Kafka: a record at or beyond the high watermark is not found.
         let visible = |found: (i64, i64)| Some(found).filter(|(offset, _)| *offset < hwm);
         for (base, from) in candidates {
@@ -221,7 +235,7 @@ impl PartitionLog {
             let inner = self.inner.borrow();
             inner
                 .cache
-                .iter_from(inner.written_offset)
+                .iter_from(inner.offsets.written())
                 .take_while(|b| b.base_offset < hwm)
                 .filter(|b| b.max_timestamp >= timestamp)
                 .map(|b| b.bytes.clone())
@@ -252,7 +266,7 @@ impl PartitionLog {
                     return Ok(None);
                 };
                 let next_base = inner.segments.range(base + 1..).next().map(|(b, _)| *b);
-                let segment_end = next_base.unwrap_or(inner.next_offset);
+                let segment_end = next_base.unwrap_or(inner.offsets.log_end());
                 if let Some(d) = seg.damage_covering(at, segment_end) {
                     at = d.resume_offset(segment_end);
                     if at >= segment_end {
@@ -266,6 +280,7 @@ impl PartitionLog {
                 Ok(file) => file,
                 // Deleted by retention meanwhile: nothing to find here.
                 Err(_) if !self.segment_is(base, &plan.file) => return Ok(None),
+                Err(_) if self.segment_files_settled().await => continue,
                 Err(e) => return Err(e),
             };
             let mut found = Ok(None);

@@ -17,11 +17,12 @@
 //! offsets, never served, are given to the next appends.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::error::LogError;
 use super::health::HEALTH;
 use super::partition::{load, PartitionLog};
+use crate::time::Clock;
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -37,7 +38,7 @@ impl PartitionLog {
     pub(super) fn note_fault(&self, message: String) {
         let mut inner = self.inner.borrow_mut();
         inner.faults_in_a_row = inner.faults_in_a_row.saturating_add(1);
-        inner.retry_recovery_at = Some(Instant::now() + backoff(inner.faults_in_a_row));
+        inner.retry_recovery_at = Some(self.clock.monotonic() + backoff(inner.faults_in_a_row));
         inner.storage_error = Some(message);
     }
 
@@ -53,7 +54,7 @@ impl PartitionLog {
             let inner = self.inner.borrow();
             let due = inner
                 .retry_recovery_at
-                .is_none_or(|at| Instant::now() >= at);
+                .is_none_or(|at| self.clock.monotonic() >= at);
             (inner.storage_error.clone(), due)
         };
         let Some(fault) = fault else {
@@ -81,39 +82,40 @@ impl PartitionLog {
     async fn recover_in_place(&self) -> Result<(), LogError> {
         let me = self.me.upgrade().ok_or(LogError::Closed)?;
         let config = self.config();
-        let fresh = load(&self.dir, &self.name, &config).await?;
+        // No compaction swap or segment unlink may run under the reload.
+        let _files = self.files_lock.lock().await;
+        let fresh = load(&self.dir, &self.name, &config, &self.clock).await?;
         let (old_hwm, old_end, new_end) = {
             let mut inner = self.inner.borrow_mut();
-            let old_hwm = inner.high_watermark;
-            let old_end = inner.next_offset;
-            if fresh.next_offset < old_hwm {
+            let old_hwm = inner.offsets.high_watermark();
+            let old_end = inner.offsets.log_end();
+            if fresh.offsets.log_end() < old_hwm {
                 // Should not happen: the device lost written data.
                 tracing::error!(
                     "{}: the files end at offset {} but offsets up to {old_hwm} were durable",
                     self.name,
-                    fresh.next_offset
+                    fresh.offsets.log_end()
                 );
             }
-            let keep_start = inner.log_start_offset;
+            let keep_start = inner.offsets.log_start();
             let leader_epoch = inner.leader_epoch;
             let generation = inner.generation + 1;
             let faults = inner.faults_in_a_row;
             *inner = fresh;
-            inner.log_start_offset = inner
-                .log_start_offset
-                .max(keep_start)
-                .min(inner.next_offset);
+            // The log start may have moved since its file was written.
+            let end = inner.offsets.log_end();
+            inner.offsets.advance_log_start(keep_start.min(end));
             inner.leader_epoch = leader_epoch;
             inner.generation = generation;
             // Reset by the next successful write, so a disk that fills
             // again at once backs off further.
             inner.faults_in_a_row = faults;
-            inner.check_watermarks();
-            (old_hwm, old_end, inner.next_offset)
+            inner.offsets.debug_check_segments(&inner.segments);
+            (old_hwm, old_end, inner.offsets.log_end())
         };
         HEALTH.partition_online();
         self.flusher_running.set(true);
-        glommio::spawn_local(Rc::clone(&me).run_flusher()).detach();
+        crate::rt::spawn_detached(Rc::clone(&me).run_flusher());
         // Consumers waiting at the old high watermark may have data now.
         self.data_signal.notify_all();
         let dropped = if new_end < old_end {

@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use super::error::LogError;
-use super::partition::{now_ms, PartitionLog};
+use super::partition::PartitionLog;
 use super::segment::{segment_file_name, Segment};
+use crate::time::Clock;
 
 const LOG_START_FILE: &str = "log-start-offset";
 
@@ -18,29 +19,52 @@ impl PartitionLog {
     pub async fn delete_records_before(&self, offset: i64) -> Result<i64, LogError> {
         let new_start = {
             let mut inner = self.inner.borrow_mut();
-            let hwm = inner.high_watermark;
+            let hwm = inner.offsets.high_watermark();
             let target = if offset == -1 { hwm } else { offset };
             if target < 0 || target > hwm {
                 return Err(LogError::OffsetOutOfRange {
                     offset,
-                    log_start: inner.log_start_offset,
+                    log_start: inner.offsets.log_start(),
                     log_end: hwm,
                 });
             }
-            if target > inner.log_start_offset {
-                inner.log_start_offset = target;
+            if inner.offsets.advance_log_start(target) {
                 inner.cache.drop_before(target);
+                inner.epochs.truncate_from_start(target);
             }
-            inner.check_watermarks();
-            inner.log_start_offset
+            inner.offsets.log_start()
         };
-        write_log_start(&self.dir, new_start)?;
+        // Answered only once the new log start is durable.
+        self.persist_log_start().await?;
+        self.persist_epochs_after_start_moved().await;
         self.delete_segments_below(new_start).await;
         Ok(new_start)
     }
 
-    /// Remove sealed segments that lie entirely below `offset`.
+    /// Write the log start now in memory to its file, durably, on the
+    /// blocking pool. Writers take turns and each writes the value current
+    /// at its turn (it only grows), so the file never goes back.
+    async fn persist_log_start(&self) -> std::io::Result<()> {
+        let _turn = self.log_start_lock.lock().await;
+        let start = self.inner.borrow().offsets.log_start();
+        let dir = self.dir.clone();
+        super::index::off_shard(move || write_log_start(&dir, start)).await
+    }
+
+    /// The epoch cache was trimmed to a new log start. Its file may lag
+    /// (the next load trims it again), so a failed write is only logged.
+    async fn persist_epochs_after_start_moved(&self) {
+        if let Err(e) = self.persist_epochs().await {
+            tracing::warn!("{}: leader epoch checkpoint not written: {e}", self.name);
+        }
+    }
+
+    /// Remove sealed segments that lie entirely below `offset`: out of the
+    /// map first (no reader plans on them any more), then their files, on
+    /// the blocking pool. Under the files lock, so a compaction swap never
+    /// puts back a segment this removed, nor renames a file under it.
     async fn delete_segments_below(&self, offset: i64) {
+        let _files = self.files_lock.lock().await;
         let doomed: Vec<Segment> = {
             let mut inner = self.inner.borrow_mut();
             let active_base = inner.active.segment_base;
@@ -58,13 +82,23 @@ impl PartitionLog {
                 .filter_map(|b| inner.segments.remove(b))
                 .collect()
         };
-        for seg in doomed {
-            seg.delete_files(&self.dir);
-            let _ = std::fs::remove_file(
-                self.dir
-                    .join(segment_file_name(seg.base_offset, "snapshot")),
-            );
+        if doomed.is_empty() {
+            return;
         }
+        #[cfg(any(test, feature = "sim"))]
+        for seg in &doomed {
+            super::sim_disk::note(|| format!("  delete segment {}", seg.base_offset));
+        }
+        let bases: Vec<i64> = doomed.iter().map(|s| s.base_offset).collect();
+        // Open files stay readable by readers holding them (unlinked inode).
+        drop(doomed);
+        let dir = self.dir.clone();
+        super::index::off_shard(move || {
+            for base in bases {
+                delete_segment_files(&dir, base);
+            }
+        })
+        .await;
     }
 
     /// Apply `retention.ms` and `retention.bytes`: delete whole sealed
@@ -75,7 +109,7 @@ impl PartitionLog {
         if !config.cleanup_delete {
             return Ok(0);
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let expired = |s: &Segment| {
             config.retention_ms >= 0
                 && s.max_timestamp >= 0
@@ -113,7 +147,7 @@ impl PartitionLog {
             }
             // Never past what consumers may see (the flusher seals a segment
             // a moment before it raises the high watermark over it).
-            new_start.map(|s: i64| s.min(inner.high_watermark))
+            new_start.map(|s: i64| s.min(inner.offsets.high_watermark()))
         };
         let Some(new_start) = new_start else {
             return Ok(0);
@@ -121,12 +155,13 @@ impl PartitionLog {
         let before = self.inner.borrow().segments.len();
         {
             let mut inner = self.inner.borrow_mut();
-            if new_start > inner.log_start_offset {
-                inner.log_start_offset = new_start;
+            if inner.offsets.advance_log_start(new_start) {
                 inner.cache.drop_before(new_start);
+                inner.epochs.truncate_from_start(new_start);
             }
         }
-        write_log_start(&self.dir, new_start)?;
+        self.persist_log_start().await?;
+        self.persist_epochs_after_start_moved().await;
         self.delete_segments_below(new_start).await;
         let deleted = before - self.inner.borrow().segments.len();
         if deleted > 0 {
@@ -160,7 +195,23 @@ impl PartitionLog {
     }
 }
 
+/// Unlink a deleted segment's files: data, indexes and producer snapshot
+/// (blocks; a file already gone is fine).
+fn delete_segment_files(dir: &Path, base: i64) {
+    crate::blocking::assert_not_shard("deleting segment files");
+    for ext in ["index", "timeindex", "log", "snapshot"] {
+        let p = dir.join(segment_file_name(base, ext));
+        if let Err(e) = std::fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("removing {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// The persisted log start, if any (blocks).
 pub(super) fn read_log_start(dir: &Path) -> Option<i64> {
+    crate::blocking::assert_not_shard("reading the log start file");
     std::fs::read_to_string(dir.join(LOG_START_FILE))
         .ok()?
         .trim()

@@ -119,8 +119,10 @@ impl Segment {
     /// rate calls for (see `preallocate`).
     pub async fn create(dir: &Path, base_offset: i64) -> Result<Self, LogError> {
         let (path, _, _) = Self::paths(dir, base_offset);
+        #[cfg(any(test, feature = "sim"))]
+        super::sim_disk::note(|| format!("  create segment {base_offset}"));
         let file = SegmentFile::open(&path, true).await?;
-        file.get().await?.truncate(0).await?;
+        super::disk::truncate(&*file.get().await?, 0).await?;
         Ok(Self::empty(base_offset, file, path))
     }
 
@@ -155,22 +157,12 @@ impl Segment {
         next_segment_base: i64,
     ) -> Result<Option<Self>, LogError> {
         let (path, index_path, time_path) = Self::paths(dir, base_offset);
-        if !index_path.exists() || !time_path.exists() {
+        let data = path.clone();
+        let found =
+            super::index::off_shard(move || read_sealed(&data, &index_path, &time_path)).await?;
+        let Some((index, time_index, size)) = found else {
             return Ok(None);
-        }
-        let (index, time_index) = match (
-            OffsetIndex::read_from(&index_path),
-            TimeIndex::read_from(&time_path),
-        ) {
-            (Ok(i), Ok(t)) => (i, t),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!("{e}; rebuilding the index by scanning");
-                return Ok(None);
-            }
         };
-        let size = std::fs::metadata(&path)
-            .map_err(|e| LogError::Storage(format!("{}: {e}", path.display())))?
-            .len();
         let mut seg = Self::empty(base_offset, SegmentFile::lazy(&path), path);
         seg.size = size;
         seg.written = size;
@@ -231,11 +223,15 @@ impl Segment {
         seg.next_offset = end.next_offset;
         if end.pos != file_len {
             // Drops a torn tail and any pre-allocated space; re-reserved on append.
-            file.truncate(end.pos).await?;
+            super::disk::truncate(&file, end.pos).await?;
         }
         // Stale indexes of a segment that is being rebuilt must not survive.
-        let _ = std::fs::remove_file(index_path);
-        let _ = std::fs::remove_file(time_path);
+        super::index::off_shard(move || {
+            crate::blocking::assert_not_shard("removing stale indexes");
+            let _ = std::fs::remove_file(index_path);
+            let _ = std::fs::remove_file(time_path);
+        })
+        .await;
         let outcome = ScanOutcome {
             valid_end: end.pos,
             next_offset: end.next_offset,
@@ -317,23 +313,67 @@ impl Segment {
         true
     }
 
-    /// Persist the indexes of a sealed segment (its data is already synced).
-    pub fn write_indexes(&self, dir: &Path) -> std::io::Result<()> {
-        let (_, index_path, time_path) = Self::paths(dir, self.base_offset);
-        self.time_index.write_to(&time_path)?;
-        // The offset index is written last: its presence marks a clean seal.
-        self.index.write_to(&index_path)
+    /// Persist the indexes of a sealed segment (its data is already synced),
+    /// off the shard thread.
+    pub async fn write_indexes(&self, dir: &Path) -> std::io::Result<()> {
+        self.index_files(dir).write().await
     }
 
-    pub fn delete_files(&self, dir: &Path) {
-        let (log, index, time) = Self::paths(dir, self.base_offset);
-        for p in [index, time, log] {
-            if let Err(e) = std::fs::remove_file(&p) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!("removing {}: {e}", p.display());
-                }
-            }
+    /// The encoded index files, to write once no `RefCell` borrow is held.
+    pub fn index_files(&self, dir: &Path) -> IndexFiles {
+        let (_, index_path, time_path) = Self::paths(dir, self.base_offset);
+        IndexFiles {
+            time: (time_path, self.time_index.encode()),
+            offset: (index_path, self.index.encode()),
         }
+    }
+}
+
+/// A cleanly sealed segment's indexes and data size, read from its files
+/// (blocks); `None` when an index is missing or unreadable (rebuilt by
+/// scanning).
+fn read_sealed(
+    path: &Path,
+    index_path: &Path,
+    time_path: &Path,
+) -> Result<Option<(OffsetIndex, TimeIndex, u64)>, LogError> {
+    crate::blocking::assert_not_shard("reading a sealed segment's indexes");
+    if !index_path.exists() || !time_path.exists() {
+        return Ok(None);
+    }
+    let (index, time_index) = match (
+        OffsetIndex::read_from(index_path),
+        TimeIndex::read_from(time_path),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("{e}; rebuilding the index by scanning");
+            return Ok(None);
+        }
+    };
+    let size = std::fs::metadata(path)
+        .map_err(|e| LogError::Storage(format!("{}: {e}", path.display())))?
+        .len();
+    Ok(Some((index, time_index, size)))
+}
+
+/// A sealed segment's index files, encoded, ready to be written durably.
+pub struct IndexFiles {
+    time: (PathBuf, Vec<u8>),
+    offset: (PathBuf, Vec<u8>),
+}
+
+impl IndexFiles {
+    /// Write both on the blocking pool; done when both are durable.
+    pub async fn write(self) -> std::io::Result<()> {
+        super::index::off_shard(move || self.write_blocking()).await
+    }
+
+    /// Write both here (blocks): for callers already on the blocking pool.
+    pub(super) fn write_blocking(self) -> std::io::Result<()> {
+        super::index::write_durably(&self.time.0, &self.time.1)?;
+        // The offset index is written last: its presence marks a clean seal.
+        super::index::write_durably(&self.offset.0, &self.offset.1)
     }
 }
 

@@ -62,6 +62,23 @@ pub(super) async fn open(dir: &Path, config: LogConfig) -> Rc<PartitionLog> {
         .unwrap()
 }
 
+/// [`open`] with a clock the test moves by hand.
+pub(super) async fn open_manual(
+    dir: &Path,
+    config: LogConfig,
+) -> (Rc<PartitionLog>, Rc<crate::time::ManualClock>) {
+    let clock = Rc::new(crate::time::ManualClock::new(1_700_000_000_000));
+    let log = PartitionLog::open_with_clock(
+        dir.to_path_buf(),
+        "t-0".into(),
+        config,
+        crate::time::LogClock::Manual(clock.clone()),
+    )
+    .await
+    .unwrap();
+    (log, clock)
+}
+
 /// Every offset of the log, read one fetch at a time from `from`.
 pub(super) async fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
@@ -682,7 +699,7 @@ fn invalid_records_are_named_and_refuse_the_whole_batch() {
             ..small_config()
         };
         let log = open(&path, config).await;
-        let now = super::partition::now_ms();
+        let now = crate::time::Clock::now_ms(&crate::time::SystemClock);
         let mut b = BatchBuilder::new(Compression::Gzip);
         b.append(now, Some(Bytes::from("k")), None, vec![]).unwrap();
         b.append(now, None, Some(Bytes::from("v")), vec![]).unwrap();

@@ -27,7 +27,7 @@ pub trait ReadAt {
 impl ReadAt for DmaFile {
     type Buf = ReadResult;
     async fn read_bytes(&self, pos: u64, len: usize) -> std::io::Result<ReadResult> {
-        Ok(DmaFile::read_at(self, pos, len).await?)
+        Ok(super::disk::device(DmaFile::read_at(self, pos, len)).await?)
     }
 }
 

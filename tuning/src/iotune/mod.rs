@@ -1,5 +1,5 @@
 //! `shardline iotune`: measure the data directory's device through the
-//! broker's own I/O path (glommio `DmaFile`, O_DIRECT through io_uring,
+//! broker's own I/O path (`shard::io_probe`: O_DIRECT through io_uring,
 //! page-aligned buffers from the file) and derive the flusher's settings.
 
 pub mod file;
@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
-use glommio::io::{DmaFile, OpenOptions};
-use glommio::{LocalExecutorBuilder, Placement};
+use shard::io_probe::ScratchFile;
 
 pub use file::{derive, read_settings, Device, IotuneFile, Measurements, Settings, WriteResult};
 
@@ -61,14 +60,9 @@ pub fn run(opts: &IotuneOptions) -> Result<IotuneFile> {
     };
     let span = scratch_span(&opts.data_dir, opts.quick);
     let dir = opts.data_dir.clone();
-    let (io_memory, _) = shard::runtime::fit_io_memory(1, opts.io_memory_bytes);
-    let measured = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("iotune")
-        .io_memory(io_memory)
-        .spawn(move || async move { measure_dir(&dir, span, duration).await })
-        .map_err(|e| anyhow!("cannot start a glommio executor (io_uring, ulimit -l?): {e}"))?
-        .join()
-        .map_err(|e| anyhow!("iotune executor failed: {e:?}"))?;
+    let measured = shard::rt::run_standalone("iotune", opts.io_memory_bytes, move || async move {
+        measure_dir(&dir, span, duration).await
+    })?;
     let measurements = measured?;
     let dev = crate::host::device_of(&opts.data_dir)
         .and_then(|d| crate::host::block_device(&crate::host::Host::live(), d));
@@ -108,25 +102,18 @@ fn nix_free_bytes(dir: &Path) -> Option<u64> {
 }
 
 async fn measure_dir(dir: &Path, span: u64, duration: Duration) -> Result<Measurements> {
-    // The broker's own preparation: glommio's iopoll probe misfires when
+    // The broker's own preparation: the runtime's iopoll probe misfires when
     // the first DMA file it opens on a device is empty (our scratch file).
     shard::log::direct_io::prepare_dir(dir)
         .await
         .map_err(|e| anyhow!("{e}"))?;
     let path = dir.join(SCRATCH);
     let outcome = async {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .dma_open(&path)
+        let file = ScratchFile::create(&path)
             .await
-            .map_err(std::io::Error::from)
             .with_context(|| format!("opening {}", path.display()))?;
         let m = measure_file(&file, span, duration).await;
-        let closed = file.close().await;
-        closed.map_err(std::io::Error::from)?;
+        file.close().await?;
         m
     }
     .await;
@@ -135,9 +122,9 @@ async fn measure_dir(dir: &Path, span: u64, duration: Duration) -> Result<Measur
     outcome
 }
 
-async fn measure_file(file: &DmaFile, span: u64, duration: Duration) -> Result<Measurements> {
+async fn measure_file(file: &ScratchFile, span: u64, duration: Duration) -> Result<Measurements> {
     let pattern = pattern(1 << 20);
-    let _ = file.pre_allocate(span, false).await;
+    let _ = file.preallocate(span).await;
     // Write every block once first so each test sees the same block state
     // (first writes to preallocated extents also convert them, which would
     // penalise whichever test ran first).
@@ -182,7 +169,7 @@ fn pattern(len: usize) -> Vec<u8> {
 /// (wrapping), until `duration` passes or `limit` bytes are written.
 /// Returns (bytes, writes, seconds).
 async fn write_test(
-    file: &DmaFile,
+    file: &ScratchFile,
     pattern: &[u8],
     span: u64,
     size: usize,
@@ -204,9 +191,7 @@ async fn write_test(
             });
             claimed.set(claimed.get() + size as u64);
             // As the flusher does: a buffer from the file, filled by a copy.
-            let mut buf = file.alloc_dma_buffer(size);
-            buf.as_bytes_mut().copy_from_slice(&pattern[..size]);
-            let n = file.write_at(buf, pos).await?;
+            let n = file.write_at(&pattern[..size], pos).await?;
             bytes.set(bytes.get() + n as u64);
             ops.set(ops.get() + 1);
         }
@@ -221,7 +206,7 @@ async fn write_test(
 
 /// 16 KiB write + fdatasync, one at a time: the latency of a batch-mode ack.
 async fn sync_test(
-    file: &DmaFile,
+    file: &ScratchFile,
     pattern: &[u8],
     span: u64,
     duration: Duration,
@@ -232,14 +217,10 @@ async fn sync_test(
     let started = Instant::now();
     while started.elapsed() < duration || lat.len() < 5 {
         let t = Instant::now();
-        let mut buf = file.alloc_dma_buffer(SIZE);
-        buf.as_bytes_mut().copy_from_slice(&pattern[..SIZE]);
-        let written = file.write_at(buf, pos).await;
-        written
-            .map_err(std::io::Error::from)
+        file.write_at(&pattern[..SIZE], pos)
+            .await
             .context("scratch write")?;
-        let synced = file.fdatasync().await;
-        synced.map_err(std::io::Error::from).context("fdatasync")?;
+        file.fdatasync().await.context("fdatasync")?;
         lat.push(t.elapsed().as_micros() as u64);
         pos = if pos + 2 * SIZE as u64 > span {
             0
@@ -253,7 +234,7 @@ async fn sync_test(
 }
 
 /// 128 KiB DMA reads, 16 in flight, walking the file; MiB/s.
-async fn read_test(file: &DmaFile, span: u64, duration: Duration) -> Result<f64> {
+async fn read_test(file: &ScratchFile, span: u64, duration: Duration) -> Result<f64> {
     const SIZE: usize = 128 << 10;
     let next = Cell::new(0u64);
     let bytes = Cell::new(0u64);
@@ -266,8 +247,8 @@ async fn read_test(file: &DmaFile, span: u64, duration: Duration) -> Result<f64>
             } else {
                 pos + SIZE as u64
             });
-            let r = file.read_at(pos, SIZE).await?;
-            bytes.set(bytes.get() + r.len() as u64);
+            let n = file.read_at(pos, SIZE).await?;
+            bytes.set(bytes.get() + n as u64);
         }
         Ok::<_, std::io::Error>(())
     };

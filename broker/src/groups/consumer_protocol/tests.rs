@@ -1,11 +1,12 @@
 //! Reconciliation, epochs and fencing of consumer-protocol groups, with a
 //! controllable clock.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 use kafka_protocol::ResponseError;
+use shard::time::{Clock, LogClock, ManualClock};
 
+use super::subscription::MAX_REGEX_LEN;
 use super::*;
 use crate::groups::offsets::CommitEntry;
 use crate::groups::{Coordinator, GroupConfig, JoinParams};
@@ -13,15 +14,16 @@ use crate::groups::{Coordinator, GroupConfig, JoinParams};
 const CFG: GroupConfig = GroupConfig {
     initial_rebalance_delay_ms: 0,
     offsets_retention_ms: 60_000,
+    max_size: i32::MAX as u32,
 };
 
-fn coordinator() -> (Rc<Cell<i64>>, Coordinator) {
-    let t = Rc::new(Cell::new(1_000_000));
-    let c = t.clone();
-    let coord = Coordinator::new(CFG, Box::new(move || c.get()));
+fn coordinator() -> (Rc<ManualClock>, Coordinator) {
+    let t = Rc::new(ManualClock::new(1_000_000));
+    let coord = Coordinator::new(CFG, LogClock::Manual(t.clone()));
     coord.consumer.cfg.set(ConsumerConfig {
         heartbeat_interval_ms: 100,
         session_timeout_ms: 1000,
+        ..Default::default()
     });
     (t, coord)
 }
@@ -117,10 +119,10 @@ fn session_timeout_removes_a_member() {
     let (t, c) = coordinator();
     hb(&c, "a", 0, None);
     hb(&c, "b", 0, None);
-    t.set(t.get() + 600);
+    t.set_wall_ms(t.now_ms() + 600);
     hb(&c, "a", 1, Some(&[0, 1, 2, 3]));
-    t.set(t.get() + 600);
-    c.consumer.tick(t.get());
+    t.set_wall_ms(t.now_ms() + 600);
+    c.consumer.tick(t.now_ms());
     let g = c.consumer_describe("g").unwrap();
     assert_eq!(g.members.keys().collect::<Vec<_>>(), vec!["a"]);
     assert_eq!(g.epoch, 3);
@@ -207,12 +209,12 @@ fn a_member_that_never_revokes_is_removed_after_its_rebalance_timeout() {
     // a hears it must give up two partitions, then says nothing more.
     let a = hb(&c, "a", 1, Some(&[0, 1, 2, 3]));
     assert_eq!(count(&a), 2);
-    t.set(t.get() + 200);
+    t.set_wall_ms(t.now_ms() + 200);
     hb(&c, "b", 2, Some(&[]));
-    c.consumer.tick(t.get());
+    c.consumer.tick(t.now_ms());
     assert!(c.consumer_describe("g").unwrap().members.contains_key("a"));
-    t.set(t.get() + 200);
-    c.consumer.tick(t.get());
+    t.set_wall_ms(t.now_ms() + 200);
+    c.consumer.tick(t.now_ms());
     let g = c.consumer_describe("g").unwrap();
     assert!(!g.members.contains_key("a"));
     let b = hb(&c, "b", 2, Some(&[]));
@@ -404,11 +406,11 @@ fn offsets_of_topics_no_member_reads_expire_while_the_group_runs() {
         vec![entry("t"), entry("old")],
     );
     assert_eq!(run(commit), 0);
-    t.set(t.get() + CFG.offsets_retention_ms - 1);
-    run(c.expire_offsets(t.get()));
+    t.set_wall_ms(t.now_ms() + CFG.offsets_retention_ms - 1);
+    run(c.expire_offsets(t.now_ms()));
     assert_eq!(run_fetch(&c).len(), 2);
-    t.set(t.get() + 1);
-    run(c.expire_offsets(t.get()));
+    t.set_wall_ms(t.now_ms() + 1);
+    run(c.expire_offsets(t.now_ms()));
     // KIP-496: "old" is nobody's subscription any more; "t" is kept.
     assert_eq!(run_fetch(&c), vec!["t".to_string()]);
 }
@@ -443,4 +445,26 @@ fn preferred_assignor_is_the_most_asked_for_else_uniform() {
     assert_eq!(g.preferred_assignor(), "range");
     g.members.clear();
     assert_eq!(g.preferred_assignor(), "uniform");
+}
+
+/// Kafka's group.consumer.max.size (`group_max_size` here): a new member of
+/// a full group gets GROUP_MAX_SIZE_REACHED with Kafka's message and is not
+/// added; members already in the group keep heartbeating.
+#[test]
+fn a_full_group_refuses_a_new_member() {
+    let (_t, c) = coordinator();
+    c.consumer.cfg.set(ConsumerConfig {
+        max_size: 2,
+        ..c.consumer.cfg.get()
+    });
+    assert_eq!(hb(&c, "a", 0, None).error, 0);
+    assert_eq!(hb(&c, "b", 0, None).error, 0);
+    let third = hb(&c, "c", 0, None);
+    assert_eq!(third.error, ResponseError::GroupMaxSizeReached.code());
+    assert_eq!(
+        third.message.as_deref(),
+        Some("The consumer group has reached its maximum capacity of 2 members.")
+    );
+    assert_eq!(c.consumer_describe("g").unwrap().members.len(), 2);
+    assert_eq!(hb(&c, "a", 1, Some(&[0, 1, 2, 3])).error, 0);
 }

@@ -21,7 +21,7 @@ use kafka_protocol::messages::*;
 
 use super::{s, tn, TOPIC};
 use crate::groups::offsets::CommitEntry;
-use crate::groups::JoinParams;
+use crate::groups::{JoinParams, SyncParams};
 use crate::shard_state::ShardState;
 
 thread_local! {
@@ -90,12 +90,12 @@ async fn stable_member(state: &Rc<ShardState>, group: &str) -> (String, i32) {
         .groups
         .sync(
             group.to_string(),
-            member.clone(),
-            None,
-            joined.generation,
-            None,
-            None,
-            vec![(member.clone(), Bytes::from_static(b"assignment"))],
+            SyncParams {
+                member_id: member.clone(),
+                generation: joined.generation,
+                assignments: vec![(member.clone(), Bytes::from_static(b"assignment"))],
+                ..Default::default()
+            },
         )
         .await;
     assert_eq!(synced.error, 0, "{synced:?}");

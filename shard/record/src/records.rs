@@ -11,10 +11,10 @@ use super::batch_header::{
     update_crc, BatchError, BatchView, Compression, BATCH_HEADER_LEN, LOG_OVERHEAD, NO_PRODUCER_ID,
     NO_SEQUENCE,
 };
-use super::compression::{compress, decompress};
+use super::compression::{compress_with_level, decompress};
 use super::error::RecordError;
-use super::reader::Reader;
 use super::varint::{put_varint, put_varlong};
+use super::visit::{walk_records, RecordRef};
 
 /// Smallest possible encoded record: a one-byte length, then attributes,
 /// timestamp delta, offset delta, null key, null value and zero headers.
@@ -64,88 +64,26 @@ pub fn decode_records(batch: &BatchView) -> Result<Vec<Record>, RecordError> {
     // Cap the pre-allocation by what the bytes could hold: the count is
     // untrusted and could claim two billion records.
     let mut records = Vec::with_capacity((expected as usize).min(data.len() / MIN_RECORD_LEN));
-    let mut reader = Reader::new(&data);
-    while records.len() < expected as usize {
-        if reader.remaining() == 0 {
-            return Err(RecordError::RecordCountMismatch {
-                expected,
-                actual: records.len(),
-            });
-        }
-        records.push(decode_record(&mut reader, &data)?);
-    }
-    if reader.remaining() != 0 {
-        return Err(RecordError::TrailingBytes(reader.remaining()));
-    }
+    walk_records(&data, expected, |r| records.push(to_owned(&r, &data)))?;
     Ok(records)
 }
 
-fn decode_record(reader: &mut Reader<'_>, data: &Bytes) -> Result<Record, RecordError> {
-    let length = reader.varint()?;
-    if length < 0 {
-        return Err(RecordError::InvalidLength {
-            what: "record",
-            length: length as i64,
-        });
-    }
-    let mut body = Reader::new(reader.take(length as usize, "record")?);
-    let _attributes = body.i8("record attributes")?; // unused by Kafka so far
-    let timestamp_delta = body.varlong()?;
-    let offset_delta = body.varint()?;
-    let key = nullable_bytes(&mut body, data, "record key")?;
-    let value = nullable_bytes(&mut body, data, "record value")?;
-    let header_count = body.varint()?;
-    if header_count < 0 {
-        return Err(RecordError::InvalidLength {
-            what: "header count",
-            length: header_count as i64,
-        });
-    }
-    // Each header takes at least two bytes (key length and value length).
-    let mut headers = Vec::with_capacity((header_count as usize).min(body.remaining() / 2));
-    for _ in 0..header_count {
-        let key_len = body.varint()?;
-        if key_len < 0 {
-            return Err(RecordError::InvalidLength {
-                what: "header key",
-                length: key_len as i64,
-            });
-        }
+/// An owned [`Record`] whose keys and values share the buffer `data`.
+fn to_owned(r: &RecordRef<'_>, data: &Bytes) -> Record {
+    Record {
+        offset_delta: r.offset_delta,
+        timestamp_delta: r.timestamp_delta,
+        key: r.key.map(|k| data.slice_ref(k)),
+        value: r.value.map(|v| data.slice_ref(v)),
         // Java decodes header keys leniently (malformed UTF-8 becomes U+FFFD);
         // do the same rather than fail a whole fetch over one header.
-        let key = String::from_utf8_lossy(body.take(key_len as usize, "header key")?).into_owned();
-        let value = nullable_bytes(&mut body, data, "header value")?;
-        headers.push(RecordHeader { key, value });
-    }
-    if body.remaining() != 0 {
-        return Err(RecordError::RecordLengthMismatch {
-            declared: length,
-            actual: body.position(),
-        });
-    }
-    Ok(Record {
-        offset_delta,
-        timestamp_delta,
-        key,
-        value,
-        headers,
-    })
-}
-
-/// A varint length (-1 = null) and that many bytes, as a slice of `data`.
-fn nullable_bytes(
-    reader: &mut Reader<'_>,
-    data: &Bytes,
-    what: &'static str,
-) -> Result<Option<Bytes>, RecordError> {
-    let len = reader.varint()?;
-    match len {
-        -1 => Ok(None),
-        len if len < 0 => Err(RecordError::InvalidLength {
-            what,
-            length: len as i64,
-        }),
-        len => Ok(Some(data.slice_ref(reader.take(len as usize, what)?))),
+        headers: r
+            .headers()
+            .map(|(k, v)| RecordHeader {
+                key: String::from_utf8_lossy(k).into_owned(),
+                value: v.map(|v| data.slice_ref(v)),
+            })
+            .collect(),
     }
 }
 
@@ -181,20 +119,20 @@ fn length_i32(len: usize, what: &'static str) -> Result<i32, RecordError> {
 pub struct BatchBuilder {
     base_offset: i64,
     partition_leader_epoch: i32,
-    compression: Compression,
+    pub(crate) compression: Compression,
     timestamp_type: TimestampType,
     transactional: bool,
     control: bool,
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
-    base_timestamp: i64,
-    max_timestamp: i64,
+    pub(crate) base_timestamp: i64,
+    pub(crate) max_timestamp: i64,
     record_count: usize,
     /// Offset delta of the last record appended (-1 before any).
     last_offset_delta: i32,
     /// The encoded records, uncompressed.
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl BatchBuilder {
@@ -273,6 +211,7 @@ impl BatchBuilder {
         let offset_delta = i32::try_from(self.record_count)
             .map_err(|_| RecordError::TooManyRecords(self.record_count))?;
         self.push_record(offset_delta, timestamp, key, value, headers)
+            .map(|_| ())
     }
 
     /// Append a record at an explicit `offset_delta` from the base offset,
@@ -292,16 +231,19 @@ impl BatchBuilder {
             return Err(BatchError::InvalidOffsetDelta(offset_delta).into());
         }
         self.push_record(offset_delta, timestamp, key, value, headers)
+            .map(|_| ())
     }
 
-    fn push_record(
+    /// Encode one record; returns where its value starts in `body` (the
+    /// uncompressed records), for [`crate::BatchTemplate`]'s in-place restamp.
+    pub(crate) fn push_record(
         &mut self,
         offset_delta: i32,
         timestamp: i64,
         key: Option<Bytes>,
         value: Option<Bytes>,
         headers: Vec<RecordHeader>,
-    ) -> Result<(), RecordError> {
+    ) -> Result<Option<usize>, RecordError> {
         if self.record_count == 0 {
             self.base_timestamp = timestamp;
         }
@@ -312,17 +254,19 @@ impl BatchBuilder {
         put_varint(offset_delta, &mut record);
         put_nullable_bytes(key.as_deref(), &mut record, "record key")?;
         put_nullable_bytes(value.as_deref(), &mut record, "record value")?;
+        let value_end = record.len();
         put_varint(length_i32(headers.len(), "header count")?, &mut record);
         for header in &headers {
             put_nullable_bytes(Some(header.key.as_bytes()), &mut record, "header key")?;
             put_nullable_bytes(header.value.as_deref(), &mut record, "header value")?;
         }
         put_varint(length_i32(record.len(), "record")?, &mut self.body);
+        let record_at = self.body.len();
         self.body.extend_from_slice(&record);
         self.max_timestamp = self.max_timestamp.max(timestamp);
         self.record_count += 1;
         self.last_offset_delta = offset_delta;
-        Ok(())
+        Ok(value.map(|v| record_at + value_end - v.len()))
     }
 
     fn attributes(&self) -> i16 {
@@ -341,13 +285,29 @@ impl BatchBuilder {
 
     /// Encode the batch: header, (compressed) records, CRC32C.
     pub fn build(&self) -> Result<Vec<u8>, RecordError> {
+        let mut out = Vec::new();
+        self.build_into(None, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`build`](Self::build) into `out` (cleared first, its capacity
+    /// reused), compressing at `level` (`None`: the codec's default).
+    pub fn build_into(&self, level: Option<i32>, out: &mut Vec<u8>) -> Result<(), RecordError> {
         if self.record_count == 0 {
             return Err(RecordError::EmptyBatch);
         }
-        let payload = compress(self.compression, &self.body)?;
+        let compressed;
+        let payload: &[u8] = match self.compression {
+            Compression::None => &self.body,
+            codec => {
+                compressed = compress_with_level(codec, &self.body, level)?;
+                &compressed
+            }
+        };
         let total = BATCH_HEADER_LEN + payload.len();
         let batch_length = length_i32(total - LOG_OVERHEAD, "batch")?;
-        let mut out = Vec::with_capacity(total);
+        out.clear();
+        out.reserve(total);
         out.put_i64(self.base_offset);
         out.put_i32(batch_length);
         out.put_i32(self.partition_leader_epoch);
@@ -362,9 +322,9 @@ impl BatchBuilder {
         out.put_i32(self.base_sequence);
         out.put_i32(self.record_count as i32);
         debug_assert_eq!(out.len(), BATCH_HEADER_LEN);
-        out.extend_from_slice(&payload);
-        update_crc(&mut out);
-        Ok(out)
+        out.extend_from_slice(payload);
+        update_crc(out);
+        Ok(())
     }
 }
 
@@ -400,7 +360,7 @@ pub fn recompress_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::batch_header::{BatchError, NO_TIMESTAMP};
+    use crate::batch_header::{BatchError, NO_TIMESTAMP};
     use proptest::prelude::*;
 
     const CODECS: [Compression; 5] = Compression::ALL;

@@ -38,7 +38,24 @@ fn unsigned_len(raw: u64) -> usize {
 
 /// Read an unsigned LEB128 value of at most `max_bytes` bytes whose value
 /// fits in `max_bits` bits; returns the value and the bytes consumed.
+#[inline]
 fn get_unsigned(buf: &[u8], max_bytes: usize, max_bits: u32) -> Result<(u64, usize), RecordError> {
+    // Fast path: one- and two-byte encodings (every length, delta and
+    // small value of a typical record) cannot overflow either type.
+    match *buf {
+        [b0, ..] if b0 < 0x80 => return Ok((b0 as u64, 1)),
+        [b0, b1, ..] if b1 < 0x80 => return Ok(((b0 & 0x7f) as u64 | (b1 as u64) << 7, 2)),
+        _ => {}
+    }
+    get_unsigned_slow(buf, max_bytes, max_bits)
+}
+
+#[cold]
+fn get_unsigned_slow(
+    buf: &[u8],
+    max_bytes: usize,
+    max_bits: u32,
+) -> Result<(u64, usize), RecordError> {
     let mut raw: u64 = 0;
     for (i, &byte) in buf.iter().take(max_bytes).enumerate() {
         let shift = 7 * i as u32;
@@ -81,12 +98,14 @@ pub fn varlong_len(value: i64) -> usize {
 }
 
 /// Decode a zigzag varint at the start of `buf`: `(value, bytes consumed)`.
+#[inline]
 pub fn get_varint(buf: &[u8]) -> Result<(i32, usize), RecordError> {
     let (raw, used) = get_unsigned(buf, MAX_VARINT_LEN, 32)?;
     Ok((unzigzag64(raw) as i32, used))
 }
 
 /// Decode a zigzag varlong at the start of `buf`: `(value, bytes consumed)`.
+#[inline]
 pub fn get_varlong(buf: &[u8]) -> Result<(i64, usize), RecordError> {
     let (raw, used) = get_unsigned(buf, MAX_VARLONG_LEN, 64)?;
     Ok((unzigzag64(raw), used))

@@ -10,7 +10,9 @@ mod error;
 pub mod legacy;
 mod reader;
 pub mod records;
+mod template;
 pub mod varint;
+mod visit;
 
 pub use compression::{
     compress, compress_with_level, decompress, decompress_with_limit, MAX_DECOMPRESSED_SIZE,
@@ -23,3 +25,15 @@ pub use legacy::{
 pub use records::{
     decode_records, recompress_batch, BatchBuilder, Record, RecordHeader, TimestampType,
 };
+pub use template::BatchTemplate;
+pub use visit::{for_each_batch, for_each_record, RecordRef};
+
+/// Now as a Kafka timestamp: milliseconds since the Unix epoch (0 if the
+/// system clock is set before it). The wall clock of every record, group
+/// and retention decision made without an injected `shard::time::Clock`.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,11 +1,70 @@
-//! Client side of SASL PLAIN and SCRAM-SHA-256/512 (RFC 5802), for the CLI
-//! talking to SASL_PLAINTEXT listeners.
+//! Client side of SASL PLAIN and SCRAM-SHA-256/512 (RFC 5802), run inside
+//! SaslHandshake v1 + SaslAuthenticate right after ApiVersions.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use bytes::Bytes;
+use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
 
-use crate::security::scram::ScramMechanism;
+use crate::conn::Conn;
+use crate::errors::{check, kafka_error};
+use crate::sb;
+use crate::scram::ScramMechanism;
+
+/// SASL settings of a connection.
+#[derive(Clone, Debug)]
+pub struct SaslAuth {
+    pub mechanism: String,
+    pub user: String,
+    pub password: String,
+}
+
+/// SaslHandshake v1, then the mechanism's tokens in SaslAuthenticate.
+pub(crate) fn authenticate<P>(conn: &mut Conn<P>, auth: &SaslAuth) -> Result<()> {
+    let addr = conn.addr.clone();
+    run(conn, auth).with_context(|| format!("SASL {} as {:?} to {addr}", auth.mechanism, auth.user))
+}
+
+fn run<P>(conn: &mut Conn<P>, auth: &SaslAuth) -> Result<()> {
+    let req = SaslHandshakeRequest::default().with_mechanism(sb(&auth.mechanism));
+    let resp = conn.call(&req)?;
+    if resp.error_code != 0 {
+        let offered: Vec<String> = resp.mechanisms.iter().map(|m| m.to_string()).collect();
+        return Err(kafka_error(
+            resp.error_code,
+            format!(
+                "mechanism {} (broker offers {})",
+                auth.mechanism,
+                offered.join(", ")
+            ),
+            None,
+        ));
+    }
+    let mut exchange = |token: Vec<u8>| -> Result<Vec<u8>> {
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+        let resp = conn.call(&req)?;
+        check(
+            resp.error_code,
+            "SaslAuthenticate",
+            resp.error_message.as_ref(),
+        )?;
+        Ok(resp.auth_bytes.to_vec())
+    };
+    match ScramMechanism::from_name(&auth.mechanism) {
+        None => {
+            exchange(plain_message(&auth.user, &auth.password))?;
+        }
+        Some(m) => {
+            let mut c = ScramClient::new(m, &auth.user, &auth.password);
+            let server_first = exchange(c.first_message().into_bytes())?;
+            let fin = c.final_message(&String::from_utf8_lossy(&server_first))?;
+            let server_final = exchange(fin.into_bytes())?;
+            c.verify_server_final(&String::from_utf8_lossy(&server_final))?;
+        }
+    }
+    Ok(())
+}
 
 /// The single PLAIN message: `NUL user NUL password`.
 pub fn plain_message(user: &str, password: &str) -> Vec<u8> {

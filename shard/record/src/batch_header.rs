@@ -41,6 +41,21 @@ impl Compression {
         }
     }
 
+    /// Kafka's name of the codec (`compression.type` of a producer).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     pub fn id(self) -> i16 {
         match self {
             Self::None => 0,

@@ -1,8 +1,8 @@
 //! Tests of legacy message sets and conversion to and from magic 2.
 
 use super::*;
-use crate::record::batch_header::NO_PRODUCER_ID;
-use crate::record::records::RecordHeader;
+use crate::batch_header::NO_PRODUCER_ID;
+use crate::records::RecordHeader;
 use proptest::prelude::*;
 
 const LEGACY_CODECS: [Compression; 4] = [
@@ -377,7 +377,7 @@ proptest! {
 
         // And back down: relabel the batch at the original offsets.
         let mut log = batches[0].clone();
-        crate::record::batch_header::set_base_offset(&mut log, 40);
+        crate::batch_header::set_base_offset(&mut log, 40);
         let down = batches_to_message_set(&log, magic).unwrap();
         prop_assert_eq!(parse_message_set(&down).unwrap(), messages);
     }

@@ -1,0 +1,249 @@
+//! Metadata changes as commands, applied by a pure function.
+//!
+//! Every change to [`ClusterState`] is a [`MetadataCommand`] value applied by
+//! [`ClusterState::apply`], which does no I/O and reads no clock or random
+//! number: whatever a change needs that is not in the state (a topic id, the
+//! shard of each new partition) is decided by the controller before it
+//! builds the command. So the same commands replayed on the same state give
+//! the same state — what a replicated metadata log (KRaft's model) needs —
+//! and a roll-back is one more command (the inverse), not a closure.
+//!
+//! `apply` checks the command against the state and the invariants before
+//! changing anything: a rejected command leaves the state as it was.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{ClusterState, PartitionMeta, TopicMeta};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataCommand {
+    /// A new topic with all its partitions placed (Kafka's TopicRecord plus
+    /// PartitionRecords plus ConfigRecords).
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        partitions: Vec<PartitionMeta>,
+        configs: BTreeMap<String, String>,
+    },
+    /// Forget a topic (Kafka's RemoveTopicRecord); also the inverse of `CreateTopic`.
+    DeleteTopic { name: String, id: Uuid },
+    /// Append partitions `first..first + partitions.len()` to a topic.
+    CreatePartitions {
+        name: String,
+        id: Uuid,
+        first: u32,
+        partitions: Vec<PartitionMeta>,
+    },
+    /// Keep only the first `count` partitions: the inverse of
+    /// `CreatePartitions` when opening the new ones failed (Kafka never
+    /// shrinks a topic, and neither does anything else here).
+    TruncatePartitions { name: String, id: Uuid, count: u32 },
+    /// Replace a topic's config overrides with `configs` (the controller
+    /// resolves incremental changes against the current overrides).
+    AlterTopicConfigs {
+        name: String,
+        id: Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    /// Reserve producer ids up to `block_end` (Kafka's ProducerIdsRecord):
+    /// persisted before any id of the block is handed out.
+    AllocateProducerIds { block_end: i64 },
+}
+
+/// What an applied command changed, for the controller's next steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// The topic as it is after the command.
+    Topic(Arc<TopicMeta>),
+    /// The topic as it was before it was deleted.
+    TopicDeleted(Arc<TopicMeta>),
+    /// Producer ids `start..end` are reserved.
+    ProducerIds { start: i64, end: i64 },
+}
+
+impl ClusterState {
+    /// Apply `cmd` (see the module doc). `shards` is this broker's shard
+    /// count: every partition must be placed on one of them.
+    pub fn apply(&mut self, cmd: &MetadataCommand, shards: usize) -> Result<Effect, String> {
+        let effect = match cmd {
+            MetadataCommand::CreateTopic {
+                name,
+                id,
+                partitions,
+                configs,
+            } => {
+                if self.topics.contains_key(name) {
+                    return Err(format!("topic '{name}' already exists"));
+                }
+                if id.is_nil() || self.topic_by_id(id).is_some() {
+                    return Err(format!("topic id {id} of '{name}' is not unique"));
+                }
+                if partitions.is_empty() {
+                    return Err(format!("topic '{name}' needs at least one partition"));
+                }
+                for p in partitions {
+                    check_partition(p, shards)?;
+                }
+                let t = Arc::new(TopicMeta {
+                    name: name.clone(),
+                    id: *id,
+                    partitions: partitions.clone(),
+                    configs: configs.clone(),
+                });
+                self.insert_topic(t.clone());
+                Effect::Topic(t)
+            }
+            MetadataCommand::DeleteTopic { name, id } => {
+                self.existing(name, id)?;
+                let t = self.topics.remove(name).expect("checked above");
+                self.by_id.remove(id);
+                Effect::TopicDeleted(t)
+            }
+            MetadataCommand::CreatePartitions {
+                name,
+                id,
+                first,
+                partitions,
+            } => {
+                let old = self.existing(name, id)?;
+                if *first as usize != old.partitions.len() {
+                    // Partition numbers are dense: new ones follow the last.
+                    return Err(format!(
+                        "topic '{name}' has {} partitions; new ones cannot start at {first}",
+                        old.partitions.len()
+                    ));
+                }
+                if partitions.is_empty() {
+                    return Err(format!("no partitions to add to '{name}'"));
+                }
+                for p in partitions {
+                    check_partition(p, shards)?;
+                }
+                let mut t = (*old).clone();
+                t.partitions.extend(partitions.iter().cloned());
+                let t = Arc::new(t);
+                self.insert_topic(t.clone());
+                Effect::Topic(t)
+            }
+            MetadataCommand::TruncatePartitions { name, id, count } => {
+                let old = self.existing(name, id)?;
+                if *count == 0 || *count as usize > old.partitions.len() {
+                    return Err(format!(
+                        "topic '{name}' has {} partitions; cannot keep {count}",
+                        old.partitions.len()
+                    ));
+                }
+                let mut t = (*old).clone();
+                t.partitions.truncate(*count as usize);
+                let t = Arc::new(t);
+                self.insert_topic(t.clone());
+                Effect::Topic(t)
+            }
+            MetadataCommand::AlterTopicConfigs { name, id, configs } => {
+                let old = self.existing(name, id)?;
+                let mut t = (*old).clone();
+                t.configs = configs.clone();
+                let t = Arc::new(t);
+                self.insert_topic(t.clone());
+                Effect::Topic(t)
+            }
+            MetadataCommand::AllocateProducerIds { block_end } => {
+                let start = self.producer_id_block_end;
+                if *block_end <= start {
+                    // Ids are never reused: the reserved range only grows.
+                    return Err(format!(
+                        "producer id block end {block_end} is not past {start}"
+                    ));
+                }
+                self.producer_id_block_end = *block_end;
+                Effect::ProducerIds {
+                    start,
+                    end: *block_end,
+                }
+            }
+        };
+        debug_assert_eq!(self.check_invariants(shards), Ok(()));
+        Ok(effect)
+    }
+
+    /// The whole state's invariants (what `apply` keeps true): the name and
+    /// id indexes agree, ids are unique, every partition is well placed.
+    pub fn check_invariants(&self, shards: usize) -> Result<(), String> {
+        if self.by_id.len() != self.topics.len() {
+            return Err(format!(
+                "{} topics but {} distinct ids",
+                self.topics.len(),
+                self.by_id.len()
+            ));
+        }
+        for (name, t) in &self.topics {
+            if &t.name != name || self.by_id.get(&t.id) != Some(name) {
+                return Err(format!("topic '{name}' is indexed wrongly"));
+            }
+            for p in &t.partitions {
+                check_partition(p, shards)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The topic `name` if its id is `id` (a command names both, so one
+    /// meant for a deleted topic cannot hit a new one of the same name).
+    fn existing(&self, name: &str, id: &Uuid) -> Result<Arc<TopicMeta>, String> {
+        match self.topics.get(name) {
+            Some(t) if t.id == *id => Ok(t.clone()),
+            Some(t) => Err(format!("topic '{name}' has id {}, not {id}", t.id)),
+            None => Err(format!("unknown topic '{name}'")),
+        }
+    }
+
+    /// Put a topic in place, keeping the id index; a topic that replaces
+    /// one of the same id keeps its partitions' leader epochs monotonic.
+    fn insert_topic(&mut self, t: Arc<TopicMeta>) {
+        if let Some(old) = self.topics.get(&t.name) {
+            debug_assert_eq!(old.id, t.id, "a topic keeps its id");
+            for (before, after) in old.partitions.iter().zip(&t.partitions) {
+                assert!(
+                    after.leader_epoch >= before.leader_epoch,
+                    "{}: leader epoch went back from {} to {}",
+                    t.name,
+                    before.leader_epoch,
+                    after.leader_epoch
+                );
+            }
+        }
+        self.by_id.insert(t.id, t.name.clone());
+        self.topics.insert(t.name.clone(), t);
+    }
+}
+
+/// One partition's placement: on an existing shard, led by one of its
+/// replicas, which are distinct, with an in-sync set among them.
+fn check_partition(p: &PartitionMeta, shards: usize) -> Result<(), String> {
+    if p.shard as usize >= shards {
+        return Err(format!("partition placed on shard {} of {shards}", p.shard));
+    }
+    if p.leader_epoch < 0 {
+        return Err(format!("leader epoch {} is negative", p.leader_epoch));
+    }
+    if !p.replicas.contains(&p.leader) || !p.isr.contains(&p.leader) {
+        return Err(format!(
+            "leader {} is not among the in-sync replicas {:?} of {:?}",
+            p.leader, p.isr, p.replicas
+        ));
+    }
+    let mut seen = p.replicas.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != p.replicas.len() || p.isr.iter().any(|r| !p.replicas.contains(r)) {
+        return Err(format!(
+            "replicas {:?} repeat a node, or the in-sync set {:?} is not among them",
+            p.replicas, p.isr
+        ));
+    }
+    Ok(())
+}

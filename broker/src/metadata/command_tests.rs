@@ -1,0 +1,309 @@
+//! Metadata commands: the pure `apply`, its inverses, the round trip
+//! through the file, and files written before replicas were recorded.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::*;
+
+const SHARDS: usize = 3;
+const NODE: i32 = 7;
+
+/// A small seeded generator (xorshift64*), so a failing run can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn uuid(&mut self) -> Uuid {
+        Uuid::from_u64_pair(self.next(), self.next())
+    }
+}
+
+fn parts(rng: &mut Rng, n: u64, shards: u64) -> Vec<PartitionMeta> {
+    (0..n)
+        .map(|_| PartitionMeta::local(rng.below(shards) as u32, NODE))
+        .collect()
+}
+
+/// A random command: mostly ones that fit the state, some that do not
+/// (a shard out of range, a stale id, a gap in partition numbers).
+fn random_command(rng: &mut Rng, s: &ClusterState) -> MetadataCommand {
+    let names = ["a", "b", "c", "d"];
+    let name = names[rng.below(names.len() as u64) as usize].to_string();
+    let existing = s.topic(&name).cloned();
+    let id = match (&existing, rng.below(10)) {
+        (Some(t), 0..=8) => t.id,
+        _ => rng.uuid(),
+    };
+    // One in ten commands places a partition on a shard that is not there.
+    let shards = (if rng.below(10) == 0 {
+        SHARDS + 1
+    } else {
+        SHARDS
+    }) as u64;
+    let count = existing.as_ref().map_or(0, |t| t.partitions.len()) as u32;
+    match rng.below(6) {
+        0 => MetadataCommand::CreateTopic {
+            name,
+            id,
+            partitions: {
+                let n = 1 + rng.below(4);
+                parts(rng, n, shards)
+            },
+            configs: BTreeMap::from([("retention.ms".to_string(), rng.below(1000).to_string())]),
+        },
+        1 => MetadataCommand::DeleteTopic { name, id },
+        2 => MetadataCommand::CreatePartitions {
+            name,
+            id,
+            first: if rng.below(8) == 0 { count + 1 } else { count },
+            partitions: {
+                let n = 1 + rng.below(3);
+                parts(rng, n, shards)
+            },
+        },
+        3 => MetadataCommand::TruncatePartitions {
+            name,
+            id,
+            count: rng.below(count as u64 + 2) as u32,
+        },
+        4 => MetadataCommand::AlterTopicConfigs {
+            name,
+            id,
+            configs: BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        },
+        _ => MetadataCommand::AllocateProducerIds {
+            block_end: s.producer_id_block_end + rng.below(3) as i64 * PRODUCER_ID_BLOCK
+                - PRODUCER_ID_BLOCK / 2,
+        },
+    }
+}
+
+/// The state as the file gives it back.
+fn reloaded(s: &ClusterState) -> ClusterState {
+    let mut back: ClusterState = serde_json::from_slice(&serde_json::to_vec_pretty(s).unwrap())
+        .expect("the written state reads back");
+    back.adopt_unrecorded_replicas(NODE);
+    back.reindex();
+    back
+}
+
+#[test]
+fn random_command_sequences_survive_the_file_and_rejections_change_nothing() {
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut s = ClusterState {
+            cluster_id: "c".into(),
+            ..Default::default()
+        };
+        let mut applied = 0;
+        for step in 0..60 {
+            let cmd = random_command(&mut rng, &s);
+            let before = s.clone();
+            match s.apply(&cmd, SHARDS) {
+                Ok(_) => {
+                    applied += 1;
+                    assert_eq!(s.check_invariants(SHARDS), Ok(()));
+                    assert_eq!(reloaded(&s), s, "seed {seed} step {step}: {cmd:?}");
+                    // A command's meaning is in the command: applied to a
+                    // copy of the old state, it gives the same new state.
+                    let mut replay = before.clone();
+                    replay.apply(&cmd, SHARDS).unwrap();
+                    assert_eq!(replay, s, "seed {seed} step {step}");
+                }
+                Err(_) => assert_eq!(s, before, "seed {seed} step {step}: rejected {cmd:?}"),
+            }
+        }
+        assert!(applied > 10, "seed {seed}: only {applied} commands fit");
+    }
+}
+
+#[test]
+fn inverse_commands_restore_the_state() {
+    let mut s = ClusterState::default();
+    let id = Uuid::from_u128(1);
+    s.apply(
+        &MetadataCommand::CreateTopic {
+            name: "t".into(),
+            id,
+            partitions: vec![PartitionMeta::local(0, NODE)],
+            configs: BTreeMap::new(),
+        },
+        SHARDS,
+    )
+    .unwrap();
+    let one = s.clone();
+    s.apply(
+        &MetadataCommand::CreatePartitions {
+            name: "t".into(),
+            id,
+            first: 1,
+            partitions: vec![PartitionMeta::local(1, NODE), PartitionMeta::local(2, NODE)],
+        },
+        SHARDS,
+    )
+    .unwrap();
+    assert_eq!(s.shard_load(SHARDS), vec![1, 1, 1]);
+    s.apply(
+        &MetadataCommand::TruncatePartitions {
+            name: "t".into(),
+            id,
+            count: 1,
+        },
+        SHARDS,
+    )
+    .unwrap();
+    assert_eq!(s, one);
+    let deleted = s
+        .apply(
+            &MetadataCommand::DeleteTopic {
+                name: "t".into(),
+                id,
+            },
+            SHARDS,
+        )
+        .unwrap();
+    assert!(matches!(deleted, Effect::TopicDeleted(t) if t.id == id));
+    assert_eq!(s, ClusterState::default());
+}
+
+#[test]
+fn commands_that_break_an_invariant_are_rejected() {
+    let mut s = ClusterState::default();
+    let create = |name: &str, id: u128, p: PartitionMeta| MetadataCommand::CreateTopic {
+        name: name.into(),
+        id: Uuid::from_u128(id),
+        partitions: vec![p],
+        configs: BTreeMap::new(),
+    };
+    s.apply(&create("t", 1, PartitionMeta::local(0, NODE)), SHARDS)
+        .unwrap();
+    let before = s.clone();
+    let rejected = [
+        create("t", 2, PartitionMeta::local(0, NODE)),
+        create("u", 1, PartitionMeta::local(0, NODE)),
+        create("u", 0, PartitionMeta::local(0, NODE)),
+        create("u", 2, PartitionMeta::local(SHARDS as u32, NODE)),
+        create(
+            "u",
+            2,
+            PartitionMeta {
+                leader: NODE + 1,
+                ..PartitionMeta::local(0, NODE)
+            },
+        ),
+        create(
+            "u",
+            2,
+            PartitionMeta {
+                replicas: vec![NODE, NODE],
+                ..PartitionMeta::local(0, NODE)
+            },
+        ),
+        MetadataCommand::CreatePartitions {
+            name: "t".into(),
+            id: Uuid::from_u128(1),
+            first: 2,
+            partitions: vec![PartitionMeta::local(0, NODE)],
+        },
+        MetadataCommand::DeleteTopic {
+            name: "t".into(),
+            id: Uuid::from_u128(9),
+        },
+        MetadataCommand::TruncatePartitions {
+            name: "t".into(),
+            id: Uuid::from_u128(1),
+            count: 0,
+        },
+        MetadataCommand::AllocateProducerIds { block_end: 0 },
+    ];
+    for cmd in rejected {
+        assert!(s.apply(&cmd, SHARDS).is_err(), "{cmd:?} was accepted");
+        assert_eq!(s, before);
+    }
+    let ids = s
+        .apply(
+            &MetadataCommand::AllocateProducerIds { block_end: 1000 },
+            SHARDS,
+        )
+        .unwrap();
+    assert_eq!(
+        ids,
+        Effect::ProducerIds {
+            start: 0,
+            end: 1000
+        }
+    );
+}
+
+/// A file written before partitions recorded their leader and replicas
+/// (Shardline before issue 12), byte for byte.
+const OLD_FILE: &str = r#"{
+  "cluster_id": "AAAAAAAAAAAAAAAAAAAAAA",
+  "producer_id_block_end": 2000,
+  "topics": {
+    "orders": {
+      "name": "orders",
+      "id": "6f1c3a52-8e0b-4b7e-9a51-3c2d7e0f4a11",
+      "partitions": [
+        {
+          "shard": 0,
+          "leader_epoch": 0
+        },
+        {
+          "shard": 1,
+          "leader_epoch": 0
+        }
+      ],
+      "configs": {
+        "retention.ms": "60000"
+      }
+    }
+  }
+}"#;
+
+#[test]
+fn an_old_metadata_file_loads_with_this_node_as_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(METADATA_FILE), OLD_FILE).unwrap();
+    let store = MetadataStore::load_or_init(dir.path(), 2, NODE).unwrap();
+    let snap = store.snapshot();
+    assert_eq!(snap.cluster_id, "AAAAAAAAAAAAAAAAAAAAAA");
+    assert_eq!(snap.producer_id_block_end, 2000);
+    let t = snap.topic("orders").unwrap();
+    assert_eq!(snap.topic_by_id(&t.id).unwrap().name, "orders");
+    assert_eq!(t.configs["retention.ms"], "60000");
+    assert_eq!(
+        t.partitions,
+        vec![PartitionMeta::local(0, NODE), PartitionMeta::local(1, NODE)]
+    );
+    // Rewritten in the new format, which loads to the same state (and
+    // keeps the leader it recorded, whatever the node id is now).
+    let again = MetadataStore::load_or_init(dir.path(), 2, NODE + 1).unwrap();
+    assert_eq!(*again.snapshot(), *snap);
+}
+
+#[test]
+fn a_rejected_command_leaves_the_store_and_file_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetadataStore::load_or_init(dir.path(), 1, NODE).unwrap();
+    let before = store.snapshot();
+    let file = std::fs::read(dir.path().join(METADATA_FILE)).unwrap();
+    let err = shard::runtime::run_local(move || async move {
+        let cmd = MetadataCommand::AllocateProducerIds { block_end: -5 };
+        let err = store.execute(cmd).await.unwrap_err();
+        assert_eq!(*store.snapshot(), *before);
+        err
+    });
+    assert!(err.contains("not past"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join(METADATA_FILE)).unwrap(), file);
+}

@@ -1,0 +1,304 @@
+//! The offsets that bound a partition, owned by one type whose fields only
+//! its own methods can change, each checking the invariants below.
+//!
+//! ```text
+//! log_start ≤ last_stable ≤ high_watermark ≤ written ≤ log_end
+//! synced ≤ written
+//! ```
+//! - `log_end` (Kafka's log end offset, `next_offset`): the next offset to
+//!   assign; batches up to it are in memory, maybe not yet on the device.
+//! - `written`: below it, batches are written to the device (they survive a
+//!   process crash); `synced`: below it, covered by an `fdatasync` (they
+//!   survive a power loss).
+//! - `high_watermark`: below it, batches are as durable as the flush mode
+//!   promises (`batch`: synced, `interval`: written). It is Kafka's high
+//!   watermark on one node: consumers see only what lies below it, so they
+//!   never see a record that a failed write or a crash can take back, and
+//!   whose offset could then be given to a different record. Acknowledged
+//!   produces (`acks=1/all`) are answered when it passes their batch, so
+//!   acknowledged and visible mean the same thing.
+//! - `last_stable`: Kafka's last stable offset. Without transactions it is
+//!   the high watermark; it is kept apart so that they can differ later.
+//! - `log_start`: the first offset kept (retention and DeleteRecords move it).
+//!
+//! Every offset only grows while the log lives. A recovery in place (after
+//! a failed write) builds a fresh state from the files; its log end is
+//! never below the old high watermark (what lay below it was on the device).
+//!
+//! The order checks are a few comparisons and always run; the check that
+//! the segment map agrees with them walks it, so it runs in debug builds.
+
+use std::collections::BTreeMap;
+
+use super::config::FlushMode;
+use super::partition::PartitionLog;
+use super::segment::Segment;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Offsets {
+    log_start: i64,
+    last_stable: i64,
+    high_watermark: i64,
+    written: i64,
+    synced: i64,
+    log_end: i64,
+}
+
+impl Offsets {
+    /// A log loaded from its files: everything found is on the device and
+    /// synced (the loader syncs it), so all of it is visible.
+    pub(super) fn loaded(log_start: i64, log_end: i64) -> Self {
+        let o = Self {
+            log_start,
+            last_stable: log_end,
+            high_watermark: log_end,
+            written: log_end,
+            synced: log_end,
+            log_end,
+        };
+        o.check();
+        o
+    }
+
+    pub(super) fn log_start(&self) -> i64 {
+        self.log_start
+    }
+
+    pub(super) fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    #[allow(dead_code)] // read by the fetch path once transactions exist
+    pub(super) fn last_stable(&self) -> i64 {
+        self.last_stable
+    }
+
+    pub(super) fn written(&self) -> i64 {
+        self.written
+    }
+
+    pub(super) fn synced(&self) -> i64 {
+        self.synced
+    }
+
+    pub(super) fn log_end(&self) -> i64 {
+        self.log_end
+    }
+
+    /// A batch ending at `last_offset` was appended at the log end.
+    #[inline]
+    pub(super) fn append(&mut self, last_offset: i64) {
+        assert!(
+            last_offset >= self.log_end,
+            "batch ending at {last_offset} appended below the log end {}",
+            self.log_end
+        );
+        self.log_end = last_offset + 1;
+    }
+
+    /// Everything below `end` is written to the device.
+    pub(super) fn mark_written(&mut self, end: i64) {
+        self.written = self.written.max(end);
+        self.check();
+    }
+
+    /// Everything below `end` is covered by an fdatasync.
+    pub(super) fn mark_synced(&mut self, end: i64) {
+        self.synced = self.synced.max(end);
+        self.check();
+    }
+
+    /// Raise the high watermark (and the last stable offset with it) to
+    /// what the flush mode makes durable. Returns true if it moved.
+    pub(super) fn advance_high_watermark(&mut self, mode: FlushMode) -> bool {
+        let durable = match mode {
+            FlushMode::Batch => self.synced,
+            FlushMode::Interval => self.written,
+        };
+        let moved = durable > self.high_watermark;
+        if moved {
+            self.high_watermark = durable;
+            self.last_stable = durable;
+        }
+        self.check();
+        moved
+    }
+
+    /// Move the log start up to `offset` (retention, DeleteRecords, a
+    /// checkpoint kept across a recovery). It never passes the high
+    /// watermark: data a consumer has not been allowed to see is not
+    /// deleted under it. Returns true if it moved.
+    pub(super) fn advance_log_start(&mut self, offset: i64) -> bool {
+        assert!(
+            offset <= self.high_watermark,
+            "log start {offset} beyond the high watermark {}",
+            self.high_watermark
+        );
+        let moved = offset > self.log_start;
+        if moved {
+            self.log_start = offset;
+        }
+        self.check();
+        moved
+    }
+
+    /// A truncation cut the files at `end` but the state could not be
+    /// rebuilt from them (a storage fault; recovery in place follows):
+    /// nothing from `end` on may be served meanwhile. The other offsets
+    /// stay until the recovery replaces them all.
+    pub(super) fn hide_from(&mut self, end: i64) {
+        self.high_watermark = self.high_watermark.min(end);
+        self.last_stable = self.last_stable.min(self.high_watermark);
+        self.log_start = self.log_start.min(self.last_stable);
+        self.check();
+    }
+
+    /// The invariants in the module comment. Cheap: always on.
+    fn check(&self) {
+        assert!(
+            self.log_start <= self.last_stable,
+            "log start {} above last stable offset {}",
+            self.log_start,
+            self.last_stable
+        );
+        assert!(
+            self.last_stable <= self.high_watermark,
+            "last stable offset {} above high watermark {}",
+            self.last_stable,
+            self.high_watermark
+        );
+        assert!(
+            self.high_watermark <= self.written,
+            "high watermark {} above written {}",
+            self.high_watermark,
+            self.written
+        );
+        assert!(
+            self.synced <= self.written,
+            "synced {} above written {}",
+            self.synced,
+            self.written
+        );
+        assert!(
+            self.written <= self.log_end,
+            "written {} above log end {}",
+            self.written,
+            self.log_end
+        );
+    }
+
+    /// The segment map agrees with the offsets: the first segment starts at
+    /// or below the log start, and the active (last) one ends at the log
+    /// end. Walks nothing but the ends, yet is only run in debug builds as
+    /// it is called on every append.
+    pub(super) fn debug_check_segments(&self, segments: &BTreeMap<i64, Segment>) {
+        if cfg!(debug_assertions) {
+            let (&first, _) = segments.iter().next().expect("a log has a segment");
+            let (&last, active) = segments.iter().next_back().expect("a log has a segment");
+            assert!(
+                first <= self.log_start,
+                "first segment {first} above log start {}",
+                self.log_start
+            );
+            assert!(
+                last <= self.log_end && active.next_offset == self.log_end,
+                "active segment {last} ends at {}, log end is {}",
+                active.next_offset,
+                self.log_end
+            );
+        }
+    }
+}
+
+impl PartitionLog {
+    /// After the flusher moved `written`/`synced`: raise the high watermark
+    /// and wake the fetches waiting for it (appends alone never wake them).
+    pub(super) fn publish_durable(&self) {
+        let mode = self.config.borrow().flush_mode;
+        let moved = self.inner.borrow_mut().offsets.advance_high_watermark(mode);
+        if moved {
+            self.data_signal.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_move_in_order_and_the_watermark_follows_the_flush_mode() {
+        let mut o = Offsets::loaded(5, 10);
+        o.append(14);
+        assert_eq!(o.log_end(), 15);
+        o.mark_written(12);
+        assert!(!o.advance_high_watermark(FlushMode::Batch));
+        assert!(o.advance_high_watermark(FlushMode::Interval));
+        assert_eq!((o.high_watermark(), o.last_stable()), (12, 12));
+        o.mark_synced(12);
+        o.mark_written(11); // a late, smaller report never lowers it
+        assert_eq!(o.written(), 12);
+        assert!(o.advance_log_start(12));
+        assert!(!o.advance_log_start(7));
+        assert_eq!(o.log_start(), 12);
+    }
+
+    #[test]
+    #[should_panic(expected = "above log end")]
+    fn written_past_the_log_end_is_refused() {
+        let mut o = Offsets::loaded(0, 10);
+        o.mark_written(11);
+    }
+
+    #[test]
+    #[should_panic(expected = "beyond the high watermark")]
+    fn log_start_past_the_high_watermark_is_refused() {
+        let mut o = Offsets::loaded(0, 10);
+        o.append(19);
+        o.advance_log_start(11);
+    }
+
+    #[test]
+    #[should_panic(expected = "below the log end")]
+    fn appends_below_the_log_end_are_refused() {
+        let mut o = Offsets::loaded(0, 10);
+        o.append(5);
+    }
+
+    /// The offsets are private to this file; this keeps it that way (no
+    /// field of that name is assigned anywhere else in the log).
+    #[test]
+    fn only_this_file_assigns_the_offsets() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/log");
+        let fields = [
+            "next_offset =",
+            "log_start_offset =",
+            "written_offset =",
+            "synced_offset =",
+            "high_watermark =",
+            ".log_start =",
+            ".log_end =",
+            ".written =",
+            ".synced =",
+        ];
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            if name == "offsets.rs" || name.ends_with("tests.rs") || name == "segment.rs" {
+                continue; // segment.rs: a segment's own next_offset
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines() {
+                let code = line.split("//").next().unwrap();
+                for f in fields {
+                    assert!(
+                        !code.contains(&format!("inner.{f}"))
+                            && !code.contains(&format!("offsets{f}")),
+                        "{name}: `{}` assigns a log offset outside offsets.rs",
+                        line.trim()
+                    );
+                }
+            }
+        }
+    }
+}
