@@ -130,6 +130,14 @@ pub struct SimDisk {
 
 pub type SimDiskRef = Rc<RefCell<SimDisk>>;
 
+impl SimDisk {
+    /// Whether a real operation holds the gate, and how many wait for it
+    /// (for the report of a hung seed).
+    pub fn gate_state(&self) -> (bool, usize) {
+        (self.busy, self.waiting.len())
+    }
+}
+
 /// `SIM_VERBOSE`: keep a narration of the run, printed at its end.
 pub fn verbose() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

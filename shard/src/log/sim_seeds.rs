@@ -6,10 +6,12 @@ use super::*;
 
 /// Seeds that once failed, kept as regression tests. 1382: a truncation
 /// that failed after cutting its segment but before unlinking the later
-/// ones left a gap (544 → 555) at the next load.
+/// ones left a gap (544 → 555) at the next load. 9983: the harness read
+/// the log to plan a truncation on a disk that had just crashed.
 #[test]
 fn sim_found_seeds() {
     sim_range(1382..1383);
+    sim_range(9983..9984);
 }
 
 #[test]

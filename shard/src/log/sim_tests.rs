@@ -665,7 +665,13 @@ fn sim_seed(seed: u64) -> Result<Report, String> {
         let outcome =
             match crate::wake::timeout(Duration::from_secs(60), run_seed(seed, &path)).await {
                 Ok(outcome) => outcome,
-                Err(_) => Err("hung for 60 s".into()),
+                Err(_) => Err(format!(
+                    "hung for 60 s (gate busy and waiters, calls in flight: {:?})",
+                    sim_disk::current().map(|d| {
+                        let d = d.borrow();
+                        (d.gate_state(), d.in_flight())
+                    })
+                )),
             };
         for line in sim_disk::take_narration() {
             eprintln!("{line}");
