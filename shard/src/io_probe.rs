@@ -38,6 +38,12 @@ impl ScratchFile {
         Ok(self.file.pre_allocate(len, false).await?)
     }
 
+    /// Reserve `len` bytes of extents and keep the size: a segment's
+    /// preallocation (each write then grows the file).
+    pub async fn reserve(&self, len: u64) -> io::Result<()> {
+        Ok(self.file.pre_allocate(len, true).await?)
+    }
+
     /// Write `data` at `pos` (both multiples of the device's block size)
     /// from a fresh aligned buffer; returns the bytes written.
     pub async fn write_at(&self, data: &[u8], pos: u64) -> io::Result<usize> {

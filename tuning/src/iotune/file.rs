@@ -69,6 +69,10 @@ pub struct Measurements {
     /// DMA reads of 128 KiB, 16 in flight.
     pub read_128k_qd16_mib_s: f64,
     pub write: Vec<WriteResult>,
+    /// Appends to N files made durable serially, concurrently or by one
+    /// `syncfs` (see `fanout.rs`); absent from files of older versions.
+    #[serde(default)]
+    pub sync_fanout: Vec<super::fanout::FanoutResult>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,6 +174,18 @@ impl IotuneFile {
             self.settings.write_chunk_bytes,
             self.settings.group_commit_window_us
         );
+        if !m.sync_fanout.is_empty() {
+            s += "\n4 KiB appends to N files, then durable (round p50 / p99 us):\n";
+            for r in &m.sync_fanout {
+                s += &format!(
+                    "  {:>3} files  {:<17} {:>8} {:>8}\n",
+                    r.files,
+                    r.mode.name(),
+                    r.round_p50_us,
+                    r.round_p99_us
+                );
+            }
+        }
         s
     }
 }

@@ -2,6 +2,7 @@
 //! broker's own I/O path (`shard::io_probe`: O_DIRECT through io_uring,
 //! page-aligned buffers from the file) and derive the flusher's settings.
 
+pub mod fanout;
 pub mod file;
 #[cfg(test)]
 mod tests;
@@ -114,7 +115,11 @@ async fn measure_dir(dir: &Path, span: u64, duration: Duration) -> Result<Measur
             .with_context(|| format!("opening {}", path.display()))?;
         let m = measure_file(&file, span, duration).await;
         file.close().await?;
-        m
+        let mut m = m?;
+        // 64 files of 8 MiB (256 KiB when quick) at most.
+        let fanout_span = (span / 64).clamp(256 << 10, 8 << 20) / (256 << 10) * (256 << 10);
+        m.sync_fanout = fanout::measure(dir, &pattern(256 << 10), fanout_span, duration).await?;
+        Ok(m)
     }
     .await;
     // The scratch file goes whatever happened.
@@ -149,6 +154,7 @@ async fn measure_file(file: &ScratchFile, span: u64, duration: Duration) -> Resu
         fdatasync_p99_us: p99,
         read_128k_qd16_mib_s: read,
         write,
+        sync_fanout: Vec::new(),
     })
 }
 

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::fanout::{FANOUT_FILES, SYNC_MODES};
 use super::*;
 
 fn table(bw: impl Fn(usize, usize) -> f64, p50: u64) -> Measurements {
@@ -24,6 +25,7 @@ fn table(bw: impl Fn(usize, usize) -> f64, p50: u64) -> Measurements {
         fdatasync_p99_us: p50 * 3,
         read_128k_qd16_mib_s: 900.0,
         write,
+        sync_fanout: Vec::new(),
     }
 }
 
@@ -164,6 +166,11 @@ fn a_quick_run_measures_writes_the_file_and_cleans_up() {
     assert!(result.measurements.write.iter().all(|w| w.mib_s > 0.0));
     assert!(result.measurements.read_128k_qd16_mib_s > 0.0);
     assert!(result.measurements.fdatasync_p99_us >= result.measurements.fdatasync_p50_us);
+    let fanout = &result.measurements.sync_fanout;
+    assert_eq!(fanout.len(), FANOUT_FILES.len() * SYNC_MODES.len());
+    assert!(fanout
+        .iter()
+        .all(|r| r.round_p50_us > 0 && r.round_p99_us >= r.round_p50_us));
     let (settings, _) = read_settings(&dir.path().join("iotune.toml")).unwrap();
     assert_eq!(settings, result.settings);
     let left: Vec<_> = std::fs::read_dir(dir.path())
