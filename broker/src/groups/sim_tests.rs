@@ -691,33 +691,26 @@ fn sim_seed(seed: u64, verbose: bool) -> Result<Report, String> {
 }
 
 fn sim_range(seeds: std::ops::Range<u64>, verbose: bool) -> Report {
-    let mut total = Report::default();
-    for seed in seeds {
-        // A state machine assertion panics the executor: still name the seed.
-        let outcome = std::panic::catch_unwind(|| sim_seed(seed, verbose))
-            .unwrap_or_else(|_| Err(format!("seed {seed}: panicked (see above)")));
-        match outcome {
-            Ok(r) => {
-                total.steps += r.steps;
-                total.joins += r.joins;
-                total.syncs += r.syncs;
-                total.commits += r.commits;
-                total.heartbeats += r.heartbeats;
-                total.expired += r.expired;
-                total.crashes += r.crashes;
-                total.power_losses += r.power_losses;
-                total.disk_faults += r.disk_faults;
-                total.faulted_restores += r.faulted_restores;
-                total.max_generation = total.max_generation.max(r.max_generation);
-            }
-            Err(e) => panic!(
-                "group coordinator simulation failed: {e}\nreplay: SIM_SEED={seed} SIM_VERBOSE=1 \
-                 cargo test --release -p shardline-broker groups::sim_tests::sim_many -- \
-                 --ignored --nocapture"
-            ),
-        }
-    }
-    total
+    sim_disk::run_seeds(
+        seeds,
+        "group coordinator simulation",
+        "SIM_SEED={seed} SIM_VERBOSE=1 cargo test --release -p shardline-broker \
+         groups::sim_tests::sim_many -- --ignored --nocapture",
+        |seed| sim_seed(seed, verbose),
+        |total: &mut Report, r| {
+            total.steps += r.steps;
+            total.joins += r.joins;
+            total.syncs += r.syncs;
+            total.commits += r.commits;
+            total.heartbeats += r.heartbeats;
+            total.expired += r.expired;
+            total.crashes += r.crashes;
+            total.power_losses += r.power_losses;
+            total.disk_faults += r.disk_faults;
+            total.faulted_restores += r.faulted_restores;
+            total.max_generation = total.max_generation.max(r.max_generation);
+        },
+    )
 }
 
 #[test]

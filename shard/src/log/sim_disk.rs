@@ -162,6 +162,33 @@ pub fn seeds_from_env() -> std::ops::Range<u64> {
     }
 }
 
+/// Run `run` for every seed and fold each report into the total with
+/// `add`. The first failing seed, or one whose executor panicked (an
+/// invariant assertion), panics with `what`, the error and the command that
+/// replays it (`replay`, with `{seed}` replaced). Shared by the log's and
+/// the group coordinator's simulations.
+pub fn run_seeds<R, T: Default>(
+    seeds: std::ops::Range<u64>,
+    what: &str,
+    replay: &str,
+    run: impl Fn(u64) -> Result<R, String>,
+    mut add: impl FnMut(&mut T, R),
+) -> T {
+    let mut total = T::default();
+    for seed in seeds {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(seed)))
+            .unwrap_or_else(|_| Err(format!("seed {seed}: panicked (see above)")));
+        match outcome {
+            Ok(r) => add(&mut total, r),
+            Err(e) => panic!(
+                "{what} failed: {e}\nreplay: {}",
+                replay.replace("{seed}", &seed.to_string())
+            ),
+        }
+    }
+    total
+}
+
 /// Add a line to the narration (buffered: printing as it happens would
 /// change the timing of the run it narrates).
 pub fn note(line: impl FnOnce() -> String) {

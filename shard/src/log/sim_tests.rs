@@ -682,28 +682,20 @@ fn sim_seed(seed: u64) -> Result<Report, String> {
 }
 
 fn sim_range(seeds: std::ops::Range<u64>) -> Report {
-    let mut total = Report::default();
-    for seed in seeds {
-        // An invariant assertion inside the log panics its executor: still
-        // name the seed.
-        let outcome = std::panic::catch_unwind(|| sim_seed(seed))
-            .unwrap_or_else(|_| Err(format!("seed {seed}: panicked (see above)")));
-        match outcome {
-            Ok(r) => {
-                total.acked += r.acked;
-                total.crashes += r.crashes;
-                total.power_losses += r.power_losses;
-                total.faults += r.faults;
-                total.lost_writes += r.lost_writes;
-                total.lost_files += r.lost_files;
-            }
-            Err(e) => panic!(
-                "log simulation failed: {e}\nreplay: SIM_SEED={seed} cargo test --release \
-                 -p shardline-shard sim_many -- --ignored --nocapture"
-            ),
-        }
-    }
-    total
+    sim_disk::run_seeds(
+        seeds,
+        "log simulation",
+        "SIM_SEED={seed} cargo test --release -p shardline-shard sim_many -- --ignored --nocapture",
+        sim_seed,
+        |total: &mut Report, r| {
+            total.acked += r.acked;
+            total.crashes += r.crashes;
+            total.power_losses += r.power_losses;
+            total.faults += r.faults;
+            total.lost_writes += r.lost_writes;
+            total.lost_files += r.lost_files;
+        },
+    )
 }
 
 /// The tests that run seeds: CI's, the replay checks and the long runs.
