@@ -52,6 +52,11 @@ impl BrokerConfig {
             Some(n) => n,
         };
         validate::check(&self)?;
+        let wal = self.log_wal_bytes;
+        if wal != 0 && (wal < shard::log::wal::replay::MIN_RING_BYTES || !wal.is_multiple_of(4096))
+        {
+            bail!("log_wal_bytes = {wal}: must be 0 (no ring) or a multiple of 4096 of at least 1048576");
+        }
         self.resolved_listeners = self.resolve_listeners()?;
         Ok(self)
     }
@@ -176,6 +181,14 @@ impl BrokerConfig {
             heartbeat_interval_ms: self.group_consumer_heartbeat_interval_ms,
             session_timeout_ms: self.group_consumer_session_timeout_ms,
             max_size: self.group_max_size,
+        }
+    }
+
+    /// Bytes of each shard's write-ahead ring; 0 when none is used.
+    pub fn wal_ring_bytes(&self) -> u64 {
+        match self.log_flush {
+            FlushMode::Batch => self.log_wal_bytes,
+            FlushMode::Interval => 0,
         }
     }
 

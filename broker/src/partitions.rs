@@ -165,6 +165,10 @@ impl PartitionManager {
             None => {
                 let dir = partition_dir(&self.config.data_dir, topic, partition);
                 let target = dir.clone();
+                // Frames of this shard's ring may still name its files: a
+                // checkpoint first, so that no restart redoes them into a
+                // partition created again under the same name.
+                shard::log::wal::checkpoint_all().await;
                 // A directory of many segments: unlinked off the shard thread.
                 match shard::blocking::run(move || std::fs::remove_dir_all(target)).await {
                     Ok(()) => {}

@@ -42,6 +42,7 @@ impl Signal {
         Notified {
             state: self.state.clone(),
             generation,
+            registered: None,
         }
     }
 }
@@ -49,17 +50,28 @@ impl Signal {
 pub struct Notified {
     state: Rc<RefCell<State>>,
     generation: u64,
+    /// The waker this future put in the list of its generation, if any.
+    registered: Option<Waker>,
 }
 
 impl Future for Notified {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut st = self.state.borrow_mut();
         if st.generation != self.generation {
             return Poll::Ready(());
         }
-        if !st.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+        // Registered once per waker: a scan of the list for it instead
+        // would cost O(waiters) per poll, and a signal that a thousand
+        // partitions wait on made that quadratic (issue 13's profile).
+        if self
+            .registered
+            .as_ref()
+            .is_none_or(|w| !w.will_wake(cx.waker()))
+        {
             st.waiters.push(cx.waker().clone());
+            drop(st);
+            self.registered = Some(cx.waker().clone());
         }
         Poll::Pending
     }

@@ -329,6 +329,12 @@ broker_config! {
     #[range = 1..]
     #[describe(Long, "Shardline: with log.flush = interval, most bytes written between fdatasyncs")]
     log_flush_interval_bytes: u64 = 1 << 20, shown "`1048576`";
+    /// `batch` mode: bytes of each shard's write-ahead ring (`DATA_DIR/wal`), which
+    /// makes one commit round of every partition durable with one fdatasync; `0`
+    /// turns it off (each partition fdatasyncs its own segment); else a multiple
+    /// of 4096, ≥ 1048576
+    #[describe(Long, "Shardline: with log.flush = batch, bytes of each shard's write-ahead ring (0: none)")]
+    log_wal_bytes: u64 = 128 << 20, shown "`134217728`";
     /// create topics on first Metadata/Produce
     #[kafka = "auto.create.topics.enable"]
     #[describe(Boolean, "Create topics on first use")]
@@ -380,6 +386,10 @@ broker_config! {
     /// recent batches kept in memory per partition
     #[describe(Long, "Shardline: recent data kept in memory per partition")]
     tail_cache_bytes: usize = 4 << 20, shown "`4194304`";
+    /// most memory of recent batches per shard, shared equally by its partitions
+    /// (each keeps at most `tail_cache_bytes`)
+    #[describe(Long, "Shardline: recent data kept in memory per shard, shared by its partitions")]
+    tail_cache_shard_bytes: usize = 256 << 20, shown "`268435456`";
     /// pin shard threads to cores
     #[describe(Boolean, "Shardline: pin shard threads to cores")]
     pin_shards: bool = true, shown "`true`";

@@ -64,6 +64,26 @@ pub fn run(config: BrokerConfig) -> Result<()> {
             .context("opening the SCRAM credential store and the ACLs")?,
     );
     let tls = load_tls(&config)?;
+    // Before any partition is opened: redo what the write-ahead rings
+    // acknowledged after their last checkpoints (see shard::log::wal).
+    let (wal_lsns, redone) =
+        shard::log::wal::replay::prepare(&config.data_dir, config.shards, config.wal_ring_bytes())
+            .with_context(|| {
+                format!(
+                    "replaying the write-ahead rings in {}",
+                    config.data_dir.join("wal").display()
+                )
+            })?;
+    if redone.entries > 0 || redone.skipped > 0 {
+        tracing::info!(
+            "write-ahead rings: redid {} write(s), {} bytes, from {} frame(s) ({} of deleted partitions skipped)",
+            redone.entries,
+            redone.bytes,
+            redone.frames,
+            redone.skipped
+        );
+    }
+    let wal_lsns = Arc::new(wal_lsns);
     let quotas = Arc::new(crate::quotas::Quotas::new(
         crate::quotas::store::QuotaStore::open(config.data_dir.join("quotas.json"))
             .map_err(anyhow::Error::msg)?,
@@ -94,7 +114,8 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         .with_quotas(quotas.clone())
         .with_connection_limits(limits.clone())
         .with_group_census(group_census.clone());
-        shard_main(state, tls.clone(), inbox, gate, stop)
+        let wal_lsn = wal_lsns[id];
+        shard_main(state, tls.clone(), inbox, gate, stop, wal_lsn)
     })?;
     println!("shardline stopped cleanly");
     Ok(())
@@ -106,10 +127,17 @@ async fn shard_main(
     inbox: Inbox<ShardState>,
     gate: Gate,
     stop: Stop,
+    wal_lsn: Option<u64>,
 ) -> Result<()> {
     let state = Rc::new(state);
     let id = state.id;
     let config = state.config.clone();
+    shard::log::tail_cache::set_shard_budget(config.tail_cache_shard_bytes);
+    if let Some(lsn) = wal_lsn {
+        shard::log::wal::install(&config.data_dir, id, lsn)
+            .await
+            .with_context(|| format!("shard {id}: opening the write-ahead ring"))?;
+    }
     spawn_detached(inbox.serve(state.clone()));
     let opened = state
         .partitions
@@ -135,6 +163,7 @@ async fn shard_main(
     // which binds early and enables request processing after recovery).
     if !gate.all_ready().await {
         state.close_all().await;
+        close_wal(id).await;
         return Ok(());
     }
     if id == 0 {
@@ -162,8 +191,17 @@ async fn shard_main(
     drop(accepts);
     drop(background);
     state.close_all().await;
+    close_wal(id).await;
     tracing::info!("shard {id}: logs flushed and closed");
     Ok(())
+}
+
+/// After every log of the shard is closed: a last checkpoint, so the next
+/// start has nothing to redo (a failure only means it redoes more).
+async fn close_wal(id: usize) {
+    if let Err(e) = shard::log::wal::shutdown().await {
+        tracing::warn!("shard {id}: closing the write-ahead ring: {e}");
+    }
 }
 
 /// Accept connections on one listener forever, each served by its own task.

@@ -69,10 +69,13 @@ pub async fn prepare_dir(dir: &Path) -> Result<(), LogError> {
 }
 
 /// An existing non-empty file (a segment) serves as the probe, so that a
-/// broker can start on a full disk; else a probe file is written.
+/// broker can start on a full disk; else a probe file is written. Not a
+/// write-ahead ring: its space is reserved but may never have been written,
+/// and a read of unwritten space never reaches the device.
 fn find_or_write_probe(dir: &Path) -> std::io::Result<std::path::PathBuf> {
     let existing = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_none_or(|x| x != "ring"))
         .find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() >= 4096))
         .map(|e| e.path());
     match existing {

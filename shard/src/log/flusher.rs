@@ -23,6 +23,8 @@ use super::health::HEALTH;
 use super::open_files::SegmentFile;
 use super::partition::{save_producer_snapshot, PartitionLog, PAGE};
 use super::producer_state::ProducerStates;
+use super::wal::glue::{push_entry, WalLink};
+use super::wal::WalEntry;
 use crate::rt::{spawn_local, Task};
 use crate::time::Clock;
 
@@ -67,6 +69,25 @@ impl PendingWrite {
         self.batches_len += batch.len();
         self.batches.push(batch);
         self.dirty = true;
+    }
+
+    /// The same bytes as an entry of the write-ahead ring (no copy of the
+    /// batches; the tail, under a page, is copied).
+    pub(super) fn wal_entry(&self, link: &WalLink) -> Option<WalEntry> {
+        if !self.dirty || self.len() == 0 {
+            return None;
+        }
+        let mut pieces = Vec::with_capacity(self.batches.len() + 1);
+        if !self.tail.is_empty() {
+            pieces.push(Bytes::copy_from_slice(&self.tail));
+        }
+        pieces.extend(self.batches.iter().cloned());
+        Some(WalEntry {
+            path: link.entry(self.segment_base),
+            pos: self.file_pos,
+            pieces,
+            len: self.len(),
+        })
     }
 
     /// The pending bytes in order: the tail, then each batch.
@@ -171,7 +192,7 @@ impl PartitionLog {
         // cycle, being written while this one runs (see `SealMeta`).
         let mut meta: Option<Task<Result<(), LogError>>> = None;
         loop {
-            let (seals, active) = self.take_write_work();
+            let (seals, active, entries) = self.take_write_work();
             if seals.is_empty() && active.is_none() {
                 streaming = false;
                 if let Some(task) = meta.take() {
@@ -209,7 +230,7 @@ impl PartitionLog {
                     }
                 }
             }
-            match self.execute(seals, active, streaming).await {
+            match self.execute(seals, active, entries, streaming).await {
                 Ok(metas) if metas.is_empty() => {}
                 Ok(metas) => meta = Some(spawn_local(Rc::clone(&self).write_seal_metas(metas))),
                 Err(e) => {
@@ -254,25 +275,35 @@ impl PartitionLog {
         self.progress_signal.notify_all();
     }
 
-    fn take_write_work(&self) -> (Vec<SealWork>, Option<WriteJob>) {
+    /// The writes of one cycle, and (when the ring is in use) the same
+    /// bytes as its entries, in the order they are written.
+    fn take_write_work(&self) -> (Vec<SealWork>, Option<WriteJob>, Vec<WalEntry>) {
         let shape = {
             let config = self.config.borrow();
             ChunkShape::new(config.write_chunk_bytes, config.write_queue_depth)
         };
+        let link = self.wal_for_batch();
+        let mut entries = Vec::new();
         let mut inner = self.inner.borrow_mut();
         let seals = inner
             .sealing
             .drain(..)
             .map(|mut job| {
+                if let Some(link) = link {
+                    push_entry(&mut entries, job.pending.wal_entry(link));
+                }
                 let write = snapshot_pending(&mut job.pending, true, shape);
                 (write, job.final_size, job.next_base, job.snapshot)
             })
             .collect();
+        if let Some(link) = link {
+            push_entry(&mut entries, inner.active.wal_entry(link));
+        }
         let active = inner
             .active
             .dirty
             .then(|| snapshot_pending(&mut inner.active, false, shape));
-        (seals, active)
+        (seals, active, entries)
     }
 
     /// One cycle: write, hold for the commit window, sync, wake the acks.
@@ -282,8 +313,12 @@ impl PartitionLog {
         &self,
         seals: Vec<SealWork>,
         active: Option<WriteJob>,
+        entries: Vec<WalEntry>,
         streaming: bool,
     ) -> Result<Vec<SealMeta>, LogError> {
+        if !entries.is_empty() {
+            return self.execute_with_ring(seals, active, entries).await;
+        }
         let mut metas = self.write_work(seals, active).await?;
         let (batch, window) = {
             let config = self.config.borrow();
@@ -297,10 +332,51 @@ impl PartitionLog {
             // holding it only delays acks; batches appended meanwhile are
             // written now and covered by the same fdatasync.
             glommio::timer::sleep(Duration::from_micros(window)).await;
-            let (seals, active) = self.take_write_work();
+            let (seals, active, _) = self.take_write_work();
             metas.extend(self.write_work(seals, active).await?);
         }
         self.sync_if_due(batch).await?;
+        self.progress_signal.notify_all();
+        Ok(metas)
+    }
+
+    /// A batch-mode cycle with the shard's ring: the segment writes and the
+    /// ring's frame (the same bytes) run together; the cycle is durable
+    /// when both are done, with no fdatasync of the segment files (a
+    /// checkpoint makes them durable later; see `wal/`).
+    async fn execute_with_ring(
+        &self,
+        seals: Vec<SealWork>,
+        active: Option<WriteJob>,
+        entries: Vec<WalEntry>,
+    ) -> Result<Vec<SealMeta>, LogError> {
+        let wal = self
+            .wal
+            .as_ref()
+            .expect("entries come from the ring")
+            .wal
+            .clone();
+        let ticket = wal.append(entries);
+        let seq = ticket.seq();
+        self.wal_seq.set(Some(seq));
+        let write = async {
+            let outcome = self.write_work(seals, active).await;
+            // The segment write is over (done or failed): checkpoints may
+            // pass this group now.
+            drop(ticket);
+            outcome
+        };
+        let (metas, durable) = futures::join!(write, wal.wait_durable(seq));
+        let metas = metas?;
+        durable?;
+        let mut inner = self.inner.borrow_mut();
+        let written = inner.offsets.written();
+        inner.offsets.mark_synced(written);
+        inner.unsynced_bytes = 0;
+        inner.unsynced_file = None;
+        inner.last_sync = self.clock.monotonic();
+        drop(inner);
+        self.publish_durable();
         self.progress_signal.notify_all();
         Ok(metas)
     }
@@ -371,7 +447,9 @@ impl PartitionLog {
             inner.faults_in_a_row = 0;
             let config = self.config.borrow();
             let written = inner.offsets.written();
-            inner.cache.trim(config.tail_cache_bytes, written);
+            inner
+                .cache
+                .trim(self.cache_share.cap(config.tail_cache_bytes), written);
             drop(config);
             drop(inner);
             self.publish_durable();

@@ -259,7 +259,7 @@ pub(super) fn parent_dir(path: &Path) -> &Path {
 
 /// Make the entries of `dir` durable (files created or renamed in it):
 /// an fsync of a file does not cover its name. Blocking.
-pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(any(test, feature = "sim"))]
     super::sim_disk::dir_synced(dir);
     let dir = std::fs::File::open(dir)?;

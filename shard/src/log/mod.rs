@@ -24,6 +24,7 @@ pub mod segment;
 pub mod tail_cache;
 mod truncate;
 pub mod verify;
+pub mod wal;
 pub mod walk;
 
 pub use compaction::CompactionStats;

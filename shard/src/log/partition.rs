@@ -133,6 +133,12 @@ pub struct PartitionLog {
     /// Wall and monotonic time for this log (the system's, or a manual
     /// clock in tests and the simulation).
     pub(super) clock: LogClock,
+    /// The shard's write-ahead ring (`wal/`), when batch-mode durability
+    /// comes from it, and the group of this log's latest entries there.
+    pub(super) wal: Option<super::wal::glue::WalLink>,
+    pub(super) wal_seq: Cell<Option<u64>>,
+    /// This log's share of the shard's tail-cache budget.
+    pub(super) cache_share: super::tail_cache::CacheShare,
     #[cfg(test)]
     pub(super) inject: super::flusher::Injection,
 }
@@ -187,6 +193,7 @@ impl PartitionLog {
     ) -> Result<Rc<Self>, LogError> {
         super::direct_io::prepare_dir(&dir).await?;
         let inner = load(&dir, &name, &config, &clock).await?;
+        let wal = super::wal::glue::WalLink::for_dir(&dir);
         let log = Rc::new_cyclic(|me| Self {
             me: me.clone(),
             dir,
@@ -205,6 +212,9 @@ impl PartitionLog {
             quiesce: Cell::new(false),
             flusher_running: Cell::new(true),
             clock,
+            wal,
+            wal_seq: Cell::new(None),
+            cache_share: super::tail_cache::CacheShare::register(),
             #[cfg(test)]
             inject: Default::default(),
         });
@@ -580,7 +590,9 @@ impl PartitionLog {
         }
         inner.offsets.debug_check_segments(&inner.segments);
         let written = inner.offsets.written();
-        inner.cache.trim(config.tail_cache_bytes, written);
+        inner
+            .cache
+            .trim(self.cache_share.cap(config.tail_cache_bytes), written);
         AppendInfo {
             base_offset: first_offset,
             last_offset: inner.offsets.log_end() - 1,
@@ -627,7 +639,7 @@ impl PartitionLog {
     /// Close the log and delete its directory (DeleteTopics).
     pub async fn destroy(&self) -> Result<(), LogError> {
         let _ = self.close().await;
-        let _files = self.files_lock.lock().await;
+        let _files = self.lock_files().await;
         let dir = self.dir.clone();
         super::index::off_shard(move || {
             crate::blocking::assert_not_shard("removing a partition directory");

@@ -64,7 +64,7 @@ impl PartitionLog {
     /// the blocking pool. Under the files lock, so a compaction swap never
     /// puts back a segment this removed, nor renames a file under it.
     async fn delete_segments_below(&self, offset: i64) {
-        let _files = self.files_lock.lock().await;
+        let _files = self.lock_files().await;
         let doomed: Vec<Segment> = {
             let mut inner = self.inner.borrow_mut();
             let active_base = inner.active.segment_base;

@@ -78,7 +78,7 @@ impl PartitionLog {
         // No compaction swap or retention unlink may change the segment
         // files under the cut (taken after the flusher stopped: a flusher
         // recovering in place holds this lock until it is done).
-        let _files = self.files_lock.lock().await;
+        let _files = self.lock_files().await;
         let (end, outcome) = match self.find_cut(offset).await {
             Ok(cut) => {
                 let end = cut.new_end;
