@@ -424,7 +424,7 @@ impl PartitionLog {
         let first = group[0].base;
         let end = group.last().expect("non-empty").end;
         let staged = self.staged_path(first);
-        let _files = self.lock_files().await;
+        let _files = self.lock_files().await?;
         let unchanged = {
             let inner = self.inner.borrow();
             inner.offsets.log_end() >= map_end

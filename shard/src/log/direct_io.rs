@@ -51,7 +51,11 @@ pub async fn prepare_dir(dir: &Path) -> Result<(), LogError> {
         Ok::<_, std::io::Error>(())
     }
     .await;
-    if probe.ends_with(PROBE_FILE) {
+    if probe
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(PROBE_FILE))
+    {
         super::index::off_shard(move || {
             let _ = std::fs::remove_file(&probe);
         })
@@ -76,12 +80,18 @@ fn find_or_write_probe(dir: &Path) -> std::io::Result<std::path::PathBuf> {
     let existing = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().extension().is_none_or(|x| x != "ring"))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with(PROBE_FILE))
         .find(|e| e.metadata().is_ok_and(|m| m.is_file() && m.len() >= 4096))
         .map(|e| e.path());
     match existing {
         Some(path) => Ok(path),
         None => {
-            let probe = dir.join(PROBE_FILE);
+            // Named uniquely: two shards probing the same directory
+            // at once (the write-ahead rings' `wal/`) must not remove each
+            // other's probe.
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let probe = dir.join(format!("{PROBE_FILE}-{}-{n}", std::process::id()));
             std::fs::write(&probe, vec![0u8; 4096])?;
             Ok(probe)
         }

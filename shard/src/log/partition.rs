@@ -639,7 +639,7 @@ impl PartitionLog {
     /// Close the log and delete its directory (DeleteTopics).
     pub async fn destroy(&self) -> Result<(), LogError> {
         let _ = self.close().await;
-        let _files = self.lock_files().await;
+        let _files = self.lock_files().await?;
         let dir = self.dir.clone();
         super::index::off_shard(move || {
             crate::blocking::assert_not_shard("removing a partition directory");

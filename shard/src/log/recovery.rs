@@ -83,7 +83,7 @@ impl PartitionLog {
         let me = self.me.upgrade().ok_or(LogError::Closed)?;
         let config = self.config();
         // No compaction swap or segment unlink may run under the reload.
-        let _files = self.lock_files().await;
+        let _files = self.lock_files().await?;
         let fresh = load(&self.dir, &self.name, &config, &self.clock).await?;
         let (old_hwm, old_end, new_end) = {
             let mut inner = self.inner.borrow_mut();

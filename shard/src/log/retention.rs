@@ -64,7 +64,14 @@ impl PartitionLog {
     /// the blocking pool. Under the files lock, so a compaction swap never
     /// puts back a segment this removed, nor renames a file under it.
     async fn delete_segments_below(&self, offset: i64) {
-        let _files = self.lock_files().await;
+        let _files = match self.lock_files().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                // Deleted at the next retention pass instead.
+                tracing::warn!("{}: retention postponed: {e}", self.name);
+                return;
+            }
+        };
         let doomed: Vec<Segment> = {
             let mut inner = self.inner.borrow_mut();
             let active_base = inner.active.segment_base;

@@ -78,7 +78,16 @@ impl PartitionLog {
         // No compaction swap or retention unlink may change the segment
         // files under the cut (taken after the flusher stopped: a flusher
         // recovering in place holds this lock until it is done).
-        let _files = self.lock_files().await;
+        let _files = match self.lock_files().await {
+            Ok(guard) => guard,
+            Err(e) => {
+                // The flusher is stopped: offline until a recovery in place
+                // (which restarts it), as after a failed write.
+                super::health::HEALTH.partition_offline();
+                self.note_fault(format!("{}: truncation failed: {e}", self.name));
+                return Err(e);
+            }
+        };
         let (end, outcome) = match self.find_cut(offset).await {
             Ok(cut) => {
                 let end = cut.new_end;

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use super::{ShardWal, WalEntry};
 use crate::fifo::FifoGuard;
 use crate::log::config::FlushMode;
+use crate::log::error::LogError;
 use crate::log::partition::PartitionLog;
 
 /// The ring a partition writes to, and its directory relative to the
@@ -45,12 +46,12 @@ impl PartitionLog {
     /// Take the files lock to change the set or size of this partition's
     /// files; first, a checkpoint must cover every frame that wrote them,
     /// or a restart would redo those writes into the changed files.
-    pub(in crate::log) async fn lock_files(&self) -> FifoGuard<'_> {
+    pub(in crate::log) async fn lock_files(&self) -> Result<FifoGuard<'_>, LogError> {
         let guard = self.files_lock.lock().await;
         if let (Some(link), Some(seq)) = (&self.wal, self.wal_seq.get()) {
-            link.wal.barrier(seq).await;
+            link.wal.barrier(seq).await?;
         }
-        guard
+        Ok(guard)
     }
 }
 

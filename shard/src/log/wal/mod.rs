@@ -97,7 +97,9 @@ pub async fn checkpoint_all() {
     if let Some(wal) = current() {
         let last = wal.state.borrow().last_appended;
         if let Some(seq) = last {
-            wal.barrier(seq).await;
+            if let Err(e) = wal.barrier(seq).await {
+                tracing::warn!("{e}; a restart may redo old writes into re-created partitions");
+            }
         }
     }
 }
@@ -166,6 +168,9 @@ struct State {
     writer_done: bool,
     /// The group of the latest append.
     last_appended: Option<u64>,
+    /// The last frame write or `syncfs` failed: barriers give up instead of
+    /// waiting for a checkpoint that may never come.
+    failing: bool,
 }
 
 pub struct ShardWal {
@@ -252,6 +257,7 @@ impl ShardWal {
                 closing: false,
                 writer_done: false,
                 last_appended: None,
+                failing: false,
             }),
             work: Signal::new(),
             durable: Signal::new(),
@@ -323,14 +329,21 @@ impl ShardWal {
     }
 
     /// Wait for a durable checkpoint covering group `seq` (and so every
-    /// frame before it), starting one if needed.
-    pub async fn barrier(&self, seq: u64) {
+    /// frame before it), starting one if needed. Fails, rather than wait
+    /// without end, while the ring's writes or checkpoints are failing.
+    pub async fn barrier(&self, seq: u64) -> Result<(), LogError> {
         loop {
             let notified = self.progress.notified();
             {
                 let st = self.state.borrow();
                 if st.durable_checkpoint.seq > seq || st.writer_done {
-                    return;
+                    return Ok(());
+                }
+                if st.failing {
+                    return Err(LogError::Storage(format!(
+                        "the write-ahead ring cannot take a checkpoint: {}",
+                        st.last_error.as_deref().unwrap_or("unknown error")
+                    )));
                 }
             }
             self.request_checkpoint();
@@ -391,6 +404,7 @@ impl ShardWal {
             match syncfs(self.root.clone()).await {
                 Ok(()) => {
                     let mut st = self.state.borrow_mut();
+                    st.failing = false;
                     assert!(target.lsn >= st.checkpoint.lsn, "checkpoint moved back");
                     st.checkpoint = target;
                     st.frame_lsn = st.frame_lsn.split_off(&target.seq);
@@ -401,6 +415,12 @@ impl ShardWal {
                         "{}: syncfs for a write-ahead checkpoint failed: {e}; retrying",
                         self.root.display()
                     );
+                    {
+                        let mut st = self.state.borrow_mut();
+                        st.failing = true;
+                        st.last_error = Some(format!("syncfs: {e}"));
+                    }
+                    self.progress.notify_all();
                     crate::rt::sleep(CHECKPOINT_RETRY).await;
                 }
             }
@@ -432,6 +452,12 @@ impl ShardWal {
                     if persist {
                         if let Err(e) = self.write_marker().await {
                             tracing::error!("write-ahead ring: persisting a checkpoint: {e}");
+                            {
+                                let mut st = self.state.borrow_mut();
+                                st.failing = true;
+                                st.last_error = Some(e.to_string());
+                            }
+                            self.progress.notify_all();
                             crate::rt::sleep(CHECKPOINT_RETRY).await;
                         }
                     } else if closing {
@@ -458,9 +484,11 @@ impl ShardWal {
         match outcome {
             Ok(lsn) => {
                 st.frame_lsn.insert(seq, lsn);
+                st.failing = false;
             }
             Err(e) => {
                 tracing::error!("write-ahead ring: writing group {seq} failed: {e}");
+                st.failing = true;
                 st.failed.insert(seq);
                 if st.failed.len() > MAX_FAILED_REMEMBERED {
                     st.failed.pop_first();
@@ -555,7 +583,10 @@ impl ShardWal {
     async fn write_marker(&self) -> Result<(), LogError> {
         let checkpoint = self.state.borrow().checkpoint;
         self.write_raw(0, &[]).await?;
-        self.state.borrow_mut().durable_checkpoint = checkpoint;
+        let mut st = self.state.borrow_mut();
+        st.durable_checkpoint = checkpoint;
+        st.failing = false;
+        drop(st);
         self.progress.notify_all();
         Ok(())
     }
