@@ -23,7 +23,7 @@ use super::health::HEALTH;
 use super::open_files::SegmentFile;
 use super::partition::{save_producer_snapshot, PartitionLog, PAGE};
 use super::producer_state::ProducerStates;
-use super::wal::glue::{push_entry, WalLink};
+use super::wal::glue::WalLink;
 use super::wal::WalEntry;
 use crate::rt::{spawn_local, Task};
 use crate::time::Clock;
@@ -290,14 +290,14 @@ impl PartitionLog {
             .drain(..)
             .map(|mut job| {
                 if let Some(link) = link {
-                    push_entry(&mut entries, job.pending.wal_entry(link));
+                    entries.extend(job.pending.wal_entry(link));
                 }
                 let write = snapshot_pending(&mut job.pending, true, shape);
                 (write, job.final_size, job.next_base, job.snapshot)
             })
             .collect();
         if let Some(link) = link {
-            push_entry(&mut entries, inner.active.wal_entry(link));
+            entries.extend(inner.active.wal_entry(link));
         }
         let active = inner
             .active
@@ -369,14 +369,9 @@ impl PartitionLog {
         let (metas, durable) = futures::join!(write, wal.wait_durable(seq));
         let metas = metas?;
         durable?;
-        let mut inner = self.inner.borrow_mut();
-        let written = inner.offsets.written();
-        inner.offsets.mark_synced(written);
-        inner.unsynced_bytes = 0;
-        inner.unsynced_file = None;
-        inner.last_sync = self.clock.monotonic();
-        drop(inner);
-        self.publish_durable();
+        let written = self.inner.borrow().offsets.written();
+        // The frame covers every file this cycle wrote.
+        self.note_synced(written, None);
         self.progress_signal.notify_all();
         Ok(metas)
     }
@@ -568,16 +563,27 @@ impl PartitionLog {
         #[cfg(test)]
         self.inject.before_sync()?;
         disk::fdatasync(&*file.get().await?).await?;
+        self.note_synced(target, Some(&file));
+        Ok(())
+    }
+
+    /// Everything before `target` is durable: by an fdatasync of `file`,
+    /// or (`None`) by a write-ahead frame covering every file written.
+    fn note_synced(&self, target: i64, file: Option<&SegmentFile>) {
         let mut inner = self.inner.borrow_mut();
         inner.offsets.mark_synced(target);
         inner.unsynced_bytes = 0;
-        if inner.unsynced_file.as_ref().is_some_and(|f| f.same(&file)) {
+        let covered = match (file, &inner.unsynced_file) {
+            (None, _) => true,
+            (Some(synced), Some(pending)) => pending.same(synced),
+            (Some(_), None) => false,
+        };
+        if covered {
             inner.unsynced_file = None;
         }
         inner.last_sync = self.clock.monotonic();
         drop(inner);
         self.publish_durable();
-        Ok(())
     }
 
     /// Stop accepting appends, write and sync everything, end the flusher.

@@ -1,9 +1,9 @@
-//! A partition's side of the write-ahead ring: which ring it uses, the
-//! entries of a flush cycle, and the barrier before its files change.
+//! A partition's side of the write-ahead ring: which ring it uses, and
+//! the barrier before its files change.
 
 use std::rc::Rc;
 
-use super::{ShardWal, WalEntry};
+use super::ShardWal;
 use crate::fifo::FifoGuard;
 use crate::log::config::FlushMode;
 use crate::log::error::LogError;
@@ -52,14 +52,5 @@ impl PartitionLog {
             link.wal.barrier(seq).await?;
         }
         Ok(guard)
-    }
-}
-
-/// Collects a cycle's entries (none when the ring is not in use).
-pub(in crate::log) fn push_entry(out: &mut Vec<WalEntry>, entry: Option<WalEntry>) {
-    if let Some(e) = entry {
-        if e.len > 0 {
-            out.push(e);
-        }
     }
 }

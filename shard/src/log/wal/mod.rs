@@ -520,7 +520,7 @@ impl ShardWal {
             // the next one is at the start of the next lap.
             let head = self.state.borrow().head;
             let next_lap = (head / self.ring + 1) * self.ring;
-            self.write_raw(frame::FLAG_WRAP, &[]).await?;
+            self.write_raw(frame::FLAG_WRAP).await?;
             self.state.borrow_mut().head = next_lap;
         }
         let (lsn, checkpoint) = {
@@ -582,7 +582,7 @@ impl ShardWal {
     /// A frame with no entries carrying the current checkpoint.
     async fn write_marker(&self) -> Result<(), LogError> {
         let checkpoint = self.state.borrow().checkpoint;
-        self.write_raw(0, &[]).await?;
+        self.write_raw(0).await?;
         let mut st = self.state.borrow_mut();
         st.durable_checkpoint = checkpoint;
         st.failing = false;
@@ -592,8 +592,7 @@ impl ShardWal {
     }
 
     /// Write a one-page frame with no entries at the head, synced.
-    async fn write_raw(&self, flags: u32, body: &[u8]) -> Result<(), LogError> {
-        debug_assert!(body.is_empty());
+    async fn write_raw(&self, flags: u32) -> Result<(), LogError> {
         let (lsn, checkpoint) = {
             let st = self.state.borrow();
             (st.head, st.checkpoint.lsn)
