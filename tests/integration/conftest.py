@@ -6,7 +6,10 @@ Kafka clients (confluent-kafka / librdkafka, kafka-python, kafkajs, kcat).
 Environment:
   SHARDLINE_BIN   path of the broker binary (default: <repo>/target/release/shardline)
   SHARDLINE_ARGS  extra arguments appended to `shardline serve` (split on whitespace)
-  SHARDLINE_KEEP_LOGS=1  keep broker data dirs/logs under pytest's tmp dir (always kept by pytest anyway)
+  SHARDLINE_KEEP_LOGS=1  keep broker data dirs/logs of passing tests too (tests/run.sh
+                  otherwise has pytest delete the tmp dirs of passing tests)
+  SHARDLINE_TEST_WAL_BYTES  write-ahead ring size of test brokers (default 16 MiB;
+                  see TEST_WAL_BYTES)
 """
 
 import os
@@ -28,6 +31,12 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 30.0
 STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 80
+# Test brokers get a 16 MiB write-ahead ring per shard unless a test asks for
+# another size: the ring is reserved with fallocate, and hundreds of brokers
+# with the 128 MiB default (two shards each) filled CI's disk. A small ring
+# also wraps and checkpoints far more often, and rounds over half of it take
+# the fdatasync path: both are exercised by every test.
+TEST_WAL_BYTES = os.environ.get("SHARDLINE_TEST_WAL_BYTES", str(16 << 20))
 
 # Brokers that are currently alive (or at least not yet closed); their log
 # tails are attached to the report of any failing test.
@@ -112,6 +121,8 @@ class Broker:
         self.log_path = Path(log_path)
         self.port = port or free_port()
         self.extra_args = list(extra_args) + shlex.split(os.environ.get("SHARDLINE_ARGS", ""))
+        if not any(a.startswith("--log-wal-bytes") for a in self.extra_args):
+            self.extra_args += ["--log-wal-bytes", TEST_WAL_BYTES]
         self.name = name
         # RLIMIT_NOFILE (soft and hard) to start the broker with, or None.
         self.nofile_limit = None

@@ -298,6 +298,13 @@ impl PartitionLog {
             .collect();
         if let Some(link) = link {
             entries.extend(inner.active.wal_entry(link));
+            let bytes: usize = entries.iter().map(WalEntry::body_len).sum();
+            if bytes > link.wal.max_round_body() {
+                // Too big for one frame: this round syncs its own files,
+                // as without a ring. Redoing older entries at start-up
+                // still writes the same bytes these files hold.
+                entries.clear();
+            }
         }
         let active = inner
             .active

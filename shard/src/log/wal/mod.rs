@@ -114,7 +114,7 @@ pub struct WalEntry {
 }
 
 impl WalEntry {
-    fn body_len(&self) -> usize {
+    pub fn body_len(&self) -> usize {
         frame::entry_len(self.path.len(), self.len)
     }
 }
@@ -285,7 +285,17 @@ impl ShardWal {
         // An empty group would never be written, and a barrier on it
         // would wait forever.
         assert!(!entries.is_empty(), "an append without entries");
-        if st.open.body >= GROUP_BODY_BYTES {
+        let incoming: usize = entries.iter().map(WalEntry::body_len).sum();
+        let max_body = self.max_round_body();
+        assert!(
+            incoming <= max_body,
+            "a round of {incoming} bytes is over the ring's limit {max_body}"
+        );
+        // A group closes at GROUP_BODY_BYTES, or earlier when these entries
+        // would take its frame over half the ring.
+        if st.open.body >= GROUP_BODY_BYTES
+            || (!st.open.entries.is_empty() && st.open.body + incoming > max_body)
+        {
             let next = Group::new(st.open.seq + 1);
             let full = std::mem::replace(&mut st.open, next);
             st.queue.push_back(full);
@@ -303,6 +313,15 @@ impl ShardWal {
             wal: self.me.upgrade().expect("the ring is alive"),
             seq,
         }
+    }
+
+    /// The most entry bytes one flusher round may hand to `append`: its
+    /// frame, with a page spare, must fit in half the ring. A bigger round
+    /// syncs its segment files itself instead.
+    pub fn max_round_body(&self) -> usize {
+        let half = (self.ring / 2) as usize;
+        let max_frame = half.saturating_sub(PAGE) / PAGE * PAGE;
+        max_frame.saturating_sub(frame::HEADER)
     }
 
     /// Wait until group `seq`'s frame is durable.

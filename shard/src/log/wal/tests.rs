@@ -205,6 +205,50 @@ fn a_clean_shutdown_leaves_nothing_to_redo() {
     assert_eq!(stats.entries, 0);
 }
 
+#[test]
+fn rounds_too_big_for_one_frame_are_split_or_synced_apart() {
+    let dir = test_dir();
+    let data = dir.path().to_path_buf();
+    crash_after(&data, move |data| async move {
+        let config = LogConfig {
+            segment_bytes: 8 << 20,
+            ..small_config()
+        };
+        let a = open_in(&data, "a-0", config.clone()).await;
+        let b = open_in(&data, "b-0", config).await;
+        let wal = a.wal.as_ref().unwrap().wal.clone();
+        let max = wal.max_round_body();
+        assert!(max < RING as usize / 2 && max > RING as usize / 2 - 2 * PAGE);
+        // One round alone is over half the ring: it cannot be a frame, so
+        // the partition syncs its segment itself (before: the ring refused
+        // it and the produce failed).
+        let big = batch(24000, 1000, 1);
+        assert!(big.len() > max, "{} <= {max}", big.len());
+        a.append(big, AckLevel::Durable).await.unwrap();
+        // Two rounds that fit alone but not together: two frames.
+        let half = batch(12000, 1000, 2);
+        assert!(half.len() < max && 2 * half.len() > max);
+        let frames_before = wal.state.borrow().head;
+        let (x, y) = futures::join!(
+            a.append(half.clone(), AckLevel::Durable),
+            b.append(half, AckLevel::Durable)
+        );
+        x.unwrap();
+        y.unwrap();
+        assert!(wal.state.borrow().head > frames_before);
+        assert_eq!((a.high_watermark(), b.high_watermark()), (36000, 12000));
+    });
+    replay::prepare(&data, 1, RING).unwrap();
+    let got = run_local(move || async move {
+        (
+            offsets_after_restart(&data, "a-0").await,
+            offsets_after_restart(&data, "b-0").await,
+        )
+    });
+    assert_eq!(got.0, vec![(0, 23999), (24000, 35999)]);
+    assert_eq!(got.1, vec![(0, 11999)]);
+}
+
 /// A synthetic ring: frames at their LSNs, each with one entry of `data`.
 fn ring_with(frames: &[(u64, u64, usize)]) -> Vec<u8> {
     let mut ring = vec![0u8; 16 * PAGE];
