@@ -33,6 +33,11 @@ use crate::time::Clock;
 /// with whatever follows them), then the appended batches themselves.
 /// The batches are the same `Bytes` the tail cache holds, so appending
 /// copies nothing; the one copy is into the DMA buffers at write time.
+///
+/// A write takes a snapshot and the bytes stay here until it succeeds
+/// (`written_through`): with the write-ahead ring, batches may be
+/// acknowledged before their segment write, and a failed write must be
+/// retried from these bytes.
 pub(super) struct PendingWrite {
     pub(super) segment_base: i64,
     pub(super) file: SegmentFile,
@@ -40,8 +45,21 @@ pub(super) struct PendingWrite {
     tail: Vec<u8>,
     batches: Vec<Bytes>,
     batches_len: usize,
+    /// `batches[..logged_batches]` (`logged_bytes` long) are in the
+    /// write-ahead ring: the next entry starts after them.
+    logged_batches: usize,
+    logged_bytes: usize,
     pub(super) dirty: bool,
     pub(super) last_offset: i64,
+}
+
+/// What a write's snapshot of a `PendingWrite` covered: its first `len`
+/// bytes, the tail and `batches` batches.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TakenBytes {
+    segment_base: i64,
+    len: usize,
+    batches: usize,
 }
 
 impl PendingWrite {
@@ -55,6 +73,8 @@ impl PendingWrite {
             tail,
             batches: Vec::new(),
             batches_len: 0,
+            logged_batches: 0,
+            logged_bytes: 0,
             dirty: false,
             last_offset: -1,
         }
@@ -65,29 +85,47 @@ impl PendingWrite {
         self.tail.len() + self.batches_len
     }
 
+    /// Appended bytes not yet on disk.
+    pub(super) fn unwritten(&self) -> usize {
+        self.batches_len
+    }
+
     pub(super) fn push(&mut self, batch: Bytes) {
         self.batches_len += batch.len();
         self.batches.push(batch);
         self.dirty = true;
     }
 
-    /// The same bytes as an entry of the write-ahead ring (no copy of the
-    /// batches; the tail, under a page, is copied).
-    pub(super) fn wal_entry(&self, link: &WalLink) -> Option<WalEntry> {
-        if !self.dirty || self.len() == 0 {
+    /// The batches appended since the last entry, as an entry of the
+    /// write-ahead ring (shared `Bytes`, no copy); they count as logged.
+    ///
+    /// The first entry after a write starts with the partial page that
+    /// write left (copied, under a page): the next write rewrites that
+    /// page, and a write torn by a power loss could damage bytes an older
+    /// checkpoint already covers; this frame, which no checkpoint passes
+    /// before that write is done, puts them back.
+    pub(super) fn take_wal_entry(&mut self, link: &WalLink) -> Option<WalEntry> {
+        if self.logged_batches == self.batches.len() {
             return None;
         }
-        let mut pieces = Vec::with_capacity(self.batches.len() + 1);
-        if !self.tail.is_empty() {
+        let mut pieces = Vec::with_capacity(self.batches.len() - self.logged_batches + 1);
+        let mut pos = self.file_pos + (self.tail.len() + self.logged_bytes) as u64;
+        let mut len = self.batches_len - self.logged_bytes;
+        if self.logged_batches == 0 && !self.tail.is_empty() {
             pieces.push(Bytes::copy_from_slice(&self.tail));
+            pos = self.file_pos;
+            len += self.tail.len();
         }
-        pieces.extend(self.batches.iter().cloned());
-        Some(WalEntry {
+        pieces.extend(self.batches[self.logged_batches..].iter().cloned());
+        let entry = WalEntry {
             path: link.entry(self.segment_base),
-            pos: self.file_pos,
+            pos,
             pieces,
-            len: self.len(),
-        })
+            len,
+        };
+        self.logged_batches = self.batches.len();
+        self.logged_bytes = self.batches_len;
+        Some(entry)
     }
 
     /// The pending bytes in order: the tail, then each batch.
@@ -95,25 +133,45 @@ impl PendingWrite {
         std::iter::once(&self.tail[..]).chain(self.batches.iter().map(|b| &b[..]))
     }
 
-    /// Everything up to the last whole page is written: keep only the
-    /// partial page after it (at most one page is copied).
-    fn advance_to_last_page(&mut self) {
-        let len = self.len();
-        let full = len / PAGE * PAGE;
+    /// A write of `taken` succeeded: drop the batches it covered, keeping
+    /// only the partial page after its last whole page (at most one page
+    /// is copied) and whatever was appended since.
+    fn written_through(&mut self, taken: TakenBytes) {
+        assert_eq!(
+            taken.segment_base, self.segment_base,
+            "written through another segment"
+        );
+        assert!(
+            taken.batches <= self.batches.len(),
+            "{taken:?}: batches gone"
+        );
+        let full = taken.len / PAGE * PAGE;
         let mut tail = Vec::with_capacity(PAGE);
         let mut at = 0;
-        for piece in self.pieces() {
+        let covered = std::iter::once(&self.tail[..])
+            .chain(self.batches[..taken.batches].iter().map(|b| &b[..]));
+        for piece in covered {
             let end = at + piece.len();
             if end > full {
                 tail.extend_from_slice(&piece[full.saturating_sub(at)..]);
             }
             at = end;
         }
-        debug_assert_eq!(tail.len(), len - full);
+        assert_eq!(at, taken.len, "the snapshot and the pending bytes differ");
+        let dropped: usize = self.batches.drain(..taken.batches).map(|b| b.len()).sum();
+        self.batches_len -= dropped;
+        if self.logged_batches >= taken.batches {
+            self.logged_batches -= taken.batches;
+            self.logged_bytes -= dropped;
+        } else {
+            // Written without being logged (not in ring mode): on disk, so
+            // the next entry need not carry them.
+            self.logged_batches = 0;
+            self.logged_bytes = 0;
+        }
         self.tail = tail;
-        self.batches.clear();
-        self.batches_len = 0;
         self.file_pos += full as u64;
+        self.dirty = !self.batches.is_empty();
     }
 }
 
@@ -130,6 +188,27 @@ pub(super) struct SealJob {
 /// A rolled segment's last write, final size, and the next segment's
 /// base with its producer snapshot.
 pub(super) type SealWork = (WriteJob, u64, i64, ProducerStates);
+
+/// A snapshot of every unwritten byte of a log, and what it covered.
+pub(super) struct WritePlan {
+    seals: Vec<SealWork>,
+    active: Option<WriteJob>,
+    taken_seals: usize,
+    taken_active: Option<TakenBytes>,
+}
+
+impl WritePlan {
+    pub(super) fn has_seals(&self) -> bool {
+        !self.seals.is_empty()
+    }
+}
+
+/// What the flusher does after a cycle.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Step {
+    Continue,
+    Stop,
+}
 
 /// A segment whose data is written and synced, and whose index files and
 /// the next segment's producer snapshot are still to be written.
@@ -192,53 +271,14 @@ impl PartitionLog {
         // cycle, being written while this one runs (see `SealMeta`).
         let mut meta: Option<Task<Result<(), LogError>>> = None;
         loop {
-            let (seals, active, entries) = self.take_write_work();
-            if seals.is_empty() && active.is_none() {
-                streaming = false;
-                if let Some(task) = meta.take() {
-                    // Idle: finish it before sleeping or stopping, so a
-                    // stopped flusher (close, truncation) has nothing in
-                    // flight on the segment files.
-                    if let Err(e) = task.await {
-                        self.fail(e);
-                        break;
-                    }
-                    continue;
-                }
-                if self.closed.get() || self.quiesce.get() {
-                    break;
-                }
-                let notified = self.flush_signal.notified();
-                match self.interval_sync_due() {
-                    Some(due) => {
-                        self.clock.wait_at_most(due, notified).await;
-                        if let Err(e) = self.sync_if_due(false).await {
-                            self.fail(e);
-                            break;
-                        }
-                    }
-                    None => notified.await,
-                }
-                continue;
+            let ring = self.wal_for_batch().map(|link| Rc::clone(&link.wal));
+            let step = match ring {
+                Some(wal) => self.ring_step(&wal, &mut streaming, &mut meta).await,
+                None => self.classic_step(&mut streaming, &mut meta).await,
+            };
+            if step == Step::Stop {
+                break;
             }
-            if !seals.is_empty() {
-                // One seal's files at a time, in segment order.
-                if let Some(task) = meta.take() {
-                    if let Err(e) = task.await {
-                        self.fail(e);
-                        break;
-                    }
-                }
-            }
-            match self.execute(seals, active, entries, streaming).await {
-                Ok(metas) if metas.is_empty() => {}
-                Ok(metas) => meta = Some(spawn_local(Rc::clone(&self).write_seal_metas(metas))),
-                Err(e) => {
-                    self.fail(e);
-                    break;
-                }
-            }
-            streaming = true;
         }
         if let Some(task) = meta.take() {
             // Stopping after a failure: a pending seal's files are still
@@ -251,11 +291,92 @@ impl PartitionLog {
         self.progress_signal.notify_all();
     }
 
+    /// One cycle without the ring: write, sync as the flush mode says.
+    async fn classic_step(
+        self: &Rc<Self>,
+        streaming: &mut bool,
+        meta: &mut Option<Task<Result<(), LogError>>>,
+    ) -> Step {
+        let Some(plan) = self.take_write_work() else {
+            *streaming = false;
+            if let Some(step) = self.finish_meta(meta).await {
+                return step;
+            }
+            if self.closed.get() || self.quiesce.get() {
+                return Step::Stop;
+            }
+            let notified = self.flush_signal.notified();
+            match self.interval_sync_due() {
+                Some(due) => {
+                    self.clock.wait_at_most(due, notified).await;
+                    if let Err(e) = self.sync_if_due(false).await {
+                        return self.write_failed(e).await;
+                    }
+                }
+                None => notified.await,
+            }
+            return Step::Continue;
+        };
+        if plan.has_seals() {
+            // One seal's files at a time, in segment order.
+            if let Some(Step::Stop) = self.finish_meta(meta).await {
+                return Step::Stop;
+            }
+        }
+        match self.execute(plan, *streaming).await {
+            Ok(metas) => self.spawn_meta(meta, metas),
+            Err(e) => return self.write_failed(e).await,
+        }
+        *streaming = true;
+        Step::Continue
+    }
+
+    /// Wait for the last sealed segment's files, if they are being written:
+    /// `Some(step)` when there was such a task (the cycle ends there).
+    pub(super) async fn finish_meta(
+        &self,
+        meta: &mut Option<Task<Result<(), LogError>>>,
+    ) -> Option<Step> {
+        let task = meta.take()?;
+        // Idle or about to seal: finish it before sleeping or stopping, so
+        // a stopped flusher (close, truncation) has nothing in flight on
+        // the segment files.
+        Some(match task.await {
+            Ok(()) => Step::Continue,
+            Err(e) => {
+                self.fail(e);
+                Step::Stop
+            }
+        })
+    }
+
+    pub(super) fn spawn_meta(
+        self: &Rc<Self>,
+        meta: &mut Option<Task<Result<(), LogError>>>,
+        metas: Vec<SealMeta>,
+    ) {
+        if !metas.is_empty() {
+            *meta = Some(spawn_local(Rc::clone(self).write_seal_metas(metas)));
+        }
+    }
+
+    /// A write failed. Without acknowledged bytes that exist only in the
+    /// ring, the partition goes offline until a recovery in place reloads
+    /// it from its files; with them, it keeps retrying their write.
+    pub(super) async fn write_failed(self: &Rc<Self>, e: LogError) -> Step {
+        if self.held.borrow().is_empty() {
+            self.fail(e);
+            Step::Stop
+        } else {
+            self.ring_fault(e).await
+        }
+    }
+
     /// A write or sync failed: the partition goes offline for writes.
     /// Nothing at or above the high watermark will ever be served (its bytes
     /// may not be on the device); appends are refused with this error until
     /// a recovery in place succeeds (`recovery.rs`).
-    fn fail(&self, e: LogError) {
+    pub(super) fn fail(&self, e: LogError) {
         let hwm = self.high_watermark();
         let cause = match &e {
             LogError::NoSpace(detail) => format!(
@@ -275,58 +396,77 @@ impl PartitionLog {
         self.progress_signal.notify_all();
     }
 
-    /// The writes of one cycle, and (when the ring is in use) the same
-    /// bytes as its entries, in the order they are written.
-    fn take_write_work(&self) -> (Vec<SealWork>, Option<WriteJob>, Vec<WalEntry>) {
+    /// A snapshot of every unwritten byte: the rolled segments' and the
+    /// active one's. The bytes stay pending until the write succeeds
+    /// (`write_plan`).
+    pub(super) fn take_write_work(&self) -> Option<WritePlan> {
         let shape = {
             let config = self.config.borrow();
             ChunkShape::new(config.write_chunk_bytes, config.write_queue_depth)
         };
-        let link = self.wal_for_batch();
-        let mut entries = Vec::new();
-        let mut inner = self.inner.borrow_mut();
-        let seals = inner
+        let inner = self.inner.borrow();
+        let seals: Vec<SealWork> = inner
             .sealing
-            .drain(..)
-            .map(|mut job| {
-                if let Some(link) = link {
-                    entries.extend(job.pending.wal_entry(link));
-                }
-                let write = snapshot_pending(&mut job.pending, true, shape);
-                (write, job.final_size, job.next_base, job.snapshot)
+            .iter()
+            .map(|job| {
+                let (write, _) = snapshot_pending(&job.pending, shape);
+                (write, job.final_size, job.next_base, job.snapshot.clone())
             })
             .collect();
-        if let Some(link) = link {
-            entries.extend(inner.active.wal_entry(link));
-            let bytes: usize = entries.iter().map(WalEntry::body_len).sum();
-            if bytes > link.wal.max_round_body() {
-                // Too big for one frame: this round syncs its own files,
-                // as without a ring. Redoing older entries at start-up
-                // still writes the same bytes these files hold.
-                entries.clear();
-            }
+        let (active, taken_active) = if inner.active.dirty {
+            let (job, taken) = snapshot_pending(&inner.active, shape);
+            (Some(job), Some(taken))
+        } else {
+            (None, None)
+        };
+        if seals.is_empty() && active.is_none() {
+            return None;
         }
-        let active = inner
-            .active
-            .dirty
-            .then(|| snapshot_pending(&mut inner.active, false, shape));
-        (seals, active, entries)
+        Some(WritePlan {
+            taken_seals: seals.len(),
+            seals,
+            active,
+            taken_active,
+        })
     }
 
-    /// One cycle: write, hold for the commit window, sync, wake the acks.
-    /// Returns the sealed segments whose index and snapshot files are
-    /// still to be written: after the acks, off their path.
-    async fn execute(
-        &self,
-        seals: Vec<SealWork>,
-        active: Option<WriteJob>,
-        entries: Vec<WalEntry>,
-        streaming: bool,
-    ) -> Result<Vec<SealMeta>, LogError> {
-        if !entries.is_empty() {
-            return self.execute_with_ring(seals, active, entries).await;
+    /// Write a plan; once it succeeded, drop what it covered from the
+    /// pending bytes (a segment rolled meanwhile is found among the
+    /// sealing ones).
+    pub(super) async fn write_plan(&self, plan: WritePlan) -> Result<Vec<SealMeta>, LogError> {
+        let WritePlan {
+            seals,
+            active,
+            taken_seals,
+            taken_active,
+        } = plan;
+        let metas = self.write_work(seals, active).await?;
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        for _ in 0..taken_seals {
+            inner.sealing.pop_front().expect("a sealed segment's job");
         }
-        let mut metas = self.write_work(seals, active).await?;
+        if let Some(taken) = taken_active {
+            if inner.active.segment_base == taken.segment_base {
+                inner.active.written_through(taken);
+            } else {
+                let job = inner
+                    .sealing
+                    .iter_mut()
+                    .find(|job| job.pending.segment_base == taken.segment_base)
+                    .expect("a segment rolled during its write is sealing");
+                job.pending.written_through(taken);
+            }
+        }
+        Ok(metas)
+    }
+
+    /// One cycle without the ring: write, hold for the commit window,
+    /// sync, wake the acks. Returns the sealed segments whose index and
+    /// snapshot files are still to be written: after the acks, off their
+    /// path.
+    async fn execute(&self, plan: WritePlan, streaming: bool) -> Result<Vec<SealMeta>, LogError> {
+        let mut metas = self.write_plan(plan).await?;
         let (batch, window) = {
             let config = self.config.borrow();
             (
@@ -339,46 +479,13 @@ impl PartitionLog {
             // holding it only delays acks; batches appended meanwhile are
             // written now and covered by the same fdatasync.
             glommio::timer::sleep(Duration::from_micros(window)).await;
-            let (seals, active, _) = self.take_write_work();
-            metas.extend(self.write_work(seals, active).await?);
+            if let Some(plan) = self.take_write_work() {
+                metas.extend(self.write_plan(plan).await?);
+            }
         }
         self.sync_if_due(batch).await?;
-        self.progress_signal.notify_all();
-        Ok(metas)
-    }
-
-    /// A batch-mode cycle with the shard's ring: the segment writes and the
-    /// ring's frame (the same bytes) run together; the cycle is durable
-    /// when both are done, with no fdatasync of the segment files (a
-    /// checkpoint makes them durable later; see `wal/`).
-    async fn execute_with_ring(
-        &self,
-        seals: Vec<SealWork>,
-        active: Option<WriteJob>,
-        entries: Vec<WalEntry>,
-    ) -> Result<Vec<SealMeta>, LogError> {
-        let wal = self
-            .wal
-            .as_ref()
-            .expect("entries come from the ring")
-            .wal
-            .clone();
-        let ticket = wal.append(entries);
-        let seq = ticket.seq();
-        self.wal_seq.set(Some(seq));
-        let write = async {
-            let outcome = self.write_work(seals, active).await;
-            // The segment write is over (done or failed): checkpoints may
-            // pass this group now.
-            drop(ticket);
-            outcome
-        };
-        let (metas, durable) = futures::join!(write, wal.wait_durable(seq));
-        let metas = metas?;
-        durable?;
-        let written = self.inner.borrow().offsets.written();
-        // The frame covers every file this cycle wrote.
-        self.note_synced(written, None);
+        // Ring groups held from batch-mode cycles: their bytes are written.
+        self.release_held(usize::MAX);
         self.progress_signal.notify_all();
         Ok(metas)
     }
@@ -389,7 +496,10 @@ impl PartitionLog {
     /// index is rebuilt by scanning when missing, a snapshot by replaying
     /// the segments before it), and each one was three or four device
     /// flushes in front of every ack waiting at a roll.
-    async fn write_seal_metas(self: Rc<Self>, metas: Vec<SealMeta>) -> Result<(), LogError> {
+    pub(super) async fn write_seal_metas(
+        self: Rc<Self>,
+        metas: Vec<SealMeta>,
+    ) -> Result<(), LogError> {
         for meta in metas {
             // Encoded under the borrow, written on the blocking pool.
             let indexes = self
@@ -576,7 +686,7 @@ impl PartitionLog {
 
     /// Everything before `target` is durable: by an fdatasync of `file`,
     /// or (`None`) by a write-ahead frame covering every file written.
-    fn note_synced(&self, target: i64, file: Option<&SegmentFile>) {
+    pub(super) fn note_synced(&self, target: i64, file: Option<&SegmentFile>) {
         let mut inner = self.inner.borrow_mut();
         inner.offsets.mark_synced(target);
         inner.unsynced_bytes = 0;
@@ -644,10 +754,9 @@ impl ChunkShape {
 }
 
 /// Copy the unwritten bytes of `pending` into aligned buffers of at most
-/// `shape.chunk_bytes` and keep only the last partial page (it is rewritten
-/// with the next bytes). Copying straight into the pieces costs the same
-/// single copy as one big buffer did.
-fn snapshot_pending(pending: &mut PendingWrite, sealing: bool, shape: ChunkShape) -> WriteJob {
+/// `shape.chunk_bytes`, and say what they cover. Copying straight into the
+/// pieces costs the same single copy as one big buffer did.
+fn snapshot_pending(pending: &PendingWrite, shape: ChunkShape) -> (WriteJob, TakenBytes) {
     let len = if pending.dirty { pending.len() } else { 0 };
     let padded = len.div_ceil(PAGE) * PAGE;
     let mut chunks = Vec::with_capacity(padded.div_ceil(shape.chunk_bytes));
@@ -688,11 +797,16 @@ fn snapshot_pending(pending: &mut PendingWrite, sealing: bool, shape: ChunkShape
         logical_end: pending.file_pos + len as u64,
         last_offset: pending.last_offset,
     };
-    if !sealing {
-        pending.advance_to_last_page();
-        pending.dirty = false;
-    }
-    job
+    let taken = TakenBytes {
+        segment_base: pending.segment_base,
+        len,
+        batches: if pending.dirty {
+            pending.batches.len()
+        } else {
+            0
+        },
+    };
+    (job, taken)
 }
 
 /// Test-only faults for the flusher: hold writes (a slow device), or fail

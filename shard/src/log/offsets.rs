@@ -2,14 +2,18 @@
 //! its own methods can change, each checking the invariants below.
 //!
 //! ```text
-//! log_start ≤ last_stable ≤ high_watermark ≤ written ≤ log_end
-//! synced ≤ written
+//! log_start ≤ last_stable ≤ high_watermark ≤ max(written, synced)
+//! written ≤ log_end, synced ≤ log_end
 //! ```
 //! - `log_end` (Kafka's log end offset, `next_offset`): the next offset to
 //!   assign; batches up to it are in memory, maybe not yet on the device.
-//! - `written`: below it, batches are written to the device (they survive a
-//!   process crash); `synced`: below it, covered by an `fdatasync` (they
-//!   survive a power loss).
+//! - `written`: below it, batches are written to their segment files (they
+//!   survive a process crash); `synced`: below it, durable (they survive a
+//!   power loss): covered by an `fdatasync` of the segment, or by a durable
+//!   frame of the shard's write-ahead ring, which a restart redoes into the
+//!   segment. Only the ring puts `synced` above `written`: its batches are
+//!   acknowledged before their segment write (`wal/writeback.rs`), and
+//!   until then are read from the tail cache, which keeps all of them.
 //! - `high_watermark`: below it, batches are as durable as the flush mode
 //!   promises (`batch`: synced, `interval`: written). It is Kafka's high
 //!   watermark on one node: consumers see only what lies below it, so they
@@ -168,21 +172,22 @@ impl Offsets {
             self.high_watermark
         );
         assert!(
-            self.high_watermark <= self.written,
-            "high watermark {} above written {}",
+            self.high_watermark <= self.written.max(self.synced),
+            "high watermark {} above written {} and synced {}",
             self.high_watermark,
-            self.written
-        );
-        assert!(
-            self.synced <= self.written,
-            "synced {} above written {}",
-            self.synced,
-            self.written
+            self.written,
+            self.synced
         );
         assert!(
             self.written <= self.log_end,
             "written {} above log end {}",
             self.written,
+            self.log_end
+        );
+        assert!(
+            self.synced <= self.log_end,
+            "synced {} above log end {}",
+            self.synced,
             self.log_end
         );
     }

@@ -137,6 +137,14 @@ pub struct PartitionLog {
     /// comes from it, and the group of this log's latest entries there.
     pub(super) wal: Option<super::wal::glue::WalLink>,
     pub(super) wal_seq: Cell<Option<u64>>,
+    /// Tickets of the ring groups whose bytes this log has not written to
+    /// its segments yet (oldest first), and since when the oldest is held
+    /// (`wal/writeback.rs`). Only the flusher changes them.
+    pub(super) held: RefCell<Vec<super::wal::WalTicket>>,
+    pub(super) held_since: Cell<Option<Instant>>,
+    /// Set by `destroy`: bytes that could not be written are dropped with
+    /// the partition instead of kept in the ring until a restart.
+    pub(super) discarding: Cell<bool>,
     /// This log's share of the shard's tail-cache budget.
     pub(super) cache_share: super::tail_cache::CacheShare,
     #[cfg(test)]
@@ -214,6 +222,9 @@ impl PartitionLog {
             clock,
             wal,
             wal_seq: Cell::new(None),
+            held: RefCell::new(Vec::new()),
+            held_since: Cell::new(None),
+            discarding: Cell::new(false),
             cache_share: super::tail_cache::CacheShare::register(),
             #[cfg(test)]
             inject: Default::default(),
@@ -638,6 +649,7 @@ impl PartitionLog {
 
     /// Close the log and delete its directory (DeleteTopics).
     pub async fn destroy(&self) -> Result<(), LogError> {
+        self.discarding.set(true);
         let _ = self.close().await;
         let _files = self.lock_files().await?;
         let dir = self.dir.clone();

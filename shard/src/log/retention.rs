@@ -64,14 +64,13 @@ impl PartitionLog {
     /// the blocking pool. Under the files lock, so a compaction swap never
     /// puts back a segment this removed, nor renames a file under it.
     async fn delete_segments_below(&self, offset: i64) {
-        let _files = match self.lock_files().await {
-            Ok(guard) => guard,
-            Err(e) => {
-                // Deleted at the next retention pass instead.
-                tracing::warn!("{}: retention postponed: {e}", self.name);
-                return;
-            }
-        };
+        // No ring barrier: a start-up replay skips the frames of a segment
+        // whose file is gone (`wal/replay.rs`), so unlinking whole sealed
+        // segments needs no checkpoint first. That matters on a full disk,
+        // where DeleteRecords frees the space a partition waits for to
+        // write back its acknowledged batches (and so to let checkpoints
+        // pass).
+        let _files = self.files_lock.lock().await;
         let doomed: Vec<Segment> = {
             let mut inner = self.inner.borrow_mut();
             let active_base = inner.active.segment_base;

@@ -124,18 +124,17 @@ fn redo(data_dir: &Path, ring: &[u8], walk: &Walk, stats: &mut ReplayStats) -> s
                     String::from_utf8_lossy(e.path)
                 )));
             };
-            if !path.parent().is_some_and(Path::is_dir) {
-                // The partition was deleted (a checkpoint preceded that, so
-                // these are old frames the walk still covers): nothing to do.
+            if !files.contains_key(&path) && !path.is_file() {
+                // The segment (or its partition) was deleted. A frame only
+                // names a segment whose creation was durable before it, so
+                // nothing is lost: retention, DeleteRecords or a deletion
+                // removed the file, and redoing the write would bring a
+                // piece of it back.
                 stats.skipped += 1;
                 continue;
             }
             if !files.contains_key(&path) {
-                let file = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)?;
+                let file = OpenOptions::new().write(true).truncate(false).open(&path)?;
                 files.insert(path.clone(), file);
             }
             files[&path].write_all_at(e.data, e.pos)?;

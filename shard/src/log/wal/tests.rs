@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::rc::Rc;
+use std::time::Duration;
 
 use super::frame::{self, PAGE};
 use super::replay::{self, walk};
@@ -365,4 +366,97 @@ fn frames_near_half_the_ring_wrap_without_overrunning_it() {
         counts
     });
     assert_eq!(got, vec![40; 5]);
+}
+
+#[test]
+fn batches_are_acknowledged_before_their_segment_write() {
+    let dir = test_dir();
+    let data = dir.path().to_path_buf();
+    crash_after(&data, move |data| async move {
+        let config = LogConfig {
+            segment_bytes: 1 << 20,
+            ..small_config()
+        };
+        let log = open_in(&data, "t-0", config).await;
+        for i in 0..5u64 {
+            log.append(batch(2, 1000, i), AckLevel::Durable)
+                .await
+                .unwrap();
+        }
+        let (written, synced, hw) = {
+            let inner = log.inner.borrow();
+            let o = &inner.offsets;
+            (o.written(), o.synced(), o.high_watermark())
+        };
+        assert_eq!((synced, hw), (10, 10));
+        // A few small batches: their write-back waits for more bytes (or
+        // a checkpoint, or a second), so they are durable only in the ring.
+        assert!(written < hw, "written {written}");
+        assert_eq!(log.held.borrow().len(), 5);
+        // Served from the tail cache meanwhile.
+        assert_eq!(read_all(&log, 0).await.len(), 5);
+    });
+    // The crash left them to the ring: the restart redoes them.
+    let (_, stats) = replay::prepare(&data, 1, RING).unwrap();
+    assert!(stats.entries >= 5, "{stats:?}");
+    let got = run_local(move || async move { offsets_after_restart(&data, "t-0").await });
+    assert_eq!(got.len(), 5);
+    assert_eq!(got.last(), Some(&(8, 9)));
+}
+
+#[test]
+fn a_failed_write_back_is_retried_and_nothing_acknowledged_is_lost() {
+    let dir = test_dir();
+    let data = dir.path().to_path_buf();
+    crash_after(&data, move |data| async move {
+        let clock = Rc::new(crate::time::ManualClock::new(1_700_000_000_000));
+        let config = LogConfig {
+            segment_bytes: 8 << 20,
+            ..small_config()
+        };
+        let log = PartitionLog::open_with_clock(
+            data.join("t-0"),
+            "t-0".into(),
+            config,
+            crate::time::LogClock::Manual(clock.clone()),
+        )
+        .await
+        .unwrap();
+        for i in 0..3u64 {
+            log.append(batch(2, 1000, i), AckLevel::Durable)
+                .await
+                .unwrap();
+        }
+        log.inject.fail_writes.set(true);
+        // Over the write-back threshold: the write-back of all four
+        // batches fails. Its producer may be told of the failure (when
+        // the write fails before the frame is durable): the batch is kept
+        // either way, as after any storage error that may have landed.
+        let big = batch(12000, 1000, 3);
+        assert!(big.len() > 256 << 10);
+        let _ = log.append(big, AckLevel::Durable).await;
+        while !log.is_offline() {
+            crate::rt::sleep(Duration::from_millis(1)).await;
+        }
+        let refused = log.append(batch(1, 1000, 4), AckLevel::Durable).await;
+        assert!(refused.is_err(), "an offline partition took an append");
+        // Everything acknowledged is still served (from memory).
+        assert!(read_all(&log, 0).await.len() >= 3);
+        assert!(log.inner.borrow().offsets.written() < log.high_watermark());
+        // The device is back; after the backoff the flusher writes them.
+        log.inject.fail_writes.set(false);
+        clock.advance(Duration::from_secs(1));
+        while log.is_offline() {
+            crate::rt::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(log.held.borrow().is_empty());
+        let end = log.log_end_offset();
+        assert_eq!(log.inner.borrow().offsets.written(), end);
+        log.append(batch(1, 1000, 5), AckLevel::Durable)
+            .await
+            .unwrap();
+    });
+    replay::prepare(&data, 1, RING).unwrap();
+    let got = run_local(move || async move { offsets_after_restart(&data, "t-0").await });
+    assert_eq!(got.len(), 5, "{got:?}");
 }
