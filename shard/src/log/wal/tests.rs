@@ -52,6 +52,23 @@ fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// The tests' small config with segments of `bytes`.
+fn with_segments(bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes: bytes,
+        ..small_config()
+    }
+}
+
+/// Append one batch of `records` records per tag, each acknowledged.
+async fn append_durable(log: &PartitionLog, tags: std::ops::Range<u64>, records: usize) {
+    for tag in tags {
+        log.append(batch(records, 1000, tag), AckLevel::Durable)
+            .await
+            .unwrap();
+    }
+}
+
 async fn offsets_after_restart(data_dir: &Path, name: &str) -> Vec<(i64, i64)> {
     let log = open_in(data_dir, name, small_config()).await;
     let got = read_all(&log, 0).await;
@@ -63,10 +80,7 @@ async fn offsets_after_restart(data_dir: &Path, name: &str) -> Vec<(i64, i64)> {
 fn acknowledged_batches_survive_losing_every_segment_write() {
     let dir = test_dir();
     let data = dir.path().to_path_buf();
-    let config = LogConfig {
-        segment_bytes: 1 << 20,
-        ..small_config()
-    };
+    let config = with_segments(1 << 20);
     crash_after(&data, move |data| async move {
         let a = open_in(&data, "a-0", config.clone()).await;
         let b = open_in(&data, "b-0", config).await;
@@ -124,16 +138,9 @@ fn replay_never_brings_back_what_a_truncation_cut() {
     let dir = test_dir();
     let data = dir.path().to_path_buf();
     crash_after(&data, move |data| async move {
-        let config = LogConfig {
-            segment_bytes: 1 << 20,
-            ..small_config()
-        };
+        let config = with_segments(1 << 20);
         let log = open_in(&data, "t-0", config).await;
-        for tag in 100..110u64 {
-            log.append(batch(1, 1000, tag), AckLevel::Durable)
-                .await
-                .unwrap();
-        }
+        append_durable(&log, 100..110, 1).await;
         let wal = log.wal.as_ref().unwrap().wal.clone();
         let before = wal.state.borrow().durable_checkpoint;
         assert!(log.truncate_to(5).await.unwrap());
@@ -156,17 +163,10 @@ fn laps_of_the_ring_checkpoint_and_replay_cleanly() {
     let dir = test_dir();
     let data = dir.path().to_path_buf();
     crash_after(&data, move |data| async move {
-        let config = LogConfig {
-            segment_bytes: 256 << 10,
-            ..small_config()
-        };
+        let config = with_segments(256 << 10);
         let log = open_in(&data, "t-0", config).await;
         // ~3 MiB through a 1 MiB ring: laps, wraps, checkpoints.
-        for i in 0..600u64 {
-            log.append(batch(40, 1000, i), AckLevel::Durable)
-                .await
-                .unwrap();
-        }
+        append_durable(&log, 0..600, 40).await;
         let wal = log.wal.as_ref().unwrap().wal.clone();
         let st = wal.state.borrow();
         assert!(st.head > 2 * RING, "head {}", st.head);
@@ -189,11 +189,7 @@ fn a_clean_shutdown_leaves_nothing_to_redo() {
     run_local(move || async move {
         install(&d).await;
         let log = open_in(&d, "t-0", small_config()).await;
-        for i in 0..5u64 {
-            log.append(batch(2, 1000, i), AckLevel::Durable)
-                .await
-                .unwrap();
-        }
+        append_durable(&log, 0..5, 2).await;
         log.close().await.unwrap();
         super::shutdown().await.unwrap();
     });
@@ -211,10 +207,7 @@ fn rounds_too_big_for_one_frame_are_split_or_synced_apart() {
     let dir = test_dir();
     let data = dir.path().to_path_buf();
     crash_after(&data, move |data| async move {
-        let config = LogConfig {
-            segment_bytes: 8 << 20,
-            ..small_config()
-        };
+        let config = with_segments(8 << 20);
         let a = open_in(&data, "a-0", config.clone()).await;
         let b = open_in(&data, "b-0", config).await;
         let wal = a.wal.as_ref().unwrap().wal.clone();
@@ -373,16 +366,9 @@ fn batches_are_acknowledged_before_their_segment_write() {
     let dir = test_dir();
     let data = dir.path().to_path_buf();
     crash_after(&data, move |data| async move {
-        let config = LogConfig {
-            segment_bytes: 1 << 20,
-            ..small_config()
-        };
+        let config = with_segments(1 << 20);
         let log = open_in(&data, "t-0", config).await;
-        for i in 0..5u64 {
-            log.append(batch(2, 1000, i), AckLevel::Durable)
-                .await
-                .unwrap();
-        }
+        append_durable(&log, 0..5, 2).await;
         let (written, synced, hw) = {
             let inner = log.inner.borrow();
             let o = &inner.offsets;
@@ -410,10 +396,7 @@ fn a_failed_write_back_is_retried_and_nothing_acknowledged_is_lost() {
     let data = dir.path().to_path_buf();
     crash_after(&data, move |data| async move {
         let clock = Rc::new(crate::time::ManualClock::new(1_700_000_000_000));
-        let config = LogConfig {
-            segment_bytes: 8 << 20,
-            ..small_config()
-        };
+        let config = with_segments(8 << 20);
         let log = PartitionLog::open_with_clock(
             data.join("t-0"),
             "t-0".into(),
@@ -422,11 +405,7 @@ fn a_failed_write_back_is_retried_and_nothing_acknowledged_is_lost() {
         )
         .await
         .unwrap();
-        for i in 0..3u64 {
-            log.append(batch(2, 1000, i), AckLevel::Durable)
-                .await
-                .unwrap();
-        }
+        append_durable(&log, 0..3, 2).await;
         log.inject.fail_writes.set(true);
         // Over the write-back threshold: the write-back of all four
         // batches fails. Its producer may be told of the failure (when
