@@ -14,6 +14,7 @@ mod load;
 mod offsets;
 pub mod open_files;
 pub mod partition;
+mod pending;
 pub mod preallocate;
 pub mod producer_state;
 mod reader;

@@ -20,12 +20,13 @@ use bytes::{Bytes, BytesMut};
 use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::LogError;
-use super::flusher::{PendingWrite, SealJob};
+use super::flusher::SealJob;
 pub(super) use super::load::{
     delete_segments_from, load, note_epoch, record_producer, save_producer_snapshot,
 };
 use super::offsets::Offsets;
 use super::open_files::SegmentFile;
+use super::pending::PendingWrite;
 use super::producer_state::{ProducerStates, SeqCheck};
 use super::segment::Segment;
 use super::tail_cache::{CachedBatch, TailCache};
