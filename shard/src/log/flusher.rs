@@ -84,6 +84,20 @@ impl PartitionLog {
             let notified = self.progress_signal.notified();
             {
                 let inner = self.inner.borrow();
+                // Durable first: a fault after the batch became durable
+                // (a failed segment write-back after its ring frame was
+                // synced, say) does not undo it, and the batch stays
+                // readable, so its producer must hear success.
+                let durable = if inner.generation == generation {
+                    inner.offsets.high_watermark()
+                } else if inner.durable_before.0 == generation {
+                    inner.durable_before.1
+                } else {
+                    i64::MIN
+                };
+                if durable > last_offset {
+                    return Ok(());
+                }
                 if let Some(err) = &inner.storage_error {
                     return Err(LogError::Storage(err.clone()));
                 }
@@ -93,9 +107,6 @@ impl PartitionLog {
                          from its files since and the batch may not be in the log",
                         self.name
                     )));
-                }
-                if inner.offsets.high_watermark() > last_offset {
-                    return Ok(());
                 }
             }
             if !self.flusher_running.get() {
@@ -216,9 +227,13 @@ impl PartitionLog {
     }
 
     /// A write or sync failed: the partition goes offline for writes.
-    /// Nothing at or above the high watermark will ever be served (its bytes
-    /// may not be on the device); appends are refused with this error until
-    /// a recovery in place succeeds (`recovery.rs`).
+    /// Without the ring, nothing at or above the high watermark will ever be
+    /// served (its bytes may not be on the device); appends are refused with
+    /// this error until a recovery in place succeeds (`recovery.rs`). With
+    /// the ring, `ring_fault` keeps every batch appended so far and writes
+    /// them all back once it can: a producer told of the failure (a
+    /// retriable error, whose outcome is unknown as in Kafka) may find its
+    /// batch kept.
     pub(super) fn fail(&self, e: LogError) {
         let hwm = self.high_watermark();
         let cause = match &e {

@@ -205,6 +205,7 @@ pub(super) async fn load(
         retry_recovery_at: None,
         faults_in_a_row: 0,
         generation: 0,
+        durable_before: (u64::MAX, i64::MIN),
     };
     inner.offsets.debug_check_segments(&inner.segments);
     Ok(inner)

@@ -98,6 +98,10 @@ pub(super) struct Inner {
     /// Bumped by each recovery: an append that waits for durability across
     /// one fails, as its bytes may have been dropped and its offsets reused.
     pub(super) generation: u64,
+    /// The generation before the last recovery in place and the high
+    /// watermark it had reached: an append of that generation below it was
+    /// durable (and kept) even if its waiter learns so only afterwards.
+    pub(super) durable_before: (u64, i64),
 }
 
 pub struct PartitionLog {

@@ -107,6 +107,7 @@ impl PartitionLog {
             inner.offsets.advance_log_start(keep_start.min(end));
             inner.leader_epoch = leader_epoch;
             inner.generation = generation;
+            inner.durable_before = (generation - 1, old_hwm);
             // Reset by the next successful write, so a disk that fills
             // again at once backs off further.
             inner.faults_in_a_row = faults;
