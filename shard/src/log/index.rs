@@ -60,6 +60,40 @@ impl OffsetIndex {
         }
     }
 
+    /// Split the bytes `start..end` into contiguous `(position, length)`
+    /// pieces of about `piece` bytes that each start where a batch starts
+    /// (an indexed position), so they can be read at the same time and
+    /// checked one by one. Where no indexed position falls within `piece`
+    /// bytes of a piece's start, that piece is longer.
+    pub fn split_at_batches(&self, start: u64, end: u64, piece: usize) -> Vec<(u64, usize)> {
+        assert!(piece > 0 && start <= end);
+        let mut pieces = Vec::with_capacity(((end - start) as usize / piece) + 1);
+        let mut from = start;
+        while end - from > piece as u64 {
+            let target = from + piece as u64;
+            let idx = self
+                .entries
+                .partition_point(|e| u64::from(e.position) <= target);
+            let cut = match idx
+                .checked_sub(1)
+                .map(|i| u64::from(self.entries[i].position))
+            {
+                Some(p) if p > from => p,
+                // The next indexed position after `target`, if any.
+                _ => match self.entries.get(idx).map(|e| u64::from(e.position)) {
+                    Some(p) if p < end => p,
+                    _ => break,
+                },
+            };
+            pieces.push((from, (cut - from) as usize));
+            from = cut;
+        }
+        if end > from {
+            pieces.push((from, (end - from) as usize));
+        }
+        pieces
+    }
+
     /// Drop entries at or beyond `position` (log truncated there).
     pub fn truncate_to_position(&mut self, position: u32) {
         let keep = self.entries.partition_point(|e| e.position < position);
@@ -306,6 +340,44 @@ impl Drop for SkipSyncs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_split_at_indexed_batch_starts() {
+        let mut idx = OffsetIndex::default();
+        // Batches indexed every ~5000 bytes, with one 40,000-byte gap.
+        let mut positions: Vec<u32> = (0..20).map(|i| i * 5000 + 7).collect();
+        positions.extend((0..10).map(|i| 140_007 + i * 5000));
+        for (i, p) in positions.iter().enumerate() {
+            idx.push(i as u32 * 10, *p);
+        }
+        for (start, end, piece) in [
+            (7u64, 180_000u64, 16_384usize),
+            (12_007, 60_000, 5000),
+            (0, 100, 64),
+        ] {
+            let pieces = idx.split_at_batches(start, end, piece);
+            assert_eq!(pieces[0].0, start);
+            let last = pieces.last().unwrap();
+            assert_eq!(last.0 + last.1 as u64, end, "the pieces cover the range");
+            for w in pieces.windows(2) {
+                assert_eq!(w[0].0 + w[0].1 as u64, w[1].0, "contiguous");
+                assert!(
+                    positions.contains(&(w[1].0 as u32)),
+                    "{} starts a batch",
+                    w[1].0
+                );
+                // Longer than a piece only where no batch starts within it.
+                let cut_in_reach = positions
+                    .iter()
+                    .any(|&p| u64::from(p) > w[0].0 && u64::from(p) <= w[0].0 + piece as u64);
+                assert!(w[0].1 <= piece || !cut_in_reach, "{w:?}");
+            }
+        }
+        assert_eq!(
+            OffsetIndex::default().split_at_batches(0, 10_000, 4096),
+            vec![(0, 10_000)]
+        );
+    }
 
     #[test]
     fn offset_lookup_finds_floor_entry() {

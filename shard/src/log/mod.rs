@@ -17,6 +17,7 @@ pub mod partition;
 mod pending;
 pub mod preallocate;
 pub mod producer_state;
+pub mod read_ahead;
 mod reader;
 mod recovery;
 pub mod reserve;
@@ -42,6 +43,8 @@ mod follower_tests;
 mod hwm_tests;
 #[cfg(test)]
 mod off_shard_tests;
+#[cfg(test)]
+mod read_ahead_tests;
 #[cfg(test)]
 mod segment_tests;
 #[cfg(any(test, feature = "sim"))]

@@ -253,7 +253,9 @@ impl SegmentFile {
     }
 }
 
-/// An open segment file in use: it is not closed while this lives.
+/// An open segment file in use: it is not closed while this lives (nor
+/// while a clone of it does).
+#[derive(Clone)]
 pub struct OpenFile {
     file: Rc<DmaFile>,
 }

@@ -152,6 +152,8 @@ pub struct PartitionLog {
     pub(super) discarding: Cell<bool>,
     /// This log's share of the shard's tail-cache budget.
     pub(super) cache_share: super::tail_cache::CacheShare,
+    /// Bytes read ahead for the next fetch from disk (`read_ahead.rs`).
+    pub(super) read_ahead: Rc<RefCell<Option<super::read_ahead::ReadAhead>>>,
     #[cfg(test)]
     pub(super) inject: super::flusher::Injection,
 }
@@ -231,6 +233,7 @@ impl PartitionLog {
             held_since: Cell::new(None),
             discarding: Cell::new(false),
             cache_share: super::tail_cache::CacheShare::register(),
+            read_ahead: Rc::default(),
             #[cfg(test)]
             inject: Default::default(),
         });

@@ -10,18 +10,28 @@
 //! CORRUPT_MESSAGE) at once, and reads on either side keep working.
 
 use bytes::Bytes;
-use glommio::io::{DmaFile, ReadResult};
+use glommio::io::ReadResult;
 
 use super::error::LogError;
-use super::open_files::SegmentFile;
+use super::open_files::{OpenFile, SegmentFile};
 use super::partition::PartitionLog;
+use super::read_ahead::{self, ReadAhead};
 use super::segment::{Damage, Segment};
-use super::walk::{self, Expect, Visit};
+use super::walk::{self, Expect, ReadAt, Visit};
 use crate::record::{self, BatchView};
 
 /// How often one read may plan again (after finding damage, or when its
 /// segment was replaced while its file was being opened).
 const MAX_REPLANS: usize = 8;
+
+/// A read from disk is split at batch boundaries into pieces of about this
+/// size, read [`READ_DEPTH`] at a time: one large read keeps one request in
+/// the device's queue and is checked only after all of it arrived, while
+/// pieces overlap the device's work with the checking of the pieces before.
+/// Just under 1 MiB, so the page-aligned read fits a 1 MiB block of the
+/// shard's registered I/O memory.
+const READ_PIECE: usize = (1 << 20) - (8 << 10);
+const READ_DEPTH: usize = 8;
 
 #[derive(Debug, Clone, Default)]
 pub struct ReadOutcome {
@@ -45,6 +55,12 @@ struct DiskPlan {
     expect: Expect,
     written: u64,
     next_base: Option<i64>,
+    /// The first bytes to read, split at batch boundaries (see [`READ_PIECE`]).
+    pieces: Vec<(u64, usize)>,
+    /// The log's generation when planned (a read-ahead must match it).
+    generation: u64,
+    /// Bytes read ahead for this read by the one before.
+    ahead: Option<ReadAhead>,
 }
 
 impl DiskPlan {
@@ -58,7 +74,17 @@ impl DiskPlan {
             expect,
             written: seg.written,
             next_base,
+            pieces: Vec::new(),
+            generation: 0,
+            ahead: None,
         }
+    }
+
+    /// Plan to read about `budget` bytes first, in pieces.
+    fn with_pieces(mut self, seg: &Segment, budget: usize) -> Self {
+        let until = self.end.min(self.start.saturating_add(budget as u64));
+        self.pieces = seg.index.split_at_batches(self.start, until, READ_PIECE);
+        self
     }
 }
 
@@ -72,7 +98,7 @@ impl PartitionLog {
         let mut at = offset;
         let mut replans = 0;
         loop {
-            let (mut out, plan) = {
+            let (mut out, mut plan) = {
                 let inner = self.inner.borrow();
                 if offset < inner.offsets.log_start() || offset > inner.offsets.log_end() {
                     return Err(LogError::OffsetOutOfRange {
@@ -107,7 +133,11 @@ impl PartitionLog {
                 if let Some(d) = seg.damage_covering(at, segment_end) {
                     return Err(damaged(&self.name, seg, d, at, segment_end));
                 }
-                (out, DiskPlan::new(base, seg, at, next_base, segment_end))
+                let mut plan = DiskPlan::new(base, seg, at, next_base, segment_end)
+                    .with_pieces(seg, read_budget(max_bytes));
+                plan.generation = inner.generation;
+                self.use_read_ahead(&mut plan, seg, at, max_bytes);
+                (out, plan)
             };
             let opened = plan.file.get().await;
             let changed = !self.segment_is(plan.base, &plan.file)
@@ -125,7 +155,16 @@ impl PartitionLog {
                 continue;
             }
             let file = opened?;
-            let read = read_batches(&file, &plan, at, max_bytes, out.high_watermark).await?;
+            let read = match plan.ahead.take() {
+                Some(ahead) => {
+                    let src = ahead.into_source(file.clone()).await;
+                    read_batches(&src, &plan, at, max_bytes, out.high_watermark).await?
+                }
+                None => read_batches(&*file, &plan, at, max_bytes, out.high_watermark).await?,
+            };
+            if let Some((pos, next)) = read.full_at {
+                self.read_ahead_from(&plan, file.clone(), pos, next, max_bytes);
+            }
             if let Some((pos, next, why)) = read.damage {
                 let expect = Expect {
                     next,
@@ -155,6 +194,79 @@ impl PartitionLog {
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// Take this log's read-ahead into `plan` if it was made for a read
+    /// of offset `at` in this very segment file and generation; it is
+    /// dropped otherwise (its consumer went elsewhere).
+    fn use_read_ahead(&self, plan: &mut DiskPlan, seg: &Segment, at: i64, max_bytes: usize) {
+        let Some(ahead) = self.read_ahead.borrow_mut().take() else {
+            return;
+        };
+        let read_to = ahead.pieces.last().map_or(0, |&(p, len)| p + len as u64);
+        let fits = ahead.base == plan.base
+            && ahead.file.same(&plan.file)
+            && ahead.generation == plan.generation
+            && ahead.next_offset == at
+            && ahead.pos >= plan.start
+            && read_to <= plan.end;
+        if !fits {
+            return;
+        }
+        plan.start = ahead.pos;
+        plan.expect.next = at;
+        plan.pieces = ahead.pieces.clone();
+        // A fetch larger than the last one: the rest is read in pieces too.
+        let until = plan.end.min(ahead.pos.saturating_add(max_bytes as u64));
+        if until > read_to {
+            let more = seg.index.split_at_batches(read_to, until, READ_PIECE);
+            plan.pieces.extend(more);
+        }
+        plan.ahead = Some(ahead);
+    }
+
+    /// A read of `plan` stopped full at byte `pos`, offset `next`: start
+    /// reading what the next fetch will ask for (`read_ahead.rs`), unless
+    /// that will come from the tail cache.
+    fn read_ahead_from(
+        &self,
+        plan: &DiskPlan,
+        file: OpenFile,
+        pos: u64,
+        next: i64,
+        max_bytes: usize,
+    ) {
+        let pieces = {
+            let inner = self.inner.borrow();
+            if inner.generation != plan.generation
+                || inner
+                    .cache
+                    .first_offset()
+                    .is_some_and(|first| next >= first)
+            {
+                return;
+            }
+            let Some(seg) = inner
+                .segments
+                .get(&plan.base)
+                .filter(|s| s.file.same(&plan.file))
+            else {
+                return;
+            };
+            let budget = max_bytes.clamp(64 << 10, read_ahead::MAX_ONE);
+            let until = plan.end.min(pos.saturating_add(budget as u64));
+            seg.index.split_at_batches(pos, until, READ_PIECE)
+        };
+        ReadAhead::start(
+            &self.read_ahead,
+            plan.base,
+            plan.file.clone(),
+            file,
+            plan.generation,
+            next,
+            pieces,
+            READ_DEPTH,
+        );
     }
 
     /// After a segment file failed to open: if the segment files are being
@@ -358,6 +470,9 @@ impl PartitionLog {
 /// What a read from one segment found.
 struct DiskRead {
     batches: Vec<Bytes>,
+    /// The read stopped because it was full: the position and offset of
+    /// the next batch.
+    full_at: Option<(u64, i64)>,
     /// Damage the read ran into: (byte, first unreadable offset, why).
     damage: Option<(u64, i64, String)>,
 }
@@ -366,24 +481,27 @@ struct DiskRead {
 /// before `offset` and stopping at the first that starts at or beyond
 /// `limit` (the high watermark), up to `max_bytes` (the first wanted batch
 /// whole). Consecutive batches of one read buffer go out as one span of it.
-async fn read_batches(
-    file: &DmaFile,
+async fn read_batches<R: ReadAt<Buf = ReadResult>>(
+    file: &R,
     plan: &DiskPlan,
     offset: i64,
     max_bytes: usize,
     limit: i64,
 ) -> Result<DiskRead, LogError> {
-    let chunk = max_bytes.max(64 << 10) + 8192;
     let mut spans: Vec<Bytes> = Vec::new();
     let mut span: Option<(ReadResult, std::ops::Range<usize>)> = None;
     let mut total = 0usize;
-    let walked = walk::walk(
+    // Set when the read stopped because it was full: where the first batch
+    // not taken starts, and its offset.
+    let mut full: Option<(u64, i64)> = None;
+    let walked = walk::walk_ahead(
         file,
-        plan.start,
+        &plan.pieces,
         plan.end,
         plan.expect,
-        chunk,
-        |buf, range, _, batch| {
+        READ_PIECE,
+        READ_DEPTH,
+        |buf, range, pos, batch| {
             if batch.base_offset() >= limit {
                 return Visit::Stop;
             }
@@ -391,9 +509,11 @@ async fn read_batches(
                 return Visit::Continue;
             }
             if total > 0 && total + range.len() > max_bytes {
+                full = Some((pos, batch.base_offset()));
                 return Visit::Stop;
             }
             total += range.len();
+            let batch_end = pos + range.len() as u64;
             match &mut span {
                 Some((b, r)) if b.as_ptr() == buf.as_ptr() && r.end == range.start => {
                     r.end = range.end
@@ -406,6 +526,7 @@ async fn read_batches(
                 }
             }
             if total >= max_bytes {
+                full = Some((batch_end, batch.last_offset() + 1));
                 Visit::Stop
             } else {
                 Visit::Continue
@@ -416,12 +537,21 @@ async fn read_batches(
     if let Some((b, r)) = span {
         spans.push(crate::foreign::dma_bytes(&b, r.start, r.len()));
     }
+    // Read ahead only where more batches of this segment follow.
+    let full_at = full.filter(|&(pos, next)| pos < plan.end && next < limit);
     Ok(DiskRead {
         batches: spans,
+        full_at,
         damage: walked
             .damage
             .map(|why| (walked.pos, walked.next_offset, why)),
     })
+}
+
+/// Bytes to read for a fetch of `max_bytes`: the reader starts at the
+/// indexed batch at or before the offset, so up to an index interval more.
+fn read_budget(max_bytes: usize) -> usize {
+    max_bytes.max(64 << 10) + 8192
 }
 
 /// The answer to a read of an offset in known damage.

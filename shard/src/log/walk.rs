@@ -144,48 +144,145 @@ pub async fn walk<R: ReadAt>(
     let mut pos = start;
     let mut next = expect.next;
     let mut at_least = 0;
-    let done = |pos, next_offset, damage| WalkEnd {
-        pos,
-        next_offset,
-        damage,
-    };
     while pos < end {
         let want = chunk.max(at_least).min((end - pos) as usize);
         at_least = 0;
         let buf = src.read_bytes(pos, want).await?;
-        let bytes: &[u8] = &buf;
-        let mut at = 0usize;
-        while pos + (at as u64) < end {
-            let here = pos + at as u64;
-            let expect = Expect {
-                next,
-                limit: expect.limit,
-            };
-            match check_batch(&bytes[at..], here, end, expect) {
-                Check::Batch(batch) => {
-                    let size = batch.size();
-                    next = batch.last_offset() + 1;
-                    if visit(&buf, at..at + size, here, &batch) == Visit::Stop {
-                        return Ok(done(here + size as u64, next, None));
+        match visit_buffer(&buf, pos, end, expect.limit, &mut next, &mut visit) {
+            Scan::Ended(walked) => return Ok(walked),
+            Scan::Consumed(at) => pos += at as u64,
+            Scan::Incomplete { at, need } => {
+                if at == 0 {
+                    if buf.len() < want {
+                        let why = format!("the file ends at byte {}", pos + buf.len() as u64);
+                        return Ok(WalkEnd {
+                            pos,
+                            next_offset: next,
+                            damage: Some(why),
+                        });
                     }
-                    at += size;
+                    at_least = need;
                 }
-                Check::Incomplete { need } => {
-                    if at == 0 {
-                        if bytes.len() < want {
-                            let why = format!("the file ends at byte {}", pos + bytes.len() as u64);
-                            return Ok(done(here, next, Some(why)));
-                        }
-                        at_least = need;
-                    }
-                    break;
-                }
-                Check::Damaged(why) => return Ok(done(here, next, Some(why))),
+                pos += at as u64;
             }
         }
-        pos += at as u64;
     }
-    Ok(done(pos, next, None))
+    Ok(WalkEnd {
+        pos,
+        next_offset: next,
+        damage: None,
+    })
+}
+
+/// As [`walk`], but first reads `pieces` — contiguous `(position, length)`
+/// spans from `pieces[0].0`, each starting on a batch boundary (from the
+/// offset index) — up to `depth` at a time ahead of the visitor, so the
+/// device works on the next pieces while the visitor checks this one. Where
+/// a piece ends inside a batch (the last one may; an index that points off a
+/// boundary would), or when the pieces are used up, the walk goes on chunk
+/// by chunk as [`walk`] does.
+pub async fn walk_ahead<R: ReadAt>(
+    src: &R,
+    pieces: &[(u64, usize)],
+    end: u64,
+    expect: Expect,
+    chunk: usize,
+    depth: usize,
+    mut visit: impl FnMut(&R::Buf, Range<usize>, u64, &BatchView) -> Visit,
+) -> std::io::Result<WalkEnd> {
+    use futures::StreamExt;
+    assert!(depth > 0);
+    let Some(&(start, _)) = pieces.first() else {
+        return Ok(WalkEnd {
+            pos: end,
+            next_offset: expect.next,
+            damage: None,
+        });
+    };
+    debug_assert!(pieces.windows(2).all(|w| w[0].0 + w[0].1 as u64 == w[1].0));
+    let mut pos = start;
+    let mut next = expect.next;
+    {
+        let mut reads = futures::stream::iter(pieces.iter().copied())
+            .map(|(at, len)| async move { (at, src.read_bytes(at, len).await) })
+            .buffered(depth);
+        while let Some((at, buf)) = reads.next().await {
+            let buf = buf?;
+            if pos >= end || at != pos {
+                // The last piece ended inside a batch (or the file ended):
+                // the rest goes chunk by chunk.
+                break;
+            }
+            match visit_buffer(&buf, pos, end, expect.limit, &mut next, &mut visit) {
+                Scan::Ended(walked) => return Ok(walked),
+                Scan::Consumed(at) => pos += at as u64,
+                Scan::Incomplete { at, .. } => pos += at as u64,
+            }
+        }
+    }
+    if pos >= end {
+        return Ok(WalkEnd {
+            pos,
+            next_offset: next,
+            damage: None,
+        });
+    }
+    let rest = Expect {
+        next,
+        limit: expect.limit,
+    };
+    walk(src, pos, end, rest, chunk, visit).await
+}
+
+/// How a scan of one buffer ended.
+enum Scan {
+    /// The visitor stopped, or damage was found: the walk is over.
+    Ended(WalkEnd),
+    /// Every byte of the buffer was whole batches (it held `.0` bytes).
+    Consumed(usize),
+    /// The batch at `at` needs `need` bytes, more than the buffer holds.
+    Incomplete { at: usize, need: usize },
+}
+
+/// Visit the batches of `buf`, read at byte `pos` of a segment whose data
+/// ends at `end`; `next` is the least offset the next batch may have.
+fn visit_buffer<B: std::ops::Deref<Target = [u8]>>(
+    buf: &B,
+    pos: u64,
+    end: u64,
+    limit: i64,
+    next: &mut i64,
+    visit: &mut impl FnMut(&B, Range<usize>, u64, &BatchView) -> Visit,
+) -> Scan {
+    let bytes: &[u8] = buf;
+    let mut at = 0usize;
+    while pos + (at as u64) < end {
+        let here = pos + at as u64;
+        let expect = Expect { next: *next, limit };
+        match check_batch(&bytes[at..], here, end, expect) {
+            Check::Batch(batch) => {
+                let size = batch.size();
+                *next = batch.last_offset() + 1;
+                if visit(buf, at..at + size, here, &batch) == Visit::Stop {
+                    return Scan::Ended(WalkEnd {
+                        pos: here + size as u64,
+                        next_offset: *next,
+                        damage: None,
+                    });
+                }
+                at += size;
+            }
+            Check::Incomplete { need } => return Scan::Incomplete { at, need },
+            Check::Damaged(why) => {
+                return Scan::Ended(WalkEnd {
+                    pos: here,
+                    next_offset: *next,
+                    damage: Some(why),
+                })
+            }
+        }
+    }
+    Scan::Consumed(at)
 }
 
 /// After damage at byte `from`, find the next position in `src[from+1..end]`
