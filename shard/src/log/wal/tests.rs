@@ -209,7 +209,8 @@ fn rounds_too_big_for_one_frame_are_split_or_synced_apart() {
     crash_after(&data, move |data| async move {
         let config = with_segments(8 << 20);
         let a = open_in(&data, "a-0", config.clone()).await;
-        let b = open_in(&data, "b-0", config).await;
+        let b = open_in(&data, "b-0", config.clone()).await;
+        let c = open_in(&data, "c-0", config).await;
         let wal = a.wal.as_ref().unwrap().wal.clone();
         let max = wal.max_round_body();
         assert!(max < RING as usize / 2 && max > RING as usize / 2 - 2 * PAGE);
@@ -219,28 +220,38 @@ fn rounds_too_big_for_one_frame_are_split_or_synced_apart() {
         let big = batch(24000, 1000, 1);
         assert!(big.len() > max, "{} <= {max}", big.len());
         a.append(big, AckLevel::Durable).await.unwrap();
-        // Two rounds that fit alone but not together: two frames.
-        let half = batch(12000, 1000, 2);
-        assert!(half.len() < max && 2 * half.len() > max);
+        // Three rounds that fit together in no frame (each small enough
+        // to go through the ring, see DIRECT_ROUND_BYTES): several frames.
+        let third = batch(9000, 1000, 2);
+        assert!(
+            third.len() < 256 << 10 && 3 * third.len() > max,
+            "{}",
+            third.len()
+        );
         let frames_before = wal.state.borrow().head;
-        let (x, y) = futures::join!(
-            a.append(half.clone(), AckLevel::Durable),
-            b.append(half, AckLevel::Durable)
+        let (x, y, z) = futures::join!(
+            a.append(third.clone(), AckLevel::Durable),
+            b.append(third.clone(), AckLevel::Durable),
+            c.append(third, AckLevel::Durable)
         );
         x.unwrap();
         y.unwrap();
+        z.unwrap();
         assert!(wal.state.borrow().head > frames_before);
-        assert_eq!((a.high_watermark(), b.high_watermark()), (36000, 12000));
+        let hw = (a.high_watermark(), b.high_watermark(), c.high_watermark());
+        assert_eq!(hw, (33000, 9000, 9000));
     });
     replay::prepare(&data, 1, RING).unwrap();
     let got = run_local(move || async move {
         (
             offsets_after_restart(&data, "a-0").await,
             offsets_after_restart(&data, "b-0").await,
+            offsets_after_restart(&data, "c-0").await,
         )
     });
-    assert_eq!(got.0, vec![(0, 23999), (24000, 35999)]);
-    assert_eq!(got.1, vec![(0, 11999)]);
+    assert_eq!(got.0, vec![(0, 23999), (24000, 32999)]);
+    assert_eq!(got.1, vec![(0, 8999)]);
+    assert_eq!(got.2, vec![(0, 8999)]);
 }
 
 /// A synthetic ring: frames at their LSNs, each with one entry of `data`.
