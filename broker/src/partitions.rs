@@ -111,7 +111,11 @@ impl PartitionManager {
         let log = PartitionLog::open(dir, format!("{topic}-{partition}"), config)
             .await
             .map_err(|e| format!("opening {topic}-{partition}: {e}"))?;
-        log.set_leader_epoch(leader_epoch);
+        if let Err(e) = log.become_leader(leader_epoch).await {
+            // Not fatal (a full disk must not stop a start-up): the first
+            // append of the epoch writes the entry before its batch.
+            tracing::warn!("{topic}-{partition}: writing its leader-epoch checkpoint: {e}");
+        }
         self.logs
             .borrow_mut()
             .insert((topic.to_string(), partition), log);

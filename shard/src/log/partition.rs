@@ -271,6 +271,17 @@ impl PartitionLog {
         }
     }
 
+    /// [`set_leader_epoch`](Self::set_leader_epoch), and write the epoch's
+    /// entry now rather than before the first batch of the epoch: as
+    /// Kafka's `makeLeader`, the checkpoint is written when leadership
+    /// starts, so the first produce to a new partition does not wait for
+    /// a durable file write (with 10,000 new partitions that was about
+    /// 1 ms each, all on the first requests).
+    pub async fn become_leader(&self, epoch: i32) -> Result<(), LogError> {
+        self.set_leader_epoch(epoch);
+        self.persist_epochs_if_changed().await
+    }
+
     pub fn offsets(&self) -> LogOffsets {
         let inner = self.inner.borrow();
         LogOffsets {
