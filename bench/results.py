@@ -186,6 +186,39 @@ for name in cases("consume-") + cases("e2e-"):
             f"| {name}{extra} | {NAMES.get(b, b)} | {c['msgs_per_sec'] / 1e6:.2f} M | {c['mb_per_sec']:.0f} | {pct(c)} "
             f"| {ms(lat, 'p50_us')} | {ms(lat, 'p99_us')} | {cpu_gb(r)} | {r['errors_total']} |")
 
+# Memory of idle partitions: RSS before and after opening them.
+idle_rows = []
+for b in brokers:
+    f = work / "json" / b / "idle-partitions.json"
+    if f.exists():
+        r = json.loads(f.read_text())
+        grew = (r["rss_after_kib"] - r["rss_before_kib"]) * 1024
+        idle_rows.append(f"| {NAMES.get(b, b)} | {r['partitions']} | {r['rss_before_kib'] / 1024:.0f} "
+                         f"| {r['rss_after_kib'] / 1024:.0f} | {grew / r['partitions'] / 1024:.1f} |")
+if idle_rows:
+    lines += ["", "## Idle partitions", "",
+              "A topic with this many partitions is created, each gets one 100-byte record, and the broker",
+              "idles 10 s; RSS (VmRSS) before the topic and after.", "",
+              "| broker | partitions | RSS before MiB | RSS after MiB | KiB per partition |",
+              "| --- | ---: | ---: | ---: | ---: |"] + idle_rows
+
+# Scaling by shards (Shardline only): one partition per shard.
+scale = sorted((n for n in runs.get("shardline", {}) if n.startswith("scaling-")),
+               key=lambda n: int(n[len("scaling-"):].split("shard")[0]))
+if scale:
+    lines += ["", "## Scaling by shards (Shardline)", "",
+              "1 KiB records, acks=all, one partition and one client connection per shard. With 1 shard the",
+              "client has the other core to itself; with one shard per core the client shares the cores",
+              "with the broker, so per-shard figures there are a lower bound.", "",
+              "| shards | msgs/s | MB/s | MB/s per shard | p99 ms | broker CPU-s/GB |",
+              "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for n in scale:
+        r = runs["shardline"][n]
+        p = r["produce"]
+        k = int(n[len("scaling-"):].split("shard")[0])
+        lines.append(f"| {k} | {p['msgs_per_sec'] / 1e6:.2f} M | {p['mb_per_sec']:.0f} | {p['mb_per_sec'] / k:.0f} "
+                     f"| {ms(p.get('latency_us'), 'p99_us')} | {cpu_gb(r)} |")
+
 # Kafka's own perf tools (the Java client), against every broker.
 PROD = re.compile(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), ([\d.]+) ms avg latency, "
                   r"([\d.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th, (\d+) ms 99.9th")
@@ -213,7 +246,8 @@ if perf_rows:
 lines += [
     "",
     "Cases: `<size>-acks<1|all>-p<partitions>`; one partition per shard uses ~512 KiB batches,",
-    "64 partitions 32 KiB batches. Latency is per produce request, from its intended send",
+    "64 partitions 32 KiB batches, 1,000 and 10,000 partitions 16 KiB batches over 4 and 8",
+    "connections (2 requests in flight each). Latency is per produce request, from its intended send",
     "time to its answer; e2e latency is from a record's timestamp to its arrival at the",
     "consumer. Peak RSS is the broker's VmHWM at the end of the case (the process's peak so far).",
     "The perf tools' MB/s are converted from their MiB/s.",

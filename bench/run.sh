@@ -12,6 +12,8 @@
 #   SKIP_BUILD=1 bash bench/run.sh         # reuse target/release binaries and tests/java jars
 #   BROKER_ARGS="--log-flush interval" bash bench/run.sh
 #   SHARDS=2 bash bench/run.sh             # broker cores [default: cores - 1]
+#   MANY_PARTS="1000" bash bench/run.sh    # the many-partition cases [default: 1000 10000]
+#   SCALING=0 bash bench/run.sh            # skip the 1-vs-N-shards cases
 #
 # Client and broker share the machine. The broker gets cores 0..SHARDS-1
 # (Shardline: one pinned shard per core; Apache Kafka: its JVM restricted to
@@ -110,8 +112,8 @@ echo "$SHARDS" > "$WORK/shards"
 printf '%s\n' "${BROKERS[@]}" > "$WORK/brokers"
 echo "$KAFKA_HEAP" > "$WORK/kafka_heap"
 
-start_broker() { # label
-  local label="$1"
+start_broker() { # label [shards]
+  local label="$1" shards="${2:-$SHARDS}"
   rm -rf "$WORK/data"; mkdir -p "$WORK/data"
   echo "==> $label on 127.0.0.1:$PORT (cores $BROKER_CPUS, data in $WORK/data)"
   case "$label" in
@@ -120,7 +122,7 @@ start_broker() { # label
       [ "$label" = shardline-interval ] && flush=(--log-flush interval)
       [ "$label" = shardline-base ] && bin="$BASE_BIN"
       # shellcheck disable=SC2086
-      "$bin" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --shards "$SHARDS" \
+      "$bin" serve --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --shards "$shards" \
         "${flush[@]}" ${BROKER_ARGS:-} > "$WORK/$label.log" 2>&1 &
       BROKER_PID=$!; MEASURED_PID=$BROKER_PID
       for _ in $(seq 1 100); do
@@ -160,6 +162,19 @@ print(f"    {side['msgs_per_sec']/1e6:.2f} M msgs/s, {side['mb_per_sec']:.0f} MB
 PY
 }
 drop_topic() { "$BIN/shardline" topic delete "$1" --bootstrap "127.0.0.1:$PORT" >/dev/null; }
+# Topics of more than 5,000 partitions are made in steps: Apache Kafka's
+# controller refuses one operation of more than 10,000 records ("Unable to
+# perform excessively large batch operation"). Smaller ones are left to
+# the bench's --create-topic.
+pre_create() { # topic partitions
+  local t="$1" n="$2" have=5000
+  [ "$n" -gt 5000 ] || return 0
+  "$BIN/shardline" topic create "$t" -p 5000 --bootstrap "127.0.0.1:$PORT" >/dev/null
+  while [ "$have" -lt "$n" ]; do
+    have=$(( have + 5000 > n ? n : have + 5000 ))
+    "$BIN/shardline" topic add-partitions "$t" --num "$have" --bootstrap "127.0.0.1:$PORT" >/dev/null
+  done
+}
 warm_up() { # not measured: a JVM broker needs its JIT warm, and first touches of new code paths are slow on any broker
   echo "==> warm-up (${WARM_UP_FOR}, not measured)"
   "$BIN/shardline-bench" produce --topic bench-warmup --create-topic --partitions 64 --message-size 1024 \
@@ -170,24 +185,75 @@ warm_up() { # not measured: a JVM broker needs its JIT warm, and first touches o
 }
 
 SIZES=(100 1024); ACKS=(1 all); PARTS=("$SHARDS" 64)
-batch_args() { # size parts: 64 partitions send 32 KiB batches (2 MiB requests), as many small producers would
-  if [ "$2" = 64 ]; then echo "--batch-records $((32768 / $1))"; fi
+# Many partitions per broker (issue 13): 1 KiB records only, in 16 KiB
+# batches (the Java producer's default batch.size), spread over several
+# connections as many producers would; each connection's requests carry a
+# batch for each of its partitions.
+read -r -a MANY_PARTS <<< "${MANY_PARTS:-1000 10000}"
+batch_args() { # size parts
+  case "$2" in
+    64) echo "--batch-records $((32768 / $1))" ;;   # 32 KiB batches, 2 MiB requests
+    "$SHARDS") ;;                                   # ~512 KiB batches
+    *) echo "--batch-records $((16384 / $1)) --connections $(( $2 >= 10000 ? 8 : 4 )) --in-flight 2" ;;
+  esac
+}
+all_cases() { # size acks parts, one case per line
+  for size in "${SIZES[@]}"; do for acks in "${ACKS[@]}"; do for parts in "${PARTS[@]}"; do
+    echo "$size $acks $parts"
+  done; done; done
+  for acks in "${ACKS[@]}"; do for parts in "${MANY_PARTS[@]}"; do echo "1024 $acks $parts"; done; done
+}
+
+idle_partitions() { # label: the broker's RSS with IDLE_PARTITIONS partitions open and idle
+  local label="$1" n="${IDLE_PARTITIONS:-10000}" t="bench-idle"
+  local before after
+  mkdir -p "$WORK/json/$label"
+  before="$(awk '/^VmRSS/ {print $2}' "/proc/$MEASURED_PID/status")"
+  echo "==> [$label] idle: $n partitions, one small batch each, then 10 s idle"
+  pre_create "$t" "$n"
+  "$BIN/shardline-bench" produce --topic "$t" --create-topic --partitions "$n" --message-size 100 \
+    --acks 1 --batch-records 1 --messages "$n" --warmup 0s --bootstrap "127.0.0.1:$PORT" >/dev/null
+  sleep 10
+  after="$(awk '/^VmRSS/ {print $2}' "/proc/$MEASURED_PID/status")"
+  echo "{\"partitions\": $n, \"rss_before_kib\": $before, \"rss_after_kib\": $after}" \
+    > "$WORK/json/$label/idle-partitions.json"
+  echo "    RSS $((before / 1024)) -> $((after / 1024)) MiB"
+  drop_topic "$t"
 }
 
 # ------------------------------------------------------------ phase 1: maxima
 for label in "${BROKERS[@]}"; do
   start_broker "$label"
+  # First, on a fresh broker: later cases leave the allocator's high-water mark.
+  idle_partitions "$label"
   warm_up
-  for size in "${SIZES[@]}"; do for acks in "${ACKS[@]}"; do for parts in "${PARTS[@]}"; do
+  while read -r size acks parts; do
     c="${size}B-acks${acks}-p${parts}"
+    pre_create "bench-max-$c" "$parts"
     # shellcheck disable=SC2046
     bench "$label" "produce-$c" produce --topic "bench-max-$c" --create-topic --partitions "$parts" \
       --message-size "$size" --acks "$acks" $(batch_args "$size" "$parts") \
-      --duration "$DURATION" --warmup "$WARMUP"
+      --duration "$DURATION" --warmup "$WARMUP" < /dev/null
     drop_topic "bench-max-$c"
-  done; done; done
+  done < <(all_cases)
   stop_broker
 done
+
+# ------------------------------------------------------------ scaling by shards (Shardline only)
+# One partition per shard, 1 KiB acks=all: with 1 shard the client has the
+# other core to itself; with 2 shards on this 2-core machine broker and
+# client share both cores (stated in the table).
+if [ "${SCALING:-1}" = 1 ]; then
+  for n in 1 "$CORES"; do
+    [ "$n" -le "$CORES" ] || continue
+    start_broker shardline "$n"
+    bench shardline "scaling-${n}shards" produce --topic "bench-scale-$n" --create-topic --partitions "$n" \
+      --message-size 1024 --acks all --connections "$n" --duration "$DURATION" --warmup "$WARMUP"
+    drop_topic "bench-scale-$n"
+    stop_broker
+    [ "$n" = "$CORES" ] && break
+  done
+fi
 
 # ------------------------------------------------------------ phase 2: same offered load, consumers, perf tools
 rate_for() { # case: 50 % of the lowest maximum over all brokers
@@ -215,13 +281,16 @@ perf_tools() { # label: Kafka's producer and consumer perf tests, 1 KiB records,
 for label in "${BROKERS[@]}"; do
   start_broker "$label"
   warm_up
-  for size in "${SIZES[@]}"; do for acks in "${ACKS[@]}"; do for parts in "${PARTS[@]}"; do
+  while read -r size acks parts; do
     c="${size}B-acks${acks}-p${parts}"
+    conns=1
+    [ "$parts" -ge 1000 ] && conns="$(( parts >= 10000 ? 8 : 4 ))"
+    pre_create "bench-lat-$c" "$parts"
     bench "$label" "latency-$c" produce --topic "bench-lat-$c" --create-topic --partitions "$parts" \
       --message-size "$size" --acks "$acks" --rate "$(rate_for "$c")" --linger-ms 1 \
-      --duration "$DURATION" --warmup "$WARMUP"
+      --connections "$conns" --duration "$DURATION" --warmup "$WARMUP" < /dev/null
     drop_topic "bench-lat-$c"
-  done; done; done
+  done < <(all_cases)
   # Consumers: from the start of a log written just before (disk and page
   # cache), and at the tail while a producer writes (end to end).
   t="bench-consume-1KiB"
