@@ -174,6 +174,13 @@ pre_create() { # topic partitions
     have=$(( have + 5000 > n ? n : have + 5000 ))
     "$BIN/shardline" topic add-partitions "$t" --num "$have" --bootstrap "127.0.0.1:$PORT" >/dev/null
   done
+  # Kafka answers CreatePartitions before its metadata shows them.
+  for _ in $(seq 1 300); do
+    "$BIN/shardline" topic describe "$t" --bootstrap "127.0.0.1:$PORT" 2>/dev/null \
+      | grep -q "PartitionCount: $n\b" && return 0
+    sleep 1
+  done
+  echo "topic $t never showed $n partitions" >&2; return 1
 }
 warm_up() { # not measured: a JVM broker needs its JIT warm, and first touches of new code paths are slow on any broker
   echo "==> warm-up (${WARM_UP_FOR}, not measured)"
