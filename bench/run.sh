@@ -175,9 +175,11 @@ pre_create() { # topic partitions
     "$BIN/shardline" topic add-partitions "$t" --num "$have" --bootstrap "127.0.0.1:$PORT" >/dev/null
   done
   # Kafka answers CreatePartitions before its metadata shows them.
+  local described
   for _ in $(seq 1 300); do
-    "$BIN/shardline" topic describe "$t" --bootstrap "127.0.0.1:$PORT" 2>/dev/null \
-      | grep -q "PartitionCount: $n\b" && return 0
+    # Into a variable first: grep -q would end the pipe early (pipefail).
+    described="$("$BIN/shardline" topic describe "$t" --bootstrap "127.0.0.1:$PORT" 2>/dev/null || true)"
+    case "$described" in *"PartitionCount: $n"[[:space:]]*) return 0 ;; esac
     sleep 1
   done
   echo "topic $t never showed $n partitions" >&2; return 1
