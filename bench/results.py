@@ -103,7 +103,8 @@ if REF:
     lines.append(
         f"- Apache Kafka {sh('sh', '-c', 'ls tests/java/kafka-dist/target/lib | sed -n s/^kafka_2.13-//p | sed s/.jar$//')}"
         f" (KRaft, combined broker+controller), heap {(work / 'kafka_heap').read_text().strip()}, G1 as Kafka's "
-        "operations guide recommends, every broker setting at its default: no fsync per write "
+        "operations guide recommends, every broker setting at its default but file.delete.delay.ms = 1 s "
+        "(a deleted topic's files go before the next case starts): no fsync per write "
         "(log.flush.interval.messages unlimited; Kafka leaves durability to replication)")
 def table_head(numeric, vs_ref):
     """Header and alignment rows: case, broker, the numeric columns, and the
