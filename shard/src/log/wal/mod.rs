@@ -382,7 +382,6 @@ impl ShardWal {
     /// Wait until group `seq`'s frame is durable.
     pub async fn wait_durable(&self, seq: u64) -> Result<(), LogError> {
         loop {
-            let notified = self.durable.borrow_mut().entry(seq).or_default().notified();
             {
                 let st = self.state.borrow();
                 if st.done_seq > seq {
@@ -398,6 +397,10 @@ impl ShardWal {
                     return Err(LogError::Closed);
                 }
             }
+            // Registered only when the frame is still to come (a waiter
+            // that returned above leaves no entry behind), with no await
+            // between the check and the registration, so no wake is missed.
+            let notified = self.durable.borrow_mut().entry(seq).or_default().notified();
             notified.await;
         }
     }
