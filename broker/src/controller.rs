@@ -474,7 +474,9 @@ async fn execute(state: &ShardState, cmd: MetadataCommand) -> Result<Effect, Adm
 fn topic_of(effect: Effect) -> Arc<TopicMeta> {
     match effect {
         Effect::Topic(t) | Effect::TopicDeleted(t) => t,
-        Effect::ProducerIds { .. } => unreachable!("a topic command reserved producer ids"),
+        Effect::ProducerIds { .. } | Effect::ClusterId => {
+            unreachable!("a topic command had another effect")
+        }
     }
 }
 

@@ -224,11 +224,17 @@ mod tests {
         assert_eq!(ls[1].protocol, SecurityProtocol::SaslPlaintext);
         assert_eq!(ls[2].name, "INTERNAL");
         assert_eq!(ls[2].protocol, SecurityProtocol::SaslPlaintext);
-        assert_eq!(ls[2].bind, "0.0.0.0:9095".parse().unwrap());
+        assert_eq!(
+            ls[2].bind,
+            "0.0.0.0:9095".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(ls[2].advertised(), ("broker.example".into(), 19095));
         assert_eq!(ls[3].name, "CLIENT");
         assert_eq!(ls[3].protocol, SecurityProtocol::Plaintext);
-        assert_eq!(ls[3].bind, "[::1]:9096".parse().unwrap());
+        assert_eq!(
+            ls[3].bind,
+            "[::1]:9096".parse::<std::net::SocketAddr>().unwrap()
+        );
         assert_eq!(ls[3].advertised(), ("::1".into(), 9096));
     }
 

@@ -14,6 +14,7 @@ mod messages;
 mod metadata;
 mod metrics;
 mod partitions;
+mod quorum;
 mod quotas;
 mod routing;
 mod security;
@@ -69,6 +70,8 @@ enum Command {
     Iotune(tune_cmd::IotuneArgs),
     /// Check partition logs on disk, offline and read-only (`log verify`).
     Log(cli::log_verify::LogArgs),
+    /// Print a data directory's committed cluster metadata (`metadata export`), offline.
+    Metadata(cli::metadata::MetadataArgs),
 }
 
 /// Flags override the config file: one per config key, of the same name
@@ -133,6 +136,7 @@ fn main() {
         Command::Tune(args) => tune_cmd::tune(args),
         Command::Iotune(args) => tune_cmd::iotune(args),
         Command::Log(args) => std::process::exit(cli::log_verify::run(args)),
+        Command::Metadata(args) => cli::metadata::run(args),
     };
     if let Err(e) = outcome {
         eprintln!("shardline: {e:#}");

@@ -225,9 +225,15 @@ def test_group_offsets_survive_clients_attacking_consumer_offsets(broker_factory
     assert not list(Path(b.data_dir).glob("__consumer_offsets-*")), "a topic directory appeared"
 
 
-def old_layout(data_dir):
-    """Move the group logs back where Shardline before issue 10 kept them."""
+def old_layout(data_dir, binary):
+    """Move the group logs back where Shardline before issue 10 kept them,
+    and the metadata back into the JSON file it kept before its log
+    (exported with `shardline metadata export`)."""
     internal = Path(data_dir) / "@internal"
+    exported = subprocess.run([str(binary), "metadata", "export", str(data_dir)],
+                              capture_output=True, check=True, timeout=60)
+    (Path(data_dir) / "cluster-metadata.json").write_bytes(exported.stdout)
+    shutil.rmtree(internal / "__cluster_metadata-0")
     moved = []
     for d in sorted(internal.glob("__consumer_offsets-*")):
         shutil.move(str(d), str(Path(data_dir) / d.name))
@@ -244,14 +250,17 @@ def test_old_layout_data_dir_is_migrated(broker_factory):
     for i, g in enumerate(groups):
         commit(b.bootstrap, g, topic, {0: 100 + i, 1: 200 + i})
     b.terminate()
-    assert old_layout(b.data_dir) == ["__consumer_offsets-0", "__consumer_offsets-1"]
+    assert old_layout(b.data_dir, b.binary) == ["__consumer_offsets-0", "__consumer_offsets-1"]
     start(b)
     for i, g in enumerate(groups):
         assert committed(b.bootstrap, g, topic, [0, 1]) == {0: 100 + i, 1: 200 + i}, g
     data = Path(b.data_dir)
     assert not list(data.glob("__consumer_offsets-*"))
     assert sorted(p.name for p in (data / "@internal").iterdir()) == \
-        ["__consumer_offsets-0", "__consumer_offsets-1"]
+        ["__cluster_metadata-0", "__consumer_offsets-0", "__consumer_offsets-1"]
+    # The metadata file went into the log, which kept the topic.
+    assert not (data / "cluster-metadata.json").exists()
+    assert (data / "cluster-metadata.json.migrated").exists()
     assert "moved the group log" in b.log_text()
     # And a second start finds nothing to migrate.
     b.terminate()
@@ -277,7 +286,7 @@ def test_old_data_dir_with_a_client_made_consumer_offsets_topic(broker_factory):
                              [{"value": f"user-{p}".encode(), "partition": p} for p in range(3)]))
     b.terminate()
     data = Path(b.data_dir)
-    old_layout(data)
+    old_layout(data, b.binary)
     # Partition 2 is the topic's alone; partition 1 was shared with shard 1's
     # group log: append the client's records to it (as the old bug did).
     shutil.move(str(data / f"{legacy}-2"), str(data / "__consumer_offsets-2"))

@@ -7,6 +7,7 @@ mod client;
 mod consume;
 mod group;
 pub mod log_verify;
+pub mod metadata;
 mod offsets;
 mod produce;
 mod quota;

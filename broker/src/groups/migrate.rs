@@ -133,8 +133,14 @@ fn remove_staging_leftovers(internal_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The metadata: the file of a data dir from before the metadata log
+/// (migrated into the log when the broker starts), else the log's
+/// committed state.
 fn read_metadata(data_dir: &Path) -> Result<Option<ClusterState>> {
     let path = data_dir.join(METADATA_FILE);
+    if !path.exists() {
+        return crate::quorum::read_committed(&internal::metadata_log_dir(data_dir));
+    }
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)

@@ -52,6 +52,9 @@ pub enum MetadataCommand {
     /// Reserve producer ids up to `block_end` (Kafka's ProducerIdsRecord):
     /// persisted before any id of the block is handed out.
     AllocateProducerIds { block_end: i64 },
+    /// Name the cluster: the first command of a new metadata log, proposed
+    /// by its first leader (Kafka formats each node's storage with it).
+    SetClusterId { cluster_id: String },
 }
 
 /// What an applied command changed, for the controller's next steps.
@@ -63,6 +66,8 @@ pub enum Effect {
     TopicDeleted(Arc<TopicMeta>),
     /// Producer ids `start..end` are reserved.
     ProducerIds { start: i64, end: i64 },
+    /// The cluster has its id.
+    ClusterId,
 }
 
 impl ClusterState {
@@ -164,6 +169,18 @@ impl ClusterState {
                     start,
                     end: *block_end,
                 }
+            }
+            MetadataCommand::SetClusterId { cluster_id } => {
+                if cluster_id.is_empty() {
+                    return Err("a cluster id cannot be empty".into());
+                }
+                if !self.cluster_id.is_empty() && &self.cluster_id != cluster_id {
+                    // Only the first one counts: a second leader racing to
+                    // name a new log loses to whichever committed first.
+                    return Err(format!("the cluster is already named {}", self.cluster_id));
+                }
+                self.cluster_id = cluster_id.clone();
+                Effect::ClusterId
             }
         };
         debug_assert_eq!(self.check_invariants(shards), Ok(()));

@@ -74,6 +74,12 @@ pub fn internal_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(INTERNAL_DIR)
 }
 
+/// Directory of the metadata quorum's log: `DATA_DIR/@internal/__cluster_metadata-0`
+/// (Kafka's KRaft log is the partition `__cluster_metadata-0`).
+pub fn metadata_log_dir(data_dir: &Path) -> PathBuf {
+    internal_dir(data_dir).join(format!("{CLUSTER_METADATA}-0"))
+}
+
 /// Directory of shard `shard`'s group log: `DATA_DIR/@internal/__consumer_offsets-<shard>`.
 pub fn group_log_dir(data_dir: &Path, shard: usize) -> PathBuf {
     internal_dir(data_dir).join(group_log_name(shard))

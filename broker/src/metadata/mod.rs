@@ -3,9 +3,9 @@
 //!
 //! One immutable snapshot is shared by all shards behind an `Arc`; readers
 //! take a clone of the `Arc` (a brief read lock) and never block writers for
-//! long. Only the controller (shard 0) writes, by copying the snapshot,
-//! applying a [`MetadataCommand`] to it, persisting it durably (off the
-//! shard thread), and swapping it in.
+//! long. Changes are [`MetadataCommand`]s that the controller (shard 0)
+//! proposes to the metadata quorum (`crate::quorum`); the quorum thread
+//! commits each to its log, applies it to its copy and publishes the result.
 
 pub mod command;
 pub mod internal;
@@ -15,7 +15,7 @@ pub use command::{Effect, MetadataCommand};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -81,7 +81,7 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    fn reindex(&mut self) {
+    pub(crate) fn reindex(&mut self) {
         self.by_id = self
             .topics
             .values()
@@ -130,97 +130,88 @@ impl ClusterState {
 }
 
 pub struct MetadataStore {
-    path: PathBuf,
-    shards: usize,
-    current: RwLock<Arc<ClusterState>>,
-    /// Writers one at a time, each answered after its change is durable.
-    /// Only the controller shard writes, and it already runs admin
-    /// operations one at a time; this keeps a second writer from copying a
-    /// snapshot that a first one, waiting for its fsync, is about to
-    /// replace. An async lock: a waiting writer yields, never blocks the thread.
-    writer: futures::lock::Mutex<()>,
+    quorum: crate::quorum::Quorum,
 }
 
 impl MetadataStore {
-    /// Load the metadata of `data_dir` (or start it). `node_id` becomes
-    /// the leader and replica of partitions from files that predate those.
+    /// Start the metadata quorum of `data_dir` (a quorum of this node
+    /// alone). A data dir from before the quorum has its metadata file
+    /// instead: the new log starts from it (`node_id` becomes the leader
+    /// and replica of partitions from files that predate those) and the
+    /// file is renamed `cluster-metadata.json.migrated`.
     pub fn load_or_init(data_dir: &Path, shards: usize, node_id: i32) -> Result<Self> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-        let path = data_dir.join(METADATA_FILE);
-        let mut on_disk = None;
-        let mut state = if path.exists() {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let state = serde_json::from_slice::<ClusterState>(&bytes)
-                .with_context(|| format!("{} is not valid cluster metadata", path.display()))?;
-            on_disk = Some(bytes);
-            state
+        let log_dir = internal::metadata_log_dir(data_dir);
+        let legacy_path = data_dir.join(METADATA_FILE);
+        let legacy = if !log_dir.exists() && legacy_path.exists() {
+            Some(load_legacy(&legacy_path, node_id)?)
         } else {
-            ClusterState {
-                cluster_id: new_cluster_id(),
-                ..Default::default()
-            }
+            None
         };
-        for t in state.topics.values() {
-            if let Some(p) = t.partitions.iter().find(|p| p.shard as usize >= shards) {
-                anyhow::bail!(
-                    "topic {} has a partition on shard {} but only {shards} shards are configured; \
-                     start with --shards {} or more (shard count cannot shrink yet)",
-                    t.name,
-                    p.shard,
-                    p.shard + 1
-                );
-            }
+        let migrated = legacy.is_some();
+        let quorum = crate::quorum::Quorum::start(
+            &log_dir,
+            crate::quorum::CoreConfig {
+                node_id: crate::quorum::raft_id(node_id),
+                voters: vec![crate::quorum::raft_id(node_id)],
+                legacy,
+                snapshot_every: crate::quorum::core::SNAPSHOT_EVERY,
+            },
+            new_cluster_id,
+            std::time::Duration::from_secs(30),
+        )
+        .with_context(|| format!("starting the metadata log in {}", log_dir.display()))?;
+        if migrated {
+            // The log holds it now (synced before `start` returned).
+            let to = data_dir.join(format!("{METADATA_FILE}.migrated"));
+            std::fs::rename(&legacy_path, &to).with_context(|| {
+                format!("renaming {} to {}", legacy_path.display(), to.display())
+            })?;
         }
-        state.adopt_unrecorded_replicas(node_id);
-        state.reindex();
+        let store = Self { quorum };
+        let state = store.snapshot();
+        if let Some((t, p)) = state.topics.values().find_map(|t| {
+            t.partitions
+                .iter()
+                .find(|p| p.shard as usize >= shards)
+                .map(|p| (t, p))
+        }) {
+            anyhow::bail!(
+                "topic {} has a partition on shard {} but only {shards} shards are configured; \
+                 start with --shards {} or more (shard count cannot shrink yet)",
+                t.name,
+                p.shard,
+                p.shard + 1
+            );
+        }
         state
             .check_invariants(shards)
-            .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
-        let store = Self {
-            path,
-            shards,
-            current: RwLock::new(Arc::new(state)),
-            writer: futures::lock::Mutex::new(()),
-        };
-        // Written when new or when its format changed, not at every start:
-        // a broker must be able to start on a full disk.
-        let current = serde_json::to_vec_pretty(&*store.snapshot())?;
-        if on_disk.as_deref() != Some(&current[..]) {
-            write_metadata(&store.path, &current)?;
-        }
+            .map_err(|m| anyhow::anyhow!("{}: {m}", log_dir.display()))?;
         Ok(store)
     }
 
     pub fn snapshot(&self) -> Arc<ClusterState> {
-        self.current.read().expect("metadata lock").clone()
+        self.quorum.state()
     }
 
-    /// Apply `cmd` durably: to a copy of the current state, written to the
-    /// file (whole, fsynced, on the blocking pool) before it is swapped in
-    /// and answered. Call only on the controller shard. A rejected command
-    /// or a failed write leaves the metadata as it was.
+    /// Apply `cmd` durably: proposed to the metadata quorum, answered once
+    /// it is committed (in the log on a majority, synced) and applied here;
+    /// the new state is visible through [`MetadataStore::snapshot`] by then.
+    /// A refused command leaves the metadata as it was.
     pub async fn execute(&self, cmd: MetadataCommand) -> Result<Effect, String> {
-        let _turn = self.writer.lock().await;
-        let mut next = (*self.snapshot()).clone();
-        let effect = next.apply(&cmd, self.shards)?;
-        let bytes =
-            serde_json::to_vec_pretty(&next).map_err(|e| format!("encoding metadata: {e}"))?;
-        let path = self.path.clone();
-        shard::blocking::run(move || write_metadata(&path, &bytes))
-            .await
-            .map_err(|e| format!("persisting metadata: {e:#}"))?;
-        *self.current.write().expect("metadata lock") = Arc::new(next);
-        Ok(effect)
+        self.quorum.propose(cmd).await.map_err(|e| e.to_string())
     }
 }
 
-/// Write the metadata file durably (blocks: not on a shard thread).
-fn write_metadata(path: &Path, bytes: &[u8]) -> Result<()> {
-    // On a full disk the disk reserve is given back for this write, so
-    // the metadata changes that free space (DeleteTopics) still work.
-    Ok(shard::log::reserve::write_durably_or_release(path, bytes)?)
+/// A metadata file from before the quorum.
+fn load_legacy(path: &Path, node_id: i32) -> Result<ClusterState> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut state = serde_json::from_slice::<ClusterState>(&bytes)
+        .with_context(|| format!("{} is not valid cluster metadata", path.display()))?;
+    state.adopt_unrecorded_replicas(node_id);
+    state.reindex();
+    Ok(state)
 }
 
 fn new_cluster_id() -> String {
@@ -290,6 +281,7 @@ mod tests {
         });
         let again = MetadataStore::load_or_init(dir.path(), 2, 0).unwrap();
         let snap = again.snapshot();
+        drop(again);
         assert_eq!(snap.cluster_id, id);
         let t = snap.topic("a").unwrap();
         assert_eq!(snap.topic_by_id(&t.id).unwrap().name, "a");

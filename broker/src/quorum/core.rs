@@ -1,0 +1,419 @@
+//! The quorum's state machine driver, without threads or sockets.
+//!
+//! [`QuorumCore`] owns raft-rs's `RawNode` (the consensus: elections, log
+//! replication, commit), the durable log ([`MetaStorage`]) and the state
+//! machine ([`ClusterState`] and its pure `apply`). Its inputs are calls —
+//! a clock tick, a message from a peer, a proposal — and its output is what
+//! to send to whom and which proposals finished. Nothing in it reads a
+//! clock or a socket, so the thread in `node.rs` runs it for real and the
+//! tests in `sim_tests.rs` run several of them in one thread with a seeded
+//! network that drops, delays and partitions.
+//!
+//! The order of a ready cycle is raft-rs's (see `RawNode::ready`): send
+//! the leader's messages, install a snapshot, apply committed entries,
+//! persist new entries and the hard state and sync, then send the messages
+//! that must follow persistence, then advance.
+
+use std::collections::HashMap;
+
+use protobuf::Message as _;
+use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+
+use super::image;
+use super::storage::{Bootstrap, MetaStorage};
+use crate::metadata::{ClusterState, Effect, MetadataCommand};
+
+/// Raft's clock: the node thread ticks every `TICK_MS`.
+pub const TICK_MS: u64 = 100;
+/// An election after 1–2 s without a leader (10–20 ticks); heartbeats every 200 ms.
+const ELECTION_TICKS: usize = 10;
+const HEARTBEAT_TICKS: usize = 2;
+/// Snapshot after this many applied entries since the last one.
+pub const SNAPSHOT_EVERY: u64 = 1024;
+
+/// Why a proposal did not commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This node does not lead the quorum (Kafka's NOT_CONTROLLER).
+    NotLeader { leader: Option<u64> },
+    /// Committed, but `apply` refused it (the state is unchanged).
+    Rejected(String),
+    /// The log could not take it (encoding, size).
+    Invalid(String),
+}
+
+impl std::fmt::Display for ProposeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProposeError::NotLeader { leader: Some(l) } => {
+                write!(f, "this node is not the active controller (node {l} is)")
+            }
+            ProposeError::NotLeader { leader: None } => {
+                write!(
+                    f,
+                    "this node is not the active controller (no controller is elected)"
+                )
+            }
+            ProposeError::Rejected(m) | ProposeError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What one cycle produced.
+pub struct Output<W> {
+    /// Messages for peers (`to` names the peer).
+    pub messages: Vec<Message>,
+    /// Proposals that finished, with their result.
+    pub done: Vec<(W, Result<Effect, ProposeError>)>,
+}
+
+impl<W> Default for Output<W> {
+    fn default() -> Self {
+        Self {
+            messages: Vec::new(),
+            done: Vec::new(),
+        }
+    }
+}
+
+/// How a node starts.
+#[derive(Clone)]
+pub struct CoreConfig {
+    pub node_id: u64,
+    /// The voters a new log starts with (`controller_quorum_voters`).
+    pub voters: Vec<u64>,
+    /// State to start a new log from (a single node's metadata file).
+    pub legacy: Option<ClusterState>,
+    pub snapshot_every: u64,
+}
+
+pub struct QuorumCore<W> {
+    node: RawNode<MetaStorage>,
+    id: u64,
+    state: ClusterState,
+    applied: u64,
+    conf_state: ConfState,
+    pending: HashMap<u64, W>,
+    next_proposal: u64,
+    snapshot_every: u64,
+    /// The state changed since [`QuorumCore::take_changed`].
+    changed: bool,
+    role: StateRole,
+    leader: u64,
+}
+
+impl<W> QuorumCore<W> {
+    pub fn open(dir: &std::path::Path, cfg: CoreConfig) -> anyhow::Result<Self> {
+        assert!(cfg.node_id > 0, "raft node ids start at 1");
+        let voters = cfg.voters.clone();
+        let legacy = cfg.legacy;
+        let store = MetaStorage::open(dir, || Bootstrap {
+            conf_state: ConfState::from((voters, vec![])),
+            image: legacy.as_ref().map(image::encode),
+        })?;
+        let snap = store.snapshot_ref().clone();
+        let state = if snap.data.is_empty() {
+            ClusterState::default()
+        } else {
+            image::decode(&snap.data).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+        };
+        let applied = snap.get_metadata().index;
+        let conf_state = snap.get_metadata().get_conf_state().clone();
+        let config = raft::Config {
+            id: cfg.node_id,
+            election_tick: ELECTION_TICKS,
+            heartbeat_tick: HEARTBEAT_TICKS,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 64,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("raft config: {e}"))?;
+        let node = RawNode::new(&config, store, &super::log::logger(cfg.node_id))
+            .map_err(|e| anyhow::anyhow!("starting the metadata quorum: {e}"))?;
+        let mut core = Self {
+            node,
+            id: cfg.node_id,
+            state,
+            applied,
+            conf_state,
+            pending: HashMap::new(),
+            next_proposal: 1,
+            snapshot_every: cfg.snapshot_every.max(1),
+            changed: true,
+            role: StateRole::Follower,
+            leader: 0,
+        };
+        // A quorum of one elects itself now rather than after a timeout.
+        if core.conf_state.voters == [core.id] && core.conf_state.learners.is_empty() {
+            core.node
+                .campaign()
+                .map_err(|e| anyhow::anyhow!("campaigning: {e}"))?;
+        }
+        Ok(core)
+    }
+
+    // Used by the simulation until peers are wired to a transport.
+    #[cfg(test)]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role == StateRole::Leader
+    }
+
+    /// The leader this node knows of.
+    pub fn leader(&self) -> Option<u64> {
+        (self.leader != 0).then_some(self.leader)
+    }
+
+    // Used by the simulation until peers are wired to a transport.
+    #[cfg(test)]
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
+    // Used by the simulation until peers are wired to a transport.
+    #[cfg(test)]
+    /// For each peer the leader tracks: (node, matched index).
+    pub fn progress(&self) -> Vec<(u64, u64)> {
+        let mut v: Vec<(u64, u64)> = self
+            .node
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, pr)| (*id, pr.matched))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The proposals waiting for their entries, taken (to answer them when
+    /// this core is given up).
+    pub fn take_pending(&mut self) -> Vec<W> {
+        self.pending.drain().map(|(_, w)| w).collect()
+    }
+
+    /// True once since the state last changed.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    pub fn tick(&mut self) {
+        self.node.tick();
+    }
+
+    // Used by the simulation until peers are wired to a transport.
+    #[cfg(test)]
+    /// A message from a peer. Errors (a message from a node not in the
+    /// configuration, a stale one) are raft's to ignore.
+    pub fn step(&mut self, msg: Message) {
+        if let Err(e) = self.node.step(msg) {
+            tracing::debug!(target: "raft", "dropped a message: {e}");
+        }
+    }
+
+    /// Whether a snapshot message to `to` reached it: raft-rs holds that
+    /// follower's replication until it hears (the transport must say).
+    // Used by the simulation until peers are wired to a transport.
+    #[cfg(test)]
+    pub fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        let status = if delivered {
+            raft::SnapshotStatus::Finish
+        } else {
+            raft::SnapshotStatus::Failure
+        };
+        self.node.report_snapshot(to, status);
+    }
+
+    /// Propose `cmd`; `waiter` comes back in [`Output::done`] once it is
+    /// committed and applied (or refused).
+    pub fn propose(&mut self, cmd: &MetadataCommand, waiter: W) -> Result<(), (W, ProposeError)> {
+        if !self.is_leader() {
+            return Err((
+                waiter,
+                ProposeError::NotLeader {
+                    leader: self.leader(),
+                },
+            ));
+        }
+        let data = match serde_json::to_vec(cmd) {
+            Ok(d) if d.len() < super::storage::MAX_RECORD / 2 => d,
+            Ok(d) => {
+                return Err((
+                    waiter,
+                    ProposeError::Invalid(format!(
+                        "a metadata change of {} bytes is too large",
+                        d.len()
+                    )),
+                ))
+            }
+            Err(e) => return Err((waiter, ProposeError::Invalid(e.to_string()))),
+        };
+        let pid = self.next_proposal;
+        self.next_proposal += 1;
+        let mut ctx = Vec::with_capacity(16);
+        ctx.extend_from_slice(&self.id.to_le_bytes());
+        ctx.extend_from_slice(&pid.to_le_bytes());
+        match self.node.propose(ctx, data) {
+            Ok(()) => {
+                self.pending.insert(pid, waiter);
+                Ok(())
+            }
+            Err(e) => Err((
+                waiter,
+                match e {
+                    raft::Error::ProposalDropped => ProposeError::NotLeader {
+                        leader: self.leader(),
+                    },
+                    other => ProposeError::Invalid(other.to_string()),
+                },
+            )),
+        }
+    }
+
+    /// Run ready cycles until raft has nothing more to do.
+    pub fn process(&mut self) -> anyhow::Result<Output<W>> {
+        let mut out = Output::default();
+        while self.node.has_ready() {
+            self.cycle(&mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn cycle(&mut self, out: &mut Output<W>) -> anyhow::Result<()> {
+        let mut rd = self.node.ready();
+        if let Some(ss) = rd.ss() {
+            self.role = ss.raft_state;
+            self.leader = ss.leader_id;
+            if self.role != StateRole::Leader {
+                // Our proposals may still commit under the new leader, but
+                // nobody here can wait for that: their callers retry.
+                let leader = self.leader();
+                for (_, w) in self.pending.drain() {
+                    out.done.push((w, Err(ProposeError::NotLeader { leader })));
+                }
+            }
+        }
+        out.messages.extend(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            let state = image::decode(&snap.data)
+                .map_err(|e| anyhow::anyhow!("snapshot from the leader: {e}"))?;
+            self.node.mut_store().apply_snapshot(&snap)?;
+            self.state = state;
+            self.applied = snap.get_metadata().index;
+            self.conf_state = snap.get_metadata().get_conf_state().clone();
+            self.changed = true;
+        }
+        self.apply_entries(rd.take_committed_entries(), out)?;
+        if !rd.entries().is_empty() {
+            self.node.mut_store().append(rd.entries())?;
+        }
+        if let Some(hs) = rd.hs() {
+            self.node.mut_store().set_hard_state(hs)?;
+        }
+        self.node.mut_store().sync()?;
+        out.messages.extend(rd.take_persisted_messages());
+        let mut light = self.node.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            self.node.mut_store().set_commit(commit)?;
+        }
+        out.messages.extend(light.take_messages());
+        self.apply_entries(light.take_committed_entries(), out)?;
+        self.node.advance_apply();
+        self.maybe_snapshot()?;
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>, out: &mut Output<W>) -> anyhow::Result<()> {
+        for e in entries {
+            assert_eq!(e.index, self.applied + 1, "entries apply in order, once");
+            self.applied = e.index;
+            match e.get_entry_type() {
+                EntryType::EntryNormal => {
+                    if e.data.is_empty() {
+                        continue; // a new leader's empty entry
+                    }
+                    // Every node applies the same commands the same way,
+                    // whatever its own shard count (usize::MAX: no bound);
+                    // the broker checks placements against its shards.
+                    let result = match serde_json::from_slice::<MetadataCommand>(&e.data) {
+                        Ok(cmd) => self
+                            .state
+                            .apply(&cmd, usize::MAX)
+                            .map_err(ProposeError::Rejected),
+                        Err(err) => {
+                            // Every node decodes the same bytes the same way,
+                            // so skipping keeps them all in step.
+                            tracing::error!(
+                                "metadata log entry {} is not a command this build knows ({err}); skipped",
+                                e.index
+                            );
+                            Err(ProposeError::Invalid(err.to_string()))
+                        }
+                    };
+                    if result.is_ok() {
+                        self.changed = true;
+                    }
+                    if let Some(w) = self.proposal_of(&e.context) {
+                        out.done.push((w, result));
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let cc = ConfChange::parse_from_bytes(&e.data)?;
+                    let applied = self.node.apply_conf_change(&cc);
+                    self.conf_changed(applied)?;
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let cc = ConfChangeV2::parse_from_bytes(&e.data)?;
+                    let applied = self.node.apply_conf_change(&cc);
+                    self.conf_changed(applied)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn conf_changed(&mut self, applied: raft::Result<ConfState>) -> anyhow::Result<()> {
+        self.conf_state =
+            applied.map_err(|e| anyhow::anyhow!("applying a quorum configuration change: {e}"))?;
+        self.changed = true;
+        Ok(())
+    }
+
+    fn proposal_of(&mut self, ctx: &[u8]) -> Option<W> {
+        if ctx.len() != 16 || u64::from_le_bytes(ctx[..8].try_into().unwrap()) != self.id {
+            return None;
+        }
+        self.pending
+            .remove(&u64::from_le_bytes(ctx[8..].try_into().unwrap()))
+    }
+
+    fn maybe_snapshot(&mut self) -> anyhow::Result<()> {
+        let store = self.node.store();
+        let snap_index = store.snapshot_ref().get_metadata().index;
+        if self.applied < snap_index + self.snapshot_every
+            || self.applied > store.hard_state().commit
+        {
+            return Ok(());
+        }
+        let data = image::encode(&self.state);
+        let (applied, conf) = (self.applied, self.conf_state.clone());
+        self.node.mut_store().compact_to(applied, conf, data)
+    }
+}
