@@ -202,7 +202,10 @@ prime() { # topic partitions: 8 KiB batches to every partition (four on average)
   # a test VM, so a 1,000-partition case measured 2,000 page faults instead
   # of Kafka (1 MB/s). Every broker gets the same priming. At most 128
   # partitions per request (one connection each): a request to 1,250 new
-  # partitions took Kafka over the client's 60 s timeout. Connections claim
+  # partitions took Kafka over the client's 60 s timeout. (At 10,000
+  # partitions that is still not enough for Kafka on the test VM: 13 of 79
+  # priming connections timed out and it then produced 9 MB/s; README.)
+  # Connections claim
   # requests from a shared budget, so a slow one may send fewer: four
   # batches per partition on average leave every partition two or more.
   local t="$1" n="$2"
