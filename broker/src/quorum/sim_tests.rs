@@ -10,25 +10,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 
 use raft::prelude::{Message, MessageType};
+use shard::log::sim_disk::Rng;
 use uuid::Uuid;
 
 use super::core::{CoreConfig, ProposeError, QuorumCore};
 use crate::metadata::{ClusterState, MetadataCommand, PartitionMeta};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: enough for a reproducible schedule.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 struct Sim {
     dirs: BTreeMap<u64, PathBuf>,
@@ -67,7 +53,7 @@ impl Sim {
             voters: voters.clone(),
             net: VecDeque::new(),
             isolated: BTreeSet::new(),
-            rng: Rng(seed.max(1)),
+            rng: Rng::new(seed),
             drop_percent: 0,
             leaders: BTreeMap::new(),
             applied_at: BTreeMap::new(),
@@ -121,7 +107,7 @@ impl Sim {
             for m in out.messages {
                 let lost = self.isolated.contains(&m.from)
                     || self.isolated.contains(&m.to)
-                    || self.rng.chance(self.drop_percent);
+                    || self.rng.chance(self.drop_percent as u32 * 10);
                 if m.get_msg_type() == MessageType::MsgSnapshot {
                     // A transport knows whether it sent a snapshot; raft-rs
                     // waits for that before replicating to the follower.
@@ -131,7 +117,7 @@ impl Sim {
                 if lost {
                     continue;
                 }
-                if self.rng.chance(self.drop_percent / 2) {
+                if self.rng.chance(self.drop_percent as u32 * 5) {
                     self.net.push_back(m.clone()); // duplicated
                 }
                 self.net.push_back(m);
@@ -142,7 +128,7 @@ impl Sim {
         let mut batch: Vec<Message> = self.net.drain(..).collect();
         if self.drop_percent > 0 && batch.len() > 1 {
             for i in (1..batch.len()).rev() {
-                let j = (self.rng.next() % (i as u64 + 1)) as usize;
+                let j = self.rng.below(i as u64 + 1) as usize;
                 batch.swap(i, j);
             }
         }
@@ -322,11 +308,11 @@ fn seeded_chaos_keeps_one_history() {
                 }
             }
             if round % 97 == 50 {
-                let victim = 1 + sim.rng.next() % 3;
+                let victim = 1 + sim.rng.below(3);
                 sim.restart(victim);
             }
             if round % 131 == 60 {
-                let victim = 1 + sim.rng.next() % 3;
+                let victim = 1 + sim.rng.below(3);
                 sim.isolated.insert(victim);
             }
             if round % 131 == 100 {
