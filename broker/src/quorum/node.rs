@@ -61,12 +61,10 @@ impl Quorum {
         let thread = std::thread::Builder::new()
             .name("quorum".into())
             .spawn(move || run(core, reopen, rx, shared, new_cluster_id, ready_tx))?;
-        match ready_rx.recv_timeout(ready_within) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => anyhow::bail!("metadata quorum: {e}"),
-            Err(_) => anyhow::bail!(
+        if ready_rx.recv_timeout(ready_within).is_err() {
+            anyhow::bail!(
                 "metadata quorum: no committed metadata within {ready_within:?} (no leader elected?)"
-            ),
+            );
         }
         Ok(Quorum {
             inbox: tx,
@@ -125,7 +123,7 @@ fn run(
     inbox: Receiver<Input>,
     published: Arc<RwLock<Arc<ClusterState>>>,
     new_cluster_id: fn() -> String,
-    ready: mpsc::Sender<Result<(), String>>,
+    ready: mpsc::Sender<()>,
 ) {
     let tick = Duration::from_millis(TICK_MS);
     let mut next_tick = Instant::now() + tick;
@@ -177,7 +175,7 @@ fn run(
         debug_assert!(out.messages.is_empty(), "a one-voter quorum sends nothing");
         if !core.state().cluster_id.is_empty() {
             if let Some(r) = ready.take() {
-                let _ = r.send(Ok(()));
+                let _ = r.send(());
             }
         }
         if core.is_leader() && core.state().cluster_id.is_empty() && !init_proposed {

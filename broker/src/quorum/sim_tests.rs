@@ -70,16 +70,8 @@ impl Sim {
     }
 
     fn start(&mut self, id: u64) {
-        let core = QuorumCore::open(
-            &self.dirs[&id],
-            CoreConfig {
-                node_id: id,
-                voters: self.voters.clone(),
-                legacy: None,
-                snapshot_every: self.snapshot_every,
-            },
-        )
-        .unwrap();
+        let cfg = config(id, self.voters.clone(), self.snapshot_every);
+        let core = QuorumCore::open(&self.dirs[&id], cfg).unwrap();
         self.nodes.insert(id, core);
     }
 
@@ -191,6 +183,15 @@ impl Sim {
 
     fn topics(&self, id: u64) -> Vec<String> {
         self.nodes[&id].state().topics.keys().cloned().collect()
+    }
+}
+
+fn config(node_id: u64, voters: Vec<u64>, snapshot_every: u64) -> CoreConfig {
+    CoreConfig {
+        node_id,
+        voters,
+        legacy: None,
+        snapshot_every,
     }
 }
 
@@ -361,16 +362,8 @@ fn a_torn_tail_is_cut_and_a_corrupt_snapshot_refused() {
     let at = snap.len() / 2;
     snap[at] ^= 0xff;
     std::fs::write(dir.join("snapshot"), snap).unwrap();
-    let err = QuorumCore::<u64>::open(
-        &dir,
-        CoreConfig {
-            node_id: 1,
-            voters: vec![1],
-            legacy: None,
-            snapshot_every: 1000,
-        },
-    )
-    .err()
-    .expect("a corrupt snapshot is refused");
+    let err = QuorumCore::<u64>::open(&dir, config(1, vec![1], 1000))
+        .err()
+        .expect("a corrupt snapshot is refused");
     assert!(err.to_string().contains("checksum"), "{err}");
 }

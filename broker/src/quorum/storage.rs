@@ -91,7 +91,7 @@ impl MetaStorage {
             log.sync_all()?;
         }
         let mut log = log;
-        log.seek_end()?;
+        seek_end(&mut log)?;
         let mut s = Self {
             dir: dir.to_path_buf(),
             log,
@@ -194,16 +194,16 @@ impl MetaStorage {
     /// DeleteTopics are how space is freed); a failed write is cut off so
     /// no partial record is left for the next one to follow.
     fn write_log(&mut self, buf: &[u8]) -> anyhow::Result<()> {
-        let before = self.log.seek_end()?;
+        let before = seek_end(&mut self.log)?;
         let mut result = self.log.write_all(buf);
         if let Err(e) = &result {
             self.log.set_len(before)?;
-            self.log.seek_end()?;
+            seek_end(&mut self.log)?;
             if shard::log::health::is_out_of_space(e) && shard::log::reserve::release() {
                 result = self.log.write_all(buf);
                 if result.is_err() {
                     self.log.set_len(before)?;
-                    self.log.seek_end()?;
+                    seek_end(&mut self.log)?;
                 }
             }
         }
@@ -291,22 +291,17 @@ impl MetaStorage {
             .read(true)
             .write(true)
             .open(self.dir.join(LOG))?;
-        log.seek_end()?;
+        seek_end(&mut log)?;
         self.log = log;
         self.dirty = false;
         Ok(())
     }
 }
 
-trait SeekEnd {
-    fn seek_end(&mut self) -> std::io::Result<u64>;
-}
-
-impl SeekEnd for File {
-    fn seek_end(&mut self) -> std::io::Result<u64> {
-        use std::io::Seek;
-        self.seek(std::io::SeekFrom::End(0))
-    }
+/// Put the file position at the end, where the next record goes.
+fn seek_end(f: &mut File) -> std::io::Result<u64> {
+    use std::io::Seek;
+    f.seek(std::io::SeekFrom::End(0))
 }
 
 impl Storage for MetaStorage {
