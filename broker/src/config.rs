@@ -57,8 +57,104 @@ impl BrokerConfig {
         {
             bail!("log_wal_bytes = {wal}: must be 0 (no ring) or a multiple of 4096 of at least 1048576");
         }
-        self.resolved_listeners = self.resolve_listeners()?;
+        let mut listeners = self.resolve_listeners()?;
+        self.controller_listener = self.take_controller_listener(&mut listeners)?;
+        self.resolved_listeners = listeners;
+        self.quorum_voters = self
+            .controller_quorum_voters
+            .iter()
+            .map(|v| crate::quorum::transport::parse_voter(v))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(anyhow::Error::msg)?;
+        self.check_cluster()?;
         Ok(self)
+    }
+
+    /// Separate the quorum's listener from the clients' (Kafka's
+    /// `controller.listener.names`: the first named one serves the quorum).
+    fn take_controller_listener(
+        &self,
+        listeners: &mut Vec<crate::listeners::Listener>,
+    ) -> Result<Option<crate::listeners::Listener>> {
+        let names: Vec<String> = self
+            .controller_listener_names
+            .iter()
+            .map(|n| n.to_ascii_uppercase())
+            .collect();
+        let mut controller: Vec<_> = Vec::new();
+        listeners.retain(|l| {
+            let quorum = names.contains(&l.name);
+            if quorum {
+                controller.push(l.clone());
+            }
+            !quorum
+        });
+        if controller.len() > 1 {
+            bail!(
+                "listeners: more than one controller listener ({})",
+                controller.len()
+            );
+        }
+        if let Some(l) = controller.first() {
+            if l.protocol != crate::listeners::SecurityProtocol::Plaintext {
+                bail!(
+                    "listener {}: the controller listener is PLAINTEXT only for now (it is {})",
+                    l.name,
+                    l.protocol
+                );
+            }
+        }
+        Ok(controller.pop())
+    }
+
+    /// The cluster keys agree with each other.
+    fn check_cluster(&self) -> Result<()> {
+        for r in &self.process_roles {
+            if r != "broker" && r != "controller" {
+                bail!("process_roles: {r:?} is neither \"broker\" nor \"controller\"");
+            }
+        }
+        if !self.process_roles.iter().any(|r| r == "broker") {
+            bail!("process_roles must include \"broker\" (controller-only nodes are not supported yet)");
+        }
+        if self.broker_session_timeout_ms <= self.broker_heartbeat_interval_ms {
+            bail!(
+                "broker_session_timeout_ms = {} must be larger than broker_heartbeat_interval_ms = {}",
+                self.broker_session_timeout_ms,
+                self.broker_heartbeat_interval_ms
+            );
+        }
+        if self.quorum_voters.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<i32> = self.quorum_voters.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.quorum_voters.len() {
+            bail!("controller_quorum_voters names a node twice");
+        }
+        let voter = ids.contains(&self.node_id);
+        let controller = self.process_roles.iter().any(|r| r == "controller");
+        if voter != controller {
+            bail!(
+                "node_id {} is {} controller_quorum_voters but process_roles {} \"controller\"",
+                self.node_id,
+                if voter { "in" } else { "not in" },
+                if controller { "has" } else { "lacks" }
+            );
+        }
+        if self.controller_listener.is_none() {
+            bail!(
+                "controller_quorum_voters is set: add a controller listener to listeners, \
+                 named as in controller_listener_names (e.g. \"CONTROLLER://127.0.0.1:9093\")"
+            );
+        }
+        Ok(())
+    }
+
+    /// This node votes in a quorum of several (a cluster).
+    pub fn is_clustered(&self) -> bool {
+        !self.quorum_voters.is_empty()
     }
 
     /// The flusher settings in effect (unset keys take LogConfig's defaults).
@@ -87,11 +183,14 @@ impl BrokerConfig {
             if self.listen.is_some() || self.advertise.is_some() {
                 bail!("listen/advertise and listeners/advertised_listeners are alternatives: use one pair");
             }
-            resolve(
-                &self.listeners,
-                &self.advertised_listeners,
-                &self.listener_security_protocol_map,
-            )?
+            // A controller listener needs no entry in the map (it is
+            // PLAINTEXT), unlike Kafka, which insists on one.
+            let mut map = self.listener_security_protocol_map.clone();
+            for name in &self.controller_listener_names {
+                map.entry(name.to_ascii_uppercase())
+                    .or_insert_with(|| "PLAINTEXT".into());
+            }
+            resolve(&self.listeners, &self.advertised_listeners, &map)?
         };
         for name in self.listener_ssl_client_auth.keys() {
             if !listeners

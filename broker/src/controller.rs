@@ -12,11 +12,13 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::messages::{ShardReply, ShardRequest, ShardWork};
+use crate::metadata::placement::{PlaceError, Placer};
 use crate::metadata::{
-    internal, topic_config, validate_topic_name, Effect, MetadataCommand, PartitionMeta, TopicMeta,
+    internal, topic_config, validate_topic_name, ClusterState, Effect, MetadataCommand, TopicMeta,
     PRODUCER_ID_BLOCK,
 };
 use crate::partitions::PartitionAdmin;
+use crate::quorum::core::ProposeError;
 use crate::shard_state::ShardState;
 use shard::mesh::ShardGone;
 
@@ -28,13 +30,17 @@ pub struct Controller {
     admin_lock: shard::fifo::FifoLock,
     /// The producer ids left in the current block: `(next, end)`.
     producer_ids: RefCell<(i64, i64)>,
+    /// The metadata the local logs were last brought in line with
+    /// ([`crate::reconcile`]); starts as the state partitions open from.
+    pub known: RefCell<Arc<ClusterState>>,
 }
 
 impl Controller {
-    pub fn new() -> Self {
+    pub fn new(known: Arc<ClusterState>) -> Self {
         Self {
             admin_lock: shard::fifo::FifoLock::new(),
             producer_ids: RefCell::new((0, 0)),
+            known: RefCell::new(known),
         }
     }
 }
@@ -61,11 +67,16 @@ pub struct NewTopic {
     /// -1: the broker default.
     pub partitions: i32,
     pub replication_factor: i16,
+    /// Replicas chosen by the client, by partition (then `partitions` and
+    /// `replication_factor` are -1).
+    pub assignments: Vec<Vec<i32>>,
     pub configs: BTreeMap<String, String>,
 }
 
 /// Kafka caps partitions per request far above this; we refuse silly counts.
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
+/// More copies than this is a mistake, not a durability setting.
+pub const MAX_REPLICATION_FACTOR: i16 = 16;
 
 /// Check a topic creation without doing it; returns the partition count.
 pub fn validate_new_topic(state: &ShardState, t: &NewTopic) -> Result<i32, AdminError> {
@@ -79,7 +90,9 @@ pub fn validate_new_topic(state: &ShardState, t: &NewTopic) -> Result<i32, Admin
             internal::creation_prohibited(&t.name),
         ));
     }
-    let partitions = if t.partitions == -1 {
+    let partitions = if !t.assignments.is_empty() {
+        t.assignments.len() as i32
+    } else if t.partitions == -1 {
         state.config.num_partitions
     } else {
         t.partitions
@@ -90,11 +103,22 @@ pub fn validate_new_topic(state: &ShardState, t: &NewTopic) -> Result<i32, Admin
             format!("partition count must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, not {partitions}"),
         ));
     }
-    if t.replication_factor != -1 && t.replication_factor != 1 {
+    if !t.assignments.is_empty() && (t.partitions != -1 || t.replication_factor != -1) {
+        // Kafka's words.
+        return Err(AdminError::new(
+            ResponseError::InvalidRequest,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. \
+             Both cannot be used at the same time.",
+        ));
+    }
+    if t.assignments.is_empty()
+        && t.replication_factor != -1
+        && !(1..=MAX_REPLICATION_FACTOR).contains(&t.replication_factor)
+    {
         return Err(AdminError::new(
             ResponseError::InvalidReplicationFactor,
             format!(
-                "replication factor {} is larger than the 1 available broker",
+                "replication factor must be between 1 and {MAX_REPLICATION_FACTOR}, not {}",
                 t.replication_factor
             ),
         ));
@@ -130,28 +154,40 @@ pub async fn create_topic(
     }
     // Placement and the id are decided here, so the command is a value
     // that `apply` turns into the same state wherever it is applied.
-    let mut load = state.metadata.snapshot().shard_load(state.shards());
-    let node = state.config.node_id;
-    let partitions = (0..partitions)
-        .map(|_| PartitionMeta::local(least_loaded(&mut load) as u32, node))
-        .collect();
+    let snap = state.metadata.snapshot();
+    let mut placer = placer(&state, &snap);
+    let placed = if t.assignments.is_empty() {
+        let rf = if t.replication_factor == -1 {
+            state.config.default_replication_factor as i16
+        } else {
+            t.replication_factor
+        };
+        placer.place(partitions as usize, rf as usize)
+    } else {
+        placer.assigned(&snap, &t.assignments)
+    };
     let create = MetadataCommand::CreateTopic {
         name: t.name.clone(),
         id: Uuid::new_v4(),
-        partitions,
+        partitions: placed.map_err(placement_error)?,
         configs: t.configs,
     };
     let meta = execute(&state, create).await.map(topic_of)?;
-    if let Err(e) = open_partitions(&state, &meta, 0).await {
-        // All or nothing: close and delete what was opened (which frees the
-        // descriptors first), then forget the topic, so the name is free.
-        destroy_partitions(&state, &meta, 0).await;
+    if let Err(e) = open_here(&state, &meta).await {
+        // All or nothing: forget the topic (which closes and deletes what
+        // was opened here), so the name is free.
         let name = meta.name.clone();
         let forget = MetadataCommand::DeleteTopic {
             name: name.clone(),
             id: meta.id,
         };
-        let forgotten = state.metadata.execute(forget).await.map(drop);
+        let forgotten = state
+            .metadata
+            .execute(forget)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string());
+        crate::reconcile::reconcile(&state).await;
         return Err(rolled_back(
             e,
             forgotten,
@@ -164,6 +200,34 @@ pub async fn create_topic(
         meta.partitions.len()
     );
     Ok(meta)
+}
+
+/// Placement over the cluster's live brokers (this broker alone while it
+/// has not registered: a single node's first start).
+fn placer(state: &ShardState, snap: &ClusterState) -> Placer {
+    Placer::new(snap, (state.config.node_id, state.shards() as u32))
+}
+
+fn placement_error(e: PlaceError) -> AdminError {
+    match e {
+        PlaceError::ReplicationFactor(m) => {
+            AdminError::new(ResponseError::InvalidReplicationFactor, m)
+        }
+        PlaceError::Assignment(m) => AdminError::new(ResponseError::InvalidReplicaAssignment, m),
+    }
+}
+
+/// Bring this broker's logs in line with the command just applied, and
+/// say whether the partitions of `meta` that live here opened.
+async fn open_here(state: &Rc<ShardState>, meta: &TopicMeta) -> Result<(), AdminError> {
+    let failures = crate::reconcile::reconcile(state).await;
+    match failures.into_iter().find(|((t, _), _)| *t == meta.name) {
+        None => Ok(()),
+        Some(((t, p), why)) => Err(AdminError::new(
+            ResponseError::KafkaStorageError,
+            describe_open_failure(&format!("{t}-{p}: {why}")),
+        )),
+    }
 }
 
 /// The error of a failed creation whose undo is done (or, if forgetting
@@ -193,69 +257,10 @@ fn rolled_back(e: AdminError, forgotten: Result<(), String>, what: &str) -> Admi
     }
 }
 
-fn least_loaded(load: &mut [usize]) -> usize {
-    let (shard, _) = load
-        .iter()
-        .enumerate()
-        .min_by_key(|(i, l)| (**l, *i))
-        .expect("at least one shard");
-    load[shard] += 1;
-    shard
-}
-
-async fn open_partitions(
-    state: &Rc<ShardState>,
-    meta: &TopicMeta,
-    from: usize,
-) -> Result<(), AdminError> {
-    for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
-        let open = PartitionAdmin::Open {
-            topic: meta.name.clone(),
-            partition: p as i32,
-            leader_epoch: pm.leader_epoch,
-        };
-        let opened = match ask_owner(state, pm.shard as usize, open).await {
-            Ok(ShardReply::Opened(opened)) => opened,
-            Ok(other) => unreachable!("opening a partition was answered {other:?}"),
-            Err(e) => {
-                return Err(AdminError::new(
-                    ResponseError::KafkaStorageError,
-                    e.to_string(),
-                ))
-            }
-        };
-        opened.map_err(|m| {
-            AdminError::new(ResponseError::KafkaStorageError, describe_open_failure(&m))
-        })?;
-    }
-    Ok(())
-}
-
-/// Close and delete partitions `from..` of a topic on their owner shards
-/// (those that never opened only lose their directory, if any). All are
-/// closed before any is deleted: after running out of descriptors,
-/// deleting a directory needs one.
-async fn destroy_partitions(state: &Rc<ShardState>, meta: &TopicMeta, from: usize) {
-    for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
-        let close = PartitionAdmin::Close {
-            topic: meta.name.clone(),
-            partition: p as i32,
-        };
-        let _ = ask_owner(state, pm.shard as usize, close).await;
-    }
-    for (p, pm) in meta.partitions.iter().enumerate().skip(from) {
-        let destroy = PartitionAdmin::Destroy {
-            topic: meta.name.clone(),
-            partition: p as i32,
-        };
-        let _ = ask_owner(state, pm.shard as usize, destroy).await;
-    }
-}
-
 /// Send `op` to a partition's owner shard. On this shard it goes straight
 /// to the partition manager: through [`ShardState::call`] the controller's
 /// own future would contain itself (a controller command opens partitions).
-async fn ask_owner(
+pub async fn ask_owner(
     state: &Rc<ShardState>,
     shard: usize,
     op: PartitionAdmin,
@@ -265,7 +270,7 @@ async fn ask_owner(
     } else {
         state
             .mesh
-            .call(shard, ShardRequest::PartitionAdmin(op))
+            .call(shard, ShardRequest::PartitionAdmin(Box::new(op)))
             .await
     }
 }
@@ -312,16 +317,12 @@ pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, A
         Ok(effect) => topic_of(effect),
         Err(m) => {
             tracing::error!("deleting topic {name}: {m}");
-            return Err(AdminError::new(ResponseError::KafkaStorageError, m));
+            return Err(admin_error(m));
         }
     };
-    for (p, pm) in meta.partitions.iter().enumerate() {
-        let destroy = PartitionAdmin::Destroy {
-            topic: meta.name.clone(),
-            partition: p as i32,
-        };
-        let _ = ask_owner(&state, pm.shard as usize, destroy).await;
-    }
+    // Closes and deletes the replicas here; other brokers do theirs when
+    // they apply the deletion.
+    crate::reconcile::reconcile(&state).await;
     tracing::info!("deleted topic {name}");
     Ok(meta.id)
 }
@@ -330,6 +331,7 @@ pub async fn create_partitions(
     state: Rc<ShardState>,
     name: String,
     count: i32,
+    assignments: Option<Vec<Vec<i32>>>,
     validate_only: bool,
 ) -> Result<(), AdminError> {
     let _guard = admin_turn(&state).await;
@@ -350,29 +352,53 @@ pub async fn create_partitions(
             format!("at most {MAX_PARTITIONS_PER_TOPIC} partitions"),
         ));
     }
+    let snap = state.metadata.snapshot();
+    let mut placer = placer(&state, &snap);
+    let placed = match assignments {
+        Some(a) => {
+            if a.len() != (count - current) as usize {
+                return Err(AdminError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "{} assignment(s) for {} new partition(s)",
+                        a.len(),
+                        count - current
+                    ),
+                ));
+            }
+            placer.assigned(&snap, &a)
+        }
+        // New partitions keep the topic's replication factor (Kafka's).
+        None => placer.place(
+            (count - current) as usize,
+            existing.partitions[0].replicas.len(),
+        ),
+    };
+    let placed = placed.map_err(placement_error)?;
     if validate_only {
         return Ok(());
     }
-    let mut load = state.metadata.snapshot().shard_load(state.shards());
-    let node = state.config.node_id;
     let grow = MetadataCommand::CreatePartitions {
         name: name.clone(),
         id: existing.id,
         first: current as u32,
-        partitions: (current..count)
-            .map(|_| PartitionMeta::local(least_loaded(&mut load) as u32, node))
-            .collect(),
+        partitions: placed,
     };
     let meta = execute(&state, grow).await.map(topic_of)?;
-    if let Err(e) = open_partitions(&state, &meta, current as usize).await {
+    if let Err(e) = open_here(&state, &meta).await {
         // All or nothing, as for a new topic: the old partitions stay.
-        destroy_partitions(&state, &meta, current as usize).await;
         let shrink = MetadataCommand::TruncatePartitions {
             name: name.clone(),
             id: meta.id,
             count: current as u32,
         };
-        let forgotten = state.metadata.execute(shrink).await.map(drop);
+        let forgotten = state
+            .metadata
+            .execute(shrink)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string());
+        crate::reconcile::reconcile(&state).await;
         return Err(rolled_back(
             e,
             forgotten,
@@ -425,16 +451,8 @@ pub async fn alter_topic_configs(
         id: existing.id,
         configs,
     };
-    let meta = execute(&state, alter).await.map(topic_of)?;
-    let mut owners: Vec<usize> = meta.partitions.iter().map(|p| p.shard as usize).collect();
-    owners.sort_unstable();
-    owners.dedup();
-    for shard in owners {
-        let reconfigure = PartitionAdmin::Reconfigure {
-            topic: name.clone(),
-        };
-        let _ = ask_owner(&state, shard, reconfigure).await;
-    }
+    execute(&state, alter).await?;
+    crate::reconcile::reconcile(&state).await;
     Ok(())
 }
 
@@ -463,20 +481,26 @@ pub async fn allocate_producer_id(state: Rc<ShardState>) -> Result<i64, AdminErr
 /// Apply a metadata change durably; a failure is the broker's storage (the
 /// controller checked the command against the state it holds the turn on).
 async fn execute(state: &ShardState, cmd: MetadataCommand) -> Result<Effect, AdminError> {
-    state
-        .metadata
-        .execute(cmd)
-        .await
-        .map_err(|m| AdminError::new(ResponseError::KafkaStorageError, m))
+    state.metadata.execute(cmd).await.map_err(admin_error)
+}
+
+/// A proposal that did not commit, as the Kafka error a client acts on:
+/// no controller (retriable: NOT_CONTROLLER), no answer in time
+/// (REQUEST_TIMED_OUT), else the metadata log's storage.
+fn admin_error(e: ProposeError) -> AdminError {
+    let code = match &e {
+        ProposeError::NotLeader { .. } => ResponseError::NotController,
+        ProposeError::TimedOut => ResponseError::RequestTimedOut,
+        ProposeError::Rejected(_) | ProposeError::Invalid(_) => ResponseError::KafkaStorageError,
+    };
+    AdminError::new(code, e.to_string())
 }
 
 /// The topic a topic command left (or removed).
 fn topic_of(effect: Effect) -> Arc<TopicMeta> {
     match effect {
         Effect::Topic(t) | Effect::TopicDeleted(t) => t,
-        Effect::ProducerIds { .. } | Effect::ClusterId => {
-            unreachable!("a topic command had another effect")
-        }
+        other => unreachable!("a topic command had the effect {other:?}"),
     }
 }
 
@@ -511,6 +535,8 @@ impl ShardWork for DeleteTopic {
 pub struct CreatePartitions {
     pub name: String,
     pub count: i32,
+    /// The new partitions' replicas, if the client chose them.
+    pub assignments: Option<Vec<Vec<i32>>>,
     pub validate_only: bool,
 }
 
@@ -518,7 +544,14 @@ impl ShardWork for CreatePartitions {
     type Out = Result<(), AdminError>;
 
     async fn run(self, state: Rc<ShardState>) -> Self::Out {
-        create_partitions(state, self.name, self.count, self.validate_only).await
+        create_partitions(
+            state,
+            self.name,
+            self.count,
+            self.assignments,
+            self.validate_only,
+        )
+        .await
     }
 }
 
@@ -535,7 +568,7 @@ impl ShardWork for AllocateProducerId {
 
 /// Wait for this operation's turn: admin operations run one at a time, in
 /// the order they arrived (a client's pipelined create-then-delete stays so).
-async fn admin_turn(state: &ShardState) -> shard::fifo::FifoGuard<'_> {
+pub async fn admin_turn(state: &ShardState) -> shard::fifo::FifoGuard<'_> {
     state.controller().admin_lock.lock().await
 }
 

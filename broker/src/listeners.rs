@@ -36,6 +36,16 @@ impl SecurityProtocol {
         }
     }
 
+    /// Kafka's id of the protocol (`SecurityProtocol.id`).
+    pub fn kafka_id(self) -> i16 {
+        match self {
+            Self::Plaintext => 0,
+            Self::Ssl => 1,
+            Self::SaslPlaintext => 2,
+            Self::SaslSsl => 3,
+        }
+    }
+
     /// Clients must authenticate with SASL before anything else.
     pub fn is_sasl(self) -> bool {
         matches!(self, Self::SaslPlaintext | Self::SaslSsl)

@@ -16,6 +16,7 @@ mod metrics;
 mod partitions;
 mod quorum;
 mod quotas;
+mod reconcile;
 mod routing;
 mod security;
 mod server;

@@ -29,7 +29,8 @@ pub enum ShardRequest {
     /// Per-partition work of a client request, one shard's share.
     Partitions(PartitionBatch),
     /// The controller's requests to a partition's owner shard.
-    PartitionAdmin(PartitionAdmin),
+    /// Boxed: rare, and larger than the hot messages.
+    PartitionAdmin(Box<PartitionAdmin>),
     /// Fetch's long poll on an owner shard: wait until the high watermark
     /// of any of `parts` (topic, partition, fetch offset) passes its
     /// offset, or `timeout`.
@@ -64,7 +65,7 @@ impl Service for ShardState {
             ShardRequest::Partitions(batch) => ShardReply::Partitions(batch.run(self).await),
             ShardRequest::Conn(op) => self.connections.handle(op),
             ShardRequest::Work(work) => ShardReply::Work(work.run(self).await),
-            ShardRequest::PartitionAdmin(op) => self.partitions.handle(op).await,
+            ShardRequest::PartitionAdmin(op) => self.partitions.handle(*op).await,
             ShardRequest::WaitForData { parts, timeout } => {
                 crate::handlers::fetch::wait_local(&self, parts, timeout).await;
                 ShardReply::Done
@@ -217,9 +218,7 @@ macro_rules! shard_work {
 shard_work! {
     inline {
         // Controller commands, sent to the controller shard.
-        CreateTopic(controller::CreateTopic),
         DeleteTopic(controller::DeleteTopic),
-        CreatePartitions(controller::CreatePartitions),
         ChangeTopicConfigs(configs::ChangeTopicConfigs),
         AllocateProducerId(controller::AllocateProducerId),
         // Group coordinator requests, sent to the group's owner shard
@@ -231,6 +230,9 @@ shard_work! {
         OffsetDelete(offsets::OffsetDelete),
     }
     boxed {
+        // Controller commands with replica assignments.
+        CreateTopic(controller::CreateTopic),
+        CreatePartitions(controller::CreatePartitions),
         JoinGroup(groups::JoinGroup),
         SyncGroup(groups::SyncGroup),
         Heartbeat(groups::Heartbeat),

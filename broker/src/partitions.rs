@@ -18,11 +18,14 @@ pub type TopicPartition = (String, i32);
 /// What the controller asks of a partition's owner shard.
 #[derive(Debug)]
 pub enum PartitionAdmin {
-    /// Open (or create) a partition's log; answered with [`ShardReply::Opened`].
+    /// Open (or create) a partition's log, or bring an open one to a new
+    /// leader epoch; answered with [`ShardReply::Opened`].
     Open {
         topic: String,
         partition: i32,
         leader_epoch: i32,
+        /// This node leads it (a follower's log takes epochs from its leader).
+        leads: bool,
     },
     /// Close a partition's log, keeping its files.
     Close { topic: String, partition: i32 },
@@ -56,7 +59,11 @@ impl PartitionManager {
                 topic,
                 partition,
                 leader_epoch,
-            } => ShardReply::Opened(self.open_partition(&topic, partition, leader_epoch).await),
+                leads,
+            } => ShardReply::Opened(
+                self.open_partition(&topic, partition, leader_epoch, leads)
+                    .await,
+            ),
             PartitionAdmin::Close { topic, partition } => {
                 self.close_partition(&topic, partition).await;
                 ShardReply::Done
@@ -96,40 +103,48 @@ impl PartitionManager {
         topic_config::log_config(&overrides, &self.config)
     }
 
-    /// Open (or create) the log of a partition this shard owns.
+    /// Open (or create) the log of a partition this shard owns; an open
+    /// one that this node now leads takes the new leader epoch.
     pub async fn open_partition(
         &self,
         topic: &str,
         partition: i32,
         leader_epoch: i32,
+        leads: bool,
     ) -> Result<(), String> {
-        if self.log(topic, partition).is_some() {
-            return Ok(());
+        let (log, fresh) = match self.log(topic, partition) {
+            Some(log) => (log, false),
+            None => {
+                let dir = partition_dir(&self.config.data_dir, topic, partition);
+                let config = self.log_config_for(topic);
+                let log = PartitionLog::open(dir, format!("{topic}-{partition}"), config)
+                    .await
+                    .map_err(|e| format!("opening {topic}-{partition}: {e}"))?;
+                self.logs
+                    .borrow_mut()
+                    .insert((topic.to_string(), partition), log.clone());
+                (log, true)
+            }
+        };
+        if leads && (fresh || log.leader_epoch() < leader_epoch) {
+            if let Err(e) = log.become_leader(leader_epoch).await {
+                // Not fatal (a full disk must not stop a start-up): the first
+                // append of the epoch writes the entry before its batch.
+                tracing::warn!("{topic}-{partition}: writing its leader-epoch checkpoint: {e}");
+            }
         }
-        let dir = partition_dir(&self.config.data_dir, topic, partition);
-        let config = self.log_config_for(topic);
-        let log = PartitionLog::open(dir, format!("{topic}-{partition}"), config)
-            .await
-            .map_err(|e| format!("opening {topic}-{partition}: {e}"))?;
-        if let Err(e) = log.become_leader(leader_epoch).await {
-            // Not fatal (a full disk must not stop a start-up): the first
-            // append of the epoch writes the entry before its batch.
-            tracing::warn!("{topic}-{partition}: writing its leader-epoch checkpoint: {e}");
-        }
-        self.logs
-            .borrow_mut()
-            .insert((topic.to_string(), partition), log);
         Ok(())
     }
 
     /// Open every partition the metadata places on this shard (start-up).
     pub async fn open_owned_partitions(&self) -> anyhow::Result<usize> {
         let snap = self.metadata.snapshot();
+        let node = self.config.node_id;
         let mut opened = 0;
         for t in snap.topics.values() {
             for (p, meta) in t.partitions.iter().enumerate() {
-                if meta.shard as usize == self.shard {
-                    self.open_partition(&t.name, p as i32, meta.leader_epoch)
+                if meta.shard_on(node) == Some(self.shard as u32) {
+                    self.open_partition(&t.name, p as i32, meta.leader_epoch, meta.leader == node)
                         .await
                         .map_err(anyhow::Error::msg)?;
                     opened += 1;

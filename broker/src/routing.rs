@@ -12,13 +12,30 @@ use crate::messages::{PartitionBatch, PartitionOutputs, ShardReply, ShardRequest
 use crate::metadata::ClusterState;
 use crate::shard_state::ShardState;
 
-/// Owner shard of `topic`/`partition`, or `None` if it does not exist.
-pub fn owner(snap: &ClusterState, topic: &str, partition: i32) -> Option<usize> {
-    let t = snap.topic(topic)?;
-    usize::try_from(partition)
-        .ok()
-        .and_then(|p| t.partitions.get(p))
-        .map(|p| p.shard as usize)
+/// Where a partition is, seen from broker `node`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// No such topic or partition.
+    Unknown,
+    /// Another broker leads it (or none does): NOT_LEADER_OR_FOLLOWER.
+    Elsewhere,
+    /// This broker leads it; its log is on this shard.
+    Here(usize),
+}
+
+/// Where `topic`/`partition` is led, from broker `node`'s point of view.
+pub fn placement(snap: &ClusterState, node: i32, topic: &str, partition: i32) -> Placement {
+    let Some(p) = snap.topic(topic).and_then(|t| {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.partitions.get(p))
+    }) else {
+        return Placement::Unknown;
+    };
+    match p.shard_on(node) {
+        Some(shard) if p.leader == node => Placement::Here(shard as usize),
+        _ => Placement::Elsewhere,
+    }
 }
 
 /// One partition's share of a request (an append, a read, a lookup), as a

@@ -48,13 +48,16 @@ impl ShardState {
         let groups =
             crate::groups::Coordinator::new(config.group_config(), shard::time::LogClock::System);
         groups.consumer.cfg.set(config.consumer_group_config());
+        // The reconciler starts from the state the partitions open from.
+        let controller =
+            (id == CONTROLLER_SHARD).then(|| Rc::new(Controller::new(metadata.snapshot())));
         Self {
             id,
             config: config.clone(),
             partitions: Rc::new(PartitionManager::new(id, config, metadata.clone())),
             metadata,
             mesh: mesh.local(),
-            controller: (id == CONTROLLER_SHARD).then(|| Rc::new(Controller::new())),
+            controller,
             groups: Rc::new(groups),
             security,
             quotas: Arc::new(crate::quotas::Quotas::in_memory()),

@@ -30,6 +30,12 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    // Between brokers and the metadata quorum (v2+ carries log dirs,
+    // Shardline's shards), and `shardline cluster status`.
+    (ApiKey::BrokerRegistration, 2, 4),
+    (ApiKey::BrokerHeartbeat, 0, 1),
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 /// Our version range for `key`, if this client speaks it at all.

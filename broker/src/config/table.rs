@@ -404,6 +404,42 @@ broker_config! {
     /// its fdatasync this long so more batches share it (≤ 100000)
     log_group_commit_window_us: Option<u64> = None, shown "iotune, else `0`";
 
+    ["cluster"]
+    /// Kafka's `process.roles`: `broker`, `controller`, or both (a node with
+    /// both serves clients and votes in the metadata quorum)
+    #[kafka = "process.roles"]
+    #[describe(List, "The roles of this node")]
+    process_roles: Vec<String> = vec!["broker".into(), "controller".into()], shown "`[\"broker\", \"controller\"]`";
+    /// Kafka's `controller.quorum.voters`: `["1@host:port", "2@host:port", ...]`,
+    /// the metadata quorum's voters and their controller listeners; empty: this
+    /// node alone is the quorum
+    #[kafka = "controller.quorum.voters"]
+    #[describe(List, "The metadata quorum's voters (id@host:port)")]
+    controller_quorum_voters: Vec<String> = Vec::new(), shown "— (this node alone)";
+    /// the listener names in `listeners` that serve the quorum (not clients)
+    #[kafka = "controller.listener.names"]
+    #[describe(List, "Listeners of the metadata quorum")]
+    controller_listener_names: Vec<String> = vec!["CONTROLLER".into()], shown "`[\"CONTROLLER\"]`";
+    /// this broker's rack (zone): replicas of a partition go to different racks
+    #[kafka = "broker.rack"]
+    broker_rack: Option<String> = None, shown "—";
+    /// how often a broker heartbeats to the active controller (50–60000)
+    #[kafka = "broker.heartbeat.interval.ms"]
+    #[range = 50..=60_000]
+    #[describe(Int, "Time between a broker's heartbeats to the active controller")]
+    broker_heartbeat_interval_ms: u64 = 2_000, shown "`2000`";
+    /// a broker not heard from for this long is fenced: it leads nothing
+    /// (> the heartbeat interval; ≤ 600000)
+    #[kafka = "broker.session.timeout.ms"]
+    #[range = 100..=600_000]
+    #[describe(Int, "Time without heartbeats after which a broker is fenced")]
+    broker_session_timeout_ms: u64 = 9_000, shown "`9000`";
+    /// replicas of a topic created without a replication factor (1–16)
+    #[kafka = "default.replication.factor"]
+    #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]
+    #[describe(Int, "Replication factor of topics created without one")]
+    default_replication_factor: i32 = 1, shown "`1`";
+
     ["connections"]
     /// largest request frame; larger ones close the connection
     /// (≥ `message_max_bytes`, ≤ 2147483647)
@@ -528,7 +564,6 @@ broker_config! {
 
     fixed {
         "broker.id": Int = shown::node_id, "This broker's id (same as node.id)";
-        "default.replication.factor": Int = |_| "1".into(), "Single node: always 1";
         "log.cleaner.delete.retention.ms": Long = |_| "86400000".into(), "How long tombstones are kept on compacted topics";
         "log.message.timestamp.type": String = |_| "CreateTime".into(), "Default timestamp type of topics";
         "log.message.timestamp.before.max.ms": Long = |_| i64::MAX.to_string(), "Default of topics: CreateTime records older than this before the broker's clock are refused";
@@ -542,12 +577,17 @@ broker_config! {
         "compression.gzip.level": Int = |_| "-1".into(), "Default of topics: gzip level for recompression (-1: zlib's default)";
         "compression.lz4.level": Int = |_| "9".into(), "Default of topics: lz4 level for recompression";
         "compression.zstd.level": Int = |_| "3".into(), "Default of topics: zstd level for recompression";
-        "unclean.leader.election.enable": Boolean = |_| "false".into(), "Single node: no effect";
+        "unclean.leader.election.enable": Boolean = |_| "false".into(), "Only in-sync replicas become leaders";
     }
 
     derived {
-        /// The listeners in effect, filled in by `finish`.
+        /// The client listeners in effect, filled in by `finish`.
         resolved_listeners: Vec<crate::listeners::Listener> = Vec::new();
+        /// The listener of the metadata quorum (`controller_listener_names`),
+        /// filled in by `finish`; none for a single node.
+        controller_listener: Option<crate::listeners::Listener> = None;
+        /// `controller_quorum_voters` parsed: node id and address.
+        quorum_voters: Vec<(i32, String)> = Vec::new();
         /// The shards in effect, filled in by `finish`.
         shards: usize = 0;
     }

@@ -212,7 +212,10 @@ fn every_key_has_a_flag_that_sets_it_like_the_file() {
             "advertised_listeners"
             | "ssl_enabled_protocols"
             | "sasl_enabled_mechanisms"
-            | "super_users" => ("A,B", "[\"A\", \"B\"]"),
+            | "super_users"
+            | "process_roles"
+            | "controller_quorum_voters"
+            | "controller_listener_names" => ("A,B", "[\"A\", \"B\"]"),
             "listener_security_protocol_map" | "listener_ssl_client_auth" => {
                 ("X=SSL,Y=SASL_SSL", "{ X = \"SSL\", Y = \"SASL_SSL\" }")
             }
@@ -222,6 +225,7 @@ fn every_key_has_a_flag_that_sets_it_like_the_file() {
             "disk_free_min_percent" => ("2.5", "2.5"),
             "advertise"
             | "sasl_bootstrap_user"
+            | "broker_rack"
             | "sasl_bootstrap_password"
             | "ssl_client_auth"
             | "log_cleanup_policy"

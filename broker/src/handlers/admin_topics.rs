@@ -83,17 +83,36 @@ pub async fn create_topics(
         } else {
             t.assignments.len() as i32
         };
-        let replication = if t.assignments.is_empty() {
-            t.replication_factor
-        } else {
-            t.assignments
-                .first()
-                .map_or(1, |a| a.broker_ids.len() as i16)
-        };
+        // Kafka wants the assignments for partitions 0..n, each once.
+        let mut assignments: Vec<_> = t
+            .assignments
+            .iter()
+            .map(|a| {
+                (
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect(),
+                )
+            })
+            .collect();
+        assignments.sort_by_key(|(p, _)| *p);
+        if assignments
+            .iter()
+            .enumerate()
+            .any(|(i, (p, _))| *p != i as i32)
+        {
+            result = result
+                .with_error_code(ResponseError::InvalidReplicaAssignment.code())
+                .with_error_message(msg(
+                    "partitions should be a consecutive 0-based integer sequence".to_string(),
+                ));
+            resp.topics.push(result);
+            continue;
+        }
         let new = NewTopic {
             name: name.clone(),
-            partitions,
-            replication_factor: replication,
+            partitions: t.num_partitions,
+            replication_factor: t.replication_factor,
+            assignments: assignments.into_iter().map(|(_, b)| b).collect(),
             configs: configs.clone(),
         };
         let validate_only = req.validate_only;
@@ -116,10 +135,18 @@ pub async fn create_topics(
                 } else {
                     meta.partitions.len() as i32
                 };
+                let factor = meta.partitions.first().map_or(
+                    if t.replication_factor == -1 {
+                        state.config.default_replication_factor as i16
+                    } else {
+                        t.replication_factor
+                    },
+                    |p| p.replicas.len() as i16,
+                );
                 result = result
                     .with_topic_id(meta.id)
                     .with_num_partitions(count)
-                    .with_replication_factor(1);
+                    .with_replication_factor(factor);
                 if ctx.version >= 5 {
                     result = result.with_configs(Some(describe_new_topic_configs(state, &configs)));
                 }
@@ -232,26 +259,20 @@ pub async fn create_partitions(
         }
         let count = t.count;
         let validate_only = req.validate_only;
-        let bad_assignment = t.assignments.as_ref().is_some_and(|a| {
-            a.iter()
-                .any(|a| a.broker_ids.iter().any(|b| b.0 != state.config.node_id))
-        });
-        let outcome = if bad_assignment {
-            Err(AdminError::new(
-                ResponseError::InvalidReplicaAssignment,
-                "assignments may only name this broker",
-            ))
-        } else {
-            let grow = controller::CreatePartitions {
-                name,
-                count,
-                validate_only,
-            };
-            state
-                .ask(CONTROLLER_SHARD, grow)
-                .await
-                .unwrap_or_else(|_| Err(gone()))
+        let grow = controller::CreatePartitions {
+            name,
+            count,
+            assignments: t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
+                a.iter()
+                    .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            }),
+            validate_only,
         };
+        let outcome = state
+            .ask(CONTROLLER_SHARD, grow)
+            .await
+            .unwrap_or_else(|_| Err(gone()));
         let mut result = CreatePartitionsTopicResult::default().with_name(t.name);
         if let Err(e) = outcome {
             result = result

@@ -44,13 +44,9 @@ pub fn describe_cluster(
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let snap = state.metadata.snapshot();
-    let mut resp = build_describe_cluster(
-        ctx.version,
-        &req,
-        &state.config,
-        ctx.listener.advertised(),
-        &snap.cluster_id,
-    );
+    let brokers = super::metadata::live_brokers(state, &snap, &ctx.listener);
+    let controller = super::metadata::controller_id(state, &snap);
+    let mut resp = build_describe_cluster(ctx.version, &req, brokers, controller, &snap.cluster_id);
     // Kafka answers DescribeCluster to anybody, but only reports the
     // operations the principal may perform (and none without DESCRIBE).
     if req.include_cluster_authorized_operations && state.security.authorizer.enabled() {
@@ -82,19 +78,25 @@ fn authorized_cluster_operations(state: &ShardState, ctx: &RequestContext) -> i3
 pub fn build_describe_cluster(
     version: i16,
     req: &DescribeClusterRequest,
-    config: &BrokerConfig,
-    (host, port): (String, i32),
+    brokers: Vec<super::metadata::BrokerView>,
+    controller: i32,
     cluster_id: &str,
 ) -> DescribeClusterResponse {
-    let node = BrokerId(config.node_id);
     let mut resp = DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(cluster_id.to_string()))
-        .with_controller_id(node)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(node)
-            .with_host(StrBytes::from_string(host))
-            .with_port(port)
-            .with_rack(None)])
+        .with_controller_id(BrokerId(controller))
+        .with_brokers(
+            brokers
+                .into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.id))
+                        .with_host(StrBytes::from_string(b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.map(StrBytes::from_string))
+                })
+                .collect(),
+        )
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
             CLUSTER_OPERATIONS
         } else {
@@ -348,10 +350,23 @@ pub async fn offset_for_leader_epoch(
                     .ok()
                     .and_then(|i| m.partitions.get(i))
             });
-            match pm {
-                Some(pm) => {
+            let here = pm.and_then(|pm| {
+                (pm.leader == state.config.node_id)
+                    .then(|| pm.shard_on(pm.leader))
+                    .flatten()
+                    .map(|s| (pm, s))
+            });
+            if pm.is_some() && here.is_none() {
+                early.push(Some(EpochLookup {
+                    error: ResponseError::NotLeaderOrFollower.code(),
+                    ..Default::default()
+                }));
+                continue;
+            }
+            match here {
+                Some((pm, shard)) => {
                     items.push((
-                        pm.shard as usize,
+                        shard as usize,
                         EpochEnd(topic.clone(), p.partition, pm.leader_epoch, p.leader_epoch),
                     ));
                     early.push(None);

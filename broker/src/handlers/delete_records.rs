@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 
 use super::errors::log_error_code;
 use super::RequestContext;
-use crate::routing::{owner, scatter, PartitionWork};
+use crate::routing::{placement, scatter, PartitionWork, Placement};
 use crate::shard_state::ShardState;
 
 /// Outcome for one partition: error code and the new low watermark.
@@ -106,15 +106,20 @@ pub async fn handle(
                 early.push(Some(Deleted::error(ResponseError::InvalidTopicException)));
                 continue;
             }
-            match owner(&snap, &topic, p.partition_index) {
-                Some(shard) => {
+            match placement(&snap, state.config.node_id, &topic, p.partition_index) {
+                Placement::Elsewhere => {
+                    early.push(Some(Deleted::error(ResponseError::NotLeaderOrFollower)))
+                }
+                Placement::Here(shard) => {
                     items.push((
                         shard,
                         DeleteBefore(topic.clone(), p.partition_index, p.offset),
                     ));
                     early.push(None);
                 }
-                None => early.push(Some(Deleted::error(ResponseError::UnknownTopicOrPartition))),
+                Placement::Unknown => {
+                    early.push(Some(Deleted::error(ResponseError::UnknownTopicOrPartition)))
+                }
             }
         }
     }

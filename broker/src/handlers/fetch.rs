@@ -20,7 +20,7 @@ use super::RequestContext;
 use crate::acl::model::CLUSTER_NAME;
 use crate::acl::{Operation, ResourceType};
 use crate::messages::ShardRequest;
-use crate::routing::{owner, scatter, PartitionWork};
+use crate::routing::{placement, scatter, PartitionWork, Placement};
 use crate::shard_state::ShardState;
 
 /// Longest long-poll we honour, whatever the client asks.
@@ -92,14 +92,14 @@ pub async fn handle(
             None => None,
         };
         for p in &t.partitions {
-            let shard = if topic_error.is_none() {
-                owner(&snap, &name, p.partition)
-            } else {
-                None
+            let (shard, error) = match topic_error {
+                Some(e) => (None, Some(e)),
+                None => match placement(&snap, state.config.node_id, &name, p.partition) {
+                    Placement::Here(shard) => (Some(shard), None),
+                    Placement::Elsewhere => (None, Some(ResponseError::NotLeaderOrFollower)),
+                    Placement::Unknown => (None, Some(ResponseError::UnknownTopicOrPartition)),
+                },
             };
-            let error = topic_error.or(shard
-                .is_none()
-                .then_some(ResponseError::UnknownTopicOrPartition));
             wanted.push(Wanted {
                 topic: name.clone(),
                 topic_id: id,

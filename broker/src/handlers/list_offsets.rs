@@ -13,7 +13,7 @@ use shard::log::LogError;
 use super::errors::log_error_code;
 use super::RequestContext;
 use crate::acl::{Operation, ResourceType};
-use crate::routing::{owner, scatter, PartitionWork};
+use crate::routing::{placement, scatter, PartitionWork, Placement};
 use crate::shard_state::ShardState;
 
 pub const LATEST: i64 = -1;
@@ -106,12 +106,13 @@ pub async fn handle(
                 missing.push(Some(ResponseError::TopicAuthorizationFailed));
                 continue;
             }
-            match owner(&snap, &topic, p.partition_index) {
-                Some(shard) => {
+            match placement(&snap, state.config.node_id, &topic, p.partition_index) {
+                Placement::Here(shard) => {
                     items.push((shard, Lookup(topic, p.partition_index, p.timestamp)));
                     missing.push(None);
                 }
-                None => missing.push(Some(ResponseError::UnknownTopicOrPartition)),
+                Placement::Elsewhere => missing.push(Some(ResponseError::NotLeaderOrFollower)),
+                Placement::Unknown => missing.push(Some(ResponseError::UnknownTopicOrPartition)),
             }
         }
     }

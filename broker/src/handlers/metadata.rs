@@ -1,4 +1,5 @@
-//! Metadata: brokers (just us), topics and partitions, with auto-creation.
+//! Metadata: the cluster's brokers, topics and partitions (leaders,
+//! replicas, in-sync replicas), with auto-creation.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -15,6 +16,7 @@ use super::RequestContext;
 use crate::acl::model::CLUSTER_NAME;
 use crate::acl::{Operation, ResourceType};
 use crate::controller::{self, NewTopic, CONTROLLER_SHARD};
+use crate::listeners::Listener;
 use crate::metadata::{internal, validate_topic_name, ClusterState, TopicMeta};
 use crate::shard_state::ShardState;
 
@@ -51,6 +53,7 @@ pub async fn ensure_topics(
             name,
             partitions: -1,
             replication_factor: -1,
+            assignments: Vec::new(),
             configs: BTreeMap::new(),
         };
         let create = controller::CreateTopic {
@@ -68,28 +71,88 @@ pub async fn ensure_topics(
     state.metadata.snapshot()
 }
 
-pub fn partitions_of(state: &ShardState, t: &TopicMeta) -> Vec<MetadataResponsePartition> {
-    let node = BrokerId(state.config.node_id);
-    t.partitions
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            MetadataResponsePartition::default()
-                .with_partition_index(i as i32)
-                .with_leader_id(node)
-                .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+/// A broker as clients of one listener see it.
+pub struct BrokerView {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// The live brokers with an endpoint for `listener` (clients stay on the
+/// listener they came in through, as with Kafka). Before this broker has
+/// registered (a tool's embedded broker), it alone.
+pub fn live_brokers(
+    state: &ShardState,
+    snap: &ClusterState,
+    listener: &Listener,
+) -> Vec<BrokerView> {
+    if snap.brokers.is_empty() {
+        let (host, port) = listener.advertised();
+        return vec![BrokerView {
+            id: state.config.node_id,
+            host,
+            port,
+            rack: state.config.broker_rack.clone(),
+        }];
+    }
+    snap.live_brokers()
+        .filter_map(|b| {
+            let e = b.endpoint(&listener.name)?;
+            Some(BrokerView {
+                id: b.id,
+                host: e.host.clone(),
+                port: e.port as i32,
+                rack: b.rack.clone(),
+            })
         })
         .collect()
 }
 
-fn topic_entry(state: &ShardState, t: &TopicMeta) -> MetadataResponseTopic {
+/// The controller id clients are told: the active controller when it is
+/// a live broker, else this broker (KRaft brokers name a broker, since
+/// clients cannot reach controllers; admin requests to it are forwarded).
+pub fn controller_id(state: &ShardState, snap: &ClusterState) -> i32 {
+    match state.metadata.quorum().view().leader {
+        Some(l) if snap.is_live(l) => l,
+        _ => state.config.node_id,
+    }
+}
+
+fn partitions_of(snap: &ClusterState, t: &TopicMeta) -> Vec<MetadataResponsePartition> {
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    t.partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let offline: Vec<i32> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| !snap.brokers.is_empty() && !snap.is_live(*r))
+                .collect();
+            MetadataResponsePartition::default()
+                .with_error_code(if p.leader < 0 {
+                    ResponseError::LeaderNotAvailable.code()
+                } else {
+                    0
+                })
+                .with_partition_index(i as i32)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
+        })
+        .collect()
+}
+
+fn topic_entry(snap: &ClusterState, t: &TopicMeta) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(t.name.clone()))))
         .with_topic_id(t.id)
         .with_is_internal(internal::is_internal(&t.name))
-        .with_partitions(partitions_of(state, t))
+        .with_partitions(partitions_of(snap, t))
         .with_topic_authorized_operations(i32::MIN)
 }
 
@@ -98,8 +161,6 @@ pub async fn handle(
     ctx: &RequestContext,
     req: MetadataRequest,
 ) -> MetadataResponse {
-    let (host, port) = ctx.listener.advertised();
-    let node = BrokerId(state.config.node_id);
     // v0: an empty list means all topics; v1+: null means all, empty none.
     let wanted: Option<Vec<(Option<String>, uuid::Uuid)>> = match req.topics {
         None => None,
@@ -134,7 +195,7 @@ pub async fn handle(
             .topics
             .values()
             .filter(|t| may_describe(&t.name))
-            .map(|t| topic_entry(state, t))
+            .map(|t| topic_entry(&snap, t))
             .collect(),
         Some(list) => list
             .into_iter()
@@ -155,7 +216,7 @@ pub async fn handle(
                         .with_topic_id(id);
                 }
                 match found {
-                    Some(t) => topic_entry(state, t),
+                    Some(t) => topic_entry(&snap, t),
                     None => {
                         let err = match &name {
                             // A reserved name can never be a topic here, so
@@ -183,12 +244,20 @@ pub async fn handle(
             .collect(),
     };
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(node)
-            .with_host(StrBytes::from_string(host))
-            .with_port(port)])
+        .with_brokers(
+            live_brokers(state, &snap, &ctx.listener)
+                .into_iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(StrBytes::from_string(b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.map(StrBytes::from_string))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(StrBytes::from_string(snap.cluster_id.clone())))
-        .with_controller_id(node)
+        .with_controller_id(BrokerId(controller_id(state, &snap)))
         .with_topics(topics)
         .with_cluster_authorized_operations(i32::MIN)
 }

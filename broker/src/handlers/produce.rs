@@ -20,7 +20,7 @@ use super::metadata::ensure_topics;
 use super::RequestContext;
 use crate::acl::{Operation, ResourceType};
 use crate::metadata::internal::{self, is_reserved};
-use crate::routing::{owner, scatter, PartitionWork};
+use crate::routing::{placement, scatter, PartitionWork, Placement};
 use crate::shard_state::ShardState;
 
 #[derive(Default)]
@@ -231,7 +231,20 @@ pub async fn handle(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks={acks} is not -1, 0 or 1"),
                 ))
-            } else if let Some(shard) = owner(&snap, &topic, p.index) {
+            } else if let Placement::Elsewhere =
+                placement(&snap, state.config.node_id, &topic, p.index)
+            {
+                // Clients refresh their metadata and go to the leader.
+                Err(PartitionResult::error(
+                    ResponseError::NotLeaderOrFollower,
+                    format!(
+                        "this broker ({}) does not lead {topic}-{}",
+                        state.config.node_id, p.index
+                    ),
+                ))
+            } else if let Placement::Here(shard) =
+                placement(&snap, state.config.node_id, &topic, p.index)
+            {
                 match p.records.as_ref().map(to_batches) {
                     Some(Ok(_)) if low_disk.is_some() => {
                         HEALTH.count_refused_write();

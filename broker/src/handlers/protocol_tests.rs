@@ -503,6 +503,7 @@ async fn new_state(dir: &std::path::Path) -> Rc<ShardState> {
         let t = NewTopic {
             name: name.into(),
             partitions,
+            assignments: Vec::new(),
             replication_factor: 1,
             configs: Default::default(),
         };

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{ClusterState, PartitionMeta, TopicMeta};
+use super::{BrokerMeta, ClusterState, PartitionMeta, TopicMeta};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataCommand {
@@ -55,6 +55,15 @@ pub enum MetadataCommand {
     /// Name the cluster: the first command of a new metadata log, proposed
     /// by its first leader (Kafka formats each node's storage with it).
     SetClusterId { cluster_id: String },
+    /// A broker (re)registers (Kafka's RegisterBrokerRecord); it starts
+    /// fenced. `epoch` is ignored: the state assigns the next one.
+    RegisterBroker(BrokerMeta),
+    /// The active controller lost the broker's heartbeats.
+    FenceBroker { id: i32, epoch: i64 },
+    /// The active controller heard the broker's first heartbeat.
+    UnfenceBroker { id: i32, epoch: i64 },
+    /// Remove a broker from the cluster (decommission).
+    UnregisterBroker { id: i32 },
 }
 
 /// What an applied command changed, for the controller's next steps.
@@ -68,6 +77,10 @@ pub enum Effect {
     ProducerIds { start: i64, end: i64 },
     /// The cluster has its id.
     ClusterId,
+    /// The broker's registration epoch.
+    BrokerRegistered { epoch: i64 },
+    /// A broker's state changed; so did the leaders of `moved` partitions.
+    BrokerChanged { moved: usize },
 }
 
 impl ClusterState {
@@ -91,7 +104,7 @@ impl ClusterState {
                     return Err(format!("topic '{name}' needs at least one partition"));
                 }
                 for p in partitions {
-                    check_partition(p, shards)?;
+                    self.check_new_partition(p, shards)?;
                 }
                 let t = Arc::new(TopicMeta {
                     name: name.clone(),
@@ -126,7 +139,7 @@ impl ClusterState {
                     return Err(format!("no partitions to add to '{name}'"));
                 }
                 for p in partitions {
-                    check_partition(p, shards)?;
+                    self.check_new_partition(p, shards)?;
                 }
                 let mut t = (*old).clone();
                 t.partitions.extend(partitions.iter().cloned());
@@ -182,6 +195,18 @@ impl ClusterState {
                 self.cluster_id = cluster_id.clone();
                 Effect::ClusterId
             }
+            MetadataCommand::RegisterBroker(b) => Effect::BrokerRegistered {
+                epoch: self.register_broker(b.clone())?,
+            },
+            MetadataCommand::FenceBroker { id, epoch } => Effect::BrokerChanged {
+                moved: self.fence_broker(*id, *epoch)?,
+            },
+            MetadataCommand::UnfenceBroker { id, epoch } => Effect::BrokerChanged {
+                moved: self.unfence_broker(*id, *epoch)?,
+            },
+            MetadataCommand::UnregisterBroker { id } => Effect::BrokerChanged {
+                moved: self.unregister_broker(*id)?,
+            },
         };
         debug_assert_eq!(self.check_invariants(shards), Ok(()));
         Ok(effect)
@@ -203,6 +228,11 @@ impl ClusterState {
             }
             for p in &t.partitions {
                 check_partition(p, shards)?;
+            }
+        }
+        for (id, b) in &self.brokers {
+            if *id != b.id || b.epoch >= self.next_broker_epoch {
+                return Err(format!("broker {id} is recorded wrongly: {b:?}"));
             }
         }
         Ok(())
@@ -238,16 +268,50 @@ impl ClusterState {
     }
 }
 
-/// One partition's placement: on an existing shard, led by one of its
-/// replicas, which are distinct, with an in-sync set among them.
+impl ClusterState {
+    /// A new partition: well formed, and each replica on a shard its
+    /// broker has, if the broker is registered (a single node places its
+    /// first partitions before it registers).
+    fn check_new_partition(&self, p: &PartitionMeta, shards: usize) -> Result<(), String> {
+        check_partition(p, shards)?;
+        if p.leader < 0 {
+            return Err("a new partition needs a leader".into());
+        }
+        for (node, shard) in p.replicas.iter().zip(&p.shards) {
+            if let Some(b) = self.brokers.get(node) {
+                if *shard >= b.shards {
+                    return Err(format!(
+                        "replica on broker {node} placed on shard {shard} of its {}",
+                        b.shards
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One partition's placement: each replica on a shard, led by one of its
+/// in-sync replicas (or by none: offline), replicas distinct, with an
+/// in-sync set among them.
 fn check_partition(p: &PartitionMeta, shards: usize) -> Result<(), String> {
-    if p.shard as usize >= shards {
-        return Err(format!("partition placed on shard {} of {shards}", p.shard));
+    if p.shards.len() != p.replicas.len() {
+        return Err(format!(
+            "{} replica(s) but {} shard(s) for them",
+            p.replicas.len(),
+            p.shards.len()
+        ));
+    }
+    if let Some(s) = p.shards.iter().find(|s| **s as usize >= shards) {
+        return Err(format!("partition placed on shard {s} of {shards}"));
     }
     if p.leader_epoch < 0 {
         return Err(format!("leader epoch {} is negative", p.leader_epoch));
     }
-    if !p.replicas.contains(&p.leader) || !p.isr.contains(&p.leader) {
+    if p.isr.is_empty() {
+        return Err("the in-sync set is empty".into());
+    }
+    if p.leader != -1 && (!p.replicas.contains(&p.leader) || !p.isr.contains(&p.leader)) {
         return Err(format!(
             "leader {} is not among the in-sync replicas {:?} of {:?}",
             p.leader, p.isr, p.replicas

@@ -7,10 +7,13 @@
 //! proposes to the metadata quorum (`crate::quorum`); the quorum thread
 //! commits each to its log, applies it to its copy and publishes the result.
 
+pub mod brokers;
 pub mod command;
 pub mod internal;
+pub mod placement;
 pub mod topic_config;
 
+pub use brokers::{BrokerMeta, Endpoint};
 pub use command::{Effect, MetadataCommand};
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,38 +29,80 @@ pub const METADATA_FILE: &str = "cluster-metadata.json";
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "PartitionRecord")]
 pub struct PartitionMeta {
-    /// The shard that owns this partition's log (on this broker).
-    pub shard: u32,
     pub leader_epoch: i32,
-    /// The node that leads the partition. Files written before it was
-    /// recorded leave it out: [`ClusterState::adopt_unrecorded_replicas`]
-    /// makes this node the leader, as it was.
-    #[serde(default = "unrecorded_node")]
+    /// The node that leads the partition; -1 when none can (every in-sync
+    /// replica is fenced: the partition is offline).
     pub leader: i32,
     /// The nodes holding a replica (Kafka's assignment), leader included.
-    #[serde(default)]
     pub replicas: Vec<i32>,
     /// The in-sync replicas.
-    #[serde(default)]
     pub isr: Vec<i32>,
+    /// The shard holding each replica on its node, in the order of
+    /// `replicas` (Kafka's `directories`: where on the broker the log is).
+    /// Chosen by the controller from the shard counts brokers register,
+    /// so every node derives the same placement from the log.
+    pub shards: Vec<u32>,
 }
 
-/// `leader` of a file that predates it.
+/// A partition as written, including the forms of older files and log
+/// entries: one `shard` (this node's) and, before replicas were recorded,
+/// no leader ([`ClusterState::adopt_unrecorded_replicas`] fills it in).
+#[derive(Deserialize)]
+struct PartitionRecord {
+    #[serde(default)]
+    shard: Option<u32>,
+    leader_epoch: i32,
+    #[serde(default = "unrecorded_node")]
+    leader: i32,
+    #[serde(default)]
+    replicas: Vec<i32>,
+    #[serde(default)]
+    isr: Vec<i32>,
+    #[serde(default)]
+    shards: Vec<u32>,
+}
+
+impl From<PartitionRecord> for PartitionMeta {
+    fn from(r: PartitionRecord) -> Self {
+        let shards = match (r.shards.is_empty(), r.shard) {
+            // Single-node records: every replica (one, or none yet) is here.
+            (true, Some(s)) => vec![s; r.replicas.len().max(1)],
+            _ => r.shards,
+        };
+        Self {
+            leader_epoch: r.leader_epoch,
+            leader: r.leader,
+            replicas: r.replicas,
+            isr: r.isr,
+            shards,
+        }
+    }
+}
+
+/// `leader` of a record that predates it.
 fn unrecorded_node() -> i32 {
     -1
 }
 
 impl PartitionMeta {
     /// A partition of a single-node cluster: `node` leads its only replica.
+    #[cfg(test)]
     pub fn local(shard: u32, node: i32) -> Self {
         Self {
-            shard,
             leader_epoch: 0,
             leader: node,
             replicas: vec![node],
             isr: vec![node],
+            shards: vec![shard],
         }
+    }
+
+    /// The shard holding `node`'s replica, if it has one.
+    pub fn shard_on(&self, node: i32) -> Option<u32> {
+        let i = self.replicas.iter().position(|r| *r == node)?;
+        self.shards.get(i).copied()
     }
 }
 
@@ -76,6 +121,14 @@ pub struct ClusterState {
     /// Next producer id block start (persisted before ids are handed out).
     pub producer_id_block_end: i64,
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    /// Registered brokers by node id.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerMeta>,
+    /// The epoch the next registration gets (Kafka uses the registration
+    /// record's offset; a counter in the state is as monotonic and keeps
+    /// `apply` a function of the commands alone).
+    #[serde(default)]
+    pub next_broker_epoch: i64,
     #[serde(skip)]
     by_id: HashMap<Uuid, String>,
 }
@@ -102,12 +155,13 @@ impl ClusterState {
     /// partition was this node's then).
     pub fn adopt_unrecorded_replicas(&mut self, node: i32) {
         for t in self.topics.values_mut() {
-            if t.partitions.iter().all(|p| p.leader >= 0) {
+            if t.partitions.iter().all(|p| !p.replicas.is_empty()) {
                 continue;
             }
             let t = Arc::make_mut(t);
-            for p in t.partitions.iter_mut().filter(|p| p.leader < 0) {
-                debug_assert!(p.replicas.is_empty() && p.isr.is_empty());
+            for p in t.partitions.iter_mut().filter(|p| p.replicas.is_empty()) {
+                debug_assert!(p.leader < 0 && p.isr.is_empty());
+                debug_assert_eq!(p.shards.len(), 1);
                 p.leader = node;
                 p.replicas = vec![node];
                 p.isr = vec![node];
@@ -115,12 +169,12 @@ impl ClusterState {
         }
     }
 
-    /// Partition counts per shard, for least-loaded placement.
-    pub fn shard_load(&self, shards: usize) -> Vec<usize> {
+    /// Partition counts per shard of `node`, for least-loaded placement.
+    pub fn shard_load(&self, node: i32, shards: usize) -> Vec<usize> {
         let mut load = vec![0; shards];
         for t in self.topics.values() {
             for p in &t.partitions {
-                if let Some(l) = load.get_mut(p.shard as usize) {
+                if let Some(l) = p.shard_on(node).and_then(|s| load.get_mut(s as usize)) {
                     *l += 1;
                 }
             }
@@ -130,36 +184,84 @@ impl ClusterState {
 }
 
 pub struct MetadataStore {
-    quorum: crate::quorum::Quorum,
+    quorum: Arc<crate::quorum::Quorum>,
+    lifecycle: std::sync::OnceLock<Arc<crate::quorum::lifecycle::Status>>,
 }
 
 impl MetadataStore {
-    /// Start the metadata quorum of `data_dir` (a quorum of this node
-    /// alone). A data dir from before the quorum has its metadata file
+    /// A single node's metadata in `data_dir` (tests and tools): a quorum
+    /// of this node alone.
+    #[cfg(test)]
+    pub fn load_or_init(data_dir: &Path, shards: usize, node_id: i32) -> Result<Self> {
+        let cfg = crate::config::BrokerConfig {
+            data_dir: data_dir.to_path_buf(),
+            shards,
+            node_id,
+            ..Default::default()
+        };
+        Self::open(&cfg)
+    }
+
+    /// Start the metadata quorum of this node: alone, or with the voters
+    /// of `controller_quorum_voters` over the controller listener. A
+    /// single node's data dir from before the quorum has its metadata file
     /// instead: the new log starts from it (`node_id` becomes the leader
     /// and replica of partitions from files that predate those) and the
     /// file is renamed `cluster-metadata.json.migrated`.
-    pub fn load_or_init(data_dir: &Path, shards: usize, node_id: i32) -> Result<Self> {
+    pub fn open(config: &crate::config::BrokerConfig) -> Result<Self> {
+        use crate::quorum::{self, node::NetworkConfig, node::StartOptions, raft_id};
+        let (data_dir, shards, node_id) = (&config.data_dir, config.shards, config.node_id);
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("creating data dir {}", data_dir.display()))?;
         let log_dir = internal::metadata_log_dir(data_dir);
         let legacy_path = data_dir.join(METADATA_FILE);
         let legacy = if !log_dir.exists() && legacy_path.exists() {
+            if config.is_clustered() {
+                anyhow::bail!(
+                    "{} is a single node's metadata from before the metadata log: start this \
+                     node once alone (without controller_quorum_voters) to move it into the log",
+                    legacy_path.display()
+                );
+            }
             Some(load_legacy(&legacy_path, node_id)?)
         } else {
             None
         };
         let migrated = legacy.is_some();
-        let quorum = crate::quorum::Quorum::start(
+        let voters: Vec<u64> = if config.is_clustered() {
+            config
+                .quorum_voters
+                .iter()
+                .map(|(id, _)| raft_id(*id))
+                .collect()
+        } else {
+            vec![raft_id(node_id)]
+        };
+        let network = match &config.controller_listener {
+            Some(l) => Some(NetworkConfig {
+                listener: quorum::transport::bind(l.bind).map_err(anyhow::Error::msg)?,
+                voters: config.quorum_voters.iter().cloned().collect(),
+                listener_name: l.name.clone(),
+            }),
+            None => None,
+        };
+        let quorum = quorum::Quorum::start(
             &log_dir,
-            crate::quorum::CoreConfig {
-                node_id: crate::quorum::raft_id(node_id),
-                voters: vec![crate::quorum::raft_id(node_id)],
+            quorum::CoreConfig {
+                node_id: raft_id(node_id),
+                voters,
                 legacy,
-                snapshot_every: crate::quorum::core::SNAPSHOT_EVERY,
+                snapshot_every: quorum::core::SNAPSHOT_EVERY,
+                first_proposal: Uuid::new_v4().as_u64_pair().0 >> 1,
             },
-            new_cluster_id,
-            std::time::Duration::from_secs(30),
+            StartOptions {
+                network,
+                session_timeout: std::time::Duration::from_millis(config.broker_session_timeout_ms),
+                new_cluster_id,
+                // A cluster's nodes start in any order: each waits for the
+                // others (while registering), not here.
+                ready_within: (!config.is_clustered()).then(|| std::time::Duration::from_secs(30)),
+            },
         )
         .with_context(|| format!("starting the metadata log in {}", log_dir.display()))?;
         if migrated {
@@ -169,26 +271,91 @@ impl MetadataStore {
                 format!("renaming {} to {}", legacy_path.display(), to.display())
             })?;
         }
-        let store = Self { quorum };
+        let store = Self {
+            quorum: Arc::new(quorum),
+            lifecycle: std::sync::OnceLock::new(),
+        };
         let state = store.snapshot();
-        if let Some((t, p)) = state.topics.values().find_map(|t| {
+        if let Some((t, shard)) = state.topics.values().find_map(|t| {
             t.partitions
                 .iter()
-                .find(|p| p.shard as usize >= shards)
-                .map(|p| (t, p))
+                .filter_map(|p| p.shard_on(node_id))
+                .find(|s| *s as usize >= shards)
+                .map(|s| (t, s))
         }) {
             anyhow::bail!(
-                "topic {} has a partition on shard {} but only {shards} shards are configured; \
+                "topic {} has a partition on shard {shard} but only {shards} shards are configured; \
                  start with --shards {} or more (shard count cannot shrink yet)",
                 t.name,
-                p.shard,
-                p.shard + 1
+                shard + 1
             );
         }
         state
-            .check_invariants(shards)
+            .check_invariants(usize::MAX)
             .map_err(|m| anyhow::anyhow!("{}: {m}", log_dir.display()))?;
         Ok(store)
+    }
+
+    /// Register this broker with the active controller and heartbeat from
+    /// now on; returns once the controller has unfenced it (Kafka's broker
+    /// serves clients only then).
+    pub fn join_cluster(&self, config: &crate::config::BrokerConfig) -> Result<()> {
+        use crate::quorum::lifecycle;
+        let mut endpoints: Vec<Endpoint> = config
+            .resolved_listeners
+            .iter()
+            .map(|l| Endpoint {
+                name: l.name.clone(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port as u16,
+                security_protocol: l.protocol.kafka_id(),
+            })
+            .collect();
+        if let Some(l) = &config.controller_listener {
+            // Where the quorum leader reaches this node's log (a learner).
+            endpoints.push(Endpoint {
+                name: l.name.clone(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port as u16,
+                security_protocol: l.protocol.kafka_id(),
+            });
+        }
+        let me = BrokerMeta {
+            id: config.node_id,
+            incarnation: Uuid::new_v4(),
+            epoch: 0,
+            endpoints,
+            rack: config.broker_rack.clone(),
+            shards: config.shards as u32,
+            fenced: true,
+        };
+        let status = lifecycle::start(
+            self.quorum.clone(),
+            lifecycle::Settings {
+                me,
+                voters: config.quorum_voters.clone(),
+                heartbeat_interval: std::time::Duration::from_millis(
+                    config.broker_heartbeat_interval_ms,
+                ),
+            },
+        )?;
+        let quorum = self.quorum.clone();
+        status.wait_unfenced(std::time::Duration::from_secs(5), || {
+            let v = quorum.view();
+            match v.leader {
+                None => "no active controller is elected yet (are the other voters up?)".into(),
+                Some(l) => format!(
+                    "the active controller is node {l}; metadata applied up to {}",
+                    v.applied
+                ),
+            }
+        });
+        let _ = self.lifecycle.set(status);
+        Ok(())
+    }
+
+    pub fn quorum(&self) -> &crate::quorum::Quorum {
+        &self.quorum
     }
 
     pub fn snapshot(&self) -> Arc<ClusterState> {
@@ -199,8 +366,11 @@ impl MetadataStore {
     /// it is committed (in the log on a majority, synced) and applied here;
     /// the new state is visible through [`MetadataStore::snapshot`] by then.
     /// A refused command leaves the metadata as it was.
-    pub async fn execute(&self, cmd: MetadataCommand) -> Result<Effect, String> {
-        self.quorum.propose(cmd).await.map_err(|e| e.to_string())
+    pub async fn execute(
+        &self,
+        cmd: MetadataCommand,
+    ) -> Result<Effect, crate::quorum::core::ProposeError> {
+        self.quorum.propose(cmd).await
     }
 }
 
@@ -285,7 +455,7 @@ mod tests {
         assert_eq!(snap.cluster_id, id);
         let t = snap.topic("a").unwrap();
         assert_eq!(snap.topic_by_id(&t.id).unwrap().name, "a");
-        assert_eq!(snap.shard_load(2), vec![0, 1]);
+        assert_eq!(snap.shard_load(0, 2), vec![0, 1]);
         assert!(
             MetadataStore::load_or_init(dir.path(), 1, 0).is_err(),
             "shrinking shards is refused"

@@ -31,6 +31,11 @@ const ELECTION_TICKS: usize = 10;
 const HEARTBEAT_TICKS: usize = 2;
 /// Snapshot after this many applied entries since the last one.
 pub const SNAPSHOT_EVERY: u64 = 1024;
+/// A proposal not applied within this many ticks (10 s) is answered
+/// `TimedOut`: its forward to the leader, or the leader, was lost. (It may
+/// still commit later, as a Kafka request that timed out may have
+/// happened; its caller is told it is unknown.)
+pub const PROPOSAL_TIMEOUT_TICKS: u64 = 100;
 
 /// Why a proposal did not commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +46,8 @@ pub enum ProposeError {
     Rejected(String),
     /// The log could not take it (encoding, size).
     Invalid(String),
+    /// Not applied in time (see [`PROPOSAL_TIMEOUT_TICKS`]).
+    TimedOut,
 }
 
 impl std::fmt::Display for ProposeError {
@@ -56,6 +63,10 @@ impl std::fmt::Display for ProposeError {
                 )
             }
             ProposeError::Rejected(m) | ProposeError::Invalid(m) => f.write_str(m),
+            ProposeError::TimedOut => f.write_str(
+                "the metadata change was not committed in time (the active controller \
+                 changed or is unreachable); whether it happened is unknown",
+            ),
         }
     }
 }
@@ -86,6 +97,10 @@ pub struct CoreConfig {
     /// State to start a new log from (a single node's metadata file).
     pub legacy: Option<ClusterState>,
     pub snapshot_every: u64,
+    /// Where this process's proposal ids start: different for each start
+    /// (a random number), so an entry proposed before a restart is never
+    /// taken for one proposed after it.
+    pub first_proposal: u64,
 }
 
 pub struct QuorumCore<W> {
@@ -94,8 +109,10 @@ pub struct QuorumCore<W> {
     state: ClusterState,
     applied: u64,
     conf_state: ConfState,
-    pending: HashMap<u64, W>,
+    /// Proposals waiting to be applied, with the tick they time out at.
+    pending: HashMap<u64, (W, u64)>,
     next_proposal: u64,
+    ticks: u64,
     snapshot_every: u64,
     /// The state changed since [`QuorumCore::take_changed`].
     changed: bool,
@@ -143,7 +160,8 @@ impl<W> QuorumCore<W> {
             applied,
             conf_state,
             pending: HashMap::new(),
-            next_proposal: 1,
+            next_proposal: cfg.first_proposal,
+            ticks: 0,
             snapshot_every: cfg.snapshot_every.max(1),
             changed: true,
             role: StateRole::Follower,
@@ -158,8 +176,6 @@ impl<W> QuorumCore<W> {
         Ok(core)
     }
 
-    // Used by the simulation until peers are wired to a transport.
-    #[cfg(test)]
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -181,14 +197,10 @@ impl<W> QuorumCore<W> {
         (self.leader != 0).then_some(self.leader)
     }
 
-    // Used by the simulation until peers are wired to a transport.
-    #[cfg(test)]
     pub fn term(&self) -> u64 {
         self.node.raft.term
     }
 
-    // Used by the simulation until peers are wired to a transport.
-    #[cfg(test)]
     /// For each peer the leader tracks: (node, matched index).
     pub fn progress(&self) -> Vec<(u64, u64)> {
         let mut v: Vec<(u64, u64)> = self
@@ -205,7 +217,7 @@ impl<W> QuorumCore<W> {
     /// The proposals waiting for their entries, taken (to answer them when
     /// this core is given up).
     pub fn take_pending(&mut self) -> Vec<W> {
-        self.pending.drain().map(|(_, w)| w).collect()
+        self.pending.drain().map(|(_, (w, _))| w).collect()
     }
 
     /// True once since the state last changed.
@@ -213,12 +225,23 @@ impl<W> QuorumCore<W> {
         std::mem::take(&mut self.changed)
     }
 
-    pub fn tick(&mut self) {
+    /// Raft's clock; returns the proposals that timed out.
+    pub fn tick(&mut self) -> Vec<W> {
         self.node.tick();
+        self.ticks += 1;
+        let now = self.ticks;
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, (_, deadline))| *deadline <= now)
+            .map(|(pid, _)| *pid)
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|pid| self.pending.remove(&pid).map(|(w, _)| w))
+            .collect()
     }
 
-    // Used by the simulation until peers are wired to a transport.
-    #[cfg(test)]
     /// A message from a peer. Errors (a message from a node not in the
     /// configuration, a stale one) are raft's to ignore.
     pub fn step(&mut self, msg: Message) {
@@ -229,8 +252,6 @@ impl<W> QuorumCore<W> {
 
     /// Whether a snapshot message to `to` reached it: raft-rs holds that
     /// follower's replication until it hears (the transport must say).
-    // Used by the simulation until peers are wired to a transport.
-    #[cfg(test)]
     pub fn report_snapshot(&mut self, to: u64, delivered: bool) {
         let status = if delivered {
             raft::SnapshotStatus::Finish
@@ -240,16 +261,52 @@ impl<W> QuorumCore<W> {
         self.node.report_snapshot(to, status);
     }
 
-    /// Propose `cmd`; `waiter` comes back in [`Output::done`] once it is
-    /// committed and applied (or refused).
-    pub fn propose(&mut self, cmd: &MetadataCommand, waiter: W) -> Result<(), (W, ProposeError)> {
+    /// A peer could not be reached: raft probes it instead of streaming.
+    pub fn report_unreachable(&mut self, to: u64) {
+        self.node.report_unreachable(to);
+    }
+
+    /// Add `raft_id` to the quorum as a learner (a broker that does not
+    /// vote: it receives the log). Applied like any entry; raft-rs takes one
+    /// configuration change at a time, so a second one while the first is
+    /// pending is dropped (the caller asks again later).
+    pub fn add_learner(&mut self, raft_id: u64) -> Result<(), ProposeError> {
         if !self.is_leader() {
-            return Err((
-                waiter,
-                ProposeError::NotLeader {
-                    leader: self.leader(),
-                },
-            ));
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let mut cc = ConfChange::default();
+        cc.set_change_type(raft::prelude::ConfChangeType::AddLearnerNode);
+        cc.node_id = raft_id;
+        self.node
+            .propose_conf_change(Vec::new(), cc)
+            .map_err(|e| ProposeError::Invalid(e.to_string()))
+    }
+
+    /// Voters and learners.
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// The committed index.
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    /// The last index in this node's log.
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
+    /// Propose `cmd`; `waiter` comes back in [`Output::done`] once it is
+    /// committed and applied (or refused, or timed out). A follower's
+    /// proposal goes to the leader (raft-rs forwards it); the entry carries
+    /// this node's id and the proposal's, so the follower knows it when it
+    /// applies it.
+    pub fn propose(&mut self, cmd: &MetadataCommand, waiter: W) -> Result<(), (W, ProposeError)> {
+        if self.leader().is_none() {
+            return Err((waiter, ProposeError::NotLeader { leader: None }));
         }
         let data = match serde_json::to_vec(cmd) {
             Ok(d) if d.len() < super::storage::MAX_RECORD / 2 => d,
@@ -271,7 +328,8 @@ impl<W> QuorumCore<W> {
         ctx.extend_from_slice(&pid.to_le_bytes());
         match self.node.propose(ctx, data) {
             Ok(()) => {
-                self.pending.insert(pid, waiter);
+                let deadline = self.ticks + PROPOSAL_TIMEOUT_TICKS;
+                self.pending.insert(pid, (waiter, deadline));
                 Ok(())
             }
             Err(e) => Err((
@@ -298,16 +356,10 @@ impl<W> QuorumCore<W> {
     fn cycle(&mut self, out: &mut Output<W>) -> anyhow::Result<()> {
         let mut rd = self.node.ready();
         if let Some(ss) = rd.ss() {
+            // Pending proposals stay: they may still commit under the new
+            // leader, and apply here then; else they time out.
             self.role = ss.raft_state;
             self.leader = ss.leader_id;
-            if self.role != StateRole::Leader {
-                // Our proposals may still commit under the new leader, but
-                // nobody here can wait for that: their callers retry.
-                let leader = self.leader();
-                for (_, w) in self.pending.drain() {
-                    out.done.push((w, Err(ProposeError::NotLeader { leader })));
-                }
-            }
         }
         out.messages.extend(rd.take_messages());
         if !rd.snapshot().is_empty() {
@@ -402,6 +454,7 @@ impl<W> QuorumCore<W> {
         }
         self.pending
             .remove(&u64::from_le_bytes(ctx[8..].try_into().unwrap()))
+            .map(|(w, _)| w)
     }
 
     fn maybe_snapshot(&mut self) -> anyhow::Result<()> {

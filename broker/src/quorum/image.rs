@@ -14,9 +14,10 @@ use std::sync::Arc;
 use rkyv::rancor;
 use uuid::Uuid;
 
-use crate::metadata::{ClusterState, PartitionMeta, TopicMeta};
+use crate::metadata::{BrokerMeta, ClusterState, Endpoint, PartitionMeta, TopicMeta};
 
-const VERSION: u32 = 1;
+/// 2: replicas' shards per broker, registered brokers.
+const VERSION: u32 = 2;
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct Image {
@@ -24,6 +25,27 @@ struct Image {
     cluster_id: String,
     producer_id_block_end: i64,
     topics: Vec<TopicImage>,
+    brokers: Vec<BrokerImage>,
+    next_broker_epoch: i64,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct BrokerImage {
+    id: i32,
+    incarnation: [u8; 16],
+    epoch: i64,
+    endpoints: Vec<EndpointImage>,
+    rack: Option<String>,
+    shards: u32,
+    fenced: bool,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct EndpointImage {
+    name: String,
+    host: String,
+    port: u16,
+    security_protocol: i16,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -36,7 +58,7 @@ struct TopicImage {
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct PartitionImage {
-    shard: u32,
+    shards: Vec<u32>,
     leader_epoch: i32,
     leader: i32,
     replicas: Vec<i32>,
@@ -59,7 +81,7 @@ pub fn encode(state: &ClusterState) -> Vec<u8> {
                     .partitions
                     .iter()
                     .map(|p| PartitionImage {
-                        shard: p.shard,
+                        shards: p.shards.clone(),
                         leader_epoch: p.leader_epoch,
                         leader: p.leader,
                         replicas: p.replicas.clone(),
@@ -73,6 +95,29 @@ pub fn encode(state: &ClusterState) -> Vec<u8> {
                     .collect(),
             })
             .collect(),
+        brokers: state
+            .brokers
+            .values()
+            .map(|b| BrokerImage {
+                id: b.id,
+                incarnation: *b.incarnation.as_bytes(),
+                epoch: b.epoch,
+                endpoints: b
+                    .endpoints
+                    .iter()
+                    .map(|e| EndpointImage {
+                        name: e.name.clone(),
+                        host: e.host.clone(),
+                        port: e.port,
+                        security_protocol: e.security_protocol,
+                    })
+                    .collect(),
+                rack: b.rack.clone(),
+                shards: b.shards,
+                fenced: b.fenced,
+            })
+            .collect(),
+        next_broker_epoch: state.next_broker_epoch,
     };
     rkyv::to_bytes::<rancor::Error>(&image)
         .expect("archiving metadata into memory cannot fail")
@@ -104,7 +149,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
                 .partitions
                 .iter()
                 .map(|p| PartitionMeta {
-                    shard: p.shard.to_native(),
+                    shards: p.shards.iter().map(|s| s.to_native()).collect(),
                     leader_epoch: p.leader_epoch.to_native(),
                     leader: p.leader.to_native(),
                     replicas: p.replicas.iter().map(|r| r.to_native()).collect(),
@@ -119,6 +164,28 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
         };
         state.topics.insert(topic.name.clone(), Arc::new(topic));
     }
+    for b in image.brokers.iter() {
+        let broker = BrokerMeta {
+            id: b.id.to_native(),
+            incarnation: Uuid::from_bytes(b.incarnation),
+            epoch: b.epoch.to_native(),
+            endpoints: b
+                .endpoints
+                .iter()
+                .map(|e| Endpoint {
+                    name: e.name.as_str().to_string(),
+                    host: e.host.as_str().to_string(),
+                    port: e.port.to_native(),
+                    security_protocol: e.security_protocol.to_native(),
+                })
+                .collect(),
+            rack: b.rack.as_ref().map(|r| r.as_str().to_string()),
+            shards: b.shards.to_native(),
+            fenced: b.fenced,
+        };
+        state.brokers.insert(broker.id, broker);
+    }
+    state.next_broker_epoch = image.next_broker_epoch.to_native();
     state.reindex();
     Ok(state)
 }

@@ -16,11 +16,16 @@
 //! Raft node ids start at 1 and Kafka's `node.id` at 0, so the raft id of
 //! a node is its `node.id` + 1 ([`raft_id`]).
 
+pub mod active;
+pub mod controller_api;
 pub mod core;
 pub mod image;
+pub mod lifecycle;
 mod log;
 pub mod node;
 pub mod storage;
+pub mod transport;
+pub mod wire;
 
 #[cfg(test)]
 mod sim_tests;

@@ -2,74 +2,172 @@
 //!
 //! Not a shard: the metadata log's writes and fsyncs block, and the
 //! consensus traffic is small, so it gets a plain thread that sleeps on its
-//! bounded inbox until an input or the next raft tick. Shards reach it only
-//! through that inbox (`try_send`, never blocking a shard) and read the
-//! state it publishes: one `Arc<ClusterState>` swapped in after each
-//! applied change and before the proposal that made it is answered, so a
-//! caller woken by its answer already sees the change.
+//! bounded inbox until an input or the next raft tick. Its inputs: shards'
+//! proposals (`try_send`, never blocking a shard), raft messages from the
+//! controller listener's connections, delivery reports from the peer
+//! senders, and controller requests (registrations, heartbeats,
+//! DescribeQuorum). Shards read the state it publishes: one
+//! `Arc<ClusterState>` swapped in after each applied change and before the
+//! proposal that made it is answered, so a caller woken by its answer
+//! already sees the change.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use raft::prelude::Message;
 
+use super::active::{Rpc, RpcAnswer, Sessions};
 use super::core::{CoreConfig, ProposeError, QuorumCore, TICK_MS};
+use super::transport::{self, Peers};
 use crate::metadata::{ClusterState, Effect, MetadataCommand};
 
-/// Inputs waiting for the thread; admin operations arrive one at a time,
-/// so this only fills if the thread is stuck.
+/// Inputs waiting for the thread; admin operations arrive one at a time
+/// and peers send a batch per raft cycle, so this only fills if the thread
+/// is stuck.
 const INBOX: usize = 1024;
 
-type Reply = oneshot::Sender<Result<Effect, ProposeError>>;
+pub type Reply = oneshot::Sender<Result<Effect, ProposeError>>;
 
 pub enum Input {
-    Propose { cmd: MetadataCommand, reply: Reply },
+    Propose {
+        cmd: MetadataCommand,
+        reply: Reply,
+    },
+    /// Messages from a peer.
+    Raft(Vec<Message>),
+    /// A batch to raft id `to` was not delivered.
+    Unreachable {
+        to: u64,
+        snapshot: bool,
+    },
+    /// A snapshot to raft id `to` was written to its connection.
+    SnapshotSent {
+        to: u64,
+        delivered: bool,
+    },
+    Rpc {
+        rpc: Rpc,
+        reply: SyncSender<RpcAnswer>,
+    },
     Stop,
 }
 
-/// The handle shards and the controller use.
+/// How this node reaches the others.
+pub struct NetworkConfig {
+    /// The controller listener, bound (raft messages and controller APIs).
+    pub listener: std::net::TcpListener,
+    /// Where each voter's controller listener is, by node id.
+    pub voters: HashMap<i32, String>,
+    /// The controller listener's name: brokers register their controller
+    /// endpoint under it (learners are reached there).
+    pub listener_name: String,
+}
+
+/// What every node knows of the quorum, published with the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuorumView {
+    /// The leader's Kafka node id, if one is known.
+    pub leader: Option<i32>,
+    pub term: u64,
+    pub is_leader: bool,
+    pub applied: u64,
+    pub commit: u64,
+}
+
+/// The handle shards, the broker lifecycle and the controller listener use.
 pub struct Quorum {
     inbox: SyncSender<Input>,
     published: Arc<RwLock<Arc<ClusterState>>>,
+    view: Arc<RwLock<QuorumView>>,
+    changes: Arc<Mutex<Vec<futures::channel::mpsc::Sender<()>>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// What `start` needs besides the log's directory and the core's config.
+pub struct StartOptions {
+    pub network: Option<NetworkConfig>,
+    /// Brokers silent this long are fenced.
+    pub session_timeout: Duration,
+    pub new_cluster_id: fn() -> String,
+    /// Wait this long for committed metadata (a cluster id) before
+    /// returning; `None`: return at once (a broker that is not a voter gets
+    /// the log only once it has registered).
+    pub ready_within: Option<Duration>,
+}
+
 impl Quorum {
-    /// Open the log in `dir` and start the thread; returns once the state
-    /// is initialized (a cluster id committed), or an error.
+    /// Open the log in `dir` and start the thread (and the network).
     pub fn start(
         dir: &std::path::Path,
         cfg: CoreConfig,
-        new_cluster_id: fn() -> String,
-        ready_within: Duration,
+        opts: StartOptions,
     ) -> anyhow::Result<Quorum> {
         let core = QuorumCore::<Option<Reply>>::open(dir, cfg.clone())?;
         let published = Arc::new(RwLock::new(Arc::new(core.state().clone())));
+        let view = Arc::new(RwLock::new(QuorumView::default()));
+        let changes = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::sync_channel(INBOX);
         let (ready_tx, ready_rx) = mpsc::channel();
-        let shared = published.clone();
-        // Reopening after a failed write starts from the log, not the file
-        // it was migrated from.
         let reopen = Reopen {
             dir: dir.to_path_buf(),
+            // Reopening after a failed write starts from the log, not the
+            // file it was migrated from.
             cfg: CoreConfig {
                 legacy: None,
                 ..cfg
             },
         };
-        let thread = std::thread::Builder::new()
-            .name("quorum".into())
-            .spawn(move || run(core, reopen, rx, shared, new_cluster_id, ready_tx))?;
-        if ready_rx.recv_timeout(ready_within).is_err() {
-            anyhow::bail!(
-                "metadata quorum: no committed metadata within {ready_within:?} (no leader elected?)"
+        let mut addresses = HashMap::new();
+        let mut controller_listener = String::new();
+        if let Some(net) = opts.network {
+            let state = published.clone();
+            let handler = super::controller_api::handler(
+                tx.clone(),
+                Arc::new(move || state.read().expect("metadata lock").cluster_id.clone()),
+                net.voters.clone(),
+                net.listener_name.clone(),
             );
+            addresses = net
+                .voters
+                .into_iter()
+                .map(|(id, addr)| (super::raft_id(id), addr))
+                .collect();
+            controller_listener = net.listener_name;
+            transport::serve(net.listener, tx.clone(), handler);
+        }
+        let mut thread = Thread {
+            core,
+            reopen,
+            inbox: rx,
+            published: published.clone(),
+            view: view.clone(),
+            changes: changes.clone(),
+            peers: Peers::new(tx.clone()),
+            addresses,
+            controller_listener,
+            sessions: Sessions::new(opts.session_timeout),
+            new_cluster_id: opts.new_cluster_id,
+            ready: Some(ready_tx),
+        };
+        let handle = std::thread::Builder::new()
+            .name("quorum".into())
+            .spawn(move || thread.run())?;
+        if let Some(within) = opts.ready_within {
+            if ready_rx.recv_timeout(within).is_err() {
+                anyhow::bail!(
+                    "metadata quorum: no committed metadata within {within:?} (no leader elected?)"
+                );
+            }
         }
         Ok(Quorum {
             inbox: tx,
             published,
-            thread: Some(thread),
+            view,
+            changes,
+            thread: Some(handle),
         })
     }
 
@@ -78,7 +176,18 @@ impl Quorum {
         self.published.read().expect("metadata lock").clone()
     }
 
-    /// Propose `cmd` and wait (asynchronously) until it is applied.
+    pub fn view(&self) -> QuorumView {
+        self.view.read().expect("quorum view lock").clone()
+    }
+
+    /// A receiver woken after each published change (changes coalesce).
+    pub fn subscribe(&self) -> futures::channel::mpsc::Receiver<()> {
+        let (tx, rx) = futures::channel::mpsc::channel(1);
+        self.changes.lock().expect("subscribers lock").push(tx);
+        rx
+    }
+
+    /// Propose `cmd` and wait (asynchronously) until it is applied here.
     pub async fn propose(&self, cmd: MetadataCommand) -> Result<Effect, ProposeError> {
         let (reply, answer) = oneshot::channel();
         match self.inbox.try_send(Input::Propose { cmd, reply }) {
@@ -100,6 +209,18 @@ impl Quorum {
             ))
         })
     }
+
+    /// A controller request, from a plain thread (blocks up to `within`).
+    pub fn rpc(&self, rpc: Rpc, within: Duration) -> Option<RpcAnswer> {
+        rpc_via(&self.inbox, rpc, within)
+    }
+}
+
+/// Send `rpc` through `inbox` and wait up to `within` for the answer.
+pub fn rpc_via(inbox: &SyncSender<Input>, rpc: Rpc, within: Duration) -> Option<RpcAnswer> {
+    let (reply, answer) = mpsc::sync_channel(1);
+    inbox.send(Input::Rpc { rpc, reply }).ok()?;
+    answer.recv_timeout(within).ok()
 }
 
 impl Drop for Quorum {
@@ -117,93 +238,192 @@ struct Reopen {
     cfg: CoreConfig,
 }
 
-fn run(
-    mut core: QuorumCore<Option<Reply>>,
+struct Thread {
+    core: QuorumCore<Option<Reply>>,
     reopen: Reopen,
     inbox: Receiver<Input>,
     published: Arc<RwLock<Arc<ClusterState>>>,
+    view: Arc<RwLock<QuorumView>>,
+    changes: Arc<Mutex<Vec<futures::channel::mpsc::Sender<()>>>>,
+    peers: Peers,
+    /// Voters' controller listeners by raft id (learners' come from their
+    /// registrations).
+    addresses: HashMap<u64, String>,
+    controller_listener: String,
+    sessions: Sessions,
     new_cluster_id: fn() -> String,
-    ready: mpsc::Sender<()>,
-) {
-    let tick = Duration::from_millis(TICK_MS);
-    let mut next_tick = Instant::now() + tick;
-    let mut ready = Some(ready);
-    let mut init_proposed = false;
-    loop {
-        // The first leader of a new log names the cluster (Kafka formats
-        // storage with a cluster id; here the log's first command does).
-        if core.is_leader() && core.state().cluster_id.is_empty() && !init_proposed {
-            let cmd = MetadataCommand::SetClusterId {
-                cluster_id: new_cluster_id(),
+    ready: Option<mpsc::Sender<()>>,
+}
+
+impl Thread {
+    fn run(&mut self) {
+        let tick = Duration::from_millis(TICK_MS);
+        let mut next_tick = Instant::now() + tick;
+        let mut init_proposed = false;
+        let mut was_leader = false;
+        loop {
+            // The first leader of a new log names the cluster (Kafka formats
+            // storage with a cluster id; here the log's first command does).
+            if self.core.is_leader() && self.core.state().cluster_id.is_empty() && !init_proposed {
+                let cmd = MetadataCommand::SetClusterId {
+                    cluster_id: (self.new_cluster_id)(),
+                };
+                init_proposed = self.core.propose(&cmd, None).is_ok();
+            }
+            let out = match self.core.process() {
+                Ok(out) => out,
+                Err(e) => {
+                    // A write or sync of the log failed (a full disk, an I/O
+                    // error). A half-handled ready cannot be continued, so the
+                    // node starts again from what its files hold, as after a
+                    // crash: everything committed was synced before it was
+                    // applied, so nothing published is lost.
+                    let why = format!("the metadata log could not be written: {e:#}");
+                    tracing::error!("{why}; reopening it from its files");
+                    for reply in self.core.take_pending().into_iter().flatten() {
+                        let _ = reply.send(Err(ProposeError::Invalid(why.clone())));
+                    }
+                    match reopen_core(&self.reopen, &self.inbox, &why) {
+                        Some(c) => self.core = c,
+                        None => return,
+                    }
+                    init_proposed = false;
+                    continue;
+                }
             };
-            init_proposed = core.propose(&cmd, None).is_ok();
-        }
-        let out = match core.process() {
-            Ok(out) => out,
-            Err(e) => {
-                // A write or sync of the log failed (a full disk, an I/O
-                // error). A half-handled ready cannot be continued, so the
-                // node starts again from what its files hold, as after a
-                // crash: everything committed was synced before it was
-                // applied, so nothing published is lost.
-                let why = format!("the metadata log could not be written: {e:#}");
-                tracing::error!("{why}; reopening it from its files");
-                for reply in core.take_pending().into_iter().flatten() {
-                    let _ = reply.send(Err(ProposeError::Invalid(why.clone())));
-                }
-                match reopen_core(&reopen, &inbox, &why) {
-                    Some(c) => core = c,
-                    None => return,
-                }
+            let leader = self.core.is_leader();
+            if leader && !was_leader {
+                self.sessions.on_elected(self.core.state(), Instant::now());
+            }
+            was_leader = leader;
+            if !leader {
                 init_proposed = false;
-                continue;
             }
+            self.publish();
+            for (reply, result) in out.done {
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            self.send(out.messages);
+            if !self.core.state().cluster_id.is_empty() {
+                if let Some(r) = self.ready.take() {
+                    let _ = r.send(());
+                }
+            }
+            if leader && self.core.state().cluster_id.is_empty() && !init_proposed {
+                continue; // just elected: name the cluster now, not a tick later
+            }
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            if !self.take_inputs(wait) {
+                return;
+            }
+            if Instant::now() >= next_tick {
+                for reply in self.core.tick().into_iter().flatten() {
+                    let _ = reply.send(Err(ProposeError::TimedOut));
+                }
+                if self.core.is_leader() {
+                    self.sessions.fence_expired(&mut self.core, Instant::now());
+                }
+                next_tick += tick;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + tick; // the thread was held up
+                }
+            }
+        }
+    }
+
+    /// Swap in the new state and view, and wake the subscribers.
+    fn publish(&mut self) {
+        let view = QuorumView {
+            leader: self.core.leader().map(|l| l as i32 - 1),
+            term: self.core.term(),
+            is_leader: self.core.is_leader(),
+            applied: self.core.applied(),
+            commit: self.core.commit_index(),
         };
-        if !core.is_leader() {
-            init_proposed = false;
+        *self.view.write().expect("quorum view lock") = view;
+        if self.core.take_changed() {
+            *self.published.write().expect("metadata lock") = Arc::new(self.core.state().clone());
+            let mut subscribers = self.changes.lock().expect("subscribers lock");
+            subscribers.retain_mut(|s| match s.try_send(()) {
+                Ok(()) => true,
+                Err(e) => e.is_full(), // a wake is pending already
+            });
         }
-        if core.take_changed() {
-            *published.write().expect("metadata lock") = Arc::new(core.state().clone());
+    }
+
+    /// Hand each peer its messages.
+    fn send(&mut self, messages: Vec<Message>) {
+        if messages.is_empty() {
+            return;
         }
-        for (reply, result) in out.done {
-            if let Some(reply) = reply {
-                let _ = reply.send(result);
+        let mut by_peer: HashMap<u64, Vec<Message>> = HashMap::new();
+        for m in messages {
+            by_peer.entry(m.to).or_default().push(m);
+        }
+        for (to, batch) in by_peer {
+            match self.address_of(to) {
+                Some(addr) => self.peers.send(to, &addr, &batch),
+                None => {
+                    tracing::debug!("no address for quorum peer {}; dropping", to as i64 - 1);
+                    self.core.report_unreachable(to);
+                }
             }
         }
-        // A one-voter quorum (all `start` accepts so far) has no peer to
-        // send to; raft produces no messages for it.
-        debug_assert!(out.messages.is_empty(), "a one-voter quorum sends nothing");
-        if !core.state().cluster_id.is_empty() {
-            if let Some(r) = ready.take() {
-                let _ = r.send(());
-            }
+    }
+
+    /// A voter's address from the configuration, a learner's from its
+    /// registration (its controller listener).
+    fn address_of(&self, raft_id: u64) -> Option<String> {
+        if let Some(a) = self.addresses.get(&raft_id) {
+            return Some(a.clone());
         }
-        if core.is_leader() && core.state().cluster_id.is_empty() && !init_proposed {
-            continue; // just elected: name the cluster now, not a tick later
-        }
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        let mut next = inbox.recv_timeout(wait);
-        // Take what else is waiting too, so one log write and one sync
-        // cover a burst of proposals.
+        let b = self.core.state().brokers.get(&(raft_id as i32 - 1))?;
+        let e = b.endpoint(&self.controller_listener)?;
+        Some(format!("{}:{}", e.host, e.port))
+    }
+
+    /// Wait up to `wait` for an input, then take what else is waiting (so
+    /// one log write and one sync cover a burst). False when stopping.
+    fn take_inputs(&mut self, wait: Duration) -> bool {
+        let mut next = self.inbox.recv_timeout(wait);
         for _ in 0..64 {
             match next {
                 Ok(Input::Propose { cmd, reply }) => {
-                    if let Err((Some(reply), e)) = core.propose(&cmd, Some(reply)) {
+                    if let Err((Some(reply), e)) = self.core.propose(&cmd, Some(reply)) {
                         let _ = reply.send(Err(e));
                     }
                 }
-                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Input::Raft(messages)) => {
+                    let now = Instant::now();
+                    for m in messages {
+                        self.sessions.peer_heard.insert(m.from, now);
+                        self.core.step(m);
+                    }
+                }
+                Ok(Input::Unreachable { to, snapshot }) => {
+                    self.core.report_unreachable(to);
+                    if snapshot {
+                        self.core.report_snapshot(to, false);
+                    }
+                }
+                Ok(Input::SnapshotSent { to, delivered }) => {
+                    self.core.report_snapshot(to, delivered);
+                }
+                Ok(Input::Rpc { rpc, reply }) => {
+                    let answer = self.sessions.handle(&mut self.core, rpc, Instant::now());
+                    let _ = reply.try_send(answer);
+                }
+                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return false,
                 Err(RecvTimeoutError::Timeout) => break,
             }
-            next = inbox.try_recv().map_err(|e| match e {
+            next = self.inbox.try_recv().map_err(|e| match e {
                 mpsc::TryRecvError::Empty => RecvTimeoutError::Timeout,
                 mpsc::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
             });
         }
-        if Instant::now() >= next_tick {
-            core.tick();
-            next_tick += tick;
-        }
+        true
     }
 }
 
@@ -232,8 +452,15 @@ fn reopen_core(
                 Ok(Input::Propose { reply, .. }) => {
                     let _ = reply.send(Err(ProposeError::Invalid(why.to_string())));
                 }
+                Ok(Input::Rpc { reply, .. }) => {
+                    let _ = reply.try_send(RpcAnswer::Refused(why.to_string()));
+                }
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return None,
-                Err(RecvTimeoutError::Timeout) => break,
+                Ok(_) | Err(RecvTimeoutError::Timeout) => {
+                    if Instant::now() >= until {
+                        break;
+                    }
+                }
             }
         }
         pause = (pause * 2).min(Duration::from_secs(5));

@@ -192,6 +192,7 @@ fn config(node_id: u64, voters: Vec<u64>, snapshot_every: u64) -> CoreConfig {
         voters,
         legacy: None,
         snapshot_every,
+        first_proposal: node_id << 40,
     }
 }
 

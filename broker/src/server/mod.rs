@@ -54,11 +54,10 @@ fn load_tls(config: &BrokerConfig) -> Result<TlsHandles> {
 /// Run a broker until SIGINT/SIGTERM, or until a shard fails.
 pub fn run(config: BrokerConfig) -> Result<()> {
     let config = Arc::new(config);
-    let metadata = Arc::new(MetadataStore::load_or_init(
-        &config.data_dir,
-        config.shards,
-        config.node_id,
-    )?);
+    let metadata = Arc::new(MetadataStore::open(&config)?);
+    // Kafka's broker serves clients once the active controller has it
+    // registered and unfenced; so does this one.
+    metadata.join_cluster(&config)?;
     let security = Arc::new(
         crate::security::sasl::Security::open(&config, &config.data_dir)
             .context("opening the SCRAM credential store and the ACLs")?,
@@ -150,6 +149,12 @@ async fn shard_main(
         .await
         .with_context(|| format!("shard {id}: restoring consumer groups"))?;
     spawn_detached(crate::groups::run_timers(state.clone()));
+    if id == crate::controller::CONTROLLER_SHARD {
+        // Changes other brokers make (and leader changes) reach the local
+        // logs through the reconciler.
+        let changes = state.metadata.quorum().subscribe();
+        spawn_detached(crate::reconcile::follow(state.clone(), changes));
+    }
     // Every shard binds every listener (SO_REUSEPORT): a connection stays
     // on the shard that accepted it.
     let mut bound = Vec::new();

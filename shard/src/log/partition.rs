@@ -262,6 +262,11 @@ impl PartitionLog {
     /// once). Its entry is written before the first batch of the epoch
     /// (`append`); until then it need not be durable: the broker sets the
     /// epoch again at every open.
+    /// The epoch of the leader this log appends under.
+    pub fn leader_epoch(&self) -> i32 {
+        self.inner.borrow().leader_epoch
+    }
+
     pub fn set_leader_epoch(&self, epoch: i32) {
         let mut inner = self.inner.borrow_mut();
         inner.leader_epoch = epoch;

@@ -1,0 +1,323 @@
+//! The broker's side of the control plane (Kafka's
+//! `BrokerLifecycleManager`): register with the active controller, then
+//! heartbeat every `broker_heartbeat_interval_ms`; register again when the
+//! controller says the registration is stale. A broker asks to stay fenced
+//! until its own metadata shows its registration (it has caught up with
+//! the log); the controller unfences it at the next heartbeat.
+//!
+//! It runs on a thread of its own and talks to the active controller over
+//! the controller listeners (Kafka's BrokerRegistration and
+//! BrokerHeartbeat); a node that leads the quorum, or a single node without
+//! a quorum network, answers itself through its quorum thread.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::broker_registration_request::Listener as RegListener;
+use kafka_protocol::messages::{
+    BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId, BrokerRegistrationRequest,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use shardline_client::{Conn, Options};
+
+use super::active::Rpc;
+use super::controller_api::{heartbeat_response, registration_outcome};
+use super::node::Quorum;
+use crate::metadata::BrokerMeta;
+
+/// What the broker knows of its own registration.
+#[derive(Default)]
+pub struct Status {
+    /// The registration's epoch; -1 before the first one.
+    pub epoch: AtomicI64,
+    pub fenced: AtomicBool,
+    /// Signalled when the broker is first unfenced.
+    unfenced_once: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Status {
+    /// Wait until the broker is unfenced, saying every `every` why not.
+    pub fn wait_unfenced(&self, every: Duration, why: impl Fn() -> String) {
+        let mut done = self.unfenced_once.lock().expect("lifecycle lock");
+        while !*done {
+            let (d, timeout) = self.wake.wait_timeout(done, every).expect("lifecycle lock");
+            done = d;
+            if timeout.timed_out() && !*done {
+                tracing::info!("waiting to be unfenced by the active controller: {}", why());
+            }
+        }
+    }
+
+    fn set(&self, epoch: i64, fenced: bool) {
+        self.epoch.store(epoch, Ordering::Relaxed);
+        self.fenced.store(fenced, Ordering::Relaxed);
+        if !fenced {
+            let mut done = self.unfenced_once.lock().expect("lifecycle lock");
+            if !*done {
+                *done = true;
+                self.wake.notify_all();
+            }
+        }
+    }
+}
+
+pub struct Settings {
+    pub me: BrokerMeta,
+    /// Voters' controller listeners (empty: a single node).
+    pub voters: Vec<(i32, String)>,
+    pub heartbeat_interval: Duration,
+}
+
+/// Start the lifecycle thread.
+pub fn start(quorum: Arc<Quorum>, settings: Settings) -> anyhow::Result<Arc<Status>> {
+    let status = Arc::new(Status::default());
+    status.epoch.store(-1, Ordering::Relaxed);
+    status.fenced.store(true, Ordering::Relaxed);
+    let s = status.clone();
+    std::thread::Builder::new()
+        .name("broker-lifecycle".into())
+        .spawn(move || run(quorum, settings, s))?;
+    Ok(status)
+}
+
+fn run(quorum: Arc<Quorum>, settings: Settings, status: Arc<Status>) {
+    let mut channel = Channel {
+        voters: settings.voters.clone(),
+        conn: None,
+        next_voter: 0,
+    };
+    let mut epoch: Option<i64> = None;
+    let mut last_error: Option<(String, Instant)> = None;
+    loop {
+        // The quorum thread stopped: the broker is shutting down.
+        if Arc::strong_count(&quorum) == 1 {
+            return;
+        }
+        let outcome = match epoch {
+            None => channel.register(&quorum, &settings).map(|e| {
+                tracing::info!(
+                    "broker {} registered with the active controller (epoch {e})",
+                    settings.me.id
+                );
+                epoch = Some(e);
+                status.set(e, true);
+            }),
+            Some(e) => {
+                // Caught up once this node's metadata has the registration.
+                let caught_up = quorum
+                    .state()
+                    .brokers
+                    .get(&settings.me.id)
+                    .is_some_and(|b| b.epoch == e);
+                match channel.heartbeat(&quorum, &settings, e, !caught_up) {
+                    Ok(fenced) => {
+                        if status.fenced.load(Ordering::Relaxed) != fenced {
+                            tracing::info!(
+                                "broker {} is {}",
+                                settings.me.id,
+                                if fenced { "fenced" } else { "unfenced" }
+                            );
+                        }
+                        status.set(e, fenced);
+                        Ok(())
+                    }
+                    Err(ResponseError::StaleBrokerEpoch) => {
+                        tracing::warn!(
+                            "the active controller does not know this registration (epoch {e}): registering again"
+                        );
+                        epoch = None;
+                        status.set(e, true);
+                        Err(ResponseError::StaleBrokerEpoch)
+                    }
+                    Err(err) => Err(err),
+                }
+            }
+        };
+        let pause = match outcome {
+            Ok(()) => {
+                last_error = None;
+                // Registered but not yet in the local metadata: ask again
+                // soon, so unfencing does not wait a whole interval.
+                if status.fenced.load(Ordering::Relaxed) {
+                    settings.heartbeat_interval.min(Duration::from_millis(200))
+                } else {
+                    settings.heartbeat_interval
+                }
+            }
+            Err(e) => {
+                let text = format!("{e:?}");
+                let repeat = last_error
+                    .as_ref()
+                    .is_some_and(|(t, at)| *t == text && at.elapsed() < Duration::from_secs(10));
+                if !repeat {
+                    tracing::info!(
+                        "broker {}: the active controller answered {text}; trying again",
+                        settings.me.id
+                    );
+                    last_error = Some((text, Instant::now()));
+                }
+                Duration::from_millis(200)
+            }
+        };
+        std::thread::sleep(pause);
+    }
+}
+
+/// Where requests go: this node's quorum thread when it leads (or there is
+/// no quorum network), else the leader's controller listener, else each
+/// voter in turn.
+struct Channel {
+    voters: Vec<(i32, String)>,
+    conn: Option<(i32, Conn)>,
+    next_voter: usize,
+}
+
+enum Target {
+    Local,
+    Remote(i32, String),
+}
+
+impl Channel {
+    fn target(&mut self, quorum: &Quorum, me: i32) -> Target {
+        if self.voters.is_empty() {
+            return Target::Local;
+        }
+        let view = quorum.view();
+        if view.is_leader {
+            return Target::Local;
+        }
+        if let Some(l) = view.leader {
+            if let Some((_, addr)) = self.voters.iter().find(|(id, _)| *id == l) {
+                return Target::Remote(l, addr.clone());
+            }
+        }
+        let (id, addr) = self.voters[self.next_voter % self.voters.len()].clone();
+        self.next_voter += 1;
+        if id == me {
+            // Not the leader here: ask the next one instead.
+            let (id, addr) = self.voters[self.next_voter % self.voters.len()].clone();
+            self.next_voter += 1;
+            return Target::Remote(id, addr);
+        }
+        Target::Remote(id, addr)
+    }
+
+    fn conn(&mut self, id: i32, addr: &str) -> Result<&mut Conn, ResponseError> {
+        if self.conn.as_ref().is_none_or(|(c, _)| *c != id) {
+            let mut opts = Options::new("shardline-broker");
+            opts.io_timeout = Duration::from_secs(15);
+            opts.connect_timeout = Duration::from_secs(1);
+            match Conn::connect(addr, &opts) {
+                Ok(c) => self.conn = Some((id, c)),
+                Err(e) => {
+                    tracing::debug!("controller {id} at {addr}: {e:#}");
+                    return Err(ResponseError::NetworkException);
+                }
+            }
+        }
+        Ok(&mut self.conn.as_mut().expect("connected above").1)
+    }
+
+    fn register(&mut self, quorum: &Quorum, s: &Settings) -> Result<i64, ResponseError> {
+        match self.target(quorum, s.me.id) {
+            Target::Local => registration_outcome(
+                quorum.rpc(Rpc::Register(s.me.clone()), Duration::from_secs(15)),
+            ),
+            Target::Remote(id, addr) => {
+                // A broker that has not seen the log yet knows no cluster id
+                // (Kafka's come from formatting the storage); it sends none.
+                let req = registration_request(s, &quorum.state().cluster_id);
+                let conn = self.conn(id, &addr)?;
+                match conn.call(&req) {
+                    Ok(resp) if resp.error_code == 0 => Ok(resp.broker_epoch),
+                    Ok(resp) => Err(self.failed(resp.error_code)),
+                    Err(e) => {
+                        tracing::debug!("registering with controller {id}: {e:#}");
+                        self.conn = None;
+                        Err(ResponseError::NetworkException)
+                    }
+                }
+            }
+        }
+    }
+
+    /// `Ok(fenced)`.
+    fn heartbeat(
+        &mut self,
+        quorum: &Quorum,
+        s: &Settings,
+        epoch: i64,
+        want_fence: bool,
+    ) -> Result<bool, ResponseError> {
+        let resp: BrokerHeartbeatResponse = match self.target(quorum, s.me.id) {
+            Target::Local => heartbeat_response(quorum.rpc(
+                Rpc::Heartbeat {
+                    id: s.me.id,
+                    epoch,
+                    want_fence,
+                },
+                Duration::from_secs(15),
+            )),
+            Target::Remote(id, addr) => {
+                let req = BrokerHeartbeatRequest::default()
+                    .with_broker_id(BrokerId(s.me.id))
+                    .with_broker_epoch(epoch)
+                    .with_current_metadata_offset(quorum.view().applied as i64)
+                    .with_want_fence(want_fence);
+                let conn = self.conn(id, &addr)?;
+                match conn.call(&req) {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        tracing::debug!("heartbeat to controller {id}: {e:#}");
+                        self.conn = None;
+                        return Err(ResponseError::NetworkException);
+                    }
+                }
+            }
+        };
+        if resp.error_code != 0 {
+            return Err(self.failed(resp.error_code));
+        }
+        Ok(resp.is_fenced)
+    }
+
+    /// A Kafka error from the controller; NOT_CONTROLLER drops the
+    /// connection so the next request finds the leader.
+    fn failed(&mut self, code: i16) -> ResponseError {
+        let e = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
+        if e == ResponseError::NotController {
+            self.conn = None;
+        }
+        e
+    }
+}
+
+fn registration_request(s: &Settings, cluster_id: &str) -> BrokerRegistrationRequest {
+    let me = &s.me;
+    BrokerRegistrationRequest::default()
+        .with_broker_id(BrokerId(me.id))
+        .with_cluster_id(StrBytes::from_string(cluster_id.to_string()))
+        .with_incarnation_id(me.incarnation)
+        .with_listeners(
+            me.endpoints
+                .iter()
+                .map(|e| {
+                    RegListener::default()
+                        .with_name(StrBytes::from_string(e.name.clone()))
+                        .with_host(StrBytes::from_string(e.host.clone()))
+                        .with_port(e.port)
+                        .with_security_protocol(e.security_protocol)
+                })
+                .collect(),
+        )
+        .with_rack(me.rack.clone().map(StrBytes::from_string))
+        // One "log dir" per shard: the controller places replicas on them.
+        .with_log_dirs(
+            (0..me.shards)
+                .map(|i| uuid::Uuid::from_u64_pair(me.id as u64, i as u64))
+                .collect(),
+        )
+}
