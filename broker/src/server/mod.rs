@@ -59,6 +59,10 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         config.shards,
         config.node_id,
     )?);
+    crate::metrics::cluster::register(Arc::new(crate::metrics::cluster::MetadataGauges::new(
+        &metadata,
+        config.node_id,
+    )));
     let security = Arc::new(
         crate::security::sasl::Security::open(&config, &config.data_dir)
             .context("opening the SCRAM credential store and the ACLs")?,
@@ -187,7 +191,9 @@ async fn shard_main(
         .into_iter()
         .map(|(info, tls, listener)| spawn_local(accept_loop(state.clone(), listener, info, tls)))
         .collect();
+    crate::admin::health::READINESS.shard_serving();
     stop.requested().await;
+    crate::admin::health::READINESS.stopping();
     drop(accepts);
     drop(background);
     state.close_all().await;
