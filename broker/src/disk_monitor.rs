@@ -122,7 +122,7 @@ impl DiskMonitor {
 }
 
 /// Start-up: the disk reserve, the disk monitor and (if configured) the
-/// metrics endpoint, all off the shard threads.
+/// admin listener (`/metrics`, `/health`), all off the shard threads.
 pub fn start_storage_services(config: &crate::config::BrokerConfig) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(&config.data_dir)
@@ -135,10 +135,7 @@ pub fn start_storage_services(config: &crate::config::BrokerConfig) -> anyhow::R
     )
     .start()
     .with_context(|| format!("measuring free space of {}", config.data_dir.display()))?;
-    if let Some(addr) = config.metrics_listen {
-        crate::metrics::serve(addr, crate::metrics::registry())?;
-    }
-    Ok(())
+    crate::admin::start(config)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `shardline`: a Kafka-wire-compatible broker, thread-per-core.
 
 mod acl;
+mod admin;
 mod alloc_guard;
 mod background;
 mod cli;

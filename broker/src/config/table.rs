@@ -558,8 +558,12 @@ broker_config! {
     disk_reserve_bytes: u64 = 8 << 20, shown "`8388608`";
 
     ["metrics"]
-    /// `host:port` of the Prometheus endpoint, `GET /metrics` (OpenMetrics
-    /// text); see "Metrics"
+    /// `host:port` of the HTTP admin listener: `GET /metrics` (Prometheus,
+    /// OpenMetrics text) and `GET /health` (200 when serving, else 503 and
+    /// why); see "Metrics"
+    admin_listen: Option<SocketAddr> = None, shown "— (off)";
+    /// the older name of `admin_listen`, serving the same; if both are set to
+    /// different addresses, both are served
     metrics_listen: Option<SocketAddr> = None, shown "— (off)";
 
     fixed {

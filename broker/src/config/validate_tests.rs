@@ -204,7 +204,7 @@ fn every_key_has_a_flag_that_sets_it_like_the_file() {
     // A value of the right type for each key, as a flag and as TOML.
     let sample = |key: &str| -> (&str, &str) {
         match key {
-            "listen" | "metrics_listen" => ("127.0.0.1:9", "\"127.0.0.1:9\""),
+            "listen" | "metrics_listen" | "admin_listen" => ("127.0.0.1:9", "\"127.0.0.1:9\""),
             "listeners" => (
                 "PLAINTEXT://127.0.0.1:1,X://127.0.0.1:2",
                 "[\"PLAINTEXT://127.0.0.1:1\", \"X://127.0.0.1:2\"]",

@@ -173,11 +173,16 @@ pub struct Decoded {
     pub size: usize,
 }
 
+/// Decode and handle one request frame; the request metrics count it here
+/// (`metrics::requests`: its API, latency, bytes and whether it failed).
 pub async fn handle_frame(state: &Rc<ShardState>, frame: Bytes, conn: ConnInfo) -> Reply {
-    match decode_frame(frame, &conn) {
+    let timer = crate::metrics::requests::RequestTimer::start(&frame);
+    let reply = match decode_frame(frame, &conn) {
         Ok(d) => handle_decoded(state, d).await,
         Err(reply) => reply,
-    }
+    };
+    timer.finish(&reply);
+    reply
 }
 
 /// Check the API key and version and decode the request; `Err` is the

@@ -28,6 +28,7 @@ use super::tls_accept;
 use super::watchdog::{self, WriteProgress};
 use crate::handlers::{self, sasl as responses, ConnInfo, Reply, ANONYMOUS};
 use crate::listeners::Listener;
+use crate::metrics::requests::RequestTimer;
 use crate::security::sasl::{HandshakeError, SaslSession, TokenOutcome};
 use crate::security::tls::TlsConfigHandle;
 use crate::shard_state::ShardState;
@@ -310,9 +311,12 @@ async fn sasl_step(
             return Step::Pass(frame);
         }
     }
+    // Counted like every other request (`handlers::handle_frame`).
+    let timer = RequestTimer::start(&frame);
     let d = match handlers::decode_frame(frame, conn) {
         Ok(d) => d,
         Err(reply) => {
+            timer.finish(&reply);
             let close = matches!(reply, Reply::Close(_));
             let ok = push(tx, reply).await;
             return stop(ok && !close);
@@ -337,11 +341,9 @@ async fn sasl_step(
                 ),
             };
             let resp = ResponseKind::SaslHandshake(responses::handshake_response(code, security));
-            let ok = push(
-                tx,
-                handlers::encode_response(&d.ctx, d.correlation_id, resp),
-            )
-            .await;
+            let reply = handlers::encode_response(&d.ctx, d.correlation_id, resp);
+            timer.finish(&reply);
+            let ok = push(tx, reply).await;
             if let Some(why) = close {
                 // The client closes or tries another mechanism; closing
                 // here could reset the connection before it reads the
@@ -381,15 +383,13 @@ async fn sasl_step(
                     Some(log),
                 ),
             };
-            let ok = push(
-                tx,
-                handlers::encode_response(
-                    &d.ctx,
-                    d.correlation_id,
-                    ResponseKind::SaslAuthenticate(resp),
-                ),
-            )
-            .await;
+            let reply = handlers::encode_response(
+                &d.ctx,
+                d.correlation_id,
+                ResponseKind::SaslAuthenticate(resp),
+            );
+            timer.finish(&reply);
+            let ok = push(tx, reply).await;
             if let Some(log) = close {
                 push(tx, Reply::Close(format!("{log} (client {peer})"))).await;
                 return Step::Stop;

@@ -55,6 +55,10 @@ fn load_tls(config: &BrokerConfig) -> Result<TlsHandles> {
 pub fn run(config: BrokerConfig) -> Result<()> {
     let config = Arc::new(config);
     let metadata = Arc::new(MetadataStore::open(&config)?);
+    crate::metrics::cluster::register(Arc::new(crate::metrics::cluster::MetadataGauges::new(
+        &metadata,
+        config.node_id,
+    )));
     // Kafka's broker serves clients once the active controller has it
     // registered and unfenced; so does this one.
     metadata.join_cluster(&config)?;
@@ -192,7 +196,9 @@ async fn shard_main(
         .into_iter()
         .map(|(info, tls, listener)| spawn_local(accept_loop(state.clone(), listener, info, tls)))
         .collect();
+    crate::admin::health::READINESS.shard_serving();
     stop.requested().await;
+    crate::admin::health::READINESS.stopping();
     drop(accepts);
     drop(background);
     state.close_all().await;
