@@ -504,6 +504,76 @@ fn topic_of(effect: Effect) -> Arc<TopicMeta> {
     }
 }
 
+/// Place the group coordinators if nobody has (the first FindCoordinator
+/// of the cluster, as Kafka creates `__consumer_offsets` then): over the
+/// live brokers, `offsets_topic_replication_factor` replicas capped at
+/// their number. Losing a race to another broker's placement is fine.
+pub async fn place_coordinators(state: Rc<ShardState>) -> Result<(), AdminError> {
+    let _guard = admin_turn(&state).await;
+    let snap = state.metadata.snapshot();
+    if !snap.coordinators.is_empty() {
+        return Ok(());
+    }
+    let mut placer = placer(&state, &snap);
+    let rf = (state.config.offsets_topic_replication_factor as usize).min(placer.live());
+    let partitions = placer
+        .place(state.config.offsets_topic_num_partitions as usize, rf)
+        .map_err(placement_error)?;
+    match state
+        .metadata
+        .execute(MetadataCommand::PlaceCoordinators { partitions })
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(_) if !state.metadata.snapshot().coordinators.is_empty() => Ok(()),
+        Err(e) => Err(admin_error(e)),
+    }
+}
+
+/// UnregisterBroker (decommission): only a fenced broker, so a running
+/// one is not pulled out from under its clients.
+pub async fn unregister_broker(state: Rc<ShardState>, id: i32) -> Result<(), AdminError> {
+    let _guard = admin_turn(&state).await;
+    match state.metadata.snapshot().brokers.get(&id) {
+        None => {
+            return Err(AdminError::new(
+                ResponseError::BrokerIdNotRegistered,
+                format!("broker {id} is not registered"),
+            ))
+        }
+        Some(b) if !b.fenced => {
+            return Err(AdminError::new(
+                ResponseError::InvalidRequest,
+                format!("broker {id} is alive: stop it first (it would register again)"),
+            ))
+        }
+        Some(_) => {}
+    }
+    execute(&state, MetadataCommand::UnregisterBroker { id }).await?;
+    tracing::info!("broker {id} is unregistered");
+    Ok(())
+}
+
+pub struct UnregisterBroker(pub i32);
+
+impl ShardWork for UnregisterBroker {
+    type Out = Result<(), AdminError>;
+
+    async fn run(self, state: Rc<ShardState>) -> Self::Out {
+        unregister_broker(state, self.0).await
+    }
+}
+
+pub struct PlaceCoordinators;
+
+impl ShardWork for PlaceCoordinators {
+    type Out = Result<(), AdminError>;
+
+    async fn run(self, state: Rc<ShardState>) -> Self::Out {
+        place_coordinators(state).await
+    }
+}
+
 /// CreateTopics (and auto-creation), for the controller shard.
 pub struct CreateTopic {
     pub topic: NewTopic,

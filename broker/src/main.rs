@@ -74,6 +74,8 @@ enum Command {
     Log(cli::log_verify::LogArgs),
     /// Print a data directory's committed cluster metadata (`metadata export`), offline.
     Metadata(cli::metadata::MetadataArgs),
+    /// The metadata quorum and the brokers; add or decommission a broker.
+    Cluster(cli::cluster::ClusterArgs),
 }
 
 /// Flags override the config file: one per config key, of the same name
@@ -139,6 +141,7 @@ fn main() {
         Command::Iotune(args) => tune_cmd::iotune(args),
         Command::Log(args) => std::process::exit(cli::log_verify::run(args)),
         Command::Metadata(args) => cli::metadata::run(args),
+        Command::Cluster(args) => cli::cluster(args),
     };
     if let Err(e) = outcome {
         eprintln!("shardline: {e:#}");

@@ -221,6 +221,8 @@ shard_work! {
         DeleteTopic(controller::DeleteTopic),
         ChangeTopicConfigs(configs::ChangeTopicConfigs),
         AllocateProducerId(controller::AllocateProducerId),
+        PlaceCoordinators(controller::PlaceCoordinators),
+        UnregisterBroker(controller::UnregisterBroker),
         // Group coordinator requests, sent to the group's owner shard
         // (ListGroups to every shard).
         LeaveGroup(groups::LeaveGroup),

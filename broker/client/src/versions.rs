@@ -36,6 +36,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::BrokerHeartbeat, 0, 1),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// Our version range for `key`, if this client speaks it at all.

@@ -4,6 +4,7 @@
 
 pub mod acl;
 mod client;
+pub mod cluster;
 mod consume;
 mod group;
 pub mod log_verify;
@@ -350,6 +351,12 @@ pub fn tenant(args: tenant::TenantArgs) -> Result<()> {
 pub fn acl(args: acl::AclArgs) -> Result<()> {
     default_sigpipe();
     acl::run(args)
+}
+
+pub fn cluster(args: cluster::ClusterArgs) -> Result<()> {
+    default_sigpipe();
+    args.conn.apply_sasl()?;
+    cluster::run(&args.conn.bootstrap, args.command)
 }
 
 pub fn user(args: UserArgs) -> Result<()> {

@@ -439,6 +439,18 @@ broker_config! {
     #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]
     #[describe(Int, "Replication factor of topics created without one")]
     default_replication_factor: i32 = 1, shown "`1`";
+    /// partitions of Kafka's `__consumer_offsets`: groups hash to one, and the
+    /// broker leading it coordinates them (1–1000; fixed once placed)
+    #[kafka = "offsets.topic.num.partitions"]
+    #[range = 1..=1000]
+    #[describe(Int, "Group coordinator partitions (__consumer_offsets)")]
+    offsets_topic_num_partitions: i32 = 50, shown "`50`";
+    /// replicas of each coordinator partition, at most the live brokers when
+    /// they are placed (1–16)
+    #[kafka = "offsets.topic.replication.factor"]
+    #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]
+    #[describe(Int, "Replicas of each group coordinator partition")]
+    offsets_topic_replication_factor: i32 = 3, shown "`3`";
 
     ["connections"]
     /// largest request frame; larger ones close the connection

@@ -61,6 +61,12 @@ pub async fn heartbeat(
     if group_id.is_empty() {
         return fail(ResponseError::InvalidGroupId.code(), "empty group id");
     }
+    if !super::groups::coordinates(state, &group_id) {
+        return fail(
+            ResponseError::NotCoordinator.code(),
+            "this broker does not coordinate the group",
+        );
+    }
     let regex = ctx.subscribed_topic_regex.clone();
     if req.subscribed_topic_names.is_none() && regex.is_none() && req.member_epoch == 0 {
         return fail(

@@ -36,75 +36,133 @@ pub fn group_allowed(state: &ShardState, ctx: &RequestContext, op: Operation, gr
     ctx.allowed(state, op, ResourceType::Group, group)
 }
 
-pub fn find_coordinator(
+/// This broker coordinates `group`: it leads the group's
+/// `__consumer_offsets` partition (or, before the coordinators are placed,
+/// it is the only broker). Others answer NOT_COORDINATOR, and clients ask
+/// FindCoordinator again.
+pub fn coordinates(state: &ShardState, group: &str) -> bool {
+    let snap = state.metadata.snapshot();
+    match snap.coordinator_of(group) {
+        Some(leader) => leader == state.config.node_id,
+        None => snap.brokers.len() <= 1,
+    }
+}
+
+/// Where `group` is coordinated, as (node, host, port) on the client's
+/// listener, or the error to answer.
+async fn coordinator_endpoint(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    group: &str,
+) -> Result<(i32, String, i32), (i16, &'static str)> {
+    let not_available = (
+        ResponseError::CoordinatorNotAvailable.code(),
+        "the group's coordinator is not available",
+    );
+    let mut snap = state.metadata.snapshot();
+    if snap.coordinator_of(group).is_none() && !snap.brokers.is_empty() {
+        // The first FindCoordinator places the coordinators.
+        let placed = state
+            .ask(
+                crate::controller::CONTROLLER_SHARD,
+                crate::controller::PlaceCoordinators,
+            )
+            .await;
+        if let Ok(Err(e)) = placed {
+            tracing::warn!("placing the group coordinators: {}", e.message);
+        }
+        snap = state.metadata.snapshot();
+    }
+    let node = match snap.coordinator_of(group) {
+        None if snap.brokers.len() <= 1 => state.config.node_id,
+        None => return Err(not_available),
+        Some(l) if l < 0 => return Err(not_available),
+        Some(l) => l,
+    };
+    if node == state.config.node_id && snap.brokers.is_empty() {
+        let (host, port) = ctx.listener.advertised();
+        return Ok((node, host, port));
+    }
+    let endpoint = snap
+        .brokers
+        .get(&node)
+        .filter(|b| !b.fenced)
+        .and_then(|b| b.endpoint(&ctx.listener.name));
+    match endpoint {
+        Some(e) => Ok((node, e.host.clone(), e.port as i32)),
+        None => Err(not_available),
+    }
+}
+
+pub async fn find_coordinator(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    let (host, port) = ctx.listener.advertised();
-    let node = state.config.node_id;
-    // Groups (key type 0) are coordinated here; transactions are not yet.
-    // DESCRIBE on the group or transactional id named by the key.
-    let answer = |key_type: i8, key: &str| -> (i16, Option<&'static str>) {
+    // Groups (key type 0) are coordinated by the broker leading their
+    // partition; transactions are not yet. DESCRIBE on the group or
+    // transactional id named by the key.
+    let answer = |key_type: i8, key: String| async move {
         match key_type {
-            0 if !group_allowed(state, ctx, Operation::Describe, key) => (
+            0 if !group_allowed(state, ctx, Operation::Describe, &key) => Err((
                 ResponseError::GroupAuthorizationFailed.code(),
-                Some("not allowed to DESCRIBE the group"),
-            ),
+                "not allowed to DESCRIBE the group",
+            )),
             1 if !ctx.allowed(
                 state,
                 Operation::Describe,
                 ResourceType::TransactionalId,
-                key,
+                &key,
             ) =>
             {
-                (
+                Err((
                     ResponseError::TransactionalIdAuthorizationFailed.code(),
-                    Some("not allowed to DESCRIBE the transactional id"),
-                )
+                    "not allowed to DESCRIBE the transactional id",
+                ))
             }
-            0 => (0, None),
-            1 => (
+            0 => coordinator_endpoint(state, ctx, &key).await,
+            1 => Err((
                 ResponseError::CoordinatorNotAvailable.code(),
-                Some("transactions are not supported yet"),
-            ),
-            _ => (
-                ResponseError::InvalidRequest.code(),
-                Some("unknown key type"),
-            ),
+                "transactions are not supported yet",
+            )),
+            _ => Err((ResponseError::InvalidRequest.code(), "unknown key type")),
         }
     };
     let mut resp = FindCoordinatorResponse::default();
     if ctx.version >= 4 {
-        resp.coordinators = req
-            .coordinator_keys
-            .iter()
-            .map(|key| {
-                let (error, msg) = answer(req.key_type, key);
-                let ok = error == 0;
-                Coordinator::default()
-                    .with_key(key.clone())
-                    .with_node_id(BrokerId(if ok { node } else { -1 }))
-                    .with_host(if ok { sb(host.clone()) } else { sb("") })
-                    .with_port(if ok { port } else { -1 })
+        let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+        for key in &req.coordinator_keys {
+            let c = Coordinator::default().with_key(key.clone());
+            coordinators.push(match answer(req.key_type, key.to_string()).await {
+                Ok((node, host, port)) => c
+                    .with_node_id(BrokerId(node))
+                    .with_host(sb(host))
+                    .with_port(port),
+                Err((error, msg)) => c
+                    .with_node_id(BrokerId(-1))
+                    .with_host(sb(""))
+                    .with_port(-1)
                     .with_error_code(error)
-                    .with_error_message(msg.map(sb))
-            })
-            .collect();
+                    .with_error_message(Some(sb(msg))),
+            });
+        }
+        resp.coordinators = coordinators;
         return resp;
     }
-    let (error, msg) = answer(req.key_type, &req.key);
-    resp.error_code = error;
-    if error == 0 {
-        resp.node_id = BrokerId(node);
-        resp.host = sb(host);
-        resp.port = port;
-    } else {
-        resp.node_id = BrokerId(-1);
-        resp.port = -1;
-    }
-    if ctx.version >= 1 {
-        resp.error_message = msg.map(sb);
+    match answer(req.key_type, req.key.to_string()).await {
+        Ok((node, host, port)) => {
+            resp.node_id = BrokerId(node);
+            resp.host = sb(host);
+            resp.port = port;
+        }
+        Err((error, msg)) => {
+            resp.error_code = error;
+            resp.node_id = BrokerId(-1);
+            resp.port = -1;
+            if ctx.version >= 1 {
+                resp.error_message = Some(sb(msg));
+            }
+        }
     }
     resp
 }
@@ -138,6 +196,8 @@ pub async fn join_group(
     };
     let result = if !group_allowed(state, ctx, Operation::Read, &group_id) {
         JoinResult::error(ResponseError::GroupAuthorizationFailed, &params.member_id)
+    } else if !coordinates(state, &group_id) {
+        JoinResult::error(ResponseError::NotCoordinator, &params.member_id)
     } else if group_id.is_empty() {
         JoinResult::error(ResponseError::InvalidGroupId, &params.member_id)
     } else if params.session_timeout_ms < state.config.group_min_session_timeout_ms
@@ -199,6 +259,9 @@ pub async fn sync_group(
         return SyncGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
+    if !coordinates(state, &group_id) {
+        return SyncGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code());
+    }
     let params = SyncParams {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
@@ -237,6 +300,9 @@ pub async fn heartbeat(
         return HeartbeatResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
     }
+    if !coordinates(state, &group_id) {
+        return HeartbeatResponse::default().with_error_code(ResponseError::NotCoordinator.code());
+    }
     let member_id = req.member_id.to_string();
     let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
     let generation = req.generation_id;
@@ -263,6 +329,9 @@ pub async fn leave_group(
     if !group_allowed(state, ctx, Operation::Read, &group_id) {
         return LeaveGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
+    if !coordinates(state, &group_id) {
+        return LeaveGroupResponse::default().with_error_code(ResponseError::NotCoordinator.code());
     }
     let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
         req.members
@@ -379,6 +448,10 @@ pub async fn describe_groups(
                     ResponseError::GroupAuthorizationFailed.code(),
                     GroupSummary::default(),
                 ),
+                _ if !coordinates(state, id) => (
+                    ResponseError::NotCoordinator.code(),
+                    GroupSummary::default(),
+                ),
                 Ok(s) => (0, s),
                 Err(_) => (
                     ResponseError::CoordinatorNotAvailable.code(),
@@ -425,6 +498,9 @@ pub async fn delete_groups(
         async move {
             if !allowed {
                 return Ok(ResponseError::GroupAuthorizationFailed.code());
+            }
+            if !coordinates(state, &id) {
+                return Ok(ResponseError::NotCoordinator.code());
             }
             state
                 .ask(owner(state, &id), DeleteGroup { group_id: id })

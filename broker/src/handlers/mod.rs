@@ -24,6 +24,7 @@ pub mod produce;
 pub mod producer_id;
 #[cfg(test)]
 mod protocol_tests;
+pub mod quorum;
 pub mod sasl;
 pub mod throttle;
 
@@ -69,6 +70,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::UnregisterBroker, 0, 0),
     (ApiKey::DescribeLogDirs, 0, 4),
     (ApiKey::OffsetForLeaderEpoch, 0, 4),
     (ApiKey::FindCoordinator, 0, 6),
@@ -400,6 +403,12 @@ async fn dispatch(
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(cluster::describe_cluster(state, ctx, r))
         }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(quorum::describe_quorum(state, ctx, r).await)
+        }
+        RequestKind::UnregisterBroker(r) => {
+            ResponseKind::UnregisterBroker(quorum::unregister_broker(state, ctx, r).await)
+        }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(cluster::describe_log_dirs(state, ctx, r).await)
         }
@@ -407,7 +416,7 @@ async fn dispatch(
             cluster::offset_for_leader_epoch(state, ctx, r).await,
         ),
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(state, ctx, r))
+            ResponseKind::FindCoordinator(groups::find_coordinator(state, ctx, r).await)
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(groups::join_group(state, ctx, r).await)

@@ -44,6 +44,7 @@ pub async fn offset_commit(
     // Kafka: READ on the group, then READ on each topic.
     let acl = ctx.checker(state);
     let group_allowed = acl.allows(Operation::Read, ResourceType::Group, &group_id);
+    let coordinator = super::groups::coordinates(state, &group_id);
     for t in &req.topics {
         let topic = snap.topic(t.name.0.as_str());
         let topic_allowed = acl.allows(Operation::Read, ResourceType::Topic, &t.name);
@@ -57,6 +58,8 @@ pub async fn offset_commit(
                     let metadata = p.committed_metadata.as_ref().map(|m| m.to_string());
                     if !group_allowed {
                         ResponseError::GroupAuthorizationFailed.code()
+                    } else if !coordinator {
+                        ResponseError::NotCoordinator.code()
                     } else if !topic_allowed {
                         ResponseError::TopicAuthorizationFailed.code()
                     } else if !exists {
@@ -146,6 +149,9 @@ async fn fetch_group(
 ) -> Result<Vec<FetchedTopic>, i16> {
     if !ctx.allowed(state, Operation::Describe, ResourceType::Group, &group_id) {
         return Err(ResponseError::GroupAuthorizationFailed.code());
+    }
+    if !super::groups::coordinates(state, &group_id) {
+        return Err(ResponseError::NotCoordinator.code());
     }
     let named = topics.is_some();
     let shard = owner(state, &group_id);
@@ -302,6 +308,10 @@ pub async fn offset_delete(
     if !ctx.allowed(state, Operation::Delete, ResourceType::Group, &group_id) {
         return OffsetDeleteResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
+    if !super::groups::coordinates(state, &group_id) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::NotCoordinator.code());
     }
     let acl = ctx.checker(state);
     let denied: Vec<bool> = req

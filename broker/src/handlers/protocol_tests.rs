@@ -29,7 +29,8 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::*;
 use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest,
-    DescribeUserScramCredentialsRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+    DescribeQuorumRequest, DescribeUserScramCredentialsRequest, SaslAuthenticateRequest,
+    SaslHandshakeRequest, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
@@ -255,6 +256,18 @@ fn sample_request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
             }
             RequestKind::DescribeCluster(r)
         }
+        ApiKey::DescribeQuorum => {
+            RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
+                kafka_protocol::messages::describe_quorum_request::TopicData::default()
+                    .with_topic_name(TopicName(s("__cluster_metadata")))
+                    .with_partitions(vec![
+                        kafka_protocol::messages::describe_quorum_request::PartitionData::default(),
+                    ]),
+            ]))
+        }
+        ApiKey::UnregisterBroker => RequestKind::UnregisterBroker(
+            UnregisterBrokerRequest::default().with_broker_id(BrokerId(0)),
+        ),
         ApiKey::DescribeLogDirs => {
             RequestKind::DescribeLogDirs(DescribeLogDirsRequest::default().with_topics(None))
         }
@@ -441,6 +454,14 @@ fn errors_of(resp: &ResponseKind) -> Vec<i16> {
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect(),
         ResponseKind::DescribeCluster(r) => vec![r.error_code],
+        ResponseKind::DescribeQuorum(r) => std::iter::once(r.error_code)
+            .chain(
+                r.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            )
+            .collect(),
+        ResponseKind::UnregisterBroker(r) => vec![r.error_code],
         ResponseKind::DescribeLogDirs(r) => r.results.iter().map(|d| d.error_code).collect(),
         ResponseKind::OffsetForLeaderEpoch(r) => r
             .topics
@@ -539,6 +560,12 @@ fn every_advertised_api_and_version_round_trips_through_its_handler() {
                 if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
                     // Only a SASL listener's connection takes part in SASL.
                     assert_eq!(errors, [ResponseError::IllegalSaslState.code()]);
+                    continue;
+                }
+                if key == ApiKey::UnregisterBroker {
+                    // The sample names this broker, which has not
+                    // registered here (no lifecycle in this test).
+                    assert_eq!(errors, [ResponseError::BrokerIdNotRegistered.code()]);
                     continue;
                 }
                 assert!(!errors.is_empty(), "{key:?} v{version}: empty response");

@@ -149,6 +149,9 @@ impl ClusterState {
     fn elect_without(&mut self, gone: i32) -> usize {
         let live: Vec<i32> = self.live_brokers().map(|b| b.id).collect();
         let mut changed = 0;
+        for p in &mut self.coordinators {
+            changed += usize::from(elect_partition_without(p, gone, &live));
+        }
         for t in self.topics.values_mut() {
             let touches = t
                 .partitions
@@ -157,22 +160,8 @@ impl ClusterState {
             if !touches {
                 continue;
             }
-            let t = Arc::make_mut(t);
-            for p in &mut t.partitions {
-                let was_leader = p.leader == gone;
-                if p.isr.len() > 1 && p.isr.contains(&gone) {
-                    p.isr.retain(|r| *r != gone);
-                }
-                if was_leader {
-                    p.leader = p
-                        .isr
-                        .iter()
-                        .copied()
-                        .find(|r| *r != gone && live.contains(r))
-                        .unwrap_or(-1);
-                    p.leader_epoch += 1;
-                    changed += 1;
-                }
+            for p in &mut Arc::make_mut(t).partitions {
+                changed += usize::from(elect_partition_without(p, gone, &live));
             }
         }
         changed
@@ -182,6 +171,13 @@ impl ClusterState {
     /// in-sync replica of. Returns the partitions changed.
     fn elect_offline_on(&mut self, back: i32) -> usize {
         let mut changed = 0;
+        for p in &mut self.coordinators {
+            if p.leader < 0 && p.isr.contains(&back) {
+                p.leader = back;
+                p.leader_epoch += 1;
+                changed += 1;
+            }
+        }
         for t in self.topics.values_mut() {
             if !t
                 .partitions
@@ -200,4 +196,23 @@ impl ClusterState {
         }
         changed
     }
+}
+
+/// [`ClusterState::elect_without`] for one partition; true if its leader
+/// changed.
+fn elect_partition_without(p: &mut super::PartitionMeta, gone: i32, live: &[i32]) -> bool {
+    if p.isr.len() > 1 && p.isr.contains(&gone) {
+        p.isr.retain(|r| *r != gone);
+    }
+    if p.leader != gone {
+        return false;
+    }
+    p.leader = p
+        .isr
+        .iter()
+        .copied()
+        .find(|r| *r != gone && live.contains(r))
+        .unwrap_or(-1);
+    p.leader_epoch += 1;
+    true
 }

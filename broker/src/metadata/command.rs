@@ -64,6 +64,9 @@ pub enum MetadataCommand {
     UnfenceBroker { id: i32, epoch: i64 },
     /// Remove a broker from the cluster (decommission).
     UnregisterBroker { id: i32 },
+    /// Place the group coordinators (`__consumer_offsets`' partitions);
+    /// refused once they are placed.
+    PlaceCoordinators { partitions: Vec<PartitionMeta> },
 }
 
 /// What an applied command changed, for the controller's next steps.
@@ -81,6 +84,8 @@ pub enum Effect {
     BrokerRegistered { epoch: i64 },
     /// A broker's state changed; so did the leaders of `moved` partitions.
     BrokerChanged { moved: usize },
+    /// The coordinators are placed.
+    CoordinatorsPlaced,
 }
 
 impl ClusterState {
@@ -207,6 +212,19 @@ impl ClusterState {
             MetadataCommand::UnregisterBroker { id } => Effect::BrokerChanged {
                 moved: self.unregister_broker(*id)?,
             },
+            MetadataCommand::PlaceCoordinators { partitions } => {
+                if !self.coordinators.is_empty() {
+                    return Err("the group coordinators are placed already".into());
+                }
+                if partitions.is_empty() {
+                    return Err("no coordinator partitions to place".into());
+                }
+                for p in partitions {
+                    self.check_new_partition(p, shards)?;
+                }
+                self.coordinators = partitions.clone();
+                Effect::CoordinatorsPlaced
+            }
         };
         debug_assert_eq!(self.check_invariants(shards), Ok(()));
         Ok(effect)
@@ -229,6 +247,9 @@ impl ClusterState {
             for p in &t.partitions {
                 check_partition(p, shards)?;
             }
+        }
+        for p in &self.coordinators {
+            check_partition(p, shards)?;
         }
         for (id, b) in &self.brokers {
             if *id != b.id || b.epoch >= self.next_broker_epoch {

@@ -129,6 +129,13 @@ pub struct ClusterState {
     /// `apply` a function of the commands alone).
     #[serde(default)]
     pub next_broker_epoch: i64,
+    /// The group coordinators: where each partition of Kafka's
+    /// `__consumer_offsets` is led (groups hash to a partition as in Kafka;
+    /// the group's state is kept by the leader's shards, not in a topic).
+    /// Empty until the first FindCoordinator places them, as Kafka creates
+    /// the topic then.
+    #[serde(default)]
+    pub coordinators: Vec<PartitionMeta>,
     #[serde(skip)]
     by_id: HashMap<Uuid, String>,
 }
@@ -167,6 +174,16 @@ impl ClusterState {
                 p.isr = vec![node];
             }
         }
+    }
+
+    /// The broker coordinating `group`: `None` before the coordinators are
+    /// placed, -1 when its partition has no leader.
+    pub fn coordinator_of(&self, group: &str) -> Option<i32> {
+        if self.coordinators.is_empty() {
+            return None;
+        }
+        let p = coordinator_partition(group, self.coordinators.len());
+        Some(self.coordinators[p].leader)
     }
 
     /// Partition counts per shard of `node`, for least-loaded placement.
@@ -393,6 +410,17 @@ fn new_cluster_id() -> String {
         .collect()
 }
 
+/// The `__consumer_offsets` partition of `group`, as Kafka computes it:
+/// `Utils.abs(groupId.hashCode()) % partitions` (Java's String hash over
+/// UTF-16 units; `abs(Integer.MIN_VALUE)` is 0 there).
+pub fn coordinator_partition(group: &str, partitions: usize) -> usize {
+    let h = group
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs as usize % partitions
+}
+
 /// Kafka's topic name rules.
 pub fn validate_topic_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -432,6 +460,17 @@ mod tests {
         assert!(validate_topic_name("..").is_err());
         assert!(validate_topic_name("has space").is_err());
         assert!(validate_topic_name(&"x".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn groups_hash_to_kafkas_partitions() {
+        // Java's String.hashCode: "test-group" 627841412, "my-group"
+        // -1906497762, "polygenelubricants" Integer.MIN_VALUE.
+        assert_eq!(coordinator_partition("", 50), 0);
+        assert_eq!(coordinator_partition("a", 50), 97 % 50);
+        assert_eq!(coordinator_partition("test-group", 50), 627841412 % 50);
+        assert_eq!(coordinator_partition("my-group", 50), 1906497762 % 50);
+        assert_eq!(coordinator_partition("polygenelubricants", 50), 0);
     }
 
     #[test]

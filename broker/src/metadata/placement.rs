@@ -55,6 +55,11 @@ impl Placer {
         }
     }
 
+    /// How many brokers new replicas may use.
+    pub fn live(&self) -> usize {
+        self.order.len()
+    }
+
     /// `count` new partitions with `rf` replicas each.
     pub fn place(&mut self, count: usize, rf: usize) -> Result<Vec<PartitionMeta>, PlaceError> {
         let n = self.order.len();

@@ -27,6 +27,7 @@ struct Image {
     topics: Vec<TopicImage>,
     brokers: Vec<BrokerImage>,
     next_broker_epoch: i64,
+    coordinators: Vec<PartitionImage>,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -77,17 +78,7 @@ pub fn encode(state: &ClusterState) -> Vec<u8> {
             .map(|t| TopicImage {
                 name: t.name.clone(),
                 id: *t.id.as_bytes(),
-                partitions: t
-                    .partitions
-                    .iter()
-                    .map(|p| PartitionImage {
-                        shards: p.shards.clone(),
-                        leader_epoch: p.leader_epoch,
-                        leader: p.leader,
-                        replicas: p.replicas.clone(),
-                        isr: p.isr.clone(),
-                    })
-                    .collect(),
+                partitions: t.partitions.iter().map(partition_image).collect(),
                 configs: t
                     .configs
                     .iter()
@@ -118,6 +109,7 @@ pub fn encode(state: &ClusterState) -> Vec<u8> {
             })
             .collect(),
         next_broker_epoch: state.next_broker_epoch,
+        coordinators: state.coordinators.iter().map(partition_image).collect(),
     };
     rkyv::to_bytes::<rancor::Error>(&image)
         .expect("archiving metadata into memory cannot fail")
@@ -145,17 +137,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
         let topic = TopicMeta {
             name: t.name.as_str().to_string(),
             id: Uuid::from_bytes(t.id),
-            partitions: t
-                .partitions
-                .iter()
-                .map(|p| PartitionMeta {
-                    shards: p.shards.iter().map(|s| s.to_native()).collect(),
-                    leader_epoch: p.leader_epoch.to_native(),
-                    leader: p.leader.to_native(),
-                    replicas: p.replicas.iter().map(|r| r.to_native()).collect(),
-                    isr: p.isr.iter().map(|r| r.to_native()).collect(),
-                })
-                .collect(),
+            partitions: t.partitions.iter().map(partition_meta).collect(),
             configs: t
                 .configs
                 .iter()
@@ -186,6 +168,86 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
         state.brokers.insert(broker.id, broker);
     }
     state.next_broker_epoch = image.next_broker_epoch.to_native();
+    state.coordinators = image.coordinators.iter().map(partition_meta).collect();
     state.reindex();
     Ok(state)
+}
+
+fn partition_image(p: &PartitionMeta) -> PartitionImage {
+    PartitionImage {
+        shards: p.shards.clone(),
+        leader_epoch: p.leader_epoch,
+        leader: p.leader,
+        replicas: p.replicas.clone(),
+        isr: p.isr.clone(),
+    }
+}
+
+fn partition_meta(p: &ArchivedPartitionImage) -> PartitionMeta {
+    PartitionMeta {
+        shards: p.shards.iter().map(|s| s.to_native()).collect(),
+        leader_epoch: p.leader_epoch.to_native(),
+        leader: p.leader.to_native(),
+        replicas: p.replicas.iter().map(|r| r.to_native()).collect(),
+        isr: p.isr.iter().map(|r| r.to_native()).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::MetadataCommand;
+
+    #[test]
+    fn a_cluster_image_round_trips() {
+        let mut s = ClusterState::default();
+        let broker = |id: i32, rack: Option<&str>| BrokerMeta {
+            id,
+            incarnation: Uuid::from_u64_pair(7, id as u64),
+            epoch: 0,
+            endpoints: vec![Endpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9000 + id as u16,
+                security_protocol: 0,
+            }],
+            rack: rack.map(str::to_string),
+            shards: 2,
+            fenced: true,
+        };
+        for (id, rack) in [(1, Some("a")), (2, None)] {
+            s.apply(
+                &MetadataCommand::RegisterBroker(broker(id, rack)),
+                usize::MAX,
+            )
+            .unwrap();
+        }
+        let mut p = PartitionMeta::local(1, 1);
+        p.replicas = vec![1, 2];
+        p.shards = vec![1, 0];
+        s.apply(
+            &MetadataCommand::CreateTopic {
+                name: "t".into(),
+                id: Uuid::from_u64_pair(1, 2),
+                partitions: vec![p.clone()],
+                configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
+            },
+            usize::MAX,
+        )
+        .unwrap();
+        s.apply(
+            &MetadataCommand::PlaceCoordinators {
+                partitions: vec![PartitionMeta::local(0, 2)],
+            },
+            usize::MAX,
+        )
+        .unwrap();
+        let back = decode(&encode(&s)).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(
+            back.topic_by_id(&Uuid::from_u64_pair(1, 2)).unwrap().name,
+            "t"
+        );
+        assert!(decode(b"garbage, not an archive").is_err());
+    }
 }

@@ -28,6 +28,11 @@ use crate::metadata::{ClusterState, Effect, MetadataCommand};
 /// and peers send a batch per raft cycle, so this only fills if the thread
 /// is stuck.
 const INBOX: usize = 1024;
+/// Proposals made while no leader is known wait this long for an election
+/// (Kafka's brokers queue forwarded requests until a controller is known),
+/// at most `MAX_WAITING` of them.
+const LEADERLESS_WAIT: Duration = Duration::from_secs(5);
+const MAX_WAITING: usize = 1024;
 
 pub type Reply = oneshot::Sender<Result<Effect, ProposeError>>;
 
@@ -151,6 +156,7 @@ impl Quorum {
             sessions: Sessions::new(opts.session_timeout),
             new_cluster_id: opts.new_cluster_id,
             ready: Some(ready_tx),
+            leaderless: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("quorum".into())
@@ -253,6 +259,8 @@ struct Thread {
     sessions: Sessions,
     new_cluster_id: fn() -> String,
     ready: Option<mpsc::Sender<()>>,
+    /// Proposals waiting for a leader to be elected, with their deadline.
+    leaderless: Vec<(MetadataCommand, Reply, Instant)>,
 }
 
 impl Thread {
@@ -291,6 +299,12 @@ impl Thread {
                     continue;
                 }
             };
+            if self.core.leader().is_some() && !self.leaderless.is_empty() {
+                for (cmd, reply, _) in std::mem::take(&mut self.leaderless) {
+                    self.propose(cmd, reply);
+                }
+                continue; // process what was just proposed
+            }
             let leader = self.core.is_leader();
             if leader && !was_leader {
                 self.sessions.on_elected(self.core.state(), Instant::now());
@@ -322,6 +336,14 @@ impl Thread {
                 for reply in self.core.tick().into_iter().flatten() {
                     let _ = reply.send(Err(ProposeError::TimedOut));
                 }
+                let now = Instant::now();
+                let (expired, waiting) = std::mem::take(&mut self.leaderless)
+                    .into_iter()
+                    .partition(|(_, _, deadline)| *deadline <= now);
+                self.leaderless = waiting;
+                for (_, reply, _) in expired {
+                    let _ = reply.send(Err(ProposeError::NotLeader { leader: None }));
+                }
                 if self.core.is_leader() {
                     self.sessions.fence_expired(&mut self.core, Instant::now());
                 }
@@ -330,6 +352,18 @@ impl Thread {
                     next_tick = Instant::now() + tick; // the thread was held up
                 }
             }
+        }
+    }
+
+    /// Propose now, or wait for an election when no leader is known.
+    fn propose(&mut self, cmd: MetadataCommand, reply: Reply) {
+        if self.core.leader().is_none() && self.leaderless.len() < MAX_WAITING {
+            self.leaderless
+                .push((cmd, reply, Instant::now() + LEADERLESS_WAIT));
+            return;
+        }
+        if let Err((Some(reply), e)) = self.core.propose(&cmd, Some(reply)) {
+            let _ = reply.send(Err(e));
         }
     }
 
@@ -390,11 +424,7 @@ impl Thread {
         let mut next = self.inbox.recv_timeout(wait);
         for _ in 0..64 {
             match next {
-                Ok(Input::Propose { cmd, reply }) => {
-                    if let Err((Some(reply), e)) = self.core.propose(&cmd, Some(reply)) {
-                        let _ = reply.send(Err(e));
-                    }
-                }
+                Ok(Input::Propose { cmd, reply }) => self.propose(cmd, reply),
                 Ok(Input::Raft(messages)) => {
                     let now = Instant::now();
                     for m in messages {

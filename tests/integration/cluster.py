@@ -1,0 +1,112 @@
+"""A cluster of Shardline processes on 127.0.0.1: each node has its own
+client and controller ports and data dir; voters name each other in
+`--controller-quorum-voters`, as README's three-node commands do."""
+
+import time
+
+from conftest import HOST, Broker, free_port
+
+
+class ClusterNode(Broker):
+    def __init__(self, binary, data_dir, log_path, node_id, voters, roles="broker,controller",
+                 rack=None, extra_args=()):
+        self.node_id = node_id
+        self.controller_port = free_port()
+        self.voters = voters  # filled in by Cluster once every port is known
+        self.roles = roles
+        self.rack = rack
+        super().__init__(binary, data_dir, log_path, extra_args=extra_args,
+                         name=f"node{node_id}")
+
+    def command(self):
+        cmd = [
+            str(self.binary), "serve",
+            "--node-id", str(self.node_id),
+            "--data-dir", str(self.data_dir),
+            "--listeners",
+            f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "--controller-quorum-voters", self.voters(),
+            "--process-roles", self.roles,
+            # Failures are noticed quickly in tests (Kafka's defaults: 2 s, 9 s).
+            "--broker-heartbeat-interval-ms", "500",
+            "--broker-session-timeout-ms", "3000",
+            "--shards", "1",
+            *self.extra_args,
+        ]
+        if self.rack:
+            cmd += ["--broker-rack", self.rack]
+        return cmd
+
+    def launch(self):
+        """Start without waiting: a voter is ready only once a quorum is up."""
+        orig = self.wait_ready
+        self.wait_ready = lambda timeout=None: None
+        try:
+            self.start()
+        finally:
+            self.wait_ready = orig
+
+
+class Cluster:
+    def __init__(self, binary, tmp_path, voters=3, racks=None, extra_args=()):
+        self.binary = binary
+        self.tmp_path = tmp_path
+        self.extra_args = list(extra_args)
+        self.nodes = {}
+        for i in range(1, voters + 1):
+            self._add(i, "broker,controller", racks[i - 1] if racks else None)
+
+    def _add(self, node_id, roles, rack):
+        n = ClusterNode(self.binary, self.tmp_path / f"node{node_id}",
+                        self.tmp_path / f"node{node_id}.log", node_id, self.voters_arg,
+                        roles=roles, rack=rack, extra_args=self.extra_args)
+        self.nodes[node_id] = n
+        return n
+
+    def voters_arg(self):
+        return ",".join(f"{i}@{HOST}:{n.controller_port}"
+                        for i, n in sorted(self.nodes.items()) if "controller" in n.roles)
+
+    def start(self, timeout=60):
+        for n in self.nodes.values():
+            n.launch()
+        for n in self.nodes.values():
+            n.wait_ready(timeout)
+        return self
+
+    def add_broker(self, node_id, rack=None, timeout=60):
+        """A broker that does not vote (it joins the quorum as a learner)."""
+        n = self._add(node_id, "broker", rack)
+        n.start(timeout)
+        return n
+
+    def bootstrap(self, *ids):
+        ids = ids or sorted(self.nodes)
+        return ",".join(self.nodes[i].bootstrap for i in ids if self.nodes[i].is_running())
+
+    def close(self):
+        for n in self.nodes.values():
+            n.close()
+
+
+def describe_cluster(bootstrap, timeout_ms=5000):
+    from kafka import KafkaAdminClient
+    a = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=timeout_ms)
+    try:
+        return a.describe_cluster()
+    finally:
+        a.close()
+
+
+def wait_until(what, check, timeout=30, every=0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as e:  # a node going away mid-check
+            last = e
+        time.sleep(every)
+    raise AssertionError(f"{what} did not happen within {timeout}s (last: {last!r})")
