@@ -465,9 +465,12 @@ pub async fn allocate_producer_id(state: Rc<ShardState>) -> Result<i64, AdminErr
     }
     let _guard = admin_turn(&state).await;
     // Persist the end of the block before handing out any id from it, so a
-    // restart never reuses an id.
-    let block_end = state.metadata.snapshot().producer_id_block_end + PRODUCER_ID_BLOCK;
-    let start = match execute(&state, MetadataCommand::AllocateProducerIds { block_end }).await? {
+    // restart never reuses an id; the log decides where the block starts,
+    // so brokers asking at once get different blocks.
+    let reserve = MetadataCommand::ReserveProducerIds {
+        count: PRODUCER_ID_BLOCK,
+    };
+    let start = match execute(&state, reserve).await? {
         Effect::ProducerIds { start, end } => {
             debug_assert_eq!(end - start, PRODUCER_ID_BLOCK);
             start

@@ -12,6 +12,7 @@ class ClusterNode(Broker):
                  rack=None, extra_args=()):
         self.node_id = node_id
         self.controller_port = free_port()
+        self.admin_port = free_port()
         self.voters = voters  # filled in by Cluster once every port is known
         self.roles = roles
         self.rack = rack
@@ -31,11 +32,29 @@ class ClusterNode(Broker):
             "--broker-heartbeat-interval-ms", "500",
             "--broker-session-timeout-ms", "3000",
             "--shards", "1",
+            "--admin-listen", f"{HOST}:{self.admin_port}",
             *self.extra_args,
         ]
         if self.rack:
             cmd += ["--broker-rack", self.rack]
         return cmd
+
+    def http(self, path):
+        """(status, body) of GET `path` on the admin listener."""
+        import urllib.error
+        import urllib.request
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{self.admin_port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def gauge(self, name):
+        _, text = self.http("/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not in /metrics")
 
     def launch(self):
         """Start without waiting: a voter is ready only once a quorum is up."""

@@ -204,6 +204,18 @@ def test_a_silent_broker_is_fenced_and_its_partitions_go_offline_until_it_return
                timeout=20)
     view = leaders(cluster.nodes[1].bootstrap, topic)
     assert view[2][0] == -1 and view[0][0] == 1 and view[1][0] == 2
+    # What /metrics and /health of a survivor say meanwhile.
+    n1 = cluster.nodes[1]
+    assert n1.gauge("shardline_fenced_brokers") == 1
+    assert n1.gauge("shardline_registered_brokers") == 3
+    assert n1.gauge("shardline_offline_partitions") >= 1
+    assert n1.gauge("shardline_active_controller") in (1, 2)
+    assert n1.gauge("shardline_broker_fenced") == 0
+    status, body = n1.http("/health")
+    assert status == 200, body
+    assert json.loads(body)["facts"]["fenced"] == "false"
+    controller = int(n1.gauge("shardline_active_controller"))
+    assert cluster.nodes[controller].gauge("shardline_is_active_controller") == 1
     cluster.nodes[3].start()
     wait_until("partition 2 led by broker 3 again",
                lambda: leaders(cluster.nodes[1].bootstrap, topic)[2][0] == 3, timeout=20)

@@ -50,8 +50,12 @@ pub enum MetadataCommand {
         configs: BTreeMap<String, String>,
     },
     /// Reserve producer ids up to `block_end` (Kafka's ProducerIdsRecord):
-    /// persisted before any id of the block is handed out.
+    /// persisted before any id of the block is handed out. Written by single
+    /// nodes before `ReserveProducerIds`; still applied from their logs.
     AllocateProducerIds { block_end: i64 },
+    /// Reserve the next `count` producer ids, wherever the block ends now
+    /// (any broker may ask; concurrent asks get consecutive blocks).
+    ReserveProducerIds { count: i64 },
     /// Name the cluster: the first command of a new metadata log, proposed
     /// by its first leader (Kafka formats each node's storage with it).
     SetClusterId { cluster_id: String },
@@ -186,6 +190,17 @@ impl ClusterState {
                 Effect::ProducerIds {
                     start,
                     end: *block_end,
+                }
+            }
+            MetadataCommand::ReserveProducerIds { count } => {
+                if *count <= 0 || *count > 1_000_000 {
+                    return Err(format!("cannot reserve {count} producer ids"));
+                }
+                let start = self.producer_id_block_end;
+                self.producer_id_block_end = start + count;
+                Effect::ProducerIds {
+                    start,
+                    end: start + count,
                 }
             }
             MetadataCommand::SetClusterId { cluster_id } => {

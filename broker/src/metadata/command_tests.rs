@@ -177,6 +177,42 @@ fn inverse_commands_restore_the_state() {
 }
 
 #[test]
+fn producer_id_blocks_follow_each_other_whoever_asks() {
+    let mut s = ClusterState::default();
+    let reserve = MetadataCommand::ReserveProducerIds { count: 1000 };
+    // Two brokers asking at once get consecutive blocks, not a refusal.
+    assert_eq!(
+        s.apply(&reserve, SHARDS),
+        Ok(Effect::ProducerIds {
+            start: 0,
+            end: 1000
+        })
+    );
+    assert_eq!(
+        s.apply(&reserve, SHARDS),
+        Ok(Effect::ProducerIds {
+            start: 1000,
+            end: 2000
+        })
+    );
+    // The older command, from single-node logs, still applies after them.
+    let old = MetadataCommand::AllocateProducerIds { block_end: 3000 };
+    assert_eq!(
+        s.apply(&old, SHARDS),
+        Ok(Effect::ProducerIds {
+            start: 2000,
+            end: 3000
+        })
+    );
+    for bad in [0, -5, 2_000_000] {
+        assert!(s
+            .apply(&MetadataCommand::ReserveProducerIds { count: bad }, SHARDS)
+            .is_err());
+    }
+    assert_eq!(s.producer_id_block_end, 3000);
+}
+
+#[test]
 fn commands_that_break_an_invariant_are_rejected() {
     let mut s = ClusterState::default();
     let create = |name: &str, id: u128, p: PartitionMeta| MetadataCommand::CreateTopic {

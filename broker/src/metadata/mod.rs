@@ -356,6 +356,7 @@ impl MetadataStore {
                 ),
             },
         )?;
+        let _ = self.lifecycle.set(status.clone());
         let quorum = self.quorum.clone();
         status.wait_unfenced(std::time::Duration::from_secs(5), || {
             let v = quorum.view();
@@ -367,12 +368,21 @@ impl MetadataStore {
                 ),
             }
         });
-        let _ = self.lifecycle.set(status);
         Ok(())
     }
 
     pub fn quorum(&self) -> &crate::quorum::Quorum {
         &self.quorum
+    }
+
+    /// This broker's registration: (epoch, fenced), once it has joined.
+    pub fn registration(&self) -> Option<(i64, bool)> {
+        use std::sync::atomic::Ordering;
+        let s = self.lifecycle.get()?;
+        Some((
+            s.epoch.load(Ordering::Relaxed),
+            s.fenced.load(Ordering::Relaxed),
+        ))
     }
 
     pub fn snapshot(&self) -> Arc<ClusterState> {

@@ -149,16 +149,8 @@ impl Sessions {
         }
         match rpc {
             Rpc::Register(b) => {
-                let raft_id = super::raft_id(b.id);
-                let cs = core.conf_state();
-                if !cs.voters.contains(&raft_id) && !cs.learners.contains(&raft_id) {
-                    // A broker that does not vote still needs the log: it
-                    // joins raft as a learner, in the entry before its
-                    // registration.
-                    if let Err(e) = core.add_learner(raft_id) {
-                        return RpcAnswer::Refused(e.to_string());
-                    }
-                    tracing::info!("broker {} joins the metadata quorum as a learner", b.id);
+                if let Err(e) = ensure_in_quorum(core, b.id) {
+                    return RpcAnswer::Refused(e.to_string());
                 }
                 let id = b.id;
                 let (tx, rx) = oneshot::channel();
@@ -185,6 +177,11 @@ impl Sessions {
                     return RpcAnswer::Heartbeat(HeartbeatAnswer::Stale);
                 }
                 self.last_heard.insert(id, now);
+                if want_fence {
+                    // Not caught up: perhaps its learner change was dropped
+                    // (raft-rs takes one at a time); ask again.
+                    let _ = ensure_in_quorum(core, id);
+                }
                 if b.fenced && !want_fence && !self.proposed.contains_key(&id) {
                     let cmd = MetadataCommand::UnfenceBroker { id, epoch };
                     if core.propose(&cmd, W::default()).is_ok() {
@@ -197,6 +194,21 @@ impl Sessions {
             Rpc::DescribeQuorum => unreachable!("answered above"),
         }
     }
+}
+
+/// A broker that does not vote still needs the log: it joins raft as a
+/// learner (proposed before its registration, so it gets that too). A
+/// change proposed while another is pending is dropped by raft-rs, so the
+/// broker's heartbeats ask again until it is in.
+fn ensure_in_quorum<W>(core: &mut QuorumCore<W>, node: i32) -> Result<(), ProposeError> {
+    let raft_id = super::raft_id(node);
+    let cs = core.conf_state();
+    if cs.voters.contains(&raft_id) || cs.learners.contains(&raft_id) {
+        return Ok(());
+    }
+    core.add_learner(raft_id)?;
+    tracing::info!("broker {node} joins the metadata quorum as a learner");
+    Ok(())
 }
 
 /// The leader as a Kafka node id.

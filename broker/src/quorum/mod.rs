@@ -23,6 +23,7 @@ pub mod image;
 pub mod lifecycle;
 mod log;
 pub mod node;
+pub mod observe;
 pub mod storage;
 pub mod transport;
 pub mod wire;

@@ -80,6 +80,8 @@ pub struct QuorumView {
     pub is_leader: bool,
     pub applied: u64,
     pub commit: u64,
+    /// On the leader: entries the furthest-behind peer lacks.
+    pub max_follower_lag: u64,
 }
 
 /// The handle shards, the broker lifecycle and the controller listener use.
@@ -375,6 +377,17 @@ impl Thread {
             is_leader: self.core.is_leader(),
             applied: self.core.applied(),
             commit: self.core.commit_index(),
+            max_follower_lag: if self.core.is_leader() {
+                let last = self.core.last_index();
+                self.core
+                    .progress()
+                    .iter()
+                    .map(|(_, matched)| last.saturating_sub(*matched))
+                    .max()
+                    .unwrap_or(0)
+            } else {
+                0
+            },
         };
         *self.view.write().expect("quorum view lock") = view;
         if self.core.take_changed() {

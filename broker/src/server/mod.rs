@@ -59,6 +59,9 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         &metadata,
         config.node_id,
     )));
+    let observer = crate::quorum::observe::QuorumObserver::new(&metadata);
+    crate::metrics::cluster::register(observer.clone());
+    crate::admin::health::register(observer);
     // Kafka's broker serves clients once the active controller has it
     // registered and unfenced; so does this one.
     metadata.join_cluster(&config)?;
