@@ -4,7 +4,19 @@ client and controller ports and data dir; voters name each other in
 
 import time
 
-from conftest import HOST, Broker, free_port
+from conftest import HOST, Broker, free_port as _any_free_port
+
+_TAKEN = set()
+
+
+def free_port():
+    """A free port not handed out before in this run: the OS may give the
+    same ephemeral port twice between a probe and the bind."""
+    while True:
+        p = _any_free_port()
+        if p not in _TAKEN:
+            _TAKEN.add(p)
+            return p
 
 
 class ClusterNode(Broker):
@@ -16,7 +28,7 @@ class ClusterNode(Broker):
         self.voters = voters  # filled in by Cluster once every port is known
         self.roles = roles
         self.rack = rack
-        super().__init__(binary, data_dir, log_path, extra_args=extra_args,
+        super().__init__(binary, data_dir, log_path, port=free_port(), extra_args=extra_args,
                          name=f"node{node_id}")
 
     def command(self):
