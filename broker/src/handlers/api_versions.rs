@@ -11,8 +11,13 @@ use kafka_protocol::ResponseError;
 use super::SUPPORTED_APIS;
 
 pub fn api_list() -> Vec<ApiVersion> {
-    SUPPORTED_APIS
-        .iter()
+    versions_of(SUPPORTED_APIS)
+}
+
+/// ApiVersions' list for a table of (key, min, max) (the client listeners'
+/// or the controller listener's).
+pub fn versions_of(apis: &[(ApiKey, i16, i16)]) -> Vec<ApiVersion> {
+    apis.iter()
         .map(|(key, min, max)| {
             ApiVersion::default()
                 .with_api_key(*key as i16)

@@ -8,7 +8,6 @@ use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::broker_registration_request::BrokerRegistrationRequest;
 use kafka_protocol::messages::describe_quorum_response::{
     Listener as QuorumListener, Node, PartitionData, ReplicaState, TopicData,
@@ -90,17 +89,7 @@ pub fn handler(
 }
 
 fn api_versions() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(
-        SERVED
-            .iter()
-            .map(|(k, a, b)| {
-                ApiVersion::default()
-                    .with_api_key(*k as i16)
-                    .with_min_version(*a)
-                    .with_max_version(*b)
-            })
-            .collect(),
-    )
+    ApiVersionsResponse::default().with_api_keys(crate::handlers::api_versions::versions_of(SERVED))
 }
 
 /// The broker a registration describes. Its log dirs are its shards
