@@ -7,7 +7,6 @@
 //! (they do not depend on glommio).
 
 pub mod blocking;
-pub mod durable;
 pub mod fifo;
 pub mod foreign;
 pub mod io_probe;
@@ -19,8 +18,8 @@ pub mod mesh;
 pub use shardline_record as record;
 pub mod rt;
 pub mod runtime;
-pub mod shared_fifo;
 pub mod signal;
 pub mod task;
+pub mod testing;
 pub mod time;
 pub mod wake;

@@ -21,9 +21,11 @@ def free_port():
 
 class ClusterNode(Broker):
     def __init__(self, binary, data_dir, log_path, node_id, voters, roles="broker,controller",
-                 rack=None, extra_args=()):
+                 rack=None, extra_args=(), sasl=False):
         self.node_id = node_id
         self.controller_port = free_port()
+        # A SASL_PLAINTEXT listener beside the PLAINTEXT one, when asked.
+        self.sasl_port = free_port() if sasl else None
         self.admin_port = free_port()
         self.voters = voters  # filled in by Cluster once every port is known
         self.roles = roles
@@ -37,7 +39,8 @@ class ClusterNode(Broker):
             "--node-id", str(self.node_id),
             "--data-dir", str(self.data_dir),
             "--listeners",
-            f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}"
+            + (f",SASL_PLAINTEXT://{HOST}:{self.sasl_port}" if self.sasl_port else ""),
             "--controller-quorum-voters", self.voters(),
             "--process-roles", self.roles,
             # Failures are noticed quickly in tests (Kafka's defaults: 2 s, 9 s).
@@ -79,10 +82,11 @@ class ClusterNode(Broker):
 
 
 class Cluster:
-    def __init__(self, binary, tmp_path, voters=3, racks=None, extra_args=()):
+    def __init__(self, binary, tmp_path, voters=3, racks=None, extra_args=(), sasl=False):
         self.binary = binary
         self.tmp_path = tmp_path
         self.extra_args = list(extra_args)
+        self.sasl = sasl
         self.nodes = {}
         for i in range(1, voters + 1):
             self._add(i, "broker,controller", racks[i - 1] if racks else None)
@@ -90,7 +94,7 @@ class Cluster:
     def _add(self, node_id, roles, rack):
         n = ClusterNode(self.binary, self.tmp_path / f"node{node_id}",
                         self.tmp_path / f"node{node_id}.log", node_id, self.voters_arg,
-                        roles=roles, rack=rack, extra_args=self.extra_args)
+                        roles=roles, rack=rack, extra_args=self.extra_args, sasl=self.sasl)
         self.nodes[node_id] = n
         return n
 

@@ -327,7 +327,34 @@ def test_acls_survive_restart(ab):
     flt = AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.ANY, None, None,
                            AclOperation.ANY, AclPermissionType.ANY)
     assert admin_of(ab).describe_acls(flt).result(timeout=30) == [made]
-    assert (ab.data_dir / "acls.json").exists()
+    # Kept in the metadata log, not a file of their own.
+    assert not (ab.data_dir / "acls.json").exists()
+
+
+def test_an_acl_file_from_before_the_metadata_log_is_imported(shardline_bin, tmp_path):
+    b = AclBroker(shardline_bin, tmp_path, free_port())
+    b.data_dir.mkdir(parents=True, exist_ok=True)
+    (b.data_dir / "acls.json").write_text(
+        '{"version": 1, "acls": [{"resource_type": "TOPIC", "resource_name": "old-t", '
+        '"pattern_type": "LITERAL", "principal": "User:old", "host": "*", '
+        '"operation": "READ", "permission": "ALLOW"}]}')
+    flt = AclBindingFilter(ResourceType.TOPIC, "old-t", ResourcePatternType.ANY, None, None,
+                           AclOperation.ANY, AclPermissionType.ANY)
+
+    def described():
+        admin = admin_client(b.sasl_bootstrap, **conf(ADMIN))  # alive until the result
+        got = admin.describe_acls(flt).result(timeout=30)
+        return [(a.name, a.principal, a.operation) for a in got]
+
+    try:
+        b.start()
+        assert described() == [("old-t", "User:old", AclOperation.READ)]
+        assert not (b.data_dir / "acls.json").exists()
+        assert (b.data_dir / "acls.json.migrated").exists()
+        b.restart()
+        assert described() == [("old-t", "User:old", AclOperation.READ)]
+    finally:
+        b.close()
 
 
 def test_corrupt_acl_file_stops_the_broker(broker_factory):

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import Cluster, describe_cluster, wait_until
@@ -161,14 +161,16 @@ def test_killing_the_active_controller_elects_another(cluster, record_property):
     failovers = []
     for round_ in range(3):
         alive = [i for i, n in cluster.nodes.items() if n.is_running()]
-        old = controller_of(cluster.bootstrap(*alive))
+        old = int(cluster.nodes[alive[0]].gauge("shardline_active_controller"))
         assert old in cluster.nodes
         survivor = next(i for i in alive if i != old)
         cluster.nodes[old].kill9()
         t0 = time.monotonic()
+        # As the survivor knows it (DescribeCluster may reach the other one).
         new = wait_until(
             "a new active controller",
-            lambda: (c := controller_of(cluster.nodes[survivor].bootstrap)) != old and c,
+            lambda: (c := int(cluster.nodes[survivor].gauge("shardline_active_controller")))
+            not in (old, -1) and c,
             timeout=20, every=0.05)
         failovers.append(time.monotonic() - t0)
         assert new != old
@@ -377,3 +379,111 @@ def test_cluster_cli_status_add_broker_and_decommission(cluster, shardline_bin):
     assert not any(line.split()[:1] == [str(victim)] for line in brokers.splitlines()), brokers
     missing = cli("decommission", "--id", "42", check=False)
     assert missing.returncode != 0 and "BROKER_ID_NOT_REGISTERED" in missing.stderr, missing.stderr
+
+
+def test_acls_users_and_quotas_are_cluster_wide(shardline_bin, tmp_path):
+    """ACLs, SCRAM users and client quotas live in the metadata log: a
+    change through one broker holds on every broker, and after the whole
+    cluster is killed and restarted."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (
+        AclBinding, AclBindingFilter, AclOperation, AclPermissionType, ResourcePatternType,
+        ResourceType, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion,
+    )
+    admin_pw = "admin-secret"
+    c = Cluster(shardline_bin, tmp_path, sasl=True, extra_args=[
+        "--sasl-bootstrap-user", "admin", "--sasl-bootstrap-password", admin_pw,
+        "--authorizer-enabled", "true"])
+    sasl = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "SCRAM-SHA-256"}
+
+    def boot(i):
+        return f"127.0.0.1:{c.nodes[i].sasl_port}"
+
+    admins = {}
+
+    def admin(i, user="admin", pw=admin_pw):
+        # Kept alive: a client collected with a future pending fails it.
+        if (i, user) not in admins:
+            admins[(i, user)] = AdminClient({"bootstrap.servers": boot(i), **sasl,
+                                             "sasl.username": user, "sasl.password": pw})
+        return admins[(i, user)]
+
+    def quota_list(i):
+        r = subprocess.run([str(shardline_bin), "quota", "list", "-b", boot(i),
+                            "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-user", "admin",
+                            "--sasl-password", admin_pw],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def brokers_seen(i):
+        return len(admin(i).list_topics(timeout=5).brokers)
+
+    def carol_produces(i, topic, partition):
+        p = Producer({"bootstrap.servers": boot(i), **sasl, "sasl.username": "carol",
+                      "sasl.password": "carol-pw", "message.timeout.ms": 10000})
+        errors = []
+        p.produce(topic, b"x", partition=partition,
+                  on_delivery=lambda err, m: errors.append(err))
+        p.flush(15)
+        return errors and errors[0]
+
+    try:
+        c.start()
+        wait_until("all three brokers registered", lambda: brokers_seen(1) == 3)
+        topic = unique_topic("sec")
+        nt = NewTopic(topic, num_partitions=3, replication_factor=-1,
+                      replica_assignment=[[1], [2], [3]])
+        admin(1).create_topics([nt])[topic].result(30)
+        # A user made through broker 2 authenticates on broker 3.
+        ups = [UserScramCredentialUpsertion(
+            "carol", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"carol-pw")]
+        for f in admin(2).alter_user_scram_credentials(ups).values():
+            f.result(30)
+        wait_until("carol authenticates on broker 3",
+                   lambda: admin(3, "carol", "carol-pw").list_topics(timeout=5) is not None)
+        # Without an ACL carol may not write, on any broker.
+        err = carol_produces(3, topic, 0)
+        assert err and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+        # An ACL made through broker 1 lets her write to the partitions led
+        # by brokers 1, 2 and 3.
+        acl = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:carol",
+                         "*", AclOperation.WRITE, AclPermissionType.ALLOW)
+        admin(1).create_acls([acl])[acl].result(30)
+        flt = AclBindingFilter(ResourceType.TOPIC, topic, ResourcePatternType.ANY, None, None,
+                               AclOperation.ANY, AclPermissionType.ANY)
+        for i in (1, 2, 3):
+            wait_until(f"broker {i} has the ACL",
+                       lambda: admin(i).describe_acls(flt).result(10) == [acl])
+        for part in range(3):
+            assert carol_produces(1, topic, part) is None
+        # A quota set through broker 3 is listed by broker 1.
+        r = subprocess.run([str(shardline_bin), "quota", "set", "--user", "carol",
+                            "--producer-byte-rate", "1048576", "-b", boot(3),
+                            "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-user", "admin",
+                            "--sasl-password", admin_pw],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        wait_until("broker 1 lists the quota", lambda: "user=carol" in quota_list(1))
+        # Everything survives kill -9 of the whole cluster.
+        for n in c.nodes.values():
+            n.kill9()
+        for n in c.nodes.values():
+            n.launch()
+        for n in c.nodes.values():
+            n.wait_ready(60)
+        wait_until("all three brokers back", lambda: brokers_seen(1) == 3)
+        assert "producer_byte_rate=1048576" in quota_list(2)
+        assert admin(3).describe_acls(flt).result(10) == [acl]
+        assert carol_produces(2, topic, 2) is None
+        # A deletion through broker 2 closes broker 3 to her again.
+        admin(2).delete_acls([flt])[flt].result(30)
+        wait_until("broker 3 refuses carol again",
+                   lambda: (e := carol_produces(3, topic, 0))
+                   and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, timeout=40)
+        # Not a single security file: it is all in the metadata log.
+        for n in c.nodes.values():
+            for f in ("acls.json", "credentials.json", "quotas.json"):
+                assert not (n.data_dir / f).exists(), f
+    finally:
+        c.close()

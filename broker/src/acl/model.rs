@@ -207,7 +207,7 @@ impl AclBinding {
 }
 
 /// Which pattern types a filter selects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PatternFilter {
     Any,
     /// The patterns that apply to the filter's resource name.
@@ -216,7 +216,7 @@ pub enum PatternFilter {
 }
 
 /// DescribeAcls / DeleteAcls filter: `None` is ANY (or a null string).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AclFilter {
     pub resource_type: Option<ResourceType>,
     pub resource_name: Option<String>,

@@ -1,27 +1,31 @@
-//! The ACL store: every binding, persisted in `DATA_DIR/acls.json`.
+//! The ACLs: cluster-wide, in the metadata log (see
+//! [`crate::metadata::security`]), so every broker enforces the same ones.
 //!
-//! Like the credential store, the file is written atomically (temp file,
-//! fsync, rename, fsync directory) and memory is a [`Durable`] snapshot:
-//! an authorization check clones the current `Arc<AclSnapshot>` (no I/O,
-//! no copying of ACLs, never waiting for a write); a change waits its turn
-//! behind earlier ones (from any shard), copies, modifies and persists on
-//! the blocking pool, then swaps, so a failed write changes nothing, the
-//! file and memory change in the same order, and no shard thread blocks.
+//! An authorization check clones the current `Arc<AclSnapshot>` of the
+//! published metadata (no I/O, no copying of ACLs, never waiting for a
+//! change); a change is a command in the log, answered once it is
+//! committed and applied here, so it is durable on a majority of the
+//! quorum and visible to the next check on this broker.
+//!
+//! `DATA_DIR/acls.json`, where a broker kept its ACLs before the log did,
+//! is read once at start and merged into the log (see
+//! [`crate::security::migrate`]).
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use shard::durable::{Durable, Persist, Planned};
 
 use super::authorizer::AclIndex;
 use super::model::{AclBinding, AclFilter};
+use crate::metadata::security::{SecurityCommand, SecurityEffect};
+use crate::metadata::{Effect, MetadataCommand, Source};
 
 const FORMAT_VERSION: u32 = 1;
-/// Most ACLs the store holds: every check walks the matching ones, and
-/// every change rewrites the file.
+/// Most ACLs the cluster holds: every check walks the matching ones, and
+/// every change copies the set.
 pub const MAX_ACLS: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +37,8 @@ pub enum AclStoreError {
     },
     #[error("ACL file {path} is corrupt: {detail}")]
     Corrupt { path: PathBuf, detail: String },
-    #[error("at most {MAX_ACLS} ACLs can be stored")]
-    TooMany,
+    #[error("{0}")]
+    Metadata(crate::quorum::core::ProposeError),
 }
 
 /// One immutable view of all ACLs, indexed for checks.
@@ -45,6 +49,8 @@ pub struct AclSnapshot {
     pub index: AclIndex,
 }
 
+type Removed = Vec<Vec<AclBinding>>;
+
 impl AclSnapshot {
     fn new(generation: u64, bindings: BTreeSet<AclBinding>) -> Self {
         let index = AclIndex::build(&bindings);
@@ -53,6 +59,52 @@ impl AclSnapshot {
             bindings,
             index,
         }
+    }
+
+    /// With `new` added (`None`: all were there already).
+    pub fn created(&self, new: &[AclBinding]) -> Result<Option<AclSnapshot>, String> {
+        let mut next = self.bindings.clone();
+        let mut changed = false;
+        for b in new {
+            changed |= next.insert(b.clone());
+        }
+        self.successor(next, changed)
+    }
+
+    /// Without what `filters` match, and what each filter matched (a
+    /// binding matched by two filters is reported by both, as Kafka does).
+    pub fn deleted(&self, filters: &[AclFilter]) -> (Option<AclSnapshot>, Removed) {
+        let removed: Removed = filters
+            .iter()
+            .map(|f| {
+                self.bindings
+                    .iter()
+                    .filter(|b| f.matches(b))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
+        let mut next = self.bindings.clone();
+        next.retain(|b| !filters.iter().any(|f| f.matches(b)));
+        let changed = next.len() != self.bindings.len();
+        let next = self
+            .successor(next, changed)
+            .expect("removing never exceeds the limit");
+        (next, removed)
+    }
+
+    fn successor(
+        &self,
+        next: BTreeSet<AclBinding>,
+        changed: bool,
+    ) -> Result<Option<AclSnapshot>, String> {
+        if !changed {
+            return Ok(None);
+        }
+        if next.len() > MAX_ACLS {
+            return Err(format!("at most {MAX_ACLS} ACLs can be stored"));
+        }
+        Ok(Some(AclSnapshot::new(self.generation + 1, next)))
     }
 }
 
@@ -63,145 +115,83 @@ struct FileFormat {
     acls: Vec<AclBinding>,
 }
 
+#[derive(Clone)]
 pub struct AclStore {
-    current: Durable<AclFile>,
+    source: Source,
 }
-
-/// Where the ACLs are written (`None`: kept in memory only, for tests).
-struct AclFile {
-    path: Option<PathBuf>,
-}
-
-impl Persist for AclFile {
-    type Value = AclSnapshot;
-    type Error = AclStoreError;
-
-    fn persist(&self, snap: &AclSnapshot) -> Result<(), AclStoreError> {
-        shard::blocking::assert_not_shard("AclStore::persist");
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let file = FileFormat {
-            version: FORMAT_VERSION,
-            acls: snap.bindings.iter().cloned().collect(),
-        };
-        let bytes = serde_json::to_vec_pretty(&file).expect("ACLs serialize");
-        shard::log::index::write_durably(path, &bytes).map_err(|source| AclStoreError::Io {
-            path: path.clone(),
-            source,
-        })
-    }
-}
-
-type Removed = Vec<Vec<AclBinding>>;
 
 impl AclStore {
-    fn with(path: Option<PathBuf>, bindings: BTreeSet<AclBinding>) -> Self {
-        AclStore {
-            current: Durable::new(AclFile { path }, AclSnapshot::new(0, bindings)),
-        }
+    pub fn new(source: Source) -> Self {
+        AclStore { source }
     }
 
-    /// A store that is never persisted (tests).
+    /// ACLs in memory only (tests).
     #[cfg(test)]
     pub fn in_memory() -> Self {
-        Self::with(None, BTreeSet::new())
-    }
-
-    /// Load `path`; a missing file is an empty store. A file that does not
-    /// parse is an error: starting without its DENY ACLs would open up
-    /// what they closed.
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self, AclStoreError> {
-        let path = path.into();
-        let bindings = match fs::read(&path) {
-            Ok(bytes) => decode(&bytes).map_err(|detail| AclStoreError::Corrupt {
-                path: path.clone(),
-                detail,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
-            Err(source) => return Err(AclStoreError::Io { path, source }),
-        };
-        Ok(Self::with(Some(path), bindings))
+        Self::new(Source::memory())
     }
 
     pub fn snapshot(&self) -> Arc<AclSnapshot> {
-        self.current.snapshot()
+        self.source.state().security.acls.clone()
     }
 
     /// Add bindings (already validated); ones already stored are no-ops.
-    /// Returns once the change is durable.
+    /// Returns once the change is committed and applied here.
     pub async fn create(&self, new: Vec<AclBinding>) -> Result<(), AclStoreError> {
-        self.current.update(plan_create(new)).await
+        let cmd = MetadataCommand::Security(SecurityCommand::CreateAcls { acls: new });
+        self.source
+            .execute(cmd)
+            .await
+            .map(|_| ())
+            .map_err(AclStoreError::Metadata)
     }
 
     /// Remove every binding matching each filter; returns what each filter
-    /// removed (a binding matched by two filters is reported by both, as
-    /// Kafka does), once the change is durable.
+    /// removed, once the change is committed and applied here.
     pub async fn delete(&self, filters: Vec<AclFilter>) -> Result<Removed, AclStoreError> {
-        self.current.update(plan_delete(filters)).await
+        let cmd = MetadataCommand::Security(SecurityCommand::DeleteAcls { filters });
+        removed(self.source.execute(cmd).await)
     }
 
     /// [`Self::create`] off the shards (tests).
     #[cfg(test)]
     pub fn create_blocking(&self, new: Vec<AclBinding>) -> Result<(), AclStoreError> {
-        self.current.update_blocking(plan_create(new))
+        futures::executor::block_on(self.create(new))
     }
 
     /// [`Self::delete`] off the shards (tests).
     #[cfg(test)]
     pub fn delete_blocking(&self, filters: Vec<AclFilter>) -> Result<Removed, AclStoreError> {
-        self.current.update_blocking(plan_delete(filters))
+        futures::executor::block_on(self.delete(filters))
     }
 }
 
-type Plan<R> = Result<Planned<AclSnapshot, R>, AclStoreError>;
-
-fn plan_create(new: Vec<AclBinding>) -> impl FnOnce(&AclSnapshot) -> Plan<()> + Send + 'static {
-    move |current| {
-        let mut next = current.bindings.clone();
-        let mut changed = false;
-        for b in new {
-            changed |= next.insert(b);
-        }
-        Ok((successor(current, next, changed)?, ()))
+fn removed(
+    outcome: Result<Effect, crate::quorum::core::ProposeError>,
+) -> Result<Removed, AclStoreError> {
+    match outcome.map_err(AclStoreError::Metadata)? {
+        Effect::Security(SecurityEffect::AclsDeleted(r)) => Ok(r),
+        other => unreachable!("DeleteAcls applied as {other:?}"),
     }
 }
 
-fn plan_delete(
-    filters: Vec<AclFilter>,
-) -> impl FnOnce(&AclSnapshot) -> Plan<Removed> + Send + 'static {
-    move |current| {
-        let removed: Removed = filters
-            .iter()
-            .map(|f| {
-                current
-                    .bindings
-                    .iter()
-                    .filter(|b| f.matches(b))
-                    .cloned()
-                    .collect()
-            })
-            .collect();
-        let mut next = current.bindings.clone();
-        next.retain(|b| !filters.iter().any(|f| f.matches(b)));
-        let changed = next.len() != current.bindings.len();
-        Ok((successor(current, next, changed)?, removed))
+/// The ACLs of a broker's `acls.json` from before the metadata log
+/// (`None`: there is no such file). A file that does not parse is an
+/// error: starting without its DENY ACLs would open up what they closed.
+pub fn read_legacy_file(path: &Path) -> Result<Option<BTreeSet<AclBinding>>, AclStoreError> {
+    match fs::read(path) {
+        Ok(bytes) => decode(&bytes)
+            .map(Some)
+            .map_err(|detail| AclStoreError::Corrupt {
+                path: path.to_path_buf(),
+                detail,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(AclStoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
-}
-
-/// The snapshot after a change (`None` if nothing changed).
-fn successor(
-    current: &AclSnapshot,
-    next: BTreeSet<AclBinding>,
-    changed: bool,
-) -> Result<Option<AclSnapshot>, AclStoreError> {
-    if !changed {
-        return Ok(None);
-    }
-    if next.len() > MAX_ACLS {
-        return Err(AclStoreError::TooMany);
-    }
-    Ok(Some(AclSnapshot::new(current.generation + 1, next)))
 }
 
 fn decode(bytes: &[u8]) -> Result<BTreeSet<AclBinding>, String> {

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::model::*;
-use super::store::AclStore;
+use super::store::{read_legacy_file, AclStore};
 use super::Authorizer;
 
 const HOST: &str = "10.0.0.7";
@@ -348,11 +348,17 @@ fn filters_match_like_kafka() {
     assert!(!by_principal.matches(&lit));
 }
 
+/// A store on a one-node metadata log in `dir` (and the log's owner).
+fn on_disk(dir: &std::path::Path) -> (crate::metadata::MetadataStore, AclStore) {
+    let meta = crate::metadata::MetadataStore::load_or_init(dir, 1, 0).unwrap();
+    let store = AclStore::new(meta.source());
+    (meta, store)
+}
+
 #[test]
 fn store_persists_and_reloads() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("acls.json");
-    let store = AclStore::open(&path).unwrap();
+    let (meta, store) = on_disk(dir.path());
     assert!(store.snapshot().bindings.is_empty());
     let a = topic_acl("t", "User:a", Operation::Read, Permission::Allow);
     let b = acl(
@@ -368,30 +374,33 @@ fn store_persists_and_reloads() {
         .create_blocking(vec![a.clone(), b.clone(), a.clone()])
         .unwrap();
     assert_eq!(store.snapshot().generation, 1);
-    let reloaded = AclStore::open(&path).unwrap();
+    drop((store, meta));
+    // A restart reads them back from the metadata log.
+    let (meta, reloaded) = on_disk(dir.path());
     let expected: BTreeSet<_> = [a.clone(), b.clone()].into_iter().collect();
     assert_eq!(reloaded.snapshot().bindings, expected);
     // Delete by filter, then reload again.
     let f = AclFilter::from_wire(3, None, 1, None, None, 1, 1).unwrap();
     let removed = reloaded.delete_blocking(vec![f]).unwrap();
     assert_eq!(removed, vec![vec![b]]);
-    let again = AclStore::open(&path).unwrap();
+    drop((reloaded, meta));
+    let (_meta, again) = on_disk(dir.path());
     assert_eq!(again.snapshot().bindings.len(), 1);
     assert!(again.snapshot().bindings.contains(&a));
-    assert!(!dir.path().join("acls.tmp").exists());
 }
 
 #[test]
-fn corrupt_file_is_a_clear_error() {
+fn corrupt_legacy_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("acls.json");
+    assert!(read_legacy_file(&path).unwrap().is_none());
     for bad in [
         "{not json",
         r#"{"version": 9, "acls": []}"#,
         r#"{"version": 1, "acls": [{"resource_type": "CLUSTER", "resource_name": "x", "pattern_type": "LITERAL", "principal": "User:a", "host": "*", "operation": "ALTER", "permission": "ALLOW"}]}"#,
     ] {
         std::fs::write(&path, bad).unwrap();
-        let err = AclStore::open(&path).err().expect("must fail").to_string();
+        let err = read_legacy_file(&path).expect_err("must fail").to_string();
         assert!(
             err.contains("acls.json") && err.contains("corrupt"),
             "{err}"
@@ -400,13 +409,14 @@ fn corrupt_file_is_a_clear_error() {
 }
 
 #[test]
-fn failed_persist_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sub").join("acls.json");
-    // The directory does not exist: the write fails.
-    let store = AclStore::open(&path).unwrap();
+fn a_refused_change_changes_nothing() {
+    let store = AclStore::in_memory();
     let a = topic_acl("t", "User:a", Operation::Read, Permission::Allow);
-    assert!(store.create_blocking(vec![a]).is_err());
+    // Not a principal: the log refuses the whole command, as a file write
+    // that failed did.
+    let bad = topic_acl("t", "nobody", Operation::Read, Permission::Allow);
+    let err = store.create_blocking(vec![a, bad]).unwrap_err().to_string();
+    assert!(err.contains("invalid"), "{err}");
     assert!(store.snapshot().bindings.is_empty());
     assert_eq!(store.snapshot().generation, 0);
 }
@@ -451,15 +461,15 @@ fn some_resource_of_a_type() {
 }
 
 /// CreateAcls from two shards at once (pipelined on each): every ACL is
-/// durable when its create returns, none is lost to a concurrent writer,
-/// and no write runs on a shard thread (debug builds assert it).
+/// in the metadata log when its create returns and none is lost to a
+/// concurrent writer.
 #[test]
 fn concurrent_creates_from_two_shards_all_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("acls.json");
-    let store = std::sync::Arc::new(AclStore::open(&path).unwrap());
+    let (meta, store) = on_disk(dir.path());
+    let store = std::sync::Arc::new(store);
     let shared = store.clone();
-    shard::durable::on_test_shards(2, move |shard| {
+    shard::testing::on_test_shards(2, move |shard| {
         let store = shared.clone();
         async move {
             let creates: Vec<_> = (0..25)
@@ -483,8 +493,11 @@ fn concurrent_creates_from_two_shards_all_survive_a_restart() {
             assert_eq!(store.delete(vec![f]).await.unwrap()[0].len(), 1);
         }
     });
-    assert_eq!(store.snapshot().bindings.len(), 48);
-    assert_eq!(store.snapshot().generation, 52);
-    let reloaded = AclStore::open(&path).unwrap().snapshot();
-    assert_eq!(reloaded.bindings, store.snapshot().bindings);
+    let before = store.snapshot();
+    assert_eq!(before.bindings.len(), 48);
+    assert_eq!(before.generation, 52);
+    drop(store);
+    drop(meta);
+    let (_meta, reloaded) = on_disk(dir.path());
+    assert_eq!(reloaded.snapshot().bindings, before.bindings);
 }

@@ -109,8 +109,8 @@ pub fn live_brokers(
         .collect()
 }
 
-/// The controller id clients are told: the active controller when it is
-/// a live broker, else this broker (KRaft brokers name a broker, since
+/// The controller DescribeCluster reports: the active controller when it
+/// is a live broker, else this broker (KRaft brokers name a broker, since
 /// clients cannot reach controllers; admin requests to it are forwarded).
 pub fn controller_id(state: &ShardState, snap: &ClusterState) -> i32 {
     match state.metadata.quorum().view().leader {
@@ -257,7 +257,13 @@ pub async fn handle(
                 .collect(),
         )
         .with_cluster_id(Some(StrBytes::from_string(snap.cluster_id.clone())))
-        .with_controller_id(BrokerId(controller_id(state, &snap)))
+        // Clients send admin requests to the "controller" named here: this
+        // broker, which the client evidently reaches and which proposes them
+        // to the quorum itself (KRaft brokers name an alive broker too and
+        // forward). Naming the active controller would point clients at a
+        // dead node for as long as this broker has not heard of the next
+        // one (librdkafka then waits on it until its request times out).
+        .with_controller_id(BrokerId(state.config.node_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(i32::MIN)
 }

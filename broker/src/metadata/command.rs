@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::{BrokerMeta, ClusterState, PartitionMeta, TopicMeta};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum MetadataCommand {
     /// A new topic with all its partitions placed (Kafka's TopicRecord plus
     /// PartitionRecords plus ConfigRecords).
@@ -71,6 +71,8 @@ pub enum MetadataCommand {
     /// Place the group coordinators (`__consumer_offsets`' partitions);
     /// refused once they are placed.
     PlaceCoordinators { partitions: Vec<PartitionMeta> },
+    /// ACLs, SCRAM credentials, client quotas (see [`super::security`]).
+    Security(super::security::SecurityCommand),
 }
 
 /// What an applied command changed, for the controller's next steps.
@@ -81,15 +83,23 @@ pub enum Effect {
     /// The topic as it was before it was deleted.
     TopicDeleted(Arc<TopicMeta>),
     /// Producer ids `start..end` are reserved.
-    ProducerIds { start: i64, end: i64 },
+    ProducerIds {
+        start: i64,
+        end: i64,
+    },
     /// The cluster has its id.
     ClusterId,
     /// The broker's registration epoch.
-    BrokerRegistered { epoch: i64 },
+    BrokerRegistered {
+        epoch: i64,
+    },
     /// A broker's state changed; so did the leaders of `moved` partitions.
-    BrokerChanged { moved: usize },
+    BrokerChanged {
+        moved: usize,
+    },
     /// The coordinators are placed.
     CoordinatorsPlaced,
+    Security(super::security::SecurityEffect),
 }
 
 impl ClusterState {
@@ -240,6 +250,7 @@ impl ClusterState {
                 self.coordinators = partitions.clone();
                 Effect::CoordinatorsPlaced
             }
+            MetadataCommand::Security(cmd) => self.security.apply(cmd)?,
         };
         debug_assert_eq!(self.check_invariants(shards), Ok(()));
         Ok(effect)

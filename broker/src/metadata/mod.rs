@@ -11,10 +11,13 @@ pub mod brokers;
 pub mod command;
 pub mod internal;
 pub mod placement;
+pub mod security;
+pub mod source;
 pub mod topic_config;
 
 pub use brokers::{BrokerMeta, Endpoint};
 pub use command::{Effect, MetadataCommand};
+pub use source::Source;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -136,6 +139,10 @@ pub struct ClusterState {
     /// the topic then.
     #[serde(default)]
     pub coordinators: Vec<PartitionMeta>,
+    /// ACLs, SCRAM credentials, client quotas (never in the metadata files
+    /// that predate the log).
+    #[serde(skip)]
+    pub security: security::SecurityState,
     #[serde(skip)]
     by_id: HashMap<Uuid, String>,
 }
@@ -373,6 +380,11 @@ impl MetadataStore {
 
     pub fn quorum(&self) -> &crate::quorum::Quorum {
         &self.quorum
+    }
+
+    /// The quorum as the security stores read and change it.
+    pub fn source(&self) -> Source {
+        Source::Quorum(self.quorum.clone())
     }
 
     /// This broker's registration: (epoch, fenced), once it has joined.

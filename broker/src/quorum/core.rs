@@ -31,6 +31,9 @@ const ELECTION_TICKS: usize = 10;
 const HEARTBEAT_TICKS: usize = 2;
 /// Snapshot after this many applied entries since the last one.
 pub const SNAPSHOT_EVERY: u64 = 1024;
+/// Most undelivered proposals kept for another try (see
+/// [`QuorumCore::undelivered`]).
+const MAX_UNDELIVERED: usize = 1024;
 /// A proposal not applied within this many ticks (10 s) is answered
 /// `TimedOut`: its forward to the leader, or the leader, was lost. (It may
 /// still commit later, as a Kafka request that timed out may have
@@ -111,6 +114,10 @@ pub struct QuorumCore<W> {
     conf_state: ConfState,
     /// Proposals waiting to be applied, with the tick they time out at.
     pending: HashMap<u64, (W, u64)>,
+    /// Proposals forwarded to a leader that never received them (the
+    /// transport could not deliver): (context, command, leader it missed,
+    /// tick it failed at), proposed again once a leader can take them.
+    undelivered: Vec<(Vec<u8>, Vec<u8>, u64, u64)>,
     next_proposal: u64,
     ticks: u64,
     snapshot_every: u64,
@@ -160,6 +167,7 @@ impl<W> QuorumCore<W> {
             applied,
             conf_state,
             pending: HashMap::new(),
+            undelivered: Vec::new(),
             next_proposal: cfg.first_proposal,
             ticks: 0,
             snapshot_every: cfg.snapshot_every.max(1),
@@ -225,10 +233,59 @@ impl<W> QuorumCore<W> {
         std::mem::take(&mut self.changed)
     }
 
+    /// Forwarded proposals the transport failed to hand to `leader` (it
+    /// never received them, so proposing them again cannot apply one
+    /// twice). raft-rs forwards a follower's proposal to the leader it
+    /// knows and forgets it; when that leader has just died the proposal
+    /// would wait out its timeout although a new leader is elected within
+    /// a second or two. They go out again at the next tick with a leader
+    /// (a new one, or the same one a tick later), until their deadline.
+    pub fn undelivered(&mut self, leader: u64, entries: Vec<raft::prelude::Entry>) {
+        for mut e in entries {
+            let mine = e.context.len() == 16
+                && e.context[..8] == self.id.to_le_bytes()
+                && self.pending.contains_key(&u64::from_le_bytes(
+                    e.context[8..16].try_into().expect("8 bytes"),
+                ));
+            if mine && self.undelivered.len() < MAX_UNDELIVERED {
+                self.undelivered.push((
+                    std::mem::take(&mut e.context).to_vec(),
+                    std::mem::take(&mut e.data).to_vec(),
+                    leader,
+                    self.ticks,
+                ));
+            }
+        }
+    }
+
+    fn resubmit_undelivered(&mut self) {
+        // raft's own view: the soft state cached in `leader` lags a cycle.
+        let leader = self.node.raft.leader_id;
+        if leader == raft::INVALID_ID || self.undelivered.is_empty() {
+            return;
+        }
+        let now = self.ticks;
+        for (ctx, data, missed, at) in std::mem::take(&mut self.undelivered) {
+            let pid = u64::from_le_bytes(ctx[8..16].try_into().expect("8 bytes"));
+            if !self.pending.contains_key(&pid) {
+                continue; // timed out meanwhile
+            }
+            if missed == leader && at >= now {
+                self.undelivered.push((ctx, data, missed, at));
+                continue;
+            }
+            if let Err(e) = self.node.propose(ctx.clone(), data.clone()) {
+                tracing::debug!(target: "raft", "proposal {pid} not proposed again yet: {e}");
+                self.undelivered.push((ctx, data, missed, now));
+            }
+        }
+    }
+
     /// Raft's clock; returns the proposals that timed out.
     pub fn tick(&mut self) -> Vec<W> {
         self.node.tick();
         self.ticks += 1;
+        self.resubmit_undelivered();
         let now = self.ticks;
         let expired: Vec<u64> = self
             .pending

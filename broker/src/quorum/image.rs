@@ -16,8 +16,67 @@ use uuid::Uuid;
 
 use crate::metadata::{BrokerMeta, ClusterState, Endpoint, PartitionMeta, TopicMeta};
 
+#[path = "image_security.rs"]
+mod security;
+
 /// 2: replicas' shards per broker, registered brokers.
-const VERSION: u32 = 2;
+/// 3: ACLs, SCRAM credentials, client quotas ([`ImageV3`]).
+const VERSION: u32 = 3;
+/// Images of version 2 (an [`Image`] alone) are still read.
+const VERSION_2: u32 = 2;
+
+/// Version 3: the version 2 image and the security state.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ImageV3 {
+    version: u32,
+    base: Image,
+    security: SecurityImage,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct SecurityImage {
+    acls: Vec<AclImage>,
+    users: Vec<UserImage>,
+    fake_salt_secret: Vec<u8>,
+    quotas: Vec<QuotaImage>,
+}
+
+/// Kafka's codes for the enums.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct AclImage {
+    resource_type: i8,
+    resource_name: String,
+    pattern_type: i8,
+    principal: String,
+    host: String,
+    operation: i8,
+    permission: i8,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct UserImage {
+    name: String,
+    credentials: Vec<CredentialImage>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct CredentialImage {
+    /// Kafka's mechanism type (1: SHA-256, 2: SHA-512).
+    mechanism: i8,
+    salt: Vec<u8>,
+    iterations: u32,
+    stored_key: Vec<u8>,
+    server_key: Vec<u8>,
+}
+
+/// An entity part: `None` absent, `Some(None)` the default entity.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct QuotaImage {
+    user: Option<Option<String>>,
+    client_id: Option<Option<String>>,
+    /// Kafka's key names (`producer_byte_rate`).
+    values: Vec<(String, f64)>,
+}
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct Image {
@@ -68,7 +127,18 @@ struct PartitionImage {
 
 /// The archive of `state`.
 pub fn encode(state: &ClusterState) -> Vec<u8> {
-    let image = Image {
+    let image = ImageV3 {
+        version: VERSION,
+        base: base_image(state),
+        security: security::image(&state.security),
+    };
+    rkyv::to_bytes::<rancor::Error>(&image)
+        .expect("archiving metadata into memory cannot fail")
+        .into_vec()
+}
+
+fn base_image(state: &ClusterState) -> Image {
+    Image {
         version: VERSION,
         cluster_id: state.cluster_id.clone(),
         producer_id_block_end: state.producer_id_block_end,
@@ -110,10 +180,7 @@ pub fn encode(state: &ClusterState) -> Vec<u8> {
             .collect(),
         next_broker_epoch: state.next_broker_epoch,
         coordinators: state.coordinators.iter().map(partition_image).collect(),
-    };
-    rkyv::to_bytes::<rancor::Error>(&image)
-        .expect("archiving metadata into memory cannot fail")
-        .into_vec()
+    }
 }
 
 /// The state archived in `bytes`, validated.
@@ -122,14 +189,27 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
     // archive was written; a file read into a Vec<u8> need not be.
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
     aligned.extend_from_slice(bytes);
+    // The version is the first field of both layouts; an archive of one
+    // does not validate as the other (its root sits elsewhere).
+    if let Ok(image) = rkyv::access::<ArchivedImageV3, rancor::Error>(&aligned) {
+        if image.version.to_native() == VERSION {
+            let mut state = base_state(&image.base)?;
+            state.security = security::state(&image.security)?;
+            return Ok(state);
+        }
+    }
     let image = rkyv::access::<ArchivedImage, rancor::Error>(&aligned)
         .map_err(|e| format!("metadata image is invalid: {e}"))?;
     let version = image.version.to_native();
-    if version != VERSION {
+    if version != VERSION_2 {
         return Err(format!(
-            "metadata image version {version}; this build reads version {VERSION}"
+            "metadata image version {version}; this build reads versions {VERSION_2} and {VERSION}"
         ));
     }
+    base_state(image)
+}
+
+fn base_state(image: &ArchivedImage) -> Result<ClusterState, String> {
     let mut state = ClusterState::default();
     state.cluster_id = image.cluster_id.as_str().to_string();
     state.producer_id_block_end = image.producer_id_block_end.to_native();
@@ -242,12 +322,75 @@ mod tests {
             usize::MAX,
         )
         .unwrap();
+        add_security(&mut s);
         let back = decode(&encode(&s)).unwrap();
         assert_eq!(back, s);
+        assert_eq!(back.security.acls.bindings.len(), 1);
         assert_eq!(
             back.topic_by_id(&Uuid::from_u64_pair(1, 2)).unwrap().name,
             "t"
         );
         assert!(decode(b"garbage, not an archive").is_err());
+    }
+
+    fn add_security(s: &mut ClusterState) {
+        use crate::acl::model::{AclBinding, Operation, PatternType, Permission, ResourceType};
+        use crate::metadata::security::SecurityCommand;
+        use crate::quotas::entity::{Entity, Name, QuotaKey};
+        use crate::security::credentials::StoredCredential;
+        use crate::security::scram::{ScramCredential, ScramMechanism};
+        let acl = AclBinding {
+            resource_type: ResourceType::Topic,
+            resource_name: "t".into(),
+            pattern_type: PatternType::Prefixed,
+            principal: "User:a".into(),
+            host: "*".into(),
+            operation: Operation::Read,
+            permission: Permission::Deny,
+        };
+        let cred = ScramCredential::new(ScramMechanism::Sha512, "pw", 4096).unwrap();
+        let entity = Entity {
+            user: Some(Name::Default),
+            client_id: Some(Name::Named("app".into())),
+        };
+        s.apply(
+            &MetadataCommand::Security(SecurityCommand::Import {
+                acls: vec![acl],
+                users: vec![("alice".into(), vec![StoredCredential::from(&cred)])],
+                quotas: vec![(entity, vec![(QuotaKey::ProducerByteRate, Some(1024.0))])],
+                fake_salt_secret: Some(vec![9; 32]),
+            }),
+            usize::MAX,
+        )
+        .unwrap();
+        assert_eq!(s.security.acls.bindings.len(), 1);
+        assert_eq!(s.security.scram.users.len(), 1);
+        assert_eq!(s.security.quotas.entities.len(), 1);
+    }
+
+    /// Snapshots written before the security state (version 2) still load.
+    #[test]
+    fn a_version_2_image_is_read() {
+        let mut s = ClusterState::default();
+        s.cluster_id = "old".into();
+        s.apply(
+            &MetadataCommand::PlaceCoordinators {
+                partitions: vec![PartitionMeta::local(0, 2)],
+            },
+            usize::MAX,
+        )
+        .unwrap();
+        let mut v2 = base_image(&s);
+        v2.version = VERSION_2;
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v2).unwrap().into_vec();
+        assert_eq!(decode(&bytes).unwrap(), s);
+        // And a version 3 image does not pass for a version 2 one.
+        add_security(&mut s);
+        let back = decode(&encode(&s)).unwrap();
+        assert_eq!(back.security, s.security);
+        let mut v9 = base_image(&s);
+        v9.version = 9;
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v9).unwrap().into_vec();
+        assert!(decode(&bytes).unwrap_err().contains("version 9"));
     }
 }

@@ -47,6 +47,8 @@ pub enum Input {
     Unreachable {
         to: u64,
         snapshot: bool,
+        /// Proposals it forwarded to `to`.
+        proposals: Vec<raft::prelude::Entry>,
     },
     /// A snapshot to raft id `to` was written to its connection.
     SnapshotSent {
@@ -90,8 +92,14 @@ pub struct Quorum {
     published: Arc<RwLock<Arc<ClusterState>>>,
     view: Arc<RwLock<QuorumView>>,
     changes: Arc<Mutex<Vec<futures::channel::mpsc::Sender<()>>>>,
+    watchers: Watchers,
     thread: Option<std::thread::JoinHandle<()>>,
 }
+
+/// Called with every published state, on the quorum's thread: for flags
+/// derived from the state that hot paths read without taking its lock.
+pub type Watcher = Box<dyn Fn(&ClusterState) + Send + Sync>;
+type Watchers = Arc<Mutex<Vec<Watcher>>>;
 
 /// What `start` needs besides the log's directory and the core's config.
 pub struct StartOptions {
@@ -116,6 +124,7 @@ impl Quorum {
         let published = Arc::new(RwLock::new(Arc::new(core.state().clone())));
         let view = Arc::new(RwLock::new(QuorumView::default()));
         let changes = Arc::new(Mutex::new(Vec::new()));
+        let watchers: Watchers = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::sync_channel(INBOX);
         let (ready_tx, ready_rx) = mpsc::channel();
         let reopen = Reopen {
@@ -152,6 +161,7 @@ impl Quorum {
             published: published.clone(),
             view: view.clone(),
             changes: changes.clone(),
+            watchers: watchers.clone(),
             peers: Peers::new(tx.clone()),
             addresses,
             controller_listener,
@@ -175,6 +185,7 @@ impl Quorum {
             published,
             view,
             changes,
+            watchers,
             thread: Some(handle),
         })
     }
@@ -186,6 +197,16 @@ impl Quorum {
 
     pub fn view(&self) -> QuorumView {
         self.view.read().expect("quorum view lock").clone()
+    }
+
+    /// Call `watcher` with the current state now and with every state
+    /// published from now on, in order.
+    pub fn watch(&self, watcher: Watcher) {
+        // Under the lock: a state published meanwhile reaches the watcher
+        // after this one, never before.
+        let mut watchers = self.watchers.lock().expect("watchers lock");
+        watcher(&self.state());
+        watchers.push(watcher);
     }
 
     /// A receiver woken after each published change (changes coalesce).
@@ -253,6 +274,7 @@ struct Thread {
     published: Arc<RwLock<Arc<ClusterState>>>,
     view: Arc<RwLock<QuorumView>>,
     changes: Arc<Mutex<Vec<futures::channel::mpsc::Sender<()>>>>,
+    watchers: Watchers,
     peers: Peers,
     /// Voters' controller listeners by raft id (learners' come from their
     /// registrations).
@@ -391,7 +413,11 @@ impl Thread {
         };
         *self.view.write().expect("quorum view lock") = view;
         if self.core.take_changed() {
-            *self.published.write().expect("metadata lock") = Arc::new(self.core.state().clone());
+            let state = Arc::new(self.core.state().clone());
+            *self.published.write().expect("metadata lock") = state.clone();
+            for w in self.watchers.lock().expect("watchers lock").iter() {
+                w(&state);
+            }
             let mut subscribers = self.changes.lock().expect("subscribers lock");
             subscribers.retain_mut(|s| match s.try_send(()) {
                 Ok(()) => true,
@@ -445,8 +471,15 @@ impl Thread {
                         self.core.step(m);
                     }
                 }
-                Ok(Input::Unreachable { to, snapshot }) => {
+                Ok(Input::Unreachable {
+                    to,
+                    snapshot,
+                    proposals,
+                }) => {
                     self.core.report_unreachable(to);
+                    if !proposals.is_empty() {
+                        self.core.undelivered(to, proposals);
+                    }
                     if snapshot {
                         self.core.report_snapshot(to, false);
                     }

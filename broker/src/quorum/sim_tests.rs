@@ -107,6 +107,13 @@ impl Sim {
                     n.report_snapshot(m.to, !lost);
                 }
                 if lost {
+                    // A transport that cannot reach a node knows its
+                    // forwarded proposals did not get there.
+                    let cut_off = self.isolated.contains(&m.from) || self.isolated.contains(&m.to);
+                    if cut_off && m.get_msg_type() == MessageType::MsgPropose {
+                        let n = self.nodes.get_mut(id).unwrap();
+                        n.undelivered(m.to, m.entries.to_vec());
+                    }
                     continue;
                 }
                 if self.rng.chance(self.drop_percent as u32 * 5) {
@@ -367,4 +374,43 @@ fn a_torn_tail_is_cut_and_a_corrupt_snapshot_refused() {
         .err()
         .expect("a corrupt snapshot is refused");
     assert!(err.to_string().contains("checksum"), "{err}");
+}
+
+#[test]
+fn a_proposal_forwarded_to_a_leader_that_just_died_is_applied_by_the_next() {
+    let mut sim = Sim::new(3, 7, 100);
+    assert!(sim.propose("a", 1));
+    sim.run(3);
+    let old = sim.wait_leader();
+    let follower = (1..=3).find(|id| *id != old).unwrap();
+    // The leader is cut off; the follower does not know yet and forwards.
+    sim.isolated.insert(old);
+    assert!(sim
+        .nodes
+        .get_mut(&follower)
+        .unwrap()
+        .propose(&create("b"), 2)
+        .is_ok());
+    // Within the proposal timeout (100 ticks) the other two elect a new
+    // leader, the proposal goes to it and is applied.
+    for _ in 0..90 {
+        sim.step(true);
+        if sim.acked.contains(&"t2".to_string()) {
+            break;
+        }
+    }
+    assert!(
+        sim.acked.contains(&"t2".to_string()),
+        "the proposal was applied"
+    );
+    let new = sim.leader().unwrap();
+    assert_ne!(new, old);
+    sim.run(3);
+    assert_eq!(sim.topics(follower), vec!["a".to_string(), "b".to_string()]);
+    // Once, everywhere.
+    sim.isolated.clear();
+    sim.run(60);
+    for id in 1..=3 {
+        assert_eq!(sim.topics(id), vec!["a".to_string(), "b".to_string()]);
+    }
 }

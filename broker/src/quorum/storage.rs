@@ -56,6 +56,10 @@ impl MetaStorage {
     /// Open `dir`'s log, or start it from `bootstrap()` when it has none.
     pub fn open(dir: &Path, bootstrap: impl FnOnce() -> Bootstrap) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        // The log holds SCRAM keys (which let a holder impersonate the
+        // broker to clients): only the broker's user may read it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         let snap_path = dir.join(SNAPSHOT);
         let log_path = dir.join(LOG);
         let fresh = !snap_path.exists() && !log_path.exists();

@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
-use raft::prelude::{Message, MessageType};
+use raft::prelude::{Entry, Message, MessageType};
 
 use super::node::Input;
 use super::wire;
@@ -55,6 +55,21 @@ struct Outgoing {
     frame: Vec<u8>,
     /// The batch carries a snapshot: its delivery is reported to raft.
     snapshot: bool,
+    /// Proposals forwarded to the leader in the batch: handed back when
+    /// the batch is not delivered (see `QuorumCore::undelivered`).
+    proposals: Vec<Entry>,
+}
+
+impl Outgoing {
+    /// This batch did not reach `to` (certainly: nothing or a torn frame
+    /// was written, and a torn frame is discarded by the receiver).
+    fn failed(self, to: u64, inbox: &SyncSender<Input>) {
+        let _ = inbox.try_send(Input::Unreachable {
+            to,
+            snapshot: self.snapshot,
+            proposals: self.proposals,
+        });
+    }
 }
 
 impl Peers {
@@ -72,6 +87,11 @@ impl Peers {
             .iter()
             .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
         let frame = raft_frame(&wire::encode(messages));
+        let proposals: Vec<Entry> = messages
+            .iter()
+            .filter(|m| m.get_msg_type() == MessageType::MsgPropose)
+            .flat_map(|m| m.entries.iter().cloned())
+            .collect();
         if self.senders.get(&to).is_none_or(|s| s.addr != addr) {
             // A new peer, or one that moved: a new thread (the old one
             // ends when its queue's sender is dropped here).
@@ -94,10 +114,15 @@ impl Peers {
             );
         }
         let sender = &self.senders[&to];
-        match sender.queue.try_send(Outgoing { frame, snapshot }) {
+        let out = Outgoing {
+            frame,
+            snapshot,
+            proposals,
+        };
+        match sender.queue.try_send(out) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let _ = self.inbox.try_send(Input::Unreachable { to, snapshot });
+            Err(TrySendError::Full(out)) | Err(TrySendError::Disconnected(out)) => {
+                out.failed(to, &self.inbox)
             }
         }
     }
@@ -111,10 +136,7 @@ fn peer_sender(to: u64, addr: String, queue: mpsc::Receiver<Outgoing>, inbox: Sy
         // After a failure, batches of the next moment go nowhere rather
         // than each waiting out a connect timeout.
         if failed_at.is_some_and(|t| t.elapsed() < Duration::from_millis(200)) {
-            let _ = inbox.try_send(Input::Unreachable {
-                to,
-                snapshot: out.snapshot,
-            });
+            out.failed(to, &inbox);
             continue;
         }
         if stream.is_none() {
@@ -125,10 +147,7 @@ fn peer_sender(to: u64, addr: String, queue: mpsc::Receiver<Outgoing>, inbox: Sy
                         tracing::debug!("quorum peer {} at {addr}: {e}", to - 1);
                     }
                     failed_at = Some(std::time::Instant::now());
-                    let _ = inbox.try_send(Input::Unreachable {
-                        to,
-                        snapshot: out.snapshot,
-                    });
+                    out.failed(to, &inbox);
                     continue;
                 }
             }
@@ -148,10 +167,7 @@ fn peer_sender(to: u64, addr: String, queue: mpsc::Receiver<Outgoing>, inbox: Sy
                 tracing::debug!("quorum peer {} at {addr}: {e}", to - 1);
                 stream = None;
                 failed_at = Some(std::time::Instant::now());
-                let _ = inbox.try_send(Input::Unreachable {
-                    to,
-                    snapshot: out.snapshot,
-                });
+                out.failed(to, &inbox);
             }
         }
     }

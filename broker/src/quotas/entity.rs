@@ -22,7 +22,9 @@ pub const USER: &str = "user";
 pub const CLIENT_ID: &str = "client-id";
 
 /// One part of an entity: a specific name or the default entity.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Name {
     Default,
     Named(String),
@@ -42,7 +44,9 @@ impl Name {
 }
 
 /// A quota entity; at least one part is present.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Entity {
     pub user: Option<Name>,
     pub client_id: Option<Name>,
@@ -109,7 +113,9 @@ impl fmt::Display for Entity {
 }
 
 /// The quota keys we accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum QuotaKey {
     ProducerByteRate,
     ConsumerByteRate,

@@ -1,24 +1,30 @@
-//! The configured quotas and their file, `DATA_DIR/quotas.json`.
+//! The configured client quotas: cluster-wide in the metadata log, as
+//! Kafka's KRaft keeps them (`ClientQuotaRecord`; see
+//! [`crate::metadata::security`]), so every broker throttles by the same
+//! ones.
 //!
-//! Readers take an `Arc` snapshot (never waiting for a write); a change
-//! waits its turn behind earlier ones from any shard, then on the blocking
-//! pool builds the next snapshot, writes it atomically (temp file, fsync,
-//! rename, fsync directory) and only then publishes it (see
-//! [`shard::durable`]), so memory never holds what the disk does not and
-//! no shard thread blocks on the write.
-//! A file that exists but does not parse stops the broker: starting
-//! without the quotas would silently lift every limit.
+//! Readers take an `Arc` snapshot of the published metadata (never
+//! waiting for a change); a change is a command in the log, answered once
+//! it is committed and applied here. The hot path's switch
+//! ([`QuotaStore::enforces_any`]) is an atomic the quorum's thread keeps
+//! in step with each published state.
+//!
+//! `DATA_DIR/quotas.json`, where a broker kept its quotas before the log
+//! did, is read once at start and merged into the log (see
+//! [`crate::security::migrate`]); a file that exists but does not parse
+//! stops the broker, as starting without it would lift every limit.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use shard::durable::{Durable, Persist, Planned};
 
 use super::entity::{Entity, QuotaKey};
+use crate::metadata::security::SecurityCommand;
+use crate::metadata::{MetadataCommand, Source};
 
 /// Upper bound on configured entities: each one is a map entry every
 /// snapshot copies, and quotas are few in practice.
@@ -37,6 +43,46 @@ impl Snapshot {
         self.entities
             .values()
             .any(|v| v.keys().any(|k| *k != QuotaKey::ControllerMutationRate))
+    }
+
+    /// With `changes` applied together (`None`: nothing changed). Removing
+    /// a key that is not set is not an error (as in Kafka).
+    pub fn changed(&self, changes: &[Change]) -> Result<Option<Snapshot>, String> {
+        let mut next = self.entities.clone();
+        for (entity, ops) in changes {
+            let values = next.entry(entity.clone()).or_default();
+            for (key, value) in ops {
+                match value {
+                    Some(v) => {
+                        key.validate(*v).map_err(|e| format!("{entity}: {e}"))?;
+                        values.insert(*key, *v);
+                    }
+                    None => {
+                        values.remove(key);
+                    }
+                }
+            }
+            if values.is_empty() {
+                next.remove(entity);
+            }
+        }
+        if next == self.entities {
+            return Ok(None);
+        }
+        self.with_entities(next)
+    }
+
+    /// A snapshot of `entities`, within the limit.
+    pub fn with_entities(
+        &self,
+        entities: BTreeMap<Entity, Values>,
+    ) -> Result<Option<Snapshot>, String> {
+        if entities.len() > MAX_ENTITIES {
+            return Err(format!(
+                "at most {MAX_ENTITIES} quota entities can be configured"
+            ));
+        }
+        Ok(Some(Snapshot { entities }))
     }
 }
 
@@ -61,145 +107,73 @@ struct FileFormat {
 const FORMAT_VERSION: u32 = 1;
 
 pub struct QuotaStore {
-    current: Durable<QuotaFile>,
-}
-
-/// Where the quotas are written (`None`: in memory only), and the hot
-/// path's switch, kept in step with the published snapshot.
-struct QuotaFile {
-    path: Option<PathBuf>,
-    enforces_any: AtomicBool,
-}
-
-impl Persist for QuotaFile {
-    type Value = Snapshot;
-    type Error = String;
-
-    fn persist(&self, snap: &Snapshot) -> Result<(), String> {
-        match &self.path {
-            Some(path) => {
-                persist(path, snap).map_err(|e| format!("writing {}: {e}", path.display()))
-            }
-            None => Ok(()),
-        }
-    }
-
-    fn published(&self, snap: &Snapshot) {
-        self.enforces_any
-            .store(snap.enforces_any(), Ordering::Release);
-    }
+    source: Source,
+    /// Whether the published snapshot sets a quota we enforce.
+    enforces_any: Arc<AtomicBool>,
 }
 
 impl QuotaStore {
-    fn with(path: Option<PathBuf>, snap: Snapshot) -> QuotaStore {
-        let file = QuotaFile {
-            path,
-            enforces_any: AtomicBool::new(snap.enforces_any()),
-        };
+    pub fn new(source: Source) -> QuotaStore {
+        let enforces_any = Arc::new(AtomicBool::new(false));
+        let flag = enforces_any.clone();
+        source.watch(Box::new(move |state| {
+            flag.store(state.security.quotas.enforces_any(), Ordering::Release)
+        }));
         QuotaStore {
-            current: Durable::new(file, snap),
+            source,
+            enforces_any,
         }
     }
 
+    /// No quotas, in memory only (tests, tools, and a shard's stand-in
+    /// until the broker hands it the real store).
     pub fn in_memory() -> QuotaStore {
-        Self::with(None, Snapshot::default())
-    }
-
-    /// Load `path`; a missing file is an empty store (created on the first
-    /// change).
-    pub fn open(path: impl Into<PathBuf>) -> Result<QuotaStore, String> {
-        let path = path.into();
-        let snap = match fs::read(&path) {
-            Ok(bytes) => decode(&bytes).map_err(|e| {
-                format!(
-                    "quota file {} is corrupt: {e}; fix or remove it (removing drops every quota)",
-                    path.display()
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Snapshot::default(),
-            Err(e) => return Err(format!("reading quota file {}: {e}", path.display())),
-        };
-        Ok(Self::with(Some(path), snap))
+        Self::new(Source::memory())
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.snapshot()
+        self.source.state().security.quotas.clone()
     }
 
     /// Whether the published snapshot sets a quota we enforce: one relaxed
     /// load, for the hot path.
     #[inline]
     pub fn enforces_any(&self) -> bool {
-        self.current
-            .persister()
-            .enforces_any
-            .load(Ordering::Relaxed)
+        self.enforces_any.load(Ordering::Relaxed)
     }
 
-    /// Apply `changes` together and persist them; returns once they are
-    /// durable and published. Removing a key that is not set is not an
-    /// error (as in Kafka).
+    /// Apply `changes` together; returns once they are committed and
+    /// applied here. Removing a key that is not set is not an error (as
+    /// in Kafka).
     pub async fn apply(&self, changes: Vec<Change>) -> Result<(), String> {
-        self.current.update(plan(changes)).await
+        let cmd = MetadataCommand::Security(SecurityCommand::AlterClientQuotas { changes });
+        self.source
+            .execute(cmd)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// [`Self::apply`] off the shards (tests).
     #[cfg(test)]
     pub fn apply_blocking(&self, changes: Vec<Change>) -> Result<(), String> {
-        self.current.update_blocking(plan(changes))
+        futures::executor::block_on(self.apply(changes))
     }
 }
 
-type Plan = Result<Planned<Snapshot, ()>, String>;
-
-fn plan(changes: Vec<Change>) -> impl FnOnce(&Snapshot) -> Plan + Send + 'static {
-    move |current| {
-        let mut next = current.clone();
-        for (entity, ops) in &changes {
-            let values = next.entities.entry(entity.clone()).or_default();
-            for (key, value) in ops {
-                match value {
-                    Some(v) => {
-                        values.insert(*key, *v);
-                    }
-                    None => {
-                        values.remove(key);
-                    }
-                }
-            }
-            if values.is_empty() {
-                next.entities.remove(entity);
-            }
-        }
-        if next.entities.len() > MAX_ENTITIES {
-            return Err(format!(
-                "at most {MAX_ENTITIES} quota entities can be configured"
-            ));
-        }
-        Ok((Some(next), ()))
+/// The quotas of a broker's `quotas.json` from before the metadata log
+/// (`None`: there is no such file).
+pub fn read_legacy_file(path: &Path) -> Result<Option<Snapshot>, String> {
+    match fs::read(path) {
+        Ok(bytes) => decode(&bytes).map(Some).map_err(|e| {
+            format!(
+                "quota file {} is corrupt: {e}; fix or remove it (removing drops every quota)",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("reading quota file {}: {e}", path.display())),
     }
-}
-
-fn encode(snap: &Snapshot) -> Vec<u8> {
-    let entries = snap
-        .entities
-        .iter()
-        .map(|(e, v)| FileEntry {
-            entity: e
-                .parts()
-                .into_iter()
-                .map(|(k, n)| (k.to_string(), n.map(str::to_string)))
-                .collect(),
-            quotas: v.iter().map(|(k, v)| (k.name().to_string(), *v)).collect(),
-        })
-        .collect();
-    let file = FileFormat {
-        version: FORMAT_VERSION,
-        entries,
-    };
-    let mut out = serde_json::to_vec_pretty(&file).expect("quotas serialise");
-    out.push(b'\n');
-    out
 }
 
 fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
@@ -227,11 +201,6 @@ fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
     Ok(snap)
 }
 
-fn persist(path: &Path, snap: &Snapshot) -> std::io::Result<()> {
-    shard::blocking::assert_not_shard("quota store persist");
-    shard::log::index::write_durably(path, &encode(snap))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::entity::Name;
@@ -251,12 +220,24 @@ mod tests {
         }
     }
 
+    /// A store on a one-node metadata log in `dir` (and the log's owner).
+    fn on_disk(dir: &Path) -> (crate::metadata::MetadataStore, QuotaStore) {
+        let meta = crate::metadata::MetadataStore::load_or_init(dir, 1, 0).unwrap();
+        crate::security::migrate::import_legacy_files(dir, &meta.source()).unwrap();
+        let store = QuotaStore::new(meta.source());
+        (meta, store)
+    }
+
+    fn reopened(dir: &Path) -> Arc<Snapshot> {
+        on_disk(dir).1.snapshot()
+    }
+
     #[test]
     fn persist_and_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("quotas.json");
-        let store = QuotaStore::open(&path).unwrap();
+        let (meta, store) = on_disk(dir.path());
         assert!(store.snapshot().entities.is_empty());
+        assert!(!store.enforces_any());
         store
             .apply_blocking(vec![
                 (
@@ -273,13 +254,7 @@ mod tests {
             ])
             .unwrap();
         assert!(store.snapshot().enforces_any());
-        let again = QuotaStore::open(&path).unwrap().snapshot();
-        assert_eq!(again.entities.len(), 2);
-        assert_eq!(again.entities[&alice()][&QuotaKey::RequestPercentage], 25.5);
-        assert_eq!(
-            again.entities[&default_client()][&QuotaKey::ControllerMutationRate],
-            3.0
-        );
+        assert!(store.enforces_any());
         // Removing every key removes the entity.
         store
             .apply_blocking(vec![(
@@ -290,11 +265,45 @@ mod tests {
                 ],
             )])
             .unwrap();
-        let again = QuotaStore::open(&path).unwrap().snapshot();
-        assert_eq!(again.entities.len(), 1);
         // controller_mutation_rate alone is not enforced.
+        assert!(!store.enforces_any());
+        drop(store);
+        drop(meta);
+        let again = reopened(dir.path());
+        assert_eq!(again.entities.len(), 1);
+        assert_eq!(
+            again.entities[&default_client()][&QuotaKey::ControllerMutationRate],
+            3.0
+        );
         assert!(!again.enforces_any());
-        assert!(!dir.path().join("quotas.tmp").exists());
+    }
+
+    #[test]
+    fn a_legacy_file_is_imported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("quotas.json");
+        fs::write(
+            &path,
+            r#"{"version":1,"entries":[{"entity":{"user":"alice"},"quotas":{"producer_byte_rate":1024,"request_percentage":25.5}}]}"#,
+        )
+        .unwrap();
+        let (meta, store) = on_disk(dir.path());
+        assert!(!path.exists());
+        assert_eq!(
+            store.snapshot().entities[&alice()][&QuotaKey::RequestPercentage],
+            25.5
+        );
+        assert!(store.enforces_any());
+        store
+            .apply_blocking(vec![(alice(), vec![(QuotaKey::RequestPercentage, None)])])
+            .unwrap();
+        drop(store);
+        drop(meta);
+        let again = reopened(dir.path());
+        assert_eq!(
+            again.entities[&alice()],
+            Values::from([(QuotaKey::ProducerByteRate, 1024.0)])
+        );
     }
 
     #[test]
@@ -309,38 +318,39 @@ mod tests {
             r#"{"version":1,"entries":[{"entity":{},"quotas":{}}]}"#,
         ] {
             fs::write(&path, bad).unwrap();
-            let err = QuotaStore::open(&path).err().expect(bad);
+            let err = read_legacy_file(&path).expect_err(bad);
             assert!(err.contains("quotas.json is corrupt"), "{err}");
         }
     }
 
     #[test]
-    fn a_failed_write_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        // The "file" is a directory: the rename fails.
-        let path = dir.path().join("quotas.json");
-        fs::create_dir(&path).unwrap();
-        let store = QuotaStore::with(Some(path), Snapshot::default());
+    fn a_refused_change_changes_nothing() {
+        let store = QuotaStore::in_memory();
         let err = store
-            .apply_blocking(vec![(
-                alice(),
-                vec![(QuotaKey::ProducerByteRate, Some(1.0))],
-            )])
+            .apply_blocking(vec![
+                (alice(), vec![(QuotaKey::ProducerByteRate, Some(1.0))]),
+                (
+                    default_client(),
+                    vec![(QuotaKey::ConsumerByteRate, Some(-1.0))],
+                ),
+            ])
             .unwrap_err();
-        assert!(err.contains("quotas.json"), "{err}");
+        assert!(err.contains("must be positive"), "{err}");
         assert!(store.snapshot().entities.is_empty());
+        assert!(!store.enforces_any());
     }
 
-    /// AlterClientQuotas from two shards at once: every change is durable
-    /// when it returns and none is lost; the hot path's switch follows.
+    /// AlterClientQuotas from two shards at once: every change is in the
+    /// metadata log when it returns and none is lost; the hot path's
+    /// switch follows.
     #[test]
     fn concurrent_changes_from_two_shards_all_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("quotas.json");
-        let store = Arc::new(QuotaStore::open(&path).unwrap());
+        let (meta, store) = on_disk(dir.path());
+        let store = Arc::new(store);
         assert!(!store.enforces_any());
         let shared = store.clone();
-        shard::durable::on_test_shards(2, move |shard| {
+        shard::testing::on_test_shards(2, move |shard| {
             let store = shared.clone();
             async move {
                 let changes: Vec<_> = (0..25)
@@ -360,8 +370,11 @@ mod tests {
             }
         });
         assert!(store.enforces_any());
-        let again = QuotaStore::open(&path).unwrap().snapshot();
+        let before = store.snapshot();
+        drop(store);
+        drop(meta);
+        let again = reopened(dir.path());
         assert_eq!(again.entities.len(), 50);
-        assert_eq!(again.entities, store.snapshot().entities);
+        assert_eq!(again.entities, before.entities);
     }
 }

@@ -1,27 +1,29 @@
-//! The SCRAM credential store: user → mechanism → [`ScramCredential`].
+//! The SCRAM credentials: user → mechanism → [`ScramCredential`],
+//! cluster-wide in the metadata log as Kafka's KRaft keeps them (see
+//! [`crate::metadata::security`]), so a user created through one broker
+//! authenticates on every broker. Only salts and derived keys are kept,
+//! never passwords.
 //!
-//! Kafka keeps these in ZooKeeper/KRaft metadata; we keep them in one JSON
-//! file written atomically (temp file, fsync, rename, fsync directory), so a
-//! crash leaves either the old or the new file, never a torn one. Only salts
-//! and derived keys are written, never passwords.
+//! A lookup clones the current `Arc<Snapshot>` of the published metadata
+//! (cheap, never waiting for a change); a change is a command in the log,
+//! answered once it is committed and applied here.
 //!
-//! Shards are threads: the store is a [`Durable`] snapshot. Readers clone
-//! the current `Arc<Snapshot>` (cheap, never waiting for a write); a writer
-//! waits its turn behind earlier ones from any shard, then copies,
-//! modifies and persists on the blocking pool and only then swaps, so a
-//! failed write leaves memory untouched and no shard thread blocks on it.
+//! `DATA_DIR/credentials.json`, where a broker kept its users before the
+//! log did, is read once at start and merged into the log (see
+//! [`super::migrate`]).
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use shard::durable::{Durable, Persist, Planned};
 
-use super::scram::{random_bytes, CredentialError, ScramCredential, ScramMechanism};
+use super::scram::{CredentialError, ScramCredential, ScramMechanism};
+use crate::metadata::security::{SecurityCommand, SecurityEffect};
+use crate::metadata::{Effect, MetadataCommand, Source};
 
 const FORMAT_VERSION: u32 = 1;
 
@@ -36,6 +38,8 @@ pub enum CredentialsError {
     Corrupt { path: PathBuf, detail: String },
     #[error(transparent)]
     Credential(#[from] CredentialError),
+    #[error("{0}")]
+    Metadata(crate::quorum::core::ProposeError),
 }
 
 /// One immutable view of all credentials.
@@ -43,11 +47,79 @@ pub enum CredentialsError {
 pub struct Snapshot {
     pub generation: u64,
     pub users: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// Keys the fake salts of unknown users, the same on every broker (so
+    /// comparing brokers' answers does not tell which users exist). Set
+    /// once, at the first start (see [`super::migrate`]).
+    pub secret: Arc<Vec<u8>>,
 }
 
 impl Snapshot {
     pub fn get(&self, user: &str, mechanism: ScramMechanism) -> Option<&ScramCredential> {
         self.users.get(user)?.get(&mechanism)
+    }
+
+    /// The next snapshot, with `users`.
+    pub fn with_users(&self, users: Users) -> Snapshot {
+        Snapshot {
+            generation: self.generation + 1,
+            users,
+            secret: self.secret.clone(),
+        }
+    }
+}
+
+/// A credential as the metadata log carries it (keys in base64).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCredential {
+    pub mechanism: ScramMechanism,
+    salt: String,
+    iterations: u32,
+    stored_key: String,
+    server_key: String,
+}
+
+impl std::fmt::Debug for StoredCredential {
+    // Keys are secret-ish: keep them out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredential")
+            .field("mechanism", &self.mechanism)
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&ScramCredential> for StoredCredential {
+    fn from(c: &ScramCredential) -> Self {
+        StoredCredential {
+            mechanism: c.mechanism,
+            salt: B64.encode(&c.salt),
+            iterations: c.iterations,
+            stored_key: B64.encode(&c.stored_key),
+            server_key: B64.encode(&c.server_key),
+        }
+    }
+}
+
+impl StoredCredential {
+    /// The credential, checked as a credentials file's would be.
+    pub fn to_credential(&self) -> Result<ScramCredential, String> {
+        let b64 = |what: &str, s: &str| B64.decode(s).map_err(|e| format!("{what}: {e}"));
+        let m = self.mechanism;
+        let cred = ScramCredential {
+            mechanism: m,
+            salt: b64("salt", &self.salt)?,
+            iterations: self.iterations,
+            stored_key: b64("stored_key", &self.stored_key)?,
+            server_key: b64("server_key", &self.server_key)?,
+        };
+        if cred.salt.is_empty()
+            || cred.iterations == 0
+            || cred.stored_key.len() != m.hash_len()
+            || cred.server_key.len() != m.hash_len()
+        {
+            return Err(format!("invalid {m} credential"));
+        }
+        Ok(cred)
     }
 }
 
@@ -60,54 +132,12 @@ pub struct CredentialInfo {
 
 #[derive(Clone)]
 pub struct Credentials {
-    current: Durable<CredentialFile>,
+    source: Source,
 }
 
-/// Where the credentials are written (`None`: in memory only).
-struct CredentialFile {
-    path: Option<PathBuf>,
-    /// Secret for fake salts of unknown users; persisted so they are stable.
-    secret: Vec<u8>,
-}
+pub(crate) type Users = BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>;
 
-impl Persist for CredentialFile {
-    type Value = Snapshot;
-    type Error = CredentialsError;
-
-    fn persist(&self, snap: &Snapshot) -> Result<(), CredentialsError> {
-        shard::blocking::assert_not_shard("Credentials::persist");
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let bytes = encode(snap, &self.secret);
-        // 0600: the keys allow impersonating the server to clients.
-        shard::log::index::write_durably_with_mode(path, &bytes, 0o600).map_err(|source| {
-            CredentialsError::Io {
-                path: path.clone(),
-                source,
-            }
-        })
-    }
-}
-
-type Users = BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>;
-
-/// A change of the user map; `false`: nothing changed.
-fn plan<R: Send + 'static>(
-    change: impl FnOnce(&mut Users) -> (bool, R) + Send + 'static,
-) -> impl FnOnce(&Snapshot) -> Result<Planned<Snapshot, R>, CredentialsError> + Send + 'static {
-    move |current| {
-        let mut next = current.clone();
-        let (changed, answer) = change(&mut next.users);
-        if !changed {
-            return Ok((None, answer));
-        }
-        next.generation += 1;
-        Ok((Some(next), answer))
-    }
-}
-
-// --- on-disk format -------------------------------------------------------
+// --- the file from before the metadata log ---------------------------------
 
 #[derive(Serialize, Deserialize)]
 struct FileFormat {
@@ -125,65 +155,38 @@ struct FileCredential {
 }
 
 impl Credentials {
-    /// A store that is never persisted (tests, or SASL disabled).
+    pub fn new(source: Source) -> Self {
+        Credentials { source }
+    }
+
+    /// Credentials in memory only, with a fake-salt secret (tests).
     #[cfg(test)]
     pub fn in_memory() -> Result<Self, CredentialsError> {
-        Ok(Self::from_parts(
-            None,
-            Snapshot::default(),
-            random_bytes(32)?,
-        ))
+        let store = Self::new(Source::memory());
+        store
+            .source
+            .execute_blocking(MetadataCommand::Security(SecurityCommand::Import {
+                acls: Vec::new(),
+                users: Vec::new(),
+                quotas: Vec::new(),
+                fake_salt_secret: Some(super::scram::random_bytes(32)?),
+            }))
+            .map_err(CredentialsError::Metadata)?;
+        Ok(store)
     }
 
-    fn from_parts(path: Option<PathBuf>, snap: Snapshot, secret: Vec<u8>) -> Self {
-        Credentials {
-            current: Durable::new(CredentialFile { path, secret }, snap),
-        }
-    }
-
-    /// Load the store at `path`, creating an empty one (with a fresh secret)
-    /// if the file does not exist. A file that exists but does not parse is
-    /// an error: silently starting empty would lock everybody out.
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self, CredentialsError> {
-        let path = path.into();
-        let io = |source| CredentialsError::Io {
-            path: path.clone(),
-            source,
-        };
-        match fs::read(&path) {
-            Ok(bytes) => {
-                let (snap, secret) =
-                    decode(&bytes).map_err(|detail| CredentialsError::Corrupt {
-                        path: path.clone(),
-                        detail,
-                    })?;
-                Ok(Self::from_parts(Some(path), snap, secret))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    fs::create_dir_all(dir).map_err(io)?;
-                }
-                // Start-up, before the shards run: written in place.
-                let store = Self::from_parts(Some(path), Snapshot::default(), random_bytes(32)?);
-                store.current.persister().persist(&Snapshot::default())?;
-                Ok(store)
-            }
-            Err(e) => Err(io(e)),
-        }
-    }
-
-    /// Bumped on every change; shards compare it to their cached snapshot's.
+    /// Bumped on every change.
     #[cfg(test)]
     pub fn generation(&self) -> u64 {
         self.snapshot().generation
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.snapshot()
+        self.source.state().security.scram.clone()
     }
 
-    pub fn fake_salt_secret(&self) -> &[u8] {
-        &self.current.persister().secret
+    pub fn fake_salt_secret(&self) -> Arc<Vec<u8>> {
+        self.snapshot().secret.clone()
     }
 
     pub fn lookup(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
@@ -201,18 +204,20 @@ impl Credentials {
     /// credentials of `deletions`, then insert or replace `upsertions`.
     /// `Ok(false)` if a deletion names a credential that does not exist
     /// (Kafka answers RESOURCE_NOT_FOUND then); nothing changed then.
-    /// Returns once the change is durable.
+    /// Returns once the change is committed and applied here.
     pub async fn alter(
         &self,
         user: String,
         deletions: Vec<ScramMechanism>,
         upsertions: Vec<ScramCredential>,
     ) -> Result<bool, CredentialsError> {
-        self.current
-            .update(plan(move |users| {
-                alter_user(users, &user, deletions, upsertions)
-            }))
-            .await
+        let cmd = MetadataCommand::Security(SecurityCommand::AlterScramUser {
+            user,
+            deletions,
+            upsertions: upsertions.iter().map(StoredCredential::from).collect(),
+            only_missing: false,
+        });
+        found(self.source.execute(cmd).await)
     }
 
     #[cfg(test)]
@@ -224,11 +229,7 @@ impl Credentials {
         iterations: u32,
     ) -> Result<(), CredentialsError> {
         let cred = ScramCredential::new(mechanism, password, iterations)?;
-        let user = user.to_string();
-        self.current
-            .update_blocking(plan(move |users| {
-                alter_user(users, &user, Vec::new(), vec![cred])
-            }))
+        futures::executor::block_on(self.alter(user.to_string(), Vec::new(), vec![cred]))
             .map(|_| ())
     }
 
@@ -240,10 +241,7 @@ impl Credentials {
         user: &str,
         mechanism: ScramMechanism,
     ) -> Result<bool, CredentialsError> {
-        let user = user.to_string();
-        self.current.update_blocking(plan(move |users| {
-            alter_user(users, &user, vec![mechanism], Vec::new())
-        }))
+        futures::executor::block_on(self.alter(user.to_string(), vec![mechanism], Vec::new()))
     }
 
     /// Mechanisms and iteration counts of one user; `None` if unknown.
@@ -261,8 +259,10 @@ impl Credentials {
     }
 
     /// Give the configured super-user credentials for every mechanism it
-    /// lacks. Returns how many were added; an existing credential is kept
-    /// (it may have been changed since via AlterUserScramCredentials).
+    /// lacks (start-up: every broker of a cluster asks; the log keeps the
+    /// first of each). Returns how many this call added; an existing
+    /// credential is kept (it may have been changed since via
+    /// AlterUserScramCredentials).
     pub fn ensure_bootstrap_user(
         &self,
         user: &str,
@@ -273,27 +273,62 @@ impl Credentials {
         let mut new = Vec::new();
         for m in ScramMechanism::ALL {
             if snap.get(user, m).is_none() {
-                new.push(ScramCredential::new(m, password, iterations)?);
+                new.push(StoredCredential::from(&ScramCredential::new(
+                    m, password, iterations,
+                )?));
             }
         }
-        let added = new.len();
-        if added > 0 {
-            // Start-up (or a test), not a shard thread.
-            let user = user.to_string();
-            self.current.update_blocking(plan(move |users| {
-                let creds = users.entry(user).or_default();
-                for c in new {
-                    creds.entry(c.mechanism).or_insert(c);
-                }
-                (true, ())
-            }))?;
+        if new.is_empty() {
+            return Ok(0);
         }
-        Ok(added)
+        let cmd = MetadataCommand::Security(SecurityCommand::AlterScramUser {
+            user: user.to_string(),
+            deletions: Vec::new(),
+            upsertions: new,
+            only_missing: true,
+        });
+        self.source
+            .execute_blocking(cmd)
+            .map_err(CredentialsError::Metadata)?;
+        let after = self.snapshot();
+        Ok(ScramMechanism::ALL
+            .iter()
+            .filter(|m| snap.get(user, **m).is_none() && after.get(user, **m).is_some())
+            .count())
+    }
+}
+
+fn found(
+    outcome: Result<Effect, crate::quorum::core::ProposeError>,
+) -> Result<bool, CredentialsError> {
+    match outcome.map_err(CredentialsError::Metadata)? {
+        Effect::Security(SecurityEffect::ScramAltered { found }) => Ok(found),
+        other => unreachable!("AlterScramUser applied as {other:?}"),
+    }
+}
+
+/// The users and fake-salt secret of a broker's `credentials.json` from
+/// before the metadata log (`None`: there is no such file). A file that
+/// exists but does not parse is an error: silently starting without it
+/// would lock everybody out.
+pub fn read_legacy_file(path: &Path) -> Result<Option<(Snapshot, Vec<u8>)>, CredentialsError> {
+    match fs::read(path) {
+        Ok(bytes) => decode(&bytes)
+            .map(Some)
+            .map_err(|detail| CredentialsError::Corrupt {
+                path: path.to_path_buf(),
+                detail,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(CredentialsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
 /// Apply one user's deletions, then upsertions; all or nothing.
-fn alter_user(
+pub(crate) fn alter_user(
     users: &mut Users,
     user: &str,
     deletions: Vec<ScramMechanism>,
@@ -325,35 +360,6 @@ fn info(creds: &BTreeMap<ScramMechanism, ScramCredential>) -> Vec<CredentialInfo
             iterations: c.iterations,
         })
         .collect()
-}
-
-fn encode(snap: &Snapshot, secret: &[u8]) -> Vec<u8> {
-    let file = FileFormat {
-        version: FORMAT_VERSION,
-        secret: B64.encode(secret),
-        users: snap
-            .users
-            .iter()
-            .map(|(u, creds)| {
-                let creds = creds
-                    .iter()
-                    .map(|(m, c)| {
-                        let fc = FileCredential {
-                            salt: B64.encode(&c.salt),
-                            iterations: c.iterations,
-                            stored_key: B64.encode(&c.stored_key),
-                            server_key: B64.encode(&c.server_key),
-                        };
-                        (*m, fc)
-                    })
-                    .collect();
-                (u.clone(), creds)
-            })
-            .collect(),
-    };
-    let mut out = serde_json::to_vec_pretty(&file).expect("plain data serializes");
-    out.push(b'\n');
-    out
 }
 
 fn decode(bytes: &[u8]) -> Result<(Snapshot, Vec<u8>), String> {
@@ -392,6 +398,7 @@ fn decode(bytes: &[u8]) -> Result<(Snapshot, Vec<u8>), String> {
         Snapshot {
             generation: 0,
             users,
+            secret: Arc::new(Vec::new()),
         },
         secret,
     ))
@@ -406,12 +413,32 @@ mod tests {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
 
+    /// Credentials on a one-node metadata log in `dir` (and its owner).
+    fn on_disk(dir: &std::path::Path) -> (crate::metadata::MetadataStore, Credentials) {
+        let meta = crate::metadata::MetadataStore::load_or_init(dir, 1, 0).unwrap();
+        super::super::migrate::import_legacy_files(dir, &meta.source()).unwrap();
+        let store = Credentials::new(meta.source());
+        (meta, store)
+    }
+
+    /// Every file under `dir`, read.
+    fn all_bytes(dir: &std::path::Path) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(all_bytes(&p));
+            } else {
+                out.push(fs::read(&p).unwrap());
+            }
+        }
+        out
+    }
+
     #[test]
     fn persist_reload_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/credentials.json");
-        let store = Credentials::open(&path).unwrap();
-        assert!(path.exists());
+        let (meta, store) = on_disk(dir.path());
         let g0 = store.generation();
         store
             .upsert_password("alice", ScramMechanism::Sha256, "Tr0ub4dor&3", 4096)
@@ -424,22 +451,35 @@ mod tests {
             .unwrap();
         assert!(store.generation() > g0);
         let secret = store.fake_salt_secret().to_vec();
+        assert_eq!(secret.len(), 32);
+        let before: Vec<_> = ScramMechanism::ALL
+            .iter()
+            .map(|m| store.lookup("alice", *m))
+            .collect();
+        drop(store);
+        drop(meta);
 
-        let bytes = fs::read(&path).unwrap();
-        assert!(!contains(&bytes, b"Tr0ub4dor&3"));
-        assert!(!contains(&bytes, b"correct horse"));
-        assert!(!contains(&bytes, B64.encode("Tr0ub4dor&3").as_bytes()));
+        // Only the broker's user may read the metadata log (SCRAM keys).
         use std::os::unix::fs::PermissionsExt;
+        let log_dir = crate::metadata::internal::metadata_log_dir(dir.path());
         assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
+            fs::metadata(&log_dir).unwrap().permissions().mode() & 0o777,
+            0o700
         );
-
-        let reloaded = Credentials::open(&path).unwrap();
-        assert_eq!(reloaded.fake_salt_secret(), &secret[..]);
-        for m in ScramMechanism::ALL {
-            assert_eq!(reloaded.lookup("alice", m), store.lookup("alice", m));
+        // No password reaches the metadata log.
+        for bytes in all_bytes(dir.path()) {
+            assert!(!contains(&bytes, b"Tr0ub4dor&3"));
+            assert!(!contains(&bytes, b"correct horse"));
+            assert!(!contains(&bytes, B64.encode("Tr0ub4dor&3").as_bytes()));
         }
+
+        let (meta, reloaded) = on_disk(dir.path());
+        assert_eq!(&reloaded.fake_salt_secret()[..], &secret[..]);
+        let after: Vec<_> = ScramMechanism::ALL
+            .iter()
+            .map(|m| reloaded.lookup("alice", *m))
+            .collect();
+        assert_eq!(after, before);
         assert_eq!(
             reloaded.describe("alice").unwrap(),
             vec![
@@ -459,7 +499,7 @@ mod tests {
         // The reloaded credential authenticates a SCRAM exchange.
         let lookup = |u: &str| reloaded.lookup(u, ScramMechanism::Sha512);
         let mut server = ScramServer::new(ScramMechanism::Sha512, lookup)
-            .with_secret(reloaded.fake_salt_secret());
+            .with_secret(&reloaded.fake_salt_secret());
         let mut client = crate::security::scram::tests::TestClient::new(
             ScramMechanism::Sha512,
             "bob",
@@ -484,10 +524,73 @@ mod tests {
         assert!(!reloaded
             .delete_blocking("carol", ScramMechanism::Sha256)
             .unwrap());
-        let again = Credentials::open(&path).unwrap();
+        drop(reloaded);
+        drop(meta);
+        let (_meta, again) = on_disk(dir.path());
         assert_eq!(again.describe("bob"), None);
         assert!(again.describe("alice").is_some());
-        assert!(!path.with_extension("tmp").exists());
+    }
+
+    /// A broker's credentials.json from before the metadata log: imported
+    /// once at start (users and fake-salt secret), then renamed.
+    #[test]
+    fn a_legacy_file_is_imported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cred = ScramCredential::new(ScramMechanism::Sha256, "pw", 4096).unwrap();
+        let mut users = Users::new();
+        users.insert(
+            "old".to_string(),
+            BTreeMap::from([(ScramMechanism::Sha256, cred.clone())]),
+        );
+        let secret = vec![7u8; 32];
+        let snap = Snapshot {
+            generation: 0,
+            users,
+            secret: Arc::new(Vec::new()),
+        };
+        let path = dir.path().join("credentials.json");
+        fs::write(&path, encode_legacy(&snap, &secret)).unwrap();
+        let (meta, store) = on_disk(dir.path());
+        assert_eq!(store.lookup("old", ScramMechanism::Sha256), Some(cred));
+        assert_eq!(&store.fake_salt_secret()[..], &secret[..]);
+        assert!(!path.exists());
+        assert!(dir.path().join("credentials.json.migrated").exists());
+        // Deleted since: a second start does not bring it back.
+        assert!(store
+            .delete_blocking("old", ScramMechanism::Sha256)
+            .unwrap());
+        drop(store);
+        drop(meta);
+        let (_meta, again) = on_disk(dir.path());
+        assert_eq!(again.describe("old"), None);
+        assert_eq!(&again.fake_salt_secret()[..], &secret[..]);
+    }
+
+    fn encode_legacy(snap: &Snapshot, secret: &[u8]) -> Vec<u8> {
+        let file = FileFormat {
+            version: FORMAT_VERSION,
+            secret: B64.encode(secret),
+            users: snap
+                .users
+                .iter()
+                .map(|(u, creds)| {
+                    let creds = creds
+                        .iter()
+                        .map(|(m, c)| {
+                            let fc = FileCredential {
+                                salt: B64.encode(&c.salt),
+                                iterations: c.iterations,
+                                stored_key: B64.encode(&c.stored_key),
+                                server_key: B64.encode(&c.server_key),
+                            };
+                            (*m, fc)
+                        })
+                        .collect();
+                    (u.clone(), creds)
+                })
+                .collect(),
+        };
+        serde_json::to_vec_pretty(&file).unwrap()
     }
 
     #[test]
@@ -547,37 +650,21 @@ mod tests {
             br#"{"version":1,"secret":"AAAA","users":{"a":{"SCRAM-MD5":{}}}}"#,
         ] {
             fs::write(&path, bad).unwrap();
-            let err = Credentials::open(&path).err().expect("must fail");
+            let err = read_legacy_file(&path).expect_err("must fail");
             assert!(matches!(err, CredentialsError::Corrupt { .. }), "{err}");
             assert!(err.to_string().contains("creds.json is corrupt"), "{err}");
         }
     }
 
-    #[test]
-    fn failed_persist_leaves_memory_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d/creds.json");
-        let store = Credentials::open(&path).unwrap();
-        // Make the temp file path (see `write_durably`) a directory so the
-        // write fails.
-        fs::create_dir(dir.path().join("d/creds.tmp")).unwrap();
-        let g = store.generation();
-        assert!(store
-            .upsert_password("alice", ScramMechanism::Sha256, "pw", 4096)
-            .is_err());
-        assert_eq!(store.generation(), g);
-        assert!(store.describe("alice").is_none());
-    }
-
     /// AlterUserScramCredentials from two shards at once: every user is
-    /// durable when its change returns and none is lost.
+    /// in the metadata log when its change returns and none is lost.
     #[test]
     fn concurrent_changes_from_two_shards_all_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("credentials.json");
-        let store = Credentials::open(&path).unwrap();
+        let (meta, store) = on_disk(dir.path());
         let shared = store.clone();
-        shard::durable::on_test_shards(2, move |shard| {
+        let g0 = store.generation();
+        shard::testing::on_test_shards(2, move |shard| {
             let store = shared.clone();
             async move {
                 let changes: Vec<_> = (0..10)
@@ -604,9 +691,12 @@ mod tests {
                     .unwrap());
             }
         });
-        assert_eq!(store.generation(), 20);
-        let reloaded = Credentials::open(&path).unwrap();
+        assert_eq!(store.generation(), g0 + 20);
+        let all = store.describe_all();
+        drop(store);
+        drop(meta);
+        let (_meta, reloaded) = on_disk(dir.path());
         assert_eq!(reloaded.describe_all().len(), 20);
-        assert_eq!(reloaded.describe_all(), store.describe_all());
+        assert_eq!(reloaded.describe_all(), all);
     }
 }

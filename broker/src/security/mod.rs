@@ -10,7 +10,7 @@
 //! SASL_*: SaslHandshake picks a mechanism, then SaslAuthenticate tokens (or
 //!         raw length-prefixed tokens after SaslHandshake v0) go to
 //!         plain::authenticate or scram::ScramServer::step, which look users
-//!         up in credentials::Credentials (salted keys only, JSON file).
+//!         up in credentials::Credentials (salted keys only, in the metadata log).
 //!         Failures go through auth_limiter::AuthFailureLimiter per client IP.
 //! result: principal "User:<name>" (SASL wins over the TLS certificate, as in
 //!         Kafka), or "User:ANONYMOUS" for PLAINTEXT / SSL without a cert.
@@ -20,6 +20,7 @@
 
 pub mod auth_limiter;
 pub mod credentials;
+pub mod migrate;
 pub mod plain;
 pub mod sasl;
 pub mod scram;

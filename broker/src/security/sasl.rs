@@ -50,10 +50,18 @@ impl Security {
         }
     }
 
-    /// Open `DATA_DIR/credentials.json` and add the bootstrap user's
-    /// credentials if it lacks them (the password is never logged).
-    pub fn open(config: &BrokerConfig, data_dir: &Path) -> anyhow::Result<Self> {
-        let credentials = Credentials::open(data_dir.join("credentials.json"))?;
+    /// The credentials and ACLs of the metadata log behind `source`, after
+    /// merging in what this broker kept in its own files before the log
+    /// held them (see [`super::migrate`]), with the bootstrap user's
+    /// credentials added if the cluster lacks them (the password is never
+    /// logged).
+    pub fn open(
+        config: &BrokerConfig,
+        data_dir: &Path,
+        source: &crate::metadata::Source,
+    ) -> anyhow::Result<Self> {
+        super::migrate::import_legacy_files(data_dir, source)?;
+        let credentials = Credentials::new(source.clone());
         if let (Some(user), Some(password)) =
             (&config.sasl_bootstrap_user, &config.sasl_bootstrap_password)
         {
@@ -66,9 +74,7 @@ impl Security {
                 tracing::info!("bootstrap user {user:?}: created {added} SCRAM credential(s)");
             }
         }
-        // Loaded even with the authorizer off, so a corrupt file is found
-        // before someone turns it on.
-        let acls = crate::acl::store::AclStore::open(data_dir.join("acls.json"))?;
+        let acls = crate::acl::store::AclStore::new(source.clone());
         if config.authorizer_enabled {
             tracing::info!(
                 "authorizer enabled: {} ACL(s), super users: {:?}",
@@ -209,7 +215,7 @@ impl SaslSession {
                 let lookup: Lookup = Box::new(move |u| creds.lookup(u, sm));
                 Some(Box::new(
                     ScramServer::new(sm, lookup)
-                        .with_secret(security.credentials.fake_salt_secret()),
+                        .with_secret(&security.credentials.fake_salt_secret()),
                 ))
             }
         };
@@ -246,7 +252,7 @@ impl SaslSession {
         let result = match (mechanism, scram) {
             (Mechanism::Plain, _) => {
                 let creds = &security.credentials;
-                plain::authenticate(token, creds.fake_salt_secret(), |u| creds.lookup_any(u)).map(
+                plain::authenticate(token, &creds.fake_salt_secret(), |u| creds.lookup_any(u)).map(
                     |user| Step::Done {
                         response: Vec::new(),
                         user,

@@ -66,7 +66,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     // registered and unfenced; so does this one.
     metadata.join_cluster(&config)?;
     let security = Arc::new(
-        crate::security::sasl::Security::open(&config, &config.data_dir)
+        crate::security::sasl::Security::open(&config, &config.data_dir, &metadata.source())
             .context("opening the SCRAM credential store and the ACLs")?,
     );
     let tls = load_tls(&config)?;
@@ -91,8 +91,7 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     }
     let wal_lsns = Arc::new(wal_lsns);
     let quotas = Arc::new(crate::quotas::Quotas::new(
-        crate::quotas::store::QuotaStore::open(config.data_dir.join("quotas.json"))
-            .map_err(anyhow::Error::msg)?,
+        crate::quotas::store::QuotaStore::new(metadata.source()),
         config.quota_window_num,
         config.quota_window_size_seconds,
     ));
