@@ -9,6 +9,7 @@
 //! each shard's I/O pool to fit and say why.
 
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
@@ -19,7 +20,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 /// Smallest I/O pool glommio accepts; below this it allocates 64 KiB anyway.
 const MIN_IO_MEMORY: usize = 64 << 10;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RuntimeConfig {
     /// Number of shards, one executor thread each.
     pub shards: usize,
@@ -27,6 +28,10 @@ pub struct RuntimeConfig {
     pub io_memory: usize,
     /// Pin shard `i` to CPU `i % cores` (off in tests that start many runtimes).
     pub pin: bool,
+    /// Run on a thread of its own at the first SIGTERM/SIGINT, while the
+    /// shards still serve; they are stopped once it returns (a second
+    /// signal exits at once). The broker's controlled shutdown.
+    pub before_stop: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// Number of CPUs this process may run on.
@@ -187,6 +192,8 @@ impl Gate {
 /// What the supervisor hears from signal and shard threads.
 enum Event {
     Signal(i32),
+    /// `before_stop` returned.
+    Drained,
     /// A shard finished its start-up (see [`Gate`]).
     Ready(usize),
     /// A shard's main future ended: `Ok`, its error, or its panic.
@@ -313,20 +320,42 @@ where
             .with_context(|| format!("starting the thread of shard {shard}"))?;
         threads.push(thread);
     }
-    drop(events);
+    // Kept for the `before_stop` thread: the loop below still ends, as it
+    // counts exited shards rather than waiting for every sender to go.
+    let events_for_hook = events;
     let mut first_err = None;
     let mut running = cfg.shards;
     let mut ready = 0;
     let mut stopping = false;
+    let mut draining = false;
     while running > 0 {
         let Ok(event) = inbox.recv() else { break };
         let stop_all = match event {
-            Event::Signal(sig) if stopping => {
+            Event::Signal(sig) if stopping || draining => {
                 eprintln!("shardline: second signal {sig} while stopping; exiting now");
                 std::process::exit(128 + sig);
             }
-            Event::Signal(sig) => {
-                tracing::info!("signal {sig}: stopping every shard");
+            Event::Signal(sig) => match &cfg.before_stop {
+                Some(hook) => {
+                    tracing::info!("signal {sig}: shutting down (controlled)");
+                    draining = true;
+                    let (hook, events) = (hook.clone(), events_for_hook.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("before-stop".into())
+                        .spawn(move || {
+                            hook();
+                            let _ = events.send(Event::Drained);
+                        });
+                    // Without its thread, stop right away.
+                    spawned.is_err()
+                }
+                None => {
+                    tracing::info!("signal {sig}: stopping every shard");
+                    true
+                }
+            },
+            Event::Drained => {
+                tracing::info!("stopping every shard");
                 true
             }
             Event::Ready(shard) => {

@@ -487,3 +487,71 @@ def test_acls_users_and_quotas_are_cluster_wide(shardline_bin, tmp_path):
                 assert not (n.data_dir / f).exists(), f
     finally:
         c.close()
+
+
+def test_sigterm_is_a_controlled_shutdown(cluster):
+    """SIGTERM is Kafka's controlled shutdown: the controller fences the
+    broker and moves (or, with no other in-sync replica, offlines) what it
+    led before it stops, so the others stop naming it at once rather than
+    after its session timeout (3 s here); a stopping active controller
+    hands the quorum's leadership on instead of leaving an election timeout
+    behind."""
+    topic = unique_topic("ctl-shutdown")
+    create(cluster.nodes[1].bootstrap, topic, 3, assignment=[[1], [2], [3]])
+    ctl = int(cluster.nodes[1].gauge("shardline_active_controller"))
+    broker = next(i for i in (1, 2, 3) if i != ctl)
+    other = next(i for i in (1, 2, 3) if i not in (ctl, broker))
+    assert cluster.nodes[broker].terminate() == 0
+    # Right after it exited: no longer a live broker, its partition offline.
+    brokers = sorted(b["broker_id"] for b in describe_cluster(cluster.nodes[other].bootstrap)["brokers"])
+    assert brokers == sorted([ctl, other]), brokers
+    assert leaders(cluster.nodes[other].bootstrap, topic)[broker - 1][0] == -1
+    assert "controlled shutdown: fenced, leaderships moved" in cluster.nodes[broker].log_text()
+    cluster.nodes[broker].start()
+    wait_until("three brokers again",
+               lambda: len(describe_cluster(cluster.nodes[other].bootstrap)["brokers"]) == 3)
+    assert leaders(cluster.nodes[other].bootstrap, topic)[broker - 1][0] == broker
+    # The active controller stops: the others know the next one as soon as
+    # it has exited (an election would take 1-2 s after that).
+    assert cluster.nodes[ctl].terminate() == 0
+    new = [int(cluster.nodes[i].gauge("shardline_active_controller")) for i in (broker, other)]
+    assert new[0] == new[1] and new[0] in (broker, other), new
+    assert "handing the quorum's leadership to node" in cluster.nodes[ctl].log_text()
+    cluster.nodes[ctl].start()
+    wait_until("three brokers again",
+               lambda: len(describe_cluster(cluster.nodes[other].bootstrap)["brokers"]) == 3)
+
+
+def test_a_node_behind_the_log_start_installs_a_snapshot(shardline_bin, tmp_path):
+    """With a snapshot every 8 changes the log drops what a stopped node
+    missed: when it returns, the leader sends it the snapshot over the
+    controller listener and it catches up from that, security state
+    included."""
+    c = Cluster(shardline_bin, tmp_path, extra_args=["--metadata-snapshot-every", "8"])
+    try:
+        c.start()
+        wait_until("all three brokers registered",
+                   lambda: len(describe_cluster(c.bootstrap(1))["brokers"]) == 3)
+        ctl = int(c.nodes[1].gauge("shardline_active_controller"))
+        behind = next(i for i in (1, 2, 3) if i != ctl)
+        c.nodes[behind].kill9()
+        names = [unique_topic(f"snap{i}") for i in range(30)]
+        for t in names:
+            create(c.nodes[ctl].bootstrap, t, 1, assignment=[[ctl]])
+        r = subprocess.run([str(shardline_bin), "quota", "set", "--client-id", "snap-app",
+                            "--producer-byte-rate", "4096", "-b", c.nodes[ctl].bootstrap],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        c.nodes[behind].start()
+        for t in (names[0], names[-1]):
+            wait_until(f"node {behind} sees {t}",
+                       lambda: t in AdminClient({"bootstrap.servers": c.nodes[behind].bootstrap})
+                       .list_topics(timeout=5).topics)
+        assert "installed the leader's metadata snapshot" in c.nodes[behind].log_text()
+        r = subprocess.run([str(shardline_bin), "quota", "list", "-b", c.nodes[behind].bootstrap],
+                           capture_output=True, text=True, timeout=30)
+        assert "client-id=snap-app" in r.stdout, r.stdout + r.stderr
+        wait_until("three brokers again",
+                   lambda: len(describe_cluster(c.nodes[behind].bootstrap)["brokers"]) == 3)
+    finally:
+        c.close()

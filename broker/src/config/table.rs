@@ -451,6 +451,11 @@ broker_config! {
     #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]
     #[describe(Int, "Replicas of each group coordinator partition")]
     offsets_topic_replication_factor: i32 = 3, shown "`3`";
+    /// metadata changes between snapshots of the metadata log (which then
+    /// drops what they cover); a node further behind receives the snapshot
+    /// (4–1048576)
+    #[range = 4..=1_048_576]
+    metadata_snapshot_every: u64 = 1024, shown "`1024`";
 
     ["connections"]
     /// largest request frame; larger ones close the connection

@@ -275,7 +275,7 @@ impl MetadataStore {
                 node_id: raft_id(node_id),
                 voters,
                 legacy,
-                snapshot_every: quorum::core::SNAPSHOT_EVERY,
+                snapshot_every: config.metadata_snapshot_every,
                 first_proposal: Uuid::new_v4().as_u64_pair().0 >> 1,
             },
             StartOptions {
@@ -380,6 +380,31 @@ impl MetadataStore {
 
     pub fn quorum(&self) -> &crate::quorum::Quorum {
         &self.quorum
+    }
+
+    /// Kafka's controlled shutdown, before the shards stop: the active
+    /// controller fences this broker and moves the leadership of its
+    /// partitions to other in-sync replicas (so clients go there now, not
+    /// after the session timeout), then, if this node leads the quorum, it
+    /// hands that leadership on. Each step waits at most `within`; a step
+    /// that cannot finish (no controller reachable) is logged and skipped.
+    pub fn controlled_shutdown(&self, within: std::time::Duration) {
+        let started = std::time::Instant::now();
+        if let Some(status) = self.lifecycle.get() {
+            if status.shut_down(within) {
+                tracing::info!(
+                    "controlled shutdown: fenced, leaderships moved in {:?}",
+                    started.elapsed()
+                );
+            } else {
+                tracing::warn!(
+                    "controlled shutdown: the active controller did not confirm within {within:?}; stopping anyway"
+                );
+            }
+        }
+        if !self.quorum.resign(within) {
+            tracing::warn!("controlled shutdown: no other node leads the metadata quorum yet");
+        }
     }
 
     /// The quorum as the security stores read and change it.

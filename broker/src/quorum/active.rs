@@ -27,6 +27,8 @@ pub enum Rpc {
         epoch: i64,
         /// The broker has not caught up with the log yet (stay fenced).
         want_fence: bool,
+        /// Controlled shutdown: fence it and move its leaderships now.
+        want_shut_down: bool,
     },
     DescribeQuorum,
 }
@@ -49,6 +51,8 @@ pub enum HeartbeatAnswer {
     Stale,
     Alive {
         fenced: bool,
+        /// Its controlled shutdown is done: it leads nothing any more.
+        shut_down: bool,
     },
 }
 
@@ -169,6 +173,7 @@ impl Sessions {
                 id,
                 epoch,
                 want_fence,
+                want_shut_down,
             } => {
                 let Some(b) = core.state().brokers.get(&id).cloned() else {
                     return RpcAnswer::Heartbeat(HeartbeatAnswer::Stale);
@@ -182,14 +187,31 @@ impl Sessions {
                     // (raft-rs takes one at a time); ask again.
                     let _ = ensure_in_quorum(core, id);
                 }
-                if b.fenced && !want_fence && !self.proposed.contains_key(&id) {
+                if want_shut_down {
+                    // Kafka's controlled shutdown: the broker is fenced now
+                    // rather than when its session runs out, and the same
+                    // command elects new leaders for what it led (or marks
+                    // them offline when no other replica is in sync).
+                    if !b.fenced && !self.proposed.contains_key(&id) {
+                        let cmd = MetadataCommand::FenceBroker { id, epoch };
+                        if core.propose(&cmd, W::default()).is_ok() {
+                            tracing::info!(
+                                "broker {id} is shutting down: fencing it and moving its leaderships"
+                            );
+                            self.proposed.insert(id, (epoch, true));
+                        }
+                    }
+                } else if b.fenced && !want_fence && !self.proposed.contains_key(&id) {
                     let cmd = MetadataCommand::UnfenceBroker { id, epoch };
                     if core.propose(&cmd, W::default()).is_ok() {
                         tracing::info!("broker {id} is alive: unfencing it");
                         self.proposed.insert(id, (epoch, false));
                     }
                 }
-                RpcAnswer::Heartbeat(HeartbeatAnswer::Alive { fenced: b.fenced })
+                RpcAnswer::Heartbeat(HeartbeatAnswer::Alive {
+                    fenced: b.fenced,
+                    shut_down: want_shut_down && b.fenced,
+                })
             }
             Rpc::DescribeQuorum => unreachable!("answered above"),
         }

@@ -71,6 +71,7 @@ pub fn handler(
                     id: req.broker_id.0,
                     epoch: req.broker_epoch,
                     want_fence: req.want_fence,
+                    want_shut_down: req.want_shut_down,
                 };
                 let resp = heartbeat_response(rpc_via(&inbox, rpc, ANSWER_WITHIN));
                 encode_body(&resp, version)
@@ -163,10 +164,10 @@ pub fn registration_outcome(answer: Option<RpcAnswer>) -> Result<i64, ResponseEr
 pub fn heartbeat_response(answer: Option<RpcAnswer>) -> BrokerHeartbeatResponse {
     let resp = BrokerHeartbeatResponse::default();
     match answer {
-        Some(RpcAnswer::Heartbeat(HeartbeatAnswer::Alive { fenced })) => resp
+        Some(RpcAnswer::Heartbeat(HeartbeatAnswer::Alive { fenced, shut_down })) => resp
             .with_is_fenced(fenced)
             .with_is_caught_up(!fenced)
-            .with_should_shut_down(false),
+            .with_should_shut_down(shut_down),
         Some(RpcAnswer::Heartbeat(HeartbeatAnswer::Stale)) => {
             resp.with_error_code(ResponseError::StaleBrokerEpoch.code())
         }

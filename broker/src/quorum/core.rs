@@ -29,8 +29,6 @@ pub const TICK_MS: u64 = 100;
 /// An election after 1–2 s without a leader (10–20 ticks); heartbeats every 200 ms.
 const ELECTION_TICKS: usize = 10;
 const HEARTBEAT_TICKS: usize = 2;
-/// Snapshot after this many applied entries since the last one.
-pub const SNAPSHOT_EVERY: u64 = 1024;
 /// Most undelivered proposals kept for another try (see
 /// [`QuorumCore::undelivered`]).
 const MAX_UNDELIVERED: usize = 1024;
@@ -220,6 +218,30 @@ impl<W> QuorumCore<W> {
             .collect();
         v.sort_unstable();
         v
+    }
+
+    /// Hand the leadership to the voter most caught up (raft's leader
+    /// transfer: it campaigns at once instead of after an election
+    /// timeout). Returns it; `None` when this node does not lead or no
+    /// other voter exists.
+    pub fn transfer_leadership(&mut self) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let voters = self.conf_state.voters.clone();
+        // Among the voters heard from lately (raft's check-quorum flag): a
+        // stopped one would take the leadership nowhere.
+        let to = self
+            .node
+            .raft
+            .prs()
+            .iter()
+            .filter(|(id, pr)| **id != self.id && voters.contains(id) && pr.recent_active)
+            .map(|(id, pr)| (*id, pr.matched))
+            .max_by_key(|(id, matched)| (*matched, std::cmp::Reverse(*id)))?
+            .0;
+        self.node.transfer_leader(to);
+        Some(to)
     }
 
     /// The proposals waiting for their entries, taken (to answer them when
@@ -428,6 +450,12 @@ impl<W> QuorumCore<W> {
             self.applied = snap.get_metadata().index;
             self.conf_state = snap.get_metadata().get_conf_state().clone();
             self.changed = true;
+            tracing::info!(
+                "installed the leader's metadata snapshot at index {} ({} bytes, {} topics)",
+                self.applied,
+                snap.data.len(),
+                self.state.topics.len()
+            );
         }
         self.apply_entries(rd.take_committed_entries(), out)?;
         if !rd.entries().is_empty() {

@@ -36,6 +36,15 @@ pub struct Status {
     /// Signalled when the broker is first unfenced.
     unfenced_once: Mutex<bool>,
     wake: Condvar,
+    /// Controlled shutdown: asked, and granted by the controller.
+    shutdown: Mutex<Shutdown>,
+    shutdown_wake: Condvar,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Shutdown {
+    wanted: bool,
+    granted: bool,
 }
 
 impl Status {
@@ -49,6 +58,53 @@ impl Status {
                 tracing::info!("waiting to be unfenced by the active controller: {}", why());
             }
         }
+    }
+
+    /// Kafka's controlled shutdown: ask the active controller (in the next
+    /// heartbeats, at once) to fence this broker and move the leadership of
+    /// its partitions to other in-sync replicas, and wait until it has or
+    /// `within` passes. Returns whether it did.
+    pub fn shut_down(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        let mut s = self.shutdown.lock().expect("lifecycle lock");
+        s.wanted = true;
+        self.shutdown_wake.notify_all();
+        while !s.granted {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = self
+                .shutdown_wake
+                .wait_timeout(s, left)
+                .expect("lifecycle lock")
+                .0;
+        }
+        true
+    }
+
+    fn shutdown(&self) -> Shutdown {
+        *self.shutdown.lock().expect("lifecycle lock")
+    }
+
+    /// Sleep `pause`, or less if a controlled shutdown is asked meanwhile.
+    fn pause(&self, pause: Duration) {
+        let s = self.shutdown.lock().expect("lifecycle lock");
+        if s.wanted {
+            drop(s);
+            std::thread::sleep(pause.min(Duration::from_millis(100)));
+            return;
+        }
+        let _ = self
+            .shutdown_wake
+            .wait_timeout_while(s, pause, |s| !s.wanted)
+            .expect("lifecycle lock");
+    }
+
+    fn granted(&self) {
+        let mut s = self.shutdown.lock().expect("lifecycle lock");
+        s.granted = true;
+        self.shutdown_wake.notify_all();
     }
 
     fn set(&self, epoch: i64, fenced: bool) {
@@ -112,8 +168,16 @@ fn run(quorum: Arc<Quorum>, settings: Settings, status: Arc<Status>) {
                     .brokers
                     .get(&settings.me.id)
                     .is_some_and(|b| b.epoch == e);
-                match channel.heartbeat(&quorum, &settings, e, !caught_up) {
-                    Ok(fenced) => {
+                let shutdown = status.shutdown();
+                match channel.heartbeat(&quorum, &settings, e, !caught_up, shutdown.wanted) {
+                    Ok((fenced, should_shut_down)) => {
+                        if shutdown.wanted && should_shut_down && !shutdown.granted {
+                            tracing::info!(
+                                "broker {}: the active controller moved its leaderships away; shutting down",
+                                settings.me.id
+                            );
+                            status.granted();
+                        }
                         if status.fenced.load(Ordering::Relaxed) != fenced {
                             tracing::info!(
                                 "broker {} is {}",
@@ -162,7 +226,7 @@ fn run(quorum: Arc<Quorum>, settings: Settings, status: Arc<Status>) {
                 Duration::from_millis(200)
             }
         };
-        std::thread::sleep(pause);
+        status.pause(pause);
     }
 }
 
@@ -244,20 +308,22 @@ impl Channel {
         }
     }
 
-    /// `Ok(fenced)`.
+    /// `Ok((fenced, should_shut_down))`.
     fn heartbeat(
         &mut self,
         quorum: &Quorum,
         s: &Settings,
         epoch: i64,
         want_fence: bool,
-    ) -> Result<bool, ResponseError> {
+        want_shut_down: bool,
+    ) -> Result<(bool, bool), ResponseError> {
         let resp: BrokerHeartbeatResponse = match self.target(quorum, s.me.id) {
             Target::Local => heartbeat_response(quorum.rpc(
                 Rpc::Heartbeat {
                     id: s.me.id,
                     epoch,
                     want_fence,
+                    want_shut_down,
                 },
                 Duration::from_secs(15),
             )),
@@ -266,7 +332,8 @@ impl Channel {
                     .with_broker_id(BrokerId(s.me.id))
                     .with_broker_epoch(epoch)
                     .with_current_metadata_offset(quorum.view().applied as i64)
-                    .with_want_fence(want_fence);
+                    .with_want_fence(want_fence)
+                    .with_want_shut_down(want_shut_down);
                 let conn = self.conn(id, &addr)?;
                 match conn.call(&req) {
                     Ok(resp) => resp,
@@ -281,7 +348,7 @@ impl Channel {
         if resp.error_code != 0 {
             return Err(self.failed(resp.error_code));
         }
-        Ok(resp.is_fenced)
+        Ok((resp.is_fenced, resp.should_shut_down))
     }
 
     /// A Kafka error from the controller; NOT_CONTROLLER drops the

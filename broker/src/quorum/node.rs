@@ -59,6 +59,8 @@ pub enum Input {
         rpc: Rpc,
         reply: SyncSender<RpcAnswer>,
     },
+    /// Hand the leadership to another voter (shutting down).
+    Resign,
     Stop,
 }
 
@@ -242,6 +244,28 @@ impl Quorum {
     /// A controller request, from a plain thread (blocks up to `within`).
     pub fn rpc(&self, rpc: Rpc, within: Duration) -> Option<RpcAnswer> {
         rpc_via(&self.inbox, rpc, within)
+    }
+
+    /// If this node leads the quorum, hand the leadership to the most
+    /// caught-up voter and wait (up to `within`) until another node leads:
+    /// a controller that stops on purpose leaves no election timeout
+    /// behind. Returns whether another node leads now.
+    pub fn resign(&self, within: Duration) -> bool {
+        if !self.view().is_leader {
+            return true;
+        }
+        if self.inbox.send(Input::Resign).is_err() {
+            return false;
+        }
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            let v = self.view();
+            if !v.is_leader && v.leader.is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 }
 
@@ -491,6 +515,12 @@ impl Thread {
                     let answer = self.sessions.handle(&mut self.core, rpc, Instant::now());
                     let _ = reply.try_send(answer);
                 }
+                Ok(Input::Resign) => match self.core.transfer_leadership() {
+                    Some(to) => {
+                        tracing::info!("handing the quorum's leadership to node {}", to as i64 - 1)
+                    }
+                    None => tracing::info!("no other voter to hand the quorum's leadership to"),
+                },
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return false,
                 Err(RecvTimeoutError::Timeout) => break,
             }

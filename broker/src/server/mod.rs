@@ -104,6 +104,12 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         shards: config.shards,
         io_memory: config.io_memory_bytes,
         pin: config.pin_shards,
+        // A node of a cluster hands over what it leads before it stops.
+        before_stop: config.is_clustered().then(|| {
+            let metadata = metadata.clone();
+            let within = std::time::Duration::from_millis(config.broker_session_timeout_ms);
+            Arc::new(move || metadata.controlled_shutdown(within)) as Arc<dyn Fn() + Send + Sync>
+        }),
     };
     run_shards(&rt, move |id, gate, stop| {
         let inbox = inboxes.lock().expect("inbox lock")[id]
