@@ -12,7 +12,6 @@
 //! [`crate::security::migrate`]).
 
 use std::collections::BTreeSet;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -179,19 +178,18 @@ fn removed(
 /// (`None`: there is no such file). A file that does not parse is an
 /// error: starting without its DENY ACLs would open up what they closed.
 pub fn read_legacy_file(path: &Path) -> Result<Option<BTreeSet<AclBinding>>, AclStoreError> {
-    match fs::read(path) {
-        Ok(bytes) => decode(&bytes)
-            .map(Some)
-            .map_err(|detail| AclStoreError::Corrupt {
-                path: path.to_path_buf(),
-                detail,
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(AclStoreError::Io {
+    let bytes =
+        crate::security::migrate::read_if_present(path).map_err(|source| AclStoreError::Io {
             path: path.to_path_buf(),
             source,
-        }),
-    }
+        })?;
+    bytes
+        .map(|b| decode(&b))
+        .transpose()
+        .map_err(|detail| AclStoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        })
 }
 
 fn decode(bytes: &[u8]) -> Result<BTreeSet<AclBinding>, String> {

@@ -317,6 +317,8 @@ impl Thread {
         let mut next_tick = Instant::now() + tick;
         let mut init_proposed = false;
         let mut was_leader = false;
+        let mut last_failure: Option<Instant> = None;
+        let mut failure_pause = Duration::ZERO;
         loop {
             // The first leader of a new log names the cluster (Kafka formats
             // storage with a cluster id; here the log's first command does).
@@ -339,8 +341,35 @@ impl Thread {
                     for reply in self.core.take_pending().into_iter().flatten() {
                         let _ = reply.send(Err(ProposeError::Invalid(why.clone())));
                     }
-                    match reopen_core(&self.reopen, &self.inbox, &why) {
-                        Some(c) => self.core = c,
+                    // Those waiting for a leader would wait for one that
+                    // cannot write either.
+                    for (_, reply, _) in self.leaderless.drain(..) {
+                        let _ = reply.send(Err(ProposeError::Invalid(why.clone())));
+                    }
+                    // A failure right after the last one (the disk is
+                    // still full: a new leader's first entry fails too)
+                    // waits before the next try, answering what arrives
+                    // meanwhile, instead of spinning without reading them.
+                    failure_pause = match last_failure {
+                        Some(at) if at.elapsed() < Duration::from_secs(5) => {
+                            (failure_pause * 2).clamp(Duration::from_millis(100), MAX_REOPEN_PAUSE)
+                        }
+                        _ => Duration::ZERO,
+                    };
+                    last_failure = Some(Instant::now());
+                    match reopen_core(&self.reopen, &self.inbox, &why, failure_pause) {
+                        Some((c, woken_by)) => {
+                            self.core = c;
+                            // The proposal that cut the pause short goes to
+                            // the new core (once it has a leader).
+                            if let Some((cmd, reply)) = woken_by {
+                                self.leaderless.push((
+                                    cmd,
+                                    reply,
+                                    Instant::now() + LEADERLESS_WAIT,
+                                ));
+                            }
+                        }
                         None => return,
                     }
                     init_proposed = false;
@@ -539,36 +568,66 @@ fn reopen_core(
     reopen: &Reopen,
     inbox: &Receiver<Input>,
     why: &str,
-) -> Option<QuorumCore<Option<Reply>>> {
+    first_pause: Duration,
+) -> Option<(QuorumCore<Option<Reply>>, Option<Waiting>)> {
+    // A proposal ends the first pause: it gets a real try (the disk may
+    // have room again), and nothing spins while nobody asks.
+    let woken_by = match refuse_for(inbox, why, first_pause, true) {
+        Waited::Stop => return None,
+        Waited::Elapsed => None,
+        Waited::Proposal(cmd, reply) => Some((cmd, reply)),
+    };
     let mut pause = Duration::from_millis(100);
     loop {
         match QuorumCore::open(&reopen.dir, reopen.cfg.clone()) {
             Ok(c) => {
                 tracing::info!("metadata log reopened at index {}", c.applied());
-                return Some(c);
+                return Some((c, woken_by));
             }
             Err(e) => tracing::error!(
                 "reopening the metadata log in {} failed, trying again in {pause:?}: {e:#}",
                 reopen.dir.display()
             ),
         }
-        let until = Instant::now() + pause;
-        while let Some(wait) = until.checked_duration_since(Instant::now()) {
-            match inbox.recv_timeout(wait) {
-                Ok(Input::Propose { reply, .. }) => {
-                    let _ = reply.send(Err(ProposeError::Invalid(why.to_string())));
-                }
-                Ok(Input::Rpc { reply, .. }) => {
-                    let _ = reply.try_send(RpcAnswer::Refused(why.to_string()));
-                }
-                Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return None,
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {
-                    if Instant::now() >= until {
-                        break;
-                    }
-                }
-            }
+        if let Waited::Stop = refuse_for(inbox, why, pause, false) {
+            return None;
         }
-        pause = (pause * 2).min(Duration::from_secs(5));
+        pause = (pause * 2).min(MAX_REOPEN_PAUSE);
     }
+}
+
+/// Longest wait between tries to reopen the log after a failure.
+const MAX_REOPEN_PAUSE: Duration = Duration::from_secs(5);
+
+/// A proposal held back for the next core.
+type Waiting = (MetadataCommand, Reply);
+
+enum Waited {
+    /// The handle was dropped.
+    Stop,
+    Elapsed,
+    /// A proposal arrived (only when asked to stop for one).
+    Proposal(MetadataCommand, Reply),
+}
+
+/// For `pause`, answer requests with `why`, and proposals too unless
+/// `take_proposal`: then the first one ends the wait.
+fn refuse_for(inbox: &Receiver<Input>, why: &str, pause: Duration, take_proposal: bool) -> Waited {
+    let until = Instant::now() + pause;
+    while let Some(wait) = until.checked_duration_since(Instant::now()) {
+        match inbox.recv_timeout(wait) {
+            Ok(Input::Propose { cmd, reply }) if take_proposal => {
+                return Waited::Proposal(cmd, reply);
+            }
+            Ok(Input::Propose { reply, .. }) => {
+                let _ = reply.send(Err(ProposeError::Invalid(why.to_string())));
+            }
+            Ok(Input::Rpc { reply, .. }) => {
+                let _ = reply.try_send(RpcAnswer::Refused(why.to_string()));
+            }
+            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return Waited::Stop,
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+        }
+    }
+    Waited::Elapsed
 }

@@ -15,7 +15,6 @@
 //! stops the broker, as starting without it would lift every limit.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -164,16 +163,14 @@ impl QuotaStore {
 /// The quotas of a broker's `quotas.json` from before the metadata log
 /// (`None`: there is no such file).
 pub fn read_legacy_file(path: &Path) -> Result<Option<Snapshot>, String> {
-    match fs::read(path) {
-        Ok(bytes) => decode(&bytes).map(Some).map_err(|e| {
-            format!(
-                "quota file {} is corrupt: {e}; fix or remove it (removing drops every quota)",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("reading quota file {}: {e}", path.display())),
-    }
+    let bytes = crate::security::migrate::read_if_present(path)
+        .map_err(|e| format!("reading quota file {}: {e}", path.display()))?;
+    bytes.map(|b| decode(&b)).transpose().map_err(|e| {
+        format!(
+            "quota file {} is corrupt: {e}; fix or remove it (removing drops every quota)",
+            path.display()
+        )
+    })
 }
 
 fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
@@ -205,6 +202,7 @@ fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
 mod tests {
     use super::super::entity::Name;
     use super::*;
+    use std::fs;
 
     fn alice() -> Entity {
         Entity {

@@ -13,7 +13,6 @@
 //! [`super::migrate`]).
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -312,19 +311,17 @@ fn found(
 /// exists but does not parse is an error: silently starting without it
 /// would lock everybody out.
 pub fn read_legacy_file(path: &Path) -> Result<Option<(Snapshot, Vec<u8>)>, CredentialsError> {
-    match fs::read(path) {
-        Ok(bytes) => decode(&bytes)
-            .map(Some)
-            .map_err(|detail| CredentialsError::Corrupt {
-                path: path.to_path_buf(),
-                detail,
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CredentialsError::Io {
+    let bytes = super::migrate::read_if_present(path).map_err(|source| CredentialsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    bytes
+        .map(|b| decode(&b))
+        .transpose()
+        .map_err(|detail| CredentialsError::Corrupt {
             path: path.to_path_buf(),
-            source,
-        }),
-    }
+            detail,
+        })
 }
 
 /// Apply one user's deletions, then upsertions; all or nothing.
@@ -376,20 +373,17 @@ fn decode(bytes: &[u8]) -> Result<(Snapshot, Vec<u8>), String> {
     for (user, creds) in file.users {
         let mut map = BTreeMap::new();
         for (m, fc) in creds {
-            let cred = ScramCredential {
+            // The file's fields are the log's, without the mechanism.
+            let stored = StoredCredential {
                 mechanism: m,
-                salt: b64("salt", &fc.salt)?,
+                salt: fc.salt,
                 iterations: fc.iterations,
-                stored_key: b64("stored_key", &fc.stored_key)?,
-                server_key: b64("server_key", &fc.server_key)?,
+                stored_key: fc.stored_key,
+                server_key: fc.server_key,
             };
-            if cred.salt.is_empty()
-                || cred.iterations == 0
-                || cred.stored_key.len() != m.hash_len()
-                || cred.server_key.len() != m.hash_len()
-            {
-                return Err(format!("invalid {m} credential for user {user:?}"));
-            }
+            let cred = stored
+                .to_credential()
+                .map_err(|e| format!("user {user:?}: {e}"))?;
             map.insert(m, cred);
         }
         users.insert(user, map);
@@ -408,6 +402,7 @@ fn decode(bytes: &[u8]) -> Result<(Snapshot, Vec<u8>), String> {
 mod tests {
     use super::*;
     use crate::security::scram::{ScramServer, Step};
+    use std::fs;
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle)

@@ -25,6 +25,15 @@ pub const ACL_FILE: &str = "acls.json";
 pub const CREDENTIAL_FILE: &str = "credentials.json";
 pub const QUOTA_FILE: &str = "quotas.json";
 
+/// The bytes of `path`, `None` when there is no such file.
+pub fn read_if_present(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Import what `data_dir` holds (see the module doc); returns how many
 /// files were imported.
 pub fn import_legacy_files(data_dir: &Path, source: &Source) -> anyhow::Result<usize> {

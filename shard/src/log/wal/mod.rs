@@ -108,12 +108,27 @@ pub async fn checkpoint_all() {
     if let Some(wal) = current() {
         let last = wal.state.borrow().last_appended;
         if let Some(seq) = last {
-            if let Err(e) = wal.barrier(seq).await {
-                tracing::warn!("{e}; a restart may redo old writes into re-created partitions");
+            // Bounded: on a full disk another partition's acknowledged
+            // batches may wait for room for as long as the disk stays full,
+            // and the checkpoint with them; a deletion (which is how room is
+            // made) must not wait for that.
+            match crate::rt::timeout(CHECKPOINT_ALL_WAIT, wal.barrier(seq)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!("{e}; a restart may redo old writes into re-created partitions")
+                }
+                Err(elapsed) => tracing::warn!(
+                    "the write-ahead ring's checkpoint did not finish ({elapsed}; another \
+                     partition's writes are waiting, perhaps for disk space); a restart may redo \
+                     old writes into re-created partitions"
+                ),
             }
         }
     }
 }
+
+/// Longest wait of [`checkpoint_all`].
+const CHECKPOINT_ALL_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The bytes one segment write put at `pos` of a segment file.
 pub struct WalEntry {
