@@ -1,0 +1,247 @@
+"""Hours-long soak of a three-node Shardline cluster (not part of the test
+command: it runs for hours).
+
+    .venv/bin/python tests/soak/cluster_soak.py BINARY OUT_DIR HOURS
+
+What it keeps going, all at once:
+  * a trickle of acks=all idempotent produce (about 200 messages a
+    second, numbered) to a 3-partition topic, and a consumer group reading it back:
+    every acknowledged number must be consumed, and none twice per partition
+    beyond what a redelivery after a group rebalance explains;
+  * idle long-lived connections (admin clients that only refresh metadata
+    every few minutes);
+  * admin churn: a topic created and deleted every 30 s through a random node;
+  * every SOAK_BOUNCE_EVERY seconds (default 900) the active controller is
+    stopped with SIGKILL (SOAK_BOUNCE=kill, default) or SIGTERM
+    (SOAK_BOUNCE=term), or each in turn (SOAK_BOUNCE=alternate), and
+    restarted 10 s later.
+Every 60 s it writes a row per node to OUT_DIR/soak.csv (RSS, threads,
+descriptors, CPU seconds) and a progress line to OUT_DIR/soak.log; at the
+end a verdict line ("SOAK PASSED" / "SOAK FAILED: why").
+"""
+
+import csv
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+
+from cluster import Cluster  # noqa: E402
+from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+TOPIC = "soak"
+PARTITIONS = 3
+
+
+def proc_sample(pid):
+    """(rss_kb, threads, fds, cpu_s) of a live process, from /proc."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+    threads = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads")))
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(stat[11]) + int(stat[12])) / ticks
+    return rss, threads, fds, cpu
+
+
+class Soak:
+    def __init__(self, binary, out, hours):
+        self.out = out
+        self.deadline = time.monotonic() + hours * 3600
+        self.cluster = Cluster(binary, out / "cluster")
+        self.lock = threading.Lock()
+        self.acked = {}  # value -> partition
+        self.delivery_errors = 0
+        self.last_delivery_error = None
+        self.seen = {}  # value -> times consumed
+        self.admin_ok = 0
+        self.admin_failed = []
+        self.bounces = 0
+        self.stop = threading.Event()
+        self.log = open(out / "soak.log", "a", buffering=1)
+
+    def say(self, msg):
+        self.log.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+
+    def bootstrap(self):
+        return self.cluster.bootstrap()
+
+    # ------------------------------------------------------------ traffic
+    def produce_loop(self):
+        p = Producer({"bootstrap.servers": self.bootstrap(), "acks": "all",
+                      "enable.idempotence": True, "linger.ms": 0,
+                      "message.timeout.ms": 120000})
+        n = 0
+
+        def on_delivery(err, msg):
+            with self.lock:
+                if err is None:
+                    self.acked[int(msg.value())] = msg.partition()
+                else:
+                    self.delivery_errors += 1
+                    self.last_delivery_error = str(err)
+
+        while not self.stop.is_set():
+            p.produce(TOPIC, value=str(n).encode(), key=str(n % 97).encode(),
+                      on_delivery=on_delivery)
+            n += 1
+            p.poll(0)
+            time.sleep(0.005)  # about 200 messages a second
+        p.flush(150)
+
+    def consume_loop(self):
+        c = Consumer({"bootstrap.servers": self.bootstrap(), "group.id": "soak",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                      "session.timeout.ms": 10000})
+        c.subscribe([TOPIC])
+        while not self.stop.is_set() or time.monotonic() < self.drain_until:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            v = int(m.value())
+            with self.lock:
+                self.seen[v] = self.seen.get(v, 0) + 1
+        c.close()
+
+    def idle_loop(self):
+        admins = [AdminClient({"bootstrap.servers": self.bootstrap(),
+                               "socket.keepalive.enable": True}) for _ in range(8)]
+        while not self.stop.wait(240):
+            for a in admins:
+                try:
+                    a.list_topics(timeout=20)
+                except Exception as e:  # noqa: BLE001
+                    self.say(f"idle metadata refresh failed: {e}")
+
+    def churn_loop(self):
+        i = 0
+        while not self.stop.wait(30):
+            i += 1
+            name = f"churn-{i}"
+            node = random.choice([n for n in self.cluster.nodes.values() if n.is_running()])
+            a = AdminClient({"bootstrap.servers": node.bootstrap})
+            try:
+                a.create_topics([NewTopic(name, 2, 1)])[name].result(60)
+                time.sleep(2)
+                a.delete_topics([name])[name].result(60)
+                self.admin_ok += 1
+            except Exception as e:  # noqa: BLE001
+                self.admin_failed.append(f"{name}: {e}")
+                self.say(f"admin churn failed on node {node.node_id}: {e}")
+
+    # ------------------------------------------------------------ faults
+    def active_controller(self):
+        for n in self.cluster.nodes.values():
+            if n.is_running():
+                try:
+                    return int(n.gauge("shardline_active_controller"))
+                except Exception:  # noqa: BLE001
+                    continue
+        return None
+
+    def bounce_loop(self, every, how):
+        while not self.stop.wait(every):
+            leader = self.active_controller()
+            if leader not in self.cluster.nodes:
+                self.say(f"no active controller to bounce (saw {leader})")
+                continue
+            node = self.cluster.nodes[leader]
+            t0 = time.monotonic()
+            if how == "alternate":
+                how_now = "term" if self.bounces % 2 else "kill"
+            else:
+                how_now = how
+            if how_now == "term":
+                node.terminate()
+            else:
+                node.kill9()
+            self.bounces += 1
+            self.say(f"{how_now} node {leader} (bounce {self.bounces}, exited in "
+                     f"{time.monotonic() - t0:.2f}s, rc={node.last_returncode})")
+            time.sleep(10)
+            node.start(120)
+            self.say(f"node {leader} back")
+
+    # ------------------------------------------------------------ run
+    def sample(self, writer):
+        now = time.strftime("%H:%M:%S")
+        for nid, n in sorted(self.cluster.nodes.items()):
+            if not n.is_running():
+                continue
+            try:
+                rss, threads, fds, cpu = proc_sample(n.proc.pid)
+            except (FileNotFoundError, ProcessLookupError, StopIteration):
+                continue
+            writer.writerow([now, nid, n.starts, rss, threads, fds, f"{cpu:.1f}"])
+        with self.lock:
+            acked, seen = len(self.acked), len(self.seen)
+        self.say(f"acked {acked} consumed {seen} delivery_errors {self.delivery_errors} "
+                 f"admin ok {self.admin_ok} failed {len(self.admin_failed)} bounces {self.bounces}")
+
+    def run(self):
+        self.cluster.start(120)
+        self.say(f"cluster up: {self.bootstrap()}")
+        a = AdminClient({"bootstrap.servers": self.bootstrap()})
+        a.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(60)
+        self.drain_until = float("inf")
+        every = int(os.environ.get("SOAK_BOUNCE_EVERY", "900"))
+        how = os.environ.get("SOAK_BOUNCE", "kill")
+        threads = [threading.Thread(target=f, daemon=True, name=f.__name__) for f in
+                   (self.produce_loop, self.consume_loop, self.idle_loop, self.churn_loop)]
+        threads.append(threading.Thread(target=self.bounce_loop, args=(every, how), daemon=True))
+        for t in threads:
+            t.start()
+        with open(self.out / "soak.csv", "a", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["time", "node", "starts", "rss_kb", "threads", "fds", "cpu_s"])
+            while time.monotonic() < self.deadline:
+                self.sample(w)
+                f.flush()
+                time.sleep(60)
+            self.drain_until = time.monotonic() + 60
+            self.stop.set()
+            for t in threads:
+                t.join(180)
+            self.sample(w)
+        return self.verdict()
+
+    def verdict(self):
+        with self.lock:
+            lost = sorted(v for v in self.acked if v not in self.seen)
+            dups = sum(1 for c in self.seen.values() if c > 1)
+        problems = []
+        if lost:
+            problems.append(f"{len(lost)} acknowledged messages never consumed (first {lost[:10]})")
+        if self.delivery_errors:
+            problems.append(f"{self.delivery_errors} delivery errors (last: {self.last_delivery_error})")
+        if self.admin_failed:
+            problems.append(f"{len(self.admin_failed)} admin failures (first: {self.admin_failed[0]})")
+        summary = (f"acked {len(self.acked)}, consumed {len(self.seen)}, redelivered {dups}, "
+                   f"admin ok {self.admin_ok}, bounces {self.bounces}")
+        line = f"SOAK PASSED: {summary}" if not problems else \
+            f"SOAK FAILED: {'; '.join(problems)} ({summary})"
+        self.say(line)
+        print(line)
+        return not problems
+
+
+def main():
+    binary, out, hours = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3])
+    out.mkdir(parents=True, exist_ok=True)
+    s = Soak(binary, out, hours)
+    try:
+        ok = s.run()
+    finally:
+        s.cluster.close()
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
