@@ -175,6 +175,7 @@ impl ClusterState {
             if p.leader < 0 && p.isr.contains(&back) {
                 p.leader = back;
                 p.leader_epoch += 1;
+                p.partition_epoch += 1;
                 changed += 1;
             }
         }
@@ -190,6 +191,7 @@ impl ClusterState {
                 if p.leader < 0 && p.isr.contains(&back) {
                     p.leader = back;
                     p.leader_epoch += 1;
+                    p.partition_epoch += 1;
                     changed += 1;
                 }
             }
@@ -201,18 +203,22 @@ impl ClusterState {
 /// [`ClusterState::elect_without`] for one partition; true if its leader
 /// changed.
 fn elect_partition_without(p: &mut super::PartitionMeta, gone: i32, live: &[i32]) -> bool {
+    let isr_before = p.isr.len();
     if p.isr.len() > 1 && p.isr.contains(&gone) {
         p.isr.retain(|r| *r != gone);
     }
-    if p.leader != gone {
-        return false;
+    let leader_changed = p.leader == gone;
+    if leader_changed {
+        p.leader = p
+            .isr
+            .iter()
+            .copied()
+            .find(|r| *r != gone && live.contains(r))
+            .unwrap_or(-1);
+        p.leader_epoch += 1;
     }
-    p.leader = p
-        .isr
-        .iter()
-        .copied()
-        .find(|r| *r != gone && live.contains(r))
-        .unwrap_or(-1);
-    p.leader_epoch += 1;
-    true
+    if leader_changed || p.isr.len() != isr_before {
+        p.partition_epoch += 1;
+    }
+    leader_changed
 }

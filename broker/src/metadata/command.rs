@@ -73,6 +73,20 @@ pub enum MetadataCommand {
     PlaceCoordinators { partitions: Vec<PartitionMeta> },
     /// ACLs, SCRAM credentials, client quotas (see [`super::security`]).
     Security(super::security::SecurityCommand),
+    /// A partition's leader changes its in-sync replicas (Kafka's
+    /// AlterPartition). Applied only if `leader` still leads in
+    /// `leader_epoch` and the partition is still at `partition_epoch` (a
+    /// change computed from an older state is refused); a member added must
+    /// be a live broker.
+    AlterPartition {
+        topic: String,
+        id: Uuid,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 /// What an applied command changed, for the controller's next steps.
@@ -99,6 +113,10 @@ pub enum Effect {
     },
     /// The coordinators are placed.
     CoordinatorsPlaced,
+    /// The partition's new ISR is committed, at this partition epoch.
+    PartitionAltered {
+        partition_epoch: i32,
+    },
     Security(super::security::SecurityEffect),
 }
 
@@ -251,6 +269,52 @@ impl ClusterState {
                 Effect::CoordinatorsPlaced
             }
             MetadataCommand::Security(cmd) => self.security.apply(cmd)?,
+            MetadataCommand::AlterPartition {
+                topic,
+                id,
+                partition,
+                leader,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => {
+                let old = self.existing(topic, id)?;
+                let Some(p) = old.partitions.get(*partition as usize) else {
+                    return Err(format!("'{topic}' has no partition {partition}"));
+                };
+                if p.leader != *leader || p.leader_epoch != *leader_epoch {
+                    return Err(format!(
+                        "FENCED_LEADER_EPOCH: {topic}-{partition} is led by {} in epoch {}, \
+                         not by {leader} in epoch {leader_epoch}",
+                        p.leader, p.leader_epoch
+                    ));
+                }
+                if p.partition_epoch != *partition_epoch {
+                    return Err(format!(
+                        "INVALID_UPDATE_VERSION: {topic}-{partition} is at partition epoch {}, \
+                         not {partition_epoch}",
+                        p.partition_epoch
+                    ));
+                }
+                if let Some(r) = isr
+                    .iter()
+                    .find(|r| !p.isr.contains(r) && !self.is_live(**r))
+                {
+                    return Err(format!(
+                        "INELIGIBLE_REPLICA: broker {r} is not live and cannot join the ISR of \
+                         {topic}-{partition}"
+                    ));
+                }
+                let mut t = (*old).clone();
+                let p = &mut t.partitions[*partition as usize];
+                p.isr = isr.clone();
+                p.partition_epoch += 1;
+                // The shape (ISR among replicas, leader in it, no repeats).
+                check_partition(p, shards)?;
+                let partition_epoch = p.partition_epoch;
+                self.insert_topic(Arc::new(t));
+                Effect::PartitionAltered { partition_epoch }
+            }
         };
         debug_assert_eq!(self.check_invariants(shards), Ok(()));
         Ok(effect)
@@ -367,7 +431,13 @@ fn check_partition(p: &PartitionMeta, shards: usize) -> Result<(), String> {
     let mut seen = p.replicas.clone();
     seen.sort_unstable();
     seen.dedup();
-    if seen.len() != p.replicas.len() || p.isr.iter().any(|r| !p.replicas.contains(r)) {
+    let mut isr = p.isr.clone();
+    isr.sort_unstable();
+    isr.dedup();
+    if seen.len() != p.replicas.len()
+        || isr.len() != p.isr.len()
+        || p.isr.iter().any(|r| !p.replicas.contains(r))
+    {
         return Err(format!(
             "replicas {:?} repeat a node, or the in-sync set {:?} is not among them",
             p.replicas, p.isr

@@ -351,3 +351,150 @@ fn a_rejected_command_leaves_the_store_as_it_was_and_restarts_the_same() {
     });
     assert!(err.to_string().contains("not past"), "{err}");
 }
+
+/// Three live brokers and a topic `r` on all of them, led by 1.
+fn replicated() -> (ClusterState, Uuid) {
+    let mut s = ClusterState::default();
+    for id in 1..=3 {
+        let b = BrokerMeta {
+            id,
+            incarnation: Uuid::from_u64_pair(9, id as u64),
+            epoch: 0,
+            endpoints: vec![],
+            rack: None,
+            shards: 1,
+            fenced: true,
+        };
+        let epoch = match s.apply(&MetadataCommand::RegisterBroker(b), 1).unwrap() {
+            Effect::BrokerRegistered { epoch } => epoch,
+            other => panic!("{other:?}"),
+        };
+        s.apply(&MetadataCommand::UnfenceBroker { id, epoch }, 1)
+            .unwrap();
+    }
+    let id = Uuid::from_u128(77);
+    let p = PartitionMeta {
+        replicas: vec![1, 2, 3],
+        isr: vec![1, 2, 3],
+        shards: vec![0, 0, 0],
+        ..PartitionMeta::local(0, 1)
+    };
+    s.apply(
+        &MetadataCommand::CreateTopic {
+            name: "r".into(),
+            id,
+            partitions: vec![p],
+            configs: BTreeMap::new(),
+        },
+        1,
+    )
+    .unwrap();
+    (s, id)
+}
+
+fn alter(
+    id: Uuid,
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: &[i32],
+) -> MetadataCommand {
+    MetadataCommand::AlterPartition {
+        topic: "r".into(),
+        id,
+        partition: 0,
+        leader,
+        leader_epoch,
+        partition_epoch,
+        isr: isr.to_vec(),
+    }
+}
+
+#[test]
+fn isr_changes_are_fenced_by_the_leader_and_partition_epochs() {
+    let (mut s, id) = replicated();
+    let p = |s: &ClusterState| s.topic("r").unwrap().partitions[0].clone();
+    assert_eq!(
+        s.apply(&alter(id, 1, 0, 0, &[1, 2]), 1),
+        Ok(Effect::PartitionAltered { partition_epoch: 1 })
+    );
+    assert_eq!((p(&s).isr, p(&s).partition_epoch), (vec![1, 2], 1));
+    let before = s.clone();
+    for (cmd, why) in [
+        (alter(id, 1, 0, 0, &[1]), "INVALID_UPDATE_VERSION"),
+        (alter(id, 2, 0, 1, &[2]), "FENCED_LEADER_EPOCH"),
+        (alter(id, 1, 3, 1, &[1]), "FENCED_LEADER_EPOCH"),
+        (
+            alter(id, 1, 0, 1, &[2, 3]),
+            "not among the in-sync replicas",
+        ),
+        (alter(id, 1, 0, 1, &[1, 4]), "INELIGIBLE_REPLICA"),
+        (alter(id, 1, 0, 1, &[1, 1]), "repeat"),
+    ] {
+        let err = s.apply(&cmd, 1).unwrap_err();
+        assert!(err.contains(why), "{cmd:?}: {err}");
+        assert_eq!(s, before, "a refused change changes nothing");
+    }
+    // A fenced broker cannot join; once live again it can.
+    let epoch3 = s.brokers[&3].epoch;
+    s.apply(
+        &MetadataCommand::FenceBroker {
+            id: 3,
+            epoch: epoch3,
+        },
+        1,
+    )
+    .unwrap();
+    let err = s.apply(&alter(id, 1, 0, 1, &[1, 2, 3]), 1).unwrap_err();
+    assert!(err.contains("INELIGIBLE_REPLICA"), "{err}");
+    s.apply(
+        &MetadataCommand::UnfenceBroker {
+            id: 3,
+            epoch: epoch3,
+        },
+        1,
+    )
+    .unwrap();
+    s.apply(&alter(id, 1, 0, 1, &[1, 2, 3]), 1).unwrap();
+    assert_eq!((p(&s).isr, p(&s).partition_epoch), (vec![1, 2, 3], 2));
+}
+
+#[test]
+fn fencing_bumps_the_partition_epoch_with_the_isr_and_the_leader() {
+    let (mut s, _) = replicated();
+    let p = |s: &ClusterState| s.topic("r").unwrap().partitions[0].clone();
+    // A follower fenced: out of the ISR, same leader and leader epoch.
+    let e2 = s.brokers[&2].epoch;
+    s.apply(&MetadataCommand::FenceBroker { id: 2, epoch: e2 }, 1)
+        .unwrap();
+    let after = p(&s);
+    assert_eq!(
+        (after.leader, after.leader_epoch, after.partition_epoch),
+        (1, 0, 1)
+    );
+    assert_eq!(after.isr, vec![1, 3]);
+    // The leader fenced: 3 leads in a new epoch.
+    let e1 = s.brokers[&1].epoch;
+    s.apply(&MetadataCommand::FenceBroker { id: 1, epoch: e1 }, 1)
+        .unwrap();
+    let after = p(&s);
+    assert_eq!(
+        (after.leader, after.leader_epoch, after.partition_epoch),
+        (3, 1, 2)
+    );
+    assert_eq!(after.isr, vec![3]);
+    // The last member fenced: offline, still in the ISR; back: leads again.
+    let e3 = s.brokers[&3].epoch;
+    s.apply(&MetadataCommand::FenceBroker { id: 3, epoch: e3 }, 1)
+        .unwrap();
+    assert_eq!(
+        (p(&s).leader, p(&s).isr.clone(), p(&s).partition_epoch),
+        (-1, vec![3], 3)
+    );
+    s.apply(&MetadataCommand::UnfenceBroker { id: 3, epoch: e3 }, 1)
+        .unwrap();
+    assert_eq!(
+        (p(&s).leader, p(&s).leader_epoch, p(&s).partition_epoch),
+        (3, 3, 4)
+    );
+}

@@ -35,6 +35,9 @@ pub const PRODUCER_ID_BLOCK: i64 = 1000;
 #[serde(from = "PartitionRecord")]
 pub struct PartitionMeta {
     pub leader_epoch: i32,
+    /// Bumped by every change of leader, ISR or replicas (Kafka's partition
+    /// epoch): an ISR change computed from an older state is refused.
+    pub partition_epoch: i32,
     /// The node that leads the partition; -1 when none can (every in-sync
     /// replica is fenced: the partition is offline).
     pub leader: i32,
@@ -57,6 +60,8 @@ struct PartitionRecord {
     #[serde(default)]
     shard: Option<u32>,
     leader_epoch: i32,
+    #[serde(default)]
+    partition_epoch: i32,
     #[serde(default = "unrecorded_node")]
     leader: i32,
     #[serde(default)]
@@ -76,6 +81,7 @@ impl From<PartitionRecord> for PartitionMeta {
         };
         Self {
             leader_epoch: r.leader_epoch,
+            partition_epoch: r.partition_epoch,
             leader: r.leader,
             replicas: r.replicas,
             isr: r.isr,
@@ -95,6 +101,7 @@ impl PartitionMeta {
     pub fn local(shard: u32, node: i32) -> Self {
         Self {
             leader_epoch: 0,
+            partition_epoch: 0,
             leader: node,
             replicas: vec![node],
             isr: vec![node],

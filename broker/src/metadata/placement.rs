@@ -173,6 +173,7 @@ impl Placer {
             .collect();
         PartitionMeta {
             leader_epoch: 0,
+            partition_epoch: 0,
             leader: replicas[0],
             isr: vec![replicas[0]],
             replicas,

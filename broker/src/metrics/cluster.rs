@@ -157,6 +157,7 @@ mod tests {
     fn partition(leader: i32, replicas: &[i32], isr: &[i32]) -> PartitionMeta {
         PartitionMeta {
             leader_epoch: 0,
+            partition_epoch: 0,
             leader,
             replicas: replicas.to_vec(),
             isr: isr.to_vec(),

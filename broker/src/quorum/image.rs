@@ -21,9 +21,22 @@ mod security;
 
 /// 2: replicas' shards per broker, registered brokers.
 /// 3: ACLs, SCRAM credentials, client quotas ([`ImageV3`]).
-const VERSION: u32 = 3;
-/// Images of version 2 (an [`Image`] alone) are still read.
+/// 4: partition epochs ([`ImageV4`]).
+const VERSION: u32 = 4;
+/// Images of versions 2 (an [`Image`] alone) and 3 are still read.
 const VERSION_2: u32 = 2;
+const VERSION_3: u32 = 3;
+
+/// Version 4: the version 3 image and the partition epochs.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ImageV4 {
+    version: u32,
+    base: Image,
+    security: SecurityImage,
+    /// Each topic's partitions' epochs, in the order of `base.topics`.
+    topic_partition_epochs: Vec<Vec<i32>>,
+    coordinator_partition_epochs: Vec<i32>,
+}
 
 /// Version 3: the version 2 image and the security state.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -127,10 +140,17 @@ struct PartitionImage {
 
 /// The archive of `state`.
 pub fn encode(state: &ClusterState) -> Vec<u8> {
-    let image = ImageV3 {
+    let epochs = |ps: &[PartitionMeta]| ps.iter().map(|p| p.partition_epoch).collect();
+    let image = ImageV4 {
         version: VERSION,
         base: base_image(state),
         security: security::image(&state.security),
+        topic_partition_epochs: state
+            .topics
+            .values()
+            .map(|t| epochs(&t.partitions))
+            .collect(),
+        coordinator_partition_epochs: epochs(&state.coordinators),
     };
     rkyv::to_bytes::<rancor::Error>(&image)
         .expect("archiving metadata into memory cannot fail")
@@ -191,8 +211,16 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
     aligned.extend_from_slice(bytes);
     // The version is the first field of both layouts; an archive of one
     // does not validate as the other (its root sits elsewhere).
-    if let Ok(image) = rkyv::access::<ArchivedImageV3, rancor::Error>(&aligned) {
+    if let Ok(image) = rkyv::access::<ArchivedImageV4, rancor::Error>(&aligned) {
         if image.version.to_native() == VERSION {
+            let mut state = base_state(&image.base)?;
+            state.security = security::state(&image.security)?;
+            set_partition_epochs(&mut state, image)?;
+            return Ok(state);
+        }
+    }
+    if let Ok(image) = rkyv::access::<ArchivedImageV3, rancor::Error>(&aligned) {
+        if image.version.to_native() == VERSION_3 {
             let mut state = base_state(&image.base)?;
             state.security = security::state(&image.security)?;
             return Ok(state);
@@ -203,7 +231,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
     let version = image.version.to_native();
     if version != VERSION_2 {
         return Err(format!(
-            "metadata image version {version}; this build reads versions {VERSION_2} and {VERSION}"
+            "metadata image version {version}; this build reads versions {VERSION_2} to {VERSION}"
         ));
     }
     base_state(image)
@@ -253,6 +281,39 @@ fn base_state(image: &ArchivedImage) -> Result<ClusterState, String> {
     Ok(state)
 }
 
+/// The partition epochs of a version 4 image, which must match its topics.
+fn set_partition_epochs(state: &mut ClusterState, image: &ArchivedImageV4) -> Result<(), String> {
+    let topics = &image.topic_partition_epochs;
+    if topics.len() != image.base.topics.len() {
+        return Err(format!(
+            "metadata image has partition epochs for {} topics but {} topics",
+            topics.len(),
+            image.base.topics.len()
+        ));
+    }
+    let set = |partitions: &mut [PartitionMeta], epochs: &[rkyv::Archived<i32>]| {
+        if partitions.len() != epochs.len() {
+            return Err(format!(
+                "metadata image has {} partition epochs for {} partitions",
+                epochs.len(),
+                partitions.len()
+            ));
+        }
+        for (p, e) in partitions.iter_mut().zip(epochs) {
+            p.partition_epoch = e.to_native();
+        }
+        Ok(())
+    };
+    for (t, epochs) in image.base.topics.iter().zip(topics.iter()) {
+        let topic = state
+            .topics
+            .get_mut(t.name.as_str())
+            .expect("base_state read this topic");
+        set(&mut Arc::make_mut(topic).partitions, epochs)?;
+    }
+    set(&mut state.coordinators, &image.coordinator_partition_epochs)
+}
+
 fn partition_image(p: &PartitionMeta) -> PartitionImage {
     PartitionImage {
         shards: p.shards.clone(),
@@ -267,6 +328,7 @@ fn partition_meta(p: &ArchivedPartitionImage) -> PartitionMeta {
     PartitionMeta {
         shards: p.shards.iter().map(|s| s.to_native()).collect(),
         leader_epoch: p.leader_epoch.to_native(),
+        partition_epoch: 0, // version 4 sets it (set_partition_epochs)
         leader: p.leader.to_native(),
         replicas: p.replicas.iter().map(|r| r.to_native()).collect(),
         isr: p.isr.iter().map(|r| r.to_native()).collect(),
@@ -305,6 +367,7 @@ mod tests {
         let mut p = PartitionMeta::local(1, 1);
         p.replicas = vec![1, 2];
         p.shards = vec![1, 0];
+        p.partition_epoch = 6;
         s.apply(
             &MetadataCommand::CreateTopic {
                 name: "t".into(),
@@ -388,6 +451,14 @@ mod tests {
         add_security(&mut s);
         let back = decode(&encode(&s)).unwrap();
         assert_eq!(back.security, s.security);
+        // Version 3: the security state, no partition epochs.
+        let v3 = ImageV3 {
+            version: VERSION_3,
+            base: base_image(&s),
+            security: security::image(&s.security),
+        };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v3).unwrap().into_vec();
+        assert_eq!(decode(&bytes).unwrap(), s);
         let mut v9 = base_image(&s);
         v9.version = 9;
         let bytes = rkyv::to_bytes::<rancor::Error>(&v9).unwrap().into_vec();

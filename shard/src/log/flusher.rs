@@ -89,7 +89,7 @@ impl PartitionLog {
                 // synced, say) does not undo it, and the batch stays
                 // readable, so its producer must hear success.
                 let durable = if inner.generation == generation {
-                    inner.offsets.high_watermark()
+                    inner.offsets.durable()
                 } else if inner.durable_before.0 == generation {
                     inner.durable_before.1
                 } else {
@@ -235,7 +235,7 @@ impl PartitionLog {
     /// retriable error, whose outcome is unknown as in Kafka) may find its
     /// batch kept.
     pub(super) fn fail(&self, e: LogError) {
-        let hwm = self.high_watermark();
+        let hwm = self.inner.borrow().offsets.durable();
         let cause = match &e {
             LogError::NoSpace(detail) => format!(
                 "the disk holding {} is full ({detail}); free space (delete topics or \

@@ -20,6 +20,7 @@ pub mod producer_state;
 pub mod read_ahead;
 mod reader;
 mod recovery;
+mod replica;
 pub mod reserve;
 mod retention;
 pub mod segment;
@@ -32,8 +33,10 @@ pub mod walk;
 pub use compaction::CompactionStats;
 pub use config::{FlushMode, LogConfig};
 pub use error::LogError;
+pub use offsets::UNBOUNDED;
 pub use partition::{AckLevel, AppendInfo, LogOffsets, PartitionLog};
 pub use reader::ReadOutcome;
+pub use replica::HighWatermarkWait;
 
 #[cfg(test)]
 mod flusher_tests;
@@ -45,6 +48,8 @@ mod hwm_tests;
 mod off_shard_tests;
 #[cfg(test)]
 mod read_ahead_tests;
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod segment_tests;
 #[cfg(any(test, feature = "sim"))]

@@ -2,7 +2,8 @@
 //! its own methods can change, each checking the invariants below.
 //!
 //! ```text
-//! log_start ≤ last_stable ≤ high_watermark ≤ max(written, synced)
+//! log_start ≤ last_stable ≤ high_watermark ≤ durable ≤ max(written, synced)
+//! high_watermark ≤ max(replicated bound, log_start)
 //! written ≤ log_end, synced ≤ log_end
 //! ```
 //! - `log_end` (Kafka's log end offset, `next_offset`): the next offset to
@@ -14,20 +15,27 @@
 //!   segment. Only the ring puts `synced` above `written`: its batches are
 //!   acknowledged before their segment write (`wal/writeback.rs`), and
 //!   until then are read from the tail cache, which keeps all of them.
-//! - `high_watermark`: below it, batches are as durable as the flush mode
-//!   promises (`batch`: synced, `interval`: written). It is Kafka's high
-//!   watermark on one node: consumers see only what lies below it, so they
-//!   never see a record that a failed write or a crash can take back, and
-//!   whose offset could then be given to a different record. Acknowledged
-//!   produces (`acks=1/all`) are answered when it passes their batch, so
-//!   acknowledged and visible mean the same thing.
+//! - `durable`: below it, batches are as durable on this node as the flush
+//!   mode promises (`batch`: synced, `interval`: written). acks=1 is
+//!   answered when it passes the batch, and followers copy only below it.
+//! - `replicated bound`: set by the replication pipeline. On a leader, the
+//!   smallest log end of its in-sync followers; on a follower, its leader's
+//!   high watermark. Unbounded (`i64::MAX`) for a partition with no other
+//!   in-sync replica.
+//! - `high_watermark`: min(durable, replicated bound). Consumers see only
+//!   what lies below it, so they never see a record that a failed write, a
+//!   crash or a leader change can take back, and whose offset could then be
+//!   given to a different record; acks=all is answered when it passes the
+//!   batch. It only grows, except when a new role resets the bound
+//!   ([`Offsets::reset_bound`]) and when a truncation hides a suffix.
 //! - `last_stable`: Kafka's last stable offset. Without transactions it is
 //!   the high watermark; it is kept apart so that they can differ later.
 //! - `log_start`: the first offset kept (retention and DeleteRecords move it).
 //!
-//! Every offset only grows while the log lives. A recovery in place (after
-//! a failed write) builds a fresh state from the files; its log end is
-//! never below the old high watermark (what lay below it was on the device).
+//! Every offset only grows while the log lives, but for the exceptions
+//! above. A recovery in place (after a failed write) builds a fresh state
+//! from the files; its log end is never below the old durable end (what
+//! lay below it was on the device), and it keeps the replicated bound.
 //!
 //! The order checks are a few comparisons and always run; the check that
 //! the segment map agrees with them walks it, so it runs in debug builds.
@@ -38,11 +46,16 @@ use super::config::FlushMode;
 use super::partition::PartitionLog;
 use super::segment::Segment;
 
+/// The replicated bound of a partition no other replica has to confirm.
+pub const UNBOUNDED: i64 = i64::MAX;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Offsets {
     log_start: i64,
     last_stable: i64,
     high_watermark: i64,
+    durable: i64,
+    bound: i64,
     written: i64,
     synced: i64,
     log_end: i64,
@@ -56,6 +69,8 @@ impl Offsets {
             log_start,
             last_stable: log_end,
             high_watermark: log_end,
+            durable: log_end,
+            bound: UNBOUNDED,
             written: log_end,
             synced: log_end,
             log_end,
@@ -70,6 +85,14 @@ impl Offsets {
 
     pub(super) fn high_watermark(&self) -> i64 {
         self.high_watermark
+    }
+
+    pub(super) fn durable(&self) -> i64 {
+        self.durable
+    }
+
+    pub(super) fn replicated_bound(&self) -> i64 {
+        self.bound
     }
 
     #[allow(dead_code)] // read by the fetch path once transactions exist
@@ -112,17 +135,48 @@ impl Offsets {
         self.check();
     }
 
-    /// Raise the high watermark (and the last stable offset with it) to
-    /// what the flush mode makes durable. Returns true if it moved.
+    /// Raise the durable end to what the flush mode makes durable, and the
+    /// high watermark (and the last stable offset with it) as far as the
+    /// replicated bound lets it. Returns true if the high watermark moved.
     pub(super) fn advance_high_watermark(&mut self, mode: FlushMode) -> bool {
         let durable = match mode {
             FlushMode::Batch => self.synced,
             FlushMode::Interval => self.written,
         };
-        let moved = durable > self.high_watermark;
+        self.durable = self.durable.max(durable);
+        self.raise_visible()
+    }
+
+    /// Raise the replicated bound (a follower caught up, a leader's high
+    /// watermark came in). A smaller value than the current one is ignored:
+    /// the bound only grows within a role. Returns true if the high
+    /// watermark moved.
+    pub(super) fn advance_bound(&mut self, bound: i64) -> bool {
+        self.bound = self.bound.max(bound);
+        self.raise_visible()
+    }
+
+    /// Set the replicated bound for a new role (leader of a new epoch,
+    /// follower of a new leader, or no replication at all: `UNBOUNDED`).
+    /// The high watermark may go down to it, never below the log start
+    /// (nothing below that is readable anyway): a follower's log loaded
+    /// from its files shows only what its leader said was committed.
+    pub(super) fn reset_bound(&mut self, bound: i64) {
+        self.bound = bound;
+        let visible = self.durable.min(bound).max(self.log_start);
+        if visible < self.high_watermark {
+            self.high_watermark = visible;
+            self.last_stable = self.last_stable.min(visible);
+        }
+        self.raise_visible();
+    }
+
+    fn raise_visible(&mut self) -> bool {
+        let visible = self.durable.min(self.bound);
+        let moved = visible > self.high_watermark;
         if moved {
-            self.high_watermark = durable;
-            self.last_stable = durable;
+            self.high_watermark = visible;
+            self.last_stable = visible;
         }
         self.check();
         moved
@@ -151,6 +205,7 @@ impl Offsets {
     /// nothing from `end` on may be served meanwhile. The other offsets
     /// stay until the recovery replaces them all.
     pub(super) fn hide_from(&mut self, end: i64) {
+        self.durable = self.durable.min(end);
         self.high_watermark = self.high_watermark.min(end);
         self.last_stable = self.last_stable.min(self.high_watermark);
         self.log_start = self.log_start.min(self.last_stable);
@@ -172,9 +227,21 @@ impl Offsets {
             self.high_watermark
         );
         assert!(
-            self.high_watermark <= self.written.max(self.synced),
-            "high watermark {} above written {} and synced {}",
+            self.high_watermark <= self.durable,
+            "high watermark {} above the durable end {}",
             self.high_watermark,
+            self.durable
+        );
+        assert!(
+            self.high_watermark <= self.bound.max(self.log_start),
+            "high watermark {} above the replicated bound {}",
+            self.high_watermark,
+            self.bound
+        );
+        assert!(
+            self.durable <= self.written.max(self.synced),
+            "durable end {} above written {} and synced {}",
+            self.durable,
             self.written,
             self.synced
         );
@@ -245,6 +312,39 @@ mod tests {
         assert_eq!(o.written(), 12);
         assert!(o.advance_log_start(12));
         assert!(!o.advance_log_start(7));
+        assert_eq!(o.log_start(), 12);
+    }
+
+    #[test]
+    fn the_replicated_bound_holds_the_high_watermark_and_only_a_new_role_lowers_it() {
+        let mut o = Offsets::loaded(0, 10);
+        // A follower of a leader that committed 4: its loaded log shows 4.
+        o.reset_bound(4);
+        assert_eq!(
+            (o.high_watermark(), o.last_stable(), o.durable()),
+            (4, 4, 10)
+        );
+        assert!(
+            !o.advance_bound(3),
+            "a smaller bound within the role is ignored"
+        );
+        assert_eq!(o.replicated_bound(), 4);
+        assert!(o.advance_bound(8));
+        assert_eq!(o.high_watermark(), 8);
+        // Appended but not durable: the bound alone does not show it.
+        o.append(14);
+        assert!(o.advance_bound(15));
+        assert_eq!(o.high_watermark(), 10);
+        o.mark_synced(15);
+        assert!(o.advance_high_watermark(FlushMode::Batch));
+        assert_eq!(o.high_watermark(), 15);
+        // Leading alone: unbounded.
+        o.reset_bound(UNBOUNDED);
+        assert_eq!(o.high_watermark(), 15);
+        // A bound below the log start shows nothing new, and breaks nothing.
+        assert!(o.advance_log_start(12));
+        o.reset_bound(2);
+        assert_eq!(o.high_watermark(), 12);
         assert_eq!(o.log_start(), 12);
     }
 

@@ -33,6 +33,15 @@ const MAX_REPLANS: usize = 8;
 const READ_PIECE: usize = (1 << 20) - (8 << 10);
 const READ_DEPTH: usize = 8;
 
+/// How far a read may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadLimit {
+    /// Consumers: below the high watermark.
+    HighWatermark,
+    /// Followers: below the durable end.
+    Durable,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ReadOutcome {
     pub batches: Vec<Bytes>,
@@ -95,10 +104,32 @@ impl PartitionLog {
     /// the high watermark and the log end gives an empty result, as in
     /// Kafka; one beyond the log end is out of range.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutcome, LogError> {
+        self.read_below(offset, max_bytes, ReadLimit::HighWatermark)
+            .await
+    }
+
+    /// [`read`](Self::read) for a follower: up to the durable end rather
+    /// than the high watermark (a follower copies what its leader holds as
+    /// durably as the flush mode promises; the high watermark is what the
+    /// followers have, so it cannot be their limit).
+    pub async fn read_for_follower(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadOutcome, LogError> {
+        self.read_below(offset, max_bytes, ReadLimit::Durable).await
+    }
+
+    async fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit: ReadLimit,
+    ) -> Result<ReadOutcome, LogError> {
         let mut at = offset;
         let mut replans = 0;
         loop {
-            let (mut out, mut plan) = {
+            let (mut out, mut plan, upto) = {
                 let inner = self.inner.borrow();
                 if offset < inner.offsets.log_start() || offset > inner.offsets.log_end() {
                     return Err(LogError::OffsetOutOfRange {
@@ -108,16 +139,20 @@ impl PartitionLog {
                     });
                 }
                 let hwm = inner.offsets.high_watermark();
+                let upto = match limit {
+                    ReadLimit::HighWatermark => hwm,
+                    ReadLimit::Durable => inner.offsets.durable(),
+                };
                 let mut out = ReadOutcome {
                     batches: Vec::new(),
                     high_watermark: hwm,
                     log_start_offset: inner.offsets.log_start(),
                 };
-                if at >= hwm {
+                if at >= upto {
                     return Ok(out);
                 }
                 if inner.cache.first_offset().is_some_and(|first| at >= first) {
-                    out.batches = inner.cache.read(at, max_bytes, hwm);
+                    out.batches = inner.cache.read(at, max_bytes, upto);
                     return Ok(out);
                 }
                 let Some((&base, seg)) = inner
@@ -137,7 +172,7 @@ impl PartitionLog {
                     .with_pieces(seg, read_budget(max_bytes));
                 plan.generation = inner.generation;
                 self.use_read_ahead(&mut plan, seg, at, max_bytes);
-                (out, plan)
+                (out, plan, upto)
             };
             let opened = plan.file.get().await;
             let changed = !self.segment_is(plan.base, &plan.file)
@@ -158,9 +193,9 @@ impl PartitionLog {
             let read = match plan.ahead.take() {
                 Some(ahead) => {
                     let src = ahead.into_source(file.clone()).await;
-                    read_batches(&src, &plan, at, max_bytes, out.high_watermark).await?
+                    read_batches(&src, &plan, at, max_bytes, upto).await?
                 }
-                None => read_batches(&*file, &plan, at, max_bytes, out.high_watermark).await?,
+                None => read_batches(&*file, &plan, at, max_bytes, upto).await?,
             };
             if let Some((pos, next)) = read.full_at {
                 self.read_ahead_from(&plan, file.clone(), pos, next, max_bytes);
@@ -190,7 +225,7 @@ impl PartitionLog {
                 return Ok(out);
             }
             match plan.next_base {
-                Some(next) if next > at && next < out.high_watermark => at = next,
+                Some(next) if next > at && next < upto => at = next,
                 _ => return Ok(out),
             }
         }

@@ -87,7 +87,10 @@ impl PartitionLog {
         let fresh = load(&self.dir, &self.name, &config, &self.clock).await?;
         let (old_hwm, old_end, new_end) = {
             let mut inner = self.inner.borrow_mut();
-            let old_hwm = inner.offsets.high_watermark();
+            // What was durable before (the replicated bound may hold the
+            // high watermark lower).
+            let old_hwm = inner.offsets.durable();
+            let bound = inner.offsets.replicated_bound();
             let old_end = inner.offsets.log_end();
             if fresh.offsets.log_end() < old_hwm {
                 // Should not happen: the device lost written data.
@@ -105,6 +108,7 @@ impl PartitionLog {
             // The log start may have moved since its file was written.
             let end = inner.offsets.log_end();
             inner.offsets.advance_log_start(keep_start.min(end));
+            inner.offsets.reset_bound(bound);
             inner.leader_epoch = leader_epoch;
             inner.generation = generation;
             inner.durable_before = (generation - 1, old_hwm);

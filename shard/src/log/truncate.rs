@@ -257,6 +257,9 @@ impl PartitionLog {
             fresh.generation = inner.generation + 1;
             let end = fresh.offsets.log_end();
             fresh.offsets.advance_log_start(keep_start.min(end));
+            // The role goes on: a follower still shows only what its leader
+            // said was committed.
+            fresh.offsets.reset_bound(inner.offsets.replicated_bound());
             fresh.epochs.truncate_from_start(fresh.offsets.log_start());
             fresh.offsets.debug_check_segments(&fresh.segments);
             *inner = fresh;
@@ -266,6 +269,8 @@ impl PartitionLog {
         self.flusher_running.set(true);
         crate::rt::spawn_detached(Rc::clone(&me).run_flusher());
         self.progress_signal.notify_all();
+        // acks=all waiters look again (their batch may be gone).
+        self.data_signal.notify_all();
         Ok(())
     }
 }
