@@ -519,9 +519,15 @@ pub async fn place_coordinators(state: Rc<ShardState>) -> Result<(), AdminError>
     }
     let mut placer = placer(&state, &snap);
     let rf = (state.config.offsets_topic_replication_factor as usize).min(placer.live());
-    let partitions = placer
+    let mut partitions = placer
         .place(state.config.offsets_topic_num_partitions as usize, rf)
         .map_err(placement_error)?;
+    // A group's state lives on the shard that coordinates it and is not
+    // copied to the other replicas yet: only the leader is in sync, so a
+    // coordinator is never moved to a replica without its groups.
+    for p in &mut partitions {
+        p.isr = vec![p.leader];
+    }
     match state
         .metadata
         .execute(MetadataCommand::PlaceCoordinators { partitions })

@@ -18,6 +18,7 @@ mod partitions;
 mod quorum;
 mod quotas;
 mod reconcile;
+mod replica;
 mod routing;
 mod security;
 mod server;

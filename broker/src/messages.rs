@@ -37,6 +37,9 @@ pub enum ShardRequest {
     WaitForData {
         parts: Vec<(String, i32, i64)>,
         timeout: std::time::Duration,
+        /// A follower's fetch: wait for the durable end, not the high
+        /// watermark (followers copy what the high watermark waits for).
+        replica: bool,
     },
     /// A request answered by one [`ShardWork`] type (see `shard_work!`).
     Work(WorkRequest),
@@ -66,8 +69,12 @@ impl Service for ShardState {
             ShardRequest::Conn(op) => self.connections.handle(op),
             ShardRequest::Work(work) => ShardReply::Work(work.run(self).await),
             ShardRequest::PartitionAdmin(op) => self.partitions.handle(*op).await,
-            ShardRequest::WaitForData { parts, timeout } => {
-                crate::handlers::fetch::wait_local(&self, parts, timeout).await;
+            ShardRequest::WaitForData {
+                parts,
+                timeout,
+                replica,
+            } => {
+                crate::handlers::fetch::wait_local(&self, parts, timeout, replica).await;
                 ShardReply::Done
             }
         }

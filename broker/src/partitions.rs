@@ -1,6 +1,8 @@
 //! The partitions this shard owns: their logs, opened, closed, deleted
 //! and reconfigured here, on the owner shard's thread only (other shards
-//! ask by message).
+//! ask by message), and their replication roles (`crate::replica`): the
+//! partitions led here with their followers' progress, and the fetchers of
+//! those followed.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -12,20 +14,20 @@ use shard::log::{LogConfig, PartitionLog};
 use crate::config::BrokerConfig;
 use crate::messages::ShardReply;
 use crate::metadata::{partition_dir, topic_config, MetadataStore};
+use crate::replica::{role_of, Role};
 
 pub type TopicPartition = (String, i32);
 
 /// What the controller asks of a partition's owner shard.
 #[derive(Debug)]
 pub enum PartitionAdmin {
-    /// Open (or create) a partition's log, or bring an open one to a new
-    /// leader epoch; answered with [`ShardReply::Opened`].
+    /// Open (or create) a partition's log, and give it its role (a new
+    /// leader epoch, a new ISR, a new leader to follow); answered with
+    /// [`ShardReply::Opened`].
     Open {
         topic: String,
         partition: i32,
-        leader_epoch: i32,
-        /// This node leads it (a follower's log takes epochs from its leader).
-        leads: bool,
+        role: Role,
     },
     /// Close a partition's log, keeping its files.
     Close { topic: String, partition: i32 },
@@ -40,16 +42,35 @@ pub struct PartitionManager {
     config: Arc<BrokerConfig>,
     metadata: Arc<MetadataStore>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
+    /// The partitions led here, with their followers' progress.
+    leaders: replication::Leaders,
+    /// One fetcher per leader this shard follows partitions of.
+    fetchers: replication::Fetchers,
 }
 
 impl PartitionManager {
     pub fn new(shard: usize, config: Arc<BrokerConfig>, metadata: Arc<MetadataStore>) -> Self {
+        let node = config.node_id;
         Self {
             shard,
             config,
             metadata,
             logs: RefCell::new(HashMap::new()),
+            leaders: replication::Leaders::new(node),
+            fetchers: replication::Fetchers::new(node),
         }
+    }
+
+    pub fn leaders(&self) -> &replication::Leaders {
+        &self.leaders
+    }
+
+    pub fn metadata(&self) -> &Arc<MetadataStore> {
+        &self.metadata
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
     }
 
     /// Answer a [`PartitionAdmin`] request on this (the owner) shard.
@@ -58,12 +79,8 @@ impl PartitionManager {
             PartitionAdmin::Open {
                 topic,
                 partition,
-                leader_epoch,
-                leads,
-            } => ShardReply::Opened(
-                self.open_partition(&topic, partition, leader_epoch, leads)
-                    .await,
-            ),
+                role,
+            } => ShardReply::Opened(self.open_partition(&topic, partition, role).await),
             PartitionAdmin::Close { topic, partition } => {
                 self.close_partition(&topic, partition).await;
                 ShardReply::Done
@@ -103,14 +120,14 @@ impl PartitionManager {
         topic_config::log_config(&overrides, &self.config)
     }
 
-    /// Open (or create) the log of a partition this shard owns; an open
-    /// one that this node now leads takes the new leader epoch.
+    /// Open (or create) the log of a partition this shard owns, and give it
+    /// `role`: a leader takes its leader epoch and its followers' progress,
+    /// a follower starts fetching from its leader.
     pub async fn open_partition(
         &self,
         topic: &str,
         partition: i32,
-        leader_epoch: i32,
-        leads: bool,
+        role: Role,
     ) -> Result<(), String> {
         let (log, fresh) = match self.log(topic, partition) {
             Some(log) => (log, false),
@@ -126,11 +143,32 @@ impl PartitionManager {
                 (log, true)
             }
         };
-        if leads && (fresh || log.leader_epoch() < leader_epoch) {
-            if let Err(e) = log.become_leader(leader_epoch).await {
-                // Not fatal (a full disk must not stop a start-up): the first
-                // append of the epoch writes the entry before its batch.
-                tracing::warn!("{topic}-{partition}: writing its leader-epoch checkpoint: {e}");
+        let tp = (topic.to_string(), partition);
+        match role {
+            Role::Leader(l) => {
+                self.fetchers.unfollow(&tp);
+                if fresh || log.leader_epoch() < l.leader_epoch {
+                    if let Err(e) = log.become_leader(l.leader_epoch).await {
+                        // Not fatal (a full disk must not stop a start-up): the
+                        // first append of the epoch writes the entry before its batch.
+                        tracing::warn!(
+                            "{topic}-{partition}: writing its leader-epoch checkpoint: {e}"
+                        );
+                    }
+                }
+                self.leaders.lead(tp, log, &l, crate::replica::now_ms());
+            }
+            Role::Follower {
+                leader,
+                addr,
+                leader_epoch,
+            } => {
+                self.leaders.resign(&tp);
+                self.fetchers.follow(tp, log, leader, addr, leader_epoch);
+            }
+            Role::Idle => {
+                self.leaders.resign(&tp);
+                self.fetchers.unfollow(&tp);
             }
         }
         Ok(())
@@ -144,7 +182,7 @@ impl PartitionManager {
         for t in snap.topics.values() {
             for (p, meta) in t.partitions.iter().enumerate() {
                 if meta.shard_on(node) == Some(self.shard as u32) {
-                    self.open_partition(&t.name, p as i32, meta.leader_epoch, meta.leader == node)
+                    self.open_partition(&t.name, p as i32, role_of(&snap, node, meta))
                         .await
                         .map_err(anyhow::Error::msg)?;
                     opened += 1;
@@ -158,6 +196,7 @@ impl PartitionManager {
     /// undoing a creation: closing everything first frees the descriptors
     /// that deleting directories needs).
     pub async fn close_partition(&self, topic: &str, partition: i32) {
+        self.drop_role(topic, partition);
         let log = self
             .logs
             .borrow_mut()
@@ -171,6 +210,7 @@ impl PartitionManager {
 
     /// Close and delete the log of a partition (topic deletion).
     pub async fn destroy_partition(&self, topic: &str, partition: i32) {
+        self.drop_role(topic, partition);
         let log = self
             .logs
             .borrow_mut()
@@ -208,8 +248,16 @@ impl PartitionManager {
         }
     }
 
+    /// Neither lead nor follow a partition any more (closed or deleted).
+    fn drop_role(&self, topic: &str, partition: i32) {
+        let tp = (topic.to_string(), partition);
+        self.leaders.resign(&tp);
+        self.fetchers.unfollow(&tp);
+    }
+
     /// Flush and close every local log (shutdown).
     pub async fn close_all(&self) {
+        self.fetchers.stop_all();
         let logs: Vec<_> = self.logs.borrow_mut().drain().collect();
         for ((t, p), log) in logs {
             if let Err(e) = log.close().await {

@@ -21,6 +21,7 @@ use crate::controller::ask_owner;
 use crate::messages::ShardReply;
 use crate::metadata::ClusterState;
 use crate::partitions::PartitionAdmin;
+use crate::replica::{role_of, Role};
 use crate::shard_state::ShardState;
 
 /// A replica this node holds, as the metadata describes it.
@@ -28,8 +29,9 @@ use crate::shard_state::ShardState;
 struct Replica {
     topic_id: Uuid,
     shard: u32,
-    leader_epoch: i32,
-    leads: bool,
+    /// Leader (with its ISR and epochs), follower of whom, or idle: any
+    /// change is sent to the owner shard.
+    role: Role,
 }
 
 /// The replicas of `node` in `state`, by (topic, partition).
@@ -43,8 +45,7 @@ fn replicas_of(state: &ClusterState, node: i32) -> BTreeMap<(String, i32), Repli
                     Replica {
                         topic_id: t.id,
                         shard,
-                        leader_epoch: p.leader_epoch,
-                        leads: p.leader == node,
+                        role: role_of(state, node, p),
                     },
                 );
             }
@@ -98,8 +99,7 @@ pub async fn reconcile(state: &Rc<ShardState>) -> Failures {
         let open = PartitionAdmin::Open {
             topic: topic.clone(),
             partition: *partition,
-            leader_epoch: r.leader_epoch,
-            leads: r.leads,
+            role: r.role.clone(),
         };
         let outcome = match ask_owner(state, r.shard as usize, open).await {
             Ok(ShardReply::Opened(outcome)) => outcome,

@@ -4,7 +4,17 @@
 //! * [`progress`]: a leader's view of its followers: their log ends, when
 //!   each was last caught up, the high watermark and the ISR changes to
 //!   propose. Pure (time comes in), so it is tested without a network.
+//! * [`leader`]: the partitions a shard leads, each log's replicated bound
+//!   kept at its progress' high watermark.
+//! * [`fetcher`]: the follower side, one fetcher per (leader, shard):
+//!   truncation with OffsetForLeaderEpoch, then Fetch and follower appends.
+//! * [`conn`]: the follower's connection to its leader, on the shard.
 
+pub mod conn;
+pub mod fetcher;
+pub mod leader;
 pub mod progress;
 
+pub use fetcher::{Fetchers, TopicPartition};
+pub use leader::{Leaders, Leadership};
 pub use progress::{FetchOutcome, IsrChange, LeaderProgress};

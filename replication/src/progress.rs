@@ -144,6 +144,11 @@ impl LeaderProgress {
         self.high_watermark
     }
 
+    /// Replicas, the leader included.
+    pub fn replica_count(&self) -> usize {
+        self.followers.len() + 1
+    }
+
     /// Whether an ISR change waits for the metadata log.
     pub fn change_pending(&self) -> bool {
         self.pending.is_some()

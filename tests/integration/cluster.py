@@ -142,6 +142,9 @@ def wait_until(what, check, timeout=30, every=0.1):
             if last:
                 return last
         except Exception as e:  # a node going away mid-check
-            last = e
+            # Its text, not the exception: one kept here holds this frame
+            # through its traceback, a cycle that keeps the check's clients
+            # (and their connections) alive until a full collection.
+            last = f"{type(e).__name__}: {e}"
         time.sleep(every)
     raise AssertionError(f"{what} did not happen within {timeout}s (last: {last!r})")

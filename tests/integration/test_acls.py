@@ -33,6 +33,9 @@ def ab(shardline_bin, tmp_path_factory):
         b.start()
         yield b
     finally:
+        # The cached clients go with the broker (else they reconnect to
+        # its closed port until the interpreter exits).
+        _ADMINS.clear()
         b.close()
 
 

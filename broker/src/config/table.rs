@@ -434,6 +434,12 @@ broker_config! {
     #[range = 100..=600_000]
     #[describe(Int, "Time without heartbeats after which a broker is fenced")]
     broker_session_timeout_ms: u64 = 9_000, shown "`9000`";
+    /// an in-sync follower not caught up with its leader for this long leaves
+    /// the ISR (100–3600000)
+    #[kafka = "replica.lag.time.max.ms"]
+    #[range = 100..=3_600_000]
+    #[describe(Long, "Time a follower may lag before it leaves the ISR")]
+    replica_lag_time_max_ms: u64 = 30_000, shown "`30000`";
     /// replicas of a topic created without a replication factor (1–16)
     #[kafka = "default.replication.factor"]
     #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]

@@ -31,6 +31,8 @@ struct Wanted {
     topic_id: uuid::Uuid,
     partition: i32,
     offset: i64,
+    /// The leader epoch the fetcher knows (-1: none given).
+    leader_epoch: i32,
     max_bytes: usize,
     shard: Option<usize>,
     error: Option<ResponseError>,
@@ -59,7 +61,13 @@ pub async fn handle(
     let snap = state.metadata.snapshot();
     // A follower's fetch needs CLUSTER_ACTION; a consumer's, READ on each
     // topic (checked before existence, so names do not leak), as in Kafka.
-    let follower = req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0;
+    // The follower's node id: in the request (v0–v14) or its ReplicaState (v15+).
+    let replica = if req.replica_state.replica_id.0 >= 0 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0.max(-1)
+    };
+    let follower = replica >= 0;
     let acl = ctx.checker(state);
     let follower_allowed = follower
         && acl.allows(
@@ -105,6 +113,7 @@ pub async fn handle(
                 topic_id: id,
                 partition: p.partition,
                 offset: p.fetch_offset,
+                leader_epoch: p.current_leader_epoch,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
                 shard,
                 error,
@@ -121,8 +130,10 @@ pub async fn handle(
     let deadline =
         Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
 
+    // Only a fetch authorized as a follower's is served as one.
+    let replica = if follower_allowed { replica } else { -1 };
     let reads = loop {
-        let reads = read_all(state, &wanted).await;
+        let reads = read_all(state, &wanted, replica).await;
         let total: usize = reads.iter().map(PartitionRead::bytes).sum();
         let any_error = reads.iter().any(|r| r.error != 0);
         let now = Instant::now();
@@ -134,10 +145,10 @@ pub async fn handle(
         let Some(_parked) = Parked::take(state.config.max_pending_fetch_waits) else {
             break reads;
         };
-        wait_for_data(state, &wanted, deadline - now).await;
+        wait_for_data(state, &wanted, deadline - now, replica >= 0).await;
         if Instant::now() >= deadline {
             // One last look: data may have arrived just at the deadline.
-            break read_all(state, &wanted).await;
+            break read_all(state, &wanted, replica).await;
         }
     };
 
@@ -227,7 +238,7 @@ fn records_for(version: i16, batches: Vec<Bytes>) -> Vec<Bytes> {
     }
 }
 
-async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted]) -> Vec<PartitionRead> {
+async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted], replica: i32) -> Vec<PartitionRead> {
     let mut reads: Vec<Option<PartitionRead>> = Vec::with_capacity(wanted.len());
     let mut items = Vec::new();
     for w in wanted {
@@ -240,6 +251,8 @@ async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted]) -> Vec<PartitionRea
                         partition: w.partition,
                         offset: w.offset,
                         max_bytes: w.max_bytes,
+                        replica,
+                        leader_epoch: w.leader_epoch,
                     },
                 ));
                 reads.push(None);
@@ -266,6 +279,9 @@ pub struct Read {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    /// The follower's node id, or -1 for a consumer.
+    replica: i32,
+    leader_epoch: i32,
 }
 
 impl PartitionWork for Read {
@@ -277,15 +293,25 @@ impl PartitionWork for Read {
             partition,
             offset,
             max_bytes,
+            replica,
+            leader_epoch,
         } = self;
         let Some(log) = s.partitions.log(&topic, partition) else {
-            return PartitionRead {
-                error: ResponseError::NotLeaderOrFollower.code(),
-                high_watermark: -1,
-                log_start_offset: -1,
-                batches: vec![],
-            };
+            return PartitionRead::failed(ResponseError::NotLeaderOrFollower);
         };
+        if replica >= 0 {
+            return follower_read(
+                &s,
+                log,
+                topic,
+                partition,
+                offset,
+                max_bytes,
+                replica,
+                leader_epoch,
+            )
+            .await;
+        }
         match log.read(offset, max_bytes).await {
             Ok(out) => PartitionRead {
                 error: 0,
@@ -305,9 +331,83 @@ impl PartitionWork for Read {
     }
 }
 
+impl PartitionRead {
+    /// An answer with an error carries no watermarks (as Kafka's).
+    fn failed(e: ResponseError) -> Self {
+        Self::failed_with(e.code())
+    }
+
+    fn failed_with(code: i16) -> Self {
+        PartitionRead {
+            error: code,
+            high_watermark: -1,
+            log_start_offset: -1,
+            batches: vec![],
+        }
+    }
+}
+
+/// A follower's read (Kafka's `Partition.fetchRecords` for a replica):
+/// only from the leader of the epoch it knows, up to the durable end; what
+/// it asked for tells the leader its log end (`replication::progress`),
+/// and its answer carries the high watermark that made.
+#[allow(clippy::too_many_arguments)]
+async fn follower_read(
+    s: &Rc<ShardState>,
+    log: Rc<shard::log::PartitionLog>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+    replica: i32,
+    leader_epoch: i32,
+) -> PartitionRead {
+    let tp = (topic, partition);
+    let Some(epoch) = s.partitions.leaders().leader_epoch(&tp) else {
+        return PartitionRead::failed(ResponseError::NotLeaderOrFollower);
+    };
+    if leader_epoch >= 0 && leader_epoch < epoch {
+        return PartitionRead::failed(ResponseError::FencedLeaderEpoch);
+    }
+    if leader_epoch > epoch {
+        return PartitionRead::failed(ResponseError::UnknownLeaderEpoch);
+    }
+    match log.read_for_follower(offset, max_bytes).await {
+        Ok(out) => {
+            let live = s.metadata.snapshot().is_live(replica);
+            let now = crate::replica::now_ms();
+            if let Some(change) = s
+                .partitions
+                .leaders()
+                .on_fetch(&tp, replica, offset, now, live)
+            {
+                tracing::info!(
+                    "{}-{}: follower {replica} caught up; proposing ISR {:?}",
+                    tp.0,
+                    tp.1,
+                    change.isr
+                );
+                crate::replica::propose(&s.partitions, tp, change);
+            }
+            PartitionRead {
+                error: 0,
+                high_watermark: log.high_watermark(),
+                log_start_offset: out.log_start_offset,
+                batches: out.batches,
+            }
+        }
+        Err(e) => PartitionRead::failed_with(log_error_code(&e)),
+    }
+}
+
 /// Wait until any wanted partition's high watermark passes its fetch
 /// offset (data became durable, hence visible), or `timeout`.
-async fn wait_for_data(state: &Rc<ShardState>, wanted: &[Wanted], timeout: Duration) {
+async fn wait_for_data(
+    state: &Rc<ShardState>,
+    wanted: &[Wanted],
+    timeout: Duration,
+    replica: bool,
+) {
     let mut per_shard: std::collections::BTreeMap<usize, Vec<(String, i32, i64)>> =
         Default::default();
     for w in wanted {
@@ -325,7 +425,14 @@ async fn wait_for_data(state: &Rc<ShardState>, wanted: &[Wanted], timeout: Durat
     let waits: Vec<_> = per_shard
         .into_iter()
         .map(|(shard, parts)| {
-            Box::pin(state.call(shard, ShardRequest::WaitForData { parts, timeout }))
+            Box::pin(state.call(
+                shard,
+                ShardRequest::WaitForData {
+                    parts,
+                    timeout,
+                    replica,
+                },
+            ))
         })
         .collect();
     let timer = Box::pin(shard::rt::sleep(timeout));
@@ -338,13 +445,18 @@ pub(crate) async fn wait_local(
     state: &ShardState,
     parts: Vec<(String, i32, i64)>,
     timeout: Duration,
+    replica: bool,
 ) {
     let mut notified = Vec::new();
     for (topic, partition, offset) in parts {
         if let Some(log) = state.partitions.log(&topic, partition) {
             // Register before checking, so an advance in between is not missed.
-            let n = log.data_notified();
-            if log.high_watermark() > offset {
+            let (n, end) = if replica {
+                (log.durable_notified(), log.durable_end())
+            } else {
+                (log.data_notified(), log.high_watermark())
+            };
+            if end > offset {
                 return;
             }
             notified.push(Box::pin(n));

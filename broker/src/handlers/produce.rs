@@ -100,6 +100,10 @@ pub struct Append {
     partition: i32,
     batches: Bytes,
     ack_level: AckLevel,
+    /// acks=all waits for the in-sync replicas of a replicated partition,
+    /// at most `timeout` (the request's `timeout_ms`).
+    acks_all: bool,
+    timeout: std::time::Duration,
 }
 
 impl PartitionWork for Append {
@@ -111,6 +115,8 @@ impl PartitionWork for Append {
             partition,
             batches,
             ack_level,
+            acks_all,
+            timeout,
         } = self;
         let Some(log) = s.partitions.log(&topic, partition) else {
             return PartitionResult::error(
@@ -118,7 +124,40 @@ impl PartitionWork for Append {
                 "partition is not open on its shard",
             );
         };
-        match log.append(batches, ack_level).await {
+        // acks=all on a replicated partition: refused before the append
+        // when the ISR is below min.insync.replicas (Kafka's check).
+        let tp = (topic, partition);
+        let replicated = match acks_all.then(|| s.partitions.leaders().isr_and_replicas(&tp)) {
+            Some(Some((isr, replicas))) if replicas > 1 => {
+                let min_isr = min_insync_replicas(&s, &tp.0);
+                if isr < min_isr {
+                    return PartitionResult::error(
+                        ResponseError::NotEnoughReplicas,
+                        format!(
+                            "{}-{} has {isr} in-sync replica(s), below min.insync.replicas={min_isr}",
+                            tp.0, tp.1
+                        ),
+                    );
+                }
+                Some(min_isr)
+            }
+            _ => None,
+        };
+        let (topic, partition) = (tp.0.clone(), tp.1);
+        let appended = log.append(batches, ack_level).await;
+        let appended = match (appended, replicated) {
+            (Ok(info), Some(min_isr)) => {
+                match await_replicas(&s, &log, &tp, info, min_isr, timeout).await {
+                    Ok(info) => Ok(info),
+                    Err(Refusal::Log(e)) => Err(e),
+                    Err(Refusal::Replication(error, message)) => {
+                        return PartitionResult::error(error, message);
+                    }
+                }
+            }
+            (other, _) => other,
+        };
+        match appended {
             Ok(info) => PartitionResult {
                 error: 0,
                 message: None,
@@ -161,6 +200,90 @@ impl PartitionWork for Append {
                     record_errors,
                 }
             }
+        }
+    }
+}
+
+/// Why an acks=all append was not acknowledged.
+enum Refusal {
+    Log(LogError),
+    Replication(ResponseError, String),
+}
+
+/// The topic's `min.insync.replicas` (1 unless set).
+fn min_insync_replicas(s: &ShardState, topic: &str) -> usize {
+    s.metadata
+        .snapshot()
+        .topic(topic)
+        .and_then(|t| t.configs.get("min.insync.replicas")?.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// acks=all on a replicated partition (Kafka's DelayedProduce): answered
+/// once the high watermark passes the batch, which is when every in-sync
+/// replica has it; NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
+/// `min_isr` on the way, REQUEST_TIMED_OUT at `timeout`,
+/// NOT_LEADER_OR_FOLLOWER if leadership moved meanwhile.
+async fn await_replicas(
+    s: &ShardState,
+    log: &shard::log::PartitionLog,
+    tp: &(String, i32),
+    info: shard::log::AppendInfo,
+    min_isr: usize,
+    timeout: std::time::Duration,
+) -> Result<shard::log::AppendInfo, Refusal> {
+    use shard::log::HighWatermarkWait;
+    let deadline = std::time::Instant::now() + timeout;
+    let epoch = s.partitions.leaders().leader_epoch(tp);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let changed = s.partitions.leaders().changed();
+        let waited = log
+            .wait_high_watermark(info.last_offset, left, changed)
+            .await
+            .map_err(Refusal::Log)?;
+        let now_epoch = s.partitions.leaders().leader_epoch(tp);
+        if now_epoch.is_none() || now_epoch != epoch {
+            return Err(Refusal::Replication(
+                ResponseError::NotLeaderOrFollower,
+                format!(
+                    "leadership of {}-{} moved before the replicas had the batch",
+                    tp.0, tp.1
+                ),
+            ));
+        }
+        match waited {
+            HighWatermarkWait::Reached => {
+                let isr = s
+                    .partitions
+                    .leaders()
+                    .isr_and_replicas(tp)
+                    .map_or(0, |(isr, _)| isr);
+                if isr < min_isr {
+                    return Err(Refusal::Replication(
+                        ResponseError::NotEnoughReplicasAfterAppend,
+                        format!(
+                            "written, but {}-{} has {isr} in-sync replica(s), below \
+                             min.insync.replicas={min_isr}",
+                            tp.0, tp.1
+                        ),
+                    ));
+                }
+                return Ok(info);
+            }
+            HighWatermarkWait::TimedOut => {
+                return Err(Refusal::Replication(
+                    ResponseError::RequestTimedOut,
+                    format!(
+                        "the in-sync replicas of {}-{} did not all have the batch within {} ms",
+                        tp.0,
+                        tp.1,
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            HighWatermarkWait::Interrupted => continue, // the ISR changed: look again
         }
     }
 }
@@ -265,6 +388,8 @@ pub async fn handle(
                             partition: p.index,
                             batches,
                             ack_level,
+                            acks_all: acks == -1,
+                            timeout: std::time::Duration::from_millis(req.timeout_ms.max(0) as u64),
                         },
                     )),
                 }

@@ -151,7 +151,7 @@ impl Placer {
             };
             let mut p = self.partition(replicas.clone());
             p.leader = replicas[leader];
-            p.isr = vec![p.leader];
+            p.isr.retain(|b| self.load.contains_key(b));
             out.push(p);
         }
         Ok(out)
@@ -159,10 +159,9 @@ impl Placer {
 
     /// A partition on `replicas`, the first leading, each on its broker's
     /// least loaded shard (a fenced broker's replica on its shard 0: it is
-    /// not in `load`). The in-sync set is the leader alone: a follower
-    /// joins it once it has copied the leader's log (the replication
-    /// pipeline's job), so a leader lost before then leaves the partition
-    /// offline instead of electing a replica without the data.
+    /// not in `load`). The in-sync set is every live replica, as Kafka's:
+    /// a new partition is empty everywhere, so every replica holds all of
+    /// it; a fenced one joins once it has caught up.
     fn partition(&mut self, replicas: Vec<i32>) -> PartitionMeta {
         let shards = replicas
             .iter()
@@ -171,11 +170,16 @@ impl Placer {
                 None => 0,
             })
             .collect();
+        let isr = replicas
+            .iter()
+            .copied()
+            .filter(|b| *b == replicas[0] || self.load.contains_key(b))
+            .collect();
         PartitionMeta {
             leader_epoch: 0,
             partition_epoch: 0,
             leader: replicas[0],
-            isr: vec![replicas[0]],
+            isr,
             replicas,
             shards,
         }
@@ -252,7 +256,10 @@ mod tests {
             r.sort_unstable();
             assert_eq!(r, vec![1, 2, 3]);
             assert_eq!(p.leader, p.replicas[0]);
-            assert_eq!(p.isr, vec![p.leader]);
+            assert_eq!(
+                p.isr, p.replicas,
+                "every live replica is in sync at creation"
+            );
             *leaders.entry(p.leader).or_insert(0) += 1;
         }
         assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);

@@ -156,6 +156,11 @@ async fn shard_main(
         .await
         .with_context(|| format!("shard {id}: recovering partitions"))?;
     tracing::info!("shard {id}: {opened} partition(s) open");
+    // Followers that lag (or are fenced) leave the ISRs led here.
+    spawn_detached(crate::replica::check_lagging(
+        state.partitions.clone(),
+        config.replica_lag_time_max_ms,
+    ));
     state
         .open_group_log()
         .await
