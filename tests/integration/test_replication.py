@@ -92,6 +92,23 @@ def read_everything(bootstrap, topic, partitions, timeout=60):
     return got
 
 
+def led_by_a_voter_followed_by_two_brokers(cluster, prefix):
+    """Brokers 4 and 5 join (not voters); a topic on [1, 4, 5] led by 1,
+    min.insync.replicas=2, all in sync. Freezing 4 and 5 leaves the
+    metadata quorum (1, 2, 3) whole, so ISR changes still commit."""
+    for node in (4, 5):
+        cluster.add_broker(node)
+    wait_until("five brokers registered",
+               lambda: len(describe_cluster(cluster.bootstrap(1))["brokers"]) == 5)
+    topic = unique_topic(prefix)
+    a = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1,
+                              replica_assignment=[[1, 4, 5]],
+                              config={"min.insync.replicas": "2"})])[topic].result(30)
+    wait_until("all in sync", lambda: partition_state(cluster.bootstrap(), topic)[0][2] == [1, 4, 5])
+    return topic
+
+
 class History:
     """What was sent, acknowledged, refused and read; and the verdict."""
 
@@ -258,16 +275,7 @@ def test_acks_all_needs_min_insync_replicas_and_loses_nothing(cluster):
     acknowledged is there. The frozen replicas are on two brokers that do
     not vote: freezing two of the three voters would stop the metadata
     quorum itself (as in KRaft), and with it every ISR change."""
-    for node in (4, 5):
-        cluster.add_broker(node)
-    wait_until("five brokers registered",
-               lambda: len(describe_cluster(cluster.bootstrap(1))["brokers"]) == 5)
-    topic = unique_topic("minisr")
-    a = AdminClient({"bootstrap.servers": cluster.bootstrap()})
-    a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1,
-                              replica_assignment=[[1, 4, 5]],
-                              config={"min.insync.replicas": "2"})])[topic].result(30)
-    wait_until("all in sync", lambda: partition_state(cluster.bootstrap(), topic)[0][2] == [1, 4, 5])
+    topic = led_by_a_voter_followed_by_two_brokers(cluster, "minisr")
     leader, replicas, _ = partition_state(cluster.bootstrap(), topic)[0]
     assert leader == 1
     followers = [4, 5]
@@ -328,16 +336,7 @@ def test_a_former_leader_truncates_its_divergent_tail(slow_lag_cluster):
     OffsetForLeaderEpoch where its log diverged, cuts the tail, and copies
     the new leader's records: once it leads again, it serves those."""
     cluster = slow_lag_cluster
-    for node in (4, 5):
-        cluster.add_broker(node)
-    wait_until("five brokers registered",
-               lambda: len(describe_cluster(cluster.bootstrap(1))["brokers"]) == 5)
-    topic = unique_topic("diverge")
-    a = AdminClient({"bootstrap.servers": cluster.bootstrap()})
-    a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=-1,
-                              replica_assignment=[[1, 4, 5]],
-                              config={"min.insync.replicas": "2"})])[topic].result(30)
-    wait_until("all in sync", lambda: partition_state(cluster.bootstrap(), topic)[0][2] == [1, 4, 5])
+    topic = led_by_a_voter_followed_by_two_brokers(cluster, "diverge")
 
     def send(bootstrap, values, acks):
         p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "message.timeout.ms": 30000})
