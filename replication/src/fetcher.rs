@@ -469,15 +469,11 @@ async fn fetch(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyhow::
             match ResponseError::try_from_code(p.error_code) {
                 None => {
                     let records = p.records.unwrap_or_default();
-                    appends.push(append(
-                        shared,
-                        tp,
-                        log,
-                        epoch,
-                        offset,
-                        records,
-                        p.high_watermark,
-                    ));
+                    let leader = LeaderOffsets {
+                        high_watermark: p.high_watermark,
+                        log_start: p.log_start_offset,
+                    };
+                    appends.push(append(shared, tp, log, epoch, offset, records, leader));
                 }
                 Some(ResponseError::OffsetOutOfRange) => {
                     tracing::warn!(
@@ -502,8 +498,16 @@ async fn fetch(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyhow::
     Ok(())
 }
 
+/// The leader's offsets in a fetch answer.
+struct LeaderOffsets {
+    high_watermark: i64,
+    log_start: i64,
+}
+
 /// Append what the leader sent (its offsets and epochs), durably, then
-/// take its high watermark as the bound.
+/// take its high watermark as the bound and its log start as ours (records
+/// deleted there, by retention or DeleteRecords, go here too, as on a Kafka
+/// follower), as far as our own high watermark allows.
 async fn append(
     shared: &Shared,
     tp: TopicPartition,
@@ -511,7 +515,7 @@ async fn append(
     epoch: i32,
     offset: i64,
     records: Bytes,
-    leader_hwm: i64,
+    leader: LeaderOffsets,
 ) {
     if !records.is_empty() {
         if log.log_end_offset() != offset {
@@ -533,8 +537,14 @@ async fn append(
             return;
         }
     }
-    if leader_hwm >= 0 {
-        log.advance_replicated_bound(leader_hwm.min(log.log_end_offset()));
+    if leader.high_watermark >= 0 {
+        log.advance_replicated_bound(leader.high_watermark.min(log.log_end_offset()));
+    }
+    let start = leader.log_start.min(log.high_watermark());
+    if start > log.offsets().log_start_offset {
+        if let Err(e) = log.delete_records_before(start).await {
+            tracing::warn!("{}-{}: moving the log start to {start}: {e}", tp.0, tp.1);
+        }
     }
 }
 

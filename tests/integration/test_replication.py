@@ -380,3 +380,40 @@ def test_a_former_leader_truncates_its_divergent_tail(slow_lag_cluster):
                lambda: partition_state(cluster.bootstrap(1, 2, 3), topic)[0][0] == 1, timeout=30)
     got = [v for _, _, v in read_everything(cluster.bootstrap(1, 2, 3), topic, 1)]
     assert got == list(range(10)) + list(range(2000, 2008)), got
+
+
+def test_deleted_records_stay_deleted_after_a_leader_change(cluster):
+    """DeleteRecords on the leader moves the followers' log start too (from
+    the fetch answers), so the next leader does not serve them again."""
+    topic = unique_topic("delrec")
+    create(cluster.bootstrap(), topic)
+    p = Producer({"bootstrap.servers": cluster.bootstrap(), "acks": "all"})
+    for i in range(10):
+        p.produce(topic, str(i).encode(), partition=0)
+    p.flush(30)
+    a = AdminClient({"bootstrap.servers": cluster.bootstrap()})
+    tp = TopicPartition(topic, 0, 6)
+    a.delete_records([tp], request_timeout=30)[tp].result(30)
+    leader = partition_state(cluster.bootstrap(), topic)[0][0]
+    others = [i for i in (1, 2, 3) if i != leader]
+
+    def low_watermark_on(node):
+        c = Consumer({"bootstrap.servers": cluster.bootstrap(node), "group.id": "lw"})
+        try:
+            return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[0]
+        finally:
+            c.close()
+    # The followers' logs start at 6 once they fetched again (the log
+    # start is checkpointed in the partition's directory).
+    def log_start_of(node):
+        f = cluster.nodes[node].data_dir / f"{topic}-0" / "log-start-offset"
+        return int(f.read_text().strip()) if f.exists() else 0
+    wait_until("the followers' logs start at 6",
+               lambda: all(log_start_of(n) == 6 for n in others), timeout=20)
+    cluster.nodes[leader].kill9()
+    wait_until("another leader", lambda: partition_state(cluster.bootstrap(*others), topic)[0][0]
+               in others, timeout=30)
+    new_leader = partition_state(cluster.bootstrap(*others), topic)[0][0]
+    assert low_watermark_on(new_leader) == 6
+    got = [v for _, _, v in read_everything(cluster.bootstrap(*others), topic, 1)]
+    assert got == [6, 7, 8, 9], got
