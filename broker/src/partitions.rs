@@ -146,8 +146,17 @@ impl PartitionManager {
         let tp = (topic.to_string(), partition);
         match role {
             Role::Leader(l) => {
+                // The role is in place before the first await: a produce
+                // that finds the log leads it with its ISR (acks=all waits
+                // for the followers), never as an unreplicated log.
                 self.fetchers.unfollow(&tp);
-                if fresh || log.leader_epoch() < l.leader_epoch {
+                let new_epoch = fresh || log.leader_epoch() < l.leader_epoch;
+                if new_epoch {
+                    log.set_leader_epoch(l.leader_epoch);
+                }
+                self.leaders
+                    .lead(tp, log.clone(), &l, crate::replica::now_ms());
+                if new_epoch {
                     if let Err(e) = log.become_leader(l.leader_epoch).await {
                         // Not fatal (a full disk must not stop a start-up): the
                         // first append of the epoch writes the entry before its batch.
@@ -156,7 +165,6 @@ impl PartitionManager {
                         );
                     }
                 }
-                self.leaders.lead(tp, log, &l, crate::replica::now_ms());
             }
             Role::Follower {
                 leader,

@@ -124,11 +124,19 @@ impl PartitionWork for Append {
                 "partition is not open on its shard",
             );
         };
+        // Only a log this shard leads takes produce (the metadata may say
+        // this node leads a moment before its role is in place here).
         // acks=all on a replicated partition: refused before the append
         // when the ISR is below min.insync.replicas (Kafka's check).
         let tp = (topic, partition);
-        let replicated = match acks_all.then(|| s.partitions.leaders().isr_and_replicas(&tp)) {
-            Some(Some((isr, replicas))) if replicas > 1 => {
+        let Some((isr, replicas)) = s.partitions.leaders().isr_and_replicas(&tp) else {
+            return PartitionResult::error(
+                ResponseError::NotLeaderOrFollower,
+                "this broker does not lead the partition (yet)",
+            );
+        };
+        let replicated = match acks_all.then_some((isr, replicas)) {
+            Some((isr, replicas)) if replicas > 1 => {
                 let min_isr = min_insync_replicas(&s, &tp.0);
                 if isr < min_isr {
                     return PartitionResult::error(
