@@ -161,18 +161,6 @@ impl Fetchers {
         }
     }
 
-    /// The partitions followed, with their leader (for metrics and tests).
-    pub fn followed(&self) -> Vec<(TopicPartition, i32)> {
-        let by_leader = self.by_leader.borrow();
-        let mut out = Vec::new();
-        for (leader, shared) in by_leader.iter() {
-            for tp in shared.partitions.borrow().keys() {
-                out.push((tp.clone(), *leader));
-            }
-        }
-        out
-    }
-
     /// Stop every fetcher (shutdown).
     pub fn stop_all(&self) {
         for (_, shared) in std::mem::take(&mut *self.by_leader.borrow_mut()) {
@@ -338,7 +326,7 @@ async fn truncate(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyho
                 .into_iter()
                 .map(|(name, partitions)| {
                     OffsetForLeaderTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(name.to_string())))
+                        .with_topic(topic_name(name))
                         .with_partitions(partitions)
                 })
                 .collect(),
@@ -390,6 +378,10 @@ async fn truncate(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyho
         }
     }
     Ok(())
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
 }
 
 /// Where to cut a follower whose last epoch is `asked`, given that the
@@ -444,7 +436,7 @@ async fn fetch(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyhow::
                 .into_iter()
                 .map(|(name, partitions)| {
                     FetchTopic::default()
-                        .with_topic(TopicName(StrBytes::from_string(name.to_string())))
+                        .with_topic(topic_name(name))
                         .with_partitions(partitions)
                 })
                 .collect(),

@@ -172,13 +172,6 @@ impl Leaders {
         }
     }
 
-    /// The committed ISR of `tp` and its leader epoch, if led here.
-    pub fn isr(&self, tp: &TopicPartition) -> Option<(Vec<i32>, i32)> {
-        let led = self.led.borrow();
-        led.get(tp)
-            .map(|x| (x.progress.isr().to_vec(), x.progress.leader_epoch()))
-    }
-
     /// The leader epoch `tp` is led in here, if it is.
     pub fn leader_epoch(&self, tp: &TopicPartition) -> Option<i32> {
         self.led.borrow().get(tp).map(|x| x.progress.leader_epoch())
@@ -195,10 +188,5 @@ impl Leaders {
     /// Notified when an ISR change commits or leadership ends.
     pub fn changed(&self) -> shard::signal::Notified {
         self.changed.notified()
-    }
-
-    /// Every partition led here.
-    pub fn led(&self) -> Vec<TopicPartition> {
-        self.led.borrow().keys().cloned().collect()
     }
 }

@@ -25,10 +25,10 @@ from conftest import unique_topic
 LAG_MS = 2000
 
 
-@pytest.fixture
-def cluster(shardline_bin, tmp_path):
-    c = Cluster(shardline_bin, tmp_path,
-                extra_args=["--replica-lag-time-max-ms", str(LAG_MS)])
+def lag_cluster(shardline_bin, tmp_path, lag_ms):
+    """Three voters with `replica_lag_time_max_ms = lag_ms`; frozen nodes
+    are resumed before the cluster stops."""
+    c = Cluster(shardline_bin, tmp_path, extra_args=["--replica-lag-time-max-ms", str(lag_ms)])
     try:
         c.start()
         wait_until("all three brokers registered",
@@ -42,6 +42,11 @@ def cluster(shardline_bin, tmp_path):
                 except ProcessLookupError:
                     pass
         c.close()
+
+
+@pytest.fixture
+def cluster(shardline_bin, tmp_path):
+    yield from lag_cluster(shardline_bin, tmp_path, LAG_MS)
 
 
 def create(bootstrap, topic, partitions=1, rf=3, min_isr=2):
@@ -315,18 +320,7 @@ def test_acks_all_needs_min_insync_replicas_and_loses_nothing(cluster):
 def slow_lag_cluster(shardline_bin, tmp_path):
     """As `cluster`, with a lag time long enough to freeze followers, write
     and kill the leader before they leave the ISR."""
-    c = Cluster(shardline_bin, tmp_path, extra_args=["--replica-lag-time-max-ms", "8000"])
-    try:
-        c.start()
-        yield c
-    finally:
-        for n in c.nodes.values():
-            if n.proc is not None:
-                try:
-                    n.proc.send_signal(signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-        c.close()
+    yield from lag_cluster(shardline_bin, tmp_path, 8000)
 
 
 def test_a_former_leader_truncates_its_divergent_tail(slow_lag_cluster):

@@ -151,7 +151,6 @@ impl PartitionWork for Append {
             }
             _ => None,
         };
-        let (topic, partition) = (tp.0.clone(), tp.1);
         let appended = log.append(batches, ack_level).await;
         let appended = match (appended, replicated) {
             (Ok(info), Some(min_isr)) => {
@@ -175,7 +174,7 @@ impl PartitionWork for Append {
                 record_errors: Vec::new(),
             },
             Err(e) => {
-                tracing::debug!("produce to {topic}-{partition} refused: {e}");
+                tracing::debug!("produce to {}-{} refused: {e}", tp.0, tp.1);
                 let error = log_error_code(&e);
                 // As Kafka's ReplicaManager: refusals of the records
                 // themselves (sequence, epoch, timestamps, KIP-467 record
