@@ -113,10 +113,10 @@ pub fn run(a: &SoakArgs) -> Result<()> {
         .context("no offset for partition 0")?;
     let shared = Arc::new(Shared::default());
     let mut workers = Vec::new();
-    {
+    let producer_thread = {
         let (s, addr, a) = (shared.clone(), leader.clone(), a.clone());
-        workers.push(std::thread::spawn(move || producer(&s, &addr, &a)));
-    }
+        std::thread::spawn(move || producer(&s, &addr, &a))
+    };
     {
         let (s, addr, a) = (shared.clone(), leader.clone(), a.clone());
         workers.push(std::thread::spawn(move || {
@@ -166,6 +166,10 @@ pub fn run(a: &SoakArgs) -> Result<()> {
         report.samples.push(sample);
     }
     shared.stop.store(true, Relaxed);
+    // The producer's last request may still be in flight: wait for its
+    // answer before judging what the consumer missed, or a record
+    // acknowledged after the consumer stopped would count as lost.
+    join_worker(&shared, producer_thread);
     // Let the consumer catch up with the last acknowledged records.
     let drain = Instant::now();
     while shared.lost() > 0 && drain.elapsed() < Duration::from_secs(30) {
@@ -173,11 +177,7 @@ pub fn run(a: &SoakArgs) -> Result<()> {
     }
     shared.stop_consume.store(true, Relaxed);
     for w in workers {
-        match w.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => shared.error(format!("worker failed: {e:#}")),
-            Err(_) => shared.error("worker panicked".into()),
-        }
+        join_worker(&shared, w);
     }
     report.finish(&shared);
     report.print(a.json);
@@ -189,6 +189,14 @@ pub fn run(a: &SoakArgs) -> Result<()> {
         bail!("soak failed: {}", report.verdict.failures.join("; "));
     }
     Ok(())
+}
+
+fn join_worker(shared: &Shared, w: std::thread::JoinHandle<Result<()>>) {
+    match w.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => shared.error(format!("worker failed: {e:#}")),
+        Err(_) => shared.error("worker panicked".into()),
+    }
 }
 
 /// Metadata on the long-lived probe connection; how long it took. A
