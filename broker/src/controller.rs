@@ -22,6 +22,8 @@ use crate::quorum::core::ProposeError;
 use crate::shard_state::ShardState;
 use shard::mesh::ShardGone;
 
+pub mod replicas;
+
 pub const CONTROLLER_SHARD: usize = 0;
 
 /// The controller's own state, which only the controller shard has.

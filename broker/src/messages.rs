@@ -242,6 +242,9 @@ shard_work! {
         // Controller commands with replica assignments.
         CreateTopic(controller::CreateTopic),
         CreatePartitions(controller::CreatePartitions),
+        ElectLeaders(controller::replicas::ElectLeaders),
+        AlterReassignments(controller::replicas::AlterReassignments),
+        AlterBrokerConfigs(controller::replicas::AlterBrokerConfigs),
         JoinGroup(groups::JoinGroup),
         SyncGroup(groups::SyncGroup),
         Heartbeat(groups::Heartbeat),

@@ -139,10 +139,15 @@ pub async fn reconcile(state: &Rc<ShardState>) -> Failures {
 /// controller shard until the broker stops). Changes made meanwhile are
 /// coalesced into one run: only the newest state matters.
 pub async fn follow(state: Rc<ShardState>, mut changes: futures::channel::mpsc::Receiver<()>) {
+    let electing = Rc::new(std::cell::Cell::new(false));
     while changes.next().await.is_some() {
-        let _turn = crate::controller::admin_turn(&state).await;
-        for ((topic, partition), why) in reconcile(&state).await {
-            tracing::error!("{topic}-{partition}: the replica here could not be opened: {why}");
+        {
+            let _turn = crate::controller::admin_turn(&state).await;
+            for ((topic, partition), why) in reconcile(&state).await {
+                tracing::error!("{topic}-{partition}: the replica here could not be opened: {why}");
+            }
         }
+        // The active controller's elections the change may call for.
+        crate::controller::replicas::after_change(&state, &electing);
     }
 }

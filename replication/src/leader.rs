@@ -17,6 +17,7 @@ use shard::signal::Signal;
 
 use crate::fetcher::TopicPartition;
 use crate::progress::{IsrChange, LeaderProgress};
+use crate::throttle::{Rates, ReplicationThrottle};
 
 struct Led {
     log: Rc<PartitionLog>,
@@ -40,6 +41,8 @@ pub struct Leaders {
     /// Notified at every committed ISR change and every loss of
     /// leadership: acks=all waiters look again.
     changed: Signal,
+    /// This shard's replication quotas.
+    throttle: RefCell<ReplicationThrottle>,
 }
 
 impl Leaders {
@@ -48,6 +51,7 @@ impl Leaders {
             me,
             led: RefCell::new(HashMap::new()),
             changed: Signal::new(),
+            throttle: RefCell::new(ReplicationThrottle::default()),
         }
     }
 
@@ -59,7 +63,8 @@ impl Leaders {
         match led.get_mut(&tp) {
             Some(x) if x.progress.leader_epoch() == l.leader_epoch && Rc::ptr_eq(&x.log, &log) => {
                 if l.partition_epoch > x.progress.partition_epoch() {
-                    x.progress.on_committed(&l.isr, l.partition_epoch);
+                    x.progress
+                        .on_committed(&l.replicas, &l.isr, l.partition_epoch);
                     Self::rebound(self.me, x);
                     self.changed.notify_all();
                 }
@@ -183,6 +188,24 @@ impl Leaders {
         let led = self.led.borrow();
         led.get(tp)
             .map(|x| (x.progress.isr().len(), x.progress.replica_count()))
+    }
+
+    /// Whether `replica` is in the committed ISR of `tp`, led here.
+    pub fn in_isr(&self, tp: &TopicPartition, replica: i32) -> bool {
+        let led = self.led.borrow();
+        led.get(tp)
+            .is_some_and(|x| x.progress.isr().contains(&replica))
+    }
+
+    /// How many bytes a throttled, out-of-sync replica on `follower` may
+    /// get now ([`ReplicationThrottle::admit`]).
+    pub fn admit_throttled(&self, follower: i32, rates: Rates, now_ms: i64) -> Option<usize> {
+        self.throttle.borrow_mut().admit(follower, rates, now_ms)
+    }
+
+    /// `bytes` of a throttled replica went to `follower`.
+    pub fn record_throttled(&self, follower: i32, rates: Rates, bytes: usize) {
+        self.throttle.borrow_mut().record(follower, rates, bytes);
     }
 
     /// Notified when an ISR change commits or leadership ends.

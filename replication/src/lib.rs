@@ -9,11 +9,13 @@
 //! * [`fetcher`]: the follower side, one fetcher per (leader, shard):
 //!   truncation with OffsetForLeaderEpoch, then Fetch and follower appends.
 //! * [`conn`]: the follower's connection to its leader, on the shard.
+//! * [`throttle`]: replication quotas for catching-up replicas (KIP-73).
 
 pub mod conn;
 pub mod fetcher;
 pub mod leader;
 pub mod progress;
+pub mod throttle;
 
 pub use fetcher::{Fetchers, TopicPartition};
 pub use leader::{Leaders, Leadership};

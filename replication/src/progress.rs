@@ -290,8 +290,11 @@ impl LeaderProgress {
     }
 
     /// The metadata log committed a new state of the partition in this
-    /// leader epoch (an ISR change, ours or the controller's).
-    pub fn on_committed(&mut self, isr: &[i32], partition_epoch: i32) {
+    /// leader epoch: an ISR change (ours or the controller's), or replicas
+    /// a reassignment added or removed. An added replica starts as never
+    /// caught up (it joins the ISR by catching up); a removed one is
+    /// forgotten.
+    pub fn on_committed(&mut self, replicas: &[i32], isr: &[i32], partition_epoch: i32) {
         assert!(
             partition_epoch >= self.partition_epoch,
             "partition epoch went back from {} to {partition_epoch}",
@@ -302,6 +305,21 @@ impl LeaderProgress {
             "committed ISR {isr:?} without its leader {}",
             self.me
         );
+        assert!(
+            isr.iter().all(|r| replicas.contains(r)),
+            "committed ISR {isr:?} not among the replicas {replicas:?}"
+        );
+        self.followers.retain(|r, _| replicas.contains(r));
+        for &r in replicas {
+            if r != self.me {
+                self.followers.entry(r).or_insert(Follower {
+                    log_end: -1,
+                    last_caught_up_ms: 0,
+                    last_fetch_leader_end: -1,
+                    last_fetch_ms: 0,
+                });
+            }
+        }
         let mut isr = isr.to_vec();
         isr.sort_unstable();
         self.partition_epoch = partition_epoch;
@@ -372,7 +390,7 @@ mod tests {
         );
         // While pending, 3 still counts: no high watermark past it.
         assert_eq!(p.high_watermark(), 100);
-        p.on_committed(&[1, 2], 8);
+        p.on_committed(&[1, 2, 3], &[1, 2], 8);
         assert_eq!(p.update_high_watermark(end), Some(end));
         assert_eq!(p.isr(), &[1, 2]);
     }
@@ -430,7 +448,7 @@ mod tests {
         // Refused (a stale partition epoch): proposed again at the next fetch.
         p.change_failed();
         assert!(p.on_fetch(3, 120, 120, 1_007, true).expand.is_some());
-        p.on_committed(&[3, 1, 2], 8);
+        p.on_committed(&[1, 2, 3], &[3, 1, 2], 8);
         assert_eq!(p.isr(), &[1, 2, 3]);
         assert_eq!(p.partition_epoch(), 8);
     }
@@ -447,7 +465,30 @@ mod tests {
     #[test]
     #[should_panic(expected = "without its leader")]
     fn an_isr_without_the_leader_is_refused() {
-        leader().on_committed(&[2, 3], 8);
+        leader().on_committed(&[1, 2, 3], &[2, 3], 8);
+    }
+
+    #[test]
+    fn replicas_added_by_a_reassignment_catch_up_and_removed_ones_are_forgotten() {
+        let mut p = leader();
+        assert_eq!(p.replica_count(), 3);
+        // Broker 4 is added in the same leader epoch.
+        p.on_committed(&[2, 3, 4, 1], &[1, 2, 3], 8);
+        assert_eq!(p.replica_count(), 4);
+        assert_eq!(p.follower_log_end(4), Some(-1));
+        // Behind the high watermark it does not join; caught up it does.
+        assert_eq!(p.on_fetch(4, 10, 100, 1_001, true).expand, None);
+        let grow = p.on_fetch(4, 100, 100, 1_002, true).expand.unwrap();
+        assert_eq!(grow.isr, vec![1, 2, 3, 4]);
+        // The reassignment completes: 3 is gone (1 would lose leadership in
+        // a new epoch, which starts a new progress instead).
+        p.on_committed(&[1, 2, 4], &[1, 2, 4], 9);
+        assert_eq!(p.replica_count(), 3);
+        assert_eq!(p.follower_log_end(3), None);
+        assert_eq!(
+            p.on_fetch(3, 100, 100, 1_003, true),
+            FetchOutcome::default()
+        );
     }
 
     #[test]

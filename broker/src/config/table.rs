@@ -440,6 +440,17 @@ broker_config! {
     #[range = 100..=3_600_000]
     #[describe(Long, "Time a follower may lag before it leaves the ISR")]
     replica_lag_time_max_ms: u64 = 30_000, shown "`30000`";
+    /// the active controller moves leadership back to each partition's
+    /// preferred replica (the first) when it is a live in-sync replica
+    #[kafka = "auto.leader.rebalance.enable"]
+    #[describe(Boolean, "Move leaders back to their preferred replicas")]
+    auto_leader_rebalance_enable: bool = true, shown "`true`";
+    /// how often the active controller looks for partitions not led by their
+    /// preferred replica (1–86400)
+    #[kafka = "leader.imbalance.check.interval.seconds"]
+    #[range = 1..=86_400]
+    #[describe(Long, "Seconds between preferred-leader balancing rounds")]
+    leader_imbalance_check_interval_seconds: u64 = 300, shown "`300`";
     /// replicas of a topic created without a replication factor (1–16)
     #[kafka = "default.replication.factor"]
     #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]

@@ -36,6 +36,8 @@ pub const RESOURCE_BROKER: i8 = 4;
 
 /// Kafka's config sources.
 pub const SOURCE_TOPIC_CONFIG: i8 = 1;
+pub const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
+pub const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 pub const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 pub const SOURCE_DEFAULT_CONFIG: i8 = 5;
 
@@ -182,6 +184,79 @@ fn broker_entries(broker: &BrokerConfig, keys: &Option<Vec<StrBytes>>) -> Vec<En
         .collect()
 }
 
+/// The dynamic broker configs set for `broker` (None: the cluster-wide
+/// default), the broker's own value first, as Kafka resolves them.
+fn dynamic_entries(
+    snap: &ClusterState,
+    broker: Option<i32>,
+    keys: &Option<Vec<StrBytes>>,
+) -> Vec<Entry> {
+    let own = broker.and_then(|b| snap.broker_configs.get(&b));
+    let default = snap.broker_configs.get(&-1);
+    crate::controller::replicas::DYNAMIC_BROKER_CONFIGS
+        .iter()
+        .filter(|name| wanted(keys, name))
+        .filter_map(|name| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = own.and_then(|c| c.get(*name)) {
+                synonyms.push((name.to_string(), v.clone(), SOURCE_DYNAMIC_BROKER_CONFIG));
+            }
+            if let Some(v) = default.and_then(|c| c.get(*name)) {
+                synonyms.push((
+                    name.to_string(),
+                    v.clone(),
+                    SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG,
+                ));
+            }
+            let (_, value, source) = synonyms.first()?.clone();
+            Some(Entry {
+                name: name.to_string(),
+                value,
+                read_only: false,
+                source,
+                kind: ConfigType::Long,
+                doc: "Replication throttle (bytes/s), set dynamically",
+                synonyms,
+            })
+        })
+        .collect()
+}
+
+/// AlterConfigs / IncrementalAlterConfigs of a broker resource: only the
+/// dynamic configs Shardline has ([`crate::controller::replicas`]).
+async fn change_broker(
+    state: &Rc<ShardState>,
+    name: &str,
+    changes: Vec<(String, Option<String>)>,
+    incremental: bool,
+    validate_only: bool,
+) -> Result<(), AdminError> {
+    let broker = if name.is_empty() {
+        -1
+    } else {
+        match name.parse::<i32>() {
+            Ok(id) if id >= 0 => id,
+            _ => {
+                return Err(AdminError::new(
+                    ResponseError::InvalidRequest,
+                    format!("'{name}' is not a broker id"),
+                ))
+            }
+        }
+    };
+    check_duplicates(changes.iter().map(|(k, _)| k.as_str()))?;
+    let work = crate::controller::replicas::AlterBrokerConfigs {
+        broker,
+        changes,
+        incremental,
+        validate_only,
+    };
+    state
+        .ask(crate::controller::CONTROLLER_SHARD, work)
+        .await
+        .unwrap_or_else(|_| Err(gone()))
+}
+
 /// DescribeConfigs: everything comes from the metadata snapshot and the
 /// broker config, so this needs no other shard.
 pub fn describe_configs(
@@ -267,11 +342,18 @@ pub fn build_describe_configs(
                         format!("unknown topic '{name}'"),
                     )),
                 },
-                // The cluster-wide default ("") holds dynamic defaults only,
-                // and Shardline has none.
-                RESOURCE_BROKER if name.is_empty() => Ok(vec![]),
+                // The cluster-wide default ("") holds dynamic defaults only.
+                RESOURCE_BROKER if name.is_empty() => {
+                    Ok(dynamic_entries(snap, None, &r.configuration_keys))
+                }
                 RESOURCE_BROKER if name == broker.node_id.to_string() => {
-                    Ok(broker_entries(broker, &r.configuration_keys))
+                    let mut entries = broker_entries(broker, &r.configuration_keys);
+                    entries.extend(dynamic_entries(
+                        snap,
+                        Some(broker.node_id),
+                        &r.configuration_keys,
+                    ));
+                    Ok(entries)
                 }
                 RESOURCE_BROKER => Err(AdminError::new(
                     ResponseError::InvalidRequest,
@@ -304,13 +386,6 @@ fn unsupported_resource(kind: i8) -> AdminError {
         format!(
             "resource type {kind} is not supported; Shardline has topic (2) and broker (4) configs"
         ),
-    )
-}
-
-fn broker_read_only() -> AdminError {
-    AdminError::new(
-        ResponseError::InvalidRequest,
-        "broker configs are read-only in Shardline: set them in the config file or on the command line and restart",
     )
 }
 
@@ -506,7 +581,14 @@ pub async fn alter_configs(
                     }
                 }
             }
-            RESOURCE_BROKER => Err(broker_read_only()),
+            RESOURCE_BROKER => {
+                let set = r
+                    .configs
+                    .iter()
+                    .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                    .collect();
+                change_broker(state, &r.resource_name, set, false, req.validate_only).await
+            }
             other => Err(unsupported_resource(other)),
         };
         let (code, message) = split_outcome(outcome);
@@ -555,7 +637,32 @@ pub async fn incremental_alter_configs(
                     change_topic(state, topic, Change::Patch(ops), req.validate_only).await
                 }
             },
-            RESOURCE_BROKER => Err(broker_read_only()),
+            RESOURCE_BROKER => {
+                let mut changes = Vec::new();
+                let mut bad = None;
+                for c in &r.configs {
+                    match c.config_operation {
+                        OP_SET => changes.push((
+                            c.name.to_string(),
+                            Some(c.value.as_ref().map(|v| v.to_string()).unwrap_or_default()),
+                        )),
+                        OP_DELETE => changes.push((c.name.to_string(), None)),
+                        op => {
+                            bad = Some(AdminError::new(
+                                ResponseError::InvalidConfig,
+                                format!("operation {op} does not apply to {}: not a list", c.name),
+                            ))
+                        }
+                    }
+                }
+                match bad {
+                    Some(e) => Err(e),
+                    None => {
+                        change_broker(state, &r.resource_name, changes, true, req.validate_only)
+                            .await
+                    }
+                }
+            }
             other => Err(unsupported_resource(other)),
         };
         let (code, message) = split_outcome(outcome);

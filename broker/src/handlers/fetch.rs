@@ -372,10 +372,26 @@ async fn follower_read(
     if leader_epoch > epoch {
         return PartitionRead::failed(ResponseError::UnknownLeaderEpoch);
     }
+    // A catching-up replica over its replication quota gets no records
+    // this time; its fetch still counts as progress.
+    let now = crate::replica::now_ms();
+    let rates =
+        throttle_rates(s, &tp, replica).filter(|_| !s.partitions.leaders().in_isr(&tp, replica));
+    let allowed = match rates {
+        Some(r) => s.partitions.leaders().admit_throttled(replica, r, now),
+        None => Some(max_bytes),
+    };
+    let held = allowed.is_none();
+    let max_bytes = allowed.map_or(0, |a| a.min(max_bytes));
     match log.read_for_follower(offset, max_bytes).await {
-        Ok(out) => {
+        Ok(mut out) => {
+            if held {
+                out.batches.clear();
+            } else if let Some(r) = rates {
+                let bytes = out.batches.iter().map(Bytes::len).sum();
+                s.partitions.leaders().record_throttled(replica, r, bytes);
+            }
             let live = s.metadata.snapshot().is_live(replica);
-            let now = crate::replica::now_ms();
             if let Some(change) = s
                 .partitions
                 .leaders()
@@ -398,6 +414,38 @@ async fn follower_read(
         }
         Err(e) => PartitionRead::failed_with(log_error_code(&e)),
     }
+}
+
+/// The replication quotas that apply to `replica` fetching `tp` from this
+/// leader (this shard's share of each rate), if the topic's throttled
+/// replica lists name it and a rate is set (KIP-73).
+fn throttle_rates(
+    s: &ShardState,
+    tp: &(String, i32),
+    replica: i32,
+) -> Option<replication::throttle::Rates> {
+    use crate::metadata::topic_config::throttles;
+    let snap = s.metadata.snapshot();
+    let configs = &snap.topic(&tp.0)?.configs;
+    let listed = |key: &str, broker: i32| {
+        configs
+            .get(key)
+            .is_some_and(|list| throttles(list, tp.1, broker))
+    };
+    let rate = |broker: i32, key: &str| {
+        [broker, -1]
+            .iter()
+            .find_map(|b| snap.broker_configs.get(b)?.get(key)?.parse::<u64>().ok())
+            .map(|r| (r / s.config.shards.max(1) as u64).max(1))
+    };
+    let me = s.config.node_id;
+    let rates = replication::throttle::Rates {
+        leader: rate(me, "leader.replication.throttled.rate")
+            .filter(|_| listed("leader.replication.throttled.replicas", me)),
+        follower: rate(replica, "follower.replication.throttled.rate")
+            .filter(|_| listed("follower.replication.throttled.replicas", replica)),
+    };
+    (rates.leader.is_some() || rates.follower.is_some()).then_some(rates)
 }
 
 /// Wait until any wanted partition's high watermark passes its fetch

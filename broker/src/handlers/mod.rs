@@ -25,6 +25,7 @@ pub mod producer_id;
 #[cfg(test)]
 mod protocol_tests;
 pub mod quorum;
+pub mod reassignments;
 pub mod sasl;
 pub mod throttle;
 
@@ -96,6 +97,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 0, 3),
     (ApiKey::CreateAcls, 0, 3),
     (ApiKey::DeleteAcls, 0, 3),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 0),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
@@ -409,6 +413,15 @@ async fn dispatch(
         RequestKind::UnregisterBroker(r) => {
             ResponseKind::UnregisterBroker(quorum::unregister_broker(state, ctx, r).await)
         }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(reassignments::elect_leaders(state, ctx, r).await)
+        }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            reassignments::alter_partition_reassignments(state, ctx, r).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            reassignments::list_partition_reassignments(state, ctx, r),
+        ),
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(cluster::describe_log_dirs(state, ctx, r).await)
         }

@@ -209,11 +209,12 @@ fn elect_partition_without(p: &mut super::PartitionMeta, gone: i32, live: &[i32]
     }
     let leader_changed = p.leader == gone;
     if leader_changed {
+        // In the order of the replicas, as Kafka: the preferred one first.
         p.leader = p
-            .isr
+            .replicas
             .iter()
             .copied()
-            .find(|r| *r != gone && live.contains(r))
+            .find(|r| *r != gone && p.isr.contains(r) && live.contains(r))
             .unwrap_or(-1);
         p.leader_epoch += 1;
     }

@@ -87,6 +87,24 @@ pub enum MetadataCommand {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// Elect leaders (Kafka's ElectLeaders; the controller's automatic
+    /// preferred-leader balancing and unclean elections too). Each
+    /// partition gets its own outcome.
+    ElectLeaders {
+        election: super::reassignment::Election,
+        partitions: Vec<super::reassignment::PartitionRef>,
+    },
+    /// Start, replace or cancel reassignments (Kafka's
+    /// AlterPartitionReassignments). Each partition gets its own outcome.
+    Reassign {
+        moves: Vec<(super::reassignment::PartitionRef, super::reassignment::Move)>,
+    },
+    /// Replace the dynamic configs of broker `broker` (-1: the cluster-wide
+    /// default); the controller resolves incremental changes.
+    AlterBrokerConfigs {
+        broker: i32,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// What an applied command changed, for the controller's next steps.
@@ -118,6 +136,11 @@ pub enum Effect {
         partition_epoch: i32,
     },
     Security(super::security::SecurityEffect),
+    /// Per-partition outcomes of an election or reassignment command, in
+    /// the order it named them.
+    Outcomes(Vec<super::reassignment::Outcome>),
+    /// The broker configs are replaced.
+    BrokerConfigs,
 }
 
 impl ClusterState {
@@ -305,15 +328,39 @@ impl ClusterState {
                          {topic}-{partition}"
                     ));
                 }
+                let live: Vec<i32> = self.live_brokers().map(|b| b.id).collect();
                 let mut t = (*old).clone();
                 let p = &mut t.partitions[*partition as usize];
                 p.isr = isr.clone();
                 p.partition_epoch += 1;
+                // The last target replica in sync finishes a reassignment.
+                super::reassignment::complete_if_in_sync(p, &live);
                 // The shape (ISR among replicas, leader in it, no repeats).
                 check_partition(p, shards)?;
                 let partition_epoch = p.partition_epoch;
                 self.insert_topic(Arc::new(t));
                 Effect::PartitionAltered { partition_epoch }
+            }
+            MetadataCommand::ElectLeaders {
+                election,
+                partitions,
+            } => Effect::Outcomes(self.elect_leaders(*election, partitions)),
+            MetadataCommand::Reassign { moves } => Effect::Outcomes(
+                moves
+                    .iter()
+                    .map(|(r, m)| self.reassign(r, m, shards))
+                    .collect(),
+            ),
+            MetadataCommand::AlterBrokerConfigs { broker, configs } => {
+                if *broker < -1 {
+                    return Err(format!("broker id {broker} is negative"));
+                }
+                if configs.is_empty() {
+                    self.broker_configs.remove(broker);
+                } else {
+                    self.broker_configs.insert(*broker, configs.clone());
+                }
+                Effect::BrokerConfigs
             }
         };
         debug_assert_eq!(self.check_invariants(shards), Ok(()));
@@ -434,6 +481,17 @@ fn check_partition(p: &PartitionMeta, shards: usize) -> Result<(), String> {
     let mut isr = p.isr.clone();
     isr.sort_unstable();
     isr.dedup();
+    if p.adding
+        .iter()
+        .chain(&p.removing)
+        .any(|r| !p.replicas.contains(r))
+        || p.adding.iter().any(|r| p.removing.contains(r))
+    {
+        return Err(format!(
+            "a reassignment adds {:?} and removes {:?} of replicas {:?}",
+            p.adding, p.removing, p.replicas
+        ));
+    }
     if seen.len() != p.replicas.len()
         || isr.len() != p.isr.len()
         || p.isr.iter().any(|r| !p.replicas.contains(r))

@@ -11,6 +11,7 @@ pub mod brokers;
 pub mod command;
 pub mod internal;
 pub mod placement;
+pub mod reassignment;
 pub mod security;
 pub mod source;
 pub mod topic_config;
@@ -50,6 +51,14 @@ pub struct PartitionMeta {
     /// Chosen by the controller from the shard counts brokers register,
     /// so every node derives the same placement from the log.
     pub shards: Vec<u32>,
+    /// Replicas a reassignment adds (Kafka's `addingReplicas`): in
+    /// `replicas` already, catching up as followers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    /// Replicas a reassignment removes once every target replica is in
+    /// sync (Kafka's `removingReplicas`): in `replicas` until then.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 /// A partition as written, including the forms of older files and log
@@ -70,6 +79,10 @@ struct PartitionRecord {
     isr: Vec<i32>,
     #[serde(default)]
     shards: Vec<u32>,
+    #[serde(default)]
+    adding: Vec<i32>,
+    #[serde(default)]
+    removing: Vec<i32>,
 }
 
 impl From<PartitionRecord> for PartitionMeta {
@@ -86,6 +99,8 @@ impl From<PartitionRecord> for PartitionMeta {
             replicas: r.replicas,
             isr: r.isr,
             shards,
+            adding: r.adding,
+            removing: r.removing,
         }
     }
 }
@@ -106,7 +121,34 @@ impl PartitionMeta {
             replicas: vec![node],
             isr: vec![node],
             shards: vec![shard],
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
+    }
+
+    /// Whether a reassignment of the partition is in progress.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas the partition ends up with: all of them but those a
+    /// reassignment removes (Kafka's target replicas).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+            .collect()
+    }
+
+    /// The replicas before the reassignment in progress (all of them but
+    /// those it adds): what cancelling it goes back to.
+    pub fn original_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding.contains(r))
+            .collect()
     }
 
     /// The shard holding `node`'s replica, if it has one.
@@ -146,6 +188,11 @@ pub struct ClusterState {
     /// the topic then.
     #[serde(default)]
     pub coordinators: Vec<PartitionMeta>,
+    /// Dynamic broker configs (Kafka's ConfigRecords of BROKER resources)
+    /// by broker id, -1 for the cluster-wide default: the replication
+    /// throttle rates.
+    #[serde(default)]
+    pub broker_configs: BTreeMap<i32, BTreeMap<String, String>>,
     /// ACLs, SCRAM credentials, client quotas (never in the metadata files
     /// that predate the log).
     #[serde(skip)]

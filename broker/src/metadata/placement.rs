@@ -182,6 +182,8 @@ impl Placer {
             isr,
             replicas,
             shards,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 }

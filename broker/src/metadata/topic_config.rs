@@ -33,6 +33,37 @@ pub struct TopicConfigDef {
 // configuration retention.ms: Value must be at least -1" as an
 // INVALID_CONFIG message); `validate` adds the "Invalid value" prefix.
 
+/// Kafka's throttled replica lists: empty, `*`, or `partition:broker`
+/// pairs separated by commas.
+fn throttled_replicas(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    if v.is_empty() || v == "*" {
+        return Ok(());
+    }
+    for pair in v.split(',') {
+        let ok = pair.trim().split_once(':').is_some_and(|(p, b)| {
+            p.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok()
+        });
+        if !ok {
+            return Err(format!(
+                "{v}: Value must be a list of partition:brokerId pairs or the wildcard '*'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `list` (a throttled replica list) names `partition` on `broker`.
+pub fn throttles(list: &str, partition: i32, broker: i32) -> bool {
+    let list = list.trim();
+    list == "*"
+        || list.split(',').any(|pair| {
+            pair.trim().split_once(':').is_some_and(|(p, b)| {
+                p.trim().parse::<i32>() == Ok(partition) && b.trim().parse::<i32>() == Ok(broker)
+            })
+        })
+}
+
 fn long_min(v: &str, min: i64) -> Result<(), String> {
     match v.parse::<i64>() {
         Ok(n) if n >= min => Ok(()),
@@ -286,9 +317,25 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         name: "unclean.leader.election.enable",
         kind: ConfigType::Boolean,
         broker_synonym: Some("unclean.leader.election.enable"),
-        doc: "Single node: no effect",
+        doc: "Let a live replica outside the ISR lead a partition left with no live in-sync replica (acknowledged records may be lost)",
         default: |_| "false".into(),
         validate: boolean,
+    },
+    TopicConfigDef {
+        name: "leader.replication.throttled.replicas",
+        kind: ConfigType::List,
+        broker_synonym: None,
+        doc: "Replicas (partition:broker, or *) whose leaders throttle what followers fetch at leader.replication.throttled.rate",
+        default: |_| "".into(),
+        validate: throttled_replicas,
+    },
+    TopicConfigDef {
+        name: "follower.replication.throttled.replicas",
+        kind: ConfigType::List,
+        broker_synonym: None,
+        doc: "Replicas (partition:broker, or *) whose fetches are throttled at their broker's follower.replication.throttled.rate",
+        default: |_| "".into(),
+        validate: throttled_replicas,
     },
     TopicConfigDef {
         name: "message.timestamp.before.max.ms",

@@ -162,6 +162,8 @@ mod tests {
             replicas: replicas.to_vec(),
             isr: isr.to_vec(),
             shards: vec![0; replicas.len()],
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 

@@ -22,10 +22,32 @@ mod security;
 /// 2: replicas' shards per broker, registered brokers.
 /// 3: ACLs, SCRAM credentials, client quotas ([`ImageV3`]).
 /// 4: partition epochs ([`ImageV4`]).
-const VERSION: u32 = 4;
-/// Images of versions 2 (an [`Image`] alone) and 3 are still read.
+/// 5: reassignments in progress, dynamic broker configs ([`ImageV5`]).
+const VERSION: u32 = 5;
+/// Images of versions 2 (an [`Image`] alone), 3 and 4 are still read.
 const VERSION_2: u32 = 2;
 const VERSION_3: u32 = 3;
+const VERSION_4: u32 = 4;
+
+/// Version 5: the version 4 image, the partitions being reassigned and
+/// the dynamic broker configs.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ImageV5 {
+    version: u32,
+    v4: ImageV4,
+    /// Only the partitions with a reassignment in progress.
+    moves: Vec<MoveImage>,
+    /// Broker id (-1: the cluster-wide default) and its dynamic configs.
+    broker_configs: Vec<(i32, Vec<(String, String)>)>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct MoveImage {
+    topic: String,
+    partition: u32,
+    adding: Vec<i32>,
+    removing: Vec<i32>,
+}
 
 /// Version 4: the version 3 image and the partition epochs.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -141,8 +163,29 @@ struct PartitionImage {
 /// The archive of `state`.
 pub fn encode(state: &ClusterState) -> Vec<u8> {
     let epochs = |ps: &[PartitionMeta]| ps.iter().map(|p| p.partition_epoch).collect();
-    let image = ImageV4 {
-        version: VERSION,
+    let moves = state
+        .topics
+        .values()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.reassigning())
+                .map(|(i, p)| MoveImage {
+                    topic: t.name.clone(),
+                    partition: i as u32,
+                    adding: p.adding.clone(),
+                    removing: p.removing.clone(),
+                })
+        })
+        .collect();
+    let broker_configs = state
+        .broker_configs
+        .iter()
+        .map(|(id, c)| (*id, c.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        .collect();
+    let v4 = ImageV4 {
+        version: VERSION_4,
         base: base_image(state),
         security: security::image(&state.security),
         topic_partition_epochs: state
@@ -151,6 +194,12 @@ pub fn encode(state: &ClusterState) -> Vec<u8> {
             .map(|t| epochs(&t.partitions))
             .collect(),
         coordinator_partition_epochs: epochs(&state.coordinators),
+    };
+    let image = ImageV5 {
+        version: VERSION,
+        v4,
+        moves,
+        broker_configs,
     };
     rkyv::to_bytes::<rancor::Error>(&image)
         .expect("archiving metadata into memory cannot fail")
@@ -211,8 +260,18 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
     aligned.extend_from_slice(bytes);
     // The version is the first field of both layouts; an archive of one
     // does not validate as the other (its root sits elsewhere).
-    if let Ok(image) = rkyv::access::<ArchivedImageV4, rancor::Error>(&aligned) {
+    if let Ok(image) = rkyv::access::<ArchivedImageV5, rancor::Error>(&aligned) {
         if image.version.to_native() == VERSION {
+            let v4 = &image.v4;
+            let mut state = base_state(&v4.base)?;
+            state.security = security::state(&v4.security)?;
+            set_partition_epochs(&mut state, v4)?;
+            set_moves(&mut state, image)?;
+            return Ok(state);
+        }
+    }
+    if let Ok(image) = rkyv::access::<ArchivedImageV4, rancor::Error>(&aligned) {
+        if image.version.to_native() == VERSION_4 {
             let mut state = base_state(&image.base)?;
             state.security = security::state(&image.security)?;
             set_partition_epochs(&mut state, image)?;
@@ -314,6 +373,40 @@ fn set_partition_epochs(state: &mut ClusterState, image: &ArchivedImageV4) -> Re
     set(&mut state.coordinators, &image.coordinator_partition_epochs)
 }
 
+/// The reassignments and broker configs of a version 5 image.
+fn set_moves(state: &mut ClusterState, image: &ArchivedImageV5) -> Result<(), String> {
+    let ids = |v: &rkyv::vec::ArchivedVec<rkyv::Archived<i32>>| -> Vec<i32> {
+        v.iter().map(|r| r.to_native()).collect()
+    };
+    for m in image.moves.iter() {
+        let Some(t) = state.topics.get_mut(m.topic.as_str()) else {
+            return Err(format!(
+                "metadata image moves a partition of unknown topic '{}'",
+                m.topic.as_str()
+            ));
+        };
+        let t = Arc::make_mut(t);
+        let i = m.partition.to_native() as usize;
+        let Some(p) = t.partitions.get_mut(i) else {
+            return Err(format!(
+                "metadata image moves partition {i} of '{}', which has {}",
+                t.name,
+                t.partitions.len()
+            ));
+        };
+        p.adding = ids(&m.adding);
+        p.removing = ids(&m.removing);
+    }
+    for kv in image.broker_configs.iter() {
+        let configs =
+            kv.1.iter()
+                .map(|c| (c.0.as_str().to_string(), c.1.as_str().to_string()))
+                .collect();
+        state.broker_configs.insert(kv.0.to_native(), configs);
+    }
+    Ok(())
+}
+
 fn partition_image(p: &PartitionMeta) -> PartitionImage {
     PartitionImage {
         shards: p.shards.clone(),
@@ -332,6 +425,8 @@ fn partition_meta(p: &ArchivedPartitionImage) -> PartitionMeta {
         leader: p.leader.to_native(),
         replicas: p.replicas.iter().map(|r| r.to_native()).collect(),
         isr: p.isr.iter().map(|r| r.to_native()).collect(),
+        adding: Vec::new(), // version 5 sets them (set_moves)
+        removing: Vec::new(),
     }
 }
 

@@ -171,6 +171,7 @@ async fn shard_main(
         // logs through the reconciler.
         let changes = state.metadata.quorum().subscribe();
         spawn_detached(crate::reconcile::follow(state.clone(), changes));
+        spawn_detached(crate::controller::replicas::balance_leaders(state.clone()));
     }
     // Every shard binds every listener (SO_REUSEPORT): a connection stays
     // on the shard that accepted it.
