@@ -373,10 +373,21 @@ def test_cluster_cli_status_add_broker_and_decommission(cluster, shardline_bin):
     add = cli("add-broker", "--id", "7", "--listen", "127.0.0.1:1", "--controller", "127.0.0.1:2",
               "--data-dir", "/nowhere").stdout
     assert "--process-roles broker" in add and "--controller-quorum-voters 1@" in add, add
-    # A live broker cannot be decommissioned; a stopped (fenced) one can.
+    # Decommissioning moves a broker's replicas to the others (broker 4
+    # joins for them), then unregisters it once it is stopped.
     victim = next(i for i in (2, 3) if i != leader)  # node 1 is the bootstrap
-    refused = cli("decommission", "--id", str(victim), check=False)
-    assert refused.returncode != 0 and "alive" in refused.stderr, refused.stderr
+    cluster.add_broker(4)
+    wait_until("broker 4 registered",
+               lambda: len(describe_cluster(cluster.nodes[1].bootstrap)["brokers"]) == 4)
+    topic = unique_topic("decommission")
+    admin = AdminClient({"bootstrap.servers": cluster.nodes[1].bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=-1,
+                                  replica_assignment=[[victim, 1], [1, victim]])])[topic].result(30)
+    moved = cli("decommission", "--id", str(victim), "--wait", "60")
+    assert f"Stop broker {victim}, then run this again" in moved.stdout, moved.stdout
+    parts = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    assert all(victim not in p.replicas and len(p.replicas) == 2 for p in parts.values()), \
+        {i: p.replicas for i, p in parts.items()}
     cluster.nodes[victim].kill9()
     wait_until(f"broker {victim} fenced",
                lambda: victim not in [b["broker_id"] for b in

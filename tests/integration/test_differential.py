@@ -567,7 +567,6 @@ BROKER = 4
 # knobs, cleaner tuning, dead-letter queues). See README "Differences from Apache Kafka".
 KAFKA_ONLY_TOPIC_CONFIGS = {
     "errors.deadletterqueue.group.enable", "file.delete.delay.ms", "flush.messages", "flush.ms",
-    "follower.replication.throttled.replicas", "leader.replication.throttled.replicas",
     "local.retention.bytes", "local.retention.ms", "max.compaction.lag.ms",
     "max.decompressed.message.bytes", "min.cleanable.dirty.ratio", "min.compaction.lag.ms",
     "remote.copy.lag.bytes", "remote.copy.lag.ms", "remote.log.copy.disable",

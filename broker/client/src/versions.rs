@@ -37,6 +37,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::UnregisterBroker, 0, 0),
+    (ApiKey::AlterPartitionReassignments, 0, 0),
 ];
 
 /// Our version range for `key`, if this client speaks it at all.

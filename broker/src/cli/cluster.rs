@@ -1,7 +1,8 @@
 //! `shardline cluster status | add-broker | decommission`: the control
 //! plane as Kafka's APIs show it — DescribeQuorum (the metadata quorum's
 //! voters, leader and lag), DescribeCluster (the live brokers and racks),
-//! Metadata (which brokers hold replicas) — and UnregisterBroker.
+//! Metadata (which brokers hold replicas) — and, to decommission a broker,
+//! AlterPartitionReassignments and UnregisterBroker (`decommission.rs`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,9 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
-use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeQuorumRequest, TopicName, UnregisterBrokerRequest,
-};
+use kafka_protocol::messages::{DescribeClusterRequest, DescribeQuorumRequest, TopicName};
 
 use super::client::{check, sb, Client};
 
@@ -46,11 +45,15 @@ pub enum ClusterCommand {
         #[arg(long, default_value_t = 0)]
         wait: u64,
     },
-    /// Remove a stopped broker's registration (Kafka's UnregisterBroker).
-    /// Its replicas stay assigned to it: reassign them first.
+    /// Move every replica off a broker (to live brokers holding none of
+    /// the partition, its rack first), wait for the moves, and unregister
+    /// the broker once it is stopped (run again after stopping it).
     Decommission {
         #[arg(long)]
         id: i32,
+        /// Wait this many seconds for the moves.
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
     },
 }
 
@@ -65,7 +68,9 @@ pub fn run(bootstrap: &str, cmd: ClusterCommand) -> Result<()> {
             data_dir,
             wait,
         } => add_broker(&mut client, id, &listen, &controller, &data_dir, wait),
-        ClusterCommand::Decommission { id } => decommission(&mut client, id),
+        ClusterCommand::Decommission { id, wait } => {
+            super::decommission::run(&mut client, id, wait)
+        }
     }
 }
 
@@ -241,16 +246,4 @@ fn add_broker(
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-fn decommission(client: &mut Client, id: i32) -> Result<()> {
-    let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(id));
-    let resp = client.bootstrap().call(&req)?;
-    check(
-        resp.error_code,
-        format!("UnregisterBroker {id}"),
-        resp.error_message.as_ref(),
-    )?;
-    println!("Broker {id} is unregistered.");
-    Ok(())
 }

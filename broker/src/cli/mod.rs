@@ -6,6 +6,7 @@ pub mod acl;
 mod client;
 pub mod cluster;
 mod consume;
+mod decommission;
 mod group;
 pub mod log_verify;
 pub mod metadata;

@@ -139,11 +139,12 @@ fn topic_entries(
                 }
                 None => (broker_value.clone(), source),
             };
-            synonyms.push((
-                def.broker_synonym.unwrap_or(def.name).to_string(),
-                broker_value,
-                source,
-            ));
+            // Kafka lists the broker setting a default comes from; a
+            // topic config with none (the throttled replica lists) has no
+            // synonym but its own override.
+            if let Some(synonym) = def.broker_synonym {
+                synonyms.push((synonym.to_string(), broker_value, source));
+            }
             Entry {
                 name: def.name.to_string(),
                 value,
