@@ -9,11 +9,15 @@
 //! * [`fetcher`]: the follower side, one fetcher per (leader, shard):
 //!   truncation with OffsetForLeaderEpoch, then Fetch and follower appends.
 //! * [`conn`]: the follower's connection to its leader, on the shard.
+//! * [`selector`]: KIP-392, the replica a consumer should read from.
+//! * [`stats`]: the followers' lag, for the broker's metrics.
 
 pub mod conn;
 pub mod fetcher;
 pub mod leader;
 pub mod progress;
+pub mod selector;
+pub mod stats;
 
 pub use fetcher::{Fetchers, TopicPartition};
 pub use leader::{Leaders, Leadership};
