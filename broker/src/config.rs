@@ -301,6 +301,19 @@ impl BrokerConfig {
     }
 }
 
+/// `replica_selector`: where a consumer that names its rack (`client.rack`,
+/// Fetch v11+) is told to read from (KIP-392). Kafka chooses with a class,
+/// `replica.selector.class`; these are its two built-in behaviours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicaSelector {
+    /// Kafka's `RackAwareReplicaSelector`: an in-sync follower in the
+    /// client's rack, when the leader is not in it.
+    Rack,
+    /// Kafka's default (no selector): always the leader.
+    Leader,
+}
+
 /// A string kept out of `Debug` output (passwords in the config).
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]

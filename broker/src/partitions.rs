@@ -65,6 +65,11 @@ impl PartitionManager {
         &self.leaders
     }
 
+    /// The leader and leader epoch `tp` is followed from here, if it is.
+    pub fn followed(&self, tp: &TopicPartition) -> Option<(i32, i32)> {
+        self.fetchers.followed(tp)
+    }
+
     pub fn metadata(&self) -> &Arc<MetadataStore> {
         &self.metadata
     }
@@ -150,6 +155,16 @@ impl PartitionManager {
                 // that finds the log leads it with its ISR (acks=all waits
                 // for the followers), never as an unreplicated log.
                 self.fetchers.unfollow(&tp);
+                // An epoch its log has no entry for: this broker was just
+                // elected (or the partition is new). A restart that finds
+                // its epoch already in the log is no election.
+                let elected = log
+                    .leader_epoch_entries()
+                    .last()
+                    .is_none_or(|e| e.epoch < l.leader_epoch);
+                if elected {
+                    crate::metrics::replication::leader_election();
+                }
                 let new_epoch = fresh || log.leader_epoch() < l.leader_epoch;
                 if new_epoch {
                     log.set_leader_epoch(l.leader_epoch);

@@ -85,6 +85,8 @@ pub fn propose(partitions: &Rc<PartitionManager>, tp: TopicPartition, change: Is
     let partitions = partitions.clone();
     let metadata: Arc<MetadataStore> = partitions.metadata().clone();
     let me = partitions.node_id();
+    // Shrink or expand, against the ISR committed now (for the metrics).
+    let isr_before = partitions.leaders().isr_and_replicas(&tp).map(|(n, _)| n);
     shard::rt::spawn_detached(async move {
         let Some(id) = metadata.snapshot().topic(&tp.0).map(|t| t.id) else {
             partitions.leaders().change_failed(&tp, &change);
@@ -100,13 +102,18 @@ pub fn propose(partitions: &Rc<PartitionManager>, tp: TopicPartition, change: Is
             isr: change.isr.clone(),
         };
         match metadata.execute(cmd).await {
-            Ok(_) => tracing::info!(
-                "{}-{}: ISR is now {:?} (leader epoch {})",
-                tp.0,
-                tp.1,
-                change.isr,
-                change.leader_epoch
-            ),
+            Ok(_) => {
+                tracing::info!(
+                    "{}-{}: ISR is now {:?} (leader epoch {})",
+                    tp.0,
+                    tp.1,
+                    change.isr,
+                    change.leader_epoch
+                );
+                if let Some(before) = isr_before.filter(|&n| n != change.isr.len()) {
+                    crate::metrics::replication::isr_change_committed(change.isr.len() < before);
+                }
+            }
             Err(e) => {
                 tracing::info!(
                     "{}-{}: ISR change to {:?} refused: {e}",

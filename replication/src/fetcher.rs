@@ -20,11 +20,15 @@
 //!
 //! An error for one partition delays that partition (`RETRY`), never the
 //! others; a failed connection is made again after a growing backoff.
+//!
+//! After each round a fetcher publishes how far its partitions are behind
+//! their leader (`crate::stats`, for the broker's metrics).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,6 +46,7 @@ use shard::log::{AckLevel, PartitionLog};
 use shard::signal::Signal;
 
 use crate::conn::LeaderConn;
+use crate::stats::{self, FetcherLag};
 
 /// Fetch v12: topic names, the replica id, the follower's leader epoch and
 /// log start; served by Shardline and by Kafka alike.
@@ -76,10 +81,18 @@ struct Followed {
     state: State,
     /// Not before this (after an error).
     retry_at: Option<Instant>,
+    /// The leader's high watermark in its last answer minus our log end
+    /// then (0 before the first answer).
+    lag_messages: i64,
+    /// Wall-clock ms when an answer last left this log at the leader's
+    /// high watermark (or when following began).
+    caught_up_ms: i64,
 }
 
 /// What one fetcher's task shares with whoever adds and removes partitions.
 struct Shared {
+    /// Unique over the process: the key of its figures in `crate::stats`.
+    id: u64,
     leader: i32,
     me: i32,
     addr: Cell<SocketAddr>,
@@ -129,9 +142,22 @@ impl Fetchers {
                 leader_epoch,
                 state: State::Truncating,
                 retry_at: None,
+                lag_messages: 0,
+                caught_up_ms: stats::now_ms(),
             },
         );
+        publish_lag(&shared);
         shared.changed.notify_all();
+    }
+
+    /// The leader and the leader epoch `tp` is followed from here, if it is
+    /// (a consumer's fetch from this follower is checked against it).
+    pub fn followed(&self, tp: &TopicPartition) -> Option<(i32, i32)> {
+        let by_leader = self.by_leader.borrow();
+        by_leader.iter().find_map(|(leader, shared)| {
+            let partitions = shared.partitions.borrow();
+            partitions.get(tp).map(|f| (*leader, f.leader_epoch))
+        })
     }
 
     fn followed_epoch(&self, tp: &TopicPartition, leader: i32) -> Option<i32> {
@@ -146,12 +172,15 @@ impl Fetchers {
         let mut by_leader = self.by_leader.borrow_mut();
         let mut emptied = None;
         for (leader, shared) in by_leader.iter() {
-            let now_empty = {
+            let (removed, now_empty) = {
                 let mut partitions = shared.partitions.borrow_mut();
-                partitions.remove(tp).is_some() && partitions.is_empty()
+                let removed = partitions.remove(tp).is_some();
+                (removed, removed && partitions.is_empty())
             };
             if now_empty {
                 emptied = Some(*leader);
+            } else if removed {
+                publish_lag(shared);
             }
         }
         if let Some(leader) = emptied {
@@ -175,7 +204,9 @@ impl Fetchers {
             shared.addr.set(addr);
             return shared.clone();
         }
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         let shared = Rc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             leader,
             me: self.me,
             addr: Cell::new(addr),
@@ -235,6 +266,25 @@ async fn run(shared: Rc<Shared>) {
             }
         }
     }
+    stats::publish(shared.id, None);
+}
+
+/// Publish this fetcher's largest lag and oldest caught-up time.
+fn publish_lag(shared: &Shared) {
+    let partitions = shared.partitions.borrow();
+    let lag = (!partitions.is_empty()).then(|| FetcherLag {
+        max_lag_messages: partitions
+            .values()
+            .map(|f| f.lag_messages)
+            .max()
+            .unwrap_or(0),
+        oldest_caught_up_ms: partitions
+            .values()
+            .map(|f| f.caught_up_ms)
+            .min()
+            .unwrap_or(i64::MAX),
+    });
+    stats::publish(shared.id, lag);
 }
 
 /// One round's partitions: `(tp, log, leader epoch)`.
@@ -487,6 +537,7 @@ async fn fetch(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyhow::
         }
     }
     futures::future::join_all(appends).await;
+    publish_lag(shared);
     Ok(())
 }
 
@@ -530,7 +581,15 @@ async fn append(
         }
     }
     if leader.high_watermark >= 0 {
-        log.advance_replicated_bound(leader.high_watermark.min(log.log_end_offset()));
+        let end = log.log_end_offset();
+        log.advance_replicated_bound(leader.high_watermark.min(end));
+        let lag = (leader.high_watermark - end).max(0);
+        update(shared, &tp, &log, epoch, |f| {
+            f.lag_messages = lag;
+            if lag == 0 {
+                f.caught_up_ms = stats::now_ms();
+            }
+        });
     }
     let start = leader.log_start.min(log.high_watermark());
     if start > log.offsets().log_start_offset {

@@ -208,6 +208,16 @@ impl Leaders {
         self.throttle.borrow_mut().record(follower, rates, bytes);
     }
 
+    /// `f` of `tp`'s progress, if led here (read-only: KIP-392's replica
+    /// selection reads the ISR and the followers' log ends).
+    pub fn with_progress<R>(
+        &self,
+        tp: &TopicPartition,
+        f: impl FnOnce(&LeaderProgress) -> R,
+    ) -> Option<R> {
+        self.led.borrow().get(tp).map(|x| f(&x.progress))
+    }
+
     /// Notified when an ISR change commits or leadership ends.
     pub fn changed(&self) -> shard::signal::Notified {
         self.changed.notified()

@@ -10,11 +10,15 @@
 //!   truncation with OffsetForLeaderEpoch, then Fetch and follower appends.
 //! * [`conn`]: the follower's connection to its leader, on the shard.
 //! * [`throttle`]: replication quotas for catching-up replicas (KIP-73).
+//! * [`selector`]: KIP-392, the replica a consumer should read from.
+//! * [`stats`]: the followers' lag, for the broker's metrics.
 
 pub mod conn;
 pub mod fetcher;
 pub mod leader;
 pub mod progress;
+pub mod selector;
+pub mod stats;
 pub mod throttle;
 
 pub use fetcher::{Fetchers, TopicPartition};

@@ -159,6 +159,15 @@ impl LeaderProgress {
         self.followers.get(&follower).map(|f| f.log_end)
     }
 
+    /// Each follower's id, log end as last fetched (-1 before its first
+    /// fetch) and when it was last caught up (ms): what KIP-392's replica
+    /// selection weighs.
+    pub fn followers(&self) -> impl Iterator<Item = (i32, i64, i64)> + '_ {
+        self.followers
+            .iter()
+            .map(|(&id, f)| (id, f.log_end, f.last_caught_up_ms))
+    }
+
     /// The committed ISR together with a member being added.
     fn maximal_isr(&self) -> Vec<i32> {
         let mut out = self.isr.clone();

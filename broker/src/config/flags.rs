@@ -11,7 +11,7 @@ use anyhow::{anyhow, Result};
 use shard::log::FlushMode;
 
 use super::table::SETTINGS;
-use super::{BrokerConfig, Secret};
+use super::{BrokerConfig, ReplicaSelector, Secret};
 
 /// How a flag's text is read as the TOML value of a key of this type.
 pub trait FlagValue {
@@ -44,7 +44,7 @@ macro_rules! string_flags {
         }
     )*};
 }
-string_flags!(String, PathBuf, Secret, FlushMode);
+string_flags!(String, PathBuf, Secret, FlushMode, ReplicaSelector);
 
 impl FlagValue for SocketAddr {
     fn parse_flag(s: &str) -> Result<toml::Value, String> {

@@ -19,7 +19,7 @@ use shard::log::FlushMode;
 use super::describe as shown;
 use super::flags::FlagValue;
 use super::validate::{MAX_INTERVAL_MS, MAX_PENDING_FETCH_WAITS, MAX_SHARDS};
-use super::Secret;
+use super::{ReplicaSelector, Secret};
 use crate::metadata::topic_config::ConfigType;
 
 /// One key as the file, the flags and README know it.
@@ -451,6 +451,12 @@ broker_config! {
     #[range = 1..=86_400]
     #[describe(Long, "Seconds between preferred-leader balancing rounds")]
     leader_imbalance_check_interval_seconds: u64 = 300, shown "`300`";
+    /// where a consumer naming a `client.rack` reads (KIP-392): `rack` sends it
+    /// to an in-sync follower in its rack when the leader is in another
+    /// (Kafka's `RackAwareReplicaSelector`); `leader` always reads from the
+    /// leader (Kafka's default). Followers serve consumers either way
+    #[kafka = "replica.selector.class"]
+    replica_selector: ReplicaSelector = ReplicaSelector::Rack, shown "`rack`";
     /// replicas of a topic created without a replication factor (1–16)
     #[kafka = "default.replication.factor"]
     #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]

@@ -220,8 +220,11 @@ fn every_key_has_a_flag_that_sets_it_like_the_file() {
                 ("X=SSL,Y=SASL_SSL", "{ X = \"SSL\", Y = \"SASL_SSL\" }")
             }
             "log_flush" => ("interval", "\"interval\""),
+            "replica_selector" => ("leader", "\"leader\""),
             "authorizer_enabled" | "allow_everyone_if_no_acl_found" => ("true", "true"),
-            "auto_create_topics_enable" | "pin_shards" => ("false", "false"),
+            "auto_create_topics_enable" | "pin_shards" | "auto_leader_rebalance_enable" => {
+                ("false", "false")
+            }
             "disk_free_min_percent" => ("2.5", "2.5"),
             "advertise"
             | "sasl_bootstrap_user"

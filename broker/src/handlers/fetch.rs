@@ -4,8 +4,12 @@
 //!
 //! Fetch sessions (KIP-227) are answered sessionless (session id 0), which
 //! the protocol allows: clients then send full fetch requests.
+//!
+//! Consumers of Fetch v11+ may read from followers, and leaders send them
+//! to one in their rack (KIP-392, `fetch_from_follower`).
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -16,6 +20,7 @@ use shard::record;
 
 use super::errors::log_error_code;
 use super::fetch_encode::{self, PartitionOut, TopicOut};
+use super::fetch_from_follower::{epoch_error, preferred_replica, read_placement, ClientMetadata};
 use super::RequestContext;
 use crate::acl::model::CLUSTER_NAME;
 use crate::acl::{Operation, ResourceType};
@@ -38,12 +43,29 @@ struct Wanted {
     error: Option<ResponseError>,
 }
 
-#[derive(Default)]
 pub struct PartitionRead {
     error: i16,
     high_watermark: i64,
     log_start_offset: i64,
     batches: Vec<Bytes>,
+    /// KIP-392: the replica the consumer should read from instead (-1: none).
+    preferred_read_replica: i32,
+    /// Read from a replica this broker follows (for the metrics).
+    from_follower: bool,
+}
+
+/// What a read left undone answers (its owner shard is gone): nothing.
+impl Default for PartitionRead {
+    fn default() -> Self {
+        PartitionRead {
+            error: 0,
+            high_watermark: 0,
+            log_start_offset: 0,
+            batches: vec![],
+            preferred_read_replica: -1,
+            from_follower: false,
+        }
+    }
 }
 
 impl PartitionRead {
@@ -68,6 +90,12 @@ pub async fn handle(
         req.replica_id.0.max(-1)
     };
     let follower = replica >= 0;
+    // KIP-392: a consumer of v11+ may read from followers (Kafka's
+    // `fetchOnlyLeader` is false for it), and names its rack.
+    let client = (!follower && ctx.version >= 11).then(|| ClientMetadata {
+        rack: Arc::from(req.rack_id.as_str()),
+        listener: Arc::from(ctx.listener.name.as_str()),
+    });
     let acl = ctx.checker(state);
     let follower_allowed = follower
         && acl.allows(
@@ -102,10 +130,15 @@ pub async fn handle(
         for p in &t.partitions {
             let (shard, error) = match topic_error {
                 Some(e) => (None, Some(e)),
-                None => match placement(&snap, state.config.node_id, &name, p.partition) {
-                    Placement::Here(shard) => (Some(shard), None),
-                    Placement::Elsewhere => (None, Some(ResponseError::NotLeaderOrFollower)),
-                    Placement::Unknown => (None, Some(ResponseError::UnknownTopicOrPartition)),
+                None => match read_placement(
+                    &snap,
+                    state.config.node_id,
+                    &name,
+                    p.partition,
+                    client.is_some(),
+                ) {
+                    Ok(shard) => (Some(shard), None),
+                    Err(e) => (None, Some(e)),
                 },
             };
             wanted.push(Wanted {
@@ -133,9 +166,12 @@ pub async fn handle(
     // Only a fetch authorized as a follower's is served as one.
     let replica = if follower_allowed { replica } else { -1 };
     let reads = loop {
-        let reads = read_all(state, &wanted, replica).await;
+        let reads = read_all(state, &wanted, replica, &client).await;
         let total: usize = reads.iter().map(PartitionRead::bytes).sum();
-        let any_error = reads.iter().any(|r| r.error != 0);
+        // As Kafka: an error or a preferred read replica is answered at once.
+        let any_error = reads
+            .iter()
+            .any(|r| r.error != 0 || r.preferred_read_replica >= 0);
         let now = Instant::now();
         if total >= min_bytes.max(1) || any_error || now >= deadline || wanted.is_empty() {
             break reads;
@@ -148,7 +184,7 @@ pub async fn handle(
         wait_for_data(state, &wanted, deadline - now, replica >= 0).await;
         if Instant::now() >= deadline {
             // One last look: data may have arrived just at the deadline.
-            break read_all(state, &wanted, replica).await;
+            break read_all(state, &wanted, replica, &client).await;
         }
     };
 
@@ -157,7 +193,12 @@ pub async fn handle(
     let mut budget = max_bytes;
     let mut first = true;
     let mut topics: Vec<TopicOut> = Vec::new();
+    let mut from_follower = false;
     for (w, mut r) in wanted.into_iter().zip(reads) {
+        from_follower |= r.from_follower;
+        if r.preferred_read_replica >= 0 {
+            crate::metrics::replication::redirect();
+        }
         let size = r.bytes();
         if size > 0 {
             if !first && size > budget {
@@ -173,6 +214,7 @@ pub async fn handle(
             high_watermark: r.high_watermark,
             last_stable_offset: r.high_watermark,
             log_start_offset: r.log_start_offset,
+            preferred_read_replica: r.preferred_read_replica,
             records: records_for(ctx.version, r.batches),
         };
         match topics.last_mut() {
@@ -185,6 +227,9 @@ pub async fn handle(
                 partitions: vec![partition],
             }),
         }
+    }
+    if from_follower {
+        crate::metrics::replication::follower_fetch();
     }
     fetch_encode::encode(ctx.version, correlation_id, topics)
 }
@@ -238,7 +283,12 @@ fn records_for(version: i16, batches: Vec<Bytes>) -> Vec<Bytes> {
     }
 }
 
-async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted], replica: i32) -> Vec<PartitionRead> {
+async fn read_all(
+    state: &Rc<ShardState>,
+    wanted: &[Wanted],
+    replica: i32,
+    client: &Option<ClientMetadata>,
+) -> Vec<PartitionRead> {
     let mut reads: Vec<Option<PartitionRead>> = Vec::with_capacity(wanted.len());
     let mut items = Vec::new();
     for w in wanted {
@@ -253,16 +303,14 @@ async fn read_all(state: &Rc<ShardState>, wanted: &[Wanted], replica: i32) -> Ve
                         max_bytes: w.max_bytes,
                         replica,
                         leader_epoch: w.leader_epoch,
+                        client: client.clone(),
                     },
                 ));
                 reads.push(None);
             }
-            (err, _) => reads.push(Some(PartitionRead {
-                error: err.unwrap_or(ResponseError::UnknownTopicOrPartition).code(),
-                high_watermark: -1,
-                log_start_offset: -1,
-                batches: vec![],
-            })),
+            (err, _) => reads.push(Some(PartitionRead::failed(
+                err.unwrap_or(ResponseError::UnknownTopicOrPartition),
+            ))),
         }
     }
     let results = scatter(state, items).await;
@@ -282,6 +330,8 @@ pub struct Read {
     /// The follower's node id, or -1 for a consumer.
     replica: i32,
     leader_epoch: i32,
+    /// A consumer that may read from followers (Fetch v11+).
+    client: Option<ClientMetadata>,
 }
 
 impl PartitionWork for Read {
@@ -295,6 +345,7 @@ impl PartitionWork for Read {
             max_bytes,
             replica,
             leader_epoch,
+            client,
         } = self;
         let Some(log) = s.partitions.log(&topic, partition) else {
             return PartitionRead::failed(ResponseError::NotLeaderOrFollower);
@@ -312,21 +363,62 @@ impl PartitionWork for Read {
             )
             .await;
         }
+        let tp = (topic, partition);
+        let from_follower = match s.partitions.leaders().leader_epoch(&tp) {
+            Some(epoch) => {
+                if let Some(e) = epoch_error(leader_epoch, epoch) {
+                    return PartitionRead::failed(e);
+                }
+                let preferred = client
+                    .as_ref()
+                    .and_then(|c| preferred_replica(&s, &tp, &log, c, offset));
+                if let Some(id) = preferred {
+                    // As Kafka: no read, the watermarks, and the replica.
+                    let offsets = log.offsets();
+                    return PartitionRead {
+                        high_watermark: offsets.high_watermark,
+                        log_start_offset: offsets.log_start_offset,
+                        preferred_read_replica: id,
+                        ..PartitionRead::default()
+                    };
+                }
+                false
+            }
+            None => match s.partitions.followed(&tp) {
+                // A follower serves consumers that may read from it, below
+                // its high watermark (the leader's, as of its last fetch).
+                Some((_, epoch)) if client.is_some() => {
+                    if let Some(e) = epoch_error(leader_epoch, epoch) {
+                        return PartitionRead::failed(e);
+                    }
+                    true
+                }
+                Some(_) => return PartitionRead::failed(ResponseError::NotLeaderOrFollower),
+                // Neither led nor followed here: a role on its way. If the
+                // metadata makes this broker the leader, the log serves
+                // what it shows as committed meanwhile (as before roles).
+                None => {
+                    let snap = s.metadata.snapshot();
+                    if placement(&snap, s.config.node_id, &tp.0, tp.1) == Placement::Here(s.id) {
+                        false
+                    } else {
+                        return PartitionRead::failed(ResponseError::NotLeaderOrFollower);
+                    }
+                }
+            },
+        };
         match log.read(offset, max_bytes).await {
             Ok(out) => PartitionRead {
                 error: 0,
                 high_watermark: out.high_watermark,
                 log_start_offset: out.log_start_offset,
                 batches: out.batches,
+                preferred_read_replica: -1,
+                from_follower,
             },
             // As Kafka: a partition answered with an error (offset out
             // of range included) carries no watermarks.
-            Err(e) => PartitionRead {
-                error: log_error_code(&e),
-                high_watermark: -1,
-                log_start_offset: -1,
-                batches: vec![],
-            },
+            Err(e) => PartitionRead::failed_with(log_error_code(&e)),
         }
     }
 }
@@ -342,7 +434,7 @@ impl PartitionRead {
             error: code,
             high_watermark: -1,
             log_start_offset: -1,
-            batches: vec![],
+            ..PartitionRead::default()
         }
     }
 }
@@ -366,11 +458,8 @@ async fn follower_read(
     let Some(epoch) = s.partitions.leaders().leader_epoch(&tp) else {
         return PartitionRead::failed(ResponseError::NotLeaderOrFollower);
     };
-    if leader_epoch >= 0 && leader_epoch < epoch {
-        return PartitionRead::failed(ResponseError::FencedLeaderEpoch);
-    }
-    if leader_epoch > epoch {
-        return PartitionRead::failed(ResponseError::UnknownLeaderEpoch);
+    if let Some(e) = epoch_error(leader_epoch, epoch) {
+        return PartitionRead::failed(e);
     }
     // A catching-up replica over its replication quota gets no records
     // this time; its fetch still counts as progress.
@@ -410,6 +499,7 @@ async fn follower_read(
                 high_watermark: log.high_watermark(),
                 log_start_offset: out.log_start_offset,
                 batches: out.batches,
+                ..PartitionRead::default()
             }
         }
         Err(e) => PartitionRead::failed_with(log_error_code(&e)),

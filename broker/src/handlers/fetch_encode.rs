@@ -20,6 +20,8 @@ pub struct PartitionOut {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// KIP-392 (v11+): the replica to read from instead; -1 none.
+    pub preferred_read_replica: i32,
     /// The record bytes, as chunks to be sent back to back.
     pub records: Vec<Bytes>,
 }
@@ -117,7 +119,7 @@ pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicOut>) -> Vec<B
                 put_array_len(b, flexible, 0); // aborted_transactions: none
             }
             if version >= 11 {
-                b.put_i32(-1); // preferred_read_replica
+                b.put_i32(p.preferred_read_replica);
             }
             let len: usize = p.records.iter().map(Bytes::len).sum();
             if flexible {
@@ -182,6 +184,7 @@ mod tests {
                         high_watermark: 42,
                         last_stable_offset: 42,
                         log_start_offset: 3,
+                        preferred_read_replica: -1,
                         records: vec![payload.clone(), payload.clone()],
                     },
                     PartitionOut {
@@ -190,6 +193,7 @@ mod tests {
                         high_watermark: 7,
                         last_stable_offset: 7,
                         log_start_offset: 0,
+                        preferred_read_replica: 2,
                         records: vec![],
                     },
                 ],
@@ -246,6 +250,10 @@ mod tests {
                     assert_eq!(p0.log_start_offset, 3);
                 }
                 assert_eq!(t.partitions[1].error_code, 1);
+                if version >= 11 {
+                    assert_eq!(p0.preferred_read_replica.0, -1);
+                    assert_eq!(t.partitions[1].preferred_read_replica.0, 2);
+                }
                 assert_eq!(t.partitions[1].records.as_ref().unwrap().len(), 0);
             }
         }

@@ -16,6 +16,7 @@ pub mod delete_records;
 pub mod errors;
 pub mod fetch;
 pub mod fetch_encode;
+mod fetch_from_follower;
 pub mod groups;
 pub mod list_offsets;
 pub mod metadata;

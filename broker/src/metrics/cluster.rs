@@ -1,8 +1,9 @@
 //! Gauges of the cluster as this broker sees it, computed at scrape time by
 //! the [`ClusterGauges`] providers registered with [`register`].
 //!
-//! Today one provider reads the shared metadata ([`MetadataGauges`]):
-//! partitions and leaders on this broker, and partitions with no leader.
+//! One provider reads the shared metadata ([`MetadataGauges`]):
+//! partitions and leaders on this broker, those of them under-replicated
+//! or under `min.insync.replicas`, and partitions with no leader.
 //! The metadata quorum's own facts (active controller, quorum lag, fenced
 //! brokers) belong in a provider of their own, registered here the same way
 //! once the quorum has them; nothing here guesses them.
@@ -98,18 +99,31 @@ impl ClusterGauges for MetadataGauges {
 /// The metadata gauges of one snapshot.
 pub fn metadata_gauges(state: &ClusterState, node_id: i32) -> Vec<Gauge> {
     let (mut replicas, mut leaders, mut under_replicated, mut offline) = (0, 0, 0, 0);
-    for p in state.topics.values().flat_map(|t| &t.partitions) {
-        if p.replicas.contains(&node_id) {
-            replicas += 1;
-        }
-        if p.leader == node_id {
-            leaders += 1;
-            if p.isr.len() < p.replicas.len() {
-                under_replicated += 1;
+    let mut under_min_isr = 0;
+    for t in state.topics.values() {
+        // Kafka's effective minimum: min.insync.replicas, at most the
+        // replica count (a topic with fewer replicas is not "under" it).
+        let min_isr = t
+            .configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(1);
+        for p in &t.partitions {
+            if p.replicas.contains(&node_id) {
+                replicas += 1;
             }
-        }
-        if p.leader == -1 {
-            offline += 1;
+            if p.leader == node_id {
+                leaders += 1;
+                if p.isr.len() < p.replicas.len() {
+                    under_replicated += 1;
+                }
+                if p.isr.len() < min_isr.min(p.replicas.len()) {
+                    under_min_isr += 1;
+                }
+            }
+            if p.leader == -1 {
+                offline += 1;
+            }
         }
     }
     vec![
@@ -129,8 +143,13 @@ pub fn metadata_gauges(state: &ClusterState, node_id: i32) -> Vec<Gauge> {
             value: under_replicated,
         },
         Gauge {
+            name: "shardline_under_min_isr_partitions",
+            help: "Partitions this broker leads whose in-sync replicas are fewer than the topic's min.insync.replicas (at most its replica count): acks=all produce to them is refused",
+            value: under_min_isr,
+        },
+        Gauge {
             name: "shardline_offline_partitions",
-            help: "Partitions of the cluster with no leader (leader = -1), as this broker's metadata has them",
+            help: "Partitions of the cluster with no leader (leader = -1), as this broker's metadata has them (every broker reports it, not only the active controller)",
             value: offline,
         },
     ]
@@ -180,7 +199,7 @@ mod tests {
                 partition(-1, &[2, 3], &[]),
                 partition(3, &[3], &[3]),
             ],
-            configs: Default::default(),
+            configs: [("min.insync.replicas".to_string(), "2".to_string())].into(),
         };
         state.topics.insert("t".into(), Arc::new(topic));
         let got: Vec<(&str, i64)> = metadata_gauges(&state, 1)
@@ -193,6 +212,7 @@ mod tests {
                 ("shardline_partitions", 3),
                 ("shardline_leader_partitions", 2),
                 ("shardline_under_replicated_partitions", 1),
+                ("shardline_under_min_isr_partitions", 1),
                 ("shardline_offline_partitions", 1),
             ]
         );

@@ -10,9 +10,13 @@
 //! - [`requests`]: per-API request counts, latencies and errors and the
 //!   bytes on the wire, one slot per shard, summed by the scrape;
 //! - [`cluster`]: gauges of the cluster from registered providers (the
-//!   shared metadata today; the quorum's later).
+//!   shared metadata, the metadata quorum);
+//! - [`replication`]: what this broker's replicas count themselves (fetches
+//!   served as a follower, KIP-392 redirects, ISR changes, elections, the
+//!   followers' lag), per shard like the request metrics.
 
 pub mod cluster;
+pub mod replication;
 pub mod requests;
 pub mod storage;
 
@@ -38,6 +42,7 @@ pub fn registry() -> Registry {
     registry.register_collector(Box::new(storage::StorageCollector));
     registry.register_collector(Box::new(requests::RequestCollector(&requests::SLOTS)));
     registry.register_collector(Box::new(cluster::ClusterCollector(&cluster::PROVIDERS)));
+    registry.register_collector(Box::new(replication::ReplicationCollector));
     registry
 }
 
@@ -101,6 +106,13 @@ mod tests {
             "\nshardline_bytes_in_total ",
             "\nshardline_bytes_out_total ",
             "\nshardline_render_test_gauge 3\n",
+            "# TYPE shardline_isr_shrinks counter",
+            "\nshardline_isr_shrinks_total ",
+            "\nshardline_follower_fetch_requests_total ",
+            "\nshardline_preferred_read_replica_redirects_total ",
+            "\nshardline_leader_elections_total ",
+            "\nshardline_replica_fetch_lag_messages ",
+            "\nshardline_replica_fetch_lag_seconds ",
         ] {
             assert!(text.contains(line), "{line:?} missing in:\n{text}");
         }
