@@ -2,6 +2,7 @@
 client and controller ports and data dir; voters name each other in
 `--controller-quorum-voters`, as README's three-node commands do."""
 
+import signal
 import time
 
 from conftest import HOST, Broker, free_port as _any_free_port
@@ -115,12 +116,26 @@ class Cluster:
         n.start(timeout)
         return n
 
+    def wait_registered(self, count=None):
+        """Wait until `count` brokers (all nodes by default) are registered
+        and live, as DescribeCluster through node 1 says."""
+        count = count or len(self.nodes)
+        wait_until(f"{count} brokers registered",
+                   lambda: len(describe_cluster(self.bootstrap(1))["brokers"]) == count)
+        return self
+
     def bootstrap(self, *ids):
         ids = ids or sorted(self.nodes)
         return ",".join(self.nodes[i].bootstrap for i in ids if self.nodes[i].is_running())
 
     def close(self):
         for n in self.nodes.values():
+            # A node a test froze (SIGSTOP) must run again to stop.
+            if n.proc is not None:
+                try:
+                    n.proc.send_signal(signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
             n.close()
 
 

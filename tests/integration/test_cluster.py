@@ -25,10 +25,7 @@ NOT_LEADER_OR_FOLLOWER = 6
 def cluster(shardline_bin, tmp_path):
     c = Cluster(shardline_bin, tmp_path)
     try:
-        c.start()
-        wait_until("all three brokers registered",
-                   lambda: len(describe_cluster(c.bootstrap(1))["brokers"]) == 3)
-        yield c
+        yield c.start().wait_registered()
     finally:
         c.close()
 
@@ -404,7 +401,6 @@ def test_acls_users_and_quotas_are_cluster_wide(shardline_bin, tmp_path):
     """ACLs, SCRAM users and client quotas live in the metadata log: a
     change through one broker holds on every broker, and after the whole
     cluster is killed and restarted."""
-    from confluent_kafka import KafkaException
     from confluent_kafka.admin import (
         AclBinding, AclBindingFilter, AclOperation, AclPermissionType, ResourcePatternType,
         ResourceType, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion,

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cluster import Cluster, describe_cluster, wait_until
+from cluster import Cluster, wait_until
 from conftest import unique_topic
 
 RACKS = {1: "a", 2: "b", 3: "c"}
@@ -23,17 +23,8 @@ def rack_cluster(shardline_bin, tmp_path, *extra_args):
     c = Cluster(shardline_bin, tmp_path, racks=[RACKS[i] for i in (1, 2, 3)],
                 extra_args=list(extra_args))
     try:
-        c.start()
-        wait_until("all three brokers registered",
-                   lambda: len(describe_cluster(c.bootstrap(1))["brokers"]) == 3)
-        yield c
+        yield c.start().wait_registered()
     finally:
-        for n in c.nodes.values():
-            if n.proc is not None:
-                try:
-                    n.proc.send_signal(signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
         c.close()
 
 

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from cluster import Cluster, describe_cluster, wait_until
+from cluster import Cluster, wait_until
 from conftest import unique_topic
 from java import run_java
 from test_replication import partition_state, read_everything
@@ -53,20 +53,7 @@ def start_cluster(shardline_bin, tmp_path, extra=(), brokers=(4,)):
     c.start()
     for b in brokers:
         c.add_broker(b)
-    n = 3 + len(brokers)
-    wait_until(f"{n} brokers registered",
-               lambda: len(describe_cluster(c.bootstrap(1))["brokers"]) == n)
-    return c
-
-
-def stop_cluster(c):
-    for n in c.nodes.values():
-        if n.proc is not None:
-            try:
-                n.proc.send_signal(signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-    c.close()
+    return c.wait_registered()
 
 
 @pytest.fixture
@@ -76,7 +63,7 @@ def cluster(shardline_bin, tmp_path):
     try:
         yield c
     finally:
-        stop_cluster(c)
+        c.close()
 
 
 def create_on(bootstrap, topic, replicas, configs=None):
@@ -90,14 +77,14 @@ class NumberedProducer:
     """An idempotent acks=all producer writing 0, 1, 2, ... to one topic in
     a thread; `acked` is what was acknowledged, in order."""
 
-    def __init__(self, bootstrap, topic):
+    def __init__(self, bootstrap, topic, **conf):
         self.topic = topic
         self.acked = []
         self.errors = []
         self.stop = threading.Event()
         self.p = Producer({"bootstrap.servers": bootstrap, "acks": "all",
                            "enable.idempotence": True, "linger.ms": 5,
-                           "message.timeout.ms": 60000})
+                           "message.timeout.ms": 60000, **conf})
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
 
@@ -276,7 +263,7 @@ def test_leaders_return_to_their_preferred_replica_by_themselves(shardline_bin, 
         wait_until("1 leads again, unasked",
                    lambda: partition_state(c.bootstrap(), topic)[0][0] == 1, timeout=30)
     finally:
-        stop_cluster(c)
+        c.close()
 
 
 def test_unclean_leader_election_only_where_the_topic_allows_it(cluster, tool):
@@ -285,7 +272,7 @@ def test_unclean_leader_election_only_where_the_topic_allows_it(cluster, tool):
     unclean.leader.election.enable=true gets 5 as leader at once; the other
     stays offline until the tool asks for an unclean election."""
     cluster.add_broker(5)
-    wait_until("five brokers", lambda: len(describe_cluster(cluster.bootstrap(1))["brokers"]) == 5)
+    cluster.wait_registered()
     boot = cluster.bootstrap(1, 2, 3)
     clean, unclean = unique_topic("clean"), unique_topic("unclean")
     create_on(boot, clean, [4, 5])

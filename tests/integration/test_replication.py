@@ -30,17 +30,8 @@ def lag_cluster(shardline_bin, tmp_path, lag_ms):
     are resumed before the cluster stops."""
     c = Cluster(shardline_bin, tmp_path, extra_args=["--replica-lag-time-max-ms", str(lag_ms)])
     try:
-        c.start()
-        wait_until("all three brokers registered",
-                   lambda: len(describe_cluster(c.bootstrap(1))["brokers"]) == 3)
-        yield c
+        yield c.start().wait_registered()
     finally:
-        for n in c.nodes.values():
-            if n.proc is not None:
-                try:
-                    n.proc.send_signal(signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
         c.close()
 
 

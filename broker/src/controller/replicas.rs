@@ -25,7 +25,7 @@ use kafka_protocol::ResponseError;
 use super::{admin_turn, execute, AdminError};
 use crate::messages::ShardWork;
 use crate::metadata::reassignment::{codes, Election, Move, Outcome, PartitionRef};
-use crate::metadata::{topic_config, ClusterState, Effect, MetadataCommand};
+use crate::metadata::{placement, topic_config, ClusterState, Effect, MetadataCommand};
 use crate::shard_state::ShardState;
 
 /// A partition by name.
@@ -177,7 +177,7 @@ pub async fn alter_reassignments(
                         _ => {
                             let n = snap.brokers[b].shards as usize;
                             let load = loads.entry(*b).or_insert_with(|| snap.shard_load(*b, n));
-                            least_loaded(load)
+                            placement::least_loaded(load) as u32
                         }
                     })
                     .collect();
@@ -200,16 +200,6 @@ pub async fn alter_reassignments(
         .into_iter()
         .map(|o| o.expect("every partition has an outcome"))
         .collect())
-}
-
-fn least_loaded(load: &mut [usize]) -> u32 {
-    let (shard, _) = load
-        .iter()
-        .enumerate()
-        .min_by_key(|(i, l)| (**l, *i))
-        .expect("a broker has at least one shard");
-    load[shard] += 1;
-    shard as u32
 }
 
 /// Replace the dynamic configs of `broker` (-1: the cluster default).

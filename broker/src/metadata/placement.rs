@@ -188,7 +188,8 @@ impl Placer {
     }
 }
 
-fn least_loaded(load: &mut [usize]) -> usize {
+/// The least loaded shard (the lowest of equals), counted as one more.
+pub(crate) fn least_loaded(load: &mut [usize]) -> usize {
     let (shard, _) = load
         .iter()
         .enumerate()
