@@ -48,7 +48,14 @@ class KafkaReference:
     """One Apache Kafka process. `extra` = server.properties lines (KEY=VALUE)
     appended after the defaults, so they override them."""
 
-    def __init__(self, data_dir, port=None, controller_port=None, extra=(), heap="1g"):
+    def __init__(self, data_dir, port=None, controller_port=None, extra=(), heap="1g",
+                 node_id=1, voters=None, internal_rf=1):
+        """`voters` (`id@host:port,...`) makes this node one of a quorum of
+        several (all started with `launch`, then `wait_ready`); internal
+        topics then get `internal_rf` replicas."""
+        self.node_id = node_id
+        self.voters = voters
+        self.internal_rf = internal_rf
         self.dir = Path(data_dir)
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
@@ -65,8 +72,8 @@ class KafkaReference:
     def properties(self):
         lines = [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{HOST}:{self.controller_port}",
+            f"node.id={self.node_id}",
+            f"controller.quorum.voters={self.voters or f'1@{HOST}:{self.controller_port}'}",
             f"listeners=PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
             f"advertised.listeners=PLAINTEXT://{HOST}:{self.port}",
             "controller.listener.names=CONTROLLER",
@@ -74,11 +81,11 @@ class KafkaReference:
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             f"log.dirs={self.dir / 'logs'}",
             "num.partitions=1",
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={self.internal_rf}",
             "offsets.topic.num.partitions=1",
-            "transaction.state.log.replication.factor=1",
+            f"transaction.state.log.replication.factor={self.internal_rf}",
             "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
+            f"share.coordinator.state.topic.replication.factor={self.internal_rf}",
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
         ]
@@ -95,6 +102,15 @@ class KafkaReference:
                 "-cp", classpath("kafka-dist"), "kafka.Kafka", str(self.dir / "server.properties")]
 
     def start(self, timeout=60):
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout=60):
+        self._wait_ready(timeout)
+
+    def launch(self):
+        """Start without waiting (a quorum's nodes wait for each other)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "server.properties").write_text(self.properties())
         (self.dir / "log4j2.yaml").write_text(LOG4J2)
@@ -106,9 +122,10 @@ class KafkaReference:
             if fmt.returncode != 0:
                 raise RuntimeError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
         self._logf = open(self.log_path, "ab")
+        # A restart appends: readiness is what this start writes.
+        self._log_from = self.log_path.stat().st_size
         self.proc = subprocess.Popen(self.command(), stdout=self._logf, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        self._wait_ready(timeout)
         return self
 
     def _wait_ready(self, timeout):
@@ -116,7 +133,10 @@ class KafkaReference:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"Apache Kafka exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if "Kafka Server started" in self.log_path.read_text(errors="replace"):
+            with open(self.log_path, "rb") as f:
+                f.seek(getattr(self, "_log_from", 0))
+                started = b"Kafka Server started" in f.read()
+            if started:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"Apache Kafka not ready after {timeout}s:\n{self.log_tail()}")
