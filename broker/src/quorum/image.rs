@@ -526,9 +526,9 @@ mod tests {
         assert_eq!(s.security.quotas.entities.len(), 1);
     }
 
-    /// Snapshots written before the security state (version 2) still load.
+    /// Snapshots of versions 2 (before the security state), 3 and 4 still load.
     #[test]
-    fn a_version_2_image_is_read() {
+    fn older_images_are_read() {
         let mut s = ClusterState::default();
         s.cluster_id = "old".into();
         s.apply(
@@ -553,6 +553,17 @@ mod tests {
             security: security::image(&s.security),
         };
         let bytes = rkyv::to_bytes::<rancor::Error>(&v3).unwrap().into_vec();
+        assert_eq!(decode(&bytes).unwrap(), s);
+        // Version 4: partition epochs, no moves or broker configs.
+        let epochs = |ps: &[PartitionMeta]| ps.iter().map(|p| p.partition_epoch).collect();
+        let v4 = ImageV4 {
+            version: VERSION_4,
+            base: base_image(&s),
+            security: security::image(&s.security),
+            topic_partition_epochs: s.topics.values().map(|t| epochs(&t.partitions)).collect(),
+            coordinator_partition_epochs: epochs(&s.coordinators),
+        };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v4).unwrap().into_vec();
         assert_eq!(decode(&bytes).unwrap(), s);
         let mut v9 = base_image(&s);
         v9.version = 9;
