@@ -25,6 +25,7 @@ use super::RequestContext;
 use crate::acl::model::CLUSTER_NAME;
 use crate::acl::{Operation, ResourceType};
 use crate::messages::ShardRequest;
+use crate::metadata::ClusterState;
 use crate::routing::{placement, scatter, PartitionWork, Placement};
 use crate::shard_state::ShardState;
 
@@ -462,25 +463,29 @@ async fn follower_read(
         return PartitionRead::failed(e);
     }
     // A catching-up replica over its replication quota gets no records
-    // this time; its fetch still counts as progress.
+    // this time (and no read is made); its fetch still counts as progress.
+    let snap = s.metadata.snapshot();
     let now = crate::replica::now_ms();
-    let rates =
-        throttle_rates(s, &tp, replica).filter(|_| !s.partitions.leaders().in_isr(&tp, replica));
+    let rates = throttle_rates(s, &snap, &tp, replica)
+        .filter(|_| !s.partitions.leaders().in_isr(&tp, replica));
     let allowed = match rates {
         Some(r) => s.partitions.leaders().admit_throttled(replica, r, now),
         None => Some(max_bytes),
     };
-    let held = allowed.is_none();
-    let max_bytes = allowed.map_or(0, |a| a.min(max_bytes));
-    match log.read_for_follower(offset, max_bytes).await {
-        Ok(mut out) => {
-            if held {
-                out.batches.clear();
-            } else if let Some(r) = rates {
+    let read = match allowed {
+        Some(max_bytes) => log.read_for_follower(offset, max_bytes).await,
+        None => Ok(shard::log::ReadOutcome {
+            log_start_offset: log.offsets().log_start_offset,
+            ..Default::default()
+        }),
+    };
+    match read {
+        Ok(out) => {
+            if let (Some(r), Some(_)) = (rates, allowed) {
                 let bytes = out.batches.iter().map(Bytes::len).sum();
                 s.partitions.leaders().record_throttled(replica, r, bytes);
             }
-            let live = s.metadata.snapshot().is_live(replica);
+            let live = snap.is_live(replica);
             if let Some(change) = s
                 .partitions
                 .leaders()
@@ -511,11 +516,11 @@ async fn follower_read(
 /// replica lists name it and a rate is set (KIP-73).
 fn throttle_rates(
     s: &ShardState,
+    snap: &ClusterState,
     tp: &(String, i32),
     replica: i32,
 ) -> Option<replication::throttle::Rates> {
     use crate::metadata::topic_config::throttles;
-    let snap = s.metadata.snapshot();
     let configs = &snap.topic(&tp.0)?.configs;
     let listed = |key: &str, broker: i32| {
         configs

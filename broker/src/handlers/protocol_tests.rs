@@ -47,6 +47,7 @@ use crate::shard_state::ShardState;
 
 mod consumer_groups;
 mod groups;
+mod replicas;
 
 const TOPIC: &str = "t";
 const GROW: &str = "grow";
@@ -353,30 +354,9 @@ fn sample_request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
                     .with_permission_type(1),
             ]))
         }
-        ApiKey::ElectLeaders => RequestKind::ElectLeaders(
-            ElectLeadersRequest::default().with_topic_partitions(Some(vec![
-                kafka_protocol::messages::elect_leaders_request::TopicPartitions::default()
-                    .with_topic(TopicName(s("t")))
-                    .with_partitions(vec![0]),
-            ])),
-        ),
-        ApiKey::AlterPartitionReassignments => {
-            use kafka_protocol::messages::alter_partition_reassignments_request::{
-                ReassignablePartition, ReassignableTopic,
-            };
-            RequestKind::AlterPartitionReassignments(
-                AlterPartitionReassignmentsRequest::default().with_topics(vec![
-                    ReassignableTopic::default()
-                        .with_name(TopicName(s("t")))
-                        .with_partitions(vec![ReassignablePartition::default()]),
-                ]),
-            )
-        }
-        ApiKey::ListPartitionReassignments => {
-            RequestKind::ListPartitionReassignments(ListPartitionReassignmentsRequest::default())
-        }
         other => groups::sample_request(other, v)
             .or_else(|| consumer_groups::sample_request(other, v))
+            .or_else(|| replicas::sample_request(other))
             .unwrap_or_else(|| {
                 panic!("{other:?} is advertised but has no sample request here; add one")
             }),
@@ -503,23 +483,9 @@ fn errors_of(resp: &ResponseKind) -> Vec<i16> {
         ResponseKind::CreateAcls(r) => r.results.iter().map(|a| a.error_code).collect(),
         ResponseKind::DescribeAcls(r) => vec![r.error_code],
         ResponseKind::DeleteAcls(r) => r.filter_results.iter().map(|f| f.error_code).collect(),
-        ResponseKind::ElectLeaders(r) => std::iter::once(r.error_code)
-            .chain(
-                r.replica_election_results
-                    .iter()
-                    .flat_map(|t| t.partition_result.iter().map(|p| p.error_code)),
-            )
-            .collect(),
-        ResponseKind::AlterPartitionReassignments(r) => std::iter::once(r.error_code)
-            .chain(
-                r.responses
-                    .iter()
-                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
-            )
-            .collect(),
-        ResponseKind::ListPartitionReassignments(r) => vec![r.error_code],
         other => groups::errors_of(other)
             .or_else(|| consumer_groups::errors_of(other))
+            .or_else(|| replicas::errors_of(other))
             .unwrap_or_else(|| panic!("no error extraction for {other:?}")),
     }
 }
