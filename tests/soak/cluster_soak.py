@@ -5,12 +5,17 @@ command: it runs for hours).
 
 What it keeps going, all at once:
   * a trickle of acks=all idempotent produce (about 200 messages a
-    second, numbered) to a 3-partition topic, and a consumer group reading it back:
+    second, numbered) to a 3-partition topic with three replicas
+    (min.insync.replicas=2), and a consumer group reading it back:
     every acknowledged number must be consumed, and none twice per partition
     beyond what a redelivery after a group rebalance explains;
   * idle long-lived connections (admin clients that only refresh metadata
     every few minutes);
   * admin churn: a topic created and deleted every 30 s through a random node;
+  * replica churn: every SOAK_MOVE_EVERY seconds (default 300) one partition
+    of the soak topic is reassigned to a rotation of its replicas (its
+    preferred leader changes) and a preferred-leader election follows
+    (AlterPartitionReassignments and ElectLeaders, from kafka-python);
   * every SOAK_BOUNCE_EVERY seconds (default 900) the active controller is
     stopped with SIGKILL (SOAK_BOUNCE=kill, default) or SIGTERM
     (SOAK_BOUNCE=term), or each in turn (SOAK_BOUNCE=alternate), and
@@ -64,6 +69,8 @@ class Soak:
         self.admin_ok = 0
         self.admin_failed = []
         self.bounces = 0
+        self.moves = 0
+        self.move_failed = []
         self.stop = threading.Event()
         self.log = open(out / "soak.log", "a", buffering=1)
 
@@ -136,6 +143,33 @@ class Soak:
                 self.admin_failed.append(f"{name}: {e}")
                 self.say(f"admin churn failed on node {node.node_id}: {e}")
 
+    def move_loop(self, every):
+        from kafka import KafkaAdminClient, TopicPartition
+        i = 0
+        while not self.stop.wait(every):
+            part = i % PARTITIONS
+            i += 1
+            try:
+                meta = AdminClient({"bootstrap.servers": self.bootstrap()}).list_topics(TOPIC, timeout=30)
+                replicas = list(meta.topics[TOPIC].partitions[part].replicas)
+                target = replicas[1:] + replicas[:1]
+                k = KafkaAdminClient(bootstrap_servers=self.bootstrap(), request_timeout_ms=60000)
+                try:
+                    k.alter_partition_reassignments({TopicPartition(TOPIC, part): target})
+                    deadline = time.monotonic() + 120
+                    while k.list_partition_reassignments([TopicPartition(TOPIC, part)]):
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("reassignment still in progress after 120 s")
+                        time.sleep(1)
+                    k.elect_leaders(0, {TOPIC: [part]}, raise_errors=False)
+                finally:
+                    k.close()
+                self.moves += 1
+                self.say(f"partition {part}: replicas {replicas} -> {target}, preferred leader elected")
+            except Exception as e:  # noqa: BLE001
+                self.move_failed.append(f"partition {part}: {e}")
+                self.say(f"replica churn failed on partition {part}: {e}")
+
     # ------------------------------------------------------------ faults
     def active_controller(self):
         for n in self.cluster.nodes.values():
@@ -183,19 +217,23 @@ class Soak:
         with self.lock:
             acked, seen = len(self.acked), len(self.seen)
         self.say(f"acked {acked} consumed {seen} delivery_errors {self.delivery_errors} "
-                 f"admin ok {self.admin_ok} failed {len(self.admin_failed)} bounces {self.bounces}")
+                 f"admin ok {self.admin_ok} failed {len(self.admin_failed)} bounces {self.bounces} "
+                 f"moves {self.moves} failed {len(self.move_failed)}")
 
     def run(self):
         self.cluster.start(120)
         self.say(f"cluster up: {self.bootstrap()}")
         a = AdminClient({"bootstrap.servers": self.bootstrap()})
-        a.create_topics([NewTopic(TOPIC, PARTITIONS, 1)])[TOPIC].result(60)
+        a.create_topics([NewTopic(TOPIC, PARTITIONS, 3,
+                                 config={"min.insync.replicas": "2"})])[TOPIC].result(60)
         self.drain_until = float("inf")
         every = int(os.environ.get("SOAK_BOUNCE_EVERY", "900"))
         how = os.environ.get("SOAK_BOUNCE", "kill")
         threads = [threading.Thread(target=f, daemon=True, name=f.__name__) for f in
                    (self.produce_loop, self.consume_loop, self.idle_loop, self.churn_loop)]
         threads.append(threading.Thread(target=self.bounce_loop, args=(every, how), daemon=True))
+        moves = int(os.environ.get("SOAK_MOVE_EVERY", "300"))
+        threads.append(threading.Thread(target=self.move_loop, args=(moves,), daemon=True))
         for t in threads:
             t.start()
         with open(self.out / "soak.csv", "a", newline="") as f:
@@ -221,10 +259,12 @@ class Soak:
             problems.append(f"{len(lost)} acknowledged messages never consumed (first {lost[:10]})")
         if self.delivery_errors:
             problems.append(f"{self.delivery_errors} delivery errors (last: {self.last_delivery_error})")
+        if self.move_failed:
+            problems.append(f"{len(self.move_failed)} replica churn failures (first: {self.move_failed[0]})")
         if self.admin_failed:
             problems.append(f"{len(self.admin_failed)} admin failures (first: {self.admin_failed[0]})")
         summary = (f"acked {len(self.acked)}, consumed {len(self.seen)}, redelivered {dups}, "
-                   f"admin ok {self.admin_ok}, bounces {self.bounces}")
+                   f"admin ok {self.admin_ok}, bounces {self.bounces}, moves {self.moves}")
         line = f"SOAK PASSED: {summary}" if not problems else \
             f"SOAK FAILED: {'; '.join(problems)} ({summary})"
         self.say(line)
