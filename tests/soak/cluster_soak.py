@@ -144,31 +144,46 @@ class Soak:
                 self.say(f"admin churn failed on node {node.node_id}: {e}")
 
     def move_loop(self, every):
-        from kafka import KafkaAdminClient, TopicPartition
         i = 0
         while not self.stop.wait(every):
             part = i % PARTITIONS
             i += 1
-            try:
-                meta = AdminClient({"bootstrap.servers": self.bootstrap()}).list_topics(TOPIC, timeout=30)
-                replicas = list(meta.topics[TOPIC].partitions[part].replicas)
-                target = replicas[1:] + replicas[:1]
-                k = KafkaAdminClient(bootstrap_servers=self.bootstrap(), request_timeout_ms=60000)
+            # A node may be down (the bounce loop): retry through another
+            # for up to two minutes before calling it a failure.
+            deadline = time.monotonic() + 120
+            while True:
                 try:
-                    k.alter_partition_reassignments({TopicPartition(TOPIC, part): target})
-                    deadline = time.monotonic() + 120
-                    while k.list_partition_reassignments([TopicPartition(TOPIC, part)]):
-                        if time.monotonic() > deadline:
-                            raise RuntimeError("reassignment still in progress after 120 s")
-                        time.sleep(1)
-                    k.elect_leaders(0, {TOPIC: [part]}, raise_errors=False)
-                finally:
-                    k.close()
-                self.moves += 1
-                self.say(f"partition {part}: replicas {replicas} -> {target}, preferred leader elected")
-            except Exception as e:  # noqa: BLE001
-                self.move_failed.append(f"partition {part}: {e}")
-                self.say(f"replica churn failed on partition {part}: {e}")
+                    replicas, target = self.move_once(part)
+                    self.moves += 1
+                    self.say(f"partition {part}: replicas {replicas} -> {target}, "
+                             f"preferred leader elected")
+                    break
+                except Exception as e:  # noqa: BLE001
+                    if time.monotonic() > deadline or self.stop.is_set():
+                        self.move_failed.append(f"partition {part}: {e}")
+                        self.say(f"replica churn failed on partition {part}: {e}")
+                        break
+                    self.say(f"replica churn on partition {part}: {e}; retrying")
+                    time.sleep(5)
+
+    def move_once(self, part):
+        from kafka import KafkaAdminClient, TopicPartition
+        live = ",".join(n.bootstrap for n in self.cluster.nodes.values() if n.is_running())
+        meta = AdminClient({"bootstrap.servers": live}).list_topics(TOPIC, timeout=30)
+        replicas = list(meta.topics[TOPIC].partitions[part].replicas)
+        target = replicas[1:] + replicas[:1]
+        k = KafkaAdminClient(bootstrap_servers=live, request_timeout_ms=60000)
+        try:
+            k.alter_partition_reassignments({TopicPartition(TOPIC, part): target})
+            deadline = time.monotonic() + 120
+            while k.list_partition_reassignments([TopicPartition(TOPIC, part)]):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("reassignment still in progress after 120 s")
+                time.sleep(1)
+            k.elect_leaders(0, {TOPIC: [part]}, raise_errors=False)
+        finally:
+            k.close()
+        return replicas, target
 
     # ------------------------------------------------------------ faults
     def active_controller(self):
