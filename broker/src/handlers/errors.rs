@@ -11,6 +11,10 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::UnsupportedFormat => ResponseError::UnsupportedForMessageFormat,
         LogError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         LogError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+        LogError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
+        LogError::TransactionCoordinatorFenced { .. } => {
+            ResponseError::TransactionCoordinatorFenced
+        }
         LogError::InvalidRecord(_) => ResponseError::InvalidRecord,
         LogError::RecordErrors {
             invalid_timestamp: true,

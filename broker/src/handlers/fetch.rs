@@ -44,10 +44,17 @@ struct Wanted {
     error: Option<ResponseError>,
 }
 
+/// Fetch v4+ `isolation_level`: read_committed consumers read below the
+/// last stable offset and are told the aborted transactions.
+const READ_COMMITTED: i8 = 1;
+
 pub struct PartitionRead {
     error: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start_offset: i64,
+    /// read_committed: the aborted transactions overlapping `batches`.
+    aborted_transactions: Option<Vec<shard::log::AbortedTxn>>,
     batches: Vec<Bytes>,
     /// KIP-392: the replica the consumer should read from instead (-1: none).
     preferred_read_replica: i32,
@@ -61,7 +68,9 @@ impl Default for PartitionRead {
         PartitionRead {
             error: 0,
             high_watermark: 0,
+            last_stable_offset: 0,
             log_start_offset: 0,
+            aborted_transactions: None,
             batches: vec![],
             preferred_read_replica: -1,
             from_follower: false,
@@ -166,8 +175,10 @@ pub async fn handle(
 
     // Only a fetch authorized as a follower's is served as one.
     let replica = if follower_allowed { replica } else { -1 };
+    // Followers copy everything; v0–v3 have no isolation level (uncommitted).
+    let read_committed = replica < 0 && ctx.version >= 4 && req.isolation_level == READ_COMMITTED;
     let reads = loop {
-        let reads = read_all(state, &wanted, replica, &client).await;
+        let reads = read_all(state, &wanted, replica, &client, read_committed).await;
         let total: usize = reads.iter().map(PartitionRead::bytes).sum();
         // As Kafka: an error or a preferred read replica is answered at once.
         let any_error = reads
@@ -182,10 +193,18 @@ pub async fn handle(
         let Some(_parked) = Parked::take(state.config.max_pending_fetch_waits) else {
             break reads;
         };
-        wait_for_data(state, &wanted, deadline - now, replica >= 0).await;
+        wait_for_data(
+            state,
+            &wanted,
+            &reads,
+            read_committed,
+            deadline - now,
+            replica >= 0,
+        )
+        .await;
         if Instant::now() >= deadline {
             // One last look: data may have arrived just at the deadline.
-            break read_all(state, &wanted, replica, &client).await;
+            break read_all(state, &wanted, replica, &client, read_committed).await;
         }
     };
 
@@ -213,8 +232,19 @@ pub async fn handle(
             partition: w.partition,
             error_code: r.error,
             high_watermark: r.high_watermark,
-            last_stable_offset: r.high_watermark,
+            last_stable_offset: r.last_stable_offset,
             log_start_offset: r.log_start_offset,
+            // Batches dropped by the response limit take their list along.
+            aborted_transactions: r.aborted_transactions.map(|aborted| {
+                if r.batches.is_empty() {
+                    Vec::new()
+                } else {
+                    aborted
+                        .iter()
+                        .map(|t| (t.producer_id, t.first_offset))
+                        .collect()
+                }
+            }),
             preferred_read_replica: r.preferred_read_replica,
             records: records_for(ctx.version, r.batches),
         };
@@ -289,6 +319,7 @@ async fn read_all(
     wanted: &[Wanted],
     replica: i32,
     client: &Option<ClientMetadata>,
+    read_committed: bool,
 ) -> Vec<PartitionRead> {
     let mut reads: Vec<Option<PartitionRead>> = Vec::with_capacity(wanted.len());
     let mut items = Vec::new();
@@ -305,6 +336,7 @@ async fn read_all(
                         replica,
                         leader_epoch: w.leader_epoch,
                         client: client.clone(),
+                        read_committed,
                     },
                 ));
                 reads.push(None);
@@ -333,6 +365,10 @@ pub struct Read {
     leader_epoch: i32,
     /// A consumer that may read from followers (Fetch v11+).
     client: Option<ClientMetadata>,
+    /// A read_committed consumer (Fetch v4+ `isolation_level` 1): reads
+    /// below the last stable offset, on a follower too (its own, from its
+    /// high watermark).
+    read_committed: bool,
 }
 
 impl PartitionWork for Read {
@@ -347,6 +383,7 @@ impl PartitionWork for Read {
             replica,
             leader_epoch,
             client,
+            read_committed,
         } = self;
         let Some(log) = s.partitions.log(&topic, partition) else {
             return PartitionRead::failed(ResponseError::NotLeaderOrFollower);
@@ -378,6 +415,7 @@ impl PartitionWork for Read {
                     let offsets = log.offsets();
                     return PartitionRead {
                         high_watermark: offsets.high_watermark,
+                        last_stable_offset: offsets.last_stable_offset,
                         log_start_offset: offsets.log_start_offset,
                         preferred_read_replica: id,
                         ..PartitionRead::default()
@@ -408,11 +446,18 @@ impl PartitionWork for Read {
                 }
             },
         };
-        match log.read(offset, max_bytes).await {
+        let read = if read_committed {
+            log.read_committed(offset, max_bytes).await
+        } else {
+            log.read(offset, max_bytes).await
+        };
+        match read {
             Ok(out) => PartitionRead {
                 error: 0,
                 high_watermark: out.high_watermark,
+                last_stable_offset: out.last_stable_offset,
                 log_start_offset: out.log_start_offset,
+                aborted_transactions: out.aborted_transactions,
                 batches: out.batches,
                 preferred_read_replica: -1,
                 from_follower,
@@ -434,6 +479,7 @@ impl PartitionRead {
         PartitionRead {
             error: code,
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             ..PartitionRead::default()
         }
@@ -502,6 +548,7 @@ async fn follower_read(
             PartitionRead {
                 error: 0,
                 high_watermark: log.high_watermark(),
+                last_stable_offset: log.last_stable_offset(),
                 log_start_offset: out.log_start_offset,
                 batches: out.batches,
                 ..PartitionRead::default()
@@ -545,20 +592,36 @@ fn throttle_rates(
 
 /// Wait until any wanted partition's high watermark passes its fetch
 /// offset (data became durable, hence visible), or `timeout`.
+///
+/// A read_committed fetch waits for the last stable offset to pass its
+/// offset instead. That offset moves only when the high watermark does
+/// (a marker becomes stable when the high watermark passes it) or the log
+/// is reloaded, which wakes the same waiters; so a partition whose read
+/// stopped at the last stable offset below the high watermark waits for
+/// the high watermark to pass what the read saw, and reads again then.
+/// Waiting for the high watermark to pass the fetch offset would return at
+/// once and spin until the deadline.
 async fn wait_for_data(
     state: &Rc<ShardState>,
     wanted: &[Wanted],
+    reads: &[PartitionRead],
+    read_committed: bool,
     timeout: Duration,
     replica: bool,
 ) {
     let mut per_shard: std::collections::BTreeMap<usize, Vec<(String, i32, i64)>> =
         Default::default();
-    for w in wanted {
+    for (w, r) in wanted.iter().zip(reads) {
         if let (None, Some(shard)) = (w.error, w.shard) {
+            let offset = if read_committed {
+                w.offset.max(r.high_watermark)
+            } else {
+                w.offset
+            };
             per_shard
                 .entry(shard)
                 .or_default()
-                .push((w.topic.clone(), w.partition, w.offset));
+                .push((w.topic.clone(), w.partition, offset));
         }
     }
     if per_shard.is_empty() {

@@ -20,6 +20,10 @@ pub struct PartitionOut {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// v4+: (producer id, first offset) of the aborted transactions in
+    /// the records, for read_committed; `None` (null) for read_uncommitted,
+    /// as Kafka answers.
+    pub aborted_transactions: Option<Vec<(i64, i64)>>,
     /// KIP-392 (v11+): the replica to read from instead; -1 none.
     pub preferred_read_replica: i32,
     /// The record bytes, as chunks to be sent back to back.
@@ -116,7 +120,20 @@ pub fn encode(version: i16, correlation_id: i32, topics: Vec<TopicOut>) -> Vec<B
                 b.put_i64(p.log_start_offset);
             }
             if version >= 4 {
-                put_array_len(b, flexible, 0); // aborted_transactions: none
+                match &p.aborted_transactions {
+                    None if flexible => put_uvarint(b, 0),
+                    None => b.put_i32(-1),
+                    Some(aborted) => {
+                        put_array_len(b, flexible, aborted.len());
+                        for &(producer_id, first_offset) in aborted {
+                            b.put_i64(producer_id);
+                            b.put_i64(first_offset);
+                            if flexible {
+                                b.put_u8(0); // aborted transaction tagged fields
+                            }
+                        }
+                    }
+                }
             }
             if version >= 11 {
                 b.put_i32(p.preferred_read_replica);
@@ -182,8 +199,9 @@ mod tests {
                         partition: 0,
                         error_code: 0,
                         high_watermark: 42,
-                        last_stable_offset: 42,
+                        last_stable_offset: 40,
                         log_start_offset: 3,
+                        aborted_transactions: Some(vec![(9001, 5), (9002, 11)]),
                         preferred_read_replica: -1,
                         records: vec![payload.clone(), payload.clone()],
                     },
@@ -193,6 +211,7 @@ mod tests {
                         high_watermark: 7,
                         last_stable_offset: 7,
                         log_start_offset: 0,
+                        aborted_transactions: None,
                         preferred_read_replica: 2,
                         records: vec![],
                     },
@@ -248,6 +267,19 @@ mod tests {
                 );
                 if version >= 5 {
                     assert_eq!(p0.log_start_offset, 3);
+                }
+                if version >= 4 {
+                    assert_eq!(p0.last_stable_offset, 40, "v{version}");
+                    let aborted: Vec<(i64, i64)> = p0
+                        .aborted_transactions
+                        .as_ref()
+                        .expect("read_committed: a list")
+                        .iter()
+                        .map(|t| (t.producer_id.0, t.first_offset))
+                        .collect();
+                    assert_eq!(aborted, vec![(9001, 5), (9002, 11)], "v{version}");
+                    // read_uncommitted: null, as Kafka answers.
+                    assert!(t.partitions[1].aborted_transactions.is_none(), "v{version}");
                 }
                 assert_eq!(t.partitions[1].error_code, 1);
                 if version >= 11 {

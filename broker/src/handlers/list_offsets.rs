@@ -1,5 +1,8 @@
 //! ListOffsets: earliest, latest, max-timestamp and by-timestamp lookups,
-//! including v0's array of offsets.
+//! including v0's array of offsets. With `isolation_level` 1 (v2+,
+//! read_committed) LATEST is the last stable offset and the timestamp
+//! lookups find only records below it, as Kafka's
+//! `Partition.fetchOffsetForTimestamp`.
 
 use std::rc::Rc;
 
@@ -60,33 +63,46 @@ impl Found {
     }
 }
 
-/// One partition's offset lookup (topic, partition, timestamp), on its owner shard.
-pub struct Lookup(String, i32, i64);
+/// One partition's offset lookup (topic, partition, timestamp,
+/// read_committed), on its owner shard.
+pub struct Lookup(String, i32, i64, bool);
 
 impl PartitionWork for Lookup {
     type Out = Found;
 
     async fn run(self, state: Rc<ShardState>) -> Found {
-        let Lookup(topic, partition, timestamp) = self;
-        lookup(state, topic, partition, timestamp).await
+        let Lookup(topic, partition, timestamp, committed) = self;
+        lookup(state, topic, partition, timestamp, committed).await
     }
 }
 
-async fn lookup(state: Rc<ShardState>, topic: String, partition: i32, timestamp: i64) -> Found {
+async fn lookup(
+    state: Rc<ShardState>,
+    topic: String,
+    partition: i32,
+    timestamp: i64,
+    committed: bool,
+) -> Found {
     let Some(log) = state.partitions.log(&topic, partition) else {
         return Found::error(ResponseError::NotLeaderOrFollower.code());
     };
     let o = log.offsets();
     match timestamp {
+        LATEST if committed => Found::hit(o.last_stable_offset, -1),
         LATEST => Found::hit(o.high_watermark, -1),
         EARLIEST | EARLIEST_LOCAL => Found::hit(o.log_start_offset, -1),
         // No tiered storage: nothing is tiered.
         LATEST_TIERED => Found::hit(-1, -1),
+        MAX_TIMESTAMP if committed => Found::of(log.max_timestamp_offset_committed().await),
         MAX_TIMESTAMP => Found::of(log.max_timestamp_offset().await),
+        ts if ts >= 0 && committed => Found::of(log.offset_for_timestamp_committed(ts).await),
         ts if ts >= 0 => Found::of(log.offset_for_timestamp(ts).await),
         _ => Found::error(ResponseError::InvalidRequest.code()),
     }
 }
+
+/// ListOffsets `isolation_level` READ_COMMITTED (v2+).
+const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(
     state: &Rc<ShardState>,
@@ -95,6 +111,7 @@ pub async fn handle(
 ) -> ListOffsetsResponse {
     let snap = state.metadata.snapshot();
     let acl = ctx.checker(state);
+    let committed = ctx.version >= 2 && req.isolation_level == READ_COMMITTED;
     let mut items = Vec::new();
     // Per partition: the error answered without a lookup, if any.
     let mut missing = Vec::new();
@@ -108,7 +125,10 @@ pub async fn handle(
             }
             match placement(&snap, state.config.node_id, &topic, p.partition_index) {
                 Placement::Here(shard) => {
-                    items.push((shard, Lookup(topic, p.partition_index, p.timestamp)));
+                    items.push((
+                        shard,
+                        Lookup(topic, p.partition_index, p.timestamp, committed),
+                    ));
                     missing.push(None);
                 }
                 Placement::Elsewhere => missing.push(Some(ResponseError::NotLeaderOrFollower)),

@@ -48,6 +48,7 @@ use crate::shard_state::ShardState;
 mod consumer_groups;
 mod groups;
 mod replicas;
+mod transactions;
 
 const TOPIC: &str = "t";
 const GROW: &str = "grow";

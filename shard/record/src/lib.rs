@@ -6,6 +6,7 @@ pub mod batch_header;
 pub use batch_header::*;
 
 pub mod compression;
+pub mod control;
 mod error;
 pub mod legacy;
 mod reader;
@@ -16,6 +17,9 @@ mod visit;
 
 pub use compression::{
     compress, compress_with_level, decompress, decompress_with_limit, MAX_DECOMPRESSED_SIZE,
+};
+pub use control::{
+    build_txn_marker_batch, parse_txn_marker, ControlRecordType, EndTxnMarker, TxnResult,
 };
 pub use error::RecordError;
 pub use legacy::{

@@ -15,6 +15,14 @@
 //! producer state lives in the per-segment snapshots, not in old batches).
 //! Control batches are kept as they are.
 //!
+//! Transactions (Kafka's cleaner does the same): only records below the
+//! last stable offset decide what is superseded, and records of aborted
+//! transactions never do (they are not in the offset map), so an open or
+//! aborted transaction never hides a committed value. Aborted records
+//! themselves are compacted like any other (read_committed consumers drop
+//! them by the aborted-transaction index, which a cleaned group keeps: the
+//! union of its segments' entries, every marker being kept).
+//!
 //! Swapping a cleaned group in, crash-safely:
 //! 1. write `.cleaner/<first>.log` (the "cleaned" file), fdatasync;
 //! 2. rename it to `<first>.log.swap` and sync the directory: the commit
@@ -161,8 +169,12 @@ struct Plan {
     cleanable_end: i64,
     log_end: i64,
     /// Only records below it decide what is superseded: a newer value
-    /// that is not durable yet may still be lost.
+    /// that is not durable yet may still be lost, one in an open
+    /// transaction may still be aborted. The last stable offset.
     high_watermark: i64,
+    /// Producer id → (first offset, marker offset) of its aborted
+    /// transactions: their records supersede nothing.
+    aborted: HashMap<i64, Vec<(i64, i64)>>,
     dirty_bytes: u64,
     total_bytes: u64,
 }
@@ -292,7 +304,17 @@ impl PartitionLog {
                 .map(|b| b.bytes.clone())
                 .collect(),
             log_end: inner.offsets.log_end(),
-            high_watermark: inner.offsets.high_watermark(),
+            high_watermark: inner.offsets.last_stable(),
+            aborted: {
+                let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+                for txn in inner.segments.values().flat_map(|s| s.txn_index.entries()) {
+                    aborted
+                        .entry(txn.producer_id)
+                        .or_default()
+                        .push((txn.first_offset, txn.last_offset));
+                }
+                aborted
+            },
             dirty_bytes,
             total_bytes,
         }
@@ -427,6 +449,13 @@ impl PartitionLog {
         let _files = self.lock_files().await?;
         let unchanged = {
             let inner = self.inner.borrow();
+            // The cleaned segment keeps every marker, so it keeps the
+            // group's aborted transactions too.
+            for member in inner.segments.range(first..end).map(|(_, s)| s) {
+                for txn in member.txn_index.entries() {
+                    seg.txn_index.push(*txn);
+                }
+            }
             inner.offsets.log_end() >= map_end
                 && inner.segments.contains_key(&end)
                 && inner.segments.range(first..end).count() == group.len()
@@ -598,6 +627,15 @@ async fn build_offset_map(plan: &Plan, first_dirty: i64) -> Result<OffsetMap, Lo
         }
         next = batch.last_offset() + 1;
         if batch.is_control() || batch.last_offset() < first_dirty {
+            return Ok(());
+        }
+        let aborted = batch.is_transactional()
+            && plan.aborted.get(&batch.producer_id()).is_some_and(|txns| {
+                txns.iter().any(|&(first, marker)| {
+                    first <= batch.base_offset() && batch.base_offset() < marker
+                })
+            });
+        if aborted {
             return Ok(());
         }
         for r in decode(&batch)? {

@@ -27,7 +27,7 @@ fn remove_if_present(path: &Path) -> std::io::Result<()> {
 
 /// Remove a segment's index files, and with `whole` its data and snapshot.
 fn remove_segment_files(dir: &Path, base: i64, whole: bool) -> std::io::Result<()> {
-    let mut exts = vec!["index", "timeindex"];
+    let mut exts = vec!["index", "timeindex", "txnindex"];
     if whole {
         exts.extend(["log", "snapshot"]);
     }

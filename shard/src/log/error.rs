@@ -20,6 +20,22 @@ pub enum LogError {
     InvalidProducerEpoch,
     #[error("out of order sequence: expected {expected}, got {got}")]
     OutOfOrderSequence { expected: i32, got: i32 },
+    /// A batch that does not fit the producer's transaction (Kafka's
+    /// INVALID_TXN_STATE), e.g. a non-transactional one while its
+    /// transaction is open.
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
+    /// A transaction marker from an older coordinator than the producer's
+    /// last one (Kafka's TRANSACTION_COORDINATOR_FENCED).
+    #[error(
+        "coordinator epoch {coordinator_epoch} of the marker for producer {producer_id} is \
+         older than its current one {current}"
+    )]
+    TransactionCoordinatorFenced {
+        producer_id: i64,
+        coordinator_epoch: i32,
+        current: i32,
+    },
     #[error("invalid records: {0}")]
     InvalidRecord(String),
     /// Records refused one by one (KIP-467, Kafka's

@@ -2,6 +2,13 @@
 //! in place or a truncation): every segment, indexes rebuilt where missing,
 //! the active segment scanned (torn tail cut) and synced, producer state
 //! replayed, the leader-epoch cache read and brought up to date.
+//!
+//! Transaction state follows the producer state: the snapshot at the start
+//! of the replayed run holds each producer's open transaction, the replay
+//! reopens and closes transactions as the batches say, and rebuilds the
+//! aborted-transaction index of every segment it scans (the active one's
+//! exists only in memory; a sealed one whose `.txnindex` is missing or
+//! unreadable is scanned again, from the snapshot at its own start).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -16,7 +23,9 @@ use super::producer_state::{BatchSeq, ProducerStates};
 use super::retention::read_log_start;
 use super::segment::{segment_file_name, Segment};
 use super::tail_cache::TailCache;
-use crate::record::{BatchView, NO_PRODUCER_ID};
+use super::txn_index::{AbortedTxn, TxnIndex};
+use super::txn_state::CompletedTxn;
+use crate::record::{self, BatchView, TxnResult, NO_PRODUCER_ID};
 use crate::time::{Clock, LogClock};
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -63,12 +72,16 @@ pub(super) async fn load(
         .iter()
         .rposition(Option::is_some)
         .map_or(0, |i| i + 1);
-    let mut producers = match bases.get(replay_from) {
+    let (mut producers, replay_unknown_from) = match bases.get(replay_from) {
         Some(&base) => {
             let dir = dir.to_path_buf();
-            super::index::off_shard(move || load_producer_snapshot(&dir, base)).await
+            let found = super::index::off_shard(move || load_producer_snapshot(&dir, base)).await;
+            // No snapshot where offsets did not start: what producers did
+            // before is unknown (see `index_batch`).
+            let unknown = (found.is_none() && base > 0).then_some(base);
+            (found.unwrap_or_default(), unknown)
         }
-        None => ProducerStates::default(),
+        None => (ProducerStates::default(), None),
     };
     let mut segments = BTreeMap::new();
     // Set when a segment of the trailing unsealed run ends short of the next
@@ -87,19 +100,33 @@ pub(super) async fn load(
             tracing::info!("{name}: segment {base} has no index; rebuilding it");
         }
         let replay = i >= replay_from;
+        // A sealed segment scanned only to rebuild its indexes is not part
+        // of the replay: its transaction index is rebuilt from the producer
+        // snapshot at its own start.
+        let mut own = if replay {
+            None
+        } else {
+            let owned = dir.to_path_buf();
+            let found = super::index::off_shard(move || load_producer_snapshot(&owned, base)).await;
+            let unknown = (found.is_none() && base > 0).then_some(base);
+            Some((found.unwrap_or_default(), unknown))
+        };
+        let mut txn_index = TxnIndex::default();
         let (mut seg, outcome) = Segment::recover(
             dir,
             base,
             bases.get(i + 1).copied(),
             config.index_interval_bytes,
             |batch| {
-                if replay {
-                    record_producer(&mut producers, batch);
+                match own.as_mut() {
+                    None => index_batch(&mut producers, &mut txn_index, batch, replay_unknown_from),
+                    Some((states, unknown)) => index_batch(states, &mut txn_index, batch, *unknown),
                 }
                 note_epoch(&mut scanned_epochs, batch);
             },
         )
         .await?;
+        seg.txn_index = txn_index;
         if let Some(why) = &outcome.stopped_because {
             tracing::warn!(
                 "{name}: segment {base}: truncated to {} bytes (next offset {}): {why}",
@@ -188,7 +215,7 @@ pub(super) async fn load(
     super::disk::fdatasync(&*active_file.get().await?).await?;
     // Opened only to recover; the partition's first read or write reopens.
     active_file.close_if_idle();
-    let inner = Inner {
+    let mut inner = Inner {
         segments,
         offsets: Offsets::loaded(log_start_offset, next_offset),
         cache: TailCache::default(),
@@ -208,6 +235,9 @@ pub(super) async fn load(
         durable_before: (u64::MAX, i64::MIN),
     };
     inner.offsets.debug_check_segments(&inner.segments);
+    // Everything loaded is below the high watermark (the log end): only
+    // the open transactions are unstable.
+    inner.refresh_last_stable();
     Ok(inner)
 }
 
@@ -229,7 +259,7 @@ fn list_segment_bases(dir: &Path) -> std::io::Result<Vec<i64>> {
 pub(super) fn delete_segments_from(dir: &Path, bases: &[i64]) {
     crate::blocking::assert_not_shard("deleting segments");
     for &base in bases {
-        for ext in ["log", "index", "timeindex", "snapshot"] {
+        for ext in ["log", "index", "timeindex", "txnindex", "snapshot"] {
             let path = dir.join(segment_file_name(base, ext));
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -248,9 +278,68 @@ pub(super) fn note_epoch(epochs: &mut LeaderEpochCache, batch: &BatchView) {
     }
 }
 
-pub(super) fn record_producer(producers: &mut ProducerStates, batch: &BatchView) {
-    if batch.producer_id() == NO_PRODUCER_ID || batch.is_control() {
+/// Replay `batch` into `producers` and `index` (`txn::apply_batch`).
+/// `unknown_from`: the state before that offset is unknown (no snapshot).
+/// An ABORT marker of a producer not seen since then may close a
+/// transaction that began before it; it is indexed as if that transaction
+/// began there, which hides nothing wrongly (the producer wrote nothing
+/// else since) and keeps the aborted records of the replayed range hidden.
+fn index_batch(
+    producers: &mut ProducerStates,
+    index: &mut TxnIndex,
+    batch: &BatchView,
+    unknown_from: Option<i64>,
+) {
+    let unseen = batch.is_control() && producers.entry(batch.producer_id()).is_none();
+    let done = super::txn::apply_batch(producers, index, batch);
+    let Some(from) = unknown_from.filter(|_| unseen && done.is_none()) else {
         return;
+    };
+    if let Ok(Some(marker)) = record::parse_txn_marker(batch) {
+        if marker.result == TxnResult::Abort && from <= batch.base_offset() {
+            index.push(AbortedTxn {
+                producer_id: batch.producer_id(),
+                first_offset: from,
+                last_offset: batch.base_offset(),
+                // Unknown: the lowest it can be, so searches never stop here.
+                last_stable_offset: from,
+            });
+        }
+    }
+}
+
+/// Record a batch in the producer state: its sequences (data), the
+/// transaction it opens (transactional data) or closes (a marker, whose
+/// completed transaction is returned). Control batches that are not
+/// transaction markers change nothing.
+pub(super) fn record_producer(
+    producers: &mut ProducerStates,
+    batch: &BatchView,
+) -> Option<CompletedTxn> {
+    if batch.producer_id() == NO_PRODUCER_ID {
+        return None;
+    }
+    if batch.is_control() {
+        let marker = match record::parse_txn_marker(batch) {
+            Ok(marker) => marker?,
+            Err(e) => {
+                // CRC-valid but not a marker Kafka would write: as Kafka's
+                // replicas, skip it rather than fail the partition.
+                tracing::warn!(
+                    "control batch at offset {} of producer {}: {e}; ignored",
+                    batch.base_offset(),
+                    batch.producer_id()
+                );
+                return None;
+            }
+        };
+        return producers.note_marker(
+            batch.producer_id(),
+            batch.producer_epoch(),
+            marker,
+            batch.base_offset(),
+            batch.max_timestamp(),
+        );
     }
     producers.record(
         batch.producer_id(),
@@ -263,20 +352,31 @@ pub(super) fn record_producer(producers: &mut ProducerStates, batch: &BatchView)
         },
         batch.max_timestamp(),
     );
+    producers.note_txn_data(
+        batch.producer_id(),
+        batch.base_offset(),
+        batch.is_transactional(),
+    );
+    None
 }
 
-fn load_producer_snapshot(dir: &Path, base: i64) -> ProducerStates {
+/// The producer snapshot at `base`, if there is a readable one (blocks).
+pub(super) fn load_producer_snapshot(dir: &Path, base: i64) -> Option<ProducerStates> {
     crate::blocking::assert_not_shard("reading a producer snapshot");
     let path = dir.join(segment_file_name(base, "snapshot"));
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice::<ProducerStates>(&bytes) {
+        Ok(mut states) => {
+            states.rebuild_transactions();
+            Some(states)
+        }
+        Err(e) => {
             tracing::warn!(
                 "{}: unreadable producer snapshot ({e}); starting empty",
                 path.display()
             );
-            ProducerStates::default()
-        }),
-        Err(_) => ProducerStates::default(),
+            None
+        }
     }
 }
 

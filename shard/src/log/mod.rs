@@ -26,6 +26,9 @@ mod retention;
 pub mod segment;
 pub mod tail_cache;
 mod truncate;
+mod txn;
+pub mod txn_index;
+pub mod txn_state;
 pub mod verify;
 pub mod wal;
 pub mod walk;
@@ -37,6 +40,8 @@ pub use offsets::UNBOUNDED;
 pub use partition::{AckLevel, AppendInfo, LogOffsets, PartitionLog};
 pub use reader::ReadOutcome;
 pub use replica::HighWatermarkWait;
+pub use txn::TxnMarker;
+pub use txn_index::AbortedTxn;
 
 #[cfg(test)]
 mod flusher_tests;
@@ -58,3 +63,5 @@ pub mod sim_disk;
 mod sim_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

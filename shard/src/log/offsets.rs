@@ -28,8 +28,12 @@
 //!   given to a different record; acks=all is answered when it passes the
 //!   batch. It only grows, except when a new role resets the bound
 //!   ([`Offsets::reset_bound`]) and when a truncation hides a suffix.
-//! - `last_stable`: Kafka's last stable offset. Without transactions it is
-//!   the high watermark; it is kept apart so that they can differ later.
+//! - `last_stable`: Kafka's last stable offset: min(high watermark, first
+//!   unstable offset), never below the log start. The first unstable
+//!   offset is the lowest first offset of the open transactions and of the
+//!   completed ones whose marker is not yet below the high watermark
+//!   (`txn_state.rs`, given here by `set_first_unstable`); read_committed
+//!   consumers read only below the last stable offset.
 //! - `log_start`: the first offset kept (retention and DeleteRecords move it).
 //!
 //! Every offset only grows while the log lives, but for the exceptions
@@ -53,6 +57,8 @@ pub const UNBOUNDED: i64 = i64::MAX;
 pub(super) struct Offsets {
     log_start: i64,
     last_stable: i64,
+    /// See `last_stable`; `UNBOUNDED` when no transaction is unstable.
+    first_unstable: i64,
     high_watermark: i64,
     durable: i64,
     bound: i64,
@@ -68,6 +74,7 @@ impl Offsets {
         let o = Self {
             log_start,
             last_stable: log_end,
+            first_unstable: UNBOUNDED,
             high_watermark: log_end,
             durable: log_end,
             bound: UNBOUNDED,
@@ -95,9 +102,28 @@ impl Offsets {
         self.bound
     }
 
-    #[allow(dead_code)] // read by the fetch path once transactions exist
     pub(super) fn last_stable(&self) -> i64 {
         self.last_stable
+    }
+
+    /// The transactions' first unstable offset changed (`None`: nothing is
+    /// unstable). Returns true if the last stable offset moved.
+    pub(super) fn set_first_unstable(&mut self, offset: Option<i64>) -> bool {
+        self.first_unstable = offset.unwrap_or(UNBOUNDED);
+        let before = self.last_stable;
+        self.settle_last_stable();
+        self.check();
+        self.last_stable != before
+    }
+
+    /// min(high watermark, first unstable offset), never below the log
+    /// start (retention and DeleteRecords may pass an open transaction's
+    /// first offset; nothing below the log start is read anyway).
+    fn settle_last_stable(&mut self) {
+        self.last_stable = self
+            .high_watermark
+            .min(self.first_unstable)
+            .max(self.log_start);
     }
 
     pub(super) fn written(&self) -> i64 {
@@ -166,7 +192,7 @@ impl Offsets {
         let visible = self.durable.min(bound).max(self.log_start);
         if visible < self.high_watermark {
             self.high_watermark = visible;
-            self.last_stable = self.last_stable.min(visible);
+            self.settle_last_stable();
         }
         self.raise_visible();
     }
@@ -176,7 +202,7 @@ impl Offsets {
         let moved = visible > self.high_watermark;
         if moved {
             self.high_watermark = visible;
-            self.last_stable = visible;
+            self.settle_last_stable();
         }
         self.check();
         moved
@@ -195,6 +221,7 @@ impl Offsets {
         let moved = offset > self.log_start;
         if moved {
             self.log_start = offset;
+            self.settle_last_stable();
         }
         self.check();
         moved
@@ -207,8 +234,8 @@ impl Offsets {
     pub(super) fn hide_from(&mut self, end: i64) {
         self.durable = self.durable.min(end);
         self.high_watermark = self.high_watermark.min(end);
-        self.last_stable = self.last_stable.min(self.high_watermark);
-        self.log_start = self.log_start.min(self.last_stable);
+        self.log_start = self.log_start.min(self.high_watermark);
+        self.settle_last_stable();
         self.check();
     }
 
@@ -287,7 +314,15 @@ impl PartitionLog {
     /// and wake the fetches waiting for it (appends alone never wake them).
     pub(super) fn publish_durable(&self) {
         let mode = self.config.borrow().flush_mode;
-        let moved = self.inner.borrow_mut().offsets.advance_high_watermark(mode);
+        let moved = {
+            let mut inner = self.inner.borrow_mut();
+            let moved = inner.offsets.advance_high_watermark(mode);
+            if moved {
+                // Transactions whose marker it passed are stable now.
+                inner.refresh_last_stable();
+            }
+            moved
+        };
         if moved {
             self.data_signal.notify_all();
         }
@@ -346,6 +381,33 @@ mod tests {
         o.reset_bound(2);
         assert_eq!(o.high_watermark(), 12);
         assert_eq!(o.log_start(), 12);
+    }
+
+    #[test]
+    fn the_last_stable_offset_is_the_high_watermark_bounded_by_transactions() {
+        let mut o = Offsets::loaded(0, 10);
+        assert!(o.set_first_unstable(Some(4)));
+        assert_eq!((o.last_stable(), o.high_watermark()), (4, 10));
+        o.append(19);
+        o.mark_synced(20);
+        assert!(o.advance_high_watermark(FlushMode::Batch));
+        assert_eq!(
+            o.last_stable(),
+            4,
+            "the high watermark alone does not move it"
+        );
+        assert!(o.set_first_unstable(None));
+        assert_eq!(o.last_stable(), 20);
+        // Never below the log start (retention passed an open transaction).
+        assert!(o.set_first_unstable(Some(12)));
+        assert!(o.advance_log_start(15));
+        assert_eq!(o.last_stable(), 15);
+        // A follower's lowered bound lowers it too.
+        o.set_first_unstable(None);
+        o.reset_bound(17);
+        assert_eq!((o.high_watermark(), o.last_stable()), (17, 17));
+        o.hide_from(16);
+        assert_eq!((o.high_watermark(), o.last_stable()), (16, 16));
     }
 
     #[test]

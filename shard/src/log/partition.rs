@@ -21,9 +21,7 @@ use super::config::LogConfig;
 use super::epoch_cache::LeaderEpochCache;
 use super::error::LogError;
 use super::flusher::SealJob;
-pub(super) use super::load::{
-    delete_segments_from, load, note_epoch, record_producer, save_producer_snapshot,
-};
+pub(super) use super::load::{delete_segments_from, load, note_epoch, save_producer_snapshot};
 use super::offsets::Offsets;
 use super::open_files::SegmentFile;
 use super::pending::PendingWrite;
@@ -65,6 +63,8 @@ pub struct AppendInfo {
 pub struct LogOffsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    /// Kafka's last stable offset (ListOffsets LATEST for read_committed).
+    pub last_stable_offset: i64,
     pub size_bytes: u64,
 }
 
@@ -292,6 +292,7 @@ impl PartitionLog {
         LogOffsets {
             log_start_offset: inner.offsets.log_start(),
             high_watermark: inner.offsets.high_watermark(),
+            last_stable_offset: inner.offsets.last_stable(),
             size_bytes: inner.segments.values().map(|s| s.size).sum(),
         }
     }
@@ -392,7 +393,14 @@ impl PartitionLog {
                     max: config.max_message_bytes,
                 });
             }
-            if batch.record_count() == 0 && !batch.is_control() {
+            if batch.is_control() {
+                // Markers come from transaction coordinators only
+                // (`append_txn_marker`), as in Kafka's LogValidator.
+                return Err(LogError::InvalidRecord(
+                    "Clients are not allowed to write control records".into(),
+                ));
+            }
+            if batch.record_count() == 0 {
                 return Err(LogError::InvalidRecord("batch holds no records".into()));
             }
             if batch.record_count() as i64 != batch.last_offset_delta() as i64 + 1
@@ -404,10 +412,8 @@ impl PartitionLog {
                     batch.last_offset_delta()
                 )));
             }
-            if !batch.is_control() {
-                self.validate_records(&config, &batch, now)?;
-                recompress |= config.compression.is_some_and(|c| c != batch.compression());
-            }
+            self.validate_records(&config, &batch, now)?;
+            recompress |= config.compression.is_some_and(|c| c != batch.compression());
             ranges.push(at..at + batch.size());
             at += batch.size();
         }
@@ -482,6 +488,9 @@ impl PartitionLog {
     }
 
     /// Idempotence: a retried batch is answered with its first append.
+    /// Transactions: a batch that does not fit its producer's transaction
+    /// is refused (`txn_state.rs`); a batch of the request that opens one
+    /// counts for the batches after it.
     fn check_duplicate(
         &self,
         records: &Bytes,
@@ -489,10 +498,18 @@ impl PartitionLog {
     ) -> Result<Option<AppendInfo>, LogError> {
         let inner = self.inner.borrow();
         let mut duplicate_of = None;
+        // Producers whose transaction an earlier batch of this request opens.
+        let mut opening: Vec<i64> = Vec::new();
         for range in batches {
             let b = BatchView::parse(&records[range.clone()]).expect("validated");
             if b.producer_id() == NO_PRODUCER_ID {
                 continue;
+            }
+            let pid = b.producer_id();
+            if opening.contains(&pid) && !b.is_transactional() {
+                return Err(LogError::InvalidTxnState(format!(
+                    "non-transactional batch from producer {pid} after its transactional one"
+                )));
             }
             match inner.producers.check(
                 b.producer_id(),
@@ -500,7 +517,16 @@ impl PartitionLog {
                 b.base_sequence(),
                 b.last_sequence(),
             ) {
-                SeqCheck::Accept => {}
+                SeqCheck::Accept => {
+                    inner.producers.check_txn_data(
+                        pid,
+                        b.producer_epoch(),
+                        b.is_transactional(),
+                    )?;
+                    if b.is_transactional() && inner.producers.open_transaction(pid).is_none() {
+                        opening.push(pid);
+                    }
+                }
                 SeqCheck::Duplicate { base_offset } => {
                     duplicate_of = Some((base_offset, b.last_offset_delta()))
                 }
@@ -564,7 +590,7 @@ impl PartitionLog {
 
     /// The leader's epoch is in the epoch cache, durably, before a batch
     /// stamped with it is written (a new epoch starts at the log end).
-    async fn note_leader_epoch(&self) -> Result<(), LogError> {
+    pub(super) async fn note_leader_epoch(&self) -> Result<(), LogError> {
         {
             let mut inner = self.inner.borrow_mut();
             let (epoch, end) = (inner.leader_epoch, inner.offsets.log_end());
@@ -614,7 +640,14 @@ impl PartitionLog {
             inner.active.push(bytes.clone());
             inner.active.last_offset = batch.last_offset();
             inner.unsynced_bytes += bytes.len() as u64;
-            record_producer(&mut inner.producers, &batch);
+            let seg = inner
+                .segments
+                .values_mut()
+                .next_back()
+                .expect("active segment");
+            // Opens or closes transactions; an abort marker is indexed in
+            // the active segment (where it is written).
+            super::txn::apply_batch(&mut inner.producers, &mut seg.txn_index, &batch);
             inner.cache.push(CachedBatch {
                 base_offset: batch.base_offset(),
                 last_offset: batch.last_offset(),
@@ -624,6 +657,10 @@ impl PartitionLog {
             inner.offsets.append(batch.last_offset());
         }
         inner.offsets.debug_check_segments(&inner.segments);
+        // A transaction opened at the log end is above the high watermark,
+        // so this never moves the last stable offset; it records where the
+        // next one must stop.
+        inner.refresh_last_stable();
         let written = inner.offsets.written();
         inner
             .cache

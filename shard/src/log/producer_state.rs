@@ -2,9 +2,13 @@
 //! the last few batches' sequence ranges of every producer id, so that a
 //! retried batch is answered with its original offset instead of being
 //! written twice, and a gap in sequences is refused (Kafka's
-//! ProducerStateManager, reduced to what a single leader needs).
+//! ProducerStateManager). Each producer's transactional state (its open
+//! transaction, its coordinator's epoch) is kept here too; the rules and
+//! the open transactions by offset are `txn_state.rs`'s.
 
 use std::collections::{HashMap, VecDeque};
+
+use super::txn_state::Transactions;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,11 +24,35 @@ pub struct BatchSeq {
     pub last_offset: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProducerEntry {
     pub epoch: i16,
     pub batches: VecDeque<BatchSeq>,
     pub last_timestamp: i64,
+    /// The first offset of the producer's open transaction. Defaulted so
+    /// that snapshots written before transactions still load.
+    #[serde(default)]
+    pub current_txn_first_offset: Option<i64>,
+    /// The epoch of the coordinator that wrote the producer's last marker
+    /// (-1: none yet): a marker from an older one is a zombie's.
+    #[serde(default = "no_coordinator_epoch")]
+    pub coordinator_epoch: i32,
+}
+
+fn no_coordinator_epoch() -> i32 {
+    -1
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        Self {
+            epoch: 0,
+            batches: VecDeque::new(),
+            last_timestamp: 0,
+            current_txn_first_offset: None,
+            coordinator_epoch: no_coordinator_epoch(),
+        }
+    }
 }
 
 /// What the producer state says about an incoming batch.
@@ -43,6 +71,10 @@ pub enum SeqCheck {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open and not yet stable transactions by offset, derived from the
+    /// entries (rebuilt after a snapshot is read, see `txn_state.rs`).
+    #[serde(skip)]
+    pub(super) txns: Transactions,
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -110,16 +142,36 @@ impl ProducerStates {
         self.producers.len()
     }
 
+    pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    pub(super) fn entry_mut(&mut self, producer_id: i64) -> &mut ProducerEntry {
+        self.producers.entry(producer_id).or_default()
+    }
+
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
+        self.producers.iter()
+    }
+
+    pub(super) fn entries_mut(&mut self) -> impl Iterator<Item = &mut ProducerEntry> {
+        self.producers.values_mut()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
     }
 
-    /// Forget batches at or after `offset` (the log was truncated there).
+    /// Forget batches at or after `offset` (the log was truncated there),
+    /// and the transactions opened or completed there. An entry with no
+    /// batches left is dropped unless it has transactional state.
     pub fn truncate_from(&mut self, offset: i64) {
         for entry in self.producers.values_mut() {
             entry.batches.retain(|b| b.last_offset < offset);
         }
-        self.producers.retain(|_, e| !e.batches.is_empty());
+        self.truncate_transactions_from(offset);
+        self.producers
+            .retain(|_, e| !e.batches.is_empty() || super::txn_state::has_txn_state(e));
     }
 }
 
@@ -194,6 +246,74 @@ mod tests {
         let mut s = ProducerStates::default();
         s.record(2, 0, seq(i32::MAX - 1, i32::MAX, 0), 0);
         assert_eq!(s.check(2, 0, 0, 3), SeqCheck::Accept);
+    }
+
+    /// A snapshot written before transactions existed (no transaction
+    /// fields) still loads, with no transaction open and no coordinator.
+    #[test]
+    fn snapshots_from_before_transactions_still_load() {
+        let old = r#"{"producers":{"7":{"epoch":2,"batches":[{"first_seq":0,"last_seq":4,
+            "base_offset":100,"last_offset":104}],"last_timestamp":55}}}"#;
+        let mut s: ProducerStates = serde_json::from_str(old).unwrap();
+        s.rebuild_transactions();
+        let e = s.entry(7).unwrap();
+        assert_eq!((e.epoch, e.last_timestamp), (2, 55));
+        assert_eq!(e.current_txn_first_offset, None);
+        assert_eq!(e.coordinator_epoch, -1);
+        assert_eq!(s.first_unstable_offset(), None);
+        assert_eq!(
+            s.check(7, 2, 0, 4),
+            SeqCheck::Duplicate { base_offset: 100 }
+        );
+        // And a new one round-trips its transaction.
+        s.note_txn_data(7, 105, true);
+        let json = serde_json::to_string(&s).unwrap();
+        let mut back: ProducerStates = serde_json::from_str(&json).unwrap();
+        back.rebuild_transactions();
+        assert_eq!(back.first_unstable_offset(), Some(105));
+        assert!(back.has_ongoing_transaction(7, 2));
+    }
+
+    #[test]
+    fn transactions_open_complete_and_become_stable() {
+        use crate::record::{EndTxnMarker, TxnResult};
+        let abort = EndTxnMarker {
+            result: TxnResult::Abort,
+            coordinator_epoch: 3,
+        };
+        let mut s = ProducerStates::default();
+        assert!(s.note_txn_data(1, 10, true));
+        assert!(!s.note_txn_data(1, 11, true), "already open");
+        assert!(!s.note_txn_data(2, 12, false), "not transactional");
+        assert!(s.note_txn_data(3, 13, true));
+        assert_eq!(s.first_unstable_offset(), Some(10));
+        let done = s.note_marker(1, 0, abort, 20, 0).unwrap();
+        assert_eq!(
+            (done.first_offset, done.last_offset, done.aborted),
+            (10, 20, true)
+        );
+        // Producer 3's transaction is the next one open.
+        assert_eq!(s.last_stable_offset_for(&done), 13);
+        s.complete(done);
+        assert_eq!(s.first_unstable_offset(), Some(10), "marker not yet stable");
+        s.on_high_watermark(20);
+        assert_eq!(s.first_unstable_offset(), Some(10));
+        s.on_high_watermark(21);
+        assert_eq!(s.first_unstable_offset(), Some(13));
+        assert_eq!(s.entry(1).unwrap().coordinator_epoch, 3);
+        // No open transaction: the marker completes nothing.
+        assert_eq!(s.note_marker(1, 0, abort, 22, 0), None);
+        // Truncation: producer 3's transaction reopens when its unstable
+        // marker is cut, and is forgotten when its start is.
+        let done = s.note_marker(3, 0, abort, 30, 0).unwrap();
+        s.complete(done);
+        s.truncate_from(30);
+        assert_eq!(s.open_transaction(3), Some(13));
+        s.truncate_from(13);
+        assert_eq!(s.open_transaction(3), None);
+        assert_eq!(s.first_unstable_offset(), None);
+        // Entries with transactional state but no batches are kept.
+        assert!(s.entry(1).is_some());
     }
 
     #[test]

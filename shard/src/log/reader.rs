@@ -17,6 +17,7 @@ use super::open_files::{OpenFile, SegmentFile};
 use super::partition::PartitionLog;
 use super::read_ahead::{self, ReadAhead};
 use super::segment::{Damage, Segment};
+use super::txn_index::AbortedTxn;
 use super::walk::{self, Expect, ReadAt, Visit};
 use crate::record::{self, BatchView};
 
@@ -40,6 +41,8 @@ enum ReadLimit {
     HighWatermark,
     /// Followers: below the durable end.
     Durable,
+    /// read_committed consumers: below the last stable offset.
+    LastStable,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -47,6 +50,12 @@ pub struct ReadOutcome {
     pub batches: Vec<Bytes>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// The last stable offset when the read was made.
+    pub last_stable_offset: i64,
+    /// For read_committed reads, the aborted transactions that overlap the
+    /// batches returned (empty when none do, or nothing was returned); for
+    /// other reads `None` (Kafka answers null to read_uncommitted).
+    pub aborted_transactions: Option<Vec<AbortedTxn>>,
 }
 
 impl ReadOutcome {
@@ -108,6 +117,35 @@ impl PartitionLog {
             .await
     }
 
+    /// [`read`](Self::read) for a read_committed consumer (Kafka's
+    /// `FetchIsolation.TXN_COMMITTED`): below the last stable offset, with
+    /// the aborted transactions that overlap what is returned, from the
+    /// fetch offset to the offset after the last batch returned (Kafka's
+    /// `collectAbortedTransactions(fetchOffset, upperBoundOffset)`).
+    pub async fn read_committed(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadOutcome, LogError> {
+        let mut out = self
+            .read_below(offset, max_bytes, ReadLimit::LastStable)
+            .await?;
+        let aborted = match super::txn::end_of_batches(&out.batches) {
+            Some(upper) => {
+                debug_assert!(
+                    upper <= out.last_stable_offset,
+                    "read_committed returned offsets up to {upper}, past the last stable \
+                     offset {}",
+                    out.last_stable_offset
+                );
+                self.aborted_transactions(offset, upper)
+            }
+            None => Vec::new(),
+        };
+        out.aborted_transactions = Some(aborted);
+        Ok(out)
+    }
+
     /// [`read`](Self::read) for a follower: up to the durable end rather
     /// than the high watermark (a follower copies what its leader holds as
     /// durably as the flush mode promises; the high watermark is what the
@@ -142,11 +180,14 @@ impl PartitionLog {
                 let upto = match limit {
                     ReadLimit::HighWatermark => hwm,
                     ReadLimit::Durable => inner.offsets.durable(),
+                    ReadLimit::LastStable => inner.offsets.last_stable(),
                 };
                 let mut out = ReadOutcome {
                     batches: Vec::new(),
                     high_watermark: hwm,
                     log_start_offset: inner.offsets.log_start(),
+                    last_stable_offset: inner.offsets.last_stable(),
+                    aborted_transactions: None,
                 };
                 if at >= upto {
                     return Ok(out);
@@ -353,6 +394,24 @@ impl PartitionLog {
         &self,
         timestamp: i64,
     ) -> Result<Option<(i64, i64)>, LogError> {
+        self.offset_for_timestamp_below(timestamp, false).await
+    }
+
+    /// [`offset_for_timestamp`](Self::offset_for_timestamp) for
+    /// read_committed (ListOffsets v2+ with isolation level 1): as Kafka, a
+    /// record at or beyond the last stable offset is not found.
+    pub async fn offset_for_timestamp_committed(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, LogError> {
+        self.offset_for_timestamp_below(timestamp, true).await
+    }
+
+    async fn offset_for_timestamp_below(
+        &self,
+        timestamp: i64,
+        committed: bool,
+    ) -> Result<Option<(i64, i64)>, LogError> {
         let (candidates, log_start): (Vec<(i64, i64)>, i64) = {
             let inner = self.inner.borrow();
             let candidates = inner
@@ -366,8 +425,16 @@ impl PartitionLog {
                 .collect();
             (candidates, inner.offsets.log_start())
         };
-        let hwm = self.inner.borrow().offsets.high_watermark();
-        // As Kafka: a record at or beyond the high watermark is not found.
+        let hwm = {
+            let inner = self.inner.borrow();
+            if committed {
+                inner.offsets.last_stable()
+            } else {
+                inner.offsets.high_watermark()
+            }
+        };
+        // As Kafka: a record at or beyond the high watermark (the last
+        // stable offset for read_committed) is not found.
         let visible = |found: (i64, i64)| Some(found).filter(|(offset, _)| *offset < hwm);
         for (base, from) in candidates {
             if let Some(found) = self
@@ -479,13 +546,27 @@ impl PartitionLog {
     /// names the deleted record, we name the first remaining one holding
     /// that timestamp (README, Differences from Apache Kafka).
     pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        self.max_timestamp_offset_below(false).await
+    }
+
+    /// [`max_timestamp_offset`](Self::max_timestamp_offset) for
+    /// read_committed: `None` when that record is at or beyond the last
+    /// stable offset (Kafka filters every timestamp lookup so).
+    pub async fn max_timestamp_offset_committed(&self) -> Result<Option<(i64, i64)>, LogError> {
+        self.max_timestamp_offset_below(true).await
+    }
+
+    async fn max_timestamp_offset_below(
+        &self,
+        committed: bool,
+    ) -> Result<Option<(i64, i64)>, LogError> {
         let Some(max_ts) = self.max_timestamp() else {
             return Ok(None);
         };
         // The segments know the batch, not the record: the first record at
         // or after the largest timestamp is the first one carrying it.
         Ok(self
-            .offset_for_timestamp(max_ts)
+            .offset_for_timestamp_below(max_ts, committed)
             .await?
             .filter(|(_, ts)| *ts == max_ts))
     }

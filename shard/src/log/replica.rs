@@ -39,7 +39,14 @@ impl PartitionLog {
     /// Returns true if the high watermark moved; consumers and acks=all
     /// waiters are woken then.
     pub fn advance_replicated_bound(&self, bound: i64) -> bool {
-        let moved = self.inner.borrow_mut().offsets.advance_bound(bound);
+        let moved = {
+            let mut inner = self.inner.borrow_mut();
+            let moved = inner.offsets.advance_bound(bound);
+            if moved {
+                inner.refresh_last_stable();
+            }
+            moved
+        };
         if moved {
             self.data_signal.notify_all();
         }
@@ -54,9 +61,10 @@ impl PartitionLog {
     pub fn reset_replicated_bound(&self, bound: i64) {
         let moved = {
             let mut inner = self.inner.borrow_mut();
-            let before = inner.offsets.high_watermark();
+            let before = (inner.offsets.high_watermark(), inner.offsets.last_stable());
             inner.offsets.reset_bound(bound);
-            inner.offsets.high_watermark() != before
+            inner.refresh_last_stable();
+            (inner.offsets.high_watermark(), inner.offsets.last_stable()) != before
         };
         if moved {
             self.data_signal.notify_all();

@@ -205,7 +205,7 @@ impl PartitionLog {
 /// (blocks; a file already gone is fine).
 fn delete_segment_files(dir: &Path, base: i64) {
     crate::blocking::assert_not_shard("deleting segment files");
-    for ext in ["index", "timeindex", "log", "snapshot"] {
+    for ext in ["index", "timeindex", "txnindex", "log", "snapshot"] {
         let p = dir.join(segment_file_name(base, ext));
         if let Err(e) = std::fs::remove_file(&p) {
             if e.kind() != std::io::ErrorKind::NotFound {

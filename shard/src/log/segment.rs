@@ -11,6 +11,7 @@ use super::error::LogError;
 use super::index::{OffsetIndex, TimeIndex};
 use super::open_files::SegmentFile;
 use super::preallocate::Preallocation;
+use super::txn_index::TxnIndex;
 use super::walk::{self, Expect};
 use crate::record::{BatchView, NO_TIMESTAMP};
 
@@ -40,6 +41,8 @@ pub struct Segment {
     pub first_append_ms: Option<i64>,
     pub index: OffsetIndex,
     pub time_index: TimeIndex,
+    /// The transactions aborted by markers in this segment (`txn_index.rs`).
+    pub txn_index: TxnIndex,
     bytes_since_index: u64,
     pub sealed: bool,
     /// File space reserved so far (fallocate, size kept): appends grow it a
@@ -139,6 +142,7 @@ impl Segment {
             first_append_ms: None,
             index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
+            txn_index: TxnIndex::default(),
             bytes_since_index: 0,
             sealed: false,
             allocated: 0,
@@ -158,9 +162,31 @@ impl Segment {
     ) -> Result<Option<Self>, LogError> {
         let (path, index_path, time_path) = Self::paths(dir, base_offset);
         let data = path.clone();
-        let found =
-            super::index::off_shard(move || read_sealed(&data, &index_path, &time_path)).await?;
-        let Some((index, time_index, size)) = found else {
+        let txn_path = dir.join(segment_file_name(base_offset, "txnindex"));
+        let found = super::index::off_shard(move || {
+            let found = read_sealed(&data, &index_path, &time_path)?;
+            // Without its transaction index a sealed segment is scanned
+            // again like one whose indexes are gone (the scan rebuilds it).
+            let txn = found.as_ref().and_then(|_| {
+                match TxnIndex::read_from(&txn_path, base_offset, next_segment_base) {
+                    Ok(Some(txn)) => Some(txn),
+                    Ok(None) => {
+                        tracing::info!(
+                            "{}: no transaction index; rebuilding it by scanning",
+                            txn_path.display()
+                        );
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}; rebuilding the transaction index by scanning");
+                        None
+                    }
+                }
+            });
+            Ok::<_, LogError>(found.zip(txn))
+        })
+        .await?;
+        let Some(((index, time_index, size), txn_index)) = found else {
             return Ok(None);
         };
         let mut seg = Self::empty(base_offset, SegmentFile::lazy(&path), path);
@@ -174,6 +200,7 @@ impl Segment {
             .unwrap_or(-1);
         seg.index = index;
         seg.time_index = time_index;
+        seg.txn_index = txn_index;
         seg.sealed = true;
         Ok(Some(seg))
     }
@@ -226,10 +253,12 @@ impl Segment {
             super::disk::truncate(&file, end.pos).await?;
         }
         // Stale indexes of a segment that is being rebuilt must not survive.
+        let txn_path = dir.join(segment_file_name(base_offset, "txnindex"));
         super::index::off_shard(move || {
             crate::blocking::assert_not_shard("removing stale indexes");
             let _ = std::fs::remove_file(index_path);
             let _ = std::fs::remove_file(time_path);
+            let _ = std::fs::remove_file(txn_path);
         })
         .await;
         let outcome = ScanOutcome {
@@ -323,6 +352,10 @@ impl Segment {
     pub fn index_files(&self, dir: &Path) -> IndexFiles {
         let (_, index_path, time_path) = Self::paths(dir, self.base_offset);
         IndexFiles {
+            txn: (
+                dir.join(segment_file_name(self.base_offset, "txnindex")),
+                self.txn_index.encode(),
+            ),
             time: (time_path, self.time_index.encode()),
             offset: (index_path, self.index.encode()),
         }
@@ -359,18 +392,22 @@ fn read_sealed(
 
 /// A sealed segment's index files, encoded, ready to be written durably.
 pub struct IndexFiles {
+    txn: (PathBuf, Vec<u8>),
     time: (PathBuf, Vec<u8>),
     offset: (PathBuf, Vec<u8>),
 }
 
 impl IndexFiles {
-    /// Write both on the blocking pool; done when both are durable.
+    /// Write them on the blocking pool; done when all are durable.
     pub async fn write(self) -> std::io::Result<()> {
         super::index::off_shard(move || self.write_blocking()).await
     }
 
     /// Write both here (blocks): for callers already on the blocking pool.
     pub(super) fn write_blocking(self) -> std::io::Result<()> {
+        // Always written, empty too: a sealed segment without one is
+        // rebuilt by scanning (`open_sealed`).
+        super::index::write_durably(&self.txn.0, &self.txn.1)?;
         super::index::write_durably(&self.time.0, &self.time.1)?;
         // The offset index is written last: its presence marks a clean seal.
         super::index::write_durably(&self.offset.0, &self.offset.1)

@@ -101,11 +101,19 @@ pub(super) async fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, i64)> {
     out
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(super) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        // A live log's flusher may rename or remove a file between the
+        // listing and the copy (a durable write's `.tmp`): a crash image
+        // taken a moment later would not have it either.
+        match std::fs::copy(e.path(), to.join(e.file_name())) {
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            other => {
+                other.unwrap();
+            }
+        }
     }
 }
 

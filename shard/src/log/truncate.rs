@@ -218,7 +218,7 @@ impl PartitionLog {
             delete_segments_from(&dir, &newest_first);
             // The cut segment's indexes are rebuilt from its file by the
             // reload (it is the last segment now); stale ones must go.
-            for ext in ["index", "timeindex"] {
+            for ext in ["index", "timeindex", "txnindex"] {
                 match std::fs::remove_file(dir.join(segment_file_name(segment, ext))) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                     _ => {}
