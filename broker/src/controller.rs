@@ -73,6 +73,9 @@ pub struct NewTopic {
     /// `replication_factor` are -1).
     pub assignments: Vec<Vec<i32>>,
     pub configs: BTreeMap<String, String>,
+    /// Created by the broker itself (`__transaction_state`): the one case
+    /// where a reserved name may be created.
+    pub internal: bool,
 }
 
 /// Kafka caps partitions per request far above this; we refuse silly counts.
@@ -84,9 +87,10 @@ pub const MAX_REPLICATION_FACTOR: i16 = 16;
 pub fn validate_new_topic(state: &ShardState, t: &NewTopic) -> Result<i32, AdminError> {
     validate_topic_name(&t.name)
         .map_err(|m| AdminError::new(ResponseError::InvalidTopicException, m))?;
-    if internal::is_reserved(&t.name) {
+    let ours = t.internal && t.name == internal::TRANSACTION_STATE;
+    if internal::is_reserved(&t.name) && !ours {
         // Kafka 4.4.0's answer for __cluster_metadata (it would create the
-        // others if absent; Shardline's internal state is never a topic).
+        // others if absent; only the broker creates its internal topics).
         return Err(AdminError::new(
             ResponseError::InvalidRequest,
             internal::creation_prohibited(&t.name),
@@ -300,8 +304,10 @@ fn describe_open_failure(err: &str) -> String {
 pub async fn delete_topic(state: Rc<ShardState>, name: String) -> Result<Uuid, AdminError> {
     let _guard = admin_turn(&state).await;
     // A reserved name is only deletable as a topic a client made before the
-    // names were reserved (an old data dir): the broker's state is elsewhere.
-    if internal::is_reserved(&name) && state.metadata.snapshot().topic(&name).is_none() {
+    // names were reserved (an old data dir); never the broker's own
+    // `__transaction_state`.
+    let absent = state.metadata.snapshot().topic(&name).is_none();
+    if internal::is_reserved(&name) && (absent || name == internal::TRANSACTION_STATE) {
         return Err(AdminError::new(
             ResponseError::InvalidRequest,
             internal::change_prohibited("Deletion", &name),

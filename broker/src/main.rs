@@ -24,6 +24,7 @@ mod security;
 mod server;
 mod shard_state;
 mod tune_cmd;
+mod txn;
 
 use std::path::PathBuf;
 

@@ -16,7 +16,7 @@ use shard::mesh::Service;
 use crate::controller;
 use crate::handlers::{
     cluster, configs, consumer_groups, delete_records, fetch, groups, list_offsets, offsets,
-    produce,
+    produce, txn, txn_admin, txn_markers, txn_offsets,
 };
 use crate::partitions::PartitionAdmin;
 use crate::routing::{run_batch, Batched, PartitionWork};
@@ -235,8 +235,15 @@ shard_work! {
         LeaveGroup(groups::LeaveGroup),
         ListGroups(groups::ListGroups),
         DeleteGroup(groups::DeleteGroup),
-        OffsetFetch(offsets::OffsetFetch),
         OffsetDelete(offsets::OffsetDelete),
+        // Transaction coordinator requests, sent to the shard owning the
+        // id's __transaction_state partition; markers to a partition's.
+        InitTxnProducer(txn::InitTxnProducer),
+        AddTxnPartitions(txn::AddTxnPartitions),
+        EndTxn(txn::EndTxn),
+        TxnMarker(txn_markers::MarkerAppend),
+        ListTxns(txn_admin::ListTxns),
+        CompleteGroupTxn(txn_offsets::CompleteGroupTxn),
     }
     boxed {
         // Controller commands with replica assignments.
@@ -252,6 +259,9 @@ shard_work! {
         OffsetCommit(offsets::OffsetCommit),
         ConsumerGroupHeartbeat(consumer_groups::ConsumerGroupHeartbeat),
         ConsumerGroupDescribe(consumer_groups::ConsumerGroupDescribe),
+        DescribeTxn(txn_admin::DescribeTxn),
+        TxnCommit(txn_offsets::TxnCommit),
+        OffsetFetch(offsets::OffsetFetch),
     }
 }
 

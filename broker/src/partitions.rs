@@ -37,8 +37,14 @@ pub enum PartitionAdmin {
     Reconfigure { topic: String },
 }
 
+/// Told when a local replica starts leading (its leader epoch and log) or
+/// stops (`None`): the transaction coordinator loads and drops its
+/// `__transaction_state` partitions this way.
+pub type LeadershipObserver = Box<dyn Fn(&str, i32, Option<(i32, Rc<PartitionLog>)>)>;
+
 pub struct PartitionManager {
     shard: usize,
+    observer: RefCell<Option<LeadershipObserver>>,
     config: Arc<BrokerConfig>,
     metadata: Arc<MetadataStore>,
     logs: RefCell<HashMap<TopicPartition, Rc<PartitionLog>>>,
@@ -53,11 +59,22 @@ impl PartitionManager {
         let node = config.node_id;
         Self {
             shard,
+            observer: RefCell::new(None),
             config,
             metadata,
             logs: RefCell::new(HashMap::new()),
             leaders: replication::Leaders::new(node),
             fetchers: replication::Fetchers::new(node),
+        }
+    }
+
+    pub fn observe_leadership(&self, observer: LeadershipObserver) {
+        *self.observer.borrow_mut() = Some(observer);
+    }
+
+    fn notify(&self, topic: &str, partition: i32, led: Option<(i32, Rc<PartitionLog>)>) {
+        if let Some(f) = self.observer.borrow().as_ref() {
+            f(topic, partition, led);
         }
     }
 
@@ -171,6 +188,7 @@ impl PartitionManager {
                 }
                 self.leaders
                     .lead(tp, log.clone(), &l, crate::replica::now_ms());
+                self.notify(topic, partition, Some((l.leader_epoch, log.clone())));
                 if new_epoch {
                     if let Err(e) = log.become_leader(l.leader_epoch).await {
                         // Not fatal (a full disk must not stop a start-up): the
@@ -187,10 +205,12 @@ impl PartitionManager {
                 leader_epoch,
             } => {
                 self.leaders.resign(&tp);
+                self.notify(topic, partition, None);
                 self.fetchers.follow(tp, log, leader, addr, leader_epoch);
             }
             Role::Idle => {
                 self.leaders.resign(&tp);
+                self.notify(topic, partition, None);
                 self.fetchers.unfollow(&tp);
             }
         }
@@ -275,6 +295,7 @@ impl PartitionManager {
     fn drop_role(&self, topic: &str, partition: i32) {
         let tp = (topic.to_string(), partition);
         self.leaders.resign(&tp);
+        self.notify(topic, partition, None);
         self.fetchers.unfollow(&tp);
     }
 

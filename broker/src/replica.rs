@@ -58,7 +58,7 @@ pub fn role_of(snap: &ClusterState, node: i32, p: &PartitionMeta) -> Role {
 /// `inter.broker.listener.name` default), else any plaintext one. The
 /// advertised host must be an IP address (or `localhost`): resolving a
 /// name is a blocking call, which a shard never makes.
-fn inter_broker_addr(snap: &ClusterState, id: i32) -> Option<SocketAddr> {
+pub(crate) fn inter_broker_addr(snap: &ClusterState, id: i32) -> Option<SocketAddr> {
     let b = snap.brokers.get(&id)?;
     let e = b
         .endpoint("PLAINTEXT")

@@ -29,6 +29,9 @@ pub struct ShardState {
     controller: Option<Rc<Controller>>,
     /// The consumer groups this shard coordinates, and their log.
     pub groups: Rc<crate::groups::Coordinator>,
+    /// The transactions this shard coordinates (its `__transaction_state`
+    /// partitions).
+    pub txn: Rc<crate::txn::coordinator::TxnCoordinator>,
     /// Credentials and authentication state shared by every shard.
     pub security: Arc<crate::security::sasl::Security>,
     /// Client quotas and their rates, shared by every shard.
@@ -59,6 +62,7 @@ impl ShardState {
             mesh: mesh.local(),
             controller,
             groups: Rc::new(groups),
+            txn: Rc::new(Default::default()),
             security,
             quotas: Arc::new(crate::quotas::Quotas::in_memory()),
             connections: Rc::new(Connections::new(ConnectionLimits::unlimited())),

@@ -474,6 +474,54 @@ broker_config! {
     #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]
     #[describe(Int, "Replicas of each group coordinator partition")]
     offsets_topic_replication_factor: i32 = 3, shown "`3`";
+    /// the `transaction.version` feature finalized in ApiVersions (KIP-890):
+    /// 2 lets Java 4.x producers use transaction version 2 (Produce v12, an
+    /// epoch bump per transaction, no AddPartitionsToTxn per partition); 0
+    /// or 1 keeps them on the older protocol (0–2)
+    #[range = 0..=2]
+    transaction_version: i32 = 2, shown "`2`";
+    /// partitions of Kafka's `__transaction_state`: transactional ids hash to
+    /// one, and the broker leading it coordinates them (1–1000; fixed once
+    /// the topic exists)
+    #[kafka = "transaction.state.log.num.partitions"]
+    #[range = 1..=1000]
+    #[describe(Int, "Transaction coordinator partitions (__transaction_state)")]
+    transaction_state_log_num_partitions: i32 = 50, shown "`50`";
+    /// replicas of each `__transaction_state` partition, at most the live
+    /// brokers when the topic is created (1–16)
+    #[kafka = "transaction.state.log.replication.factor"]
+    #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]
+    #[describe(Int, "Replicas of each transaction state partition")]
+    transaction_state_log_replication_factor: i32 = 3, shown "`3`";
+    /// `min.insync.replicas` of `__transaction_state` (capped at its
+    /// replicas): a coordinator's state change needs this many copies
+    #[kafka = "transaction.state.log.min.isr"]
+    #[range = 1..=crate::controller::MAX_REPLICATION_FACTOR as i32]
+    #[describe(Int, "min.insync.replicas of the transaction state topic")]
+    transaction_state_log_min_isr: i32 = 2, shown "`2`";
+    /// the longest transaction timeout a producer may ask for; InitProducerId
+    /// above it is refused with INVALID_TRANSACTION_TIMEOUT (1–2147483647)
+    #[kafka = "transaction.max.timeout.ms"]
+    #[range = 1..=i32::MAX as i64]
+    #[describe(Int, "Longest transaction timeout a producer may ask for")]
+    transaction_max_timeout_ms: i64 = 900_000, shown "`900000`";
+    /// how often a coordinator looks for transactions open longer than their
+    /// timeout and aborts them (fencing their producer) (1–3600000)
+    #[kafka = "transaction.abort.timed.out.transaction.cleanup.interval.ms"]
+    #[range = 1..=3_600_000]
+    #[describe(Int, "How often timed-out transactions are aborted")]
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: i64 = 10_000, shown "`10000`";
+    /// a transactional id unused for this long (no transaction open) is
+    /// forgotten (1–2147483647)
+    #[kafka = "transactional.id.expiration.ms"]
+    #[range = 1..=i32::MAX as i64]
+    #[describe(Int, "Time after which an unused transactional id is forgotten")]
+    transactional_id_expiration_ms: i64 = 604_800_000, shown "`604800000`";
+    /// how often expired transactional ids are looked for (1–2147483647)
+    #[kafka = "transaction.remove.expired.transaction.cleanup.interval.ms"]
+    #[range = 1..=i32::MAX as i64]
+    #[describe(Int, "How often expired transactional ids are removed")]
+    transaction_remove_expired_transaction_cleanup_interval_ms: i64 = 3_600_000, shown "`3600000`";
     /// metadata changes between snapshots of the metadata log (which then
     /// drops what they cover); a node further behind receives the snapshot
     /// (4–1048576)

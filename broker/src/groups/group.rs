@@ -38,6 +38,8 @@ pub struct Group {
     /// When the group last changed state (offset expiry of Empty groups).
     pub state_timestamp: i64,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Offsets of open transactions, by producer id (`txn_offsets.rs`).
+    pub pending_txn: HashMap<i64, super::txn_offsets::PendingOffsets>,
     /// Group metadata changed in a way that must reach the group log.
     pub dirty: bool,
 }
@@ -64,6 +66,7 @@ impl Group {
             new_member_in_delay: false,
             state_timestamp: now,
             offsets: BTreeMap::new(),
+            pending_txn: HashMap::new(),
             dirty: false,
         }
     }
@@ -725,6 +728,9 @@ impl Group {
     }
 
     pub fn is_empty_and_unused(&self) -> bool {
-        self.state == GroupState::Empty && self.offsets.is_empty() && self.pending.is_empty()
+        self.state == GroupState::Empty
+            && self.offsets.is_empty()
+            && self.pending.is_empty()
+            && self.pending_txn.is_empty()
     }
 }

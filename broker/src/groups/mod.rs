@@ -21,6 +21,7 @@ mod sim_tests;
 pub mod store;
 #[cfg(test)]
 mod tests;
+pub mod txn_offsets;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

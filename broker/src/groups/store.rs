@@ -37,6 +37,16 @@ pub enum Key {
     /// A group of the consumer protocol (KIP-848).
     #[serde(rename = "consumer_group")]
     ConsumerGroup { v: u8, g: String },
+    /// An offset a transaction committed, pending until its marker
+    /// (`txn_offsets.rs`): producer id `pid`.
+    #[serde(rename = "txn_offset")]
+    TxnOffset {
+        v: u8,
+        g: String,
+        t: String,
+        p: i32,
+        pid: i64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -114,6 +124,34 @@ pub fn offset_entry(group: &str, topic: &str, partition: i32, c: &CommittedOffse
         offset_key(group, topic, partition),
         Some(serde_json::to_vec(&v).expect("values serialize")),
     )
+}
+
+/// A pending transactional offset, or (`None`) its tombstone.
+pub fn txn_offset_entry(
+    group: &str,
+    topic: &str,
+    partition: i32,
+    producer_id: i64,
+    c: Option<&CommittedOffset>,
+) -> Entry {
+    let key = key_bytes(&Key::TxnOffset {
+        v: FORMAT,
+        g: group.to_string(),
+        t: topic.to_string(),
+        p: partition,
+        pid: producer_id,
+    });
+    let value = c.map(|c| {
+        serde_json::to_vec(&OffsetValue {
+            v: FORMAT,
+            offset: c.offset,
+            leader_epoch: c.leader_epoch,
+            metadata: c.metadata.clone(),
+            commit_timestamp: c.commit_timestamp,
+        })
+        .expect("values serialize")
+    });
+    (key, value)
 }
 
 /// The group's membership as it stands (only Stable and Empty are written).
@@ -291,6 +329,32 @@ pub fn apply(
             }
             None => {
                 groups.remove(&g);
+            }
+        },
+        Key::TxnOffset { g, t, p, pid, .. } => match value {
+            Some(v) => {
+                let v: OffsetValue = serde_json::from_slice(&v).map_err(bad_value)?;
+                let group = groups.entry(g.clone()).or_insert_with(|| Group::new(g, ts));
+                group.pending_txn.entry(pid).or_default().insert(
+                    (t, p),
+                    CommittedOffset {
+                        offset: v.offset,
+                        leader_epoch: v.leader_epoch,
+                        metadata: v.metadata,
+                        commit_timestamp: v.commit_timestamp,
+                        log_offset,
+                    },
+                );
+            }
+            None => {
+                if let Some(group) = groups.get_mut(&g) {
+                    if let Some(pending) = group.pending_txn.get_mut(&pid) {
+                        pending.remove(&(t, p));
+                        if pending.is_empty() {
+                            group.pending_txn.remove(&pid);
+                        }
+                    }
+                }
             }
         },
         Key::ConsumerGroup { g, .. } => match value {

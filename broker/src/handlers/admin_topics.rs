@@ -114,6 +114,7 @@ pub async fn create_topics(
             replication_factor: t.replication_factor,
             assignments: assignments.into_iter().map(|(_, b)| b).collect(),
             configs: configs.clone(),
+            internal: false,
         };
         let validate_only = req.validate_only;
         let create = controller::CreateTopic {

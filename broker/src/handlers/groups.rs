@@ -94,13 +94,44 @@ async fn coordinator_endpoint(
     }
 }
 
+/// Where transactional id `id` is coordinated: the leader of its
+/// `__transaction_state` partition, which is created on the first ask.
+async fn txn_coordinator_endpoint(
+    state: &Rc<ShardState>,
+    ctx: &RequestContext,
+    id: &str,
+) -> Result<(i32, String, i32), (i16, &'static str)> {
+    let not_available = (
+        ResponseError::CoordinatorNotAvailable.code(),
+        "the transaction coordinator is not available",
+    );
+    if crate::txn::topic::ensure(state).await.is_err() {
+        return Err(not_available);
+    }
+    let snap = state.metadata.snapshot();
+    let node = match crate::txn::topic::coordinator_of(&snap, id) {
+        Some((_, leader)) if leader >= 0 => leader,
+        _ => return Err(not_available),
+    };
+    if node == state.config.node_id && snap.brokers.is_empty() {
+        let (host, port) = ctx.listener.advertised();
+        return Ok((node, host, port));
+    }
+    snap.brokers
+        .get(&node)
+        .filter(|b| !b.fenced)
+        .and_then(|b| b.endpoint(&ctx.listener.name))
+        .map(|e| (node, e.host.clone(), e.port as i32))
+        .ok_or(not_available)
+}
+
 pub async fn find_coordinator(
     state: &Rc<ShardState>,
     ctx: &RequestContext,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
-    // Groups (key type 0) are coordinated by the broker leading their
-    // partition; transactions are not yet. DESCRIBE on the group or
+    // Groups (key type 0) and transactional ids (1) are coordinated by the
+    // broker leading their partition. DESCRIBE on the group or
     // transactional id named by the key.
     let answer = |key_type: i8, key: String| async move {
         match key_type {
@@ -121,10 +152,7 @@ pub async fn find_coordinator(
                 ))
             }
             0 => coordinator_endpoint(state, ctx, &key).await,
-            1 => Err((
-                ResponseError::CoordinatorNotAvailable.code(),
-                "transactions are not supported yet",
-            )),
+            1 => txn_coordinator_endpoint(state, ctx, &key).await,
             _ => Err((ResponseError::InvalidRequest.code(), "unknown key type")),
         }
     };

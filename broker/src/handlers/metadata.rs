@@ -55,6 +55,7 @@ pub async fn ensure_topics(
             replication_factor: -1,
             assignments: Vec::new(),
             configs: BTreeMap::new(),
+            internal: false,
         };
         let create = controller::CreateTopic {
             topic: t,

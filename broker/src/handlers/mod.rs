@@ -29,6 +29,10 @@ pub mod quorum;
 pub mod reassignments;
 pub mod sasl;
 pub mod throttle;
+pub mod txn;
+pub mod txn_admin;
+pub mod txn_markers;
+pub mod txn_offsets;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -58,7 +62,7 @@ pub enum Reply {
 
 /// The APIs and version ranges we serve; ApiVersions advertises exactly this.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 11),
+    (ApiKey::Produce, 0, 12),
     (ApiKey::Fetch, 0, 17),
     (ApiKey::ListOffsets, 0, 9),
     (ApiKey::Metadata, 0, 12),
@@ -101,7 +105,28 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 0),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::WriteTxnMarkers, 0, 1),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 5),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
+
+/// The version a request is decoded as when kafka-protocol (0.15) lacks
+/// the one sent. Produce v12, EndTxn v5 and TxnOffsetCommit v5 (KIP-890
+/// part 2) have the previous version's request schema; only EndTxn v5's
+/// response differs (`txn::encode_end_txn`). ConsumerGroupHeartbeat v1
+/// adds a field that `consumer_groups` strips.
+pub fn codec_version(key: ApiKey, version: i16) -> i16 {
+    match (key, version) {
+        (ApiKey::Produce, 12) => 11,
+        (ApiKey::EndTxn, 5) => 4,
+        (ApiKey::TxnOffsetCommit, 5) => 4,
+        _ => consumer_groups::codec_version(key, version),
+    }
+}
 
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED_APIS
@@ -113,7 +138,11 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
 /// What a handler learns about the request besides its body.
 pub struct RequestContext {
     pub api_key: ApiKey,
+    /// The version the body was decoded (and the answer is encoded) as.
     pub version: i16,
+    /// The version the client sent, when kafka-protocol lacks it and it is
+    /// served as `version` (see [`codec_version`]).
+    pub wire_version: i16,
     /// Who sent it, for log lines.
     pub client_id: String,
     pub peer: SocketAddr,
@@ -233,9 +262,10 @@ pub fn decode_frame(frame: Bytes, conn: &ConnInfo) -> Result<Decoded, Reply> {
         }
     };
     // Versions kafka-protocol lacks are decoded and answered as an older one.
-    let codec = consumer_groups::codec_version(api_key, version);
+    let codec = codec_version(api_key, version);
+    let wire_version = version;
     let mut subscribed_topic_regex = None;
-    if codec != version {
+    if codec != version && api_key == ApiKey::ConsumerGroupHeartbeat {
         (body, subscribed_topic_regex) = match consumer_groups::downgrade_heartbeat_v1(body) {
             Ok(b) => b,
             Err(e) => {
@@ -262,6 +292,7 @@ pub fn decode_frame(frame: Bytes, conn: &ConnInfo) -> Result<Decoded, Reply> {
     let ctx = RequestContext {
         api_key,
         version,
+        wire_version,
         client_id,
         peer: conn.peer,
         subscribed_topic_regex,
@@ -289,6 +320,21 @@ pub async fn handle_decoded(state: &Rc<ShardState>, d: Decoded) -> Reply {
     let mut meter = throttle::Meter::new(&state.quotas, &ctx);
     if let RequestKind::Fetch(r) = request {
         return fetch_reply(state, &ctx, r, correlation_id, &mut meter).await;
+    }
+    if let RequestKind::EndTxn(r) = request {
+        // v5's answer has fields kafka-protocol lacks: encoded in `txn`.
+        let (resp, producer) = meter.time(txn::end_txn(state, &ctx, r)).await;
+        meter.record_request_time();
+        let wait = meter.throttle();
+        let mut response = ResponseKind::EndTxn(resp);
+        meter.stamp(&mut response);
+        let ResponseKind::EndTxn(resp) = response else {
+            unreachable!("stamped in place")
+        };
+        return throttle::throttled(
+            txn::encode_end_txn(&ctx, correlation_id, resp, producer),
+            wait,
+        );
     }
     let outcome = meter.time(dispatch(state, &ctx, request)).await;
     meter.record_request_time();
@@ -372,7 +418,10 @@ async fn dispatch(
     request: RequestKind,
 ) -> Result<Option<ResponseKind>, String> {
     Ok(Some(match request {
-        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(r)),
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(
+            r,
+            state.config.transaction_version as i16,
+        )),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(state, ctx, r).await),
         RequestKind::Produce(r) => match produce::handle(state, ctx, r).await? {
             Some(resp) => ResponseKind::Produce(resp),
@@ -429,6 +478,24 @@ async fn dispatch(
         RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
             cluster::offset_for_leader_epoch(state, ctx, r).await,
         ),
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions_to_txn(state, ctx, r).await)
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            ResponseKind::WriteTxnMarkers(txn_markers::write_txn_markers(state, ctx, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(txn_offsets::add_offsets_to_txn(state, ctx, r).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offsets::txn_offset_commit(state, ctx, r).await)
+        }
+        RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(
+            txn_admin::describe_transactions(state, ctx, r).await,
+        ),
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(txn_admin::list_transactions(state, ctx, r).await)
+        }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(state, ctx, r).await)
         }

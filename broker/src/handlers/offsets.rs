@@ -134,8 +134,13 @@ pub async fn offset_commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// One topic's fetched offsets, and the error of all its partitions.
-type FetchedTopic = (String, Vec<(i32, Option<CommittedOffset>)>, i16);
+/// Kafka's UNSTABLE_OFFSET_COMMIT (KIP-447), newer than kafka-protocol's
+/// error list.
+pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+
+/// One topic's fetched offsets (each with its own error: 0, or
+/// UNSTABLE_OFFSET_COMMIT), and the error of all its partitions.
+type FetchedTopic = (String, Vec<(i32, Option<CommittedOffset>, i16)>, i16);
 
 /// Fetch one group's offsets on its owner shard. Kafka: DESCRIBE on the
 /// group; topics the principal may not DESCRIBE are left out of an
@@ -146,6 +151,7 @@ async fn fetch_group(
     ctx: &RequestContext,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Result<Vec<FetchedTopic>, i16> {
     if !ctx.allowed(state, Operation::Describe, ResourceType::Group, &group_id) {
         return Err(ResponseError::GroupAuthorizationFailed.code());
@@ -155,18 +161,35 @@ async fn fetch_group(
     }
     let named = topics.is_some();
     let shard = owner(state, &group_id);
-    let found: FetchedOffsets = state
-        .ask(shard, OffsetFetch { group_id, topics })
+    let (found, unstable) = state
+        .ask(
+            shard,
+            OffsetFetch {
+                group_id,
+                topics,
+                require_stable,
+            },
+        )
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable.code())?;
     let acl = ctx.checker(state);
+    let unstable_code = UNSTABLE_OFFSET_COMMIT;
     Ok(found
         .into_iter()
         .filter_map(|(t, parts)| {
             if acl.allows(Operation::Describe, ResourceType::Topic, &t) {
+                // Kafka: a partition with a transaction's offset pending
+                // answers no offset and UNSTABLE_OFFSET_COMMIT.
+                let parts = parts
+                    .into_iter()
+                    .map(|(p, c)| match unstable.contains(&(t.clone(), p)) {
+                        true => (p, None, unstable_code),
+                        false => (p, c, 0),
+                    })
+                    .collect();
                 Some((t, parts, 0))
             } else if named {
-                let parts = parts.into_iter().map(|(p, _)| (p, None)).collect();
+                let parts = parts.into_iter().map(|(p, _)| (p, None, 0)).collect();
                 Some((t, parts, ResponseError::TopicAuthorizationFailed.code()))
             } else {
                 None
@@ -200,7 +223,8 @@ pub async fn offset_fetch(
                 .collect()
         });
         let mut resp = OffsetFetchResponse::default();
-        match fetch_group(state, ctx, req.group_id.0.to_string(), topics).await {
+        let stable = v >= 7 && req.require_stable;
+        match fetch_group(state, ctx, req.group_id.0.to_string(), topics, stable).await {
             Ok(found) => {
                 resp.topics = found
                     .into_iter()
@@ -210,11 +234,11 @@ pub async fn offset_fetch(
                             .with_partitions(
                                 parts
                                     .into_iter()
-                                    .map(|(p, c)| {
+                                    .map(|(p, c, own)| {
                                         let (offset, epoch, md) = fields(c.as_ref(), v);
                                         OffsetFetchResponsePartition::default()
                                             .with_partition_index(p)
-                                            .with_error_code(error)
+                                            .with_error_code(if own != 0 { own } else { error })
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(sb(md)))
@@ -258,7 +282,13 @@ pub async fn offset_fetch(
                 .map(|t| (t.name.0.to_string(), t.partition_indexes.clone()))
                 .collect()
         });
-        fetch_group(state, ctx, g.group_id.0.to_string(), topics)
+        fetch_group(
+            state,
+            ctx,
+            g.group_id.0.to_string(),
+            topics,
+            req.require_stable,
+        )
     });
     let results = join_all(calls).await;
     let groups = req
@@ -278,11 +308,11 @@ pub async fn offset_fetch(
                                 .with_partitions(
                                     parts
                                         .into_iter()
-                                        .map(|(p, c)| {
+                                        .map(|(p, c, own)| {
                                             let (offset, epoch, md) = fields(c.as_ref(), v);
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
-                                                .with_error_code(error)
+                                                .with_error_code(if own != 0 { own } else { error })
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
                                                 .with_metadata(Some(sb(md)))
@@ -400,13 +430,22 @@ impl ShardWork for OffsetCommit {
 pub struct OffsetFetch {
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    /// OffsetFetch v7+ `RequireStable`: also name the partitions with a
+    /// transaction's offset pending.
+    require_stable: bool,
 }
 
 impl ShardWork for OffsetFetch {
-    type Out = FetchedOffsets;
+    type Out = (FetchedOffsets, Vec<(String, i32)>);
 
-    async fn run(self, s: Rc<ShardState>) -> FetchedOffsets {
-        s.groups.fetch_offsets(&self.group_id, self.topics)
+    async fn run(self, s: Rc<ShardState>) -> Self::Out {
+        let found = s.groups.fetch_offsets(&self.group_id, self.topics);
+        let unstable = if self.require_stable {
+            s.groups.unstable_partitions(&self.group_id, &found)
+        } else {
+            Vec::new()
+        };
+        (found, unstable)
     }
 }
 

@@ -104,6 +104,10 @@ pub struct Append {
     /// at most `timeout` (the request's `timeout_ms`).
     acks_all: bool,
     timeout: std::time::Duration,
+    /// A transactional producer's request: its transactional id, and
+    /// whether the partition is added to the transaction by the broker
+    /// (Produce v12, transaction version 2) or only verified (KIP-890).
+    txn: Option<Box<(String, bool)>>,
 }
 
 impl PartitionWork for Append {
@@ -117,6 +121,7 @@ impl PartitionWork for Append {
             ack_level,
             acks_all,
             timeout,
+            txn,
         } = self;
         let Some(log) = s.partitions.log(&topic, partition) else {
             return PartitionResult::error(
@@ -151,6 +156,11 @@ impl PartitionWork for Append {
             }
             _ => None,
         };
+        if let Some(txn) = txn {
+            if let Some(refused) = verify_txn(&s, &log, &tp, &batches, &txn).await {
+                return refused;
+            }
+        }
         let appended = log.append(batches, ack_level).await;
         let appended = match (appended, replicated) {
             (Ok(info), Some(min_isr)) => {
@@ -211,14 +221,109 @@ impl PartitionWork for Append {
     }
 }
 
+/// KIP-890: a transactional batch that would start a transaction on this
+/// partition (its producer has none open here) is first checked with the
+/// transaction coordinator, which adds the partition (`add`, transaction
+/// version 2) or confirms it was added. `Some` is the refusal to answer.
+/// Kafka's translation: INVALID_TXN_STATE stays; coordinator errors a
+/// retry cures become NOT_ENOUGH_REPLICAS, which old clients retry.
+async fn verify_txn(
+    s: &Rc<ShardState>,
+    log: &shard::log::PartitionLog,
+    tp: &(String, i32),
+    batches: &Bytes,
+    txn: &(String, bool),
+) -> Option<PartitionResult> {
+    let first = record::BatchView::parse(batches).ok()?;
+    if !first.is_transactional() || first.producer_id() < 0 {
+        return None;
+    }
+    let (pid, epoch) = (first.producer_id(), first.producer_epoch());
+    if log.has_ongoing_transaction(pid, epoch) {
+        return None;
+    }
+    let (id, add) = txn;
+    // Boxed: the coordinator's own writes append through `Append` too,
+    // which makes these futures recursive in type (never in fact: the
+    // coordinator's batches carry no transactional id).
+    let code = Box::pin(crate::txn::verify::add_or_verify(
+        s, id, pid, epoch, &tp.0, tp.1, *add,
+    ))
+    .await;
+    if code == 0 {
+        return None;
+    }
+    let error = ResponseError::try_from_code(code);
+    let retriable = matches!(
+        error,
+        Some(
+            ResponseError::ConcurrentTransactions
+                | ResponseError::NetworkException
+                | ResponseError::CoordinatorLoadInProgress
+                | ResponseError::CoordinatorNotAvailable
+                | ResponseError::NotCoordinator
+        )
+    );
+    Some(if retriable {
+        PartitionResult::error(
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "Unable to verify the partition has been added to the transaction. Underlying \
+                 error: {error:?}"
+            ),
+        )
+    } else if code == crate::txn::ops::TRANSACTION_ABORTABLE && !*add {
+        PartitionResult::error(
+            ResponseError::InvalidTxnState,
+            "Partition was not added to the transaction",
+        )
+    } else {
+        PartitionResult {
+            error: code,
+            message: Some(format!(
+                "the transaction coordinator refused {}-{} for producer {pid} epoch {epoch}",
+                tp.0, tp.1
+            )),
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+            record_errors: Vec::new(),
+        }
+    })
+}
+
+/// An acks=all append of a batch the broker writes itself (a
+/// coordinator's record in its internal topic), on this shard, which owns
+/// the partition: (error code, message), 0 once the in-sync replicas (at
+/// least `min.insync.replicas`) have it.
+pub(crate) async fn append_replicated(
+    s: &Rc<ShardState>,
+    topic: &str,
+    partition: i32,
+    batches: Bytes,
+    timeout: std::time::Duration,
+) -> (i16, Option<String>) {
+    let append = Append {
+        topic: topic.to_string(),
+        partition,
+        batches,
+        ack_level: AckLevel::Durable,
+        acks_all: true,
+        timeout,
+        txn: None,
+    };
+    let r = append.run(s.clone()).await;
+    (r.error, r.message)
+}
+
 /// Why an acks=all append was not acknowledged.
-enum Refusal {
+pub(crate) enum Refusal {
     Log(LogError),
     Replication(ResponseError, String),
 }
 
 /// The topic's `min.insync.replicas` (1 unless set).
-fn min_insync_replicas(s: &ShardState, topic: &str) -> usize {
+pub(crate) fn min_insync_replicas(s: &ShardState, topic: &str) -> usize {
     s.metadata
         .snapshot()
         .topic(topic)
@@ -232,7 +337,7 @@ fn min_insync_replicas(s: &ShardState, topic: &str) -> usize {
 /// replica has it; NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR shrank below
 /// `min_isr` on the way, REQUEST_TIMED_OUT at `timeout`,
 /// NOT_LEADER_OR_FOLLOWER if leadership moved meanwhile.
-async fn await_replicas(
+pub(crate) async fn await_replicas(
     s: &ShardState,
     log: &shard::log::PartitionLog,
     tp: &(String, i32),
@@ -397,6 +502,10 @@ pub async fn handle(
                             ack_level,
                             acks_all: acks == -1,
                             timeout: std::time::Duration::from_millis(req.timeout_ms.max(0) as u64),
+                            txn: req
+                                .transactional_id
+                                .as_ref()
+                                .map(|id| Box::new((id.to_string(), ctx.wire_version >= 12))),
                         },
                     )),
                 }

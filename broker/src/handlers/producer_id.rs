@@ -1,6 +1,6 @@
-//! InitProducerId for idempotent producers: a fresh producer id (epoch 0),
-//! or an epoch bump for a producer that already has one (KIP-360).
-//! Transactional ids need the transaction coordinator, not built yet.
+//! InitProducerId: for idempotent producers a fresh producer id (epoch 0),
+//! or an epoch bump for a producer that already has one (KIP-360); for a
+//! transactional id, the transaction coordinator's answer (`txn`).
 
 use std::rc::Rc;
 
@@ -43,11 +43,21 @@ pub async fn handle(
         _ => {}
     }
     drop(acl);
-    if req.transactional_id.is_some() {
-        tracing::warn!(
-            "InitProducerId with a transactional id: transactions are not supported yet"
-        );
-        return fail(ResponseError::InvalidRequest);
+    if let Some(id) = &req.transactional_id {
+        let expected = (req.producer_id.0 >= 0 && req.producer_epoch >= 0)
+            .then_some((req.producer_id.0, req.producer_epoch));
+        return match super::txn::init_producer_id(state, id, req.transaction_timeout_ms, expected)
+            .await
+        {
+            Ok((pid, epoch)) => InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch),
+            // Clients before v4 know PRODUCER_FENCED as INVALID_PRODUCER_EPOCH.
+            Err(ResponseError::ProducerFenced) if ctx.version < 4 => {
+                fail(ResponseError::InvalidProducerEpoch)
+            }
+            Err(e) => fail(e),
+        };
     }
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {
         if req.producer_epoch >= i16::MAX - 1 {

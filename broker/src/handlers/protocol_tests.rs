@@ -49,6 +49,7 @@ mod consumer_groups;
 mod groups;
 mod replicas;
 mod transactions;
+mod txn;
 
 const TOPIC: &str = "t";
 const GROW: &str = "grow";
@@ -358,6 +359,7 @@ fn sample_request(key: ApiKey, v: i16, topic_id: uuid::Uuid) -> RequestKind {
         other => groups::sample_request(other, v)
             .or_else(|| consumer_groups::sample_request(other, v))
             .or_else(|| replicas::sample_request(other))
+            .or_else(|| txn::sample_request(other, v))
             .unwrap_or_else(|| {
                 panic!("{other:?} is advertised but has no sample request here; add one")
             }),
@@ -487,6 +489,7 @@ fn errors_of(resp: &ResponseKind) -> Vec<i16> {
         other => groups::errors_of(other)
             .or_else(|| consumer_groups::errors_of(other))
             .or_else(|| replicas::errors_of(other))
+            .or_else(|| txn::errors_of(other))
             .unwrap_or_else(|| panic!("no error extraction for {other:?}")),
     }
 }
@@ -531,6 +534,7 @@ async fn new_state(dir: &std::path::Path) -> Rc<ShardState> {
             assignments: Vec::new(),
             replication_factor: 1,
             configs: Default::default(),
+            internal: false,
         };
         controller::create_topic(state.clone(), t, false)
             .await
@@ -553,12 +557,16 @@ fn every_advertised_api_and_version_round_trips_through_its_handler() {
                 groups::prepare(&state, key, version).await;
                 consumer_groups::prepare(&state, key, version).await;
                 // Versions kafka-protocol lacks are served as an older one.
-                let codec = super::consumer_groups::codec_version(key, version);
+                let codec = super::codec_version(key, version);
                 let req = sample_request(key, codec, topic_id);
                 let frame = request_frame(key, codec, correlation_id, &req);
                 round_trip(key, codec, &frame, &req);
                 let frame = super::consumer_groups::frame_as_version(key, version, frame);
+                let frame = txn::frame_as_version(key, version, codec, frame);
                 let reply = handle_frame(&state, frame, peer()).await;
+                if txn::check_raw_reply(key, version, correlation_id, &reply) {
+                    continue;
+                }
                 let resp = decode_reply(key, codec, correlation_id, reply);
                 let errors = errors_of(&resp);
                 if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
@@ -581,6 +589,10 @@ fn every_advertised_api_and_version_round_trips_through_its_handler() {
                     // The sample cancels a move that is not there.
                     let none = ResponseError::NoReassignmentInProgress.code();
                     assert_eq!(errors, [0, none]);
+                    continue;
+                }
+                if let Some(want) = txn::expected(key) {
+                    assert_eq!(errors, want, "{key:?} v{version}: {resp:?}");
                     continue;
                 }
                 assert!(!errors.is_empty(), "{key:?} v{version}: empty response");
@@ -678,7 +690,7 @@ fn advertised_ranges_are_within_what_kafka_protocol_serves() {
     for &(key, min, max) in SUPPORTED_APIS {
         assert!(seen.insert(key as i16), "{key:?} listed twice");
         let range = key.valid_versions();
-        let max = super::consumer_groups::codec_version(key, max);
+        let max = super::codec_version(key, max);
         assert!(
             min >= range.min && max <= range.max && min <= max,
             "{key:?} v{min}-v{max} outside kafka-protocol's v{}-v{}",

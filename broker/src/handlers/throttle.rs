@@ -231,6 +231,7 @@ mod tests {
             client_id: "c".into(),
             peer,
             subscribed_topic_regex: None,
+            wire_version: 0,
             listener: std::sync::Arc::new(crate::listeners::Listener {
                 name: "PLAINTEXT".into(),
                 protocol: crate::listeners::SecurityProtocol::Plaintext,

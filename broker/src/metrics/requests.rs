@@ -405,7 +405,7 @@ mod tests {
         }
         assert_eq!(api_index(-1), OTHER);
         assert_eq!(api_index(i16::MAX), OTHER);
-        assert_eq!(api_index(ApiKey::WriteTxnMarkers as i16), OTHER);
+        assert_eq!(api_index(ApiKey::DescribeProducers as i16), OTHER);
         assert_eq!(api_name(OTHER), "other");
     }
 

@@ -150,6 +150,7 @@ async fn shard_main(
             .with_context(|| format!("shard {id}: opening the write-ahead ring"))?;
     }
     spawn_detached(inbox.serve(state.clone()));
+    crate::txn::install(&state);
     let opened = state
         .partitions
         .open_owned_partitions()
