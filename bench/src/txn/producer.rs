@@ -151,10 +151,15 @@ pub fn txn_producer(
                     txn.begin(t0);
                 }
                 Step::Send(kind) => {
-                    if stop || budget_spent(&st) {
+                    // At the end of the run a closed-loop producer finishes
+                    // the transaction it is in (every committed transaction
+                    // has its planned size); an open-loop one stops on
+                    // schedule and commits what was acknowledged.
+                    let stop_now = stop && sched.is_some();
+                    if stop_now || budget_spent(&st) {
                         txn.closing = true;
                         finished = true;
-                        if stop {
+                        if stop_now {
                             record_unsent(sched, next_record, full_records, &st);
                         }
                         continue;

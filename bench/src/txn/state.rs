@@ -138,7 +138,8 @@ pub struct Txn {
     pub acked_records: u64,
     /// A Produce request of this transaction failed: send no more, abort.
     pub failed: bool,
-    /// The run is ending: send no more, commit what was sent.
+    /// Stop sending (an open-loop run ended, or --messages is spent):
+    /// commit what was acknowledged.
     pub closing: bool,
 }
 
