@@ -134,6 +134,24 @@ pub struct RunArgs {
     /// topics), e.g. 1MiB, to force frequent segment rolls
     #[arg(long, value_parser = parse_size)]
     pub segment_bytes: Option<usize>,
+    /// produce: write in transactions as this transactional id (Kafka's
+    /// transaction protocol version 1; one transactional producer per
+    /// connection, `ID-0`, `ID-1`... when there are several); needs --acks
+    /// all, and --txn-records and/or --txn-interval-ms. Produced counts
+    /// committed records only; at most 5 requests in flight, as Kafka
+    /// allows idempotent producers
+    #[arg(long)]
+    pub transactional_id: Option<String>,
+    /// Records per transaction (over the connection's partitions), e.g. 1000, 10k
+    #[arg(long, value_parser = parse_count)]
+    pub txn_records: Option<u64>,
+    /// Commit interval: a transaction commits once open this long (ms),
+    /// or at --txn-records, whichever comes first
+    #[arg(long)]
+    pub txn_interval_ms: Option<u64>,
+    /// transaction.timeout.ms given to InitProducerId
+    #[arg(long, default_value_t = 60_000)]
+    pub txn_timeout_ms: i32,
     /// Target messages per second (open loop, e.g. 100k); default: unthrottled
     #[arg(long, value_parser = parse_count)]
     pub rate: Option<u64>,
@@ -290,6 +308,36 @@ impl RunArgs {
             )
     }
 
+    /// The transactional settings, when --transactional-id is given.
+    pub fn txn(&self) -> Result<Option<crate::txn::TxnCfg>> {
+        let Some(id) = &self.transactional_id else {
+            if self.txn_records.is_some() || self.txn_interval_ms.is_some() {
+                bail!("--txn-records and --txn-interval-ms need --transactional-id");
+            }
+            return Ok(None);
+        };
+        if id.is_empty() {
+            bail!("--transactional-id must not be empty");
+        }
+        if self.acks != -1 {
+            bail!(
+                "transactional producers are idempotent, which Kafka allows only with --acks all"
+            );
+        }
+        if self.txn_records.is_none() && self.txn_interval_ms.is_none() {
+            bail!("--transactional-id needs --txn-records N and/or --txn-interval-ms MS");
+        }
+        if self.txn_records == Some(0) || self.txn_interval_ms == Some(0) {
+            bail!("--txn-records and --txn-interval-ms must be above 0");
+        }
+        Ok(Some(crate::txn::TxnCfg {
+            transactional_id: id.clone(),
+            txn_records: self.txn_records,
+            interval: self.txn_interval_ms.map(Duration::from_millis),
+            timeout_ms: self.txn_timeout_ms,
+        }))
+    }
+
     pub fn acks_name(&self) -> &'static str {
         match self.acks {
             0 => "0",
@@ -364,5 +412,56 @@ mod tests {
         assert!(!a.pin && a.json);
         assert_eq!(a.warmup, Duration::from_secs(2));
         assert_eq!(a.batch_records(), 512 * 1024 / (1024 + 12));
+        assert!(a.txn().unwrap().is_none());
+    }
+
+    fn produce_args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["shardline-bench", "produce"];
+        argv.extend_from_slice(extra);
+        let Command::Produce(a) = Cli::try_parse_from(argv).unwrap().cmd else {
+            panic!("not produce")
+        };
+        a
+    }
+
+    #[test]
+    fn transactional_flags_are_checked_together() {
+        let a = produce_args(&[
+            "--transactional-id",
+            "tx",
+            "--txn-records",
+            "10k",
+            "--txn-interval-ms",
+            "100",
+            "--acks",
+            "all",
+        ]);
+        let t = a.txn().unwrap().unwrap();
+        assert_eq!(t.transactional_id, "tx");
+        assert_eq!(t.txn_records, Some(10_000));
+        assert_eq!(t.interval, Some(Duration::from_millis(100)));
+        assert_eq!(t.timeout_ms, 60_000);
+        assert_eq!(t.id_of(0, 1), "tx");
+        assert_eq!(t.id_of(2, 3), "tx-2");
+        // acks=all is required, and a way to end a transaction.
+        assert!(
+            produce_args(&["--transactional-id", "tx", "--txn-records", "10"])
+                .txn()
+                .is_err()
+        );
+        assert!(produce_args(&["--transactional-id", "tx", "--acks", "all"])
+            .txn()
+            .is_err());
+        assert!(produce_args(&["--txn-records", "10"]).txn().is_err());
+        assert!(produce_args(&[
+            "--transactional-id",
+            "tx",
+            "--acks",
+            "all",
+            "--txn-records",
+            "0"
+        ])
+        .txn()
+        .is_err());
     }
 }

@@ -18,6 +18,7 @@ mod report;
 mod run;
 mod soak;
 mod soak_report;
+mod txn;
 
 use clap::Parser;
 

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::args::{From, RunArgs};
 use crate::churn::{churn, ChurnCfg, ChurnReport, ChurnStats};
@@ -18,6 +18,9 @@ use crate::produce::{producer, ProduceCfg};
 use crate::rate::now_ns;
 use crate::report::{Config, Point, Report, SideReport};
 use crate::run::{join_all, pin, Monitor, RunState, Snapshot};
+use crate::txn::coordinator::Coordinator;
+use crate::txn::producer::txn_producer;
+use crate::txn::{TxnReport, MAX_IN_FLIGHT};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {
@@ -48,12 +51,29 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
         .map(|n| ("segment.bytes".to_string(), n.to_string()))
         .into_iter()
         .collect();
+    let tcfg = a.txn()?.map(Arc::new);
+    if tcfg.is_some() && mode != Mode::Produce {
+        bail!("--transactional-id works with produce only");
+    }
     let limits = a.limits_json.as_deref().map(Limits::load).transpose()?;
     let mut boot = connect_bootstrap(&a.bootstrap)?;
     let create = a.create_topic.then_some(&configs[..]);
     let parts = topic_parts(&mut boot, &a.topic, a.partitions, create)?;
     drop(boot);
     let mut notes = Vec::new();
+    let passign = assign(&parts, a.connections, true);
+    // Transactional producers take their producer ids before the clock
+    // starts (a fresh Kafka creates its transaction log then); a broker that
+    // refuses ends the run here, with its error.
+    let mut coords: Vec<Option<Coordinator>> = Vec::new();
+    if let Some(t) = &tcfg {
+        for i in 0..passign.len() {
+            let id = t.id_of(i, passign.len());
+            let c = Coordinator::connect(&a.bootstrap, &id, t.timeout_ms)
+                .with_context(|| format!("transactional producer {id}"))?;
+            coords.push(Some(c));
+        }
+    }
 
     let warmup_end = now_ns() + a.warmup.as_nanos() as u64;
     let st = Arc::new(RunState::new(
@@ -97,7 +117,6 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
     }
 
     let mut producers: Workers = Vec::new();
-    let passign = assign(&parts, a.connections, true);
     let per_conn = passign.iter().map(|(_, ps)| ps.len()).max().unwrap_or(1);
     let pcfg = Arc::new(ProduceCfg::from_args(
         a,
@@ -109,9 +128,14 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
         for (i, (addr, ps)) in passign.into_iter().enumerate() {
             let (cfg, st, pin_on, n) = (pcfg.clone(), st.clone(), a.pin, thread_no);
             thread_no += 1;
+            let seed = i as u64 + 1;
+            let txn = tcfg.clone().zip(coords.get_mut(i).and_then(Option::take));
             producers.push(std::thread::spawn(move || {
                 pin(pin_on, n);
-                producer(addr, ps, cfg, st, i as u64 + 1)
+                match txn {
+                    Some((t, coord)) => txn_producer(addr, ps, cfg, t, coord, st, seed),
+                    None => producer(addr, ps, cfg, st, seed),
+                }
             }));
         }
     }
@@ -221,6 +245,33 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
         }
         s
     });
+    let txn = tcfg.as_ref().zip(p_end).map(|(t, e)| {
+        TxnReport::new(
+            t,
+            coords.len(),
+            &st.txn,
+            e.p_txns.saturating_sub(base.p_txns),
+            e.p_msgs.saturating_sub(base.p_msgs),
+            produce.as_ref().map_or(0.0, |s| s.measured_seconds),
+        )
+    });
+    if let Some(t) = &tcfg {
+        notes.push(format!(
+            "transactional ({}): produced counts the records of committed transactions; request latency is per Produce request, commit latency the EndTxn round trip",
+            match (t.txn_records, t.interval) {
+                (Some(n), Some(i)) => format!("{n} records or {} ms per transaction", i.as_millis()),
+                (Some(n), None) => format!("{n} records per transaction"),
+                (None, Some(i)) => format!("a commit every {} ms", i.as_millis()),
+                (None, None) => unreachable!("checked by RunArgs::txn"),
+            }
+        ));
+        if a.in_flight > MAX_IN_FLIGHT {
+            notes.push(format!(
+                "transactional producers keep at most {MAX_IN_FLIGHT} requests in flight (Kafka's limit for idempotence), not {}",
+                a.in_flight
+            ));
+        }
+    }
     let churn = churn_cfg.as_ref().map(|cfg| {
         let p = produce.as_ref();
         ChurnReport::new(
@@ -274,6 +325,7 @@ pub fn run(mode: Mode, a: &RunArgs) -> Result<Report> {
         produce,
         consume,
         churn,
+        txn,
         failed_messages: st.produce_failed.load(Relaxed),
         unsent_messages: st.produce_unsent.load(Relaxed),
         errors_total: errors.values().sum(),

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Result;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, ProduceRequest, ProduceResponse, TopicName, TransactionalId,
+};
 
 use shardline_record::{BatchTemplate, Compression};
 
@@ -18,6 +20,7 @@ use crate::payload;
 use crate::rate::{latencies, now_ns, Schedule};
 use crate::run::RunState;
 
+#[derive(Clone)]
 pub struct ProduceCfg {
     pub topic: String,
     pub acks: i16,
@@ -30,6 +33,8 @@ pub struct ProduceCfg {
     pub rate_per_conn: Option<f64>,
     /// e2e: write the send time into each value (costs a re-encode).
     pub stamp: bool,
+    /// The transactional id Produce requests carry (transactional producers).
+    pub transactional_id: Option<String>,
 }
 
 impl ProduceCfg {
@@ -53,6 +58,7 @@ impl ProduceCfg {
             codec: a.compression,
             rate_per_conn,
             stamp,
+            transactional_id: None,
         }
     }
 }
@@ -64,6 +70,11 @@ pub fn build_frame(
     out: &mut BytesMut,
 ) -> Result<()> {
     let req = ProduceRequest::default()
+        .with_transactional_id(
+            cfg.transactional_id
+                .as_deref()
+                .map(|id| TransactionalId(sb(id))),
+        )
         .with_acks(cfg.acks)
         .with_timeout_ms(cfg.timeout_ms)
         .with_topic_data(vec![TopicProduceData::default()

@@ -12,6 +12,7 @@ use crate::histogram::LatencySummary;
 use crate::limits::Limits;
 use crate::proc_stats::BrokerStats;
 use crate::run::fmt_us;
+use crate::txn::TxnReport;
 
 /// Counters as (messages, payload bytes) at a time (ns).
 #[derive(Debug, Clone, Copy, Default)]
@@ -140,6 +141,9 @@ pub struct Report {
     /// `--admin-churn`: what the side connection did, and the produce
     /// p99.99 in its window.
     pub churn: Option<ChurnReport>,
+    /// `--transactional-id`: transactions committed and aborted, per
+    /// second, commit latency. (`produce` then counts committed records.)
+    pub txn: Option<TxnReport>,
     /// Same as produce.messages / consume.messages, for scripts.
     pub produced: Option<u64>,
     pub consumed: Option<u64>,
@@ -185,7 +189,12 @@ impl Report {
             c.compression,
             c.rate.map_or("unthrottled".to_string(), |r| format!("{r} msg/s")),
         );
-        for (name, side) in [("produced", &self.produce), ("consumed", &self.consume)] {
+        let produced = if self.txn.is_some() {
+            "produced (committed)"
+        } else {
+            "produced"
+        };
+        for (name, side) in [(produced, &self.produce), ("consumed", &self.consume)] {
             let Some(r) = side else { continue };
             s += &format!(
                 "{name}: {} msgs ({:.1} MB); measured {:.2} s: {:.0} msgs/s, {:.1} MB/s",
@@ -199,7 +208,7 @@ impl Report {
                 s += &format!(" ({p:.1}% of host limit)");
             }
             s += "\n";
-            let what = if name == "produced" {
+            let what = if name.starts_with("produced") {
                 "request latency"
             } else {
                 "end-to-end latency"
@@ -213,6 +222,9 @@ impl Report {
                     latency_line(l)
                 );
             }
+        }
+        if let Some(t) = &self.txn {
+            s += &txn_text(t);
         }
         if let Some(c) = &self.churn {
             s += &churn_text(c);
@@ -278,6 +290,42 @@ fn churn_text(c: &ChurnReport) -> String {
     s
 }
 
+fn txn_text(t: &TxnReport) -> String {
+    let mut s = format!(
+        "transactions: {} committed, {} aborted ({} records); measured {} at {:.1} txn/s, {:.0} records/txn ({} producer(s), id {})\n",
+        t.committed_transactions,
+        t.aborted_transactions,
+        t.aborted_records,
+        t.measured_transactions,
+        t.transactions_per_sec,
+        t.records_per_transaction,
+        t.producers,
+        t.transactional_id,
+    );
+    for (what, l) in [
+        ("commit (EndTxn) latency", &t.commit_latency_us),
+        (
+            "begin (AddPartitionsToTxn, retries included) latency",
+            &t.begin_latency_us,
+        ),
+        (
+            "transaction latency (begin to commit answered)",
+            &t.transaction_latency_us,
+        ),
+    ] {
+        if let Some(l) = l {
+            s += &format!("  {what}: {}\n", latency_line(l));
+        }
+    }
+    if t.coordinator_retries > 0 || t.new_epochs > 0 {
+        s += &format!(
+            "  coordinator retries (CONCURRENT_TRANSACTIONS and the like): {}; new producer epochs after aborts: {}\n",
+            t.coordinator_retries, t.new_epochs
+        );
+    }
+    s
+}
+
 fn latency_line(l: &LatencySummary) -> String {
     format!(
         "p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {} (n={})",
@@ -329,6 +377,7 @@ mod tests {
             produce: Some(side),
             consume: None,
             churn: None,
+            txn: None,
             consumed: None,
             failed_messages: 200,
             unsent_messages: 0,
@@ -389,6 +438,49 @@ mod tests {
         assert!(t.contains("NOT_LEADER_OR_FOLLOWER=2"), "{t}");
         assert!(t.contains("p99.99"), "{t}");
         assert!(t.contains("1000 msgs/s"), "{t}");
+    }
+
+    #[test]
+    fn transactions_are_reported_in_text_and_json() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stats = crate::txn::TxnStats::default();
+        stats.committed.store(120, Relaxed);
+        stats.aborted.store(1, Relaxed);
+        stats.aborted_records.store(50, Relaxed);
+        for ms in 1..=100u64 {
+            stats.commit.record(ms * 1_000_000);
+        }
+        stats.begin.record(3_000_000);
+        let cfg = crate::txn::TxnCfg {
+            transactional_id: "tx".into(),
+            txn_records: Some(1000),
+            interval: None,
+            timeout_ms: 60_000,
+        };
+        let mut r = report();
+        r.txn = Some(TxnReport::new(&cfg, 1, &stats, 100, 100_000, 10.0));
+        let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+        let t = &v["txn"];
+        assert_eq!(t["committed_transactions"], 120);
+        assert_eq!(t["aborted_transactions"], 1);
+        assert_eq!(t["measured_transactions"], 100);
+        assert_eq!(t["transactions_per_sec"], 10.0);
+        assert_eq!(t["records_per_transaction"], 1000.0);
+        assert_eq!(t["txn_records"], 1000);
+        assert!(t["txn_interval_ms"].is_null());
+        assert_eq!(t["commit_latency_us"]["count"], 100);
+        assert!((t["commit_latency_us"]["p50_us"].as_f64().unwrap() - 50_000.0).abs() < 100.0);
+        assert!((t["commit_latency_us"]["p99_us"].as_f64().unwrap() - 99_000.0).abs() < 100.0);
+        assert!(t["commit_latency_us"].get("p999_us").is_some());
+        assert_eq!(t["begin_latency_us"]["count"], 1);
+        assert!(t["transaction_latency_us"].is_null());
+        let text = r.text();
+        assert!(text.contains("produced (committed): 10500 msgs"), "{text}");
+        assert!(
+            text.contains("transactions: 120 committed, 1 aborted (50 records); measured 100 at 10.0 txn/s, 1000 records/txn"),
+            "{text}"
+        );
+        assert!(text.contains("commit (EndTxn) latency: p50 50"), "{text}");
     }
 
     #[test]

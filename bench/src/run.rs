@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::histogram::SharedHist;
 use crate::rate::now_ns;
+use crate::txn::TxnStats;
 
 /// Counters and latency for one direction (produce or consume).
 #[derive(Default)]
@@ -54,6 +55,9 @@ pub struct RunState {
     /// so duplicates would show as consumed > produced.)
     cap_consumed: bool,
     pub errors: Mutex<BTreeMap<String, u64>>,
+    /// Transactional producers: transactions, commit latency. (Their
+    /// `produce` side counts records of committed transactions only.)
+    pub txn: TxnStats,
 }
 
 impl RunState {
@@ -75,6 +79,7 @@ impl RunState {
             consume_target: AtomicU64::new(consume_target.unwrap_or(u64::MAX)),
             cap_consumed: consume_target.is_some(),
             errors: Mutex::new(BTreeMap::new()),
+            txn: TxnStats::default(),
         }
     }
 
@@ -114,6 +119,7 @@ impl RunState {
             ns: now_ns(),
             p_msgs: self.produce.msgs.load(Relaxed),
             p_bytes: self.produce.bytes.load(Relaxed),
+            p_txns: self.txn.committed.load(Relaxed),
             c_msgs: self.consume.msgs.load(Relaxed),
             c_bytes: self.consume.bytes.load(Relaxed),
         }
@@ -125,6 +131,8 @@ pub struct Snapshot {
     pub ns: u64,
     pub p_msgs: u64,
     pub p_bytes: u64,
+    /// Committed transactions.
+    pub p_txns: u64,
     pub c_msgs: u64,
     pub c_bytes: u64,
 }
@@ -228,6 +236,13 @@ impl Monitor {
                     (s.p_msgs - self.last.p_msgs) as f64 / dt,
                     (s.p_bytes - self.last.p_bytes) as f64 / dt / 1e6,
                     fmt_us(st.produce.hist.quantile_us(0.99)),
+                );
+            }
+            if s.p_txns > 0 {
+                line += &format!(
+                    " | {:>7.1} txn/s commit p99 {}",
+                    (s.p_txns - self.last.p_txns) as f64 / dt,
+                    fmt_us(st.txn.commit.quantile_us(0.99)),
                 );
             }
             if s.c_msgs > 0 || self.last.c_msgs > 0 {

@@ -241,6 +241,7 @@ fn producer(s: &Shared, addr: &str, a: &SoakArgs) -> Result<()> {
         codec: Compression::None,
         rate_per_conn: Some(a.rate as f64),
         stamp: true,
+        transactional_id: None,
     };
     let mut conn = conn::connect(addr)?;
     let mut template = payload::template(1, a.message_size, Compression::None, 7)?;
