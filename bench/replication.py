@@ -274,6 +274,10 @@ def main():
         finally:
             s.stop()
     (work / "results.json").write_text(json.dumps(results, indent=1))
+    # The brokers' data (tens of GB after a full run) is not kept.
+    for d in work.iterdir():
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
     Path(a.out).write_text(markdown(results, rate, duration))
     print(Path(a.out).read_text())
 

@@ -337,6 +337,10 @@ def main():
             "partitions": PARTITIONS, "duration": duration, "warmup": warmup,
             "warm_up_for": warm_for}
     (WORK / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    # The brokers' data (tens of GB after a full run) is not kept.
+    for d in WORK.iterdir():
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
     Path(a.out).write_text(markdown(results, meta))
     print(Path(a.out).read_text())
 

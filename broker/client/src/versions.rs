@@ -38,6 +38,11 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::UnregisterBroker, 0, 0),
     (ApiKey::AlterPartitionReassignments, 0, 0),
+    // Transactions, version 1 flow (the bench's transactional producer):
+    // above these are transaction version 2 or broker-to-broker only.
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
 ];
 
 /// Our version range for `key`, if this client speaks it at all.
