@@ -126,16 +126,19 @@ fn parse_subscription(mut b: &[u8]) -> Option<Vec<String>> {
 }
 
 impl Coordinator {
-    /// Commit offsets for a group; one error for the whole request (the
-    /// checks are per group). The records are durable before this returns.
-    pub async fn commit(
+    /// The checks of an OffsetCommit or TxnOffsetCommit, in Kafka's order:
+    /// a consumer-protocol group's member, a classic group's member and
+    /// generation, or (generation -1, no such group) a new "simple" group,
+    /// which is created here. `heartbeat`: a member's commit proves it
+    /// alive. `Err` is the error for the whole request.
+    pub(super) fn admit_commit(
         &self,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
-        entries: Vec<CommitEntry>,
-    ) -> i16 {
+        heartbeat: bool,
+    ) -> Result<(), i16> {
         let now = self.now();
         let consumer_check = self.consumer_commit_check(group_id, member_id, generation);
         let creates = consumer_check.is_none()
@@ -144,7 +147,7 @@ impl Coordinator {
         if creates && self.groups_full().is_some() {
             // OffsetCommit has no code for "no room"; clients raise this
             // one as an error with its text (librdkafka: test_limits.py).
-            return ResponseError::GroupMaxSizeReached.code();
+            return Err(ResponseError::GroupMaxSizeReached.code());
         }
         {
             let mut groups = self.groups.borrow_mut();
@@ -153,7 +156,7 @@ impl Coordinator {
                 _ if consumer_check.is_some() => consumer_check.unwrap_or(0),
                 Some(g) => {
                     let e = g.check_commit(member_id, instance_id, generation);
-                    if e == 0 {
+                    if e == 0 && heartbeat {
                         // A commit proves the member alive, as a heartbeat.
                         if let Some(m) = g.members.get_mut(member_id) {
                             m.last_heartbeat = now;
@@ -168,11 +171,28 @@ impl Coordinator {
                 None => ResponseError::IllegalGeneration.code(),
             };
             if error != 0 {
-                return error;
+                return Err(error);
             }
         }
         if creates {
             self.publish_group_count();
+        }
+        Ok(())
+    }
+
+    /// Commit offsets for a group; one error for the whole request (the
+    /// checks are per group). The records are durable before this returns.
+    pub async fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        entries: Vec<CommitEntry>,
+    ) -> i16 {
+        let now = self.now();
+        if let Err(e) = self.admit_commit(group_id, member_id, instance_id, generation, true) {
+            return e;
         }
         let committed: Vec<CommittedOffset> = entries
             .iter()

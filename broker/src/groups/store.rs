@@ -58,6 +58,18 @@ struct OffsetValue {
     commit_timestamp: i64,
 }
 
+impl OffsetValue {
+    fn committed(self, log_offset: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: self.offset,
+            leader_epoch: self.leader_epoch,
+            metadata: self.metadata,
+            commit_timestamp: self.commit_timestamp,
+            log_offset,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct MemberValue {
     id: String,
@@ -303,17 +315,7 @@ pub fn apply(
             Some(v) => {
                 let v: OffsetValue = serde_json::from_slice(&v).map_err(bad_value)?;
                 let group = groups.entry(g.clone()).or_insert_with(|| Group::new(g, ts));
-                group.apply_offset(
-                    t,
-                    p,
-                    CommittedOffset {
-                        offset: v.offset,
-                        leader_epoch: v.leader_epoch,
-                        metadata: v.metadata,
-                        commit_timestamp: v.commit_timestamp,
-                        log_offset,
-                    },
-                );
+                group.apply_offset(t, p, v.committed(log_offset));
             }
             None => {
                 if let Some(group) = groups.get_mut(&g) {
@@ -335,16 +337,11 @@ pub fn apply(
             Some(v) => {
                 let v: OffsetValue = serde_json::from_slice(&v).map_err(bad_value)?;
                 let group = groups.entry(g.clone()).or_insert_with(|| Group::new(g, ts));
-                group.pending_txn.entry(pid).or_default().insert(
-                    (t, p),
-                    CommittedOffset {
-                        offset: v.offset,
-                        leader_epoch: v.leader_epoch,
-                        metadata: v.metadata,
-                        commit_timestamp: v.commit_timestamp,
-                        log_offset,
-                    },
-                );
+                group
+                    .pending_txn
+                    .entry(pid)
+                    .or_default()
+                    .insert((t, p), v.committed(log_offset));
             }
             None => {
                 if let Some(group) = groups.get_mut(&g) {

@@ -65,30 +65,8 @@ impl Coordinator {
         entries: Vec<CommitEntry>,
     ) -> i16 {
         let now = self.now();
-        let consumer_check = self.consumer_commit_check(group_id, member_id, generation);
-        let creates = consumer_check.is_none()
-            && generation < 0
-            && !self.groups.borrow().contains_key(group_id);
-        if creates && self.groups_full().is_some() {
-            return ResponseError::GroupMaxSizeReached.code();
-        }
-        {
-            let mut groups = self.groups.borrow_mut();
-            let error = match groups.get_mut(group_id) {
-                _ if consumer_check.is_some() => consumer_check.unwrap_or(0),
-                Some(g) => g.check_commit(member_id, instance_id, generation),
-                None if generation < 0 => {
-                    groups.insert(group_id.to_string(), Group::new(group_id.to_string(), now));
-                    0
-                }
-                None => ResponseError::IllegalGeneration.code(),
-            };
-            if error != 0 {
-                return error;
-            }
-        }
-        if creates {
-            self.publish_group_count();
+        if let Err(e) = self.admit_commit(group_id, member_id, instance_id, generation, false) {
+            return e;
         }
         let committed: Vec<CommittedOffset> = entries
             .iter()
