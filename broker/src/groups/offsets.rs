@@ -16,6 +16,19 @@ pub struct CommitEntry {
     pub metadata: String,
 }
 
+impl CommitEntry {
+    /// The offset as committed at `now` (its log position set on append).
+    pub fn committed(&self, now: i64) -> CommittedOffset {
+        CommittedOffset {
+            offset: self.offset,
+            leader_epoch: self.leader_epoch,
+            metadata: self.metadata.clone(),
+            commit_timestamp: now,
+            log_offset: 0,
+        }
+    }
+}
+
 /// Committed offsets of some partitions: (topic, [(partition, offset)]).
 pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
@@ -194,16 +207,7 @@ impl Coordinator {
         if let Err(e) = self.admit_commit(group_id, member_id, instance_id, generation, true) {
             return e;
         }
-        let committed: Vec<CommittedOffset> = entries
-            .iter()
-            .map(|e| CommittedOffset {
-                offset: e.offset,
-                leader_epoch: e.leader_epoch,
-                metadata: e.metadata.clone(),
-                commit_timestamp: now,
-                log_offset: 0,
-            })
-            .collect();
+        let committed: Vec<CommittedOffset> = entries.iter().map(|e| e.committed(now)).collect();
         let records: Vec<store::Entry> = entries
             .iter()
             .zip(&committed)

@@ -68,16 +68,7 @@ impl Coordinator {
         if let Err(e) = self.admit_commit(group_id, member_id, instance_id, generation, false) {
             return e;
         }
-        let committed: Vec<CommittedOffset> = entries
-            .iter()
-            .map(|e| CommittedOffset {
-                offset: e.offset,
-                leader_epoch: e.leader_epoch,
-                metadata: e.metadata.clone(),
-                commit_timestamp: now,
-                log_offset: 0,
-            })
-            .collect();
+        let committed: Vec<CommittedOffset> = entries.iter().map(|e| e.committed(now)).collect();
         let records: Vec<store::Entry> = entries
             .iter()
             .zip(&committed)
