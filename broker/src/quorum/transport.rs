@@ -37,6 +37,13 @@ const MAX_CONNECTIONS: usize = 256;
 const PEER_QUEUE: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Sent data unacknowledged this long drops the connection (TCP_USER_TIMEOUT).
+/// Raft's messages are small: across a cut link every write still fits in
+/// the send buffer and succeeds while the kernel retransmits with a backoff
+/// that doubles up to two minutes, so a healed peer would hear nothing for
+/// that long. Failing the connection instead makes the next batch reconnect,
+/// which succeeds as soon as the link is back.
+const UNACKED_TIMEOUT: Duration = Duration::from_secs(2);
 const IDLE: Duration = Duration::from_secs(120);
 const CLIENT_ID: &str = "shardline-quorum";
 
@@ -180,12 +187,32 @@ fn connect(addr: &str) -> std::io::Result<TcpStream> {
             Ok(s) => {
                 s.set_nodelay(true)?;
                 s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                set_user_timeout(&s, UNACKED_TIMEOUT)?;
                 return Ok(s);
             }
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} resolves to nothing"))))
+}
+
+fn set_user_timeout(s: &TcpStream, timeout: Duration) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ms = libc::c_uint::try_from(timeout.as_millis()).unwrap_or(libc::c_uint::MAX);
+    // SAFETY: a valid socket fd and a c_uint option of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            (&ms as *const libc::c_uint).cast(),
+            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A size-prefixed frame of raft messages: header v1, then the archive.
