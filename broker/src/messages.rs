@@ -15,8 +15,8 @@ use shard::mesh::Service;
 
 use crate::controller;
 use crate::handlers::{
-    cluster, configs, consumer_groups, delete_records, fetch, groups, list_offsets, offsets,
-    produce, txn, txn_admin, txn_markers, txn_offsets,
+    cluster, configs, consumer_groups, delete_records, describe_producers, fetch, groups,
+    list_offsets, offsets, produce, txn, txn_admin, txn_markers, txn_offsets,
 };
 use crate::partitions::PartitionAdmin;
 use crate::routing::{run_batch, Batched, PartitionWork};
@@ -137,6 +137,7 @@ partition_work! {
     DeleteRecords(delete_records::DeleteBefore),
     LogDirs(cluster::LogDirSizes),
     LeaderEpoch(cluster::EpochEnd),
+    Producers(describe_producers::ProducersOf),
 }
 
 /// A request to one shard that one type answers: its fields are the

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod configs;
 pub mod consumer_groups;
 pub mod delete_records;
+pub mod describe_producers;
 pub mod errors;
 pub mod fetch;
 pub mod fetch_encode;
@@ -112,6 +113,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The version a request is decoded as when kafka-protocol (0.15) lacks
@@ -495,6 +497,9 @@ async fn dispatch(
         ),
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(txn_admin::list_transactions(state, ctx, r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(state, ctx, r).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(state, ctx, r).await)

@@ -40,7 +40,7 @@ pub use offsets::UNBOUNDED;
 pub use partition::{AckLevel, AppendInfo, LogOffsets, PartitionLog};
 pub use reader::ReadOutcome;
 pub use replica::HighWatermarkWait;
-pub use txn::TxnMarker;
+pub use txn::{ActiveProducer, TxnMarker};
 pub use txn_index::AbortedTxn;
 
 #[cfg(test)]

@@ -33,6 +33,18 @@ pub struct TxnMarker {
     pub transaction_version: i16,
 }
 
+/// One producer's state in a partition, as DescribeProducers reports it
+/// (-1 where there is none: no batch kept, no marker, no open transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    pub current_txn_start_offset: i64,
+}
+
 impl Inner {
     /// After the high watermark moved, or the transactions changed:
     /// transactions whose marker is below the high watermark are stable,
@@ -140,6 +152,30 @@ impl PartitionLog {
             .borrow()
             .producers
             .has_ongoing_transaction(producer_id, epoch)
+    }
+
+    /// Every producer the partition keeps state for (Kafka's
+    /// `activeProducers`, answered by DescribeProducers), by producer id.
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        let inner = self.inner.borrow();
+        let mut out: Vec<ActiveProducer> = inner
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| ActiveProducer {
+                producer_id,
+                producer_epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: if e.batches.is_empty() && e.last_timestamp == 0 {
+                    -1
+                } else {
+                    e.last_timestamp
+                },
+                coordinator_epoch: e.coordinator_epoch,
+                current_txn_start_offset: e.current_txn_first_offset.unwrap_or(-1),
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
     }
 
     /// Open transactions, oldest first: (first offset, producer id)

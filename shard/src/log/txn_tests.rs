@@ -590,3 +590,48 @@ fn aborted_and_open_records_never_supersede_committed_ones_in_compaction() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn active_producers_report_sequences_open_transactions_and_marker_epochs() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = open(&path, small_config()).await;
+        assert!(log.active_producers().is_empty());
+        put(&log, plain_batch(5, 0, 0, "a")).await;
+        put(&log, txn_batch(9, 2, 0, 3, "b")).await;
+        put(&log, txn_batch(9, 2, 3, 2, "b")).await;
+        let before = log.active_producers();
+        assert_eq!(
+            before,
+            vec![
+                ActiveProducer {
+                    producer_id: 5,
+                    producer_epoch: 0,
+                    last_sequence: 0,
+                    last_timestamp: 1_000,
+                    coordinator_epoch: -1,
+                    current_txn_start_offset: -1,
+                },
+                ActiveProducer {
+                    producer_id: 9,
+                    producer_epoch: 2,
+                    last_sequence: 4,
+                    last_timestamp: 1_002, // the first batch's newest record
+                    coordinator_epoch: -1,
+                    current_txn_start_offset: 1,
+                },
+            ]
+        );
+        end(&log, marker(9, 2, TxnResult::Abort, 7)).await;
+        let after = log.active_producers();
+        assert_eq!(after[1].current_txn_start_offset, -1);
+        assert_eq!(after[1].coordinator_epoch, 7);
+        assert_eq!(after[1].last_sequence, 4, "a marker has no sequence");
+        // The same state after a reopen (rebuilt from the log or snapshot).
+        log.close().await.unwrap();
+        let log = open(&path, small_config()).await;
+        assert_eq!(log.active_producers(), after);
+        log.close().await.unwrap();
+    });
+}

@@ -87,6 +87,18 @@ pub fn sample_request(key: ApiKey, v: i16) -> Option<RequestKind> {
         ApiKey::ListTransactions => RequestKind::ListTransactions(
             ListTransactionsRequest::default().with_duration_filter(-1),
         ),
+        // The test topic's partition 0, one it does not have, and a name
+        // no topic may have.
+        ApiKey::DescribeProducers => {
+            RequestKind::DescribeProducers(DescribeProducersRequest::default().with_topics(vec![
+                describe_producers_request::TopicRequest::default()
+                    .with_name(TopicName(s("t")))
+                    .with_partition_indexes(vec![0, 99]),
+                describe_producers_request::TopicRequest::default()
+                    .with_name(TopicName(s("no/such")))
+                    .with_partition_indexes(vec![0]),
+            ]))
+        }
         _ => return None,
     })
 }
@@ -129,6 +141,11 @@ pub fn errors_of(resp: &ResponseKind) -> Option<Vec<i16>> {
             r.transaction_states.iter().map(|t| t.error_code).collect()
         }
         ResponseKind::ListTransactions(r) => vec![r.error_code],
+        ResponseKind::DescribeProducers(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect(),
         _ => return None,
     })
 }
@@ -144,6 +161,11 @@ pub fn expected(key: ApiKey) -> Option<Vec<i16>> {
         // The group's partition cannot be verified with no coordinator:
         // the retriable answer.
         ApiKey::TxnOffsetCommit => vec![ResponseError::CoordinatorLoadInProgress.code()],
+        ApiKey::DescribeProducers => vec![
+            0,
+            ResponseError::UnknownTopicOrPartition.code(),
+            ResponseError::InvalidTopicException.code(),
+        ],
         _ => return None,
     })
 }
