@@ -9,6 +9,12 @@ What it keeps going, all at once:
     (min.insync.replicas=2), and a consumer group reading it back:
     every acknowledged number must be consumed, and none twice per partition
     beyond what a redelivery after a group rebalance explains;
+  * a trickle of transactions (SOAK_TXN=1, default): a transactional
+    producer writes 5 numbered messages per transaction over the 3
+    partitions of `soak-txn` (RF 3), commits four in five and aborts the
+    rest, about 10 transactions a second; a read_committed consumer reads
+    them back: every committed number must be read, no aborted one ever,
+    and a transaction whose commit failed (unknown outcome) all or nothing;
   * idle long-lived connections (admin clients that only refresh metadata
     every few minutes);
   * admin churn: a topic created and deleted every 30 s through a random node;
@@ -41,6 +47,7 @@ from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 TOPIC = "soak"
+TXN_TOPIC = "soak-txn"
 PARTITIONS = 3
 
 
@@ -71,6 +78,11 @@ class Soak:
         self.bounces = 0
         self.moves = 0
         self.move_failed = []
+        # Transactions: value -> its transaction's number; outcome per number.
+        self.txn_values = {}
+        self.txn_outcome = {}  # txn -> "committed" | "aborted" | "unknown"
+        self.txn_seen = {}  # value -> times read (read_committed)
+        self.txn_restarts = 0
         self.stop = threading.Event()
         self.log = open(out / "soak.log", "a", buffering=1)
 
@@ -116,6 +128,98 @@ class Soak:
             with self.lock:
                 self.seen[v] = self.seen.get(v, 0) + 1
         c.close()
+
+    def txn_producer(self):
+        """A transactional producer, initialised (which fences the previous
+        one with the id and completes or aborts what that one left)."""
+        from confluent_kafka import KafkaException
+        while True:
+            p = Producer({"bootstrap.servers": self.bootstrap(), "transactional.id": "soak-txn",
+                          "linger.ms": 5, "transaction.timeout.ms": 60000,
+                          "message.timeout.ms": 60000})
+            try:
+                p.init_transactions(120)
+                return p
+            except KafkaException as e:
+                self.say(f"init_transactions: {e}; again")
+                time.sleep(5)
+
+    def txn_loop(self):
+        from confluent_kafka import KafkaException
+        p = self.txn_producer()
+        n, t = 0, 0
+        while not self.stop.is_set():
+            t += 1
+            values = list(range(n, n + 5))
+            n += 5
+            commit = t % 5 != 0
+            with self.lock:
+                for v in values:
+                    self.txn_values[v] = t
+                self.txn_outcome[t] = "unknown"
+            try:
+                p.begin_transaction()
+                for i, v in enumerate(values):
+                    p.produce(TXN_TOPIC, value=str(v).encode(), partition=i % PARTITIONS)
+                if commit:
+                    p.commit_transaction(60)
+                else:
+                    p.abort_transaction(60)
+                with self.lock:
+                    self.txn_outcome[t] = "committed" if commit else "aborted"
+            except KafkaException as e:
+                self.say(f"transaction {t}: {e}")
+                p = self.txn_recover(p, t, e.args[0])
+            time.sleep(0.1)
+
+    def txn_recover(self, p, t, err):
+        """After a failed transaction: abort it when the client may, else
+        leave its outcome unknown (all or nothing) and start a new producer."""
+        from confluent_kafka import KafkaException
+        if err.txn_requires_abort():
+            try:
+                p.abort_transaction(60)
+                with self.lock:
+                    self.txn_outcome[t] = "aborted"
+                return p
+            except KafkaException as e:
+                self.say(f"transaction {t}: abort failed: {e}")
+        self.txn_restarts += 1
+        del p
+        return self.txn_producer()
+
+    def txn_consume_loop(self):
+        c = Consumer({"bootstrap.servers": self.bootstrap(), "group.id": "soak-txn",
+                      "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                      "isolation.level": "read_committed", "session.timeout.ms": 10000})
+        c.subscribe([TXN_TOPIC])
+        while not self.stop.is_set() or time.monotonic() < self.drain_until:
+            m = c.poll(0.5)
+            if m is None or m.error():
+                continue
+            v = int(m.value())
+            with self.lock:
+                self.txn_seen[v] = self.txn_seen.get(v, 0) + 1
+        c.close()
+
+    def txn_problems(self):
+        """What the read_committed consumer saw against what the producer
+        was told: committed all read, aborted none, unknown all or none."""
+        by_txn = {}
+        for v, t in self.txn_values.items():
+            by_txn.setdefault(t, []).append(v)
+        problems, counts = [], {"committed": 0, "aborted": 0, "unknown": 0}
+        for t, values in by_txn.items():
+            outcome = self.txn_outcome[t]
+            counts[outcome] += 1
+            read = sum(1 for v in values if v in self.txn_seen)
+            if outcome == "committed" and read != len(values):
+                problems.append(f"committed transaction {t}: {read} of {len(values)} read")
+            elif outcome == "aborted" and read:
+                problems.append(f"aborted transaction {t}: {read} of {len(values)} read")
+            elif outcome == "unknown" and read not in (0, len(values)):
+                problems.append(f"transaction {t} of unknown outcome: {read} of {len(values)} read")
+        return problems, counts
 
     def idle_loop(self):
         admins = [AdminClient({"bootstrap.servers": self.bootstrap(),
@@ -237,6 +341,8 @@ class Soak:
             writer.writerow([now, nid, n.starts, rss, threads, fds, f"{cpu:.1f}"])
         with self.lock:
             acked, seen = len(self.acked), len(self.seen)
+        self.say(f"transactions {len(self.txn_outcome)} read {len(self.txn_seen)} "
+                 f"restarts {self.txn_restarts}")
         self.say(f"acked {acked} consumed {seen} delivery_errors {self.delivery_errors} "
                  f"admin ok {self.admin_ok} failed {len(self.admin_failed)} bounces {self.bounces} "
                  f"moves {self.moves} failed {len(self.move_failed)}")
@@ -247,11 +353,18 @@ class Soak:
         a = AdminClient({"bootstrap.servers": self.bootstrap()})
         a.create_topics([NewTopic(TOPIC, PARTITIONS, 3,
                                  config={"min.insync.replicas": "2"})])[TOPIC].result(60)
+        txn = os.environ.get("SOAK_TXN", "1") == "1"
+        if txn:
+            a.create_topics([NewTopic(TXN_TOPIC, PARTITIONS, 3, config={
+                "min.insync.replicas": "2"})])[TXN_TOPIC].result(60)
         self.drain_until = float("inf")
         every = int(os.environ.get("SOAK_BOUNCE_EVERY", "900"))
         how = os.environ.get("SOAK_BOUNCE", "kill")
         threads = [threading.Thread(target=f, daemon=True, name=f.__name__) for f in
                    (self.produce_loop, self.consume_loop, self.idle_loop, self.churn_loop)]
+        if txn:
+            threads += [threading.Thread(target=f, daemon=True, name=f.__name__)
+                        for f in (self.txn_loop, self.txn_consume_loop)]
         threads.append(threading.Thread(target=self.bounce_loop, args=(every, how), daemon=True))
         moves = int(os.environ.get("SOAK_MOVE_EVERY", "300"))
         threads.append(threading.Thread(target=self.move_loop, args=(moves,), daemon=True))
@@ -284,7 +397,11 @@ class Soak:
             problems.append(f"{len(self.move_failed)} replica churn failures (first: {self.move_failed[0]})")
         if self.admin_failed:
             problems.append(f"{len(self.admin_failed)} admin failures (first: {self.admin_failed[0]})")
-        summary = (f"acked {len(self.acked)}, consumed {len(self.seen)}, redelivered {dups}, "
+        txn_problems, txn_counts = self.txn_problems()
+        if txn_problems:
+            problems.append(f"{len(txn_problems)} transaction problems (first: {txn_problems[0]})")
+        summary = (f"transactions {txn_counts}, txn producer restarts {self.txn_restarts}, "
+                   f"acked {len(self.acked)}, consumed {len(self.seen)}, redelivered {dups}, "
                    f"admin ok {self.admin_ok}, bounces {self.bounces}, moves {self.moves}")
         line = f"SOAK PASSED: {summary}" if not problems else \
             f"SOAK FAILED: {'; '.join(problems)} ({summary})"
