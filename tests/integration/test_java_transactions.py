@@ -32,8 +32,9 @@ version gets only the API it has). One JVM per version produces
   a producer epoch one above the previous one (batch headers read with a
   raw Fetch), where older producers keep one epoch.
 
-The same runs on Apache Kafka 4.4 (kafka_ref) for the versions it serves
-(2.1 onwards, KIP-896), as a check of the driver and of the expectations.
+The same runs on Apache Kafka 4.4 (kafka_ref), as a check of the driver
+and of the expectations: all four versions, 0.11 included (KIP-896 left
+the transaction APIs' and 0.11's produce and fetch versions in place).
 """
 
 import itertools
@@ -66,8 +67,8 @@ def vtuple(label):
     return tuple(int(x) for x in VERSIONS[label][1].split(".")[:2])
 
 
-# Versions Apache Kafka 4 serves (KIP-896 set the baseline at 2.1).
-KAFKA_LABELS = [v for v in VERSIONS if vtuple(v) >= (2, 1)]
+# Versions run on Apache Kafka 4.4 too: all of them (see above).
+KAFKA_LABELS = list(VERSIONS)
 
 # Must match Transactions.java.
 ROUNDS = [("commit", "abort"), ("abort", "commit"), ("commit", "commit"), ("abort", "abort")]
@@ -139,10 +140,14 @@ class JavaProc:
         return self.results[cap]
 
     def send(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it ended: wait_cap reports how
 
-    def close(self, timeout=60):
+    def close(self, timeout=30):
+        """Wait for the JVM to end on its own (timeout 0: kill it now)."""
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -267,6 +272,7 @@ class TxnRun:
             f.result(30)
 
         holders, consumers = {}, {}
+        finished = False
         try:
             for p in self.labels:
                 before = scrape_requests(self.metrics_port) if self.metrics_port else None
@@ -314,9 +320,11 @@ class TxnRun:
                 pre = self.prefix(p)
                 self.offsets_after[p] = group_offset(self.bootstrap, f"{pre}-hg", f"{pre}-in")
                 self.ctp_offsets[p] = group_offset(self.bootstrap, f"{pre}-g", f"{pre}-in")
+            finished = True
         finally:
+            # After a failure some JVMs may still wait for a signal: end them.
             for j in list(holders.values()) + list(consumers.values()):
-                j.close(timeout=30)
+                j.close(timeout=30 if finished else 0)
 
     def produce_result(self, label, cap):
         self.get()
@@ -354,12 +362,12 @@ def run(request):
     return request.getfixturevalue("txn_kafka" if request.param == "kafka" else "txn_shardline")
 
 
-def on_brokers(*dims):
-    """Parameters for every label combination on Shardline, and those Kafka
-    serves on Kafka (ids: shardline-..., kafka-...)."""
+def on_brokers(n):
+    """Parameters (broker, label, ...) for every combination of n versions on
+    Shardline and on Kafka (ids: shardline-..., kafka-...)."""
     out = []
     for broker, labels in (("shardline", list(VERSIONS)), ("kafka", KAFKA_LABELS)):
-        for combo in itertools.product(labels, repeat=dims[0]):
+        for combo in itertools.product(labels, repeat=n):
             out.append(pytest.param(broker, *combo, id="-".join((broker,) + combo)))
     return out
 
@@ -440,13 +448,46 @@ def test_read_uncommitted_sees_every_record_and_no_marker(run, producer, consume
     for p in (0, 1):
         offsets = [r["o"] for r in read if r["p"] == p]
         assert offsets == sorted(offsets), f"partition {p} out of order: {offsets}"
-        # The offsets no record has are the markers': one per transaction
-        # (each touched both partitions), of its outcome, in the order the
-        # transactions ended; none was delivered.
+        # The offsets no record has are the markers' (see
+        # test_a_marker_ends_each_transaction): none was delivered.
         batches, hw = data_log(run, producer)[p]
-        markers = [(b[0], b[6]) for b in batches if b[5]]
-        assert sorted(o for o, _ in markers) == sorted(set(range(hw)) - {o for (q, o) in acked if q == p})
-        assert [t for _, t in markers] == [1 if o == "commit" else 0 for r in ROUNDS for o in r]
+        markers = {b[0] for b in batches if b[5]}
+        assert markers and not markers & set(offsets)
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("run,producer", on_brokers(1), indirect=["run"])
+def test_a_marker_ends_each_transaction(run, producer):
+    """In the log (raw Fetch): each producer's records of a transaction, then
+    its marker of the transaction's outcome, before its next transaction's
+    records, in both partitions; the markers fill exactly the offsets that
+    hold no record. (Markers of the two producers may land in either order:
+    EndTxn returns before the coordinator writes them.)"""
+    _, acked = pattern_records(run, producer)
+    for p in (0, 1):
+        batches, hw = data_log(run, producer)[p]
+        who_of, events = {}, []
+        for base, last, pid, _epoch, transactional, control, ctype in batches:
+            assert transactional, batches
+            if control:
+                assert base == last, batches
+                events.append((base, pid, "marker", ctype))
+                continue
+            for o in range(base, last + 1):
+                value, _ = acked[(p, o)]  # KeyError: a record nobody acked
+                tag = value.split("-")[1]  # "a0": producer a, round 0
+                assert who_of.setdefault(pid, tag[0]) == tag[0], (pid, value)
+                events.append((o, pid, "data", int(tag[1:])))
+        assert sorted(o for o, *_ in events) == list(range(hw)), events
+        assert sorted(who_of.values()) == ["a", "b"]
+        for pid, who in who_of.items():
+            want = []
+            for r, outcomes in enumerate(ROUNDS):
+                outcome = outcomes[0] if who == "a" else outcomes[1]
+                n = sum(1 for (q, _), (v, _) in acked.items() if q == p and v.split("-")[1] == f"{who}{r}")
+                want += [("data", r)] * n + [("marker", 1 if outcome == "commit" else 0)]
+            got = [(kind, x) for _, q, kind, x in sorted(events) if q == pid]
+            assert got == want, f"partition {p}, producer {who}"
 
 
 @pytest.mark.timeout(600)
