@@ -34,9 +34,35 @@ pub type FetchedOffsets = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
 
 impl Group {
     /// May this commit go ahead? Kafka's checks, in Kafka's order.
-    pub fn check_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> i16 {
+    /// `transactional`: a TxnOffsetCommit, which Kafka checks differently
+    /// (ClassicGroup.validateOffsetCommit): one with no member, generation
+    /// and instance id (v0-v2, what sendOffsetsToTransaction(offsets,
+    /// groupId) sends, 0.11 to 3.x) is accepted whatever the group's
+    /// state, and the group's rebalance does not hold it up.
+    pub fn check_commit(
+        &self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        transactional: bool,
+    ) -> i16 {
         if generation < 0 && self.state == GroupState::Empty {
             // "Simple" commits: assign() consumers with no group membership.
+            return 0;
+        }
+        if transactional {
+            if generation < 0 && member_id.is_empty() && instance_id.is_none() {
+                return 0;
+            }
+            if self.fenced(member_id, instance_id) {
+                return ResponseError::FencedInstanceId.code();
+            }
+            if !self.members.contains_key(member_id) {
+                return ResponseError::UnknownMemberId.code();
+            }
+            if generation != self.generation {
+                return ResponseError::IllegalGeneration.code();
+            }
             return 0;
         }
         if self.state == GroupState::CompletingRebalance {
@@ -142,15 +168,17 @@ impl Coordinator {
     /// The checks of an OffsetCommit or TxnOffsetCommit, in Kafka's order:
     /// a consumer-protocol group's member, a classic group's member and
     /// generation, or (generation -1, no such group) a new "simple" group,
-    /// which is created here. `heartbeat`: a member's commit proves it
-    /// alive. `Err` is the error for the whole request.
+    /// which is created here. `transactional`: a TxnOffsetCommit, sent by
+    /// the producer (see `Group::check_commit`); any other commit comes
+    /// from the member and so proves it alive, as a heartbeat would.
+    /// `Err` is the error for the whole request.
     pub(super) fn admit_commit(
         &self,
         group_id: &str,
         member_id: &str,
         instance_id: Option<&str>,
         generation: i32,
-        heartbeat: bool,
+        transactional: bool,
     ) -> Result<(), i16> {
         let now = self.now();
         let consumer_check = self.consumer_commit_check(group_id, member_id, generation);
@@ -168,8 +196,8 @@ impl Coordinator {
                 // A consumer-protocol group: its members were checked above.
                 _ if consumer_check.is_some() => consumer_check.unwrap_or(0),
                 Some(g) => {
-                    let e = g.check_commit(member_id, instance_id, generation);
-                    if e == 0 && heartbeat {
+                    let e = g.check_commit(member_id, instance_id, generation, transactional);
+                    if e == 0 && !transactional {
                         // A commit proves the member alive, as a heartbeat.
                         if let Some(m) = g.members.get_mut(member_id) {
                             m.last_heartbeat = now;
@@ -204,7 +232,7 @@ impl Coordinator {
         entries: Vec<CommitEntry>,
     ) -> i16 {
         let now = self.now();
-        if let Err(e) = self.admit_commit(group_id, member_id, instance_id, generation, true) {
+        if let Err(e) = self.admit_commit(group_id, member_id, instance_id, generation, false) {
             return e;
         }
         let committed: Vec<CommittedOffset> = entries.iter().map(|e| e.committed(now)).collect();

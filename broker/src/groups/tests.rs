@@ -127,6 +127,14 @@ fn join_and_sync_with_initial_delay() {
     let (j1, j2) = (ready(&mut r1), ready(&mut r2));
     assert_eq!(g.state, GroupState::CompletingRebalance);
     assert_eq!((j1.generation, j2.generation), (1, 1));
+    // Between join and sync a member's plain commit waits for the
+    // assignment; its producer's transactional one does not (Kafka's
+    // ClassicGroup.validateOffsetCommit).
+    assert_eq!(
+        g.check_commit(&j2.member_id, None, 1, false),
+        ResponseError::RebalanceInProgress.code()
+    );
+    assert_eq!(g.check_commit(&j2.member_id, None, 1, true), 0);
     assert_eq!(j1.members.len(), 2, "the leader gets every member");
     assert!(j2.members.is_empty());
     assert_eq!(j1.protocol_name.as_deref(), Some("range"));
@@ -259,15 +267,25 @@ fn generation_fencing_errors() {
     assert_eq!(old.error, ResponseError::IllegalGeneration.code());
     let wrong = now_value(g.sync(&follower, None, 2, Some("other"), None, vec![], 1));
     assert_eq!(wrong.error, ResponseError::InconsistentGroupProtocol.code());
+    for transactional in [false, true] {
+        assert_eq!(
+            g.check_commit(&follower, None, 1, transactional),
+            ResponseError::IllegalGeneration.code()
+        );
+        assert_eq!(
+            g.check_commit("nobody", None, 2, transactional),
+            ResponseError::UnknownMemberId.code()
+        );
+        assert_eq!(g.check_commit(&follower, None, 2, transactional), 0);
+    }
+    // No member and no generation: refused for a group with members,
+    // unless it is a TxnOffsetCommit v0-v2 (a 0.11-3.x producer's
+    // sendOffsetsToTransaction(offsets, groupId)), which Kafka accepts.
     assert_eq!(
-        g.check_commit(&follower, None, 1),
-        ResponseError::IllegalGeneration.code()
-    );
-    assert_eq!(
-        g.check_commit("", None, -1),
+        g.check_commit("", None, -1, false),
         ResponseError::UnknownMemberId.code()
     );
-    assert_eq!(g.check_commit(&follower, None, 2), 0);
+    assert_eq!(g.check_commit("", None, -1, true), 0);
     let bad = JoinParams {
         protocol_type: "connect".into(),
         ..params("")

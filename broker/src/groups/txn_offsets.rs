@@ -53,8 +53,9 @@ impl Coordinator {
     }
 
     /// TxnOffsetCommit: hold `entries` for `producer_id`'s transaction.
-    /// The checks are OffsetCommit's (members and generation when given;
-    /// none for a producer that is not a member, generation -1).
+    /// The checks are Kafka's for transactional commits (members and
+    /// generation when given; none for a commit without member and
+    /// generation, as versions 0-2 send, even to a group with members).
     pub async fn txn_commit(
         &self,
         group_id: &str,
@@ -65,7 +66,7 @@ impl Coordinator {
         entries: Vec<CommitEntry>,
     ) -> i16 {
         let now = self.now();
-        if let Err(e) = self.admit_commit(group_id, member_id, instance_id, generation, false) {
+        if let Err(e) = self.admit_commit(group_id, member_id, instance_id, generation, true) {
             return e;
         }
         let committed: Vec<CommittedOffset> = entries.iter().map(|e| e.committed(now)).collect();

@@ -225,8 +225,7 @@ impl PartitionWork for Append {
 /// partition (its producer has none open here) is first checked with the
 /// transaction coordinator, which adds the partition (`add`, transaction
 /// version 2) or confirms it was added. `Some` is the refusal to answer.
-/// Kafka's translation: INVALID_TXN_STATE stays; coordinator errors a
-/// retry cures become NOT_ENOUGH_REPLICAS, which old clients retry.
+/// Kafka's translation (`verification_refusal`).
 async fn verify_txn(
     s: &Rc<ShardState>,
     log: &shard::log::PartitionLog,
@@ -253,6 +252,31 @@ async fn verify_txn(
     if code == 0 {
         return None;
     }
+    let (code, message) = verification_refusal(code, *add);
+    Some(PartitionResult {
+        error: code,
+        message: Some(message.unwrap_or_else(|| {
+            format!(
+                "the transaction coordinator refused {}-{} for producer {pid} epoch {epoch}",
+                tp.0, tp.1
+            )
+        })),
+        base_offset: -1,
+        log_append_time: -1,
+        log_start_offset: -1,
+        record_errors: Vec::new(),
+    })
+}
+
+/// The produce error for a coordinator's refusal to verify (or add) a
+/// partition, as Kafka's ReplicaManager and AddPartitionsToTxnManager
+/// translate it: coordinator errors a retry cures become
+/// NOT_ENOUGH_REPLICAS, which old clients retry; PRODUCER_FENCED becomes
+/// INVALID_PRODUCER_EPOCH, which producers expect from a produce (clients
+/// before 2.7 know no PRODUCER_FENCED and raise an unknown server error);
+/// TRANSACTION_ABORTABLE becomes INVALID_TXN_STATE for verification only.
+/// (code, message where Kafka gives one of its own).
+fn verification_refusal(code: i16, add: bool) -> (i16, Option<String>) {
     let error = ResponseError::try_from_code(code);
     let retriable = matches!(
         error,
@@ -264,32 +288,24 @@ async fn verify_txn(
                 | ResponseError::NotCoordinator
         )
     );
-    Some(if retriable {
-        PartitionResult::error(
-            ResponseError::NotEnoughReplicas,
-            format!(
+    if retriable {
+        (
+            ResponseError::NotEnoughReplicas.code(),
+            Some(format!(
                 "Unable to verify the partition has been added to the transaction. Underlying \
                  error: {error:?}"
-            ),
+            )),
         )
-    } else if code == crate::txn::ops::TRANSACTION_ABORTABLE && !*add {
-        PartitionResult::error(
-            ResponseError::InvalidTxnState,
-            "Partition was not added to the transaction",
+    } else if error == Some(ResponseError::ProducerFenced) {
+        (ResponseError::InvalidProducerEpoch.code(), None)
+    } else if code == crate::txn::ops::TRANSACTION_ABORTABLE && !add {
+        (
+            ResponseError::InvalidTxnState.code(),
+            Some("Partition was not added to the transaction".to_string()),
         )
     } else {
-        PartitionResult {
-            error: code,
-            message: Some(format!(
-                "the transaction coordinator refused {}-{} for producer {pid} epoch {epoch}",
-                tp.0, tp.1
-            )),
-            base_offset: -1,
-            log_append_time: -1,
-            log_start_offset: -1,
-            record_errors: Vec::new(),
-        }
-    })
+        (code, None)
+    }
 }
 
 /// An acks=all append of a batch the broker writes itself (a
@@ -574,4 +590,37 @@ pub async fn handle(
         resp.responses.push(topic);
     }
     Ok((acks != 0).then_some(resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinator_refusals_become_the_errors_producers_expect() {
+        let code = |e: ResponseError| e.code();
+        // A fenced zombie's produce: INVALID_PRODUCER_EPOCH, which every
+        // transactional client (0.11 on) raises as fencing; PRODUCER_FENCED
+        // is unknown to clients before 2.7.
+        for add in [false, true] {
+            assert_eq!(
+                verification_refusal(code(ResponseError::ProducerFenced), add).0,
+                code(ResponseError::InvalidProducerEpoch)
+            );
+            assert_eq!(
+                verification_refusal(code(ResponseError::ConcurrentTransactions), add).0,
+                code(ResponseError::NotEnoughReplicas)
+            );
+            assert_eq!(
+                verification_refusal(code(ResponseError::InvalidTxnState), add).0,
+                code(ResponseError::InvalidTxnState)
+            );
+        }
+        let abortable = crate::txn::ops::TRANSACTION_ABORTABLE;
+        assert_eq!(
+            verification_refusal(abortable, false).0,
+            code(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(verification_refusal(abortable, true).0, abortable);
+    }
 }

@@ -97,6 +97,8 @@ mod tests {
         for line in [
             "# TYPE shardline_requests counter",
             "shardline_requests_total{api=\"Produce\"} ",
+            "# TYPE shardline_requests_by_version counter",
+            "shardline_requests_by_version_total{api=\"Produce\",version=\"9\"} ",
             "shardline_request_errors_total{api=\"Produce\"} ",
             "# TYPE shardline_request_duration_seconds histogram",
             "shardline_request_duration_seconds_bucket{le=\"0.00025\",api=\"Produce\"} ",

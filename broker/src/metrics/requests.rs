@@ -20,7 +20,12 @@
 //!
 //! The hot path, per request: two clock reads, the API's dense index from
 //! a constant table (no map), a binary search over 16 bucket bounds and
-//! four load/store pairs (five for an error); no allocation, no lock.
+//! five load/store pairs (six for an error); no allocation, no lock.
+//!
+//! Requests are also counted per API version, as Kafka's `RequestsPerSec`
+//! is (tags `request` and `version`, KIP-272): which version a client
+//! chose is what tells, say, a transaction-version-2 producer (Produce v12,
+//! EndTxn v5) from an older one, and when a version can be retired.
 //! Measured by `cost_per_request` below: about 2.5 ns for the counters,
 //! about 65 ns with the clock reads (the TSC through the vDSO).
 //!
@@ -75,6 +80,22 @@ const _: () = assert!(APIS <= u8::MAX as usize);
 /// Raw API keys the lookup table covers (Kafka 4.x's are below 100).
 const KEY_TABLE: usize = 128;
 
+/// Versions counted one by one per API (Kafka 4.x's highest is 18); any
+/// other version (which is refused) is counted in the last, `other`.
+/// (32: the most an array can have and still derive `Default`.)
+const VERSIONS: usize = 32;
+const OTHER_VERSION: usize = VERSIONS - 1;
+
+/// The version slot of a raw request version.
+#[inline]
+fn version_index(raw: i16) -> usize {
+    if (0..OTHER_VERSION as i16).contains(&raw) {
+        raw as usize
+    } else {
+        OTHER_VERSION
+    }
+}
+
 /// Dense index of each raw API key: `SUPPORTED_APIS`' order, else `OTHER`.
 static API_INDEX: [u8; KEY_TABLE] = {
     let mut t = [OTHER as u8; KEY_TABLE];
@@ -115,6 +136,8 @@ struct ApiCounters {
     sum_ns: AtomicU64,
     /// Requests answered by closing the connection.
     errors: AtomicU64,
+    /// Requests per API version (`version_index`).
+    versions: [AtomicU64; VERSIONS],
 }
 
 /// One shard's counters, written by that shard's thread only.
@@ -143,9 +166,18 @@ impl Slot {
 
     /// Count one request; only the slot's own thread may call this.
     #[inline]
-    fn record(&self, api: usize, ns: u64, bytes_in: u64, bytes_out: u64, error: bool) {
+    fn record(
+        &self,
+        api: usize,
+        version: usize,
+        ns: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+        error: bool,
+    ) {
         let a = &self.apis[api];
         bump(&a.buckets[bucket(ns)], 1);
+        bump(&a.versions[version], 1);
         bump(&a.sum_ns, ns);
         if error {
             bump(&a.errors, 1);
@@ -161,6 +193,7 @@ pub struct ApiTotals {
     pub buckets: [u64; BUCKETS],
     pub sum_ns: u64,
     pub errors: u64,
+    pub versions: [u64; VERSIONS],
 }
 
 impl ApiTotals {
@@ -226,6 +259,9 @@ impl Slots {
                 }
                 sum.sum_ns += a.sum_ns.load(Relaxed);
                 sum.errors += a.errors.load(Relaxed);
+                for (v, c) in sum.versions.iter_mut().zip(&a.versions) {
+                    *v += c.load(Relaxed);
+                }
             }
             t.bytes_in += s.bytes_in.load(Relaxed);
             t.bytes_out += s.bytes_out.load(Relaxed);
@@ -248,6 +284,7 @@ thread_local! {
 pub struct RequestTimer {
     start: Instant,
     api: usize,
+    version: usize,
     bytes_in: u64,
 }
 
@@ -255,13 +292,15 @@ impl RequestTimer {
     /// `frame`: the request frame without its 4-byte size prefix.
     #[inline]
     pub fn start(frame: &[u8]) -> Self {
-        let raw = match frame {
-            [a, b, ..] => i16::from_be_bytes([*a, *b]),
-            _ => -1,
+        let (raw, version) = match frame {
+            [a, b, c, d, ..] => (i16::from_be_bytes([*a, *b]), i16::from_be_bytes([*c, *d])),
+            [a, b, ..] => (i16::from_be_bytes([*a, *b]), -1),
+            _ => (-1, -1),
         };
         Self {
             start: Instant::now(),
             api: api_index(raw),
+            version: version_index(version),
             bytes_in: frame.len() as u64 + 4,
         }
     }
@@ -271,7 +310,7 @@ impl RequestTimer {
     pub fn finish(self, reply: &Reply) {
         let ns = self.start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         let (bytes_out, error) = on_the_wire(reply);
-        SLOT.with(|s| s.record(self.api, ns, self.bytes_in, bytes_out, error));
+        SLOT.with(|s| s.record(self.api, self.version, ns, self.bytes_in, bytes_out, error));
     }
 }
 
@@ -327,6 +366,27 @@ impl Collector for RequestCollector {
             "Kafka requests handled, by API",
             seen.iter().map(|(n, a)| (n.as_str(), a.count())),
         )?;
+        {
+            let mut m = e.encode_descriptor(
+                "shardline_requests_by_version",
+                "Kafka requests handled, by API and API version (`other`: a version out of range)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (api, a) in &seen {
+                for (v, &n) in a.versions.iter().enumerate().filter(|(_, &n)| n > 0) {
+                    let version = if v == OTHER_VERSION {
+                        "other".to_string()
+                    } else {
+                        v.to_string()
+                    };
+                    ConstCounter::new(n).encode(m.encode_family(&[
+                        ("api", api.as_str()),
+                        ("version", version.as_str()),
+                    ])?)?;
+                }
+            }
+        }
         counter_family(
             &mut e,
             "shardline_request_errors",
@@ -411,6 +471,16 @@ mod tests {
     }
 
     #[test]
+    fn versions_out_of_range_are_counted_as_other() {
+        assert_eq!(version_index(0), 0);
+        assert_eq!(version_index(12), 12);
+        assert_eq!(version_index(30), 30);
+        assert_eq!(version_index(31), OTHER_VERSION);
+        assert_eq!(version_index(-1), OTHER_VERSION);
+        assert_eq!(version_index(i16::MAX), OTHER_VERSION);
+    }
+
+    #[test]
     fn each_threads_slot_is_summed_by_a_scrape() {
         let slots: &'static Slots = Box::leak(Box::new(Slots::new()));
         let produce = api_index(ApiKey::Produce as i16);
@@ -420,9 +490,16 @@ mod tests {
                 s.spawn(move || {
                     let slot = slots.register();
                     for _ in 0..10 {
-                        slot.record(produce, 1_000_000, 100, 10, false);
+                        slot.record(produce, 9, 1_000_000, 100, 10, false);
                     }
-                    slot.record(fetch, 300_000_000 + shard, 50, 5000, shard == 0);
+                    slot.record(
+                        fetch,
+                        shard as usize,
+                        300_000_000 + shard,
+                        50,
+                        5000,
+                        shard == 0,
+                    );
                 });
             }
         });
@@ -435,6 +512,8 @@ mod tests {
         let f = t.api(ApiKey::Fetch);
         assert_eq!((f.count(), f.buckets[11], f.errors), (3, 3, 1));
         assert_eq!(f.sum_ns, 900_000_003);
+        assert_eq!(p.versions[9], 30);
+        assert_eq!(&f.versions[..4], &[1, 1, 1, 0]);
         assert_eq!(t.bytes_in, 30 * 100 + 3 * 50);
         assert_eq!(t.bytes_out, 30 * 10 + 3 * 5000);
     }
@@ -465,7 +544,14 @@ mod tests {
         let produce = api_index(ApiKey::Produce as i16);
         let t = Instant::now();
         for i in 0..N {
-            slot.record(produce, std::hint::black_box(i & 0xf_ffff), 100, 50, false);
+            slot.record(
+                produce,
+                9,
+                std::hint::black_box(i & 0xf_ffff),
+                100,
+                50,
+                false,
+            );
         }
         let record = t.elapsed().as_nanos() as f64 / N as f64;
         let frame = [0u8, 0, 0, 9, 0, 0, 0, 1];

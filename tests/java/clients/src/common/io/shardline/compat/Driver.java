@@ -33,6 +33,8 @@ import org.apache.kafka.common.TopicPartition;
  *       reads every partition of every topic from the beginning (assign, no
  *       group) until the total count came, and prints
  *       {"topic": ..., "records": [...]} per topic.
+ *   txn-produce BOOTSTRAP PREFIX  /  txn-consume BOOTSTRAP DATA_SPEC LSO_TOPICS
+ *       the transactions scenarios, see {@link Transactions}.
  *
  * Every wait is bounded, so the JVM ends on its own whatever the broker does.
  */
@@ -50,6 +52,8 @@ public final class Driver {
     final Features.Alter alter = Features.load(Features.Alter.class);
     final Features.Partitions partitions = Features.load(Features.Partitions.class);
     final Features.Groups groups = Features.load(Features.Groups.class);
+    final Features.Txn txn = Features.load(Features.Txn.class);
+    final Features.TxnOffsets txnOffsets = Features.load(Features.TxnOffsets.class);
     Object admin; // AdminClient, opened on first use
 
     Driver(String bootstrap) {
@@ -71,6 +75,12 @@ public final class Driver {
                     break;
                 case "read-all":
                     d.readAll(args[2]);
+                    break;
+                case "txn-produce":
+                    new Transactions(d).produce(args[2]);
+                    break;
+                case "txn-consume":
+                    new Transactions(d).consume(args[2], args[3]);
                     break;
                 default:
                     System.err.println("unknown command " + args[0]);
@@ -352,6 +362,10 @@ public final class Driver {
     // --------------------------------------------------------------- helpers
 
     KafkaProducer<String, String> producer(String codec, boolean idempotent) {
+        return new KafkaProducer<>(producerConfig(codec, idempotent));
+    }
+
+    Properties producerConfig(String codec, boolean idempotent) {
         Properties p = new Properties();
         p.put("bootstrap.servers", bootstrap);
         p.put("key.serializer", STRING_SER);
@@ -374,10 +388,14 @@ public final class Driver {
             // 0.11 refuses idempotence with more than one request in flight.
             if (!atLeast(1, 0)) p.put("max.in.flight.requests.per.connection", "1");
         }
-        return new KafkaProducer<>(p);
+        return p;
     }
 
     KafkaConsumer<String, String> consumer(String group) {
+        return new KafkaConsumer<>(consumerConfig(group));
+    }
+
+    Properties consumerConfig(String group) {
         Properties p = new Properties();
         p.put("bootstrap.servers", bootstrap);
         p.put("key.deserializer", STRING_DE);
@@ -388,7 +406,7 @@ public final class Driver {
             p.put("group.id", group);
             p.put("max.poll.records", "4"); // the first consumer stops part-way
         }
-        return new KafkaConsumer<>(p);
+        return p;
     }
 
     ProducerRecord<String, String> newRecord(String topic, Integer partition, Long ts, String key, String value,

@@ -5,6 +5,8 @@ import java.util.Map;
 import org.apache.kafka.clients.consumer.Consumer;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 
@@ -70,6 +72,30 @@ final class Features {
 
         /** deleteRecords before `offset`; returns the new low watermark. */
         long deleteRecordsBefore(Object admin, TopicPartition tp, long offset) throws Exception;
+    }
+
+    /** Transactional producers (KIP-98, 0.11 onwards). */
+    interface Txn {
+        void init(KafkaProducer<String, String> producer);
+
+        void begin(KafkaProducer<String, String> producer);
+
+        void commit(KafkaProducer<String, String> producer);
+
+        void abort(KafkaProducer<String, String> producer);
+
+        /** endOffsets: the last stable offset for a read_committed consumer, else the high watermark. */
+        long endOffset(Consumer<String, String> consumer, TopicPartition tp);
+    }
+
+    /** sendOffsetsToTransaction and reading a group's committed offset, whose API changed over the versions. */
+    interface TxnOffsets {
+        /** Adds the offsets to the producer's transaction; returns the API used ("groupId" or "groupMetadata"). */
+        String send(KafkaProducer<String, String> producer, Map<TopicPartition, OffsetAndMetadata> offsets,
+                    Consumer<String, String> consumer, String group);
+
+        /** The consumer's group's committed offset of tp, or null. */
+        Long committed(Consumer<String, String> consumer, TopicPartition tp);
     }
 
     @SuppressWarnings("unchecked")
