@@ -116,17 +116,22 @@ class Soak:
         p.flush(150)
 
     def consume_loop(self):
-        c = Consumer({"bootstrap.servers": self.bootstrap(), "group.id": "soak",
+        self.read_back("soak", TOPIC, self.seen, "read_uncommitted")
+
+    def read_back(self, group, topic, seen, isolation):
+        """Consume `topic` in `group` until the drain ends, counting each
+        value read in `seen`."""
+        c = Consumer({"bootstrap.servers": self.bootstrap(), "group.id": group,
                       "auto.offset.reset": "earliest", "enable.auto.commit": True,
-                      "session.timeout.ms": 10000})
-        c.subscribe([TOPIC])
+                      "isolation.level": isolation, "session.timeout.ms": 10000})
+        c.subscribe([topic])
         while not self.stop.is_set() or time.monotonic() < self.drain_until:
             m = c.poll(0.5)
             if m is None or m.error():
                 continue
             v = int(m.value())
             with self.lock:
-                self.seen[v] = self.seen.get(v, 0) + 1
+                seen[v] = seen.get(v, 0) + 1
         c.close()
 
     def txn_producer(self):
@@ -189,18 +194,7 @@ class Soak:
         return self.txn_producer()
 
     def txn_consume_loop(self):
-        c = Consumer({"bootstrap.servers": self.bootstrap(), "group.id": "soak-txn",
-                      "auto.offset.reset": "earliest", "enable.auto.commit": True,
-                      "isolation.level": "read_committed", "session.timeout.ms": 10000})
-        c.subscribe([TXN_TOPIC])
-        while not self.stop.is_set() or time.monotonic() < self.drain_until:
-            m = c.poll(0.5)
-            if m is None or m.error():
-                continue
-            v = int(m.value())
-            with self.lock:
-                self.txn_seen[v] = self.txn_seen.get(v, 0) + 1
-        c.close()
+        self.read_back("soak-txn", TXN_TOPIC, self.txn_seen, "read_committed")
 
     def txn_problems(self):
         """What the read_committed consumer saw against what the producer
