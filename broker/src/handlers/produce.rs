@@ -156,12 +156,27 @@ impl PartitionWork for Append {
             }
             _ => None,
         };
-        if let Some(txn) = txn {
-            if let Some(refused) = verify_txn(&s, &log, &tp, &batches, &txn).await {
-                return refused;
+        // A transactional producer's batches to this partition are verified
+        // and appended one at a time, in arrival order (`AppendGates`).
+        let txn_producer = txn.as_ref().and_then(|_| {
+            let first = record::BatchView::parse(&batches).ok()?;
+            (first.is_transactional() && first.producer_id() >= 0).then(|| first.producer_id())
+        });
+        let appended = match (txn, txn_producer) {
+            (Some(txn), Some(pid)) => {
+                let append = async {
+                    if let Some(refused) = verify_txn(&s, &log, &tp, &batches, &txn).await {
+                        return Err(refused);
+                    }
+                    Ok(log.append(batches, ack_level).await)
+                };
+                match s.txn.appends.in_order(&tp.0, tp.1, pid, append).await {
+                    Ok(appended) => appended,
+                    Err(refused) => return refused,
+                }
             }
-        }
-        let appended = log.append(batches, ack_level).await;
+            _ => log.append(batches, ack_level).await,
+        };
         let appended = match (appended, replicated) {
             (Ok(info), Some(min_isr)) => {
                 match await_replicas(&s, &log, &tp, info, min_isr, timeout).await {
@@ -221,12 +236,25 @@ impl PartitionWork for Append {
     }
 }
 
+/// How long a partition leader keeps asking the coordinator to add a
+/// partition while the producer's previous transaction completes, and how
+/// long it waits between asks (Kafka 4.x's
+/// `add.partitions.to.txn.retry.backoff.max.ms` and
+/// `add.partitions.to.txn.retry.backoff.ms` defaults).
+const ADD_RETRY_FOR: std::time::Duration = std::time::Duration::from_millis(100);
+const ADD_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// KIP-890: a transactional batch that would start a transaction on this
 /// partition (its producer has none open here) is first checked with the
 /// transaction coordinator, which adds the partition (`add`, transaction
 /// version 2) or confirms it was added. `Some` is the refusal to answer.
 /// Kafka's translation: INVALID_TXN_STATE stays; coordinator errors a
 /// retry cures become NOT_ENOUGH_REPLICAS, which old clients retry.
+/// With transaction version 2 a producer starts its next transaction as
+/// soon as EndTxn is answered, while the coordinator still writes the last
+/// one's markers: CONCURRENT_TRANSACTIONS is then asked again here for a
+/// moment (as Kafka 4.x does) and, if it persists, returned as it is
+/// (those clients retry it), not as NOT_ENOUGH_REPLICAS.
 async fn verify_txn(
     s: &Rc<ShardState>,
     log: &shard::log::PartitionLog,
@@ -246,12 +274,26 @@ async fn verify_txn(
     // Boxed: the coordinator's own writes append through `Append` too,
     // which makes these futures recursive in type (never in fact: the
     // coordinator's batches carry no transactional id).
-    let code = Box::pin(crate::txn::verify::add_or_verify(
-        s, id, pid, epoch, &tp.0, tp.1, *add,
-    ))
-    .await;
+    let started = std::time::Instant::now();
+    let code = loop {
+        let code = Box::pin(crate::txn::verify::add_or_verify(
+            s, id, pid, epoch, &tp.0, tp.1, *add,
+        ))
+        .await;
+        let concurrent = code == ResponseError::ConcurrentTransactions.code();
+        if !(*add && concurrent) || started.elapsed() + ADD_RETRY_BACKOFF > ADD_RETRY_FOR {
+            break code;
+        }
+        shard::rt::sleep(ADD_RETRY_BACKOFF).await;
+    };
     if code == 0 {
         return None;
+    }
+    if *add && code == ResponseError::ConcurrentTransactions.code() {
+        return Some(PartitionResult::error(
+            ResponseError::ConcurrentTransactions,
+            "the producer's previous transaction is still being completed",
+        ));
     }
     let error = ResponseError::try_from_code(code);
     let retriable = matches!(
