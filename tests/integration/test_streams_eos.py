@@ -11,7 +11,7 @@ known count per word) to a 3-partition input topic, the application starts,
 and then:
 
   1. the Streams process is killed with -9 while it works through the
-     backlog (a quarter of it counted), and started again on the same state
+     backlog (an eighth of it counted), and started again on the same state
      directory: the same Streams process id, so the same transactional id,
      whose open transaction the new producer's InitProducerId aborts; the
      store is rebuilt from the changelog's committed records;
@@ -259,8 +259,8 @@ def test_streams_exactly_once_word_count_survives_kills(cluster, tmp_path):
         streams.wait_running()
 
         # 1. The application itself, mid-backlog (mid-transaction).
-        at_kill = wait_until("a quarter of the backlog counted",
-                             lambda: (n := counted()) >= backlog_words // 4 and n, timeout=90, every=0.2)
+        at_kill = wait_until("an eighth of the backlog counted",
+                             lambda: (n := counted()) >= backlog_words // 8 and n, timeout=90, every=0.2)
         streams.kill9()
         kills.append(f"streams ({at_kill} of {backlog_words} backlog words counted, at {time.monotonic() - t0:.0f}s)")
         streams.start()

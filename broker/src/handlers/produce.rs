@@ -287,6 +287,24 @@ async fn verify_txn(
         shard::rt::sleep(ADD_RETRY_BACKOFF).await;
     };
     if code == 0 {
+        // Kafka 4.x (`checkSequence`): with transaction version 2 a
+        // producer with no batch here starts at sequence 0. Otherwise the
+        // next batch of a transaction whose first one was just refused
+        // (CONCURRENT_TRANSACTIONS) is taken for the first, the refused one
+        // is out of order when retried, and the transaction stalls until
+        // it times out.
+        if *add && first.base_sequence() != 0 && log.producer_has_no_batches(pid) {
+            return Some(PartitionResult::error(
+                ResponseError::OutOfOrderSequenceNumber,
+                format!(
+                    "out of order sequence: producer {pid} has no batch in {}-{} yet; \
+                     expected 0, got {}",
+                    tp.0,
+                    tp.1,
+                    first.base_sequence()
+                ),
+            ));
+        }
         return None;
     }
     if *add && code == ResponseError::ConcurrentTransactions.code() {

@@ -153,6 +153,15 @@ impl ProducerStates {
         self.producers.len()
     }
 
+    /// Whether `producer_id` has no batch here in its current epoch: no
+    /// state at all, or a marker bumped its epoch since its last batch
+    /// (Kafka's `ProducerStateEntry.isEmpty`).
+    pub fn has_no_batches(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_none_or(|e| e.batches.is_empty())
+    }
+
     pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
         self.producers.get(&producer_id)
     }
@@ -261,8 +270,11 @@ mod tests {
             }
         );
         assert_eq!(s.check(5, 4, 0, 19), SeqCheck::Accept);
+        assert!(s.has_no_batches(5));
         s.record(5, 4, seq(0, 19, 11), 3);
         assert_eq!(s.check(5, 4, 20, 29), SeqCheck::Accept);
+        assert!(!s.has_no_batches(5));
+        assert!(s.has_no_batches(6), "an unknown producer has none");
     }
 
     #[test]
