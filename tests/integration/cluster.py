@@ -128,6 +128,26 @@ class Cluster:
         ids = ids or sorted(self.nodes)
         return ",".join(self.nodes[i].bootstrap for i in ids if self.nodes[i].is_running())
 
+    def out_of_sync(self, prefixes=("",)):
+        """Partitions of the topics named with one of `prefixes` (all by
+        default) that lack a leader or a full ISR in some running node's
+        own Metadata: [(node, topic, partition, leader, isr)]. Every node
+        is asked, since one that has not caught up with the quorum yet
+        can still show the old leader or ISR."""
+        from confluent_kafka.admin import AdminClient
+        bad = []
+        for i, n in sorted(self.nodes.items()):
+            if not n.is_running():
+                continue
+            md = AdminClient({"bootstrap.servers": n.bootstrap}).list_topics(timeout=10)
+            for name, t in md.topics.items():
+                if not name.startswith(tuple(prefixes)):
+                    continue
+                for p, m in t.partitions.items():
+                    if m.leader < 0 or sorted(m.isrs) != sorted(m.replicas):
+                        bad.append((i, name, p, m.leader, sorted(m.isrs)))
+        return bad
+
     def close(self):
         for n in self.nodes.values():
             # A node a test froze (SIGSTOP) must run again to stop.

@@ -156,12 +156,27 @@ impl PartitionWork for Append {
             }
             _ => None,
         };
-        if let Some(txn) = txn {
-            if let Some(refused) = verify_txn(&s, &log, &tp, &batches, &txn).await {
-                return refused;
+        // A transactional producer's batches to this partition are verified
+        // and appended one at a time, in arrival order (`AppendGates`).
+        let txn_producer = txn.as_ref().and_then(|_| {
+            let first = record::BatchView::parse(&batches).ok()?;
+            (first.is_transactional() && first.producer_id() >= 0).then(|| first.producer_id())
+        });
+        let appended = match (txn, txn_producer) {
+            (Some(txn), Some(pid)) => {
+                let append = async {
+                    if let Some(refused) = verify_txn(&s, &log, &tp, &batches, &txn).await {
+                        return Err(refused);
+                    }
+                    Ok(log.append(batches, ack_level).await)
+                };
+                match s.txn.appends.in_order(&tp.0, tp.1, pid, append).await {
+                    Ok(appended) => appended,
+                    Err(refused) => return refused,
+                }
             }
-        }
-        let appended = log.append(batches, ack_level).await;
+            _ => log.append(batches, ack_level).await,
+        };
         let appended = match (appended, replicated) {
             (Ok(info), Some(min_isr)) => {
                 match await_replicas(&s, &log, &tp, info, min_isr, timeout).await {
@@ -221,6 +236,14 @@ impl PartitionWork for Append {
     }
 }
 
+/// How long a partition leader keeps asking the coordinator to add a
+/// partition while the producer's previous transaction completes, and how
+/// long it waits between asks (Kafka 4.x's
+/// `add.partitions.to.txn.retry.backoff.max.ms` and
+/// `add.partitions.to.txn.retry.backoff.ms` defaults).
+const ADD_RETRY_FOR: std::time::Duration = std::time::Duration::from_millis(100);
+const ADD_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// KIP-890: a transactional batch that would start a transaction on this
 /// partition (its producer has none open here) is first checked with the
 /// transaction coordinator, which adds the partition (`add`, transaction
@@ -245,11 +268,37 @@ async fn verify_txn(
     // Boxed: the coordinator's own writes append through `Append` too,
     // which makes these futures recursive in type (never in fact: the
     // coordinator's batches carry no transactional id).
-    let code = Box::pin(crate::txn::verify::add_or_verify(
-        s, id, pid, epoch, &tp.0, tp.1, *add,
-    ))
-    .await;
+    let started = std::time::Instant::now();
+    let code = loop {
+        let code = Box::pin(crate::txn::verify::add_or_verify(
+            s, id, pid, epoch, &tp.0, tp.1, *add,
+        ))
+        .await;
+        let concurrent = code == ResponseError::ConcurrentTransactions.code();
+        if !(*add && concurrent) || started.elapsed() + ADD_RETRY_BACKOFF > ADD_RETRY_FOR {
+            break code;
+        }
+        shard::rt::sleep(ADD_RETRY_BACKOFF).await;
+    };
     if code == 0 {
+        // Kafka 4.x (`checkSequence`): with transaction version 2 a
+        // producer with no batch here starts at sequence 0. Otherwise the
+        // next batch of a transaction whose first one was just refused
+        // (CONCURRENT_TRANSACTIONS) is taken for the first, the refused one
+        // is out of order when retried, and the transaction stalls until
+        // it times out.
+        if *add && first.base_sequence() != 0 && log.producer_has_no_batches(pid) {
+            return Some(PartitionResult::error(
+                ResponseError::OutOfOrderSequenceNumber,
+                format!(
+                    "out of order sequence: producer {pid} has no batch in {}-{} yet; \
+                     expected 0, got {}",
+                    tp.0,
+                    tp.1,
+                    first.base_sequence()
+                ),
+            ));
+        }
         return None;
     }
     let (code, message) = verification_refusal(code, *add);
@@ -274,10 +323,19 @@ async fn verify_txn(
 /// NOT_ENOUGH_REPLICAS, which old clients retry; PRODUCER_FENCED becomes
 /// INVALID_PRODUCER_EPOCH, which producers expect from a produce (clients
 /// before 2.7 know no PRODUCER_FENCED and raise an unknown server error);
-/// TRANSACTION_ABORTABLE becomes INVALID_TXN_STATE for verification only.
+/// TRANSACTION_ABORTABLE becomes INVALID_TXN_STATE for verification only;
+/// CONCURRENT_TRANSACTIONS stays for an add (transaction version 2).
 /// (code, message where Kafka gives one of its own).
 fn verification_refusal(code: i16, add: bool) -> (i16, Option<String>) {
     let error = ResponseError::try_from_code(code);
+    if add && error == Some(ResponseError::ConcurrentTransactions) {
+        // Still so after `ADD_RETRY_FOR`: transaction version 2 clients
+        // retry CONCURRENT_TRANSACTIONS themselves, as from Kafka 4.x.
+        return (
+            code,
+            Some("the producer's previous transaction is still being completed".to_string()),
+        );
+    }
     let retriable = matches!(
         error,
         Some(
@@ -608,14 +666,18 @@ mod tests {
                 code(ResponseError::InvalidProducerEpoch)
             );
             assert_eq!(
-                verification_refusal(code(ResponseError::ConcurrentTransactions), add).0,
-                code(ResponseError::NotEnoughReplicas)
-            );
-            assert_eq!(
                 verification_refusal(code(ResponseError::InvalidTxnState), add).0,
                 code(ResponseError::InvalidTxnState)
             );
         }
+        // Verifying (version 0/1 clients): retry through NOT_ENOUGH_REPLICAS,
+        // which old clients retry; adding (version 2): as it is.
+        let concurrent = code(ResponseError::ConcurrentTransactions);
+        assert_eq!(
+            verification_refusal(concurrent, false).0,
+            code(ResponseError::NotEnoughReplicas)
+        );
+        assert_eq!(verification_refusal(concurrent, true).0, concurrent);
         let abortable = crate::txn::ops::TRANSACTION_ABORTABLE;
         assert_eq!(
             verification_refusal(abortable, false).0,

@@ -60,6 +60,9 @@ pub struct TxnCoordinator {
     partitions: RefCell<HashMap<i32, Rc<TxnPartition>>>,
     /// Idle inter-broker connections for WriteTxnMarkers, by address.
     conns: RefCell<HashMap<std::net::SocketAddr, Vec<replication::conn::LeaderConn>>>,
+    /// The partition-leader side: transactional producers' appends to this
+    /// shard's partitions, kept in arrival order.
+    pub appends: super::verify::AppendGates,
 }
 
 impl TxnCoordinator {

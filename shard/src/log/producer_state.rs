@@ -115,12 +115,23 @@ impl ProducerStates {
                 base_offset: dup.base_offset,
             };
         }
-        match entry.batches.back() {
-            Some(last) if next_seq(last.last_seq) != first_seq => SeqCheck::OutOfOrder {
-                expected: next_seq(last.last_seq),
+        // A known producer with no batch in its current epoch (a marker of
+        // transaction version 2 bumped the epoch and restarted sequences)
+        // continues at zero, as after any bump (Kafka's `checkSequence`:
+        // the last sequence is then NO_SEQUENCE). Accepting any sequence
+        // here let a later batch of the new epoch land before the first
+        // one, whose retry was then refused as out of order for ever.
+        let expected = entry
+            .batches
+            .back()
+            .map_or(0, |last| next_seq(last.last_seq));
+        if first_seq == expected {
+            SeqCheck::Accept
+        } else {
+            SeqCheck::OutOfOrder {
+                expected,
                 got: first_seq,
-            },
-            _ => SeqCheck::Accept,
+            }
         }
     }
 
@@ -144,6 +155,15 @@ impl ProducerStates {
 
     pub fn iter(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
         self.producers.iter()
+    }
+
+    /// Whether `producer_id` has no batch here in its current epoch: no
+    /// state at all, or a marker bumped its epoch since its last batch
+    /// (Kafka's `ProducerStateEntry.isEmpty`).
+    pub fn has_no_batches(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_none_or(|e| e.batches.is_empty())
     }
 
     pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
@@ -231,6 +251,34 @@ mod tests {
         assert_eq!(s.check(1, 4, 0, 0), SeqCheck::Accept);
         s.record(1, 4, seq(0, 0, 1), 2);
         assert_eq!(s.check(1, 4, 0, 0), SeqCheck::Duplicate { base_offset: 1 });
+    }
+
+    /// Transaction version 2: a marker bumps the epoch and forgets the
+    /// batches; the new epoch's data starts at sequence zero, and a later
+    /// batch of it (its first one refused and being retried) is out of
+    /// order, not the start of the epoch.
+    #[test]
+    fn a_marker_bump_restarts_sequences_at_zero() {
+        let mut s = ProducerStates::default();
+        s.record(5, 3, seq(0, 9, 0), 1);
+        let marker = crate::record::EndTxnMarker {
+            result: crate::record::TxnResult::Commit,
+            coordinator_epoch: 0,
+        };
+        s.note_marker(5, 4, marker, 10, 2);
+        assert_eq!(
+            s.check(5, 4, 20, 29),
+            SeqCheck::OutOfOrder {
+                expected: 0,
+                got: 20
+            }
+        );
+        assert_eq!(s.check(5, 4, 0, 19), SeqCheck::Accept);
+        assert!(s.has_no_batches(5));
+        s.record(5, 4, seq(0, 19, 11), 3);
+        assert_eq!(s.check(5, 4, 20, 29), SeqCheck::Accept);
+        assert!(!s.has_no_batches(5));
+        assert!(s.has_no_batches(6), "an unknown producer has none");
     }
 
     #[test]

@@ -178,6 +178,13 @@ impl PartitionLog {
         out
     }
 
+    /// Whether `producer_id` has no batch here in its current epoch (no
+    /// state, or a marker bumped its epoch since): with transaction version
+    /// 2 its next batch that opens a transaction must start at sequence 0.
+    pub fn producer_has_no_batches(&self, producer_id: i64) -> bool {
+        self.inner.borrow().producers.has_no_batches(producer_id)
+    }
+
     /// Open transactions, oldest first: (first offset, producer id)
     /// (DescribeProducers, ListTransactions' hanging-transaction search).
     pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
