@@ -253,43 +253,54 @@ async fn verify_txn(
     if code == 0 {
         return None;
     }
-    let error = ResponseError::try_from_code(code);
-    let retriable = matches!(
+    let (error, message) = verification_refusal(code, *add);
+    Some(PartitionResult {
         error,
-        Some(
-            ResponseError::ConcurrentTransactions
-                | ResponseError::NetworkException
-                | ResponseError::CoordinatorLoadInProgress
-                | ResponseError::CoordinatorNotAvailable
-                | ResponseError::NotCoordinator
-        )
-    );
-    Some(if retriable {
-        PartitionResult::error(
-            ResponseError::NotEnoughReplicas,
+        message: Some(message.unwrap_or_else(|| {
             format!(
-                "Unable to verify the partition has been added to the transaction. Underlying \
-                 error: {error:?}"
-            ),
-        )
-    } else if code == crate::txn::ops::TRANSACTION_ABORTABLE && !*add {
-        PartitionResult::error(
-            ResponseError::InvalidTxnState,
-            "Partition was not added to the transaction",
-        )
-    } else {
-        PartitionResult {
-            error: code,
-            message: Some(format!(
                 "the transaction coordinator refused {}-{} for producer {pid} epoch {epoch}",
                 tp.0, tp.1
-            )),
-            base_offset: -1,
-            log_append_time: -1,
-            log_start_offset: -1,
-            record_errors: Vec::new(),
-        }
+            )
+        })),
+        base_offset: -1,
+        log_append_time: -1,
+        log_start_offset: -1,
+        record_errors: Vec::new(),
     })
+}
+
+/// What a producer is answered when the coordinator refused to verify
+/// (or add) a partition with error `code` (Kafka's ReplicaManager and
+/// AddPartitionsToTxnManager): errors a retry cures become
+/// NOT_ENOUGH_REPLICAS, which old clients retry; PRODUCER_FENCED becomes
+/// INVALID_PRODUCER_EPOCH, the error producers expect from a Produce (a
+/// zombie's batch after its transaction was aborted: kafka-python, for
+/// one, does not know PRODUCER_FENCED there); a partition not in the
+/// transaction is INVALID_TXN_STATE for producers that add partitions
+/// themselves. The message, when it is Kafka's.
+fn verification_refusal(code: i16, add: bool) -> (i16, Option<String>) {
+    let error = ResponseError::try_from_code(code);
+    match error {
+        Some(
+            ResponseError::ConcurrentTransactions
+            | ResponseError::NetworkException
+            | ResponseError::CoordinatorLoadInProgress
+            | ResponseError::CoordinatorNotAvailable
+            | ResponseError::NotCoordinator,
+        ) => (
+            ResponseError::NotEnoughReplicas.code(),
+            Some(format!(
+                "Unable to verify the partition has been added to the transaction. Underlying \
+                 error: {error:?}"
+            )),
+        ),
+        Some(ResponseError::ProducerFenced) => (ResponseError::InvalidProducerEpoch.code(), None),
+        _ if code == crate::txn::ops::TRANSACTION_ABORTABLE && !add => (
+            ResponseError::InvalidTxnState.code(),
+            Some("Partition was not added to the transaction".to_string()),
+        ),
+        _ => (code, None),
+    }
 }
 
 /// An acks=all append of a batch the broker writes itself (a
@@ -574,4 +585,38 @@ pub async fn handle(
         resp.responses.push(topic);
     }
     Ok((acks != 0).then_some(resp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txn::ops::TRANSACTION_ABORTABLE;
+
+    #[test]
+    fn verification_refusals_are_kafkas() {
+        let code = |e: ResponseError| e.code();
+        // A zombie's batch: Kafka answers INVALID_PRODUCER_EPOCH, for
+        // verifying (v1 clients) and adding (v2) alike.
+        for add in [false, true] {
+            assert_eq!(
+                verification_refusal(code(ResponseError::ProducerFenced), add),
+                (code(ResponseError::InvalidProducerEpoch), None)
+            );
+        }
+        let (retry, message) = verification_refusal(code(ResponseError::NotCoordinator), false);
+        assert_eq!(retry, code(ResponseError::NotEnoughReplicas));
+        assert!(message.unwrap().contains("NotCoordinator"));
+        assert_eq!(
+            verification_refusal(TRANSACTION_ABORTABLE, false).0,
+            code(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(
+            verification_refusal(TRANSACTION_ABORTABLE, true).0,
+            TRANSACTION_ABORTABLE
+        );
+        assert_eq!(
+            verification_refusal(code(ResponseError::InvalidProducerIdMapping), false),
+            (code(ResponseError::InvalidProducerIdMapping), None)
+        );
+    }
 }
