@@ -36,6 +36,7 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::offset_for_leader_epoch_request::{
     OffsetForLeaderPartition, OffsetForLeaderTopic,
 };
+use kafka_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset;
 use kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse, TopicName,
@@ -389,7 +390,41 @@ async fn truncate(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyho
             answers.insert((t.topic.0.to_string(), p.partition), p);
         }
     }
+    apply_epoch_answers(shared, asked, answers).await;
+    Ok(())
+}
+
+/// Whether `tp` is still followed here from this fetcher's leader in
+/// `epoch`, with `log`. An answer to a request sent before a change of
+/// role (this replica elected leader, or following another leader or
+/// epoch) comes from a leader that may no longer be one (a broker paused
+/// past its session wakes up and answers what it was asked): it must not
+/// touch the log. Acting on it cut the log of the partition's new leader
+/// here, losing records the in-sync replicas had acknowledged.
+fn still_followed(
+    shared: &Shared,
+    tp: &TopicPartition,
+    log: &Rc<PartitionLog>,
+    epoch: i32,
+) -> bool {
+    shared
+        .partitions
+        .borrow()
+        .get(tp)
+        .is_some_and(|f| f.leader_epoch == epoch && Rc::ptr_eq(&f.log, log))
+}
+
+/// OffsetForLeaderEpoch answers, by partition: cut each log where the
+/// leader says, if the partition is still followed as it was asked.
+async fn apply_epoch_answers(
+    shared: &Shared,
+    asked: Vec<(TopicPartition, Rc<PartitionLog>, i32, i32)>,
+    mut answers: BTreeMap<TopicPartition, EpochEndOffset>,
+) {
     for (tp, log, epoch, last) in asked {
+        if !still_followed(shared, &tp, &log, epoch) {
+            continue;
+        }
         let Some(a) = answers.remove(&tp) else {
             delay(shared, &tp, &log, epoch);
             continue;
@@ -404,7 +439,16 @@ async fn truncate(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyho
             delay(shared, &tp, &log, epoch);
             continue;
         }
-        let (cut, done) = truncation_point(&log, last, a.leader_epoch, a.end_offset);
+        let Some((cut, done)) = truncation_point(&log, last, a.leader_epoch, a.end_offset) else {
+            tracing::info!(
+                "{}-{}: leader {} knows no epoch at or below {last} yet; asking again",
+                tp.0,
+                tp.1,
+                shared.leader
+            );
+            delay(shared, &tp, &log, epoch);
+            continue;
+        };
         match log.truncate_to(cut).await {
             Ok(cut_something) => {
                 if cut_something {
@@ -427,7 +471,6 @@ async fn truncate(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyho
             }
         }
     }
-    Ok(())
 }
 
 fn topic_name(name: &str) -> TopicName {
@@ -437,26 +480,33 @@ fn topic_name(name: &str) -> TopicName {
 /// Where to cut a follower whose last epoch is `asked`, given that the
 /// leader's log has `leader_epoch` ending at `leader_end` (the largest epoch
 /// it knows at or below `asked`). Returns the offset and whether the logs
-/// agree once cut (else ask again with the follower's new last epoch).
+/// agree once cut (else ask again with the follower's new last epoch);
+/// `None` when the leader knows no epoch at or below ours (UNDEFINED).
+///
+/// A leader has its own epoch, the newest, from the moment it leads, so
+/// UNDEFINED means it does not lead in that epoch yet (or no longer):
+/// asking again later is all there is to do. Kafka cuts at the follower's
+/// high watermark then, which it keeps across restarts and roles; here
+/// the bound starts at the log start when following begins, and cutting
+/// there emptied the replica (every partition of a broker moving its
+/// leaderships away in a controlled shutdown).
 fn truncation_point(
     log: &PartitionLog,
     asked: i32,
     leader_epoch: i32,
     leader_end: i64,
-) -> (i64, bool) {
+) -> Option<(i64, bool)> {
     let log_end = log.log_end_offset();
     if leader_epoch < 0 || leader_end < 0 {
-        // The leader has no epoch at or below ours: nothing of ours past
-        // what is committed can be trusted.
-        return (log.high_watermark().min(log_end), true);
+        return None;
     }
     if leader_epoch == asked {
-        return (leader_end.min(log_end), true);
+        return Some((leader_end.min(log_end), true));
     }
     // The leader never had our last epoch: cut at the end of its epoch in
     // our log or in its, whichever is smaller, and ask again.
     let (_, ours) = log.end_offset_for_epoch(leader_epoch);
-    (leader_end.min(ours).min(log_end), false)
+    Some((leader_end.min(ours).min(log_end), false))
 }
 
 async fn fetch(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyhow::Result<()> {
@@ -560,6 +610,12 @@ async fn append(
     records: Bytes,
     leader: LeaderOffsets,
 ) {
+    // An answer from a former leader (see `still_followed`) appends
+    // nothing, nor moves the bound or the log start: this replica may
+    // lead the partition now.
+    if !still_followed(shared, &tp, &log, epoch) {
+        return;
+    }
     if !records.is_empty() {
         if log.log_end_offset() != offset {
             // Truncated or appended meanwhile (a new role): skip this answer.
@@ -577,6 +633,9 @@ async fn append(
                 f.state = State::Truncating;
                 f.retry_at = Some(Instant::now() + RETRY);
             });
+            return;
+        }
+        if !still_followed(shared, &tp, &log, epoch) {
             return;
         }
     }

@@ -56,22 +56,132 @@ fn a_follower_cuts_where_its_last_epoch_ends_on_the_leader() {
     run_local(move || async move {
         let log = follower(&path).await;
         // The leader has epoch 3 too, ending at 12: cut there, done.
-        assert_eq!(truncation_point(&log, 3, 3, 12), (12, true));
+        assert_eq!(truncation_point(&log, 3, 3, 12), Some((12, true)));
         // The leader's epoch 3 is longer than ours: nothing to cut.
-        assert_eq!(truncation_point(&log, 3, 3, 40), (15, true));
+        assert_eq!(truncation_point(&log, 3, 3, 40), Some((15, true)));
         // The leader never had epoch 3; its epoch 1 ends at 8: cut at 8
         // (ours ends at 10) and ask again with epoch 1.
-        assert_eq!(truncation_point(&log, 3, 1, 8), (8, false));
+        assert_eq!(truncation_point(&log, 3, 1, 8), Some((8, false)));
         // Its epoch 1 ends past ours: cut at ours (10), ask again.
-        assert_eq!(truncation_point(&log, 3, 1, 12), (10, false));
-        // It knows no epoch at or below ours: keep what is committed.
-        log.reset_replicated_bound(6);
-        assert_eq!(truncation_point(&log, 3, -1, -1), (6, true));
+        assert_eq!(truncation_point(&log, 3, 1, 12), Some((10, false)));
+        // It knows no epoch at or below ours (it does not lead in its
+        // epoch yet): nothing is cut, not even down to a bound that
+        // following reset to the log start.
+        log.reset_replicated_bound(0);
+        assert_eq!(truncation_point(&log, 3, -1, -1), None);
         // The whole round trip on the log: cut at 8, then epochs agree.
         assert!(log.truncate_to(8).await.unwrap());
         assert_eq!(log.log_end_offset(), 8);
         let last = log.leader_epoch_entries().last().unwrap().epoch;
         assert_eq!(last, 1);
-        assert_eq!(truncation_point(&log, 1, 1, 8), (8, true));
+        assert_eq!(truncation_point(&log, 1, 1, 8), Some((8, true)));
+    });
+}
+
+/// A fetcher's shared state for leader 2, following nothing yet.
+fn shared() -> super::Shared {
+    super::Shared {
+        id: u64::MAX,
+        leader: 2,
+        me: 1,
+        addr: std::cell::Cell::new("127.0.0.1:9".parse().unwrap()),
+        partitions: std::cell::RefCell::new(std::collections::BTreeMap::new()),
+        changed: shard::signal::Signal::new(),
+        stopped: std::cell::Cell::new(false),
+    }
+}
+
+fn follow(s: &super::Shared, log: &std::rc::Rc<PartitionLog>, epoch: i32) {
+    s.partitions.borrow_mut().insert(
+        ("t".to_string(), 0),
+        super::Followed {
+            log: log.clone(),
+            leader_epoch: epoch,
+            state: super::State::Truncating,
+            retry_at: None,
+            lag_messages: 0,
+            caught_up_ms: 0,
+        },
+    );
+}
+
+#[test]
+fn a_former_leaders_epoch_answer_cuts_nothing() {
+    use kafka_protocol::messages::offset_for_leader_epoch_response::EpochEndOffset;
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = follower(&path).await;
+        let tp = ("t".to_string(), 0);
+        // Leader 2 (asked in epoch 3, our last epoch 3) says its epoch 1
+        // ends at 8.
+        let answer = || {
+            std::collections::BTreeMap::from([(
+                tp.clone(),
+                EpochEndOffset::default()
+                    .with_partition(0)
+                    .with_leader_epoch(1)
+                    .with_end_offset(8),
+            )])
+        };
+        let s = shared();
+        // The answer came after this replica was elected leader (the
+        // partition is followed no more): its log stays whole.
+        super::apply_epoch_answers(&s, vec![(tp.clone(), log.clone(), 3, 3)], answer()).await;
+        assert_eq!(log.log_end_offset(), 15);
+        // Or after it began to follow in a newer epoch: the same.
+        follow(&s, &log, 4);
+        super::apply_epoch_answers(&s, vec![(tp.clone(), log.clone(), 3, 3)], answer()).await;
+        assert_eq!(log.log_end_offset(), 15);
+        // A leader that knows no epoch at or below ours (UNDEFINED): asked
+        // again later, nothing cut (the bound is the log start here).
+        let undefined = std::collections::BTreeMap::from([(
+            tp.clone(),
+            EpochEndOffset::default()
+                .with_partition(0)
+                .with_leader_epoch(-1)
+                .with_end_offset(-1),
+        )]);
+        log.reset_replicated_bound(0);
+        super::apply_epoch_answers(&s, vec![(tp.clone(), log.clone(), 4, 3)], undefined).await;
+        assert_eq!(log.log_end_offset(), 15);
+        assert!(s.partitions.borrow()[&tp].retry_at.is_some());
+        // Asked in the epoch it is followed in: cut.
+        super::apply_epoch_answers(&s, vec![(tp.clone(), log.clone(), 4, 3)], answer()).await;
+        assert_eq!(log.log_end_offset(), 8);
+    });
+}
+
+#[test]
+fn a_former_leaders_fetch_answer_appends_nothing() {
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = follower(&path).await;
+        log.reset_replicated_bound(10);
+        let tp = ("t".to_string(), 0);
+        let s = shared();
+        let answer = || super::LeaderOffsets {
+            high_watermark: 17,
+            log_start: 0,
+        };
+        // Sent in epoch 3, answered after this replica was elected.
+        super::append(
+            &s,
+            tp.clone(),
+            log.clone(),
+            3,
+            15,
+            leader_batch(15, 2, 3),
+            answer(),
+        )
+        .await;
+        assert_eq!(log.log_end_offset(), 15);
+        assert_eq!(log.high_watermark(), 10, "nor does its high watermark move");
+        // Still followed as asked: appended.
+        follow(&s, &log, 3);
+        super::append(&s, tp, log.clone(), 3, 15, leader_batch(15, 2, 3), answer()).await;
+        assert_eq!(log.log_end_offset(), 17);
+        assert_eq!(log.high_watermark(), 17);
     });
 }

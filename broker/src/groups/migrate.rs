@@ -153,11 +153,7 @@ fn read_metadata(data_dir: &Path) -> Result<Option<ClusterState>> {
 /// Topics that clients made with names reserved since: kept readable and
 /// deletable, refused writes and changes; say so at every start.
 fn warn_about_reserved_topics(metadata: Option<&ClusterState>) {
-    for t in metadata
-        .into_iter()
-        .flat_map(|m| m.topics.values())
-        .filter(|t| internal::is_reserved(&t.name))
-    {
+    for t in client_made_reserved_topics(metadata) {
         tracing::warn!(
             "topic '{}' ({} partition(s)) was created by a client before Shardline reserved \
              internal topic names; it is kept as it is: consumers can read it, producers get \
@@ -168,6 +164,20 @@ fn warn_about_reserved_topics(metadata: Option<&ClusterState>) {
             t.name
         );
     }
+}
+
+/// The topics with reserved names that a client made. `__transaction_state`
+/// is the broker's own (the transaction coordinators create it), never a
+/// client's: telling the operator to delete it would lose every
+/// transaction's state.
+fn client_made_reserved_topics(
+    metadata: Option<&ClusterState>,
+) -> impl Iterator<Item = &crate::metadata::TopicMeta> {
+    metadata
+        .into_iter()
+        .flat_map(|m| m.topics.values())
+        .filter(|t| internal::is_reserved(&t.name) && t.name != internal::TRANSACTION_STATE)
+        .map(|t| t.as_ref())
 }
 
 /// Copy the group records of `old` (shared with a client's topic) into a

@@ -211,3 +211,29 @@ fn a_clients_record_in_a_group_log_is_a_precise_restore_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_brokers_transaction_state_is_not_called_a_clients_topic() {
+    let mut state = ClusterState::default();
+    for name in [
+        internal::CONSUMER_OFFSETS,
+        internal::TRANSACTION_STATE,
+        "__shardline_x",
+        "plain",
+    ] {
+        state.topics.insert(
+            name.into(),
+            Arc::new(TopicMeta {
+                name: name.into(),
+                id: uuid::Uuid::new_v4(),
+                partitions: vec![PartitionMeta::local(0, 0)],
+                configs: BTreeMap::new(),
+            }),
+        );
+    }
+    let named: Vec<&str> = client_made_reserved_topics(Some(&state))
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(named, [internal::CONSUMER_OFFSETS, "__shardline_x"]);
+    assert_eq!(client_made_reserved_topics(None).count(), 0);
+}

@@ -309,7 +309,17 @@ impl PartitionWork for EpochEnd {
 
     async fn run(self, s: Rc<ShardState>) -> EpochLookup {
         let EpochEnd(topic, partition, epoch, requested) = self;
-        match s.partitions.log(&topic, partition) {
+        // The metadata names this broker leader in `epoch`, but the shard
+        // may not have taken the role yet (it applies the same change a
+        // moment later): until it has, its epoch cache lacks `epoch`, and
+        // for a follower whose last epoch is newer than the cache's it
+        // would answer UNDEFINED. As Kafka's `leaderLogIfLocal`, only a
+        // replica that leads in that epoch answers.
+        let tp = (topic, partition);
+        if s.partitions.leaders().leader_epoch(&tp) != Some(epoch) {
+            return EpochLookup::default();
+        }
+        match s.partitions.log(&tp.0, tp.1) {
             Some(log) => EpochLookup {
                 error: 0,
                 current_epoch: epoch,

@@ -366,6 +366,7 @@ fn verification_refusal(code: i16, add: bool) -> (i16, Option<String>) {
     }
 }
 
+
 /// An acks=all append of a batch the broker writes itself (a
 /// coordinator's record in its internal topic), on this shard, which owns
 /// the partition: (error code, message), 0 once the in-sync replicas (at
@@ -684,5 +685,12 @@ mod tests {
             code(ResponseError::InvalidTxnState)
         );
         assert_eq!(verification_refusal(abortable, true).0, abortable);
+        let (retry, message) = verification_refusal(code(ResponseError::NotCoordinator), false);
+        assert_eq!(retry, code(ResponseError::NotEnoughReplicas));
+        assert!(message.unwrap().contains("NotCoordinator"));
+        assert_eq!(
+            verification_refusal(code(ResponseError::InvalidProducerIdMapping), false),
+            (code(ResponseError::InvalidProducerIdMapping), None)
+        );
     }
 }

@@ -415,6 +415,7 @@ impl MetadataStore {
                 heartbeat_interval: std::time::Duration::from_millis(
                     config.broker_heartbeat_interval_ms,
                 ),
+                session_timeout: std::time::Duration::from_millis(config.broker_session_timeout_ms),
             },
         )?;
         let _ = self.lifecycle.set(status.clone());

@@ -83,6 +83,8 @@ pub struct Sessions {
     /// Fence/unfence proposals in flight, so each is proposed once.
     proposed: HashMap<i32, (i64, bool)>,
     timeout: Duration,
+    /// The raft term `last_heard` was started in (by [`Sessions::on_elected`]).
+    term: u64,
 }
 
 impl Sessions {
@@ -92,17 +94,32 @@ impl Sessions {
             peer_heard: HashMap::new(),
             proposed: HashMap::new(),
             timeout,
+            term: 0,
         }
     }
 
-    /// This node just became the leader: every broker starts a session.
-    pub fn on_elected(&mut self, state: &ClusterState, now: Instant) {
-        self.last_heard = state.brokers.keys().map(|id| (*id, now)).collect();
-        self.proposed.clear();
+    /// Whether the sessions were started when this node was elected in
+    /// `term` (a node deposed and elected again between two looks at its
+    /// role starts them again).
+    pub fn started_in(&self, term: u64) -> bool {
+        self.term == term
     }
 
-    /// Fence the brokers whose sessions ran out.
+    /// This node just became the leader in `term`: every broker starts a
+    /// session.
+    pub fn on_elected(&mut self, state: &ClusterState, now: Instant, term: u64) {
+        self.last_heard = state.brokers.keys().map(|id| (*id, now)).collect();
+        self.proposed.clear();
+        self.term = term;
+    }
+
+    /// Fence the brokers whose sessions ran out. Only a leader does: a
+    /// follower's proposal would be forwarded to the leader, carrying this
+    /// node's view of sessions, which is not the leader's.
     pub fn fence_expired<W: Default>(&mut self, core: &mut QuorumCore<W>, now: Instant) {
+        if !core.is_leader() || core.term() != self.term {
+            return;
+        }
         let state = core.state();
         self.proposed.retain(|id, (epoch, fence)| {
             // Done once the state shows it (or the broker moved on).

@@ -121,8 +121,6 @@ pub struct QuorumCore<W> {
     snapshot_every: u64,
     /// The state changed since [`QuorumCore::take_changed`].
     changed: bool,
-    role: StateRole,
-    leader: u64,
 }
 
 impl<W> QuorumCore<W> {
@@ -170,8 +168,6 @@ impl<W> QuorumCore<W> {
             ticks: 0,
             snapshot_every: cfg.snapshot_every.max(1),
             changed: true,
-            role: StateRole::Follower,
-            leader: 0,
         };
         // A quorum of one elects itself now rather than after a timeout.
         if core.conf_state.voters == [core.id] && core.conf_state.learners.is_empty() {
@@ -194,13 +190,21 @@ impl<W> QuorumCore<W> {
         self.applied
     }
 
+    /// Whether this node leads now: raft's own state, which a message just
+    /// stepped may have changed before the next ready cycle. A leader that
+    /// was paused (a long stall, SIGSTOP) and hears a newer term is a
+    /// follower from that message on; going by the last cycle's role it
+    /// would act as the active controller once more, and the proposals it
+    /// then made (fencing every broker its stale sessions found silent)
+    /// raft forwards to the new leader, which commits them.
     pub fn is_leader(&self) -> bool {
-        self.role == StateRole::Leader
+        self.node.raft.state == StateRole::Leader
     }
 
     /// The leader this node knows of.
     pub fn leader(&self) -> Option<u64> {
-        (self.leader != 0).then_some(self.leader)
+        let leader = self.node.raft.leader_id;
+        (leader != raft::INVALID_ID).then_some(leader)
     }
 
     pub fn term(&self) -> u64 {
@@ -433,13 +437,10 @@ impl<W> QuorumCore<W> {
     }
 
     fn cycle(&mut self, out: &mut Output<W>) -> anyhow::Result<()> {
+        // A change of leader keeps the pending proposals: they may still
+        // commit under the new leader, and apply here then; else they time
+        // out.
         let mut rd = self.node.ready();
-        if let Some(ss) = rd.ss() {
-            // Pending proposals stay: they may still commit under the new
-            // leader, and apply here then; else they time out.
-            self.role = ss.raft_state;
-            self.leader = ss.leader_id;
-        }
         out.messages.extend(rd.take_messages());
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();

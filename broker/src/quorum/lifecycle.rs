@@ -125,6 +125,21 @@ pub struct Settings {
     /// Voters' controller listeners (empty: a single node).
     pub voters: Vec<(i32, String)>,
     pub heartbeat_interval: Duration,
+    /// `broker_session_timeout_ms`: a request to the controller gives up
+    /// after half of it.
+    pub session_timeout: Duration,
+}
+
+impl Settings {
+    /// How long a registration or heartbeat waits for the controller:
+    /// half the session timeout, as Kafka's heartbeat channel (KAFKA-14392).
+    /// A controller that stopped answering without closing the connection
+    /// (paused, cut off) would otherwise hold the heartbeat past the
+    /// session, while the new active controller, which never hears from
+    /// this broker, fences it; with every broker so held, all of them.
+    fn request_timeout(&self) -> Duration {
+        (self.session_timeout / 2).max(Duration::from_millis(100))
+    }
 }
 
 /// Start the lifecycle thread.
@@ -144,6 +159,7 @@ fn run(quorum: Arc<Quorum>, settings: Settings, status: Arc<Status>) {
         voters: settings.voters.clone(),
         conn: None,
         next_voter: 0,
+        timeout: settings.request_timeout(),
     };
     let mut epoch: Option<i64> = None;
     let mut last_error: Option<(String, Instant)> = None;
@@ -237,6 +253,8 @@ struct Channel {
     voters: Vec<(i32, String)>,
     conn: Option<(i32, Conn)>,
     next_voter: usize,
+    /// See [`Settings::request_timeout`].
+    timeout: Duration,
 }
 
 enum Target {
@@ -272,8 +290,8 @@ impl Channel {
     fn conn(&mut self, id: i32, addr: &str) -> Result<&mut Conn, ResponseError> {
         if self.conn.as_ref().is_none_or(|(c, _)| *c != id) {
             let mut opts = Options::new("shardline-broker");
-            opts.io_timeout = Duration::from_secs(15);
-            opts.connect_timeout = Duration::from_secs(1);
+            opts.io_timeout = self.timeout;
+            opts.connect_timeout = self.timeout.min(Duration::from_secs(1));
             match Conn::connect(addr, &opts) {
                 Ok(c) => self.conn = Some((id, c)),
                 Err(e) => {
@@ -287,9 +305,9 @@ impl Channel {
 
     fn register(&mut self, quorum: &Quorum, s: &Settings) -> Result<i64, ResponseError> {
         match self.target(quorum, s.me.id) {
-            Target::Local => registration_outcome(
-                quorum.rpc(Rpc::Register(s.me.clone()), Duration::from_secs(15)),
-            ),
+            Target::Local => {
+                registration_outcome(quorum.rpc(Rpc::Register(s.me.clone()), self.timeout))
+            }
             Target::Remote(id, addr) => {
                 // A broker that has not seen the log yet knows no cluster id
                 // (Kafka's come from formatting the storage); it sends none.
@@ -325,7 +343,7 @@ impl Channel {
                     want_fence,
                     want_shut_down,
                 },
-                Duration::from_secs(15),
+                self.timeout,
             )),
             Target::Remote(id, addr) => {
                 let req = BrokerHeartbeatRequest::default()

@@ -383,8 +383,10 @@ impl Thread {
                 continue; // process what was just proposed
             }
             let leader = self.core.is_leader();
-            if leader && !was_leader {
-                self.sessions.on_elected(self.core.state(), Instant::now());
+            let term = self.core.term();
+            if leader && (!was_leader || !self.sessions.started_in(term)) {
+                self.sessions
+                    .on_elected(self.core.state(), Instant::now(), term);
             }
             was_leader = leader;
             if !leader {

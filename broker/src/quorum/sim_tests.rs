@@ -414,3 +414,38 @@ fn a_proposal_forwarded_to_a_leader_that_just_died_is_applied_by_the_next() {
         assert_eq!(sim.topics(id), vec!["a".to_string(), "b".to_string()]);
     }
 }
+
+#[test]
+fn a_paused_leader_stops_leading_as_soon_as_it_hears_the_new_term() {
+    let mut sim = Sim::new(3, 5, 100);
+    assert!(sim.propose("a", 1));
+    sim.run(3);
+    let old = sim.wait_leader();
+    // Paused (SIGSTOP, a long stall): no ticks, nothing in or out, so it
+    // does not step down on its own (check-quorum needs ticks).
+    let paused = sim.nodes.remove(&old).unwrap();
+    let new = sim.wait_leader();
+    assert_ne!(new, old);
+    let new_term = sim.nodes[&new].term();
+    sim.nodes.insert(old, paused);
+    assert!(
+        sim.nodes[&old].is_leader(),
+        "in its own view it still leads"
+    );
+    for _ in 0..50 {
+        // Its ready cycle, then the new leader's messages are stepped: a
+        // message of the new term makes it a follower, before any other
+        // ready cycle (the active controller's timers run in between).
+        sim.step(false);
+        let o = &sim.nodes[&old];
+        if o.term() >= new_term {
+            assert!(
+                !o.is_leader(),
+                "node {old} heard term {} and still leads",
+                o.term()
+            );
+            return;
+        }
+    }
+    panic!("the paused leader never heard the new term {new_term}");
+}
