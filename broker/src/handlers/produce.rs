@@ -366,7 +366,6 @@ fn verification_refusal(code: i16, add: bool) -> (i16, Option<String>) {
     }
 }
 
-
 /// An acks=all append of a batch the broker writes itself (a
 /// coordinator's record in its internal topic), on this shard, which owns
 /// the partition: (error code, message), 0 once the in-sync replicas (at
