@@ -4,7 +4,6 @@ DeleteRecords, DescribeCluster, DescribeLogDirs, OffsetForLeaderEpoch."""
 
 import socket
 import struct
-import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition

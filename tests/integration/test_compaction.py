@@ -3,7 +3,6 @@ value per key, offsets stay as they were, and keyless records are refused."""
 
 import time
 
-import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from conftest import consumer_conf, create_topic, unique_topic, watermarks

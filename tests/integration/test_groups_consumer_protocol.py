@@ -2,7 +2,6 @@
 confluent-kafka (librdkafka): broker-side assignment, incremental
 reconciliation, members leaving, committed offsets, ConsumerGroupDescribe."""
 
-import time
 import uuid
 
 import pytest

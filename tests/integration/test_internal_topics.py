@@ -24,7 +24,6 @@ Kafka would let a client destroy the broker's own state.
 """
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Broker, assert_delivered, create_topic, produce, unique_topic
+from conftest import assert_delivered, create_topic, produce, unique_topic
 
 RESERVED = ["__consumer_offsets", "__transaction_state", "__cluster_metadata",
             "__share_group_state", "__shardline.metrics", "__shardline"]

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import HOST, create_topic, produce, unique_topic
+from conftest import create_topic, produce, unique_topic
 
 QUOTA = 1024 * 1024  # bytes per second
 WINDOW_NUM = 3

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import Cluster, describe_cluster, wait_until
 from conftest import unique_topic
+from readback import read_to_end
 
 # A follower not caught up for this long leaves the ISR (Kafka: 30 s).
 LAG_MS = 2000
@@ -57,35 +58,8 @@ def partition_state(bootstrap, topic):
 def read_everything(bootstrap, topic, partitions, timeout=60):
     """Every record of every partition from offset 0, up to the high
     watermark as it is at the start of the read: [(partition, offset, value)]."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("check"),
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "enable.partition.eof": True})
-    ends = {}
-    for p in range(partitions):
-        _, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        ends[p] = hi
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    got = []
-    done = {p for p, hi in ends.items() if hi == 0}
-    deadline = time.monotonic() + timeout
-    try:
-        while len(done) < partitions and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    if m.offset() >= ends[m.partition()]:
-                        done.add(m.partition())
-                    continue
-                raise AssertionError(m.error())
-            got.append((m.partition(), m.offset(), int(m.value())))
-            if m.offset() + 1 >= ends[m.partition()]:
-                done.add(m.partition())
-    finally:
-        c.close()
-    assert len(done) == partitions, f"read {len(got)} records; partitions done {done} of {ends}"
-    return got
+    return [(m.partition(), m.offset(), int(m.value()))
+            for m in read_to_end(bootstrap, topic, partitions, timeout=timeout)]
 
 
 def led_by_a_voter_followed_by_two_brokers(cluster, prefix):

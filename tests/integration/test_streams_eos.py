@@ -45,12 +45,13 @@ import time
 from collections import Counter
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import Cluster, wait_until
 from conftest import produce_waiting, unique_topic
 from java import classpath, java_bin, json_lines
+from readback import read_to_end
 
 WORDS = ("kafka streams shardline broker topic partition offset record group commit "
          "fetch produce leader replica segment index compact delete retention consumer").split()
@@ -93,31 +94,8 @@ def read_topic(bootstrap, topic, isolation, timeout=60):
     """Every record of every partition, up to the end offsets at the start of
     the read, with `isolation` (read_committed stops at the last stable
     offset: run after every transaction ended). [(partition, key, value)]."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("check"),
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "enable.partition.eof": True, "isolation.level": isolation})
-    try:
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
-        c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-        got, done = [], {p for p, hi in ends.items() if hi == 0}
-        deadline = time.monotonic() + timeout
-        while len(done) < PARTITIONS and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    if m.offset() >= ends[m.partition()]:
-                        done.add(m.partition())
-                    continue
-                raise AssertionError(m.error())
-            got.append((m.partition(), m.key(), m.value()))
-            if m.offset() + 1 >= ends[m.partition()]:
-                done.add(m.partition())
-    finally:
-        c.close()
-    assert len(done) == PARTITIONS, f"{topic}: read {len(got)} records; done {done} of {ends}"
-    return got
+    return [(m.partition(), m.key(), m.value())
+            for m in read_to_end(bootstrap, topic, PARTITIONS, isolation, timeout)]
 
 
 def counts_by_word(records):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import HOST, ConfigBroker, admin_client, free_port, unique_topic
+from conftest import HOST, ConfigBroker, admin_client, free_port
 
 ADMIN, ADMIN_PW = "admin", "admin-secret"
 

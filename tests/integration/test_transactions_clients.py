@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from conftest import create_topic, unique_topic
+from readback import read_to_end
 
 JS_DIR = Path(__file__).resolve().parents[1] / "js"
 PARTITIONS = 2
@@ -81,34 +82,9 @@ def confluent_read(bootstrap, topic, isolation, partitions=PARTITIONS, timeout=3
     """Every record of `topic` from offset 0 to its end (the high
     watermark, or for read_committed the last stable offset), read with
     confluent-kafka: a sorted list of (partition, offset, value)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("cross"),
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "isolation.level": isolation, "enable.partition.eof": True,
-                  "fetch.wait.max.ms": 100})
-    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-            for p in range(partitions)}
-    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    got = []
-    done = {p for p, end in ends.items() if end == 0}
-    deadline = time.monotonic() + timeout
-    try:
-        while len(done) < partitions and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    if m.offset() >= ends[m.partition()]:
-                        done.add(m.partition())
-                    continue
-                raise AssertionError(m.error())
-            got.append((m.partition(), m.offset(), m.value().decode()))
-            if m.offset() + 1 >= ends[m.partition()]:
-                done.add(m.partition())
-    finally:
-        c.close()
-    assert len(done) == partitions, f"{isolation}: partitions done {done} of {ends}"
-    return sorted(got)
+    return sorted((m.partition(), m.offset(), m.value().decode())
+                  for m in read_to_end(bootstrap, topic, partitions, isolation, timeout,
+                                       config={"fetch.wait.max.ms": 100}))
 
 
 def confluent_committed_offset(bootstrap, group, topic):

@@ -41,13 +41,14 @@ import threading
 import time
 
 import pytest
-from confluent_kafka import (Consumer, ElectionType, KafkaError, KafkaException, Producer,
+from confluent_kafka import (Consumer, ElectionType, KafkaException, Producer,
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import Cluster, wait_until
 from conftest import unique_topic
 from raw import recv_exact
+from readback import read_to_end
 from test_replication import partition_state
 
 TXN_STATE = "__transaction_state"
@@ -375,33 +376,10 @@ def read_all(bootstrap, topic, isolation, timeout=60):
     """Every value of every partition from offset 0 to its end (the high
     watermark, or for read_committed the last stable offset) as a
     consumer with `isolation` reads them: {partition: [value]}."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("check"),
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "isolation.level": isolation, "enable.partition.eof": True,
-                  "fetch.wait.max.ms": 100})
-    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-            for p in range(PARTITIONS)}
-    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     got = {p: [] for p in range(PARTITIONS)}
-    done = {p for p, end in ends.items() if end == 0}
-    deadline = time.monotonic() + timeout
-    try:
-        while len(done) < PARTITIONS and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    if m.offset() >= ends[m.partition()]:
-                        done.add(m.partition())
-                    continue
-                raise AssertionError(m.error())
-            got[m.partition()].append(m.value().decode())
-            if m.offset() + 1 >= ends[m.partition()]:
-                done.add(m.partition())
-    finally:
-        c.close()
-    assert len(done) == PARTITIONS, f"{isolation}: partitions done {done} of {ends}"
+    for m in read_to_end(bootstrap, topic, PARTITIONS, isolation, timeout,
+                         config={"fetch.wait.max.ms": 100}):
+        got[m.partition()].append(m.value().decode())
     return got
 
 

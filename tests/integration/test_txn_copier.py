@@ -43,6 +43,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from cluster import Cluster, wait_until
 from conftest import produce_waiting, unique_topic
 from java import classpath, java_bin
+from readback import read_to_end
 
 MESSAGES = 40000
 INPUT_PARTITIONS = 2
@@ -144,31 +145,8 @@ class ReadCommitted(threading.Thread):
 def read_all(bootstrap, topic, partitions, isolation="read_committed", timeout=60):
     """Every record of every partition up to its end offset at the start
     of the read: [(partition, offset, value)]."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("check"),
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "enable.partition.eof": True, "isolation.level": isolation})
-    try:
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
-        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-        got, done = [], {p for p, hi in ends.items() if hi == 0}
-        deadline = time.monotonic() + timeout
-        while len(done) < partitions and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    if m.offset() >= ends[m.partition()]:
-                        done.add(m.partition())
-                    continue
-                raise AssertionError(m.error())
-            got.append((m.partition(), m.offset(), int(m.value())))
-            if m.offset() + 1 >= ends[m.partition()]:
-                done.add(m.partition())
-    finally:
-        c.close()
-    assert len(done) == partitions, f"{topic}: read {len(got)} records; done {done} of {ends}"
-    return got
+    return [(m.partition(), m.offset(), int(m.value()))
+            for m in read_to_end(bootstrap, topic, partitions, isolation, timeout)]
 
 
 def verdict(name, inputs, reads):
