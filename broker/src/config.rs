@@ -59,6 +59,8 @@ impl BrokerConfig {
         }
         let mut listeners = self.resolve_listeners()?;
         self.controller_listener = self.take_controller_listener(&mut listeners)?;
+        self.inter_broker =
+            crate::inter_broker::InterBroker::choose(&self, &listeners)?.map(std::sync::Arc::new);
         self.resolved_listeners = listeners;
         self.quorum_voters = self
             .controller_quorum_voters
@@ -206,12 +208,19 @@ impl BrokerConfig {
         Ok(listeners)
     }
 
-    /// `super_users` plus the bootstrap user: it exists to administer a
-    /// fresh broker, which with the authorizer on needs a super user.
+    /// `super_users` plus the bootstrap user (it exists to administer a
+    /// fresh broker, which with the authorizer on needs a super user) and
+    /// the inter-broker user (brokers' fetches and markers need
+    /// CLUSTER_ACTION, as Kafka's broker principal is a super user).
     pub fn effective_super_users(&self) -> Vec<String> {
         let mut users = self.super_users.clone();
-        if let Some(u) = &self.sasl_bootstrap_user {
-            let principal = format!("User:{u}");
+        let extra = [
+            self.sasl_bootstrap_user
+                .as_ref()
+                .map(|u| format!("User:{u}")),
+            self.inter_broker.as_ref().and_then(|i| i.principal()),
+        ];
+        for principal in extra.into_iter().flatten() {
             if !users.contains(&principal) {
                 users.push(principal);
             }
@@ -407,6 +416,71 @@ connections_max_reauth_ms = 60000
         };
         assert_eq!(cfg.effective_super_users(), ["User:root"]);
         assert!(BrokerConfig::default().effective_super_users().is_empty());
+    }
+
+    fn finished(toml_text: &str) -> anyhow::Result<BrokerConfig> {
+        toml::from_str::<BrokerConfig>(toml_text)
+            .map_err(anyhow::Error::from)?
+            .finish()
+    }
+
+    #[test]
+    fn the_inter_broker_listener() {
+        // Default: PLAINTEXT, and peers see User:ANONYMOUS.
+        let cfg = finished(
+            "listeners = [\"SASL_PLAINTEXT://127.0.0.1:2\", \"PLAINTEXT://127.0.0.1:1\"]\n\
+             sasl_bootstrap_user = \"admin\"\nsasl_bootstrap_password = \"x\"",
+        )
+        .unwrap();
+        let ib = cfg.inter_broker.as_ref().unwrap();
+        assert_eq!(ib.listener.name, "PLAINTEXT");
+        assert_eq!(ib.principal(), None);
+        assert_eq!(cfg.effective_super_users(), ["User:admin"]);
+        // Named SASL: the bootstrap user logs in unless another is given,
+        // and that user is a super user.
+        let base = "listeners = [\"SASL_PLAINTEXT://127.0.0.1:2\", \"PLAINTEXT://127.0.0.1:1\"]\n\
+                    sasl_bootstrap_user = \"admin\"\nsasl_bootstrap_password = \"x\"\n\
+                    inter_broker_listener_name = \"sasl_plaintext\"\n";
+        let cfg = finished(base).unwrap();
+        assert_eq!(
+            cfg.inter_broker.as_ref().unwrap().principal().as_deref(),
+            Some("User:admin")
+        );
+        let cfg = finished(&format!(
+            "{base}inter_broker_sasl_username = \"broker\"\ninter_broker_sasl_password = \"y\""
+        ))
+        .unwrap();
+        assert_eq!(cfg.effective_super_users(), ["User:admin", "User:broker"]);
+        assert!(!format!("{cfg:?}").contains("\"y\""));
+        // Refusals name the key.
+        for (extra, says) in [
+            ("inter_broker_sasl_username = \"b\"", "go together"),
+            (
+                "sasl_mechanism_inter_broker_protocol = \"SCRAM-SHA-512\"\n\
+                 sasl_enabled_mechanisms = [\"PLAIN\"]",
+                "not in sasl_enabled_mechanisms",
+            ),
+        ] {
+            let err = finished(&format!("{base}{extra}")).unwrap_err();
+            assert!(format!("{err:#}").contains(says), "{err:#}");
+        }
+        let err = finished(
+            "listeners = [\"PLAINTEXT://127.0.0.1:1\"]\ninter_broker_listener_name = \"INTERNAL\"",
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("no client listener is named INTERNAL"));
+        let err = finished(
+            "listeners = [\"SASL_PLAINTEXT://127.0.0.1:2\"]\ninter_broker_listener_name = \"SASL_PLAINTEXT\"",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("inter_broker_sasl_username"),
+            "{err:#}"
+        );
+        // Not named and nothing usable: no inter-broker listener (warned at
+        // start), not a refusal.
+        let cfg = finished("listeners = [\"SASL_PLAINTEXT://127.0.0.1:2\"]").unwrap();
+        assert!(cfg.inter_broker.is_none());
     }
 
     #[test]

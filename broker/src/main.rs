@@ -10,6 +10,7 @@ mod controller;
 mod disk_monitor;
 mod groups;
 mod handlers;
+mod inter_broker;
 mod listeners;
 mod messages;
 mod metadata;

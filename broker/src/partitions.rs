@@ -52,11 +52,14 @@ pub struct PartitionManager {
     leaders: replication::Leaders,
     /// One fetcher per leader this shard follows partitions of.
     fetchers: replication::Fetchers,
+    dialer: Rc<crate::inter_broker::BrokerDialer>,
 }
 
 impl PartitionManager {
     pub fn new(shard: usize, config: Arc<BrokerConfig>, metadata: Arc<MetadataStore>) -> Self {
         let node = config.node_id;
+        let dialer: Rc<crate::inter_broker::BrokerDialer> =
+            Rc::new(crate::inter_broker::BrokerDialer::new(&config));
         Self {
             shard,
             observer: RefCell::new(None),
@@ -64,8 +67,15 @@ impl PartitionManager {
             metadata,
             logs: RefCell::new(HashMap::new()),
             leaders: replication::Leaders::new(node),
-            fetchers: replication::Fetchers::new(node),
+            fetchers: replication::Fetchers::new(node, dialer.clone()),
+            dialer,
         }
+    }
+
+    /// How this shard connects to peers (the inter-broker listener's
+    /// security): fetchers, transaction markers and verification share it.
+    pub fn dialer(&self) -> &Rc<crate::inter_broker::BrokerDialer> {
+        &self.dialer
     }
 
     pub fn observe_leadership(&self, observer: LeadershipObserver) {
@@ -225,7 +235,7 @@ impl PartitionManager {
         for t in snap.topics.values() {
             for (p, meta) in t.partitions.iter().enumerate() {
                 if meta.shard_on(node) == Some(self.shard as u32) {
-                    self.open_partition(&t.name, p as i32, role_of(&snap, node, meta))
+                    self.open_partition(&t.name, p as i32, role_of(&snap, &self.config, meta))
                         .await
                         .map_err(anyhow::Error::msg)?;
                     opened += 1;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use uuid::Uuid;
 
+use crate::config::BrokerConfig;
 use crate::controller::ask_owner;
 use crate::messages::ShardReply;
 use crate::metadata::ClusterState;
@@ -35,7 +36,8 @@ struct Replica {
 }
 
 /// The replicas of `node` in `state`, by (topic, partition).
-fn replicas_of(state: &ClusterState, node: i32) -> BTreeMap<(String, i32), Replica> {
+fn replicas_of(state: &ClusterState, cfg: &BrokerConfig) -> BTreeMap<(String, i32), Replica> {
+    let node = cfg.node_id;
     let mut out = BTreeMap::new();
     for t in state.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
@@ -45,7 +47,7 @@ fn replicas_of(state: &ClusterState, node: i32) -> BTreeMap<(String, i32), Repli
                     Replica {
                         topic_id: t.id,
                         shard,
-                        role: role_of(state, node, p),
+                        role: role_of(state, cfg, p),
                     },
                 );
             }
@@ -67,8 +69,8 @@ pub async fn reconcile(state: &Rc<ShardState>) -> Failures {
         return Vec::new();
     }
     let node = state.config.node_id;
-    let before = replicas_of(&known, node);
-    let after = replicas_of(&newest, node);
+    let before = replicas_of(&known, &state.config);
+    let after = replicas_of(&newest, &state.config);
     // Deletions first: a topic deleted and created again under its name
     // reuses the directory names, which must be empty by then. All are
     // closed before any is deleted: after running out of descriptors,

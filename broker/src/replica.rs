@@ -8,13 +8,14 @@
 //! listener; a partition with no leader (offline) is neither led nor
 //! followed here.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use replication::{IsrChange, Leadership, TopicPartition};
 
+use crate::config::BrokerConfig;
 use crate::metadata::{ClusterState, MetadataCommand, MetadataStore, PartitionMeta};
 use crate::partitions::PartitionManager;
 
@@ -32,7 +33,8 @@ pub enum Role {
 }
 
 /// The role of `node`'s replica of `p` in `snap`.
-pub fn role_of(snap: &ClusterState, node: i32, p: &PartitionMeta) -> Role {
+pub fn role_of(snap: &ClusterState, cfg: &BrokerConfig, p: &PartitionMeta) -> Role {
+    let node = cfg.node_id;
     if p.leader == node {
         return Role::Leader(Leadership {
             replicas: p.replicas.clone(),
@@ -44,7 +46,7 @@ pub fn role_of(snap: &ClusterState, node: i32, p: &PartitionMeta) -> Role {
     if p.leader < 0 || !p.replicas.contains(&node) {
         return Role::Idle;
     }
-    match inter_broker_addr(snap, p.leader) {
+    match crate::inter_broker::peer_addr(snap, p.leader, cfg) {
         Some(addr) => Role::Follower {
             leader: p.leader,
             addr,
@@ -52,31 +54,6 @@ pub fn role_of(snap: &ClusterState, node: i32, p: &PartitionMeta) -> Role {
         },
         None => Role::Idle,
     }
-}
-
-/// Where followers reach broker `id`: its PLAINTEXT listener (Kafka's
-/// `inter.broker.listener.name` default), else any plaintext one. The
-/// advertised host must be an IP address (or `localhost`): resolving a
-/// name is a blocking call, which a shard never makes.
-pub(crate) fn inter_broker_addr(snap: &ClusterState, id: i32) -> Option<SocketAddr> {
-    let b = snap.brokers.get(&id)?;
-    let e = b
-        .endpoint("PLAINTEXT")
-        .or_else(|| b.endpoints.iter().find(|e| e.security_protocol == 0))?;
-    let ip = match e.host.as_str() {
-        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        host => match host.parse::<IpAddr>() {
-            Ok(ip) => ip,
-            Err(_) => {
-                tracing::warn!(
-                    "broker {id} advertises {host}, not an IP address: its followers cannot \
-                     reach it (advertise an address)"
-                );
-                return None;
-            }
-        },
-    };
-    Some(SocketAddr::new(ip, e.port))
 }
 
 /// Propose `change` of `tp` to the metadata log (a task of the owner

@@ -46,7 +46,7 @@ use kafka_protocol::ResponseError;
 use shard::log::{AckLevel, PartitionLog};
 use shard::signal::Signal;
 
-use crate::conn::LeaderConn;
+use crate::conn::{Dialer, LeaderConn};
 use crate::stats::{self, FetcherLag};
 
 /// Fetch v12: topic names, the replica id, the follower's leader epoch and
@@ -96,6 +96,7 @@ struct Shared {
     id: u64,
     leader: i32,
     me: i32,
+    dialer: Rc<dyn Dialer>,
     addr: Cell<SocketAddr>,
     partitions: RefCell<BTreeMap<TopicPartition, Followed>>,
     changed: Signal,
@@ -105,14 +106,18 @@ struct Shared {
 /// The fetchers of one shard, by leader.
 pub struct Fetchers {
     me: i32,
+    dialer: Rc<dyn Dialer>,
     by_leader: RefCell<BTreeMap<i32, Rc<Shared>>>,
 }
 
 impl Fetchers {
     /// `me`: this broker's node id (the replica id in its fetches).
-    pub fn new(me: i32) -> Self {
+    /// `dialer`: how connections to leaders are made (the inter-broker
+    /// listener's security).
+    pub fn new(me: i32, dialer: Rc<dyn Dialer>) -> Self {
         Self {
             me,
+            dialer,
             by_leader: RefCell::new(BTreeMap::new()),
         }
     }
@@ -210,6 +215,7 @@ impl Fetchers {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             leader,
             me: self.me,
+            dialer: self.dialer.clone(),
             addr: Cell::new(addr),
             partitions: RefCell::new(BTreeMap::new()),
             changed: Signal::new(),
@@ -240,7 +246,7 @@ async fn run(shared: Rc<Shared>) {
         };
         let addr = shared.addr.get();
         if conn.as_ref().is_none_or(|c| c.addr() != addr) {
-            match LeaderConn::connect(addr, CONNECT_TIMEOUT).await {
+            match shared.dialer.dial(addr, CONNECT_TIMEOUT).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::warn!("replica fetcher for leader {}: {e:#}", shared.leader);

@@ -84,6 +84,7 @@ fn shared() -> super::Shared {
         id: u64::MAX,
         leader: 2,
         me: 1,
+        dialer: std::rc::Rc::new(crate::conn::PlainDialer),
         addr: std::cell::Cell::new("127.0.0.1:9".parse().unwrap()),
         partitions: std::cell::RefCell::new(std::collections::BTreeMap::new()),
         changed: shard::signal::Signal::new(),

@@ -63,9 +63,10 @@ def sasl_conf(mechanism, user, password):
     }
 
 
-def create_scram_user(sb, user, password, mechanisms=("SCRAM-SHA-256", "SCRAM-SHA-512")):
+def create_scram_user(sb, user, password, mechanisms=("SCRAM-SHA-256", "SCRAM-SHA-512"),
+                      conf=None):
     from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
-    admin = admin_client(sb.sasl_bootstrap, **sasl_conf("SCRAM-SHA-512", ADMIN, ADMIN_PW))
+    admin = admin_client(sb.sasl_bootstrap, **(conf or sasl_conf("SCRAM-SHA-512", ADMIN, ADMIN_PW)))
     ups = [
         UserScramCredentialUpsertion(
             user, ScramCredentialInfo(getattr(ScramMechanism, m.replace("-", "_")), 4096), password.encode())

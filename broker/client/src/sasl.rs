@@ -103,27 +103,29 @@ impl ScramClient {
 
     /// Answer the server-first message with the client proof.
     pub fn final_message(&mut self, server_first: &str) -> Result<String> {
-        let mut nonce = None;
-        let mut salt = None;
-        let mut iterations = None;
-        for attr in server_first.split(',') {
-            match attr.split_once('=') {
-                Some(("r", v)) => nonce = Some(v.to_string()),
-                Some(("s", v)) => salt = Some(B64.decode(v)?),
-                Some(("i", v)) => iterations = Some(v.parse::<u32>()?),
-                Some(("e", v)) => bail!("SCRAM server error: {v}"),
-                _ => {}
-            }
-        }
-        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
-            bail!("malformed SCRAM server-first message");
-        };
+        let (salt, iterations) = Self::salt_and_iterations(server_first)?;
+        let salted = self
+            .mechanism
+            .salted_password(self.password.as_bytes(), &salt, iterations);
+        self.final_message_salted(server_first, &salted)
+    }
+
+    /// The salt and iteration count of a server-first message (to derive,
+    /// or reuse, the salted password).
+    pub fn salt_and_iterations(server_first: &str) -> Result<(Vec<u8>, u32)> {
+        let (_, salt, iterations) = parse_server_first(server_first)?;
+        Ok((salt, iterations))
+    }
+
+    /// [`Self::final_message`] with the salted password already derived
+    /// from this server-first message's salt and iterations.
+    pub fn final_message_salted(&mut self, server_first: &str, salted: &[u8]) -> Result<String> {
+        let (nonce, _, _) = parse_server_first(server_first)?;
         if !nonce.starts_with(&self.nonce) {
             bail!("SCRAM server nonce does not extend ours");
         }
         let m = self.mechanism;
-        let salted = m.salted_password(self.password.as_bytes(), &salt, iterations);
-        let client_key = m.hmac(&salted, b"Client Key");
+        let client_key = m.hmac(salted, b"Client Key");
         let stored_key = m.hash(&client_key);
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
@@ -133,7 +135,7 @@ impl ScramClient {
             .zip(&signature)
             .map(|(a, b)| a ^ b)
             .collect();
-        let server_key = m.hmac(&salted, b"Server Key");
+        let server_key = m.hmac(salted, b"Server Key");
         self.server_signature = Some(m.hmac(&server_key, auth_message.as_bytes()));
         Ok(format!("{without_proof},p={}", B64.encode(proof)))
     }
@@ -151,5 +153,25 @@ impl ScramClient {
             bail!("the broker's SCRAM signature is wrong: it does not know this credential");
         }
         Ok(())
+    }
+}
+
+/// Nonce, salt and iterations of a server-first message.
+fn parse_server_first(server_first: &str) -> Result<(String, Vec<u8>, u32)> {
+    let mut nonce = None;
+    let mut salt = None;
+    let mut iterations = None;
+    for attr in server_first.split(',') {
+        match attr.split_once('=') {
+            Some(("r", v)) => nonce = Some(v.to_string()),
+            Some(("s", v)) => salt = Some(B64.decode(v)?),
+            Some(("i", v)) => iterations = Some(v.parse::<u32>()?),
+            Some(("e", v)) => bail!("SCRAM server error: {v}"),
+            _ => {}
+        }
+    }
+    match (nonce, salt, iterations) {
+        (Some(n), Some(s), Some(i)) => Ok((n, s, i)),
+        _ => bail!("malformed SCRAM server-first message"),
     }
 }

@@ -238,7 +238,8 @@ broker_config! {
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate
     #[kafka = "ssl.key.location"]
     ssl_key_location: Option<PathBuf> = None, shown "—";
-    /// PEM CA bundle client certificates must chain to (mTLS)
+    /// PEM CA bundle client certificates (mTLS) and peer brokers' certificates
+    /// (a TLS inter-broker listener) must chain to
     #[kafka = "ssl.truststore.location"]
     ssl_truststore_location: Option<PathBuf> = None, shown "—";
     /// Kafka's `ssl.client.auth` for SSL listeners: `none`, `requested` or `required`
@@ -290,11 +291,25 @@ broker_config! {
     /// how long an IP address with too many failures is refused
     #[range = 0..=MAX_INTERVAL_MS]
     sasl_failure_block_ms: u64 = 10_000, shown "`10000`";
+    /// the listener brokers connect to each other on (followers' fetches,
+    /// transaction markers); every broker of a cluster must have one of that
+    /// name. Over SASL they log in as `inter_broker_sasl_username`
+    #[kafka = "inter.broker.listener.name"]
+    inter_broker_listener_name: Option<String> = None, shown "`PLAINTEXT`, else a plaintext listener, else the first usable";
+    /// SASL mechanism brokers log in to each other with (PLAIN, SCRAM-SHA-256
+    /// or SCRAM-SHA-512; one of `sasl_enabled_mechanisms`)
+    #[kafka = "sasl.mechanism.inter.broker.protocol"]
+    sasl_mechanism_inter_broker_protocol: String = "SCRAM-SHA-512".into(), shown "`SCRAM-SHA-512`";
+    /// the SCRAM user brokers log in as on a SASL inter-broker listener; a
+    /// super user (default: `sasl_bootstrap_user`)
+    inter_broker_sasl_username: Option<String> = None, shown "`sasl_bootstrap_user`";
+    /// its password (never logged or stored)
+    inter_broker_sasl_password: Option<Secret> = None, shown "`sasl_bootstrap_password`";
     /// enforce ACLs on every API (see Authorization); off, the ACL APIs answer
     /// SECURITY_DISABLED
     authorizer_enabled: bool = false, shown "`false`";
     /// principals allowed everything, e.g. `["User:admin"]`; `sasl_bootstrap_user`
-    /// is always one
+    /// and the SASL inter-broker user always are
     #[kafka = "super.users"]
     super_users: Vec<String> = Vec::new(), shown "`[]`";
     /// a resource no ACL applies to is open to all
@@ -682,5 +697,8 @@ broker_config! {
         quorum_voters: Vec<(i32, String)> = Vec::new();
         /// The shards in effect, filled in by `finish`.
         shards: usize = 0;
+        /// The inter-broker listener and how to log in to it, filled in by
+        /// `finish`; none when no listener is usable.
+        inter_broker: Option<std::sync::Arc<crate::inter_broker::InterBroker>> = None;
     }
 }

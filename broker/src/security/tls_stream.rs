@@ -70,7 +70,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         Self::new(io, conn.into())
     }
 
-    #[cfg(test)]
     pub fn client(io: S, conn: rustls::ClientConnection) -> Self {
         Self::new(io, conn.into())
     }

@@ -203,6 +203,18 @@ async fn shard_main(
             config.data_dir.display(),
             config.flush_mode_name()
         );
+        match &config.inter_broker {
+            Some(i) => tracing::info!(
+                "inter-broker listener: {} (peers see {})",
+                i.listener.name,
+                i.principal().unwrap_or_else(|| "User:ANONYMOUS".into())
+            ),
+            None => tracing::warn!(
+                "no listener is usable between brokers (a PLAINTEXT one, or a SASL one with \
+                 inter_broker_sasl_username, or TLS with ssl_truststore_location): followers \
+                 cannot fetch from this broker and its transactions cannot complete"
+            ),
+        }
     }
     let background = spawn_local(crate::background::run(state.clone()));
     // Each accept loop is a task of its own, woken only by its listener;

@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use replication::conn::LeaderConn;
+use replication::conn::Dialer;
 
 use super::coordinator::{write, TxnPartition};
 use super::state::{TxnPartition as Tp, TxnResult, TxnState};
@@ -138,8 +138,11 @@ async fn send_markers(
             }
         }
         let calls = by_leader.into_iter().map(|(broker, tps)| {
-            let addr = crate::replica::inter_broker_addr(&snap, broker)
-                .or_else(|| (broker == node).then(|| own_addr(state)).flatten());
+            let addr = crate::inter_broker::peer_addr(&snap, broker, &state.config).or_else(|| {
+                (broker == node)
+                    .then(|| crate::inter_broker::own_addr(&state.config))
+                    .flatten()
+            });
             let part = part.clone();
             async move {
                 let Some(addr) = addr else {
@@ -175,21 +178,6 @@ fn leader_of(snap: &crate::metadata::ClusterState, (topic, p): &Tp, node: i32) -
     snap.topic(topic)
         .and_then(|t| t.partitions.get(*p as usize))
         .map_or(-1, |m| m.leader)
-}
-
-/// This broker's own plaintext listener, before it is registered (a
-/// single node's first moments).
-fn own_addr(state: &ShardState) -> Option<SocketAddr> {
-    let l = state
-        .config
-        .resolved_listeners
-        .iter()
-        .find(|l| l.protocol == crate::listeners::SecurityProtocol::Plaintext)?;
-    let mut addr = l.bind;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
-    }
-    Some(addr)
 }
 
 /// One WriteTxnMarkers call; the partitions that have their marker.
@@ -228,7 +216,7 @@ async fn call(
     let coordinator = state.txn.as_ref();
     let mut conn = match coordinator.take_conn(addr) {
         Some(c) => c,
-        None => match LeaderConn::connect(addr, CONNECT_TIMEOUT).await {
+        None => match state.partitions.dialer().dial(addr, CONNECT_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!("markers to {addr}: {e:#}");

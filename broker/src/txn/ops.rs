@@ -303,7 +303,19 @@ pub async fn end_txn(
             | (TxnState::PrepareAbort, TxnResult::Abort) => {
                 return Err(ResponseError::ConcurrentTransactions)
             }
-            _ => return Err(ResponseError::InvalidTxnState),
+            (st, _) => {
+                // Rare and fatal for the client: keep what the coordinator
+                // knew, to tell a client's mistake from ours.
+                tracing::info!(
+                    "EndTxn({result:?}) of {id} refused (INVALID_TXN_STATE): it is {st:?}, \
+                     producer {}/{} (asked {pid}/{epoch}, transaction version {client_tv}), \
+                     {} partitions",
+                    md.producer_id,
+                    md.producer_epoch,
+                    md.partitions.len()
+                );
+                return Err(ResponseError::InvalidTxnState);
+            }
         }
     };
     let transit = match transit {

@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
-use replication::conn::LeaderConn;
+use replication::conn::Dialer;
 use shard::fifo::FifoLock;
 
 use crate::shard_state::ShardState;
@@ -143,7 +143,7 @@ pub async fn add_or_verify(
             Err(_) => ResponseError::CoordinatorNotAvailable.code(),
         };
     }
-    let Some(addr) = crate::replica::inter_broker_addr(&snap, leader) else {
+    let Some(addr) = crate::inter_broker::peer_addr(&snap, leader, &state.config) else {
         return ResponseError::CoordinatorNotAvailable.code();
     };
     drop(snap);
@@ -187,7 +187,7 @@ async fn remote(
     let coordinator = state.txn.as_ref();
     let mut conn = match coordinator.take_conn(addr) {
         Some(c) => c,
-        None => match LeaderConn::connect(addr, CONNECT_TIMEOUT).await {
+        None => match state.partitions.dialer().dial(addr, CONNECT_TIMEOUT).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!("AddPartitionsToTxn to {addr}: {e:#}");
