@@ -101,6 +101,8 @@ pub struct LeaderConn {
     stream: Box<dyn Link>,
     addr: SocketAddr,
     correlation: i32,
+    /// Size of the last response body read.
+    last_response_bytes: usize,
 }
 
 impl LeaderConn {
@@ -115,6 +117,7 @@ impl LeaderConn {
             stream,
             addr,
             correlation: 0,
+            last_response_bytes: 0,
         }
     }
 
@@ -213,6 +216,12 @@ impl LeaderConn {
         self.addr
     }
 
+    /// Bytes of the last response's body: what its decoded fields' slices
+    /// (records) keep alive between them.
+    pub fn last_response_bytes(&self) -> usize {
+        self.last_response_bytes
+    }
+
     /// Send `req` at `version` and wait up to `within` for its response.
     pub async fn call<R, T>(&mut self, req: &R, version: i16, within: Duration) -> Result<T>
     where
@@ -249,6 +258,7 @@ impl LeaderConn {
         }
         let mut body = vec![0u8; size as usize];
         self.stream.read_exact(&mut body).await?;
+        self.last_response_bytes = body.len();
         Ok(Bytes::from(body))
     }
 }

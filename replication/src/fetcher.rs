@@ -556,6 +556,7 @@ async fn fetch(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyhow::
             ResponseError::try_from_code(resp.error_code)
         );
     }
+    let answer_bytes = conn.last_response_bytes();
     let mut appends = Vec::new();
     for t in resp.responses {
         let name = t.topic.0.to_string();
@@ -566,7 +567,7 @@ async fn fetch(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyhow::
             };
             match ResponseError::try_from_code(p.error_code) {
                 None => {
-                    let records = p.records.unwrap_or_default();
+                    let records = own_records(p.records.unwrap_or_default(), answer_bytes);
                     let leader = LeaderOffsets {
                         high_watermark: p.high_watermark,
                         log_start: p.log_start_offset,
@@ -595,6 +596,24 @@ async fn fetch(shared: &Shared, conn: &mut LeaderConn, parts: Parts) -> anyhow::
     futures::future::join_all(appends).await;
     publish_lag(shared);
     Ok(())
+}
+
+/// A partition's records as the log may keep them. They are a slice of the
+/// whole Fetch answer, and the tail cache keeps its batches: a partition
+/// with a small share of a large answer (a few markers among other
+/// partitions' data) kept all of it alive; a follower's heap was 62 MB of
+/// Fetch answers under a transactional load, ten times what its caches
+/// counted. Such records are copied out. Records that are at least half of
+/// their answer (the common case under load: one busy partition per leader
+/// and shard) stay a slice, so memory held is at most twice what is
+/// counted and the bulk of replicated data is never copied (copying every
+/// answer cost 10-15 % of three-replica throughput on this machine).
+fn own_records(records: Bytes, answer_bytes: usize) -> Bytes {
+    if records.len().saturating_mul(2) >= answer_bytes {
+        records
+    } else {
+        Bytes::copy_from_slice(&records)
+    }
 }
 
 /// The leader's offsets in a fetch answer.

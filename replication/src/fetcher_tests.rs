@@ -186,3 +186,23 @@ fn a_former_leaders_fetch_answer_appends_nothing() {
         assert_eq!(log.high_watermark(), 17);
     });
 }
+
+#[test]
+fn records_with_a_small_share_of_their_answer_are_copied_out() {
+    let answer = Bytes::from(vec![7u8; 10_000]);
+    let held = answer.as_ptr_range();
+    // A few markers among other partitions' data: copied, so the cache
+    // does not keep the whole answer alive.
+    let small = super::own_records(answer.slice(100..400), answer.len());
+    assert!(
+        !held.contains(&small.as_ptr()),
+        "a slice of the answer was kept"
+    );
+    assert_eq!(small, answer.slice(100..400));
+    // Most of the answer: kept as the slice it is (no copy on the bulk
+    // path); what it keeps alive is at most twice what it counts.
+    let bulk = super::own_records(answer.slice(40..9_000), answer.len());
+    assert_eq!(bulk.as_ptr(), answer.slice(40..).as_ptr());
+    let half = super::own_records(answer.slice(0..5_000), answer.len());
+    assert_eq!(half.as_ptr(), answer.as_ptr());
+}

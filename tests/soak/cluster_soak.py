@@ -26,6 +26,8 @@ What it keeps going, all at once:
     stopped with SIGKILL (SOAK_BOUNCE=kill, default) or SIGTERM
     (SOAK_BOUNCE=term), or each in turn (SOAK_BOUNCE=alternate), and
     restarted 10 s later.
+SOAK_CONSUMER_DEBUG=cgrp (any librdkafka `debug` list) logs the consumers'
+group state machines to OUT_DIR/consumer-GROUP.log.
 Every 60 s it writes a row per node to OUT_DIR/soak.csv (RSS, threads,
 descriptors, CPU seconds) and a progress line to OUT_DIR/soak.log; at the
 end a verdict line ("SOAK PASSED" / "SOAK FAILED: why").
@@ -121,9 +123,20 @@ class Soak:
     def read_back(self, group, topic, seen, isolation):
         """Consume `topic` in `group` until the drain ends, counting each
         value read in `seen`."""
-        c = Consumer({"bootstrap.servers": self.bootstrap(), "group.id": group,
-                      "auto.offset.reset": "earliest", "enable.auto.commit": True,
-                      "isolation.level": isolation, "session.timeout.ms": 10000})
+        conf = {"bootstrap.servers": self.bootstrap(), "group.id": group,
+                "auto.offset.reset": "earliest", "enable.auto.commit": True,
+                "isolation.level": isolation, "session.timeout.ms": 10000}
+        if os.environ.get("SOAK_CONSUMER_DEBUG"):
+            # librdkafka's group state machine, to OUT_DIR/consumer-GROUP.log:
+            # what a consumer that stops receiving did and was told.
+            import logging
+            log = logging.getLogger(f"consumer-{group}")
+            handler = logging.FileHandler(self.out / f"consumer-{group}.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            log.addHandler(handler)
+            log.setLevel(logging.DEBUG)
+            conf.update({"debug": os.environ["SOAK_CONSUMER_DEBUG"], "logger": log})
+        c = Consumer(conf)
         c.subscribe([topic])
         while not self.stop.is_set() or time.monotonic() < self.drain_until:
             m = c.poll(0.5)

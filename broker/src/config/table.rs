@@ -537,6 +537,17 @@ broker_config! {
     #[range = 1..=i32::MAX as i64]
     #[describe(Int, "How often expired transactional ids are removed")]
     transaction_remove_expired_transaction_cleanup_interval_ms: i64 = 3_600_000, shown "`3600000`";
+    /// a producer id with no open transaction and no batch or marker for
+    /// this long is forgotten by each partition (1–2147483647)
+    #[kafka = "producer.id.expiration.ms"]
+    #[range = 1..=i32::MAX as i64]
+    #[describe(Int, "Time after which a partition forgets an idle producer id")]
+    producer_id_expiration_ms: i64 = 86_400_000, shown "`86400000` (1 day)";
+    /// how often partitions look for idle producer ids (1–2147483647)
+    #[kafka = "producer.id.expiration.check.interval.ms"]
+    #[range = 1..=i32::MAX as i64]
+    #[describe(Int, "How often idle producer ids are looked for")]
+    producer_id_expiration_check_interval_ms: i64 = 600_000, shown "`600000`";
     /// metadata changes between snapshots of the metadata log (which then
     /// drops what they cover); a node further behind receives the snapshot
     /// (4–1048576)

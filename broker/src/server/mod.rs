@@ -217,6 +217,7 @@ async fn shard_main(
         }
     }
     let background = spawn_local(crate::background::run(state.clone()));
+    let expiry = spawn_local(crate::background::expire_producers(state.clone()));
     // Each accept loop is a task of its own, woken only by its listener;
     // dropping the handles at shutdown cancels them.
     let accepts: Vec<_> = bound
@@ -228,6 +229,7 @@ async fn shard_main(
     crate::admin::health::READINESS.stopping();
     drop(accepts);
     drop(background);
+    drop(expiry);
     state.close_all().await;
     close_wal(id).await;
     tracing::info!("shard {id}: logs flushed and closed");

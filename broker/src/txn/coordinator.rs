@@ -55,11 +55,21 @@ impl TxnPartition {
 /// transactions one shard completes at once, never more.
 const IDLE_CONNS_PER_BROKER: usize = 4;
 
+/// An idle connection unused this long is closed, and a broker with none
+/// left is forgotten: a departed broker's address (or a peer restarted on a
+/// new port) must not keep its dead sockets for the life of the process.
+/// Kafka closes idle connections after `connections.max.idle.ms` (9 min).
+const IDLE_CONN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A connection kept for the next markers, and since when it is idle.
+type IdleConn = (std::time::Instant, replication::conn::LeaderConn);
+
 #[derive(Default)]
 pub struct TxnCoordinator {
     partitions: RefCell<HashMap<i32, Rc<TxnPartition>>>,
-    /// Idle inter-broker connections for WriteTxnMarkers, by address.
-    conns: RefCell<HashMap<std::net::SocketAddr, Vec<replication::conn::LeaderConn>>>,
+    /// Idle inter-broker connections for WriteTxnMarkers, by address,
+    /// oldest first.
+    conns: RefCell<HashMap<std::net::SocketAddr, Vec<IdleConn>>>,
     /// The partition-leader side: transactional producers' appends to this
     /// shard's partitions, kept in arrival order.
     pub appends: super::verify::AppendGates,
@@ -67,15 +77,19 @@ pub struct TxnCoordinator {
 
 impl TxnCoordinator {
     pub fn take_conn(&self, addr: std::net::SocketAddr) -> Option<replication::conn::LeaderConn> {
-        self.conns.borrow_mut().get_mut(&addr)?.pop()
+        let mut conns = self.conns.borrow_mut();
+        close_idle(&mut conns, std::time::Instant::now());
+        conns.get_mut(&addr)?.pop().map(|(_, conn)| conn)
     }
 
     /// Keep a connection whose last call succeeded, within the bound.
     pub fn put_conn(&self, conn: replication::conn::LeaderConn) {
+        let now = std::time::Instant::now();
         let mut conns = self.conns.borrow_mut();
+        close_idle(&mut conns, now);
         let idle = conns.entry(conn.addr()).or_default();
         if idle.len() < IDLE_CONNS_PER_BROKER {
-            idle.push(conn);
+            idle.push((now, conn));
         }
     }
 
@@ -146,6 +160,18 @@ impl TxnCoordinator {
             .cloned()
             .collect()
     }
+}
+
+/// Close the connections idle longer than [`IDLE_CONN_TIMEOUT`] at `now`
+/// and forget brokers with none left (each list is oldest first).
+fn close_idle<C>(
+    conns: &mut HashMap<std::net::SocketAddr, Vec<(std::time::Instant, C)>>,
+    now: std::time::Instant,
+) {
+    conns.retain(|_, idle| {
+        idle.retain(|(since, _)| now.saturating_duration_since(*since) < IDLE_CONN_TIMEOUT);
+        !idle.is_empty()
+    });
 }
 
 /// Replay a partition's records into its state, then finish what the
@@ -329,4 +355,36 @@ async fn append(
         }
         _ => ResponseError::UnknownServerError,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn idle_marker_connections_close_and_departed_brokers_are_forgotten() {
+        let (a, b): (std::net::SocketAddr, std::net::SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        let t0 = Instant::now();
+        let later = |s: u64| t0 + Duration::from_secs(s);
+        let mut conns: HashMap<_, Vec<(Instant, u32)>> = HashMap::new();
+        conns.entry(a).or_default().push((t0, 1));
+        conns.entry(a).or_default().push((later(200), 2));
+        conns.entry(b).or_default().push((later(10), 3));
+        close_idle(&mut conns, later(250));
+        assert_eq!(conns.values().map(Vec::len).sum::<usize>(), 3);
+        close_idle(&mut conns, later(305));
+        assert_eq!(conns[&a], vec![(later(200), 2)], "the oldest of a closed");
+        assert!(conns.contains_key(&b));
+        close_idle(&mut conns, later(320));
+        assert!(
+            !conns.contains_key(&b),
+            "a broker with no connection is forgotten"
+        );
+        close_idle(&mut conns, later(600));
+        assert!(conns.is_empty());
+    }
 }

@@ -181,12 +181,37 @@ impl TimeIndex {
 
     /// The file's bytes (big-endian timestamp, relative offset).
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(self.entries.len() * 12);
-        for e in &self.entries {
-            buf.extend_from_slice(&e.timestamp.to_be_bytes());
-            buf.extend_from_slice(&e.relative_offset.to_be_bytes());
+        self.encode_with(None)
+    }
+
+    /// The file's bytes with `last` (timestamp, relative offset) appended
+    /// when it would be pushed (it grows the maximum), without keeping it.
+    pub fn encode_with(&self, last: Option<(i64, u32)>) -> Vec<u8> {
+        let extra = last.filter(|&(ts, rel)| {
+            self.entries
+                .last()
+                .is_none_or(|e| ts > e.timestamp && rel >= e.relative_offset)
+        });
+        let mut buf = Vec::with_capacity((self.entries.len() + 1) * 12);
+        let all = self
+            .entries
+            .iter()
+            .map(|e| (e.timestamp, e.relative_offset))
+            .chain(extra);
+        for (ts, rel) in all {
+            buf.extend_from_slice(&ts.to_be_bytes());
+            buf.extend_from_slice(&rel.to_be_bytes());
         }
         buf
+    }
+
+    /// Entries held (for tests of how sparse the index is).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     pub fn write_to(&self, path: &Path) -> std::io::Result<()> {

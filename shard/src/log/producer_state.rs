@@ -186,6 +186,24 @@ impl ProducerStates {
         self.producers.is_empty()
     }
 
+    /// Forget producers idle for `expiration_ms` at `now_ms` (Kafka's
+    /// `removeExpiredProducers`, `producer.id.expiration.ms`): those with
+    /// no open transaction whose last batch or marker is that old. A
+    /// retry from one after that is a new producer to this partition (any
+    /// sequence is accepted, as Kafka does). Without it every producer
+    /// id ever seen stayed in memory and in every snapshot. Returns how
+    /// many were forgotten.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        let unstable = self.txns.unstable_producers();
+        self.producers.retain(|pid, e| {
+            e.current_txn_first_offset.is_some()
+                || unstable.contains(pid)
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
     /// Forget batches at or after `offset` (the log was truncated there),
     /// and the transactions opened or completed there. An entry with no
     /// batches left is dropped unless it has transactional state.
@@ -291,6 +309,25 @@ mod tests {
         assert_eq!(s.check(9, 0, 5, 5), SeqCheck::Duplicate { base_offset: 5 });
         // Older than the retained window: no longer recognised as a duplicate.
         assert!(matches!(s.check(9, 0, 4, 4), SeqCheck::OutOfOrder { .. }));
+    }
+
+    #[test]
+    fn idle_producers_expire_unless_a_transaction_is_open() {
+        let mut s = ProducerStates::default();
+        s.record(1, 0, seq(0, 0, 0), 1_000); // idle since 1,000
+        s.record(2, 0, seq(0, 0, 1), 5_000); // recent
+        s.record(3, 0, seq(0, 0, 2), 1_000); // idle, but in a transaction
+        assert!(s.note_txn_data(3, 2, true));
+        assert_eq!(s.expire(10_000, 9_000), 1, "producer 1 only");
+        assert!(s.entry(1).is_none());
+        assert!(s.entry(2).is_some() && s.entry(3).is_some());
+        // A retry from the forgotten producer is a new producer here.
+        assert_eq!(s.check(1, 0, 7, 7), SeqCheck::Accept);
+        // Producer 3's transaction stays open, and holds the LSO, however
+        // old its last batch.
+        assert_eq!(s.expire(1_000_000, 9_000), 1, "producer 2 now");
+        assert_eq!(s.open_transaction(3), Some(2));
+        assert_eq!(s.first_unstable_offset(), Some(2));
     }
 
     #[test]

@@ -107,6 +107,15 @@ impl PartitionLog {
         .await;
     }
 
+    /// Forget producers idle for `expiration_ms` (see
+    /// `ProducerStates::expire`); the next snapshot leaves them out.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.inner
+            .borrow_mut()
+            .producers
+            .expire(now_ms, expiration_ms)
+    }
+
     /// Apply `retention.ms` and `retention.bytes`: delete whole sealed
     /// segments from the front. Rolls an expired active segment first so that
     /// an idle topic's data still ages out. Returns segments deleted.

@@ -274,18 +274,41 @@ impl Segment {
     pub fn note_batch(&mut self, batch: &BatchView, index_interval: u64) {
         let relative = (batch.base_offset() - self.base_offset) as u32;
         let position = self.size as u32;
-        if self.size == 0 || self.bytes_since_index >= index_interval {
-            self.index.push(relative, position);
-            self.bytes_since_index = 0;
-        }
-        self.bytes_since_index += batch.size() as u64;
         let ts = batch.max_timestamp();
         if ts > self.max_timestamp {
             self.max_timestamp = ts;
             self.offset_of_max_timestamp = batch.last_offset();
+        }
+        if self.size == 0 || self.bytes_since_index >= index_interval {
+            self.index.push(relative, position);
+            // As Kafka's LogSegment.append: a time-index entry (the largest
+            // timestamp so far) only with an offset-index entry. One per
+            // batch made a segment of tiny batches (transaction markers)
+            // keep 16 bytes per batch in memory; a search from an entry
+            // scans at most `index_interval` bytes more.
+            self.push_time_entry();
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += batch.size() as u64;
+        self.next_offset = batch.last_offset() + 1;
+    }
+
+    /// The segment's largest timestamp and where it is, as a time-index
+    /// entry (`None` before any timestamp).
+    fn last_time_entry(&self) -> Option<(i64, u32)> {
+        (self.max_timestamp != NO_TIMESTAMP && self.offset_of_max_timestamp >= self.base_offset)
+            .then(|| {
+                (
+                    self.max_timestamp,
+                    (self.offset_of_max_timestamp - self.base_offset) as u32,
+                )
+            })
+    }
+
+    fn push_time_entry(&mut self) {
+        if let Some((ts, relative)) = self.last_time_entry() {
             self.time_index.push(ts, relative);
         }
-        self.next_offset = batch.last_offset() + 1;
     }
 
     /// The known damage that makes `offset` unreadable, if any
@@ -356,7 +379,13 @@ impl Segment {
                 dir.join(segment_file_name(self.base_offset, "txnindex")),
                 self.txn_index.encode(),
             ),
-            time: (time_path, self.time_index.encode()),
+            // The file ends with the segment's largest timestamp, which
+            // the sparse entries may not have reached: loading it gives the
+            // segment's `max_timestamp` back.
+            time: (
+                time_path,
+                self.time_index.encode_with(self.last_time_entry()),
+            ),
             offset: (index_path, self.index.encode()),
         }
     }

@@ -54,6 +54,18 @@ impl Drop for CacheShare {
     }
 }
 
+/// What a cached batch costs beyond its bytes: its `VecDeque` slot, the
+/// `Bytes` handle and the allocator's header for its buffer. Charged so
+/// that the byte budget bounds real memory when batches are tiny (a
+/// transaction marker is 78 bytes; counting bytes alone let a cache of
+/// markers hold three times its budget).
+pub const BATCH_OVERHEAD: usize = 128;
+
+/// What `batch` counts against the cache's budget.
+fn charge(batch: &CachedBatch) -> usize {
+    batch.bytes.len() + BATCH_OVERHEAD
+}
+
 #[derive(Debug, Clone)]
 pub struct CachedBatch {
     pub base_offset: i64,
@@ -74,7 +86,7 @@ impl TailCache {
             .batches
             .back()
             .is_none_or(|b| b.last_offset < batch.base_offset));
-        self.bytes += batch.bytes.len();
+        self.bytes += charge(&batch);
         self.batches.push_back(batch);
     }
 
@@ -84,7 +96,7 @@ impl TailCache {
         while self.bytes > budget {
             match self.batches.front() {
                 Some(b) if b.last_offset < unwritten_from => {
-                    self.bytes -= b.bytes.len();
+                    self.bytes -= charge(b);
                     self.batches.pop_front();
                 }
                 _ => break,
@@ -129,7 +141,7 @@ impl TailCache {
             if b.last_offset < offset {
                 break;
             }
-            self.bytes -= b.bytes.len();
+            self.bytes -= charge(b);
             self.batches.pop_back();
         }
     }
@@ -140,7 +152,7 @@ impl TailCache {
             if b.last_offset >= offset {
                 break;
             }
-            self.bytes -= b.bytes.len();
+            self.bytes -= charge(b);
             self.batches.pop_front();
         }
     }
@@ -150,6 +162,8 @@ impl TailCache {
         self.bytes = 0;
     }
 
+    /// What the cache counts against its budget: its batches' bytes plus
+    /// [`BATCH_OVERHEAD`] for each.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -196,13 +210,29 @@ mod tests {
         for i in 0..10 {
             c.push(batch(i, i, 100));
         }
-        c.trim(250, 5);
+        let each = 100 + BATCH_OVERHEAD;
+        c.trim(2 * each + 50, 5);
         assert_eq!(c.first_offset(), Some(5), "offsets 5.. are not on disk yet");
-        c.trim(250, 100);
-        assert_eq!(c.bytes(), 200);
+        c.trim(2 * each + 50, 100);
+        assert_eq!(c.bytes(), 2 * each);
         c.truncate_from(9);
-        assert_eq!(c.bytes(), 100);
+        assert_eq!(c.bytes(), each);
         c.drop_before(100);
         assert_eq!(c.first_offset(), None);
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn tiny_batches_are_charged_their_overhead() {
+        // 10,000 markers of 78 bytes: by their bytes alone they would fit a
+        // 1 MiB budget; with what each costs they must not.
+        let mut c = TailCache::default();
+        for i in 0..10_000 {
+            c.push(batch(i, i, 78));
+            c.trim(1 << 20, i64::MAX);
+        }
+        assert!(c.bytes() <= 1 << 20, "{}", c.bytes());
+        let kept = c.batches.len();
+        assert_eq!(kept, (1 << 20) / (78 + BATCH_OVERHEAD), "{kept}");
     }
 }

@@ -457,6 +457,64 @@ fn offsets_for_timestamps_find_the_first_record_at_or_after() {
     });
 }
 
+#[test]
+fn the_time_index_is_sparse_and_finds_every_timestamp() {
+    // One record per batch, as transaction markers and small producers
+    // write: the time index gets an entry per offset-index entry (every
+    // `index_interval_bytes`), not per batch, and lookups stay exact in
+    // the active segment, in sealed ones and after a reopen.
+    let dir = test_dir();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = open(&path, small_config()).await;
+        for i in 0..600i64 {
+            log.append(batch(1, 50_000 + 10 * i, 1), AckLevel::Durable)
+                .await
+                .unwrap();
+        }
+        let check = |log: Rc<PartitionLog>| async move {
+            {
+                let inner = log.inner.borrow();
+                assert!(inner.segments.len() > 3, "{}", inner.segments.len());
+                for seg in inner.segments.values() {
+                    let most = seg.size / small_config().index_interval_bytes + 2;
+                    assert!(
+                        seg.time_index.len() as u64 <= most,
+                        "segment {}: {} time-index entries for {} bytes",
+                        seg.base_offset,
+                        seg.time_index.len(),
+                        seg.size
+                    );
+                }
+            }
+            for i in (0..600i64).step_by(7).chain([599]) {
+                let ts = 50_000 + 10 * i;
+                assert_eq!(
+                    log.offset_for_timestamp(ts).await.unwrap(),
+                    Some((i, ts)),
+                    "at {ts}"
+                );
+                assert_eq!(
+                    log.offset_for_timestamp(ts - 5).await.unwrap(),
+                    Some((i, ts)),
+                    "before {ts}"
+                );
+            }
+            assert_eq!(log.offset_for_timestamp(56_000).await.unwrap(), None);
+            assert_eq!(
+                log.max_timestamp_offset().await.unwrap(),
+                Some((599, 55_990))
+            );
+            log
+        };
+        let log = check(log).await;
+        log.close().await.unwrap();
+        let log = open(&path, small_config()).await;
+        let log = check(log).await;
+        log.close().await.unwrap();
+    });
+}
+
 fn batch_with_timestamps(timestamps: &[i64], compression: Compression) -> Bytes {
     let mut b = BatchBuilder::new(compression);
     for (i, ts) in timestamps.iter().enumerate() {

@@ -61,6 +61,13 @@ pub(super) struct Transactions {
     unreplicated: BTreeMap<i64, (i64, i64)>,
 }
 
+impl Transactions {
+    /// Producers whose completed transaction is not yet stable.
+    pub(super) fn unstable_producers(&self) -> Vec<i64> {
+        self.unreplicated.values().map(|&(pid, _)| pid).collect()
+    }
+}
+
 /// `transaction_version` of markers from coordinators before KIP-890 part 2.
 pub const TRANSACTION_VERSION_1: i16 = 1;
 
