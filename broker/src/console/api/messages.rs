@@ -33,7 +33,12 @@ pub fn render(b: Option<&[u8]>) -> Value {
         .and_then(|t| serde_json::from_str::<Value>(t).ok())
         .filter(|v| v.is_object() || v.is_array())
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
-    let hex: String = shown.iter().map(|x| format!("{x:02x}")).collect();
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(shown.len() * 2);
+    for x in shown {
+        hex.push(DIGITS[(x >> 4) as usize] as char);
+        hex.push(DIGITS[(x & 15) as usize] as char);
+    }
     json!({
         "size": b.len(),
         "truncated": shown.len() < b.len(),

@@ -33,12 +33,14 @@ pub fn topic_name(v: &str) -> Result<(), ApiError> {
 }
 
 /// Bytes per (topic, partition) over every broker, as far as the caller
-/// may see them (DescribeLogDirs needs DESCRIBE on the cluster: empty then).
-fn sizes(client: &mut Client) -> BTreeMap<(String, i32), i64> {
-    let mut out = BTreeMap::new();
+/// may see them: `None` when no broker answered DescribeLogDirs (it needs
+/// DESCRIBE on the cluster).
+fn sizes(client: &mut Client) -> Option<BTreeMap<(String, i32), i64>> {
+    let mut out: Option<BTreeMap<(String, i32), i64>> = None;
     let ids = client.broker_ids();
     for id in ids {
         if let Ok(d) = ops::log_dirs(client, id) {
+            let out = out.get_or_insert_with(BTreeMap::new);
             for (k, v) in d.sizes {
                 // Replicas hold the same bytes: show the largest copy.
                 let e = out.entry(k).or_insert(0);
@@ -65,17 +67,12 @@ pub fn list(c: &mut Call) -> ApiResult {
             .map(|t| {
                 let conf = retention.get(&t.name);
                 let get = |k: &str| conf.and_then(|m| m.get(k).cloned().flatten());
-                let size: Option<i64> = if sizes.is_empty() {
-                    None
-                } else {
-                    Some(
-                        sizes
-                            .iter()
-                            .filter(|((n, _), _)| n == &t.name)
-                            .map(|(_, v)| *v)
-                            .sum(),
-                    )
-                };
+                let size: Option<i64> = sizes.as_ref().map(|m| {
+                    m.iter()
+                        .filter(|((n, _), _)| n == &t.name)
+                        .map(|(_, v)| *v)
+                        .sum()
+                });
                 json!({
                     "name": t.name,
                     "internal": t.internal,
@@ -145,7 +142,7 @@ pub fn describe(c: &mut Call) -> ApiResult {
                     "under_replicated": p.isr.len() < p.replicas.len(),
                     "log_start_offset": d.log_start.get(&p.partition),
                     "log_end_offset": d.log_end.get(&p.partition),
-                    "size_bytes": sizes.get(&(name.clone(), p.partition)),
+                    "size_bytes": sizes.as_ref().map(|m| m.get(&(name.clone(), p.partition)).copied().unwrap_or(0)),
                     "error": (p.error != 0).then(|| shardline_client::error_name(p.error)),
                 })
             })
