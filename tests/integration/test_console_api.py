@@ -515,6 +515,19 @@ def test_group_lag_history_is_sampled_and_shown_to_who_may_describe_the_group(cb
                  "GROUP_AUTHORIZATION_FAILED")
 
 
+def test_failed_logins_are_limited_per_client_address(shardline_bin, tmp_path):
+    with running(ConsoleBroker(shardline_bin, tmp_path)) as b:
+        a = Api(b.admin_port)
+        for _ in range(5):
+            assert_error(*a.call("POST", "/api/v1/session",
+                                 {"username": ADMIN, "password": "guess"}), 401,
+                         "SASL_AUTHENTICATION_FAILED")
+        # Even the right password waits out the window now.
+        status, out = a.call("POST", "/api/v1/session", {"username": ADMIN, "password": ADMIN_PW})
+        assert_error(status, out, 429)
+        assert "failed logins" in out["error"], out
+
+
 def test_the_console_is_open_without_a_sasl_listener(shardline_bin, tmp_path):
     with running(ConsoleBroker(shardline_bin, tmp_path, open_mode=True)) as b:
         a = Api(b.admin_port)

@@ -21,6 +21,16 @@ pub const MAX_SESSIONS: usize = 64;
 pub const IDLE: Duration = Duration::from_secs(30 * 60);
 pub const MAX_CALLS_PER_SESSION: usize = 4;
 pub const COOKIE: &str = "shardline_session";
+/// Failed logins from one client address in [`LOGIN_WINDOW`] before its
+/// next tries are refused (429) until the window has passed. Why: every
+/// console login reaches the broker from the console's own address, so
+/// without this anyone could spend the broker's per-address SASL failure
+/// budget (`sasl_max_failures`, 10 a minute by default) and lock every
+/// console user out; this keeps one client's guesses below it.
+pub const MAX_LOGIN_FAILURES: u32 = 5;
+pub const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses remembered at most (a flood of addresses cannot grow it).
+const LIMITER_CAPACITY: usize = 4096;
 
 /// How the console reaches this broker's Kafka listener.
 #[derive(Clone, Debug)]
@@ -95,10 +105,54 @@ impl Session {
     }
 }
 
+/// Failed logins per client address.
+#[derive(Default)]
+pub struct LoginLimiter {
+    map: Mutex<HashMap<std::net::IpAddr, (u32, Instant)>>,
+}
+
+impl LoginLimiter {
+    /// `Err` (429) while `ip` has used up its failures in the window.
+    pub fn check(&self, ip: std::net::IpAddr, now: Instant) -> Result<(), ApiError> {
+        let map = self.map.lock().expect("limiter lock");
+        match map.get(&ip) {
+            Some((n, start))
+                if *n >= MAX_LOGIN_FAILURES && now.duration_since(*start) < LOGIN_WINDOW =>
+            {
+                let wait = LOGIN_WINDOW.saturating_sub(now.duration_since(*start));
+                Err(ApiError::new(
+                    429,
+                    format!(
+                        "{MAX_LOGIN_FAILURES} failed logins from this address; try again in {} s",
+                        wait.as_secs() + 1
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn failed(&self, ip: std::net::IpAddr, now: Instant) {
+        let mut map = self.map.lock().expect("limiter lock");
+        if map.len() >= LIMITER_CAPACITY {
+            map.retain(|_, (_, start)| now.duration_since(*start) < LOGIN_WINDOW);
+            if map.len() >= LIMITER_CAPACITY {
+                map.clear();
+            }
+        }
+        let e = map.entry(ip).or_insert((0, now));
+        if now.duration_since(e.1) >= LOGIN_WINDOW {
+            *e = (0, now);
+        }
+        e.0 += 1;
+    }
+}
+
 /// The sessions of this broker's console.
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
+    pub limiter: LoginLimiter,
 }
 
 impl Sessions {
@@ -220,6 +274,26 @@ mod tests {
         let (a, b) = (new_token(), new_token());
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_address_for_a_window() {
+        let l = LoginLimiter::default();
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..MAX_LOGIN_FAILURES {
+            assert!(l.check(a, t0).is_ok());
+            l.failed(a, t0);
+        }
+        let e = l.check(a, t0 + Duration::from_secs(1)).unwrap_err();
+        assert_eq!(e.status, 429);
+        assert!(l.check(b, t0).is_ok(), "another address is not affected");
+        assert!(l.check(a, t0 + LOGIN_WINDOW).is_ok(), "the window passed");
+        l.failed(a, t0 + LOGIN_WINDOW);
+        assert!(
+            l.check(a, t0 + LOGIN_WINDOW).is_ok(),
+            "a new window starts at 1"
+        );
     }
 
     #[test]

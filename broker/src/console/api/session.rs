@@ -59,10 +59,19 @@ pub fn login(c: &mut Call) -> ApiResult {
             return Err(ApiError::bad("username or password too long"));
         }
     }
-    let (token, session) = c
-        .console
-        .sessions
-        .login(&target, &body.username, &body.password)?;
+    let sessions = &c.console.sessions;
+    let ip = c.req.peer.map(|p| p.ip());
+    let now = std::time::Instant::now();
+    if let Some(ip) = ip {
+        sessions.limiter.check(ip, now)?;
+    }
+    let (token, session) = sessions
+        .login(&target, &body.username, &body.password)
+        .inspect_err(|e| {
+            if let (Some(ip), 401) = (ip, e.status) {
+                sessions.limiter.failed(ip, now);
+            }
+        })?;
     let secure = if c.req.tls { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
