@@ -1,34 +1,103 @@
 //! The HTTP admin listener on `admin_listen`: `GET /metrics` (Prometheus,
-//! OpenMetrics text; see `crate::metrics`) and `GET /health` (see
-//! [`health`]); any other path is a 404 naming those two.
+//! OpenMetrics text; see `crate::metrics`), `GET /health` (see [`health`])
+//! and the console's JSON API under `/api/v1` (see `crate::console`); any
+//! other path is a 404 naming them.
 //!
 //! `metrics_listen` is the older name of the same listener. Given both, with
 //! different addresses, both are served (the same endpoints on each): a
 //! config that adds `admin_listen` keeps its old scrape target working
 //! until it drops `metrics_listen`. One address given twice is served once.
 //!
-//! Crate: `tiny_http`, a small synchronous HTTP server, one thread per
-//! address: a scrape every few seconds needs no async runtime beside the
-//! shards', and a blocking thread keeps the shards free of it.
+//! HTTPS when the broker has a certificate (`ssl_certificate_location` and
+//! `ssl_key_location`): the same one its TLS listeners present, reloaded
+//! the same way. Served by [`http`], never on a shard: `/metrics` and
+//! `/health` answer at once on their connection's thread; a console call
+//! may take as long as its Kafka requests, on its own thread.
 
 pub mod health;
+pub mod http;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use prometheus_client::registry::Registry;
 
 use crate::config::BrokerConfig;
+use crate::console::{history, Console};
+use crate::security::tls::{TlsConfigHandle, TlsSettings};
+use http::{Request, Response};
 
 /// Start serving the admin endpoints, if an address is configured: bind
 /// now (a busy port stops start-up) and serve for the life of the process.
 pub fn start(config: &BrokerConfig) -> anyhow::Result<()> {
     health::READINESS.expect_shards(config.shards);
+    let addrs = addresses(config);
+    if addrs.is_empty() {
+        return Ok(());
+    }
     let registry = Arc::new(crate::metrics::registry());
-    for (key, addr) in addresses(config) {
-        serve(key, addr, registry.clone())?;
+    let history = Arc::new(history::History::default());
+    let console = Arc::new(Console::new(config, history.clone()));
+    history::start(history, registry.clone(), lag_source(config, &console));
+    let tls = tls_handle(config)?;
+    for (key, addr) in addrs {
+        serve(
+            key,
+            addr,
+            registry.clone(),
+            Some(console.clone()),
+            tls.clone(),
+        )?;
     }
     Ok(())
+}
+
+/// The admin listener's certificate: the broker's, when it has one.
+fn tls_handle(config: &BrokerConfig) -> anyhow::Result<Option<Arc<TlsConfigHandle>>> {
+    let (Some(cert), Some(key)) = (&config.ssl_certificate_location, &config.ssl_key_location)
+    else {
+        return Ok(None);
+    };
+    let mut s = TlsSettings::new(cert, key);
+    s.protocols = config.ssl_enabled_protocols.clone();
+    let check = Duration::from_millis(config.ssl_reload_check_ms.max(1));
+    let handle =
+        TlsConfigHandle::new(s, check).context("admin listener: loading TLS certificates")?;
+    Ok(Some(handle))
+}
+
+/// How the history samples group lag: as the inter-broker user over a SASL
+/// listener, anonymously over a plaintext one; not at all without either.
+fn lag_source(config: &BrokerConfig, console: &Console) -> Option<history::LagSource> {
+    let target = console.target.clone()?;
+    let auth = match &target.mechanism {
+        None => None,
+        Some(m) => {
+            let (user, password) = match (
+                &config.inter_broker_sasl_username,
+                &config.inter_broker_sasl_password,
+            ) {
+                (Some(u), Some(p)) => (u.clone(), p.0.clone()),
+                _ => match (&config.sasl_bootstrap_user, &config.sasl_bootstrap_password) {
+                    (Some(u), Some(p)) => (u.clone(), p.0.clone()),
+                    _ => {
+                        tracing::info!(
+                            "console: no group lag history (no inter-broker or bootstrap SASL user to read it as)"
+                        );
+                        return None;
+                    }
+                },
+            };
+            Some(shardline_client::SaslAuth {
+                mechanism: m.clone(),
+                user,
+                password,
+            })
+        }
+    };
+    Some(history::LagSource { target, auth })
 }
 
 /// The addresses to serve, each once, with the key that named it.
@@ -46,70 +115,54 @@ fn addresses(config: &BrokerConfig) -> Vec<(&'static str, SocketAddr)> {
     out
 }
 
-/// A response: status, content type, body.
-struct Answer {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-}
-
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The answer to `method url`.
-fn route(registry: &Registry, method: &tiny_http::Method, url: &str) -> Answer {
-    let path = url.split_once('?').map_or(url, |(p, _)| p);
-    let text = |status, body: &str| Answer {
-        status,
-        content_type: "text/plain; charset=utf-8",
-        body: body.to_string(),
-    };
-    if !matches!(method, tiny_http::Method::Get | tiny_http::Method::Head) {
-        return text(
+/// The answer to one request.
+fn route(registry: &Registry, console: Option<&Console>, req: &Request) -> Response {
+    if req.path == "/api" || req.path.starts_with("/api/") {
+        return match console {
+            Some(c) => c.handle(req),
+            None => Response::text(404, "no console here\n"),
+        };
+    }
+    // Later: `/` and other paths serve the console's built UI (static
+    // assets), before the 404 below.
+    if !matches!(req.method.as_str(), "GET" | "HEAD") {
+        return Response::text(
             405,
             "only GET is served here; try GET /metrics or GET /health\n",
         );
     }
-    match path {
-        "/metrics" => Answer {
-            status: 200,
-            content_type: OPENMETRICS,
-            body: crate::metrics::render(registry),
-        },
+    match req.path.as_str() {
+        "/metrics" => Response::new(200, OPENMETRICS, crate::metrics::render(registry)),
         "/health" => {
             let r = health::now();
-            Answer {
-                status: r.status,
-                content_type: "application/json",
-                body: r.body,
-            }
+            Response::new(r.status, "application/json", r.body)
         }
-        _ => text(
+        _ => Response::text(
             404,
-            "not found; try /metrics (Prometheus metrics) or /health (200 when serving)\n",
+            "not found; try /metrics (Prometheus metrics), /health (200 when serving) or \
+             /api/v1/info (the console's JSON API)\n",
         ),
     }
 }
 
-/// Bind `addr` and answer its requests from a thread of its own.
-pub fn serve(key: &str, addr: SocketAddr, registry: Arc<Registry>) -> anyhow::Result<()> {
-    let server = tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("{key} {addr}: {e}"))?;
-    tracing::info!("admin endpoints on http://{addr}/metrics and http://{addr}/health ({key})");
-    std::thread::Builder::new()
-        .name("admin-http".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let a = route(&registry, request.method(), request.url());
-                let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], a.content_type)
-                    .expect("a valid header");
-                let response = tiny_http::Response::from_string(a.body)
-                    .with_status_code(a.status)
-                    .with_header(header);
-                if let Err(e) = request.respond(response) {
-                    tracing::debug!("admin listener: answering a request: {e}");
-                }
-            }
-        })?;
-    Ok(())
+/// Bind `addr` and answer its requests from threads of their own.
+pub fn serve(
+    key: &str,
+    addr: SocketAddr,
+    registry: Arc<Registry>,
+    console: Option<Arc<Console>>,
+    tls: Option<Arc<TlsConfigHandle>>,
+) -> anyhow::Result<SocketAddr> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let handler: http::Handler =
+        Arc::new(move |req: &Request| route(&registry, console.as_deref(), req));
+    let local = http::serve(addr, tls, handler).with_context(|| key.to_string())?;
+    tracing::info!(
+        "admin endpoints on {scheme}://{local}/metrics, {scheme}://{local}/health and the console API {scheme}://{local}/api/v1 ({key})"
+    );
+    Ok(local)
 }
 
 #[cfg(test)]
@@ -135,7 +188,14 @@ mod tests {
     #[test]
     fn metrics_health_and_a_hint_are_served_over_http() {
         let addr = free_addr();
-        serve("admin_listen", addr, Arc::new(crate::metrics::registry())).unwrap();
+        serve(
+            "admin_listen",
+            addr,
+            Arc::new(crate::metrics::registry()),
+            None,
+            None,
+        )
+        .unwrap();
         let metrics = get(addr, "/metrics");
         assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
         assert!(metrics.contains("application/openmetrics-text"));

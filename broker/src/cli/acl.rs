@@ -1,16 +1,14 @@
 //! `shardline acl add|list|remove`: Kafka ACLs via CreateAcls, DescribeAcls
-//! and DeleteAcls, with kafka-acls.sh's flags.
+//! and DeleteAcls, with kafka-acls.sh's flags (the requests are
+//! `crate::ops::acls`, shared with the console).
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::create_acls_request::AclCreation;
-use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
-use kafka_protocol::messages::{CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest};
 
-use super::client::{check, sb};
 use super::Conn;
-use crate::acl::model::{ANY, CLUSTER_NAME, MATCH};
+use crate::acl::model::{ANY, CLUSTER_NAME};
 use crate::acl::{Operation, PatternType, Permission, ResourceType};
+use crate::ops::acls::{self as ops, code_name, operations, pattern_code, Binding, Filter};
 
 #[derive(Args, Debug)]
 pub struct AclArgs {
@@ -111,7 +109,7 @@ pub fn run(args: AclArgs) -> Result<()> {
             if allow_principal.is_empty() && deny_principal.is_empty() {
                 bail!("give --allow-principal or --deny-principal");
             }
-            let mut creations = Vec::new();
+            let mut bindings = Vec::new();
             for (perm, principals) in [
                 (Permission::Allow, &allow_principal),
                 (Permission::Deny, &deny_principal),
@@ -119,27 +117,21 @@ pub fn run(args: AclArgs) -> Result<()> {
                 for p in principals {
                     for (kind, name) in &resources {
                         for op in &ops {
-                            creations.push(
-                                AclCreation::default()
-                                    .with_resource_type(kind.code())
-                                    .with_resource_name(sb(name))
-                                    .with_resource_pattern_type(pattern)
-                                    .with_principal(sb(p))
-                                    .with_host(sb(&host))
-                                    .with_operation(op.code())
-                                    .with_permission_type(perm.code()),
-                            );
+                            bindings.push(Binding {
+                                resource_type: kind.code(),
+                                resource_name: name.clone(),
+                                pattern_type: pattern,
+                                principal: p.clone(),
+                                host: host.clone(),
+                                operation: op.code(),
+                                permission: perm.code(),
+                            });
                         }
                     }
                 }
             }
-            let n = creations.len();
-            let req = CreateAclsRequest::default().with_creations(creations);
-            let (resp, _) = client.admin_conn()?.send(&req)?;
-            for r in resp.results {
-                check(r.error_code, "creating ACL", r.error_message.as_ref())?;
-            }
-            println!("added {n} ACL(s)");
+            ops::create(&mut client, &bindings)?;
+            println!("added {} ACL(s)", bindings.len());
             Ok(())
         }
         AclCommand::List {
@@ -160,29 +152,24 @@ pub fn run(args: AclArgs) -> Result<()> {
                 "RESOURCE", "NAME", "PATTERN", "PRINCIPAL", "HOST", "OPERATION"
             );
             for (kind, name) in targets {
-                let req = DescribeAclsRequest::default()
-                    .with_resource_type_filter(kind)
-                    .with_resource_name_filter(name.as_deref().map(sb))
-                    .with_pattern_type_filter(pattern)
-                    .with_principal_filter(principal.as_deref().map(sb))
-                    .with_host_filter(None)
-                    .with_operation(ANY)
-                    .with_permission_type(ANY);
-                let (resp, _) = client.admin_conn()?.send(&req)?;
-                check(resp.error_code, "listing ACLs", resp.error_message.as_ref())?;
-                for r in resp.resources {
-                    for a in r.acls {
-                        println!(
-                            "{:<16} {:<24} {:<9} {:<20} {:<16} {:<16} {}",
-                            code_name(r.resource_type, ResourceType::from_code),
-                            r.resource_name.as_str(),
-                            code_name(r.pattern_type, PatternType::from_code),
-                            a.principal.as_str(),
-                            a.host.as_str(),
-                            code_name(a.operation, Operation::from_code),
-                            code_name(a.permission_type, Permission::from_code),
-                        );
-                    }
+                let filter = Filter {
+                    resource_type: kind,
+                    resource_name: name,
+                    pattern_type: pattern,
+                    principal: principal.clone(),
+                    ..Filter::any()
+                };
+                for b in ops::describe(&mut client, &filter)? {
+                    println!(
+                        "{:<16} {:<24} {:<9} {:<20} {:<16} {:<16} {}",
+                        code_name(b.resource_type, ResourceType::from_code),
+                        b.resource_name,
+                        code_name(b.pattern_type, PatternType::from_code),
+                        b.principal,
+                        b.host,
+                        code_name(b.operation, Operation::from_code),
+                        code_name(b.permission, Permission::from_code),
+                    );
                 }
             }
             Ok(())
@@ -226,75 +213,23 @@ pub fn run(args: AclArgs) -> Result<()> {
             for (kind, name) in &targets {
                 for (perm, principal) in &who {
                     for op in &ops {
-                        filters.push(
-                            DeleteAclsFilter::default()
-                                .with_resource_type_filter(*kind)
-                                .with_resource_name_filter(name.as_deref().map(sb))
-                                .with_pattern_type_filter(pattern)
-                                .with_principal_filter(principal.map(sb))
-                                .with_host_filter(host.as_deref().map(sb))
-                                .with_operation(*op)
-                                .with_permission_type(*perm),
-                        );
+                        filters.push(Filter {
+                            resource_type: *kind,
+                            resource_name: name.clone(),
+                            pattern_type: pattern,
+                            principal: principal.map(str::to_string),
+                            host: host.clone(),
+                            operation: *op,
+                            permission: *perm,
+                        });
                     }
                 }
             }
-            let req = DeleteAclsRequest::default().with_filters(filters);
-            let (resp, _) = client.admin_conn()?.send(&req)?;
-            let mut removed = 0;
-            for r in resp.filter_results {
-                check(r.error_code, "removing ACLs", r.error_message.as_ref())?;
-                removed += r.matching_acls.len();
-            }
+            let removed = ops::delete(&mut client, &filters)?;
             println!("removed {removed} ACL(s)");
             Ok(())
         }
     }
-}
-
-fn code_name<T: Copy + NameOf>(code: i8, parse: fn(i8) -> Option<T>) -> String {
-    parse(code).map_or_else(|| format!("code {code}"), |v| v.name_of().to_string())
-}
-
-/// The Kafka name of a coded value (for `code_name`).
-trait NameOf {
-    fn name_of(self) -> &'static str;
-}
-
-macro_rules! name_of {
-    ($($t:ty),*) => { $( impl NameOf for $t { fn name_of(self) -> &'static str { self.name() } } )* };
-}
-name_of!(ResourceType, PatternType, Operation, Permission);
-
-fn pattern_code(s: &str, filter: bool) -> Result<i8> {
-    match s.to_ascii_lowercase().as_str() {
-        "literal" => Ok(PatternType::Literal.code()),
-        "prefixed" => Ok(PatternType::Prefixed.code()),
-        "any" if filter => Ok(ANY),
-        "match" if filter => Ok(MATCH),
-        _ if filter => bail!("--resource-pattern-type must be any, match, literal or prefixed"),
-        _ => bail!("--resource-pattern-type must be literal or prefixed"),
-    }
-}
-
-fn operations(names: &[String]) -> Result<Vec<Operation>> {
-    names
-        .iter()
-        .map(|n| {
-            // Accept kafka-acls.sh's CamelCase (IdempotentWrite) as well.
-            let snake: String = n
-                .chars()
-                .enumerate()
-                .flat_map(|(i, c)| {
-                    let sep = (i > 0 && c.is_ascii_uppercase()).then_some('_');
-                    sep.into_iter().chain(std::iter::once(c))
-                })
-                .collect();
-            Operation::parse(n)
-                .or_else(|| Operation::parse(&snake))
-                .ok_or_else(|| anyhow::anyhow!("unknown --operation {n:?}"))
-        })
-        .collect()
 }
 
 fn resource_list(r: &Resources, required: bool) -> Result<Vec<(ResourceType, String)>> {
@@ -313,33 +248,4 @@ fn resource_list(r: &Resources, required: bool) -> Result<Vec<(ResourceType, Str
         bail!("give a resource: --topic, --group, --cluster or --transactional-id");
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn operation_names_like_kafka_acls() {
-        let ops = operations(&[
-            "Read".into(),
-            "IdempotentWrite".into(),
-            "describe-configs".into(),
-            "ALL".into(),
-        ])
-        .unwrap();
-        assert_eq!(
-            ops,
-            vec![
-                Operation::Read,
-                Operation::IdempotentWrite,
-                Operation::DescribeConfigs,
-                Operation::All
-            ]
-        );
-        assert!(operations(&["Fly".into()]).is_err());
-        assert_eq!(pattern_code("PREFIXED", false).unwrap(), 4);
-        assert!(pattern_code("match", false).is_err());
-        assert_eq!(pattern_code("match", true).unwrap(), MATCH);
-    }
 }

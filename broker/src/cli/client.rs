@@ -6,9 +6,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::Result;
-pub use shardline_client::{
-    check, check_created, creatable_topic, error_name, sb, topic_name, Client,
-};
+pub use shardline_client::{check, error_name, sb, topic_name, Client};
 use shardline_client::{tls, Options, SaslAuth};
 
 const CLIENT_ID: &str = "shardline-cli";

@@ -5,29 +5,17 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+pub use crate::ops::messages::{decode_fetched, Rec};
 use anyhow::{bail, Result};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest};
-use shard::record::{decode_records, message_set_to_batches, peek_magic, BatchView};
 
 use super::client::{check, topic_name};
-use super::offsets::{leaders, list_offsets, topic_partitions, EARLIEST, LATEST};
-use super::time::format_ms;
 use super::ConsumeArgs;
+use crate::ops::offsets::{leaders, list_offsets, topic_partitions, EARLIEST, LATEST};
+use crate::ops::time::format_ms;
 
 const MAX_WAIT_MS: u64 = 500;
-
-/// One record as printed.
-#[derive(Debug, Clone, Default)]
-pub struct Rec {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
 
 /// The format used when `--format` is not given, as kafka-console-consumer
 /// prints: [headers TAB] [key TAB] value.
@@ -99,63 +87,6 @@ pub fn render(fmt: &str, rec: &Rec) -> Vec<u8> {
         out.push(b'\n');
     }
     out
-}
-
-/// Decode the records of a Fetch response partition at or after `position`;
-/// returns them and the offset to fetch next.
-pub fn decode_fetched(
-    topic: &str,
-    partition: i32,
-    data: &[u8],
-    mut position: i64,
-) -> Result<(Vec<Rec>, i64)> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while rest.len() >= 17 {
-        let size = 12 + i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]).max(0) as usize;
-        if size > rest.len() {
-            break; // a partial batch at the end of the response
-        }
-        let (chunk, tail) = rest.split_at(size);
-        rest = tail;
-        let owned: Vec<Vec<u8>> = if peek_magic(chunk).unwrap_or(2) < 2 {
-            message_set_to_batches(chunk)?
-        } else {
-            vec![chunk.to_vec()]
-        };
-        for batch in &owned {
-            let view = BatchView::parse(batch)?;
-            let next = view.last_offset() + 1;
-            if !view.is_control() {
-                for r in decode_records(&view)? {
-                    let offset = view.base_offset() + r.offset_delta as i64;
-                    if offset < position {
-                        continue;
-                    }
-                    let timestamp = if view.is_log_append_time() {
-                        view.max_timestamp()
-                    } else {
-                        view.base_timestamp().wrapping_add(r.timestamp_delta)
-                    };
-                    out.push(Rec {
-                        topic: topic.to_string(),
-                        partition,
-                        offset,
-                        timestamp,
-                        key: r.key.map(|b| b.to_vec()),
-                        value: r.value.map(|b| b.to_vec()),
-                        headers: r
-                            .headers
-                            .into_iter()
-                            .map(|h| (h.key, h.value.map(|v| v.to_vec())))
-                            .collect(),
-                    });
-                }
-            }
-            position = position.max(next);
-        }
-    }
-    Ok((out, position))
 }
 
 pub fn run(args: ConsumeArgs) -> Result<()> {

@@ -10,16 +10,18 @@ mod decommission;
 mod group;
 pub mod log_verify;
 pub mod metadata;
-mod offsets;
+
 mod produce;
 mod quota;
 pub mod tenant;
-mod time;
+
 mod topic;
 mod user;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
+
+use crate::ops::time;
 
 /// Where to connect; shared by every client command.
 #[derive(Args, Debug, Clone)]

@@ -13,45 +13,14 @@ use kafka_protocol::messages::ProduceRequest;
 use shard::record::{BatchBuilder, Compression, RecordHeader};
 
 use super::client::{check, topic_name, Client};
-use super::offsets::{leaders, topic_partitions};
-use super::time::now_ms;
 use super::ProduceArgs;
+use crate::ops::messages::key_partition;
+use crate::ops::offsets::{leaders, topic_partitions};
+use crate::ops::time::now_ms;
 
 const MAX_CHUNK_MESSAGES: usize = 1000;
 const MAX_CHUNK_BYTES: usize = 512 * 1024;
 const LINGER: Duration = Duration::from_millis(5);
-
-/// Kafka's murmur2 (the default partitioner's key hash).
-pub fn murmur2(data: &[u8]) -> i32 {
-    const M: u32 = 0x5bd1_e995;
-    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
-    let chunks = data.chunks_exact(4);
-    let tail = chunks.remainder();
-    for c in chunks {
-        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]).wrapping_mul(M);
-        k ^= k >> 24;
-        h = h.wrapping_mul(M) ^ k.wrapping_mul(M);
-    }
-    if tail.len() >= 3 {
-        h ^= (tail[2] as u32) << 16;
-    }
-    if tail.len() >= 2 {
-        h ^= (tail[1] as u32) << 8;
-    }
-    if !tail.is_empty() {
-        h ^= tail[0] as u32;
-        h = h.wrapping_mul(M);
-    }
-    h ^= h >> 13;
-    h = h.wrapping_mul(M);
-    h ^= h >> 15;
-    h as i32
-}
-
-/// The partition the default Kafka partitioner picks for `key`.
-pub fn key_partition(key: &[u8], partitions: i32) -> i32 {
-    (murmur2(key) & 0x7fff_ffff) % partitions
-}
 
 fn codec(name: &str) -> Compression {
     match name {
@@ -247,28 +216,6 @@ impl Producer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn murmur2_matches_kafka() {
-        // Vectors from Kafka's UtilsTest.testMurmur2.
-        assert_eq!(murmur2(b"21"), -973932308);
-        assert_eq!(murmur2(b"foobar"), -790332482);
-        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
-        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
-        assert_eq!(
-            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
-            -58897971
-        );
-        assert_eq!(murmur2(b"abc"), 479470107);
-    }
-
-    #[test]
-    fn key_partition_is_in_range() {
-        for k in ["a", "b", "key-1", ""] {
-            let p = key_partition(k.as_bytes(), 3);
-            assert!((0..3).contains(&p));
-        }
-    }
 
     #[test]
     fn splits_lines() {

@@ -673,8 +673,9 @@ broker_config! {
 
     ["metrics"]
     /// `host:port` of the HTTP admin listener: `GET /metrics` (Prometheus,
-    /// OpenMetrics text) and `GET /health` (200 when serving, else 503 and
-    /// why); see "Metrics"
+    /// OpenMetrics text), `GET /health` (200 when serving, else 503 and
+    /// why) and the console's JSON API under `/api/v1`; HTTPS when
+    /// `ssl_certificate_location` is set; see "Metrics" and "Console"
     admin_listen: Option<SocketAddr> = None, shown "— (off)";
     /// the older name of `admin_listen`, serving the same; if both are set to
     /// different addresses, both are served

@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Result};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
 
-use super::client::{check, topic_name, Client};
+use shardline_client::{check, topic_name, Client};
 
 pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
