@@ -140,15 +140,18 @@ const scenarios = {
     assert.equal(await page.textContent("[data-testid=total-lag]"), String(cfg.lag));
     assert.equal(await page.textContent("[data-testid=group-state]"), "Stable");
     assert.ok((await page.textContent("body")).includes(cfg.topic));
-    // The lag line is drawn: pixels of the series' colour on the canvas.
+    // The lag lines are drawn: pixels of the series' colours (total blue,
+    // the partition red, drawn over it when equal) on the canvas.
     await page.waitForSelector(".chart canvas");
-    const blue = await page.$eval(".chart canvas", (c) => {
+    const drawn = await page.$eval(".chart canvas", (c) => {
       const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
       let n = 0;
-      for (let i = 0; i < d.length; i += 4) if (d[i] === 37 && d[i + 1] === 99 && d[i + 2] === 235) n++;
+      for (let i = 0; i < d.length; i += 4) {
+        if ((d[i] === 37 && d[i + 1] === 99 && d[i + 2] === 235) || (d[i] === 220 && d[i + 1] === 38 && d[i + 2] === 38)) n++;
+      }
       return n;
     });
-    assert.ok(blue > 20, `lag line pixels: ${blue}`);
+    assert.ok(drawn > 100, `lag line pixels: ${drawn}`);
     assert.equal(await page.$("text=No points yet"), null);
     await page.waitForSelector(".reset p.refused");
     await page.selectOption("select[name=reset-to]", "earliest");
