@@ -2,7 +2,8 @@
 # Shardline's full test run: installs the client tools (idempotent), builds the
 # broker, runs the Rust unit tests and the integration suite against real
 # Kafka clients (confluent-kafka, kafka-python, kafkajs, kcat, the Java
-# clients 0.10-4.x) and Kafka's own tools, with Apache Kafka as the reference.
+# clients 0.10-4.x) and Kafka's own tools, with Apache Kafka as the reference,
+# and the console's web UI (built with npm, embedded by cargo) in Chromium.
 #
 #   bash tests/run.sh                 # everything
 #   SKIP_BUILD=1 bash tests/run.sh    # reuse target/release/shardline, skip cargo
@@ -79,17 +80,39 @@ fi
 "$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(confluent-kafka|kafka-python|pytest|pytest-timeout|cryptography) '
 done_step "$CURRENT_STEP"
 
-# ---------------------------------------------------------------- kafkajs
+# ---------------------------------------------------------------- kafkajs, playwright-core
 CURRENT_STEP="npm install (tests/js)"
 step "$CURRENT_STEP"
-want_kjs="$(node -p "require('./tests/js/package.json').dependencies.kafkajs")"
-have_kjs="$(node -p "require('./tests/js/node_modules/kafkajs/package.json').version" 2>/dev/null || true)"
-if [ "$want_kjs" = "$have_kjs" ]; then
-  echo "kafkajs $have_kjs already installed"
+js_have() { node -p "require('./tests/js/node_modules/$1/package.json').version" 2>/dev/null || true; }
+js_want() { node -p "require('./tests/js/package.json').dependencies['$1']"; }
+if [ "$(js_want kafkajs)" = "$(js_have kafkajs)" ] && [ "$(js_want playwright-core)" = "$(js_have playwright-core)" ]; then
+  echo "kafkajs $(js_have kafkajs) and playwright-core $(js_have playwright-core) already installed"
 else
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
-  node -p "'kafkajs ' + require('./tests/js/node_modules/kafkajs/package.json').version"
+  echo "kafkajs $(js_have kafkajs), playwright-core $(js_have playwright-core)"
 fi
+done_step "$CURRENT_STEP"
+
+# ---------------------------------------------------------------- chromium (console UI tests)
+# test_console_ui.py drives Debian's Chromium with playwright-core (which
+# downloads no browser of its own).
+CURRENT_STEP="install chromium"
+step "$CURRENT_STEP"
+if [ -x /usr/bin/chromium ]; then
+  echo "chromium already installed"
+else
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  [ -x /usr/bin/chromium ]
+fi
+done_step "$CURRENT_STEP"
+
+# ---------------------------------------------------------------- console web UI
+# Built before cargo so the broker embeds it (broker/build.rs would otherwise
+# run the same two commands itself, inside clippy's or the build's output).
+CURRENT_STEP="npm ci, build (console UI)"
+step "$CURRENT_STEP"
+(cd broker/console/ui && npm ci --no-audit --no-fund --loglevel=error && npm run build)
 done_step "$CURRENT_STEP"
 
 # ---------------------------------------------------------------- java + maven (tests/java)

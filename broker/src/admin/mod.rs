@@ -1,7 +1,7 @@
 //! The HTTP admin listener on `admin_listen`: `GET /metrics` (Prometheus,
 //! OpenMetrics text; see `crate::metrics`), `GET /health` (see [`health`])
-//! and the console's JSON API under `/api/v1` (see `crate::console`); any
-//! other path is a 404 naming them.
+//! the console's JSON API under `/api/v1` (see `crate::console`) and its web
+//! UI at `/` (see [`ui`]); any other path is a 404 naming them.
 //!
 //! `metrics_listen` is the older name of the same listener. Given both, with
 //! different addresses, both are served (the same endpoints on each): a
@@ -16,6 +16,7 @@
 
 pub mod health;
 pub mod http;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -125,8 +126,6 @@ fn route(registry: &Registry, console: Option<&Console>, req: &Request) -> Respo
             None => Response::text(404, "no console here\n"),
         };
     }
-    // Later: `/` and other paths serve the console's built UI (static
-    // assets), before the 404 below.
     if !matches!(req.method.as_str(), "GET" | "HEAD") {
         return Response::text(
             405,
@@ -139,11 +138,15 @@ fn route(registry: &Registry, console: Option<&Console>, req: &Request) -> Respo
             let r = health::now();
             Response::new(r.status, "application/json", r.body)
         }
-        _ => Response::text(
-            404,
-            "not found; try /metrics (Prometheus metrics), /health (200 when serving) or \
-             /api/v1/info (the console's JSON API)\n",
-        ),
+        // The console's web UI: `/`, `/assets/*` and its routes (see `ui`);
+        // only where a console is served.
+        _ => console.and_then(|_| ui::serve(req)).unwrap_or_else(|| {
+            Response::text(
+                404,
+                "not found; try /metrics (Prometheus metrics), /health (200 when serving), / \
+                 (the console) or /api/v1/info (the console's JSON API)\n",
+            )
+        }),
     }
 }
 
