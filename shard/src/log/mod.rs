@@ -64,4 +64,6 @@ mod sim_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod timestamp_tests;
+#[cfg(test)]
 mod txn_tests;
