@@ -11,6 +11,7 @@ pub mod brokers;
 pub mod command;
 pub mod internal;
 pub mod placement;
+pub mod proposals;
 pub mod reassignment;
 pub mod security;
 pub mod source;
@@ -197,6 +198,11 @@ pub struct ClusterState {
     /// that predate the log).
     #[serde(skip)]
     pub security: security::SecurityState,
+    /// The proposals applied lately, so a copy is applied once
+    /// (see [`proposals`]). Behind an `Arc`: the state is cloned at every
+    /// publish, the window changes far less often.
+    #[serde(skip)]
+    pub applied_proposals: Arc<proposals::AppliedProposals>,
     #[serde(skip)]
     by_id: HashMap<Uuid, String>,
 }

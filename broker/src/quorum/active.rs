@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 
-use super::core::{ProposeError, QuorumCore};
+use super::core::{ProposeError, QuorumCore, Resend};
 use super::node::Reply;
 use crate::metadata::{BrokerMeta, ClusterState, Effect, MetadataCommand};
 
@@ -144,7 +144,11 @@ impl Sessions {
                 self.timeout
             );
             if core
-                .propose(&MetadataCommand::FenceBroker { id, epoch }, W::default())
+                .propose(
+                    &MetadataCommand::FenceBroker { id, epoch },
+                    W::default(),
+                    Resend::Never,
+                )
                 .is_ok()
             {
                 self.proposed.insert(id, (epoch, true));
@@ -175,7 +179,11 @@ impl Sessions {
                 }
                 let id = b.id;
                 let (tx, rx) = oneshot::channel();
-                match core.propose(&MetadataCommand::RegisterBroker(b), W::from(tx)) {
+                match core.propose(
+                    &MetadataCommand::RegisterBroker(b),
+                    W::from(tx),
+                    Resend::Never,
+                ) {
                     Ok(()) => {
                         self.last_heard.insert(id, now);
                         RpcAnswer::Registering(rx)
@@ -211,7 +219,7 @@ impl Sessions {
                     // them offline when no other replica is in sync).
                     if !b.fenced && !self.proposed.contains_key(&id) {
                         let cmd = MetadataCommand::FenceBroker { id, epoch };
-                        if core.propose(&cmd, W::default()).is_ok() {
+                        if core.propose(&cmd, W::default(), Resend::Never).is_ok() {
                             tracing::info!(
                                 "broker {id} is shutting down: fencing it and moving its leaderships"
                             );
@@ -220,7 +228,7 @@ impl Sessions {
                     }
                 } else if b.fenced && !want_fence && !self.proposed.contains_key(&id) {
                     let cmd = MetadataCommand::UnfenceBroker { id, epoch };
-                    if core.propose(&cmd, W::default()).is_ok() {
+                    if core.propose(&cmd, W::default(), Resend::Never).is_ok() {
                         tracing::info!("broker {id} is alive: unfencing it");
                         self.proposed.insert(id, (epoch, false));
                     }

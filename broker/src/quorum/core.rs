@@ -15,6 +15,7 @@
 //! that must follow persistence, then advance.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::prelude::{ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message};
@@ -37,6 +38,65 @@ const MAX_UNDELIVERED: usize = 1024;
 /// still commit later, as a Kafka request that timed out may have
 /// happened; its caller is told it is unknown.)
 pub const PROPOSAL_TIMEOUT_TICKS: u64 = 100;
+
+/// An entry's context names its proposal: the proposing node's raft id and
+/// the proposal's id, 8 bytes each, little-endian. Every copy of a proposal
+/// carries the same one, and `apply` keeps only the first copy (see
+/// `crate::metadata::proposals`).
+const CONTEXT_LEN: usize = 16;
+
+/// Which proposal an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProposalId {
+    origin: u64,
+    id: u64,
+}
+
+impl ProposalId {
+    fn parse(ctx: &[u8]) -> Option<Self> {
+        (ctx.len() == CONTEXT_LEN).then(|| Self {
+            origin: u64::from_le_bytes(ctx[..8].try_into().expect("8 bytes")),
+            id: u64::from_le_bytes(ctx[8..16].try_into().expect("8 bytes")),
+        })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut ctx = Vec::with_capacity(CONTEXT_LEN);
+        ctx.extend_from_slice(&self.origin.to_le_bytes());
+        ctx.extend_from_slice(&self.id.to_le_bytes());
+        ctx
+    }
+}
+
+/// Whether a proposal goes to the next leader when the one it was sent to
+/// loses the leadership before committing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// A broker's or client's request (an admin change, an ISR change): the
+    /// change is wanted whoever leads, as Kafka's broker-to-controller
+    /// channel re-sends a request to the new controller.
+    ToNewLeader,
+    /// The active controller's own decision (fencing a silent broker),
+    /// taken from what it saw while it led: a new leader decides afresh.
+    Never,
+}
+
+/// A resendable proposal's entry, and the (term, leader) it was last sent
+/// under.
+struct Sent {
+    ctx: Vec<u8>,
+    data: Vec<u8>,
+    term: u64,
+    leader: u64,
+}
+
+/// A proposal waiting to be applied.
+struct Pending<W> {
+    waiter: W,
+    /// The tick it times out at.
+    deadline: u64,
+    sent: Option<Sent>,
+}
 
 /// Why a proposal did not commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,8 +170,8 @@ pub struct QuorumCore<W> {
     state: ClusterState,
     applied: u64,
     conf_state: ConfState,
-    /// Proposals waiting to be applied, with the tick they time out at.
-    pending: HashMap<u64, (W, u64)>,
+    /// Proposals waiting to be applied, by proposal id.
+    pending: HashMap<u64, Pending<W>>,
     /// Proposals forwarded to a leader that never received them (the
     /// transport could not deliver): (context, command, leader it missed,
     /// tick it failed at), proposed again once a leader can take them.
@@ -121,6 +181,13 @@ pub struct QuorumCore<W> {
     snapshot_every: u64,
     /// The state changed since [`QuorumCore::take_changed`].
     changed: bool,
+    /// Proposals sent again to a new leader, and copies `apply` skipped.
+    resent: u64,
+    duplicates: u64,
+    /// Every proposal applied (not skipped), in order: the simulation
+    /// checks none is applied twice.
+    #[cfg(test)]
+    pub applied_ids: Vec<(u64, u64)>,
 }
 
 impl<W> QuorumCore<W> {
@@ -168,6 +235,10 @@ impl<W> QuorumCore<W> {
             ticks: 0,
             snapshot_every: cfg.snapshot_every.max(1),
             changed: true,
+            resent: 0,
+            duplicates: 0,
+            #[cfg(test)]
+            applied_ids: Vec::new(),
         };
         // A quorum of one elects itself now rather than after a timeout.
         if core.conf_state.voters == [core.id] && core.conf_state.learners.is_empty() {
@@ -251,7 +322,13 @@ impl<W> QuorumCore<W> {
     /// The proposals waiting for their entries, taken (to answer them when
     /// this core is given up).
     pub fn take_pending(&mut self) -> Vec<W> {
-        self.pending.drain().map(|(_, (w, _))| w).collect()
+        self.pending.drain().map(|(_, p)| p.waiter).collect()
+    }
+
+    /// How many proposals were sent again to a new leader, and how many
+    /// committed copies were skipped as already applied.
+    pub fn resend_counts(&self) -> (u64, u64) {
+        (self.resent, self.duplicates)
     }
 
     /// True once since the state last changed.
@@ -268,11 +345,8 @@ impl<W> QuorumCore<W> {
     /// (a new one, or the same one a tick later), until their deadline.
     pub fn undelivered(&mut self, leader: u64, entries: Vec<raft::prelude::Entry>) {
         for mut e in entries {
-            let mine = e.context.len() == 16
-                && e.context[..8] == self.id.to_le_bytes()
-                && self.pending.contains_key(&u64::from_le_bytes(
-                    e.context[8..16].try_into().expect("8 bytes"),
-                ));
+            let mine = ProposalId::parse(&e.context)
+                .is_some_and(|p| p.origin == self.id && self.pending.contains_key(&p.id));
             if mine && self.undelivered.len() < MAX_UNDELIVERED {
                 self.undelivered.push((
                     std::mem::take(&mut e.context).to_vec(),
@@ -292,7 +366,7 @@ impl<W> QuorumCore<W> {
         }
         let now = self.ticks;
         for (ctx, data, missed, at) in std::mem::take(&mut self.undelivered) {
-            let pid = u64::from_le_bytes(ctx[8..16].try_into().expect("8 bytes"));
+            let pid = ProposalId::parse(&ctx).expect("checked when kept").id;
             if !self.pending.contains_key(&pid) {
                 continue; // timed out meanwhile
             }
@@ -307,21 +381,66 @@ impl<W> QuorumCore<W> {
         }
     }
 
+    /// Send the resendable proposals not applied yet to the leader, when
+    /// it is not the one (or the term) they were sent under. The old leader
+    /// may have died with them uncommitted, or been deposed and its log cut;
+    /// if it did commit one, or the new leader holds it, the copy commits
+    /// too and `apply` skips it (its id is in the state's window). Kafka's
+    /// broker-to-controller channel re-sends a request the same way when
+    /// the controller it went to is gone.
+    fn resend_to_new_leader(&mut self) {
+        let (term, leader) = (self.node.raft.term, self.node.raft.leader_id);
+        if leader == raft::INVALID_ID {
+            return; // an election is under way: once it is won
+        }
+        let mut stale: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.sent
+                    .as_ref()
+                    .is_some_and(|s| (s.term, s.leader) != (term, leader))
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        stale.sort_unstable(); // ids grow: the order they were proposed in
+        for pid in stale {
+            let sent = self.pending.get_mut(&pid).and_then(|p| p.sent.as_mut());
+            let sent = sent.expect("chosen above");
+            match self.node.propose(sent.ctx.clone(), sent.data.clone()) {
+                Ok(()) => {
+                    tracing::info!(
+                        target: "raft",
+                        "proposal {pid} sent again, to node {} in term {term} (was node {} in term {})",
+                        leader as i64 - 1,
+                        sent.leader as i64 - 1,
+                        sent.term
+                    );
+                    (sent.term, sent.leader) = (term, leader);
+                    self.resent += 1;
+                }
+                // A leader transfer in progress drops proposals: next tick.
+                Err(e) => tracing::debug!(target: "raft", "proposal {pid} not sent again yet: {e}"),
+            }
+        }
+    }
+
     /// Raft's clock; returns the proposals that timed out.
     pub fn tick(&mut self) -> Vec<W> {
         self.node.tick();
         self.ticks += 1;
         self.resubmit_undelivered();
+        self.resend_to_new_leader();
         let now = self.ticks;
         let expired: Vec<u64> = self
             .pending
             .iter()
-            .filter(|(_, (_, deadline))| *deadline <= now)
+            .filter(|(_, p)| p.deadline <= now)
             .map(|(pid, _)| *pid)
             .collect();
         expired
             .into_iter()
-            .filter_map(|pid| self.pending.remove(&pid).map(|(w, _)| w))
+            .filter_map(|pid| self.pending.remove(&pid).map(|p| p.waiter))
             .collect()
     }
 
@@ -386,8 +505,13 @@ impl<W> QuorumCore<W> {
     /// committed and applied (or refused, or timed out). A follower's
     /// proposal goes to the leader (raft-rs forwards it); the entry carries
     /// this node's id and the proposal's, so the follower knows it when it
-    /// applies it.
-    pub fn propose(&mut self, cmd: &MetadataCommand, waiter: W) -> Result<(), (W, ProposeError)> {
+    /// applies it. `resend` says whether it follows a change of leader.
+    pub fn propose(
+        &mut self,
+        cmd: &MetadataCommand,
+        waiter: W,
+        resend: Resend,
+    ) -> Result<(), (W, ProposeError)> {
         if self.leader().is_none() {
             return Err((waiter, ProposeError::NotLeader { leader: None }));
         }
@@ -406,13 +530,29 @@ impl<W> QuorumCore<W> {
         };
         let pid = self.next_proposal;
         self.next_proposal += 1;
-        let mut ctx = Vec::with_capacity(16);
-        ctx.extend_from_slice(&self.id.to_le_bytes());
-        ctx.extend_from_slice(&pid.to_le_bytes());
+        let ctx = ProposalId {
+            origin: self.id,
+            id: pid,
+        }
+        .encode();
+        let sent = (resend == Resend::ToNewLeader).then(|| Sent {
+            ctx: ctx.clone(),
+            data: data.clone(),
+            term: self.node.raft.term,
+            leader: self.node.raft.leader_id,
+        });
         match self.node.propose(ctx, data) {
             Ok(()) => {
                 let deadline = self.ticks + PROPOSAL_TIMEOUT_TICKS;
-                self.pending.insert(pid, (waiter, deadline));
+                let pending = Pending {
+                    waiter,
+                    deadline,
+                    sent,
+                };
+                assert!(
+                    self.pending.insert(pid, pending).is_none(),
+                    "ids are unique"
+                );
                 Ok(())
             }
             Err(e) => Err((
@@ -487,6 +627,31 @@ impl<W> QuorumCore<W> {
                     if e.data.is_empty() {
                         continue; // a new leader's empty entry
                     }
+                    let id = ProposalId::parse(&e.context);
+                    if let Some(p) = id {
+                        if self.state.applied_proposals.contains(p.origin, p.id) {
+                            // A copy of a proposal sent again (to a new
+                            // leader, or after the transport lost it); the
+                            // first one applied and was answered.
+                            self.duplicates += 1;
+                            tracing::info!(
+                                target: "raft",
+                                "entry {} is a copy of node {}'s proposal {}, applied already; skipped",
+                                e.index,
+                                p.origin as i64 - 1,
+                                p.id
+                            );
+                            continue;
+                        }
+                        // Whatever the outcome (applied or refused), it is
+                        // the proposal's, once.
+                        Arc::make_mut(&mut self.state.applied_proposals).record(p.origin, p.id);
+                    }
+                    #[cfg(test)]
+                    if let Some(p) = id {
+                        self.applied_ids.push((p.origin, p.id));
+                    }
+                    debug_assert!(id.is_some() || e.context.is_empty());
                     // Every node applies the same commands the same way,
                     // whatever its own shard count (usize::MAX: no bound);
                     // the broker checks placements against its shards.
@@ -508,7 +673,7 @@ impl<W> QuorumCore<W> {
                     if result.is_ok() {
                         self.changed = true;
                     }
-                    if let Some(w) = self.proposal_of(&e.context) {
+                    if let Some(w) = id.and_then(|p| self.proposal_of(p)) {
                         out.done.push((w, result));
                     }
                 }
@@ -534,13 +699,11 @@ impl<W> QuorumCore<W> {
         Ok(())
     }
 
-    fn proposal_of(&mut self, ctx: &[u8]) -> Option<W> {
-        if ctx.len() != 16 || u64::from_le_bytes(ctx[..8].try_into().unwrap()) != self.id {
+    fn proposal_of(&mut self, p: ProposalId) -> Option<W> {
+        if p.origin != self.id {
             return None;
         }
-        self.pending
-            .remove(&u64::from_le_bytes(ctx[8..].try_into().unwrap()))
-            .map(|(w, _)| w)
+        self.pending.remove(&p.id).map(|p| p.waiter)
     }
 
     fn maybe_snapshot(&mut self) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rkyv::rancor;
 use uuid::Uuid;
 
+use crate::metadata::proposals::AppliedProposals;
 use crate::metadata::{BrokerMeta, ClusterState, Endpoint, PartitionMeta, TopicMeta};
 
 #[path = "image_security.rs"]
@@ -23,11 +24,23 @@ mod security;
 /// 3: ACLs, SCRAM credentials, client quotas ([`ImageV3`]).
 /// 4: partition epochs ([`ImageV4`]).
 /// 5: reassignments in progress, dynamic broker configs ([`ImageV5`]).
-const VERSION: u32 = 5;
-/// Images of versions 2 (an [`Image`] alone), 3 and 4 are still read.
+/// 6: the proposals applied lately ([`ImageV6`]).
+const VERSION: u32 = 6;
+/// Images of versions 2 (an [`Image`] alone) to 5 are still read.
 const VERSION_2: u32 = 2;
 const VERSION_3: u32 = 3;
 const VERSION_4: u32 = 4;
+const VERSION_5: u32 = 5;
+
+/// Version 6: the version 5 image and the window of applied proposals (`crate::metadata::proposals`), which every node must know
+/// alike to skip the same copies.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ImageV6 {
+    version: u32,
+    v5: ImageV5,
+    /// (proposing node's raft id, proposal ids oldest first).
+    proposals: Vec<(u64, Vec<u64>)>,
+}
 
 /// Version 5: the version 4 image, the partitions being reassigned and
 /// the dynamic broker configs.
@@ -162,6 +175,21 @@ struct PartitionImage {
 
 /// The archive of `state`.
 pub fn encode(state: &ClusterState) -> Vec<u8> {
+    let image = ImageV6 {
+        version: VERSION,
+        v5: image_v5(state),
+        proposals: state
+            .applied_proposals
+            .iter()
+            .map(|(origin, ids)| (origin, ids.iter().copied().collect()))
+            .collect(),
+    };
+    rkyv::to_bytes::<rancor::Error>(&image)
+        .expect("archiving metadata into memory cannot fail")
+        .into_vec()
+}
+
+fn image_v5(state: &ClusterState) -> ImageV5 {
     let epochs = |ps: &[PartitionMeta]| ps.iter().map(|p| p.partition_epoch).collect();
     let moves = state
         .topics
@@ -195,15 +223,12 @@ pub fn encode(state: &ClusterState) -> Vec<u8> {
             .collect(),
         coordinator_partition_epochs: epochs(&state.coordinators),
     };
-    let image = ImageV5 {
-        version: VERSION,
+    ImageV5 {
+        version: VERSION_5,
         v4,
         moves,
         broker_configs,
-    };
-    rkyv::to_bytes::<rancor::Error>(&image)
-        .expect("archiving metadata into memory cannot fail")
-        .into_vec()
+    }
 }
 
 fn base_image(state: &ClusterState) -> Image {
@@ -260,14 +285,20 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
     aligned.extend_from_slice(bytes);
     // The version is the first field of both layouts; an archive of one
     // does not validate as the other (its root sits elsewhere).
-    if let Ok(image) = rkyv::access::<ArchivedImageV5, rancor::Error>(&aligned) {
+    if let Ok(image) = rkyv::access::<ArchivedImageV6, rancor::Error>(&aligned) {
         if image.version.to_native() == VERSION {
-            let v4 = &image.v4;
-            let mut state = base_state(&v4.base)?;
-            state.security = security::state(&v4.security)?;
-            set_partition_epochs(&mut state, v4)?;
-            set_moves(&mut state, image)?;
+            let mut state = state_v5(&image.v5)?;
+            let lists = image.proposals.iter().map(|entry| {
+                let ids = entry.1.iter().map(|id| id.to_native()).collect();
+                (entry.0.to_native(), ids)
+            });
+            state.applied_proposals = Arc::new(AppliedProposals::from_lists(lists));
             return Ok(state);
+        }
+    }
+    if let Ok(image) = rkyv::access::<ArchivedImageV5, rancor::Error>(&aligned) {
+        if image.version.to_native() == VERSION_5 {
+            return state_v5(image);
         }
     }
     if let Ok(image) = rkyv::access::<ArchivedImageV4, rancor::Error>(&aligned) {
@@ -294,6 +325,15 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
         ));
     }
     base_state(image)
+}
+
+fn state_v5(image: &ArchivedImageV5) -> Result<ClusterState, String> {
+    let v4 = &image.v4;
+    let mut state = base_state(&v4.base)?;
+    state.security = security::state(&v4.security)?;
+    set_partition_epochs(&mut state, v4)?;
+    set_moves(&mut state, image)?;
+    Ok(state)
 }
 
 fn base_state(image: &ArchivedImage) -> Result<ClusterState, String> {
@@ -565,6 +605,18 @@ mod tests {
         };
         let bytes = rkyv::to_bytes::<rancor::Error>(&v4).unwrap().into_vec();
         assert_eq!(decode(&bytes).unwrap(), s);
+        // Version 5: no window of applied proposals.
+        let v5 = image_v5(&s);
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v5).unwrap().into_vec();
+        assert_eq!(decode(&bytes).unwrap(), s);
+        // Version 6 keeps the window.
+        let mut window = AppliedProposals::default();
+        window.record(1, 7);
+        window.record(3, 1 << 40);
+        s.applied_proposals = Arc::new(window);
+        let back = decode(&encode(&s)).unwrap();
+        assert!(back.applied_proposals.contains(3, 1 << 40));
+        assert_eq!(back, s);
         let mut v9 = base_image(&s);
         v9.version = 9;
         let bytes = rkyv::to_bytes::<rancor::Error>(&v9).unwrap().into_vec();

@@ -20,7 +20,7 @@ use futures::channel::oneshot;
 use raft::prelude::Message;
 
 use super::active::{Rpc, RpcAnswer, Sessions};
-use super::core::{CoreConfig, ProposeError, QuorumCore, TICK_MS};
+use super::core::{CoreConfig, ProposeError, QuorumCore, Resend, TICK_MS};
 use super::transport::{self, Peers};
 use crate::metadata::{ClusterState, Effect, MetadataCommand};
 
@@ -86,6 +86,10 @@ pub struct QuorumView {
     pub commit: u64,
     /// On the leader: entries the furthest-behind peer lacks.
     pub max_follower_lag: u64,
+    /// This node's proposals sent again to a new leader, and committed
+    /// copies skipped as applied already, since it started.
+    pub proposals_resent: u64,
+    pub proposal_copies_skipped: u64,
 }
 
 /// The handle shards, the broker lifecycle and the controller listener use.
@@ -326,7 +330,7 @@ impl Thread {
                 let cmd = MetadataCommand::SetClusterId {
                     cluster_id: (self.new_cluster_id)(),
                 };
-                init_proposed = self.core.propose(&cmd, None).is_ok();
+                init_proposed = self.core.propose(&cmd, None, Resend::Never).is_ok();
             }
             let out = match self.core.process() {
                 Ok(out) => out,
@@ -441,7 +445,7 @@ impl Thread {
                 .push((cmd, reply, Instant::now() + LEADERLESS_WAIT));
             return;
         }
-        if let Err((Some(reply), e)) = self.core.propose(&cmd, Some(reply)) {
+        if let Err((Some(reply), e)) = self.core.propose(&cmd, Some(reply), Resend::ToNewLeader) {
             let _ = reply.send(Err(e));
         }
     }
@@ -465,6 +469,8 @@ impl Thread {
             } else {
                 0
             },
+            proposals_resent: self.core.resend_counts().0,
+            proposal_copies_skipped: self.core.resend_counts().1,
         };
         *self.view.write().expect("quorum view lock") = view;
         if self.core.take_changed() {

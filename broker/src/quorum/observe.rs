@@ -64,6 +64,16 @@ impl ClusterGauges for QuorumObserver {
                 value: view.max_follower_lag as i64,
             },
             Gauge {
+                name: "shardline_quorum_proposals_resent",
+                help: "This node's metadata changes sent again to a new active controller (the one they went to lost the leadership first), since start",
+                value: view.proposals_resent as i64,
+            },
+            Gauge {
+                name: "shardline_quorum_proposal_copies_skipped",
+                help: "Committed copies of a metadata change applied already, skipped, since start",
+                value: view.proposal_copies_skipped as i64,
+            },
+            Gauge {
                 name: "shardline_registered_brokers",
                 help: "Brokers registered with the cluster",
                 value: state.brokers.len() as i64,

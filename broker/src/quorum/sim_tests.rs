@@ -13,7 +13,7 @@ use raft::prelude::{Message, MessageType};
 use shard::log::sim_disk::Rng;
 use uuid::Uuid;
 
-use super::core::{CoreConfig, ProposeError, QuorumCore};
+use super::core::{CoreConfig, ProposeError, QuorumCore, Resend};
 use crate::metadata::{ClusterState, MetadataCommand, PartitionMeta};
 
 struct Sim {
@@ -181,11 +181,32 @@ impl Sim {
 
     fn propose(&mut self, name: &str, token: u64) -> bool {
         let l = self.wait_leader();
-        self.nodes
-            .get_mut(&l)
-            .unwrap()
-            .propose(&create(name), token)
-            .is_ok()
+        self.propose_on(l, &create(name), token, Resend::Never)
+    }
+
+    fn propose_on(&mut self, node: u64, cmd: &MetadataCommand, token: u64, r: Resend) -> bool {
+        let n = self.nodes.get_mut(&node).unwrap();
+        n.propose(cmd, token, r).is_ok()
+    }
+
+    /// How many times `token` was answered Ok (or refused) so far.
+    fn answers(&self, token: u64) -> usize {
+        let t = format!("t{token}");
+        self.acked.iter().filter(|a| **a == t).count()
+    }
+
+    /// No node applied a proposal twice (each applies the same log, and
+    /// `check` compares their states index by index).
+    fn check_applied_once(&self) {
+        for (id, n) in &self.nodes {
+            let ids = &n.applied_ids;
+            let distinct: BTreeSet<_> = ids.iter().collect();
+            assert_eq!(
+                distinct.len(),
+                ids.len(),
+                "node {id} applied a proposal twice"
+            );
+        }
     }
 
     fn topics(&self, id: u64) -> Vec<String> {
@@ -204,7 +225,14 @@ fn config(node_id: u64, voters: Vec<u64>, snapshot_every: u64) -> CoreConfig {
 }
 
 fn state_key(s: &ClusterState) -> String {
-    s.topics.keys().cloned().collect::<Vec<_>>().join(",")
+    let topics = s.topics.keys().cloned().collect::<Vec<_>>().join(",");
+    format!("{topics}; ids to {}", s.producer_id_block_end)
+}
+
+/// Not idempotent: each application moves the producer id block on by
+/// one, so a copy applied twice shows.
+fn reserve() -> MetadataCommand {
+    MetadataCommand::ReserveProducerIds { count: 1 }
 }
 
 #[test]
@@ -233,6 +261,10 @@ fn three_nodes_agree_and_survive_the_leader_cut_off() {
     }
     let old = sim.wait_leader();
     sim.isolated.insert(old);
+    // A request it takes now, still leading in its own view, cannot commit
+    // (it is alone); once it hears of the new leader it sends it there.
+    let wanted = sim.propose_on(old, &create("wanted"), 201, Resend::ToNewLeader);
+    assert!(wanted, "it still leads in its own view");
     // The other two elect a new leader (1-2 s of ticks) and go on.
     let mut new = old;
     for _ in 0..200 {
@@ -247,24 +279,32 @@ fn three_nodes_agree_and_survive_the_leader_cut_off() {
         .nodes
         .get_mut(&new)
         .unwrap()
-        .propose(&create("b"), 100)
+        .propose(&create("b"), 100, Resend::Never)
         .is_ok());
     sim.run(5);
     assert!(sim.topics(new).contains(&"b".to_string()));
-    // The old leader's proposal, made alone, can never commit.
+    // The old leader's own decision, made alone, can never commit.
     let r = sim
         .nodes
         .get_mut(&old)
         .unwrap()
-        .propose(&create("lost"), 200);
+        .propose(&create("lost"), 200, Resend::Never);
     sim.run(30);
     assert!(r.is_err() || !sim.topics(new).contains(&"lost".to_string()));
+    assert!(!sim.topics(new).contains(&"wanted".to_string()));
     sim.isolated.clear();
     sim.run(60);
     for id in 1..=3 {
         assert_eq!(sim.topics(id), sim.topics(new), "node {id} caught up");
         assert!(!sim.topics(id).contains(&"lost".to_string()));
+        assert!(
+            sim.topics(id).contains(&"wanted".to_string()),
+            "node {id}: the request was sent again to the new leader"
+        );
     }
+    assert_eq!(sim.answers(201), 1);
+    assert!(sim.nodes[&old].resend_counts().0 >= 1);
+    sim.check_applied_once();
 }
 
 #[test]
@@ -300,6 +340,7 @@ fn a_lagging_voter_installs_a_snapshot() {
 
 #[test]
 fn seeded_chaos_keeps_one_history() {
+    let (mut resent, mut copies) = (0, 0);
     for seed in 1..=12u64 {
         let mut sim = Sim::new(3, seed, 5);
         sim.drop_percent = 10;
@@ -309,12 +350,16 @@ fn seeded_chaos_keeps_one_history() {
                 token += 1;
                 let l = sim.leader();
                 if let Some(l) = l {
-                    let _ = sim
-                        .nodes
-                        .get_mut(&l)
-                        .unwrap()
-                        .propose(&create(&format!("c{token}")), token);
+                    let cmd = create(&format!("c{token}"));
+                    sim.propose_on(l, &cmd, token, Resend::Never);
                 }
+            }
+            if round % 10 == 5 {
+                // A broker's request, through any node, resent across
+                // leader changes.
+                token += 1;
+                let at = 1 + sim.rng.below(3);
+                sim.propose_on(at, &reserve(), token, Resend::ToNewLeader);
             }
             if round % 97 == 50 {
                 let victim = 1 + sim.rng.below(3);
@@ -336,14 +381,42 @@ fn seeded_chaos_keeps_one_history() {
         for id in 2..=3 {
             assert_eq!(sim.topics(id), want, "seed {seed}: node {id} agrees");
         }
+        let mut reserves = 0;
         for t in &sim.acked {
-            let name = format!("c{}", &t[1..]);
+            let token: u64 = t[1..].parse().unwrap();
+            assert_eq!(sim.answers(token), 1, "seed {seed}: {t} answered once");
+            if token.is_multiple_of(2) {
+                reserves += 1;
+                continue;
+            }
+            let name = format!("c{token}");
             assert!(
                 want.contains(&name),
                 "seed {seed}: acknowledged {name} is in the final state"
             );
         }
+        let block_end = sim.nodes[&1].state().producer_id_block_end;
+        assert!(
+            block_end >= reserves,
+            "seed {seed}: every acknowledged reserve applied"
+        );
+        assert!(
+            block_end <= token as i64 / 2,
+            "seed {seed}: none applied twice"
+        );
+        sim.check_applied_once();
+        for n in sim.nodes.values() {
+            let (r, d) = n.resend_counts();
+            resent += r;
+            copies += d;
+        }
     }
+    // The seeds do change leaders under proposals (else this test would
+    // not test resending).
+    assert!(
+        resent > 0 && copies > 0,
+        "resent {resent}, copies skipped {copies}"
+    );
 }
 
 #[test]
@@ -389,7 +462,7 @@ fn a_proposal_forwarded_to_a_leader_that_just_died_is_applied_by_the_next() {
         .nodes
         .get_mut(&follower)
         .unwrap()
-        .propose(&create("b"), 2)
+        .propose(&create("b"), 2, Resend::ToNewLeader)
         .is_ok());
     // Within the proposal timeout (100 ticks) the other two elect a new
     // leader, the proposal goes to it and is applied.
@@ -448,4 +521,69 @@ fn a_paused_leader_stops_leading_as_soon_as_it_hears_the_new_term() {
         }
     }
     panic!("the paused leader never heard the new term {new_term}");
+}
+
+/// The old leader replicated a follower's request to both followers and
+/// died before it heard they had it. The new leader commits that entry
+/// (it is in its log), and the request's node also sent it again when it
+/// heard of the new leader: the copy commits too, and is skipped.
+#[test]
+fn a_request_the_old_leader_replicated_and_also_resent_is_applied_once() {
+    let mut skipped = 0;
+    for seed in 1..=8u64 {
+        let mut sim = Sim::new(3, seed, 100);
+        assert!(sim.propose("a", 1));
+        sim.run(3);
+        let old = sim.wait_leader();
+        let asker = (1..=3).find(|id| *id != old).unwrap();
+        let before = sim.nodes[&asker].state().producer_id_block_end;
+        assert!(sim.propose_on(asker, &reserve(), 2, Resend::ToNewLeader));
+        // Round 1: the forward reaches the leader, which appends it.
+        // Round 2: the leader's append reaches both followers.
+        sim.step(false);
+        sim.step(false);
+        // Their acknowledgements (round 3) never reach it.
+        sim.isolated.insert(old);
+        for _ in 0..200 {
+            sim.step(true);
+            if sim.answers(2) > 0 {
+                break;
+            }
+        }
+        assert_eq!(sim.answers(2), 1, "seed {seed}: answered once");
+        sim.run(10);
+        sim.isolated.clear();
+        sim.run(40);
+        for id in 1..=3 {
+            let end = sim.nodes[&id].state().producer_id_block_end;
+            assert_eq!(end, before + 1, "seed {seed}: node {id} reserved once");
+        }
+        sim.check_applied_once();
+        let (resent, _) = sim.nodes[&asker].resend_counts();
+        assert!(resent >= 1, "seed {seed}: sent again to the new leader");
+        skipped += sim.nodes[&asker].resend_counts().1;
+    }
+    assert!(skipped > 0, "the copies did commit (and were skipped)");
+}
+
+/// The window of applied proposals is in the snapshot: a node that
+/// installs one skips the same copies as the nodes that applied the log.
+#[test]
+fn a_snapshot_carries_the_applied_proposals() {
+    let mut sim = Sim::new(3, 11, 3);
+    let leader = sim.wait_leader();
+    sim.run(3); // the followers hear of it
+    let asker = (1..=3).find(|id| *id != leader).unwrap();
+    for token in 1..=6 {
+        assert!(sim.propose_on(asker, &reserve(), token, Resend::ToNewLeader));
+        sim.run(3);
+    }
+    sim.run(10);
+    let window = sim.nodes[&leader].state().applied_proposals.clone();
+    assert_eq!(sim.nodes[&asker].state().applied_proposals, window);
+    assert!(!window.is_empty());
+    // A node restarted from its snapshot and log has the same window.
+    sim.restart(asker);
+    sim.run(10);
+    assert_eq!(sim.nodes[&asker].state().applied_proposals, window);
 }
