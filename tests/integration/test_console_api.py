@@ -451,6 +451,10 @@ def test_bad_input_is_answered_4xx_with_a_json_error(cb):
         ("DELETE", "/api/v1/tenants/none-" + t, None, None, 404),
         ("GET", "/api/v1/metrics/history", None, {"since": "-1"}, 400),
         ("GET", "/api/v1/metrics/history", None, {"series": "nope"}, 404),
+        ("GET", "/api/v1/metrics/cluster-history", None, {"broker": "one"}, 400),
+        ("GET", "/api/v1/metrics/cluster-history", None, {"broker": "99"}, 404),
+        ("GET", "/api/v1/metrics/cluster-history", None, {"since": "-1"}, 400),
+        ("GET", "/api/v1/metrics/cluster-history", None, {"series": "group_lag:g"}, 404),
         ("GET", "/api/v1/nope", None, None, 404),
         ("PUT", "/api/v1/topics", {}, None, 405),
         ("GET", "/api/v1/topics/%zz", None, None, 400),
@@ -709,6 +713,9 @@ def test_every_operation_in_openapi_answers_as_documented(cb):
     step("DELETE", "/api/v1/tenants/{tenant}", {"tenant": tenant})
     step("GET", "/api/v1/metrics/series")
     step("GET", "/api/v1/metrics/history", query={"since": 0})
+    mine = step("GET", "/api/v1/metrics/cluster-history",
+                query={"broker": "all", "series": "partitions,no_such_series", "since": 0})["brokers"]
+    assert [(b["id"], b["self"], b["status"]) for b in mine] == [(0, True, "ok")], mine
     step("DELETE", "/api/v1/topics/{topic}", tp)
     assert step("DELETE", "/api/v1/session")["ended"] is True
     missing = set(SPEC.operations()) - set(steps)
