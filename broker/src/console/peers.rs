@@ -198,28 +198,30 @@ fn read_to_end(
     }
 }
 
-/// (status, body) of an HTTP/1.x answer read whole; the body is what
-/// Content-Length says when given (the rest must be there).
+/// (status, body) of an HTTP/1.x answer read whole (head parsed by
+/// `httparse`); the body is what Content-Length says when given (the rest
+/// must be there).
 pub fn parse_response(raw: &[u8]) -> Result<(u16, &[u8]), String> {
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no complete HTTP answer")?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "an answer head that is not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|s| s.get(2..5))
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("not an HTTP status line: {status_line:?}"))?;
-    let body = &raw[end + 4..];
-    let length = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.trim().parse::<usize>())
-        .transpose()
-        .map_err(|_| "a bad Content-Length")?;
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head_len = match resp.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err("no complete HTTP answer".into()),
+        Err(e) => return Err(format!("not an HTTP answer: {e}")),
+    };
+    let status = resp.code.ok_or("an answer with no status")?;
+    let body = &raw[head_len..];
+    let length = resp
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+        .map(|h| {
+            std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or("a bad Content-Length")
+        })
+        .transpose()?;
     match length {
         Some(n) if n > body.len() => Err(format!(
             "the answer ended after {} of {n} body bytes",
