@@ -11,12 +11,13 @@ import time
 from kafka import KafkaAdminClient
 
 from cluster import Cluster, wait_until
+from pki import Ca
 from test_console_api import Api
 
 
-def cluster_history(node, **query):
-    status, out = Api(node.admin_port).call("GET", "/api/v1/metrics/cluster-history",
-                                            query=query or None)
+def cluster_history(node, ca=None, **query):
+    api = Api(node.admin_port) if ca is None else Api(node.admin_port, scheme="https", ca=ca)
+    status, out = api.call("GET", "/api/v1/metrics/cluster-history", query=query or None)
     assert status == 200, out
     return {b["id"]: b for b in out["brokers"]}
 
@@ -87,5 +88,35 @@ def test_every_brokers_history_and_missing_ones(shardline_bin, tmp_path):
         ports = {b["port"] for b in brokers}
         assert ports <= {n.port for n in c.nodes.values()}, brokers
         assert not ports & {n.admin_port for n in c.nodes.values()}, brokers
+    finally:
+        c.close()
+
+
+def test_https_admin_listeners_are_verified_against_the_truststore(shardline_bin, tmp_path):
+    """Brokers with a certificate serve their admin listener over HTTPS and
+    register it so; a broker with the CA in ssl_truststore_location fetches
+    the others' history over verified HTTPS, one without says why it cannot."""
+    ca = Ca(tmp_path / "pki")
+    cert, key = ca.issue("broker", server=True, CN="localhost")
+    tls = ["--ssl-certificate-location", str(cert), "--ssl-key-location", str(key)]
+    c = Cluster(shardline_bin, tmp_path, extra_args=tls)
+    for i in (2, 3):
+        c.nodes[i].extra_args = tls + ["--ssl-truststore-location", str(ca.cert_path)]
+    c.start()
+    try:
+        c.wait_registered()
+        n1, n2 = c.nodes[1], c.nodes[2]
+
+        def sampled():
+            h = cluster_history(n2, ca=ca.cert_path, series="partitions")
+            return h if all(b["status"] == "ok" and b["series"].get("partitions")
+                            for b in h.values()) and len(h) == 3 else None
+        wait_until("every broker's history over HTTPS", sampled, timeout=45, every=1)
+        h = cluster_history(n1, ca=ca.cert_path, series="partitions")
+        assert h[1]["status"] == "ok", h
+        for i in (2, 3):
+            assert h[i]["status"] == "missing", h
+            assert h[i]["error"].startswith(f"https://127.0.0.1:{c.nodes[i].admin_port}/"), h[i]
+            assert "ssl_truststore_location" in h[i]["error"], h[i]
     finally:
         c.close()
