@@ -14,7 +14,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 VENV="$ROOT/.venv"
-PY_DEPS=(confluent-kafka "kafka-python>=3,<4" pytest pytest-timeout cryptography)
+# openapi-core (with PyYAML) checks every console API answer against
+# broker/console/openapi.yaml; its API changes between minor versions.
+PY_DEPS=(confluent-kafka "kafka-python>=3,<4" pytest pytest-timeout cryptography
+         "openapi-core>=0.23,<0.24" PyYAML)
 STEP_T0=$SECONDS
 declare -a SUMMARY=()
 
@@ -70,14 +73,16 @@ if ! "$VENV/bin/python" - <<'EOF' >/dev/null 2>&1
 import importlib.metadata as md, sys
 v = md.version("kafka-python")
 assert v.split(".")[0] == "3", v
-for p in ("confluent-kafka", "pytest", "pytest-timeout", "cryptography"):
+for p in ("confluent-kafka", "pytest", "pytest-timeout", "cryptography", "PyYAML"):
     md.version(p)
+v = md.version("openapi-core")
+assert v.split(".")[:2] == ["0", "23"], v
 EOF
 then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_DEPS[@]}"
 fi
-"$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(confluent-kafka|kafka-python|pytest|pytest-timeout|cryptography) '
+"$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(confluent-kafka|kafka-python|pytest|pytest-timeout|cryptography|openapi-core|PyYAML) '
 done_step "$CURRENT_STEP"
 
 # ---------------------------------------------------------------- kafkajs, playwright-core

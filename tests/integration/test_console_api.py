@@ -6,7 +6,11 @@ read_committed browsing hides aborted and open transactions, offset resets
 previewed then refused while a confluent-kafka consumer is active and
 applied once it left, bad input on each endpoint answered 4xx with a JSON
 error (never 5xx), HTTPS with the broker's certificate, the open mode of a
-broker without SASL, and `/metrics` answering while slow API calls run."""
+broker without SASL, and `/metrics` answering while slow API calls run.
+
+Every answer of every call here, errors included, is checked against
+broker/console/openapi.yaml (console_openapi.py, with openapi-core), and one
+test walks every operation of the document with a valid request."""
 
 import http.client
 import http.cookiejar
@@ -17,17 +21,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+import openapi_spec_validator
+from confluent_kafka import Consumer, Producer, TopicPartition
 
+from console_openapi import SPEC
 from conftest import HOST, ConfigBroker, free_port, running, unique_topic
 from pki import Ca
 
 ADMIN, ADMIN_PW = "admin", "admin-secret"
 ALICE, ALICE_PW = "alice", "alice-secret"
-OPENAPI = Path(__file__).resolve().parents[2] / "broker" / "console" / "openapi.yaml"
 
 
 class ConsoleBroker(ConfigBroker):
@@ -82,6 +86,7 @@ class Api:
             handlers.append(urllib.request.HTTPSHandler(
                 context=ssl.create_default_context(cafile=str(ca))))
         self.opener = urllib.request.build_opener(*handlers)
+        self.headers = {}
 
     def call(self, method, path, body=None, query=None, raw=None, ctype="application/json",
              timeout=60):
@@ -92,11 +97,18 @@ class Api:
         req = urllib.request.Request(url, data=data, method=method)
         if data is not None and ctype:
             req.add_header("Content-Type", ctype)
+        for k, v in self.headers.items():
+            req.add_header(k, v)
         try:
             with self.opener.open(req, timeout=timeout) as r:
-                status, text = r.status, r.read().decode()
+                status, raw_out, ct = r.status, r.read(), r.headers.get("Content-Type")
         except urllib.error.HTTPError as e:
-            status, text = e.code, e.read().decode()
+            status, raw_out, ct = e.code, e.read(), e.headers.get("Content-Type")
+        # Every answer, of every test here, is what openapi.yaml documents
+        # for its operation and status; and no input is a server error.
+        SPEC.check_response(method, path, query_pairs(query), status, ct, raw_out)
+        assert status < 500, f"{method} {path} {query}: {status} {raw_out[:500]!r}"
+        text = raw_out.decode()
         try:
             return status, json.loads(text)
         except ValueError:
@@ -109,6 +121,14 @@ class Api:
 
     def login(self, user, pw):
         return self.ok("POST", "/api/v1/session", {"username": user, "password": pw})
+
+
+def query_pairs(query):
+    """The query as (name, value) pairs, as urlencode(doseq=True) sends it."""
+    if not query:
+        return []
+    items = query.items() if isinstance(query, dict) else query
+    return [(k, str(x)) for k, v in items for x in (v if isinstance(v, (list, tuple)) else [v])]
 
 
 def assert_error(status, out, want_status, code=None):
@@ -431,6 +451,10 @@ def test_bad_input_is_answered_4xx_with_a_json_error(cb):
         ("DELETE", "/api/v1/tenants/none-" + t, None, None, 404),
         ("GET", "/api/v1/metrics/history", None, {"since": "-1"}, 400),
         ("GET", "/api/v1/metrics/history", None, {"series": "nope"}, 404),
+        ("GET", "/api/v1/metrics/cluster-history", None, {"broker": "one"}, 400),
+        ("GET", "/api/v1/metrics/cluster-history", None, {"broker": "99"}, 404),
+        ("GET", "/api/v1/metrics/cluster-history", None, {"since": "-1"}, 400),
+        ("GET", "/api/v1/metrics/cluster-history", None, {"series": "group_lag:g"}, 404),
         ("GET", "/api/v1/nope", None, None, 404),
         ("PUT", "/api/v1/topics", {}, None, 405),
         ("GET", "/api/v1/topics/%zz", None, None, 400),
@@ -561,19 +585,141 @@ def test_https_with_the_brokers_certificate(shardline_bin, tmp_path):
             urllib.request.urlopen(f"http://{HOST}:{b.admin_port}/metrics", timeout=5).read()
 
 
-def openapi_operations():
-    """(METHOD, path template) of every operation in openapi.yaml."""
-    ops, path = set(), None
-    for line in OPENAPI.read_text().splitlines():
-        if line.startswith("  /") and line.endswith(":"):
-            path = line.strip()[:-1]
-        elif path and line.startswith("    ") and not line.startswith("     ") and line.endswith(":"):
-            m = line.strip()[:-1]
-            if m in ("get", "post", "put", "patch", "delete"):
-                ops.add((m.upper(), path))
-        elif line and not line.startswith(" "):
-            path = None
-    return ops
+def test_the_openapi_document_is_complete_and_strict():
+    """Every operation documents a JSON success body and its 4xx errors
+    with the Error schema, and no schema is a bare `type: object`: so the
+    checks of every answer above have something to hold answers to."""
+    openapi_spec_validator.validate(SPEC.raw)
+    comp = SPEC.raw["components"]
+
+    def resolve(node):
+        while isinstance(node, dict) and "$ref" in node:
+            kind, name = node["$ref"].split("/")[-2:]
+            node = comp[kind][name]
+        return node
+
+    def schema_of(resp):
+        return resolve(resp).get("content", {}).get("application/json", {}).get("schema")
+
+    loose = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if node.get("type") == "object" and not ({"properties", "additionalProperties"} & set(node)):
+                loose.append(where)
+            for k, v in node.items():
+                walk(v, f"{where}/{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}/{i}")
+    walk(SPEC.raw, "")
+    assert not loose, f"object schemas that say nothing of their fields: {loose}"
+    problems = []
+    for (method, path), op in sorted(SPEC.operations().items()):
+        codes = {str(c): r for c, r in op["responses"].items()}
+        ok = [c for c in codes if c in ("200", "201", "204")]
+        if not ok:
+            problems.append(f"{method} {path}: no 200/201/204")
+        for c in ok:
+            s = resolve(schema_of(codes[c])) if c != "204" else {}
+            if c != "204" and not (s and (s.get("properties") or s.get("$ref"))):
+                problems.append(f"{method} {path} {c}: no body schema")
+        errors = [c for c in codes if c.startswith(("4", "5"))]
+        if not any(c.startswith("4") for c in errors):
+            problems.append(f"{method} {path}: no 4xx documented")
+        for c in errors:
+            if schema_of(codes[c]) != {"$ref": "#/components/schemas/Error"}:
+                problems.append(f"{method} {path} {c}: not the Error schema")
+        if "requestBody" in op and "415" not in codes:
+            problems.append(f"{method} {path}: takes a body but documents no 415")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_operation_in_openapi_answers_as_documented(cb):
+    """Walks every operation of openapi.yaml with a valid request (valid by
+    the document too), as a script would: with the Bearer token. Each
+    answer is checked against its schema by Api.call; every operation of
+    the document must have a step here."""
+    a = Api(cb.admin_port)
+    n = unique_topic("walk")
+    t, g, user, tenant = n, f"g-{n}", f"u-{n}", f"tn{n[-8:]}"
+    steps = []
+
+    def step(method, template, path_args=None, query=None, body=None, want=200):
+        path = template.format(**(path_args or {}))
+        SPEC.check_request(method, path, query_pairs(query),
+                           None if body is None else json.dumps(body).encode(), a.headers)
+        status, out = a.call(method, path, body, query)
+        assert status == want, (method, path, status, out)
+        steps.append((method, template))
+        return out
+
+    step("GET", "/api/v1/info")
+    token = step("POST", "/api/v1/session", body={"username": ADMIN, "password": ADMIN_PW})["token"]
+    a.headers["Authorization"] = f"Bearer {token}"
+    assert step("GET", "/api/v1/session")["principal"] == "User:admin"
+    step("GET", "/api/v1/cluster")
+    step("POST", "/api/v1/topics", body={"name": t, "partitions": 1, "replication_factor": 1,
+                                         "configs": {"retention.ms": "600000"}}, want=201)
+    step("GET", "/api/v1/topics", query={"internal": "true"})
+    tp = {"topic": t}
+    step("POST", "/api/v1/topics/{topic}/partitions", tp, body={"count": 2})
+    step("GET", "/api/v1/topics/{topic}", tp)
+    step("GET", "/api/v1/topics/{topic}/configs", tp)
+    step("PATCH", "/api/v1/topics/{topic}/configs", tp,
+         body={"set": {"retention.ms": "1200000"}, "delete": ["cleanup.policy"]})
+    step("POST", "/api/v1/topics/{topic}/messages", tp,
+         body={"partition": 0, "key": "k", "value": json.dumps({"a": [1, 2]}),
+               "headers": [{"key": "h", "value": "v"}, {"key": "n", "value": None}],
+               "timestamp": int(time.time() * 1000)}, want=201)
+    step("POST", "/api/v1/topics/{topic}/messages", tp, body={"key": None, "value": None,
+                                                             "headers": {"x": "y"}}, want=201)
+    page = step("GET", "/api/v1/topics/{topic}/partitions/{partition}/messages",
+                {"topic": t, "partition": 0},
+                query={"limit": 10, "isolation": "read_uncommitted", "offset": 0})
+    assert page["messages"][0]["headers"][1]["value"] is None, page
+    # A group with a committed offset and no members.
+    c = Consumer({**cb.kafka_conf(), "group.id": g, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(t, 0, 1)], asynchronous=False)
+    finally:
+        c.close()
+    step("GET", "/api/v1/groups")
+    gp = {"group": g}
+    step("GET", "/api/v1/groups/{group}", gp)
+    step("POST", "/api/v1/groups/{group}/reset-offsets", gp,
+         body={"topics": [{"topic": t, "partitions": [0]}], "to": "time",
+               "time": "2000-01-01T00:00:00Z", "apply": True})
+    step("GET", "/api/v1/groups/{group}/lag-history", gp, query={"since": 0})
+    step("DELETE", "/api/v1/groups/{group}", gp)
+    step("POST", "/api/v1/users", body={"name": user, "password": "pw", "mechanism": "SCRAM-SHA-256",
+                                        "iterations": 4096}, want=201)
+    step("GET", "/api/v1/users")
+    step("DELETE", "/api/v1/users/{user}", {"user": user})
+    acl = {"resource_type": "group", "resource_name": g, "pattern_type": "prefixed",
+           "principal": f"User:{user}", "host": "*", "operation": "describe", "permission": "deny"}
+    step("POST", "/api/v1/acls", body=acl, want=201)
+    assert step("GET", "/api/v1/acls", query={"principal": f"User:{user}"})["acls"] == [acl]
+    assert step("DELETE", "/api/v1/acls", query={"principal": f"User:{user}"})["deleted"] == 1
+    step("PUT", "/api/v1/quotas", body={"entity": {"user": user, "client_id": ""},
+                                        "quotas": {"consumer_byte_rate": 1024}})
+    q = step("GET", "/api/v1/quotas", query={"user": user})["quotas"]
+    assert q == [{"entity": {"user": user, "client_id": None},
+                  "quotas": {"consumer_byte_rate": 1024.0}}], q
+    step("DELETE", "/api/v1/quotas", query={"user": user, "client_id": "", "key": "consumer_byte_rate"})
+    step("POST", "/api/v1/tenants", body={"name": tenant, "users": [user],
+                                          "quotas": {"producer_byte_rate": 2048}}, want=201)
+    step("GET", "/api/v1/tenants")
+    step("DELETE", "/api/v1/tenants/{tenant}", {"tenant": tenant})
+    step("GET", "/api/v1/metrics/series")
+    step("GET", "/api/v1/metrics/history", query={"since": 0})
+    mine = step("GET", "/api/v1/metrics/cluster-history",
+                query={"broker": "all", "series": "partitions,no_such_series", "since": 0})["brokers"]
+    assert [(b["id"], b["self"], b["status"]) for b in mine] == [(0, True, "ok")], mine
+    step("DELETE", "/api/v1/topics/{topic}", tp)
+    assert step("DELETE", "/api/v1/session")["ended"] is True
+    missing = set(SPEC.operations()) - set(steps)
+    assert not missing, f"operations of openapi.yaml with no step here: {sorted(missing)}"
 
 
 def test_every_documented_endpoint_was_called_by_these_tests():
@@ -581,7 +727,7 @@ def test_every_documented_endpoint_was_called_by_these_tests():
     above (a unit test checks the file against the route table)."""
     if len(CALLED) < 10:
         pytest.skip("only part of this module ran")
-    ops = openapi_operations()
+    ops = set(SPEC.operations())
     assert len(ops) >= 30, ops
 
     def matches(template, path):

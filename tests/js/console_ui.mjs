@@ -123,6 +123,15 @@ const scenarios = {
     await page.waitForSelector(".cards");
     await page.waitForSelector("td >> text=up");
     await shot("overview");
+    // Every broker's history (one here): fetched through cluster-history,
+    // drawn, and no broker named missing.
+    const all = page.waitForResponse((r) => r.url().includes("/api/v1/metrics/cluster-history") && r.status() === 200);
+    await page.selectOption("select[name=history-broker]", "all");
+    const body = await (await all).json();
+    assert.deepEqual(body.brokers.map((b) => [b.self, b.status]), [[true, "ok"]]);
+    await page.waitForSelector("h2 >> text=Every broker, last hour");
+    assert.equal(await page.locator("[data-missing-broker]").count(), 0);
+    await shot("overview-every-broker");
     await page.click("text=Security");
     await page.waitForSelector("h2 >> text=ACLs");
     await page.waitForSelector(`td >> text=${cfg.user}`);

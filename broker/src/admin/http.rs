@@ -12,7 +12,8 @@
 //!
 //! Deliberately small: one request per connection (`Connection: close`),
 //! `Content-Length` bodies only (no chunked uploads), bounded head and body,
-//! read and write timeouts.
+//! read and write timeouts. The request head is parsed by `httparse` (the
+//! parser hyper uses), not by hand: this module only bounds what it reads.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -25,6 +26,9 @@ use crate::security::tls::TlsConfigHandle;
 /// Connections served at once per process; more are answered 503.
 pub const MAX_CONNECTIONS: usize = 64;
 const MAX_HEAD: usize = 16 * 1024;
+/// Headers in one request, at most (httparse wants the room up front);
+/// more is a 431, as a head over [`MAX_HEAD`] is.
+const MAX_HEADERS: usize = 64;
 pub const MAX_BODY: usize = 1 << 20;
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -212,52 +216,67 @@ enum ReadError {
     Bad(u16, String),
 }
 
-fn read_request<R: BufRead>(r: &mut R) -> Result<Request, ReadError> {
-    let mut head_len = 0usize;
-    let mut line = String::new();
-    let mut next_line = |r: &mut R, line: &mut String| -> Result<(), ReadError> {
-        line.clear();
+/// The request head: its lines up to and with the blank one, at most
+/// [`MAX_HEAD`] bytes.
+fn read_head<R: BufRead>(r: &mut R) -> Result<Vec<u8>, ReadError> {
+    let mut head = Vec::with_capacity(1024);
+    loop {
+        let start = head.len();
         let n = r
-            .take((MAX_HEAD - head_len.min(MAX_HEAD)) as u64 + 1)
-            .read_line(line)
+            .take((MAX_HEAD + 1 - start) as u64)
+            .read_until(b'\n', &mut head)
             .map_err(|_| ReadError::Closed)?;
-        head_len += n;
-        if head_len > MAX_HEAD {
+        if head.len() > MAX_HEAD {
             return Err(ReadError::Bad(431, "request head too large".into()));
         }
         if n == 0 {
+            // Closed before the head ended: nothing to answer.
             return Err(ReadError::Closed);
         }
-        Ok(())
-    };
-    next_line(r, &mut line)?;
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+        let line = &head[start..];
+        if start > 0 && (line == b"\r\n" || line == b"\n") {
+            return Ok(head);
+        }
+    }
+}
+
+fn read_request<R: BufRead>(r: &mut R) -> Result<Request, ReadError> {
+    let head = read_head(r)?;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(&head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        // The head read ends with its blank line: a parse that wants more
+        // is a malformed head.
+        Ok(httparse::Status::Partial) => {
+            return Err(ReadError::Bad(400, "malformed request head".into()))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ReadError::Bad(
+                431,
+                format!("more than {MAX_HEADERS} headers"),
+            ))
+        }
+        Err(httparse::Error::Version) => return Err(ReadError::Bad(505, "HTTP/1.x only".into())),
+        Err(e) => return Err(ReadError::Bad(400, format!("malformed request: {e}"))),
+    }
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
     else {
         return Err(ReadError::Bad(400, "malformed request line".into()));
     };
-    if !version.starts_with("HTTP/1.") {
-        return Err(ReadError::Bad(505, "HTTP/1.x only".into()));
-    }
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut req = Request {
         method: method.to_string(),
         path: path.to_string(),
         query: query.to_string(),
-        version: version.to_string(),
+        version: format!("HTTP/1.{minor}"),
         ..Request::default()
     };
-    loop {
-        next_line(r, &mut line)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let Some((k, v)) = l.split_once(':') else {
-            return Err(ReadError::Bad(400, "malformed header".into()));
-        };
+    for h in parsed.headers.iter() {
+        let v = std::str::from_utf8(h.value)
+            .map_err(|_| ReadError::Bad(400, format!("header {} is not UTF-8", h.name)))?;
         req.headers
-            .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            .push((h.name.to_ascii_lowercase(), v.trim().to_string()));
     }
     if req.header("transfer-encoding").is_some() {
         return Err(ReadError::Bad(
@@ -352,5 +371,33 @@ mod tests {
         assert!(matches!(parse(chunked), Err(ReadError::Bad(411, _))));
         let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD));
         assert!(matches!(parse(&long), Err(ReadError::Bad(431, _))));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: v\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert!(matches!(parse(&many), Err(ReadError::Bad(431, _))));
+        assert!(matches!(
+            parse("GET / HTTP/2.0\r\n\r\n"),
+            Err(ReadError::Bad(505, _))
+        ));
+        assert!(matches!(
+            parse("GET / HTTP/1.1\r\nno colon here\r\n\r\n"),
+            Err(ReadError::Bad(400, _))
+        ));
+        // Closed in the middle of the head: no answer.
+        assert!(matches!(
+            parse("GET / HTTP/1.1\r\nHost: h\r\n"),
+            Err(ReadError::Closed)
+        ));
+    }
+
+    #[test]
+    fn takes_bare_newlines_and_http_1_0() {
+        let r = parse("GET /metrics?a=%20 HTTP/1.0\nHost:  h \n\n").unwrap();
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str(), r.query.as_str()),
+            ("GET", "/metrics", "a=%20")
+        );
+        assert_eq!(r.version, "HTTP/1.0");
+        assert_eq!(r.header("host"), Some("h"));
+        assert!(r.body.is_empty());
     }
 }

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod error;
 pub mod history;
+pub mod peers;
 pub mod router;
 pub mod session;
 
@@ -47,6 +48,9 @@ pub struct Console {
     pub listener_name: Option<String>,
     pub sessions: Sessions,
     pub history: Arc<history::History>,
+    /// How HTTPS admin listeners of other brokers are verified (`peers`):
+    /// against `ssl_truststore_location`, when set.
+    pub peer_tls: Option<Arc<rustls::ClientConfig>>,
     in_flight: AtomicUsize,
 }
 
@@ -79,6 +83,7 @@ impl Console {
             listener_name,
             sessions: Sessions::default(),
             history,
+            peer_tls: peer_tls(config),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -300,6 +305,20 @@ fn choose_listener(config: &BrokerConfig) -> Option<(Listener, Target)> {
             mechanism,
         },
     ))
+}
+
+/// The TLS client for other brokers' HTTPS admin listeners: their
+/// certificates verified against `ssl_truststore_location`.
+fn peer_tls(config: &BrokerConfig) -> Option<Arc<rustls::ClientConfig>> {
+    let files = shardline_client::tls::TlsFiles {
+        ca: config.ssl_truststore_location.clone()?,
+        client: None,
+    };
+    shardline_client::tls::client_config(&files)
+        .inspect_err(|e| {
+            tracing::warn!("console: no HTTPS to other brokers' admin listeners: {e:#}")
+        })
+        .ok()
 }
 
 /// `{"key": value}` helper for handlers.

@@ -93,6 +93,7 @@ pub static ROUTES: &[Route] = routes! {
     "DELETE" "/api/v1/tenants/{tenant}" Session api::security::delete_tenant;
     "GET" "/api/v1/metrics/series" Public api::metrics::series;
     "GET" "/api/v1/metrics/history" Public api::metrics::history;
+    "GET" "/api/v1/metrics/cluster-history" Session api::metrics::cluster_history;
 };
 
 /// The outcome of matching a request to the table.

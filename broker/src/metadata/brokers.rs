@@ -52,6 +52,41 @@ impl BrokerMeta {
     }
 }
 
+/// The name of the endpoint a broker registers for its HTTP admin listener
+/// (`admin_listen`), where the console of another broker fetches its
+/// metrics history (`console::peers`). It rides in the registration's
+/// listener list, so the controller, the metadata log and the snapshot
+/// image carry it as they carry every endpoint, with no new record or image
+/// field. Listener names are letters, digits and '_' (`parse_endpoint`
+/// refuses others), and every Kafka response (Metadata, DescribeCluster,
+/// FindCoordinator, follower fetching, inter-broker connections) looks an
+/// endpoint up by the name of a listener: this one can match none, so no
+/// Kafka client ever sees it. Its protocol id is 0 for HTTP, 1 for HTTPS.
+pub const ADMIN_ENDPOINT: &str = "shardline-admin";
+
+/// This broker's admin endpoint, when it serves an admin listener: its
+/// address, with the host the client listeners advertise when it listens
+/// on every interface.
+pub fn admin_endpoint(config: &crate::config::BrokerConfig) -> Option<Endpoint> {
+    let addr = config.admin_listen.or(config.metrics_listen)?;
+    let host = if addr.ip().is_unspecified() {
+        config
+            .resolved_listeners
+            .first()
+            .map_or_else(|| "127.0.0.1".to_string(), |l| l.advertised_host.clone())
+    } else {
+        addr.ip().to_string()
+    };
+    // HTTPS exactly when `admin::tls_handle` serves it so.
+    let https = config.ssl_certificate_location.is_some() && config.ssl_key_location.is_some();
+    Some(Endpoint {
+        name: ADMIN_ENDPOINT.to_string(),
+        host,
+        port: addr.port(),
+        security_protocol: i16::from(https),
+    })
+}
+
 impl ClusterState {
     /// Registered brokers that are not fenced, by id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerMeta> {
@@ -222,4 +257,45 @@ fn elect_partition_without(p: &mut super::PartitionMeta, gone: i32, live: &[i32]
         p.partition_epoch += 1;
     }
     leader_changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BrokerConfig;
+
+    /// The admin endpoint can never be found by a listener's name, which is
+    /// how every Kafka response picks the endpoints it shows.
+    #[test]
+    fn no_listener_can_be_named_like_the_admin_endpoint() {
+        for name in [ADMIN_ENDPOINT, &ADMIN_ENDPOINT.to_ascii_uppercase()] {
+            assert!(crate::listeners::parse_endpoint(&format!("{name}://127.0.0.1:9092")).is_err());
+        }
+    }
+
+    #[test]
+    fn the_admin_endpoint_says_where_and_whether_https() {
+        let mut config = BrokerConfig::default();
+        assert_eq!(admin_endpoint(&config), None, "no admin listener");
+        config.admin_listen = Some("127.0.0.2:9644".parse().unwrap());
+        let e = admin_endpoint(&config).unwrap();
+        assert_eq!(
+            (
+                e.name.as_str(),
+                e.host.as_str(),
+                e.port,
+                e.security_protocol
+            ),
+            (ADMIN_ENDPOINT, "127.0.0.2", 9644, 0)
+        );
+        config.admin_listen = None;
+        config.metrics_listen = Some("127.0.0.3:9645".parse().unwrap());
+        config.ssl_certificate_location = Some("c.pem".into());
+        config.ssl_key_location = Some("k.pem".into());
+        let e = admin_endpoint(&config).unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.security_protocol),
+            ("127.0.0.3", 9645, 1)
+        );
+    }
 }

@@ -17,7 +17,7 @@ pub mod security;
 pub mod source;
 pub mod topic_config;
 
-pub use brokers::{BrokerMeta, Endpoint};
+pub use brokers::{BrokerMeta, Endpoint, ADMIN_ENDPOINT};
 pub use command::{Effect, MetadataCommand};
 pub use source::Source;
 
@@ -403,6 +403,9 @@ impl MetadataStore {
                 port: l.advertised_port as u16,
                 security_protocol: l.protocol.kafka_id(),
             });
+        }
+        if let Some(admin) = brokers::admin_endpoint(config) {
+            endpoints.push(admin);
         }
         let me = BrokerMeta {
             id: config.node_id,

@@ -59,6 +59,9 @@ pub fn run(config: BrokerConfig) -> Result<()> {
         &metadata,
         config.node_id,
     )));
+    // The console's cluster-wide charts find the other brokers' admin
+    // listeners in the metadata.
+    crate::console::peers::set_metadata(&metadata);
     let observer = crate::quorum::observe::QuorumObserver::new(&metadata);
     crate::metrics::cluster::register(observer.clone());
     crate::admin::health::register(observer);

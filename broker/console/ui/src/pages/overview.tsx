@@ -1,3 +1,4 @@
+import { useState } from "preact/hooks";
 import { get, fmtBytes, type Series } from "../api";
 import { useLoad } from "../hooks";
 import { Err, Table } from "../common";
@@ -5,20 +6,39 @@ import { TimeChart } from "../chart";
 
 const HOUR = 3600_000;
 
-/** The history of this broker's series whose names pass `pick`. */
-async function history(pick: (n: string) => boolean): Promise<Series> {
+/** A broker the charts could not get the history of, and why. */
+type Missing = { id: number; error: string };
+
+/**
+ * The last hour of the series whose names pass `pick`: this broker's
+ * (`broker` ""), one broker's (its id) or every broker's ("all", each
+ * series named with its broker), fetched by this broker from the others.
+ */
+async function history(broker: string, pick: (n: string) => boolean): Promise<{ series: Series; missing: Missing[] }> {
   const names: string[] = (await get("/metrics/series")).series.filter(pick);
-  if (!names.length) return {};
-  return (await get("/metrics/history", { series: names.join(","), since: Date.now() - HOUR })).series;
+  if (!names.length) return { series: {}, missing: [] };
+  const q = { series: names.join(","), since: Date.now() - HOUR };
+  if (!broker) return { series: (await get("/metrics/history", q)).series, missing: [] };
+  const out = await get("/metrics/cluster-history", { ...q, broker });
+  const series: Series = {};
+  const many = out.brokers.length > 1;
+  for (const b of out.brokers)
+    for (const [n, pts] of Object.entries(b.series as Series)) series[many ? `${n} (broker ${b.id})` : n] = pts;
+  return { series, missing: out.brokers.filter((b: any) => b.status !== "ok").map((b: any) => ({ id: b.id, error: b.error })) };
 }
 
-const only = (s: Series | null, re: RegExp): Series =>
+const only = (s: Series | null | undefined, re: RegExp): Series =>
   Object.fromEntries(Object.entries(s ?? {}).filter(([k]) => re.test(k)));
+/** A series name, with the " (broker N)" of the all-brokers view. */
+const OF = String.raw`(?: \(broker \d+\))?$`;
 
 export function Overview() {
   const c = useLoad(() => get("/cluster"), [], 10_000);
-  const h = useLoad(() => history((n) => /^(bytes_(in|out)_per_s|(produce|fetch)_requests_per_s|request_p99_ms:)/.test(n)), [], 10_000);
+  // "" this broker, "all", or a broker id.
+  const [broker, setBroker] = useState("");
+  const h = useLoad(() => history(broker, (n) => /^(bytes_(in|out)_per_s|(produce|fetch)_requests_per_s|request_p99_ms:)/.test(n)), [broker], 10_000);
   const d = c.data;
+  const title = broker === "" ? "This broker" : broker === "all" ? "Every broker" : `Broker ${broker}`;
   return <div>
     <h1>Overview</h1>
     <Err e={c.error} />
@@ -40,12 +60,18 @@ export function Overview() {
           b.disk?.error ? <span class="muted" title={b.disk.error.error}>{b.disk.error.code}</span> : fmtBytes(b.disk?.used_bytes),
           fmtBytes(b.disk?.free_bytes), fmtBytes(b.disk?.log_bytes)])} />
     </>}
-    <h2>This broker, last hour</h2>
+    <h2>{title}, last hour</h2>
+    <label>broker <select name="history-broker" value={broker} onChange={(e) => setBroker(e.currentTarget.value)}>
+      <option value="">this broker{d ? ` (${d.this_node})` : ""}</option>
+      <option value="all">every broker, one line each</option>
+      {(d?.brokers ?? []).filter((b: any) => b.id !== d.this_node).map((b: any) => <option value={String(b.id)}>broker {b.id}</option>)}
+    </select></label>
     <Err e={h.error} />
+    {h.data?.missing.map((m) => <p class="warn" data-missing-broker={m.id}>Broker {m.id}: no history (missing). {m.error}</p>)}
     <div class="charts">
-      <TimeChart title="Throughput (bytes/s)" unit="B/s" series={only(h.data, /^bytes_/)} />
-      <TimeChart title="Requests/s" unit="req/s" series={only(h.data, /_requests_per_s$/)} />
-      <TimeChart title="Request latency p99 (ms)" unit="ms" series={only(h.data, /^request_p99_ms:(Produce|Fetch|Metadata|OffsetCommit|JoinGroup)$/)} />
+      <TimeChart title="Throughput (bytes/s)" unit="B/s" series={only(h.data?.series, new RegExp(`^bytes_(in|out)_per_s${OF}`))} />
+      <TimeChart title="Requests/s" unit="req/s" series={only(h.data?.series, new RegExp(`_requests_per_s${OF}`))} />
+      <TimeChart title="Request latency p99 (ms)" unit="ms" series={only(h.data?.series, new RegExp(`^request_p99_ms:(Produce|Fetch|Metadata|OffsetCommit|JoinGroup)${OF}`))} />
     </div>
   </div>;
 }
