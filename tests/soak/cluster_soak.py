@@ -17,7 +17,8 @@ What it keeps going, all at once:
     and a transaction whose commit failed (unknown outcome) all or nothing;
   * idle long-lived connections (admin clients that only refresh metadata
     every few minutes);
-  * admin churn: a topic created and deleted every 30 s through a random node;
+  * admin churn: a topic created and deleted every SOAK_ADMIN_EVERY seconds
+    (default 30) through a random node;
   * replica churn: every SOAK_MOVE_EVERY seconds (default 300) one partition
     of the soak topic is reassigned to a rotation of its replicas (its
     preferred leader changes) and a preferred-leader election follows
@@ -240,7 +241,8 @@ class Soak:
 
     def churn_loop(self):
         i = 0
-        while not self.stop.wait(30):
+        every = float(os.environ.get("SOAK_ADMIN_EVERY", "30"))
+        while not self.stop.wait(every):
             i += 1
             name = f"churn-{i}"
             node = random.choice([n for n in self.cluster.nodes.values() if n.is_running()])
