@@ -19,15 +19,28 @@ use crate::metadata::{BrokerMeta, ClusterState, Endpoint, PartitionMeta, TopicMe
 #[path = "image_security.rs"]
 mod security;
 
+#[path = "image_alerts.rs"]
+mod alerts;
+
 /// 2: replicas' shards per broker, registered brokers.
 /// 3: ACLs, SCRAM credentials, client quotas ([`ImageV3`]).
 /// 4: partition epochs ([`ImageV4`]).
 /// 5: reassignments in progress, dynamic broker configs ([`ImageV5`]).
-const VERSION: u32 = 5;
-/// Images of versions 2 (an [`Image`] alone), 3 and 4 are still read.
+/// 6: alert rules, silences, firing alerts and their history ([`ImageV6`]).
+const VERSION: u32 = 6;
+/// Images of versions 2 (an [`Image`] alone), 3, 4 and 5 are still read.
 const VERSION_2: u32 = 2;
 const VERSION_3: u32 = 3;
 const VERSION_4: u32 = 4;
+const VERSION_5: u32 = 5;
+
+/// Version 6: the version 5 image and the alerting state.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ImageV6 {
+    version: u32,
+    v5: ImageV5,
+    alerts: alerts::AlertsImage,
+}
 
 /// Version 5: the version 4 image, the partitions being reassigned and
 /// the dynamic broker configs.
@@ -195,11 +208,16 @@ pub fn encode(state: &ClusterState) -> Vec<u8> {
             .collect(),
         coordinator_partition_epochs: epochs(&state.coordinators),
     };
-    let image = ImageV5 {
-        version: VERSION,
+    let v5 = ImageV5 {
+        version: VERSION_5,
         v4,
         moves,
         broker_configs,
+    };
+    let image = ImageV6 {
+        version: VERSION,
+        v5,
+        alerts: alerts::image(&state.alerts),
     };
     rkyv::to_bytes::<rancor::Error>(&image)
         .expect("archiving metadata into memory cannot fail")
@@ -260,14 +278,16 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
     aligned.extend_from_slice(bytes);
     // The version is the first field of both layouts; an archive of one
     // does not validate as the other (its root sits elsewhere).
-    if let Ok(image) = rkyv::access::<ArchivedImageV5, rancor::Error>(&aligned) {
+    if let Ok(image) = rkyv::access::<ArchivedImageV6, rancor::Error>(&aligned) {
         if image.version.to_native() == VERSION {
-            let v4 = &image.v4;
-            let mut state = base_state(&v4.base)?;
-            state.security = security::state(&v4.security)?;
-            set_partition_epochs(&mut state, v4)?;
-            set_moves(&mut state, image)?;
+            let mut state = v5_state(&image.v5)?;
+            state.alerts = alerts::state(&image.alerts)?;
             return Ok(state);
+        }
+    }
+    if let Ok(image) = rkyv::access::<ArchivedImageV5, rancor::Error>(&aligned) {
+        if image.version.to_native() == VERSION_5 {
+            return v5_state(image);
         }
     }
     if let Ok(image) = rkyv::access::<ArchivedImageV4, rancor::Error>(&aligned) {
@@ -294,6 +314,15 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
         ));
     }
     base_state(image)
+}
+
+fn v5_state(image: &ArchivedImageV5) -> Result<ClusterState, String> {
+    let v4 = &image.v4;
+    let mut state = base_state(&v4.base)?;
+    state.security = security::state(&v4.security)?;
+    set_partition_epochs(&mut state, v4)?;
+    set_moves(&mut state, image)?;
+    Ok(state)
 }
 
 fn base_state(image: &ArchivedImage) -> Result<ClusterState, String> {
@@ -569,5 +598,39 @@ mod tests {
         v9.version = 9;
         let bytes = rkyv::to_bytes::<rancor::Error>(&v9).unwrap().into_vec();
         assert!(decode(&bytes).unwrap_err().contains("version 9"));
+    }
+
+    /// Alert rules, silences, firing alerts and history survive a
+    /// snapshot; a version 5 image (before alerts) still loads, without them.
+    #[test]
+    fn alerts_round_trip_and_version_5_still_loads() {
+        use crate::metadata::alerts::tests::sample_state;
+        let mut s = ClusterState::default();
+        s.cluster_id = "c".into();
+        add_security(&mut s);
+        s.alerts = sample_state();
+        assert!(!s.alerts.rules.is_empty() && !s.alerts.history.is_empty());
+        let back = decode(&encode(&s)).unwrap();
+        assert_eq!(back.alerts, s.alerts);
+        assert_eq!(back, s);
+        // The same state as a version 5 writer archived it.
+        let v4 = ImageV4 {
+            version: VERSION_4,
+            base: base_image(&s),
+            security: security::image(&s.security),
+            topic_partition_epochs: vec![],
+            coordinator_partition_epochs: vec![],
+        };
+        let v5 = ImageV5 {
+            version: VERSION_5,
+            v4,
+            moves: vec![],
+            broker_configs: vec![],
+        };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v5).unwrap().into_vec();
+        let old = decode(&bytes).unwrap();
+        assert_eq!(old.alerts, Default::default());
+        assert_eq!(old.security, s.security);
+        assert_eq!(old.cluster_id, "c");
     }
 }
