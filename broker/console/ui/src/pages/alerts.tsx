@@ -68,8 +68,8 @@ function Rules({ l, onChange }: { l: any; onChange: () => void }) {
       {takes("group") && <input name="rule-group" placeholder="group (* glob, empty: all)" value={r.group} onInput={field("group")} />}
       {takes("topic") && <input name="rule-topic" placeholder="topic (* glob, empty: all)" value={r.topic} onInput={field("topic")} />}
       {takes("api") && <input name="rule-api" placeholder="API (e.g. Produce)" value={r.api} onInput={field("api")} />}
-      <label>{kind?.fires_below ? "below" : "above"} <input name="rule-threshold" type="number" step="any" size={8} value={r.threshold} onInput={field("threshold")} required /> {kind?.unit}</label>
-      <label>for <input name="rule-for" type="number" min="0" step="any" size={5} value={r.for_s} onInput={field("for_s")} /> s</label>
+      <label>{kind?.fires_below ? "below" : "above"} <input name="rule-threshold" type="number" step="any" class="num" value={r.threshold} onInput={field("threshold")} required /> {kind?.unit}</label>
+      <label>for <input name="rule-for" type="number" min="0" step="any" class="num" value={r.for_s} onInput={field("for_s")} /> s</label>
       <select name="rule-severity" value={r.severity} onChange={field("severity")}><option>critical</option><option>warning</option><option>info</option></select>
       <input name="rule-webhooks" placeholder="webhook URLs (http://…), comma-separated" size={36} value={r.webhooks} onInput={field("webhooks")} />
       <button type="submit">Create rule</button>
@@ -102,7 +102,7 @@ function Silences() {
         .then((ok) => { if (ok) { setS({ rule: "", subject: "", minutes: "60", comment: "" }); l.reload(); } }); }}>
       <input name="silence-rule" placeholder="rule (* glob)" value={s.rule} onInput={field("rule")} />
       <input name="silence-subject" placeholder="subject, e.g. group=billing (* glob)" value={s.subject} onInput={field("subject")} />
-      <label>for <input name="silence-minutes" type="number" min="1" step="any" size={5} value={s.minutes} onInput={field("minutes")} required /> min</label>
+      <label>for <input name="silence-minutes" type="number" min="1" step="any" class="num" value={s.minutes} onInput={field("minutes")} required /> min</label>
       <input name="silence-comment" placeholder="comment" value={s.comment} onInput={field("comment")} />
       <button type="submit">Silence</button>
     </form>
