@@ -222,3 +222,128 @@ impl Evaluator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::console::alerts::notify::tests::receiver;
+    use crate::metadata::alerts::tests::rule;
+    use crate::metadata::alerts::{AlertKind, AlertStatus, Silence};
+    use crate::metadata::{MetadataStore, PartitionMeta};
+
+    static NOW: AtomicI64 = AtomicI64::new(0);
+
+    fn run(store: &MetadataStore, cmd: MetadataCommand) {
+        futures::executor::block_on(store.execute(cmd)).unwrap();
+    }
+
+    /// Rounds on a single node (its own controller) with the clock in the
+    /// test's hand: pending, then firing once `for` elapsed, committed to
+    /// the metadata and posted; a silenced alert committed and not posted.
+    #[test]
+    fn rounds_record_then_notify_and_silences_only_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MetadataStore::load_or_init(dir.path(), 1, 0).unwrap());
+        // One partition with a replica out of sync: under-replicated.
+        let mut p = PartitionMeta::local(0, 0);
+        p.replicas = vec![0, 1];
+        p.shards = vec![0, 0];
+        run(
+            &store,
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                id: uuid::Uuid::new_v4(),
+                partitions: vec![p],
+                configs: BTreeMap::new(),
+            },
+        );
+        let (url, posts) = receiver(200);
+        let mut urp = rule("urp", AlertKind::UnderReplicatedPartitions, 0.0);
+        urp.for_ms = 60_000;
+        urp.webhooks = vec![url.clone()];
+        let mut quiet = rule("quiet", AlertKind::UnderReplicatedPartitions, 0.0);
+        quiet.webhooks = vec![url];
+        for r in [urp, quiet] {
+            run(
+                &store,
+                MetadataCommand::Alerts(AlertCommand::PutRule {
+                    rule: r,
+                    create: true,
+                }),
+            );
+        }
+        let t0 = 1_800_000_000_000;
+        run(
+            &store,
+            MetadataCommand::Alerts(AlertCommand::PutSilence(Silence {
+                id: "s".into(),
+                rule: Some("quiet".into()),
+                subject: None,
+                starts_at: t0,
+                ends_at: t0 + 3_600_000,
+                comment: String::new(),
+                created_by: "User:test".into(),
+            })),
+        );
+        let alerts = Arc::new(Alerts {
+            node_id: 0,
+            metadata: store.clone(),
+            interval: Duration::from_millis(100),
+            status: Mutex::new(Default::default()),
+        });
+        let mut e = Evaluator::new(alerts.clone(), None).unwrap();
+        e.now = || NOW.load(Ordering::Relaxed);
+        NOW.store(t0, Ordering::Relaxed);
+        e.round();
+        let firing = |s: &MetadataStore| -> Vec<String> {
+            s.snapshot()
+                .alerts
+                .active
+                .keys()
+                .map(|k| k.0.clone())
+                .collect()
+        };
+        assert_eq!(firing(&store), ["quiet"], "urp waits for its `for`");
+        assert_eq!(alerts.status.lock().unwrap().pending.len(), 1);
+        NOW.store(t0 + 59_999, Ordering::Relaxed);
+        e.round();
+        assert_eq!(firing(&store), ["quiet"]);
+        NOW.store(t0 + 60_000, Ordering::Relaxed);
+        e.round();
+        assert_eq!(firing(&store), ["quiet", "urp"]);
+        e.round();
+        let post = posts.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            post.contains("\"rule\":\"urp\"") && post.contains("\"status\":\"firing\""),
+            "{post}"
+        );
+        assert!(
+            posts.recv_timeout(Duration::from_millis(500)).is_err(),
+            "one post: none for the silenced rule, none again for urp"
+        );
+        let history = store.snapshot().alerts.history.clone();
+        let recorded: Vec<(&str, AlertStatus, bool)> = history
+            .iter()
+            .map(|h| (h.rule.as_str(), h.status, h.silenced))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                ("quiet", AlertStatus::Firing, true),
+                ("urp", AlertStatus::Firing, false)
+            ]
+        );
+        // A new evaluator (a new controller) takes the firing alerts over:
+        // nothing is fired or posted again.
+        let mut again = Evaluator::new(alerts, None).unwrap();
+        again.now = e.now;
+        again.round();
+        assert_eq!(store.snapshot().alerts.history.len(), 2);
+        assert!(posts.recv_timeout(Duration::from_millis(500)).is_err());
+    }
+}

@@ -245,14 +245,14 @@ pub fn body(t: &Transition, rule: &AlertRule, node_id: i32) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::metadata::alerts::tests::rule;
     use crate::metadata::alerts::AlertKind;
     use std::net::TcpListener;
 
     /// A receiver answering `status` to each request, handing bodies back.
-    fn receiver(status: u16) -> (String, Receiver<String>) {
+    pub(crate) fn receiver(status: u16) -> (String, Receiver<String>) {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", l.local_addr().unwrap());
         let (tx, rx) = sync_channel(16);
