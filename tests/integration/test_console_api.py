@@ -727,7 +727,9 @@ def test_every_documented_endpoint_was_called_by_these_tests():
     above (a unit test checks the file against the route table)."""
     if len(CALLED) < 10:
         pytest.skip("only part of this module ran")
-    ops = set(SPEC.operations())
+    # The alerts endpoints have their own module (test_console_alerts.py)
+    # with the same check.
+    ops = {op for op in SPEC.operations() if not op[1].startswith("/api/v1/alerts")}
     assert len(ops) >= 30, ops
 
     def matches(template, path):

@@ -5,7 +5,9 @@ messages from the UI and find them by offset and by time; a confluent-kafka
 consumer group's lag and its lag chart drawn; a reset to a time refused
 while the member is active, then previewed and applied, and the consumer
 resumes there; a user without DESCRIBE on a topic does not see it; the open
-mode's banner. Each scenario is a function of tests/js/console_ui.mjs; the
+mode's banner; an alert rule on a group's lag created in the UI fires to
+a webhook receiver run by the test and resolves once the consumer catches
+up. Each scenario is a function of tests/js/console_ui.mjs; the
 screenshots of every page land in target/console-screenshots/."""
 
 import json
@@ -19,6 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from conftest import running, unique_topic
+from test_console_alerts import Receiver
 from test_console_api import ADMIN, ADMIN_PW, Api, ConsoleBroker, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +46,9 @@ def scenario(name, base, shots, **cfg):
 
 @pytest.fixture(scope="module")
 def cb(shardline_bin, tmp_path_factory):
-    with running(ConsoleBroker(shardline_bin, tmp_path_factory.mktemp("console-ui"))) as b:
+    b = ConsoleBroker(shardline_bin, tmp_path_factory.mktemp("console-ui"))
+    b.extra_args += ["--alert-eval-interval-ms", "500"]  # alerts within seconds
+    with running(b):
         b.base = f"http://127.0.0.1:{b.admin_port}"
         b.admin = Api(b.admin_port)
         b.admin.login(ADMIN, ADMIN_PW)
@@ -109,6 +114,49 @@ def test_group_lag_chart_and_a_reset_to_a_time(cb, tmp_path):
         assert first.offset() == 5 and first.value() == b"m5", (first.offset(), first.value())
     finally:
         c.close()
+
+
+def test_a_lag_alert_made_in_the_ui_fires_to_a_webhook_and_resolves(cb, tmp_path):
+    t = unique_topic("uia")
+    g, rule = f"g-{t}", f"lag-{t}"
+    hook = Receiver()
+    cb.admin.ok("POST", "/api/v1/topics", {"name": t, "partitions": 1})
+    p = Producer(cb.kafka_conf())
+    conf = {**cb.kafka_conf(), "group.id": g, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False}
+    c = Consumer(conf)
+    try:
+        c.subscribe([t])
+
+        def produce(n, start):
+            for i in range(start, start + n):
+                p.produce(t, value=f"m{i}".encode(), partition=0)
+            assert p.flush(30) == 0
+
+        def consume_all(upto):
+            got = []
+            wait_for(f"offsets up to {upto}", lambda: got.extend(
+                m for m in [c.poll(0.5)] if m is not None and not m.error())
+                or (got and got[-1].offset() >= upto - 1))
+            c.commit(message=got[-1], asynchronous=False)
+
+        produce(5, 0)
+        consume_all(5)  # caught up: lag 0
+        produce(50, 5)  # the consumer stops polling: it falls 50 behind
+        scenario("alert_rule", cb.base, tmp_path, user=ADMIN, password=ADMIN_PW, rule=rule,
+                 group=g, threshold=20, webhook=hook.url)
+        fired = wait_for("the firing webhook", lambda: hook.of(rule, "firing"))
+        assert fired[0]["subject"] == f"group={g}" and fired[0]["value"] == 50, fired
+        assert fired[0]["severity"] == "critical"
+        consume_all(55)  # caught up again
+        resolved = wait_for("the resolved webhook", lambda: hook.of(rule, "resolved"))
+        assert resolved[0]["value"] == 0 and resolved[0]["subject"] == f"group={g}", resolved
+        scenario("alert_resolved", cb.base, tmp_path, user=ADMIN, password=ADMIN_PW, rule=rule)
+        assert cb.admin.ok("GET", f"/api/v1/alerts/rules/{rule}")["enabled"] is False
+        assert len(hook.of(rule, "firing")) == 1 and len(hook.of(rule, "resolved")) == 1
+    finally:
+        c.close()
+        hook.close()
 
 
 def test_a_user_without_describe_does_not_see_the_topic(cb, tmp_path):

@@ -41,7 +41,11 @@ pub fn start(config: &BrokerConfig) -> anyhow::Result<()> {
     let registry = Arc::new(crate::metrics::registry());
     let history = Arc::new(history::History::default());
     let console = Arc::new(Console::new(config, history.clone()));
-    history::start(history, registry.clone(), lag_source(config, &console));
+    history::start(
+        history,
+        registry.clone(),
+        lag_source(config, console.target.clone()),
+    );
     let tls = tls_handle(config)?;
     for (key, addr) in addrs {
         serve(
@@ -69,10 +73,14 @@ fn tls_handle(config: &BrokerConfig) -> anyhow::Result<Option<Arc<TlsConfigHandl
     Ok(Some(handle))
 }
 
-/// How the history samples group lag: as the inter-broker user over a SASL
-/// listener, anonymously over a plaintext one; not at all without either.
-fn lag_source(config: &BrokerConfig, console: &Console) -> Option<history::LagSource> {
-    let target = console.target.clone()?;
+/// How the history samples group lag (and the alerts read lag and disks):
+/// as the inter-broker user over a SASL listener, anonymously over a
+/// plaintext one; not at all without either.
+pub fn lag_source(
+    config: &BrokerConfig,
+    target: Option<crate::console::session::Target>,
+) -> Option<history::LagSource> {
+    let target = target?;
     let auth = match &target.mechanism {
         None => None,
         Some(m) => {

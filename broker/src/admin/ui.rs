@@ -14,7 +14,9 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 /// The first path segments of the UI's routes (`src/main.tsx`).
-const PAGES: &[&str] = &["login", "topics", "messages", "groups", "security"];
+const PAGES: &[&str] = &[
+    "login", "topics", "messages", "groups", "alerts", "security",
+];
 
 /// The answer for a GET/HEAD of `req.path` when it is the UI's, else `None`.
 pub fn serve(req: &Request) -> Option<Response> {

@@ -680,6 +680,10 @@ broker_config! {
     /// the older name of `admin_listen`, serving the same; if both are set to
     /// different addresses, both are served
     metrics_listen: Option<SocketAddr> = None, shown "— (off)";
+    /// how often the active controller evaluates the console's alert rules
+    /// (see "Console", alerts)
+    #[range = 100..=MAX_INTERVAL_MS]
+    alert_eval_interval_ms: u64 = 10_000, shown "`10000`";
 
     fixed {
         "broker.id": Int = shown::node_id, "This broker's id (same as node.id)";

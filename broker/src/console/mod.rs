@@ -13,6 +13,7 @@
 //! with a message), below the listener's connection cap so `/metrics` and
 //! `/health` always find a thread; sessions are bounded in `session`.
 
+pub mod alerts;
 pub mod api;
 pub mod error;
 pub mod history;
@@ -250,6 +251,11 @@ impl Call<'_> {
             .as_ref()
             .map_or_else(|| "User:ANONYMOUS".to_string(), |s| s.principal())
     }
+}
+
+/// Where the console's Kafka connections go (see [`choose_listener`]).
+pub fn kafka_target(config: &BrokerConfig) -> Option<Target> {
+    choose_listener(config).map(|(_, t)| t)
 }
 
 /// The listener the console's connections use: a SASL one (logins) when

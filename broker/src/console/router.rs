@@ -1,8 +1,8 @@
 //! The API's routes: one table ([`ROUTES`]) that dispatch, the 405 answers
 //! and the OpenAPI check all read, so a route cannot exist undocumented.
 //! Patterns are literal segments and `{name}` parameters; a module adds its
-//! routes to the table (the alerts module and the static UI assets will
-//! plug in the same way: `/` and non-`/api` paths go to `static_assets`).
+//! routes to the table (as `api::alerts` does; `/` and non-`/api` paths go
+//! to the UI's static assets).
 
 use serde_json::Value;
 
@@ -94,6 +94,18 @@ pub static ROUTES: &[Route] = routes! {
     "GET" "/api/v1/metrics/series" Public api::metrics::series;
     "GET" "/api/v1/metrics/history" Public api::metrics::history;
     "GET" "/api/v1/metrics/cluster-history" Session api::metrics::cluster_history;
+    "GET" "/api/v1/alerts" Session api::alerts::current;
+    "GET" "/api/v1/alerts/kinds" Session api::alerts::kinds;
+    "GET" "/api/v1/alerts/rules" Session api::alerts::list_rules;
+    "POST" "/api/v1/alerts/rules" Session api::alerts::create_rule;
+    "GET" "/api/v1/alerts/rules/{rule}" Session api::alerts::get_rule;
+    "PUT" "/api/v1/alerts/rules/{rule}" Session api::alerts::replace_rule;
+    "PATCH" "/api/v1/alerts/rules/{rule}" Session api::alerts::patch_rule;
+    "DELETE" "/api/v1/alerts/rules/{rule}" Session api::alerts::delete_rule;
+    "GET" "/api/v1/alerts/silences" Session api::alerts::list_silences;
+    "POST" "/api/v1/alerts/silences" Session api::alerts::create_silence;
+    "DELETE" "/api/v1/alerts/silences/{silence}" Session api::alerts::expire_silence;
+    "GET" "/api/v1/alerts/history" Session api::alerts::history;
 };
 
 /// The outcome of matching a request to the table.

@@ -105,6 +105,8 @@ pub enum MetadataCommand {
         broker: i32,
         configs: BTreeMap<String, String>,
     },
+    /// Alert rules, silences and alert transitions (see [`super::alerts`]).
+    Alerts(super::alerts::AlertCommand),
 }
 
 /// What an applied command changed, for the controller's next steps.
@@ -141,6 +143,8 @@ pub enum Effect {
     Outcomes(Vec<super::reassignment::Outcome>),
     /// The broker configs are replaced.
     BrokerConfigs,
+    /// The alerting state changed.
+    Alerts,
 }
 
 impl ClusterState {
@@ -361,6 +365,10 @@ impl ClusterState {
                     self.broker_configs.insert(*broker, configs.clone());
                 }
                 Effect::BrokerConfigs
+            }
+            MetadataCommand::Alerts(cmd) => {
+                self.alerts.apply(cmd)?;
+                Effect::Alerts
             }
         };
         debug_assert_eq!(self.check_invariants(shards), Ok(()));

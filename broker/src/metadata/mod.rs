@@ -7,6 +7,7 @@
 //! proposes to the metadata quorum (`crate::quorum`); the quorum thread
 //! commits each to its log, applies it to its copy and publishes the result.
 
+pub mod alerts;
 pub mod brokers;
 pub mod command;
 pub mod internal;
@@ -203,6 +204,10 @@ pub struct ClusterState {
     /// publish, the window changes far less often.
     #[serde(skip)]
     pub applied_proposals: Arc<proposals::AppliedProposals>,
+    /// Alert rules, silences, firing alerts and their history (never in
+    /// the metadata files that predate the log).
+    #[serde(skip)]
+    pub alerts: alerts::AlertsState,
     #[serde(skip)]
     by_id: HashMap<Uuid, String>,
 }

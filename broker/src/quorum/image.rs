@@ -20,11 +20,15 @@ use crate::metadata::{BrokerMeta, ClusterState, Endpoint, PartitionMeta, TopicMe
 #[path = "image_security.rs"]
 mod security;
 
+#[path = "image_alerts.rs"]
+mod alerts;
+
 /// 2: replicas' shards per broker, registered brokers.
 /// 3: ACLs, SCRAM credentials, client quotas ([`ImageV3`]).
 /// 4: partition epochs ([`ImageV4`]).
 /// 5: reassignments in progress, dynamic broker configs ([`ImageV5`]).
-/// 6: the proposals applied lately ([`ImageV6`]).
+/// 6: the proposals applied lately, and the alerting state: rules,
+/// silences, firing alerts and their history ([`ImageV6`]).
 const VERSION: u32 = 6;
 /// Images of versions 2 (an [`Image`] alone) to 5 are still read.
 const VERSION_2: u32 = 2;
@@ -32,14 +36,16 @@ const VERSION_3: u32 = 3;
 const VERSION_4: u32 = 4;
 const VERSION_5: u32 = 5;
 
-/// Version 6: the version 5 image and the window of applied proposals (`crate::metadata::proposals`), which every node must know
-/// alike to skip the same copies.
+/// Version 6: the version 5 image, the window of applied proposals
+/// (`crate::metadata::proposals`), which every node must know alike to
+/// skip the same copies, and the alerting state.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct ImageV6 {
     version: u32,
     v5: ImageV5,
     /// (proposing node's raft id, proposal ids oldest first).
     proposals: Vec<(u64, Vec<u64>)>,
+    alerts: alerts::AlertsImage,
 }
 
 /// Version 5: the version 4 image, the partitions being reassigned and
@@ -183,6 +189,7 @@ pub fn encode(state: &ClusterState) -> Vec<u8> {
             .iter()
             .map(|(origin, ids)| (origin, ids.iter().copied().collect()))
             .collect(),
+        alerts: alerts::image(&state.alerts),
     };
     rkyv::to_bytes::<rancor::Error>(&image)
         .expect("archiving metadata into memory cannot fail")
@@ -293,6 +300,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
                 (entry.0.to_native(), ids)
             });
             state.applied_proposals = Arc::new(AppliedProposals::from_lists(lists));
+            state.alerts = alerts::state(&image.alerts)?;
             return Ok(state);
         }
     }
@@ -621,5 +629,39 @@ mod tests {
         v9.version = 9;
         let bytes = rkyv::to_bytes::<rancor::Error>(&v9).unwrap().into_vec();
         assert!(decode(&bytes).unwrap_err().contains("version 9"));
+    }
+
+    /// Alert rules, silences, firing alerts and history survive a
+    /// snapshot; a version 5 image (before alerts) still loads, without them.
+    #[test]
+    fn alerts_round_trip_and_version_5_still_loads() {
+        use crate::metadata::alerts::tests::sample_state;
+        let mut s = ClusterState::default();
+        s.cluster_id = "c".into();
+        add_security(&mut s);
+        s.alerts = sample_state();
+        assert!(!s.alerts.rules.is_empty() && !s.alerts.history.is_empty());
+        let back = decode(&encode(&s)).unwrap();
+        assert_eq!(back.alerts, s.alerts);
+        assert_eq!(back, s);
+        // The same state as a version 5 writer archived it.
+        let v4 = ImageV4 {
+            version: VERSION_4,
+            base: base_image(&s),
+            security: security::image(&s.security),
+            topic_partition_epochs: vec![],
+            coordinator_partition_epochs: vec![],
+        };
+        let v5 = ImageV5 {
+            version: VERSION_5,
+            v4,
+            moves: vec![],
+            broker_configs: vec![],
+        };
+        let bytes = rkyv::to_bytes::<rancor::Error>(&v5).unwrap().into_vec();
+        let old = decode(&bytes).unwrap();
+        assert_eq!(old.alerts, Default::default());
+        assert_eq!(old.security, s.security);
+        assert_eq!(old.cluster_id, "c");
     }
 }

@@ -68,6 +68,8 @@ pub fn run(config: BrokerConfig) -> Result<()> {
     // Kafka's broker serves clients once the active controller has it
     // registered and unfenced; so does this one.
     metadata.join_cluster(&config)?;
+    // Off the shards: its own thread, active only on the controller.
+    crate::console::alerts::start(&config, metadata.clone());
     let security = Arc::new(
         crate::security::sasl::Security::open(&config, &config.data_dir, &metadata.source())
             .context("opening the SCRAM credential store and the ACLs")?,

@@ -7,6 +7,7 @@ import { Topics, TopicDetail } from "./pages/topics";
 import { Messages } from "./pages/messages";
 import { Groups, GroupDetail } from "./pages/groups";
 import { Security } from "./pages/security";
+import { Alerts } from "./pages/alerts";
 import "./style.css";
 import { Link, navigate } from "./router";
 
@@ -14,7 +15,7 @@ type Info = { open: boolean; login_required: boolean; message: string; node_id: 
               version: string; authorizer_enabled: boolean; mechanism: string | null };
 
 const NAV: [string, string][] = [["/", "Overview"], ["/topics", "Topics"], ["/messages", "Messages"],
-  ["/groups", "Consumer groups"], ["/security", "Security"]];
+  ["/groups", "Consumer groups"], ["/alerts", "Alerts"], ["/security", "Security"]];
 
 function App() {
   const [path, setPath] = useState(location.pathname);
@@ -51,6 +52,7 @@ function App() {
   else if (path === "/groups") page = <Groups />;
   else if ((g = m(/^\/groups\/(.+)$/))) page = <GroupDetail name={decodeURIComponent(g[1])} />;
   else if (path === "/security") page = <Security />;
+  else if (path === "/alerts") page = <Alerts />;
   else page = <p>No page here. <Link href="/">Overview</Link></p>;
   return <div>
     {info.open && <div class="banner" role="alert">this console is open: no login, no authorization</div>}

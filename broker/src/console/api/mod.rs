@@ -2,6 +2,7 @@
 //! [`super::Call`], validates its input (400 naming what is wrong) and
 //! calls `crate::ops` over the call's Kafka connection.
 
+pub mod alerts;
 pub mod cluster;
 pub mod groups;
 pub mod messages;
