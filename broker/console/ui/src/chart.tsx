@@ -25,7 +25,16 @@ export function TimeChart({ title, series, unit = "", height = 180 }:
       width, height, title,
       series: [{}, ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
       axes: [{}, { label: unit, size: 60 }],
-      scales: { x: { time: true } },
+      // A chart with a few points (a broker just started) would span
+      // years around them, and one with none starts in 1970: show at
+      // least the last 10 minutes.
+      scales: { x: { time: true, range: (_u, min, max) => {
+        if (min == null || max == null || !isFinite(min) || !isFinite(max)) {
+          const now = Date.now() / 1000;
+          return [now - 600, now + 10];
+        }
+        return max - min < 600 ? [max - 600, max + 10] : [min, max];
+      } } },
     }, [xs.map((x) => x / 1000), ...ys] as uPlot.AlignedData, el.current);
     return () => plot.destroy();
   }, [title, JSON.stringify(series), unit, height]);
