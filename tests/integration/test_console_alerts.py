@@ -289,13 +289,24 @@ def test_a_silence_records_but_does_not_notify(cb, hook):
     assert firing[0]["silenced_now"] is True
     time.sleep(1)
     assert hook.of(name) == [], "silenced: nothing sent"
+
+    def listed():
+        return {x["id"]: x for x in a.ok("GET", "/api/v1/alerts/silences")["silences"]}
+    assert listed()[s["id"]] == s, "listed as created, still active"
     a.ok("DELETE", f"/api/v1/alerts/silences/{s['id']}")
-    listed = {x["id"]: x for x in a.ok("GET", "/api/v1/alerts/silences")["silences"]}
-    assert listed[s["id"]]["state"] == "expired"
+    expired = listed()[s["id"]]
+    assert expired["state"] == "expired" and expired["ends_at"] < s["ends_at"], expired
     # Resolved after the silence ended: notified.
     commit(cb, topic, group, 4)
     r = wait_for("the resolved notification", lambda: hook.of(name, "resolved"))
     assert r[0]["subject"] == f"group={group}"
+    # Firing again with the silence expired: notified, and not silenced.
+    commit(cb, topic, group, 1)
+    f = wait_for("a new firing notification", lambda: hook.of(name, "firing"))
+    assert f[0]["subject"] == f"group={group}" and f[0]["value"] == 3, f
+    events = a.ok("GET", "/api/v1/alerts/history", query={"rule": name})["events"]
+    assert [(e["status"], e["silenced"]) for e in events] == \
+        [("firing", False), ("resolved", False), ("firing", True)], events
     a.ok("DELETE", f"/api/v1/alerts/rules/{name}")
 
 

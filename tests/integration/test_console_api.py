@@ -716,6 +716,40 @@ def test_every_operation_in_openapi_answers_as_documented(cb):
     mine = step("GET", "/api/v1/metrics/cluster-history",
                 query={"broker": "all", "series": "partitions,no_such_series", "since": 0})["brokers"]
     assert [(b["id"], b["self"], b["status"]) for b in mine] == [(0, True, "ok")], mine
+    # Alerts: a rule and a silence of the walk's own, removed at the end.
+    assert len(step("GET", "/api/v1/alerts/kinds")["kinds"]) == 10
+    ar = f"walk-{n}"
+    rp = {"rule": ar}
+    r = step("POST", "/api/v1/alerts/rules",
+             body={"name": ar, "kind": "consumer_lag", "group": g, "topic": t,
+                   "threshold": 1e9, "for_ms": 60000, "severity": "info",
+                   "webhooks": ["http://127.0.0.1:9/hook"], "enabled": True,
+                   "description": "the walk's"}, want=201)
+    assert (r["group"], r["firing"], r["api"]) == (g, 0, None), r
+    assert ar in [x["name"] for x in step("GET", "/api/v1/alerts/rules")["rules"]]
+    assert step("GET", "/api/v1/alerts/rules/{rule}", rp)["threshold"] == 1e9
+    r = step("PUT", "/api/v1/alerts/rules/{rule}", rp,
+             body={"kind": "request_p99_ms", "api": "Produce", "threshold": 60000})
+    assert (r["kind"], r["api"], r["group"], r["severity"]) == \
+        ("request_p99_ms", "Produce", None, "warning"), r
+    r = step("PATCH", "/api/v1/alerts/rules/{rule}", rp, body={"enabled": False, "api": None})
+    assert (r["enabled"], r["api"], r["threshold"]) == (False, None, 60000), r
+    now = step("GET", "/api/v1/alerts")
+    assert now["this_node"] == 0 and not [x for x in now["firing"] if x["rule"] == ar], now
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    sil = step("POST", "/api/v1/alerts/silences",
+               body={"rule": ar, "subject": "broker=*", "starts_at": int(time.time() * 1000),
+                     "ends_at": until, "comment": "walk"}, want=201)
+    assert (sil["state"], sil["created_by"]) == ("active", "User:admin"), sil
+
+    def silence_state():
+        listed = step("GET", "/api/v1/alerts/silences")["silences"]
+        return [x["state"] for x in listed if x["id"] == sil["id"]]
+    assert silence_state() == ["active"]
+    step("DELETE", "/api/v1/alerts/silences/{silence}", {"silence": sil["id"]})
+    assert silence_state() == ["expired"]
+    assert step("GET", "/api/v1/alerts/history", query={"limit": 10, "rule": ar})["events"] == []
+    step("DELETE", "/api/v1/alerts/rules/{rule}", rp)
     step("DELETE", "/api/v1/topics/{topic}", tp)
     assert step("DELETE", "/api/v1/session")["ended"] is True
     missing = set(SPEC.operations()) - set(steps)

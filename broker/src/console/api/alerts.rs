@@ -23,7 +23,7 @@ use crate::metadata::alerts::{
     AlertCommand, AlertKind, AlertRule, AlertsState, Severity, Silence, MAX_HISTORY,
 };
 use crate::metadata::MetadataCommand;
-use crate::ops::time::{format_ms, now_ms, parse_time};
+use crate::ops::time::{now_ms, parse_time};
 use crate::quorum::core::ProposeError;
 
 fn alerts() -> Result<std::sync::Arc<Alerts>, ApiError> {
@@ -261,8 +261,10 @@ pub fn delete_rule(c: &mut Call) -> ApiResult {
     done(&format!("deleted alert rule {name}"))
 }
 
+/// A silence as the API shows it: its fields and its state now. One
+/// expired before it started (ends_at == starts_at) is expired, not pending.
 fn silence_json(s: &Silence, now: i64) -> Value {
-    let state = if s.ends_at <= now {
+    let state = if s.ends_at <= now || s.ends_at <= s.starts_at {
         "expired"
     } else if s.starts_at > now {
         "pending"
@@ -271,8 +273,6 @@ fn silence_json(s: &Silence, now: i64) -> Value {
     };
     let mut v = serde_json::to_value(s).unwrap_or_default();
     v["state"] = json!(state);
-    v["starts"] = json!(format_ms(s.starts_at));
-    v["ends"] = json!(format_ms(s.ends_at));
     v
 }
 
