@@ -34,7 +34,6 @@ def cluster(shardline_bin, tmp_path):
     finally:
         c.close()
 
-
 def _str(s):
     b = s.encode()
     return struct.pack(">h", len(b)) + b
@@ -48,44 +47,38 @@ def _read_str(buf, off):
     return buf[off:off + n].decode(), off + n
 
 
-def create_topic_v4(node, topic, partitions, timeout_ms=30000):
-    """CreateTopics v4 sent to `node` itself (a client library would send it
-    to the controller that Metadata names, the frozen one). Returns
-    (error_code, error_message)."""
-    body = (struct.pack(">i", 1) + _str(topic) + struct.pack(">ihii", partitions, 3, 0, 0)
-            + struct.pack(">i?", timeout_ms, False))
+def admin_v(node, api_key, version, body, timeout_ms):
+    """Send one request with a topics-array body to `node` itself (a client
+    library would send it to the controller Metadata names: the frozen
+    one) and return the first topic result's (error_code, error_message),
+    in the layout CreateTopics v4 and CreatePartitions v1 share:
+    correlation id, throttle_time_ms, [name, error_code, error_message]."""
     s = raw.connect(node, timeout=timeout_ms / 1000 + 15)
     try:
-        s.sendall(raw.request(CREATE_TOPICS, 4, 41, body))
+        s.sendall(raw.request(api_key, version, 41, body))
         resp = raw.read_response(s)
     finally:
         s.close()
-    # correlation id, throttle_time_ms, [name, error_code, error_message]
     corr, _throttle, n = struct.unpack_from(">iii", resp, 0)
     assert corr == 41 and n == 1
-    name, off = _read_str(resp, 12)
-    assert name == topic
-    (code,) = struct.unpack_from(">h", resp, off)
-    message, _ = _read_str(resp, off + 2)
-    return code, message
-
-
-def create_partitions_v1(node, topic, count, timeout_ms=30000):
-    """CreatePartitions v1 (to a total of `count`) sent to `node`."""
-    body = (struct.pack(">i", 1) + _str(topic) + struct.pack(">ii", count, -1)
-            + struct.pack(">i?", timeout_ms, False))
-    s = raw.connect(node, timeout=timeout_ms / 1000 + 15)
-    try:
-        s.sendall(raw.request(CREATE_PARTITIONS, 1, 42, body))
-        resp = raw.read_response(s)
-    finally:
-        s.close()
-    corr, _throttle, n = struct.unpack_from(">iii", resp, 0)
-    assert corr == 42 and n == 1
     _name, off = _read_str(resp, 12)
     (code,) = struct.unpack_from(">h", resp, off)
     message, _ = _read_str(resp, off + 2)
     return code, message
+
+
+def create_topic_v4(node, topic, partitions, timeout_ms=30000):
+    """CreateTopics v4: `partitions` partitions, 3 replicas."""
+    body = (struct.pack(">i", 1) + _str(topic) + struct.pack(">ihii", partitions, 3, 0, 0)
+            + struct.pack(">i?", timeout_ms, False))
+    return admin_v(node, CREATE_TOPICS, 4, body, timeout_ms)
+
+
+def create_partitions_v1(node, topic, count, timeout_ms=30000):
+    """CreatePartitions v1 (to a total of `count`)."""
+    body = (struct.pack(">i", 1) + _str(topic) + struct.pack(">ii", count, -1)
+            + struct.pack(">i?", timeout_ms, False))
+    return admin_v(node, CREATE_PARTITIONS, 1, body, timeout_ms)
 
 
 def partitions_of(node, topic):
