@@ -367,7 +367,7 @@ impl ClusterState {
                 Effect::BrokerConfigs
             }
             MetadataCommand::Alerts(cmd) => {
-                self.alerts.apply(cmd)?;
+                std::sync::Arc::make_mut(&mut self.alerts).apply(cmd)?;
                 Effect::Alerts
             }
         };

@@ -205,9 +205,11 @@ pub struct ClusterState {
     #[serde(skip)]
     pub applied_proposals: Arc<proposals::AppliedProposals>,
     /// Alert rules, silences, firing alerts and their history (never in
-    /// the metadata files that predate the log).
+    /// the metadata files that predate the log). Behind an `Arc`, as the
+    /// proposal window: the history (up to 1,000 events) is not copied at
+    /// every publish of the state.
     #[serde(skip)]
-    pub alerts: alerts::AlertsState,
+    pub alerts: Arc<alerts::AlertsState>,
     #[serde(skip)]
     by_id: HashMap<Uuid, String>,
 }

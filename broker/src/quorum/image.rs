@@ -300,7 +300,7 @@ pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
                 (entry.0.to_native(), ids)
             });
             state.applied_proposals = Arc::new(AppliedProposals::from_lists(lists));
-            state.alerts = alerts::state(&image.alerts)?;
+            state.alerts = Arc::new(alerts::state(&image.alerts)?);
             return Ok(state);
         }
     }
@@ -639,7 +639,7 @@ mod tests {
         let mut s = ClusterState::default();
         s.cluster_id = "c".into();
         add_security(&mut s);
-        s.alerts = sample_state();
+        s.alerts = Arc::new(sample_state());
         assert!(!s.alerts.rules.is_empty() && !s.alerts.history.is_empty());
         let back = decode(&encode(&s)).unwrap();
         assert_eq!(back.alerts, s.alerts);
