@@ -491,6 +491,12 @@ impl<W> QuorumCore<W> {
         &self.conf_state
     }
 
+    /// The id the next proposal gets: a core reopened in the same process
+    /// starts from here (ids are never reused within a process).
+    pub fn next_proposal_id(&self) -> u64 {
+        self.next_proposal
+    }
+
     /// The committed index.
     pub fn commit_index(&self) -> u64 {
         self.node.raft.raft_log.committed

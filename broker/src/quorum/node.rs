@@ -361,6 +361,11 @@ impl Thread {
                         _ => Duration::ZERO,
                     };
                     last_failure = Some(Instant::now());
+                    // The reopened core goes on with this process's proposal
+                    // ids: restarting them would make its next proposals
+                    // look like copies of ones the log already applied,
+                    // skipped and never answered.
+                    self.reopen.cfg.first_proposal = self.core.next_proposal_id();
                     match reopen_core(&self.reopen, &self.inbox, &why, failure_pause) {
                         Some((c, woken_by)) => {
                             self.core = c;

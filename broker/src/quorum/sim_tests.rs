@@ -32,6 +32,9 @@ struct Sim {
     acked: Vec<String>,
     _tmp: tempfile::TempDir,
     snapshot_every: u64,
+    /// Starts so far: each start of a node takes new proposal ids, as a
+    /// broker process does (a random first id).
+    starts: u64,
 }
 
 fn create(name: &str) -> MetadataCommand {
@@ -60,6 +63,7 @@ impl Sim {
             acked: Vec::new(),
             snapshot_every,
             _tmp: tmp,
+            starts: 0,
         };
         for id in voters {
             let dir = sim._tmp.path().join(format!("node-{id}"));
@@ -70,7 +74,9 @@ impl Sim {
     }
 
     fn start(&mut self, id: u64) {
-        let cfg = config(id, self.voters.clone(), self.snapshot_every);
+        let mut cfg = config(id, self.voters.clone(), self.snapshot_every);
+        self.starts += 1;
+        cfg.first_proposal += self.starts << 24;
         let core = QuorumCore::open(&self.dirs[&id], cfg).unwrap();
         self.nodes.insert(id, core);
     }
@@ -586,4 +592,72 @@ fn a_snapshot_carries_the_applied_proposals() {
     sim.restart(asker);
     sim.run(10);
     assert_eq!(sim.nodes[&asker].state().applied_proposals, window);
+}
+
+/// After a failed write the broker reopens its log in the same process
+/// (`node.rs`). The reopened core must go on with the process's proposal
+/// ids: the log it replays records the ids it applied, so starting them
+/// again makes the next proposals look like copies, skipped and never
+/// answered (the full-disk test's DeleteTopics timed out so).
+#[test]
+fn a_core_reopened_in_the_same_process_goes_on_with_its_proposal_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node-1");
+    let cfg = config(1, vec![1], 1000);
+    let run = |core: &mut QuorumCore<u64>| -> Vec<(u64, Result<(), ProposeError>)> {
+        let mut done = Vec::new();
+        for _ in 0..5 {
+            let out = core.process().unwrap();
+            done.extend(out.done.into_iter().map(|(w, r)| (w, r.map(|_| ()))));
+            core.tick();
+        }
+        done
+    };
+    let mut core = QuorumCore::<u64>::open(&dir, cfg.clone()).unwrap();
+    run(&mut core);
+    assert!(core.is_leader());
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        core.propose(&create(name), i as u64, Resend::ToNewLeader)
+            .map_err(|(_, e)| e)
+            .unwrap();
+    }
+    assert_eq!(run(&mut core).len(), 2);
+    let next = core.next_proposal_id();
+    assert_eq!(next, cfg.first_proposal + 2);
+    drop(core);
+
+    // Reopened with the ids the process started with: the first proposal
+    // takes id `first_proposal`, which the log applied already.
+    let mut stale = QuorumCore::<u64>::open(&dir, cfg.clone()).unwrap();
+    run(&mut stale);
+    stale
+        .propose(&create("c"), 10, Resend::ToNewLeader)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    assert!(
+        run(&mut stale).is_empty(),
+        "a reused id is skipped, unanswered"
+    );
+    assert!(!stale.state().topics.contains_key("c"));
+    drop(stale);
+
+    // Reopened going on from `next`: applied and answered.
+    let mut reopened = QuorumCore::<u64>::open(
+        &dir,
+        CoreConfig {
+            first_proposal: next + 1, // past the stale core's one id too
+            ..cfg
+        },
+    )
+    .unwrap();
+    run(&mut reopened);
+    reopened
+        .propose(&create("d"), 11, Resend::ToNewLeader)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let done = run(&mut reopened);
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].0, 11);
+    assert!(done[0].1.is_ok(), "{:?}", done[0].1);
+    assert!(reopened.state().topics.contains_key("d"));
 }
