@@ -10,7 +10,9 @@ three-node cluster exactly one notification per alert, sent by the active
 controller, with no second firing notification after a failover."""
 
 import json
+import re
 import signal
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,7 +35,7 @@ CALLED = set()
 class Receiver:
     """A webhook receiver: every POSTed JSON body, in arrival order."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.bodies = []
         self.lock = threading.Lock()
         outer = self
@@ -52,7 +54,13 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        self.url = f"http://{HOST}:{self.server.server_address[1]}/hook"
+        scheme = "http"
+        if tls is not None:  # (certificate, key): an https:// receiver
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*map(str, tls))
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://{HOST}:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def of(self, rule, status=None):
@@ -129,8 +137,9 @@ def test_bad_input_is_answered_4xx_with_a_message(cb):
         (rule(name, "disk_free_percent", 150), 400, "percentage"),
         (rule(name, "broker_down", 1), 400, "must be 0"),
         (rule(name, "request_p99_ms", 0), 400, "above 0"),
-        (rule(name, "consumer_lag", 1, webhooks=["https://example.com/"]), 400, "http://"),
-        (rule(name, "consumer_lag", 1, webhooks=["not a url"]), 400, "http://"),
+        (rule(name, "consumer_lag", 1, webhooks=["ftp://example.com/"]), 400, "https://"),
+        (rule(name, "consumer_lag", 1, webhooks=["not a url"]), 400, "spaces"),
+        (rule(name, "consumer_lag", 1, webhooks=["example.com/hook"]), 400, "not a valid URL"),
         (rule("has space", "consumer_lag", 1), 400, "contains"),
         (rule(name, "offline_partitions", 0, group="g"), 400, "takes no group filter"),
         (rule(name, "consumer_lag", 1, severity="page-me"), 400, "severity"),
@@ -378,6 +387,114 @@ def test_one_notification_per_alert_from_the_controller_of_three_nodes(shardline
         assert sorted(e["status"] for e in history) == ["firing"] * 3 + ["resolved"], history
     finally:
         c.close()
+
+
+def test_latency_rules_watch_every_broker_of_three(shardline_bin, tmp_path, hook):
+    """The controller reads every other broker's request latencies from its
+    admin listener: a p99 rule fires for each of three brokers, all sent by
+    the controller; a broker killed (then fenced) resolves its alert."""
+    import raw
+    c = Cluster(shardline_bin, tmp_path, extra_args=FAST)
+    stop = threading.Event()
+
+    def traffic():
+        # ApiVersions to each broker itself, so each has its own latencies.
+        while not stop.is_set():
+            for n in list(c.nodes.values()):
+                try:
+                    s = raw.connect(n, timeout=2)
+                    raw.api_versions_v0(s)
+                    s.close()
+                except OSError:
+                    pass
+            stop.wait(0.2)
+    try:
+        c.start().wait_registered()
+        apis = {i: AlertsApi(n.admin_port) for i, n in c.nodes.items()}  # open mode
+        threading.Thread(target=traffic, daemon=True).start()
+        name = unique_topic("p99-everywhere")
+        apis[1].ok("POST", "/api/v1/alerts/rules",
+                   rule(name, "request_p99_ms", 0.0001, api="ApiVersions",
+                        webhooks=[hook.url]))
+        subjects = {f"broker={i},api=ApiVersions" for i in c.nodes}
+        # A peer's history has a point every 10 s.
+        wait_for("an alert per broker",
+                 lambda: {b["subject"] for b in hook.of(name, "firing")} == subjects,
+                 timeout=60)
+        controller = apis[1].ok("GET", "/api/v1/alerts")["controller"]
+        fired = hook.of(name, "firing")
+        assert len(fired) == 3 and {b["sender"] for b in fired} == {controller}, fired
+        status = apis[controller].ok("GET", "/api/v1/alerts")
+        assert status["evaluated_here"] and not status["problems"], status
+        # Another broker dies: once fenced, its alert resolves (that it is
+        # down is the broker-down rule's); the others keep firing.
+        victim = next(i for i in sorted(c.nodes) if i != controller)
+        c.nodes[victim].proc.send_signal(signal.SIGKILL)
+        c.nodes[victim].proc.wait()
+        gone = wait_for("the dead broker's latency alert resolves",
+                        lambda: hook.of(name, "resolved"), timeout=60)
+        assert [b["subject"] for b in gone] == [f"broker={victim},api=ApiVersions"], gone
+        time.sleep(12)  # over a history step: the live brokers' alerts hold
+        firing = {a["subject"] for a in apis[controller].ok("GET", "/api/v1/alerts")["firing"]
+                  if a["rule"] == name}
+        assert firing == subjects - {f"broker={victim},api=ApiVersions"}, firing
+        assert len(hook.of(name, "resolved")) == 1
+    finally:
+        stop.set()
+        c.close()
+
+
+def test_https_webhooks_the_allowed_hosts_and_deleting_a_rule(shardline_bin, tmp_path):
+    """An https:// webhook gets the notification when its certificate
+    chains to alert_webhook_truststore_location, and nothing when it does
+    not (the broker logs why); a webhook host outside
+    alert_webhook_allowed_hosts is refused with 400; deleting a rule with a
+    firing alert sends its resolved notification and records it."""
+    from pki import Ca
+    ca, other = Ca(tmp_path / "ca"), Ca(tmp_path / "other", name="Other CA")
+    good = Receiver(tls=ca.issue("hook", server=True, CN="localhost"))
+    bad = Receiver(tls=other.issue("hook", server=True, CN="localhost"))
+    b = ConsoleBroker(shardline_bin, tmp_path / "b", open_mode=True)
+    b.extra_args += FAST
+    with open(b.config_path, "a") as f:
+        f.write(f'alert_webhook_truststore_location = "{ca.cert_path}"\n'
+                'alert_webhook_allowed_hosts = ["127.0.0.1", "*.example.com"]\n')
+    try:
+        with running(b):
+            api = AlertsApi(b.admin_port)
+            for hook_url in ("http://localhost:9/hook", "https://10.1.2.3/hook",
+                             "https://example.com.evil.net/"):
+                status, out = api.call("POST", "/api/v1/alerts/rules",
+                                       rule("refused", "broker_down", 0, webhooks=[hook_url]))
+                assert status == 400 and "alert_webhook_allowed_hosts" in out["error"], out
+            status, out = api.call("POST", "/api/v1/alerts/rules",
+                                   rule("creds", "broker_down", 0,
+                                        webhooks=["https://u:p@hooks.example.com/"]))
+            assert status == 400 and "credentials" in out["error"], out
+            name = "disk-https"
+            api.ok("POST", "/api/v1/alerts/rules",
+                   rule(name, "disk_free_percent", 100, webhooks=[good.url, bad.url]))
+            # PATCHing other webhooks is checked too; disabling is not.
+            status, out = api.call("PATCH", f"/api/v1/alerts/rules/{name}",
+                                   {"webhooks": ["http://localhost:9/"]})
+            assert status == 400 and "alert_webhook_allowed_hosts" in out["error"], out
+            f = wait_for("the https receiver is notified", lambda: good.of(name, "firing"))
+            assert f[0]["subject"] == "broker=0", f
+            wait_for("the untrusted receiver's failure is logged", lambda: re.search(
+                rf"webhook {re.escape(bad.url)} failed 3 times.*(certificate|UnknownIssuer)",
+                b.log_text()), timeout=30)
+            assert not bad.of(name), "a receiver whose certificate does not verify got it"
+            # Deleting the rule resolves its alert: notified, and in the history.
+            api.ok("DELETE", f"/api/v1/alerts/rules/{name}")
+            r = wait_for("resolved on deletion", lambda: good.of(name, "resolved"))
+            assert len(r) == 1 and r[0]["subject"] == "broker=0", r
+            events = api.ok("GET", "/api/v1/alerts/history", query={"rule": name})["events"]
+            assert sorted(e["status"] for e in events) == ["firing", "resolved"], events
+            time.sleep(1)
+            assert len(good.of(name, "resolved")) == 1 and len(good.of(name, "firing")) == 1
+    finally:
+        good.close()
+        bad.close()
 
 
 def test_every_alerts_endpoint_was_called():

@@ -684,6 +684,13 @@ broker_config! {
     /// (see "Console", alerts)
     #[range = 100..=MAX_INTERVAL_MS]
     alert_eval_interval_ms: u64 = 10_000, shown "`10000`";
+    /// hosts alert webhooks may be sent to: names, addresses or globs
+    /// (`["*.example.com", "10.0.0.7"]`); empty = any host. Checked when a
+    /// rule is written through this broker and before each POST
+    alert_webhook_allowed_hosts: Vec<String> = Vec::new(), shown "`[]` (any)";
+    /// PEM CA bundle `https://` webhooks' certificates must chain to; unset =
+    /// the system's CA store
+    alert_webhook_truststore_location: Option<PathBuf> = None, shown "— (system CAs)";
 
     fixed {
         "broker.id": Int = shown::node_id, "This broker's id (same as node.id)";

@@ -215,7 +215,8 @@ fn every_key_has_a_flag_that_sets_it_like_the_file() {
             | "super_users"
             | "process_roles"
             | "controller_quorum_voters"
-            | "controller_listener_names" => ("A,B", "[\"A\", \"B\"]"),
+            | "controller_listener_names"
+            | "alert_webhook_allowed_hosts" => ("A,B", "[\"A\", \"B\"]"),
             "listener_security_protocol_map" | "listener_ssl_client_auth" => {
                 ("X=SSL,Y=SASL_SSL", "{ X = \"SSL\", Y = \"SASL_SSL\" }")
             }
@@ -240,6 +241,7 @@ fn every_key_has_a_flag_that_sets_it_like_the_file() {
             | "ssl_certificate_location"
             | "ssl_key_location"
             | "ssl_truststore_location"
+            | "alert_webhook_truststore_location"
             | "iotune_file" => ("v", "\"v\""),
             _ => ("7", "7"),
         }

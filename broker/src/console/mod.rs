@@ -315,7 +315,7 @@ fn choose_listener(config: &BrokerConfig) -> Option<(Listener, Target)> {
 
 /// The TLS client for other brokers' HTTPS admin listeners: their
 /// certificates verified against `ssl_truststore_location`.
-fn peer_tls(config: &BrokerConfig) -> Option<Arc<rustls::ClientConfig>> {
+pub fn peer_tls(config: &BrokerConfig) -> Option<Arc<rustls::ClientConfig>> {
     let files = shardline_client::tls::TlsFiles {
         ca: config.ssl_truststore_location.clone()?,
         client: None,

@@ -167,7 +167,7 @@ pub struct AlertRule {
     #[serde(default)]
     pub for_ms: u64,
     pub severity: Severity,
-    /// `http://` URLs to POST each notification to.
+    /// `http://` or `https://` URLs to POST each notification to.
     #[serde(default)]
     pub webhooks: Vec<String>,
     pub enabled: bool,
@@ -253,28 +253,9 @@ impl AlertRule {
     }
 }
 
-/// A webhook URL the notifier can POST to: `http://host[:port][/path]`.
+/// A webhook URL the notifier can POST to (see `super::webhook`).
 pub fn check_webhook(url: &str) -> Result<(), String> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!(
-            "INVALID_CONFIG: webhook {url:?} must be an http:// URL (https is not supported yet)"
-        ));
-    };
-    let host = rest.split('/').next().unwrap_or("");
-    if host.is_empty()
-        || url.len() > 2048
-        || url.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
-        return Err(format!(
-            "INVALID_CONFIG: webhook {url:?} is not a valid URL"
-        ));
-    }
-    if let Some((_, port)) = host.rsplit_once(':') {
-        if port.parse::<u16>().is_err() && !host.ends_with(']') {
-            return Err(format!("INVALID_CONFIG: webhook {url:?} has a bad port"));
-        }
-    }
-    Ok(())
+    super::webhook::parse(url).map(|_| ())
 }
 
 fn check_name(what: &str, name: &str) -> Result<(), String> {
@@ -423,9 +404,15 @@ pub enum AlertCommand {
     /// Create a rule (`create`: refused if the name exists) or replace one
     /// (refused if it does not).
     PutRule { rule: AlertRule, create: bool },
-    /// Delete a rule; its firing alerts are dropped without a resolved
-    /// notification (the rule that would resolve them is gone).
-    DeleteRule { name: String },
+    /// Delete a rule at `at` (epoch ms): its firing alerts resolve then,
+    /// in the history; the active controller notifies them (see
+    /// `console::alerts::evaluator`).
+    DeleteRule {
+        name: String,
+        /// 0 in entries written before it was carried: the alerts' start.
+        #[serde(default)]
+        at: i64,
+    },
     /// Create a silence (its id is new).
     PutSilence(Silence),
     /// End a silence at `at` (if it ends later); it stays listed, expired.
@@ -464,11 +451,30 @@ impl AlertsState {
                 }
                 self.rules.insert(rule.name.clone(), rule.clone());
             }
-            AlertCommand::DeleteRule { name } => {
+            AlertCommand::DeleteRule { name, at } => {
                 if self.rules.remove(name).is_none() {
                     return Err(format!("RESOURCE_NOT_FOUND: no alert rule '{name}'"));
                 }
+                let gone: Vec<ActiveAlert> = self
+                    .active
+                    .iter()
+                    .filter(|((r, _), _)| r == name)
+                    .map(|(_, a)| a.clone())
+                    .collect();
                 self.active.retain(|(r, _), _| r != name);
+                for a in gone {
+                    self.push_history(AlertEvent {
+                        status: AlertStatus::Resolved,
+                        ends_at: Some((*at).max(a.starts_at)),
+                        rule: a.rule,
+                        subject: a.subject,
+                        severity: a.severity,
+                        value: a.value,
+                        threshold: a.threshold,
+                        starts_at: a.starts_at,
+                        silenced: a.silenced,
+                    });
+                }
             }
             AlertCommand::PutSilence(s) => {
                 s.validate()?;

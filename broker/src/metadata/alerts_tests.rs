@@ -109,7 +109,7 @@ fn rules_are_validated_with_clear_errors() {
     r.group = Some("x".into());
     bad(r, "takes no group filter");
     let mut r = rule("w", AlertKind::ConsumerLag, 1.0);
-    r.webhooks = vec!["https://example.com/".into()];
+    r.webhooks = vec!["ftp://example.com/".into()];
     bad(r, "http://");
     let mut r = rule("w", AlertKind::ConsumerLag, 1.0);
     r.webhooks = vec!["http://".into()];
@@ -155,19 +155,41 @@ fn rules_are_created_replaced_and_deleted_through_apply() {
         .apply(&put(rule("c", AlertKind::ConsumerLag, -9.0), true), 1)
         .unwrap_err();
     assert!(e.starts_with("INVALID_CONFIG"), "{e}");
-    // Deleting a rule drops its firing alerts.
+    // Deleting a rule resolves its firing alerts, in the history.
     s.apply(&MetadataCommand::Alerts(fire("a", "group=g", 1)), 1)
         .unwrap();
     assert_eq!(s.alerts.active.len(), 1);
+    let events = s.alerts.history.len();
     s.apply(
-        &MetadataCommand::Alerts(AlertCommand::DeleteRule { name: "a".into() }),
+        &MetadataCommand::Alerts(AlertCommand::DeleteRule {
+            name: "a".into(),
+            at: 5_000,
+        }),
         1,
     )
     .unwrap();
     assert!(s.alerts.rules.is_empty() && s.alerts.active.is_empty());
+    assert_eq!(s.alerts.history.len(), events + 1);
+    let last = s.alerts.history.back().unwrap();
+    assert_eq!(
+        (last.status, last.subject.as_str(), last.ends_at),
+        (AlertStatus::Resolved, "group=g", Some(5_000))
+    );
+    // An entry written before `at` was carried still reads.
+    let old: AlertCommand = serde_json::from_str(r#"{"DeleteRule":{"name":"x"}}"#).unwrap();
+    assert_eq!(
+        old,
+        AlertCommand::DeleteRule {
+            name: "x".into(),
+            at: 0
+        }
+    );
     let e = s
         .apply(
-            &MetadataCommand::Alerts(AlertCommand::DeleteRule { name: "a".into() }),
+            &MetadataCommand::Alerts(AlertCommand::DeleteRule {
+                name: "a".into(),
+                at: 0,
+            }),
             1,
         )
         .unwrap_err();

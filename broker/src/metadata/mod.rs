@@ -17,6 +17,7 @@ pub mod reassignment;
 pub mod security;
 pub mod source;
 pub mod topic_config;
+pub mod webhook;
 
 pub use brokers::{BrokerMeta, Endpoint, ADMIN_ENDPOINT};
 pub use command::{Effect, MetadataCommand};

@@ -3,6 +3,7 @@
 //! every `alert_eval_interval_ms`, doing work only while this node is the
 //! active controller.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use super::machine::{Machine, Transition};
 use super::notify::{self, Notification, Notifier};
 use super::Alerts;
 use crate::console::history::{LagSource, Samples};
-use crate::metadata::alerts::{ActiveAlert, AlertCommand, AlertRule};
+use crate::metadata::alerts::{ActiveAlert, AlertCommand, AlertRule, AlertsState};
 use crate::metadata::{ClusterState, MetadataCommand};
 
 pub struct Evaluator {
@@ -27,21 +28,30 @@ pub struct Evaluator {
     client: Option<Client>,
     prev: Option<(Instant, Samples)>,
     was_leader: bool,
+    /// The alerting state at the end of the last round this node led: a
+    /// rule deleted since, with alerts firing then, has them notified
+    /// resolved (the deletion resolved them in the history).
+    last_seen: Option<Arc<AlertsState>>,
     /// The clock (epoch ms): the state machine takes time from here only.
     now: fn() -> i64,
 }
 
 impl Evaluator {
-    pub fn new(alerts: Arc<Alerts>, lag: Option<LagSource>) -> std::io::Result<Evaluator> {
+    pub fn new(
+        alerts: Arc<Alerts>,
+        lag: Option<LagSource>,
+        policy: notify::Policy,
+    ) -> std::io::Result<Evaluator> {
         Ok(Evaluator {
             alerts,
             lag,
             registry: crate::metrics::registry(),
-            notifier: Notifier::start()?,
+            notifier: Notifier::start(policy)?,
             machine: Machine::default(),
             client: None,
             prev: None,
             was_leader: false,
+            last_seen: None,
             now: crate::ops::time::now_ms,
         })
     }
@@ -70,6 +80,7 @@ impl Evaluator {
             self.was_leader = false;
             self.machine = Machine::default();
             self.prev = None;
+            self.last_seen = None;
             let mut s = self.alerts.status.lock().expect("alerts status lock");
             s.evaluating = false;
             s.pending.clear();
@@ -84,6 +95,7 @@ impl Evaluator {
             );
             self.was_leader = true;
         }
+        self.resolve_deleted(&state.alerts);
         self.machine.sync(&state.alerts);
         let mut problems = Vec::new();
         let inputs = self.gather(&state, &mut problems);
@@ -96,6 +108,7 @@ impl Evaluator {
                 self.record(rule, &t);
             }
         }
+        self.last_seen = Some(self.alerts.metadata.snapshot().alerts.clone());
         let mut s = self.alerts.status.lock().expect("alerts status lock");
         s.evaluating = true;
         s.last_round_ms = Some((self.now)());
@@ -104,12 +117,23 @@ impl Evaluator {
     }
 
     fn gather(&mut self, state: &ClusterState, problems: &mut Vec<String>) -> Inputs {
+        let me = self.alerts.node_id;
+        let needs = Needs::of(state.alerts.rules.values());
+        // This broker's own series: read every round, so the next round's
+        // rates cover one round.
+        let own = inputs::read_metrics(&mut self.prev, &self.registry);
+        let mut metrics = BTreeMap::from([(me, own)]);
+        if needs.peer_metrics {
+            let now = (self.now)();
+            let tls = self.alerts.peer_tls.as_ref();
+            metrics.extend(inputs::read_peer_metrics(state, me, now, tls, problems));
+        }
         let mut inputs = Inputs {
-            node_id: self.alerts.node_id,
-            metrics: inputs::read_metrics(&mut self.prev, &self.registry),
+            // Before a first round of this broker's own, nothing: a rule
+            // then waits for one (rather than resolving what fired).
+            metrics: metrics[&me].is_some().then_some(metrics),
             ..Inputs::default()
         };
-        let needs = Needs::of(state.alerts.rules.values());
         if !(needs.groups || needs.disks) {
             return inputs;
         }
@@ -198,6 +222,49 @@ impl Evaluator {
             );
             return;
         }
+        self.announce(rule, t);
+    }
+
+    /// Alerts firing at the end of the last round whose rule has been
+    /// deleted since: notified resolved, as the deletion recorded them.
+    /// Only by a node that led that round too, so a new controller does
+    /// not (it never saw them): at most once.
+    fn resolve_deleted(&mut self, now_state: &AlertsState) {
+        let Some(prev) = self.last_seen.take() else {
+            return;
+        };
+        let now = (self.now)();
+        for a in prev.active.values() {
+            if now_state.rules.contains_key(&a.rule) {
+                continue;
+            }
+            let Some(rule) = prev.rules.get(&a.rule) else {
+                continue;
+            };
+            let t = Transition::Resolve {
+                rule: a.rule.clone(),
+                subject: a.subject.clone(),
+                value: a.value,
+                threshold: a.threshold,
+                starts_at: a.starts_at,
+                ends_at: now,
+                silenced: a.silenced || now_state.silenced_by(&a.rule, &a.subject, now).is_some(),
+            };
+            tracing::info!(
+                "alerts: rule {} was deleted; {} resolves",
+                a.rule,
+                a.subject
+            );
+            self.announce(rule, &t);
+        }
+    }
+
+    /// Log `t` and post it to the rule's webhooks (unless silenced).
+    fn announce(&self, rule: &AlertRule, t: &Transition) {
+        let status = match t {
+            Transition::Fire { .. } => "firing",
+            Transition::Resolve { .. } => "resolved",
+        };
         let body = notify::body(t, rule, self.alerts.node_id);
         let silenced = t.silenced();
         tracing::warn!(
@@ -295,8 +362,11 @@ mod tests {
             metadata: store.clone(),
             interval: Duration::from_millis(100),
             status: Mutex::new(Default::default()),
+            peer_tls: None,
+            webhook_hosts: Vec::new(),
         });
-        let mut e = Evaluator::new(alerts.clone(), None).unwrap();
+        let open = || notify::Policy::new(Vec::new(), None);
+        let mut e = Evaluator::new(alerts.clone(), None, open()).unwrap();
         e.now = || NOW.load(Ordering::Relaxed);
         NOW.store(t0, Ordering::Relaxed);
         e.round();
@@ -340,10 +410,46 @@ mod tests {
         );
         // A new evaluator (a new controller) takes the firing alerts over:
         // nothing is fired or posted again.
-        let mut again = Evaluator::new(alerts, None).unwrap();
+        let mut again = Evaluator::new(alerts, None, open()).unwrap();
         again.now = e.now;
         again.round();
         assert_eq!(store.snapshot().alerts.history.len(), 2);
         assert!(posts.recv_timeout(Duration::from_millis(500)).is_err());
+        // Deleting the rule resolves its alert: in the history, and posted
+        // once by the controller that saw it firing.
+        let deleted = |name: &str| {
+            MetadataCommand::Alerts(AlertCommand::DeleteRule {
+                name: name.into(),
+                at: t0 + 61_000,
+            })
+        };
+        run(&store, deleted("urp"));
+        run(&store, deleted("quiet"));
+        again.round();
+        let post = posts.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            post.contains("\"rule\":\"urp\"") && post.contains("\"status\":\"resolved\""),
+            "{post}"
+        );
+        again.round();
+        assert!(
+            posts.recv_timeout(Duration::from_millis(500)).is_err(),
+            "once; none for the silenced rule"
+        );
+        let last: Vec<_> = store
+            .snapshot()
+            .alerts
+            .history
+            .iter()
+            .skip(2)
+            .map(|h| (h.rule.clone(), h.status))
+            .collect();
+        assert_eq!(
+            last,
+            [
+                ("urp".to_string(), AlertStatus::Resolved),
+                ("quiet".to_string(), AlertStatus::Resolved)
+            ]
+        );
     }
 }

@@ -10,10 +10,13 @@
 //!   lag in seconds: the timestamp of the first unconsumed record (one
 //!   Fetch at the committed offset), as Burrow and Kafka Lag Exporter do;
 //! - disk free: DescribeLogDirs to each unfenced broker;
-//! - error rates and p99 latency: this broker's own metrics registry, as
-//!   `/metrics` renders it, over the last round. Other brokers' request
-//!   metrics are not reachable (their admin listeners are not in the
-//!   metadata), so those rules watch the controller only (`broker=ID`).
+//! - error rates and p99 latency, per broker: the controller's own from its
+//!   metrics registry over the last round, as `/metrics` renders it; every
+//!   other unfenced broker's from its admin listener (`console::peers`, the
+//!   open `GET /api/v1/metrics/history`), the newest point of each series
+//!   within [`PEER_WINDOW_MS`]. A broker that does not answer is `None` (its
+//!   alerts keep their state); a fenced one is left out (its alerts
+//!   resolve: a broker that is down is the broker-down rule's).
 
 use std::collections::BTreeMap;
 
@@ -29,6 +32,11 @@ use crate::ops::{groups, messages, offsets, topics};
 pub const MAX_GROUPS: usize = 100;
 /// Partitions fetched per group per round for lag in seconds.
 pub const MAX_AGE_FETCHES: usize = 64;
+/// How far back a peer's newest point may be (older: the series had no
+/// requests since). A point is stamped with the start of its 10 s step and
+/// written up to a step later, and the sampler's sleep drifts, so a busy
+/// series' newest point can be nearly three steps old.
+pub const PEER_WINDOW_MS: i64 = history::STEP.as_millis() as i64 * 3 + 5_000;
 
 /// One partition of a group.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,12 +52,12 @@ pub struct PartLag {
 /// One round's inputs. `None` anywhere: could not be read this round.
 #[derive(Debug, Default)]
 pub struct Inputs {
-    /// This broker's node id (the subject of the metric rules).
-    pub node_id: i32,
     pub groups: Option<BTreeMap<String, Option<Vec<PartLag>>>>,
     pub disks: BTreeMap<i32, Option<(i64, i64)>>,
-    /// This broker's derived metric series (`history::derive`).
-    pub metrics: Option<BTreeMap<String, f64>>,
+    /// Each broker's derived metric series (`history::derive`), by node id;
+    /// `None` for a broker that could not be read this round. The whole map
+    /// is `None` before the first round that read them.
+    pub metrics: Option<BTreeMap<i32, Option<BTreeMap<String, f64>>>>,
 }
 
 /// What the enabled rules need read this round.
@@ -57,6 +65,8 @@ pub struct Needs {
     pub groups: bool,
     pub ages: bool,
     pub disks: bool,
+    /// Other brokers' error rates and latencies.
+    pub peer_metrics: bool,
 }
 
 impl Needs {
@@ -65,6 +75,7 @@ impl Needs {
             groups: false,
             ages: false,
             disks: false,
+            peer_metrics: false,
         };
         for r in rules.filter(|r| r.enabled) {
             match r.kind {
@@ -74,6 +85,9 @@ impl Needs {
                     n.ages = true;
                 }
                 AlertKind::DiskFreeBytes | AlertKind::DiskFreePercent => n.disks = true,
+                AlertKind::ProduceErrorRate
+                | AlertKind::FetchErrorRate
+                | AlertKind::RequestP99Ms => n.peer_metrics = true,
                 _ => {}
             }
         }
@@ -195,6 +209,77 @@ pub fn read_metrics(
     out
 }
 
+/// The series the metric rules read, of a peer's history answer.
+fn rule_series(name: &str) -> bool {
+    matches!(name, "produce_errors_per_s" | "fetch_errors_per_s")
+        || name.starts_with("request_p99_ms:")
+}
+
+/// The newest point at or after `since_ms` of each series the metric rules
+/// read, from a `GET /api/v1/metrics/history` answer (`{"series": {name:
+/// [[ms, v], ...]}}`, oldest first). An answer of another shape is an
+/// error; a series with no point in the window is left out.
+pub fn latest_points(
+    body: &serde_json::Value,
+    since_ms: i64,
+) -> Result<BTreeMap<String, f64>, String> {
+    let series = body
+        .get("series")
+        .and_then(|s| s.as_object())
+        .ok_or("its history answer has no series")?;
+    let mut out = BTreeMap::new();
+    for (name, points) in series.iter().filter(|(n, _)| rule_series(n)) {
+        let newest = points
+            .as_array()
+            .and_then(|ps| ps.last())
+            .and_then(|p| Some((p.get(0)?.as_i64()?, p.get(1)?.as_f64()?)));
+        match (newest, points.as_array().map(Vec::is_empty)) {
+            (Some((at, v)), _) if at >= since_ms => {
+                out.insert(name.clone(), v);
+            }
+            (Some(_), _) | (None, Some(true)) => {}
+            (None, _) => return Err(format!("series {name} is not a list of [ms, value]")),
+        }
+    }
+    Ok(out)
+}
+
+/// Every other unfenced broker's metric series, read from its admin
+/// listener (all at once, `peers::CALL_TIMEOUT` each). `problems` gets a
+/// line for each broker that could not be read.
+pub fn read_peer_metrics(
+    state: &ClusterState,
+    me: i32,
+    now_ms: i64,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    problems: &mut Vec<String>,
+) -> BTreeMap<i32, Option<BTreeMap<String, f64>>> {
+    use crate::console::peers;
+    let since = now_ms - PEER_WINDOW_MS;
+    let query = format!("/api/v1/metrics/history?since={since}");
+    let live: Vec<peers::Peer> = peers::peers_of(state)
+        .into_iter()
+        .filter(|p| p.id != me && state.brokers.get(&p.id).is_some_and(|b| !b.fenced))
+        .collect();
+    let answers = peers::for_each(&live, |p| {
+        let addr = p
+            .admin
+            .as_ref()
+            .ok_or("registered no admin listener address (no admin_listen)")?;
+        let body = peers::get_json(addr, &query, tls)?;
+        latest_points(&body, since)
+    });
+    live.iter()
+        .zip(answers)
+        .map(|(p, a)| {
+            if let Err(e) = &a {
+                problems.push(format!("metrics of broker {}: {e}", p.id));
+            }
+            (p.id, a.ok())
+        })
+        .collect()
+}
+
 fn matches(filter: &Option<String>, name: &str) -> bool {
     filter.as_deref().is_none_or(|p| glob_match(p, name))
 }
@@ -202,7 +287,6 @@ fn matches(filter: &Option<String>, name: &str) -> bool {
 /// The values of `rule`'s subjects this round; `None`: nothing to go on.
 pub fn observe(rule: &AlertRule, state: &ClusterState, inputs: &Inputs) -> Option<Observed> {
     let mut out = Observed::new();
-    let this_broker = format!("broker={}", inputs.node_id);
     match rule.kind {
         AlertKind::ConsumerLag | AlertKind::ConsumerLagSeconds => {
             for (group, parts) in inputs.groups.as_ref()? {
@@ -278,15 +362,34 @@ pub fn observe(rule: &AlertRule, state: &ClusterState, inputs: &Inputs) -> Optio
             } else {
                 "fetch_errors_per_s"
             };
-            let m = inputs.metrics.as_ref()?;
-            out.insert(this_broker, Some(m.get(series).copied().unwrap_or(0.0)));
+            for (id, m) in inputs.metrics.as_ref()? {
+                // A broker with no Produce (Fetch) requests has no errors.
+                let v = m.as_ref().map(|m| m.get(series).copied().unwrap_or(0.0));
+                out.insert(format!("broker={id}"), v);
+            }
         }
         AlertKind::RequestP99Ms => {
-            let m = inputs.metrics.as_ref()?;
-            for (name, v) in m {
-                if let Some(api) = name.strip_prefix("request_p99_ms:") {
-                    if matches(&rule.api, api) {
-                        out.insert(format!("{this_broker},api={api}"), Some(*v));
+            for (id, m) in inputs.metrics.as_ref()? {
+                let broker = format!("broker={id},api=");
+                match m {
+                    Some(m) => {
+                        for (name, v) in m {
+                            if let Some(api) = name.strip_prefix("request_p99_ms:") {
+                                if matches(&rule.api, api) {
+                                    out.insert(format!("{broker}{api}"), Some(*v));
+                                }
+                            }
+                        }
+                    }
+                    // Not read: the broker's alerts keep their state (an
+                    // API with no requests has no series, so which APIs it
+                    // had is the firing alerts').
+                    None => {
+                        for (r, subject) in state.alerts.active.keys() {
+                            if *r == rule.name && subject.starts_with(&broker) {
+                                out.insert(subject.clone(), None);
+                            }
+                        }
                     }
                 }
             }

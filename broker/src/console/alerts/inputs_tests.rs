@@ -94,10 +94,7 @@ fn lag_disk_and_metrics_rules_read_the_round_inputs() {
         lag,
         age_s: age,
     };
-    let mut i = Inputs {
-        node_id: 1,
-        ..Inputs::default()
-    };
+    let mut i = Inputs::default();
     let lag = rule("l", AlertKind::ConsumerLag, 0.0);
     assert!(observe(&lag, &s, &i).is_none(), "no group data at all");
     i.groups = Some(BTreeMap::from([
@@ -148,25 +145,107 @@ fn lag_disk_and_metrics_rules_read_the_round_inputs() {
     let errs = rule("e", AlertKind::ProduceErrorRate, 1.0);
     assert!(observe(&errs, &s, &i).is_none(), "no metrics round yet");
     i.metrics = Some(BTreeMap::from([
-        ("produce_errors_per_s".to_string(), 2.5),
-        ("request_p99_ms:Produce".to_string(), 40.0),
-        ("request_p99_ms:Fetch".to_string(), 500.0),
+        (
+            1,
+            Some(BTreeMap::from([
+                ("produce_errors_per_s".to_string(), 2.5),
+                ("request_p99_ms:Produce".to_string(), 40.0),
+                ("request_p99_ms:Fetch".to_string(), 500.0),
+            ])),
+        ),
+        (
+            3,
+            Some(BTreeMap::from([("request_p99_ms:Fetch".to_string(), 7.0)])),
+        ),
+        (4, None),
     ]));
     assert_eq!(
         values(observe(&errs, &s, &i).unwrap()),
-        [("broker=1".into(), Some(2.5))]
+        [
+            ("broker=1".into(), Some(2.5)),
+            ("broker=3".into(), Some(0.0)),
+            ("broker=4".into(), None),
+        ],
+        "no series: no Produce requests, so no errors; 4 not read"
     );
     let fetch = rule("f", AlertKind::FetchErrorRate, 1.0);
     assert_eq!(
-        values(observe(&fetch, &s, &i).unwrap()),
-        [("broker=1".into(), Some(0.0))]
+        values(observe(&fetch, &s, &i).unwrap())[0],
+        ("broker=1".into(), Some(0.0))
     );
     let mut p99 = rule("q", AlertKind::RequestP99Ms, 100.0);
     p99.api = Some("Fetch".into());
     assert_eq!(
         values(observe(&p99, &s, &i).unwrap()),
-        [("broker=1,api=Fetch".into(), Some(500.0))]
+        [
+            ("broker=1,api=Fetch".into(), Some(500.0)),
+            ("broker=3,api=Fetch".into(), Some(7.0)),
+        ]
     );
+}
+
+/// A broker whose metrics could not be read keeps its latency alerts as
+/// they are (`None`), not resolved: which APIs it had is only known from
+/// the firing alerts.
+#[test]
+fn a_broker_not_read_keeps_its_latency_alerts() {
+    use crate::metadata::alerts::ActiveAlert;
+    let mut s = state();
+    let p99 = rule("q", AlertKind::RequestP99Ms, 100.0);
+    for (rule_name, subject) in [
+        ("q", "broker=4,api=Fetch"),
+        ("q", "broker=44,api=Fetch"),
+        ("other", "broker=4,api=Produce"),
+    ] {
+        Arc::make_mut(&mut s.alerts).active.insert(
+            (rule_name.into(), subject.into()),
+            ActiveAlert {
+                rule: rule_name.into(),
+                subject: subject.into(),
+                severity: crate::metadata::alerts::Severity::Warning,
+                value: 900.0,
+                threshold: 100.0,
+                starts_at: 1,
+                silenced: false,
+            },
+        );
+    }
+    let i = Inputs {
+        metrics: Some(BTreeMap::from([(1, Some(BTreeMap::new())), (4, None)])),
+        ..Inputs::default()
+    };
+    assert_eq!(
+        values(observe(&p99, &s, &i).unwrap()),
+        [("broker=4,api=Fetch".into(), None)],
+        "only this rule's alerts of broker 4 (not 44's)"
+    );
+}
+
+#[test]
+fn a_peers_history_answer_gives_the_newest_point_in_the_window() {
+    let body = serde_json::json!({
+        "resolution_s": 10,
+        "series": {
+            "produce_errors_per_s": [[1_000, 9.0], [20_000, 1.5]],
+            "request_p99_ms:Fetch": [[25_000, 30.0]],
+            "request_p99_ms:Metadata": [[5_000, 80.0]],
+            "request_p99_ms:Produce": [],
+            "bytes_in_per_s": [[25_000, 1e6]],
+        }
+    });
+    assert_eq!(
+        latest_points(&body, 10_000).unwrap(),
+        BTreeMap::from([
+            ("produce_errors_per_s".to_string(), 1.5),
+            ("request_p99_ms:Fetch".to_string(), 30.0),
+        ]),
+        "Metadata's newest point is older than the window; other series are not read"
+    );
+    assert!(latest_points(&serde_json::json!({"error": "x"}), 0).is_err());
+    let bad = serde_json::json!({"series": {"fetch_errors_per_s": [["x", 1]]}});
+    assert!(latest_points(&bad, 0)
+        .unwrap_err()
+        .contains("fetch_errors_per_s"));
 }
 
 #[test]
@@ -174,7 +253,9 @@ fn needs_follow_the_enabled_rules() {
     let mut secs = rule("s", AlertKind::ConsumerLagSeconds, 0.0);
     let disk = rule("d", AlertKind::DiskFreeBytes, 0.0);
     let n = Needs::of([&secs, &disk].into_iter());
-    assert!(n.groups && n.ages && n.disks);
+    assert!(n.groups && n.ages && n.disks && !n.peer_metrics);
+    let p99 = rule("q", AlertKind::RequestP99Ms, 1.0);
+    assert!(Needs::of([&p99].into_iter()).peer_metrics);
     secs.enabled = false;
     let n = Needs::of([&secs].into_iter());
     assert!(!n.groups && !n.ages && !n.disks);

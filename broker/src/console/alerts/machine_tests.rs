@@ -221,7 +221,10 @@ fn sync_follows_the_committed_firing_state() {
     assert!(matches!(&out[..], [Transition::Fire { subject, .. }] if subject == "group=new"));
     // A deleted rule's state is dropped.
     committed
-        .apply(&AlertCommand::DeleteRule { name: "lag".into() })
+        .apply(&AlertCommand::DeleteRule {
+            name: "lag".into(),
+            at: 13,
+        })
         .unwrap();
     m.sync(&committed);
     assert_eq!(m.phase("lag", "group=old"), None);

@@ -23,6 +23,7 @@ pub mod evaluator;
 pub mod inputs;
 pub mod machine;
 pub mod notify;
+pub mod post;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -49,6 +50,11 @@ pub struct Alerts {
     pub metadata: Arc<MetadataStore>,
     pub interval: Duration,
     pub status: Mutex<Status>,
+    /// For other brokers' HTTPS admin listeners (their metrics).
+    pub peer_tls: Option<Arc<rustls::ClientConfig>>,
+    /// `alert_webhook_allowed_hosts`: a rule written through this broker
+    /// may name only these hosts (empty: any).
+    pub webhook_hosts: Vec<String>,
 }
 
 static ALERTS: OnceLock<Arc<Alerts>> = OnceLock::new();
@@ -65,12 +71,15 @@ pub fn start(config: &BrokerConfig, metadata: Arc<MetadataStore>) {
         metadata,
         interval: Duration::from_millis(config.alert_eval_interval_ms.max(1)),
         status: Mutex::new(Status::default()),
+        peer_tls: super::peer_tls(config),
+        webhook_hosts: config.alert_webhook_allowed_hosts.clone(),
     });
     if ALERTS.set(alerts.clone()).is_err() {
         return;
     }
     let lag = crate::admin::lag_source(config, super::kafka_target(config));
-    if let Err(e) = evaluator::Evaluator::new(alerts, lag).and_then(|e| e.spawn()) {
+    let policy = post::Policy::from_config(config);
+    if let Err(e) = evaluator::Evaluator::new(alerts, lag, policy).and_then(|e| e.spawn()) {
         tracing::warn!("alerts: no evaluator thread: {e}");
     }
 }

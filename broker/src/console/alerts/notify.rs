@@ -7,14 +7,13 @@
 //! and a failed one is tried [`ATTEMPTS`] times in all with a growing
 //! pause. A 4xx answer is the receiver refusing the body: not retried.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::machine::Transition;
+pub use super::post::{post, Policy};
 use crate::metadata::alerts::AlertRule;
 use crate::ops::time::format_ms;
 
@@ -37,12 +36,12 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Start the sending thread.
-    pub fn start() -> std::io::Result<Notifier> {
+    /// Start the sending thread, sending where `policy` allows.
+    pub fn start(policy: Policy) -> std::io::Result<Notifier> {
         let (tx, rx) = sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("alert-webhooks".into())
-            .spawn(move || run(rx))?;
+            .spawn(move || run(rx, policy))?;
         Ok(Notifier { tx })
     }
 
@@ -62,13 +61,19 @@ impl Notifier {
     }
 }
 
-fn run(rx: Receiver<Notification>) {
+fn run(rx: Receiver<Notification>, policy: Policy) {
     while let Ok(n) = rx.recv() {
         let body = serde_json::to_vec(&n.body).unwrap_or_default();
         let mut pause = FIRST_PAUSE;
         for attempt in 1..=ATTEMPTS {
-            match post(&n.url, &body, TIMEOUT) {
+            match post(&n.url, &body, TIMEOUT, &policy) {
                 Ok(status) if (200..300).contains(&status) => break,
+                // Not this broker's to send (the host is not allowed here,
+                // no TLS): trying again changes nothing.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    tracing::warn!("alerts: webhook {} not sent: {e}", n.url);
+                    break;
+                }
                 Ok(status) if (400..500).contains(&status) && status != 429 => {
                     tracing::warn!(
                         "alerts: webhook {} refused the notification: HTTP {status}",
@@ -95,73 +100,6 @@ fn run(rx: Receiver<Notification>) {
             }
         }
     }
-}
-
-/// `http://host[:port][/path]` split into (host:port, host, path).
-fn split_url(url: &str) -> std::io::Result<(String, String, String)> {
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad URL {url}"));
-    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if host.is_empty() {
-        return Err(bad());
-    }
-    let addr = if host.rsplit_once(':').is_some_and(|(_, p)| !p.contains(']')) {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
-    Ok((addr, host.to_string(), path.to_string()))
-}
-
-/// POST `body` as JSON to `url`: the answer's status code.
-pub fn post(url: &str, body: &[u8], timeout: Duration) -> std::io::Result<u16> {
-    let (addr, host, path) = split_url(url)?;
-    let sock = addr.to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("{addr} does not resolve"),
-        )
-    })?;
-    let mut s = TcpStream::connect_timeout(&sock, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: shardline-alerts\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
-    // The status line is all we need; read a little past it.
-    let mut buf = [0u8; 256];
-    let mut got = 0;
-    while got < buf.len() {
-        let n = s.read(&mut buf[got..])?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-        if buf[..got].windows(2).any(|w| w == b"\r\n") {
-            break;
-        }
-    }
-    let line = String::from_utf8_lossy(&buf[..got]);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .filter(|_| line.starts_with("HTTP/"))
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "not an HTTP answer: {:?}",
-                    line.lines().next().unwrap_or("")
-                ),
-            )
-        })
 }
 
 /// The JSON body of a transition: its fields at the top (`status`,
@@ -249,6 +187,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::metadata::alerts::tests::rule;
     use crate::metadata::alerts::AlertKind;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
 
     /// A receiver answering `status` to each request, handing bodies back.
@@ -286,7 +225,8 @@ pub(crate) mod tests {
     #[test]
     fn a_post_carries_the_json_and_reads_the_status() {
         let (url, rx) = receiver(204);
-        assert_eq!(post(&url, b"{\"a\":1}", TIMEOUT).unwrap(), 204);
+        let open = Policy::new(Vec::new(), None);
+        assert_eq!(post(&url, b"{\"a\":1}", TIMEOUT, &open).unwrap(), 204);
         let req = rx.recv().unwrap();
         assert!(req.starts_with("POST /hook HTTP/1.1\r\n"), "{req}");
         assert!(req.contains("Content-Type: application/json"));
@@ -296,15 +236,19 @@ pub(crate) mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        assert!(post(&format!("http://{closed}/"), b"{}", TIMEOUT).is_err());
-        assert!(split_url("https://x/").is_err());
-        assert_eq!(split_url("http://h/p").unwrap().0, "h:80");
+        assert!(post(&format!("http://{closed}/"), b"{}", TIMEOUT, &open).is_err());
+        // A host this broker does not send to: refused before connecting.
+        let only = Policy::new(vec!["*.example.com".into()], None);
+        let e = post(&url, b"{}", TIMEOUT, &only).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("alert_webhook_allowed_hosts"), "{e}");
+        assert!(rx.try_recv().is_err(), "nothing was sent");
     }
 
     #[test]
     fn failures_are_retried_and_refusals_are_not() {
         let (url, rx) = receiver(503);
-        let n = Notifier::start().unwrap();
+        let n = Notifier::start(Policy::new(Vec::new(), None)).unwrap();
         n.send(Notification {
             url: url.clone(),
             body: json!({"x": 1}),

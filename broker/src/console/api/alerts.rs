@@ -151,6 +151,19 @@ fn rule_of(v: Value, name: Option<&str>) -> Result<AlertRule, ApiError> {
     Ok(rule)
 }
 
+/// The rule's webhooks are all to hosts this broker may send to
+/// (`alert_webhook_allowed_hosts`).
+fn check_hosts(rule: &AlertRule, a: &Alerts) -> Result<(), ApiError> {
+    for w in &rule.webhooks {
+        crate::metadata::webhook::check_allowed(w, &a.webhook_hosts).map_err(|e| ApiError {
+            status: 400,
+            code: kafka_code(&e).map(str::to_string),
+            error: e,
+        })?;
+    }
+    Ok(())
+}
+
 fn rule_json(r: &AlertRule, s: &AlertsState) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or_default();
     v["firing"] = json!(s.active.keys().filter(|(n, _)| *n == r.name).count());
@@ -198,6 +211,7 @@ pub fn create_rule(c: &mut Call) -> ApiResult {
     let a = alerts()?;
     let rule = rule_of(body_value(c)?, None)?;
     authorize(c, Operation::Alter)?;
+    check_hosts(&rule, &a)?;
     execute(
         &a,
         AlertCommand::PutRule {
@@ -213,6 +227,7 @@ pub fn replace_rule(c: &mut Call) -> ApiResult {
     let name = c.param("rule").to_string();
     let rule = rule_of(body_value(c)?, Some(&name))?;
     authorize(c, Operation::Alter)?;
+    check_hosts(&rule, &a)?;
     execute(
         &a,
         AlertCommand::PutRule {
@@ -239,10 +254,16 @@ pub fn patch_rule(c: &mut Call) -> ApiResult {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
+    // Only webhooks the patch sets are checked against this broker's
+    // allowed hosts: disabling a rule never needs its hosts allowed here.
+    let new_hooks = patch.get("webhooks").is_some();
     if let Value::Object(p) = patch {
         merged.extend(p);
     }
     let rule = rule_of(Value::Object(merged), Some(&name))?;
+    if new_hooks {
+        check_hosts(&rule, &a)?;
+    }
     execute(
         &a,
         AlertCommand::PutRule {
@@ -257,7 +278,14 @@ pub fn delete_rule(c: &mut Call) -> ApiResult {
     let a = alerts()?;
     let name = c.param("rule").to_string();
     authorize(c, Operation::Alter)?;
-    execute(&a, AlertCommand::DeleteRule { name: name.clone() })?;
+    let at = crate::ops::time::now_ms();
+    execute(
+        &a,
+        AlertCommand::DeleteRule {
+            name: name.clone(),
+            at,
+        },
+    )?;
     done(&format!("deleted alert rule {name}"))
 }
 

@@ -71,7 +71,7 @@ function Rules({ l, onChange }: { l: any; onChange: () => void }) {
       <label>{kind?.fires_below ? "below" : "above"} <input name="rule-threshold" type="number" step="any" class="num" value={r.threshold} onInput={field("threshold")} required /> {kind?.unit}</label>
       <label>for <input name="rule-for" type="number" min="0" step="any" class="num" value={r.for_s} onInput={field("for_s")} /> s</label>
       <select name="rule-severity" value={r.severity} onChange={field("severity")}><option>critical</option><option>warning</option><option>info</option></select>
-      <input name="rule-webhooks" placeholder="webhook URLs (http://…), comma-separated" size={36} value={r.webhooks} onInput={field("webhooks")} />
+      <input name="rule-webhooks" placeholder="webhook URLs (http:// or https://…), comma-separated" size={36} value={r.webhooks} onInput={field("webhooks")} />
       <button type="submit">Create rule</button>
     </form>
     {kind && <p class="muted">{kind.kind}: {kind.description}.</p>}
