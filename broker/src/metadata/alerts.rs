@@ -388,6 +388,23 @@ pub struct AlertEvent {
     pub silenced: bool,
 }
 
+impl AlertEvent {
+    /// `a`'s event: firing (`ends_at` None) or resolved at `ends_at`.
+    pub fn of(a: ActiveAlert, status: AlertStatus, ends_at: Option<i64>) -> AlertEvent {
+        AlertEvent {
+            status,
+            rule: a.rule,
+            subject: a.subject,
+            severity: a.severity,
+            value: a.value,
+            threshold: a.threshold,
+            starts_at: a.starts_at,
+            ends_at,
+            silenced: a.silenced,
+        }
+    }
+}
+
 /// Everything alerting keeps in the metadata.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertsState {
@@ -463,17 +480,8 @@ impl AlertsState {
                     .collect();
                 self.active.retain(|(r, _), _| r != name);
                 for a in gone {
-                    self.push_history(AlertEvent {
-                        status: AlertStatus::Resolved,
-                        ends_at: Some((*at).max(a.starts_at)),
-                        rule: a.rule,
-                        subject: a.subject,
-                        severity: a.severity,
-                        value: a.value,
-                        threshold: a.threshold,
-                        starts_at: a.starts_at,
-                        silenced: a.silenced,
-                    });
+                    let ends_at = Some((*at).max(a.starts_at));
+                    self.push_history(AlertEvent::of(a, AlertStatus::Resolved, ends_at));
                 }
             }
             AlertCommand::PutSilence(s) => {
@@ -527,17 +535,7 @@ impl AlertsState {
                 }
                 let mut a = a.clone();
                 a.severity = rule.severity;
-                self.push_history(AlertEvent {
-                    status: AlertStatus::Firing,
-                    rule: a.rule.clone(),
-                    subject: a.subject.clone(),
-                    severity: a.severity,
-                    value: a.value,
-                    threshold: a.threshold,
-                    starts_at: a.starts_at,
-                    ends_at: None,
-                    silenced: a.silenced,
-                });
+                self.push_history(AlertEvent::of(a.clone(), AlertStatus::Firing, None));
                 self.active.insert(key, a);
             }
             AlertCommand::Resolve {

@@ -186,21 +186,13 @@ pub(super) fn state(image: &ArchivedAlertsImage) -> Result<AlertsState, String> 
     }
     for e in image.history.iter() {
         let a = active(&e.alert)?;
-        s.history.push_back(AlertEvent {
-            status: if e.status == 0 {
-                AlertStatus::Firing
-            } else {
-                AlertStatus::Resolved
-            },
-            rule: a.rule,
-            subject: a.subject,
-            severity: a.severity,
-            value: a.value,
-            threshold: a.threshold,
-            starts_at: a.starts_at,
-            ends_at: e.ends_at.as_ref().map(|t| t.to_native()),
-            silenced: a.silenced,
-        });
+        let status = if e.status == 0 {
+            AlertStatus::Firing
+        } else {
+            AlertStatus::Resolved
+        };
+        let ends_at = e.ends_at.as_ref().map(|t| t.to_native());
+        s.history.push_back(AlertEvent::of(a, status, ends_at));
     }
     Ok(s)
 }
