@@ -27,6 +27,8 @@ What it keeps going, all at once:
     stopped with SIGKILL (SOAK_BOUNCE=kill, default) or SIGTERM
     (SOAK_BOUNCE=term), or each in turn (SOAK_BOUNCE=alternate), and
     restarted 10 s later.
+SOAK_ALERTS=1 adds the console's alert rules (soak_alerts.py): each
+notification must be sent once across the controller bounces.
 SOAK_CONSUMER_DEBUG=cgrp (any librdkafka `debug` list) logs the consumers'
 group state machines to OUT_DIR/consumer-GROUP.log.
 Every 60 s it writes a row per node to OUT_DIR/soak.csv (RSS, threads,
@@ -46,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
 
 from cluster import Cluster  # noqa: E402
+from soak_alerts import AlertWatch  # noqa: E402
 from confluent_kafka import Consumer, Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
@@ -366,6 +369,10 @@ class Soak:
         if txn:
             a.create_topics([NewTopic(TXN_TOPIC, PARTITIONS, 3, config={
                 "min.insync.replicas": "2"})])[TXN_TOPIC].result(60)
+        self.alerts = None
+        if os.environ.get("SOAK_ALERTS") == "1":
+            self.alerts = AlertWatch(self.cluster, self.say)
+            self.alerts.create_rules()
         self.drain_until = float("inf")
         every = int(os.environ.get("SOAK_BOUNCE_EVERY", "900"))
         how = os.environ.get("SOAK_BOUNCE", "kill")
@@ -406,6 +413,9 @@ class Soak:
             problems.append(f"{len(self.move_failed)} replica churn failures (first: {self.move_failed[0]})")
         if self.admin_failed:
             problems.append(f"{len(self.admin_failed)} admin failures (first: {self.admin_failed[0]})")
+        if self.alerts is not None:
+            problems += self.alerts.problems()
+            self.say(self.alerts.describe())
         txn_problems, txn_counts = self.txn_problems()
         if txn_problems:
             problems.append(f"{len(txn_problems)} transaction problems (first: {txn_problems[0]})")
