@@ -9,19 +9,17 @@ rules read from DescribeLogDirs and the controller's metrics, and in a
 three-node cluster exactly one notification per alert, sent by the active
 controller, with no second firing notification after a failover."""
 
-import json
 import re
 import signal
-import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from cluster import Cluster
-from conftest import HOST, running, unique_topic
+from webhook_receiver import Receiver
+from conftest import running, unique_topic
 from test_console_api import (ADMIN, ADMIN_PW, ALICE, ALICE_PW, Api, ConsoleBroker,
                               assert_error, wait_for)
 from console_openapi import SPEC
@@ -30,46 +28,6 @@ from console_openapi import SPEC
 FAST = ["--alert-eval-interval-ms", "300"]
 
 CALLED = set()
-
-
-class Receiver:
-    """A webhook receiver: every POSTed JSON body, in arrival order."""
-
-    def __init__(self, tls=None):
-        self.bodies = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(n))
-                with outer.lock:
-                    outer.bodies.append(body)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer((HOST, 0), Handler)
-        scheme = "http"
-        if tls is not None:  # (certificate, key): an https:// receiver
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(*map(str, tls))
-            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
-            scheme = "https"
-        self.url = f"{scheme}://{HOST}:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def of(self, rule, status=None):
-        with self.lock:
-            return [b for b in self.bodies
-                    if b["rule"] == rule and (status is None or b["status"] == status)]
-
-    def close(self):
-        self.server.shutdown()
 
 
 class AlertsApi(Api):

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from conftest import running, unique_topic
-from test_console_alerts import Receiver
+from webhook_receiver import Receiver
 from test_console_api import ADMIN, ADMIN_PW, Api, ConsoleBroker, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

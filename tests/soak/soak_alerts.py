@@ -5,10 +5,10 @@ failovers: no notification is sent twice (two firing POSTs of one alert,
 the same rule, subject and start, would mean two senders)."""
 
 import json
-import threading
 import urllib.request
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from webhook_receiver import Receiver
 
 RULES = [
     {"name": "soak-broker-down", "kind": "broker_down", "threshold": 0},
@@ -20,25 +20,8 @@ RULES = [
 class AlertWatch:
     def __init__(self, cluster, say):
         self.cluster, self.say = cluster, say
-        self.bodies = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                with outer.lock:
-                    outer.bodies.append(body)
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.receiver = Receiver()
+        self.url = self.receiver.url
 
     def create_rules(self):
         node = next(n for n in self.cluster.nodes.values() if n.is_running())
@@ -52,8 +35,8 @@ class AlertWatch:
         self.say(f"alerts: {len(RULES)} rules posting to {self.url}")
 
     def summary(self):
-        with self.lock:
-            bodies = list(self.bodies)
+        with self.receiver.lock:
+            bodies = list(self.receiver.bodies)
         counts = Counter((b["rule"], b["status"]) for b in bodies)
         senders = Counter(b["sender"] for b in bodies)
         return bodies, counts, senders
@@ -78,4 +61,4 @@ class AlertWatch:
         return f"alerts: {per_rule or 'none'}; senders {dict(sorted(senders.items()))}"
 
     def close(self):
-        self.server.shutdown()
+        self.receiver.close()
