@@ -130,11 +130,7 @@ fn fetch(
     tls: Option<&Arc<ClientConfig>>,
     deadline: Instant,
 ) -> io::Result<Vec<u8>> {
-    let sock = (addr.host.as_str(), addr.port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::other("resolves to no address"))?;
-    let tcp = TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT)?;
+    let tcp = connect(&addr.host, addr.port, CONNECT_TIMEOUT)?;
     let left = || {
         deadline
             .checked_duration_since(Instant::now())
@@ -159,14 +155,38 @@ fn fetch(
             "an HTTPS admin listener, and no ssl_truststore_location to verify its certificate",
         ));
     };
-    let name = ServerName::try_from(addr.host.clone())
-        .map_err(|e| io::Error::other(format!("not a TLS server name: {e}")))?;
-    let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
     let sock = tcp.try_clone()?;
-    let mut s = StreamOwned::new(conn, tcp);
+    let mut s = tls_over(tcp, config, &addr.host)?;
     s.write_all(request.as_bytes())?;
     s.flush()?;
     read_to_end(&mut s, &sock, left)
+}
+
+/// A TCP connection to `host:port` (its first address), within `timeout`.
+/// Shared with the alert webhooks' sender (`alerts::post`).
+pub fn connect(host: &str, port: u16, timeout: Duration) -> io::Result<TcpStream> {
+    let sock = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other(format!("{host} resolves to no address")))?;
+    TcpStream::connect_timeout(&sock, timeout)
+}
+
+/// TLS as a client over `tcp`, the server's certificate verified by
+/// `config` for the name `host`. Shared with `alerts::post`.
+pub fn tls_over(
+    tcp: TcpStream,
+    config: &Arc<ClientConfig>,
+    host: &str,
+) -> io::Result<StreamOwned<ClientConnection, TcpStream>> {
+    let name = ServerName::try_from(host.to_string()).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{host}: not a TLS server name: {e}"),
+        )
+    })?;
+    let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+    Ok(StreamOwned::new(conn, tcp))
 }
 
 /// Read until the peer closes (it answers `Connection: close`), within the

@@ -210,10 +210,7 @@ impl Evaluator {
             },
         };
         let (name, subject) = t.key();
-        let status = match t {
-            Transition::Fire { .. } => "firing",
-            Transition::Resolve { .. } => "resolved",
-        };
+        let status = t.status();
         let committed =
             futures::executor::block_on(self.alerts.metadata.execute(MetadataCommand::Alerts(cmd)));
         if let Err(e) = committed {
@@ -261,10 +258,7 @@ impl Evaluator {
 
     /// Log `t` and post it to the rule's webhooks (unless silenced).
     fn announce(&self, rule: &AlertRule, t: &Transition) {
-        let status = match t {
-            Transition::Fire { .. } => "firing",
-            Transition::Resolve { .. } => "resolved",
-        };
+        let status = t.status();
         let body = notify::body(t, rule, self.alerts.node_id);
         let silenced = t.silenced();
         tracing::warn!(

@@ -54,6 +54,14 @@ impl Transition {
         }
     }
 
+    /// `firing` or `resolved`, as notifications and logs say it.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Transition::Fire { .. } => "firing",
+            Transition::Resolve { .. } => "resolved",
+        }
+    }
+
     pub fn silenced(&self) -> bool {
         match self {
             Transition::Fire { silenced, .. } | Transition::Resolve { silenced, .. } => *silenced,

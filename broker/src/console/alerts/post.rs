@@ -11,15 +11,14 @@
 //! attempt), so an allowed host cannot send the POST elsewhere.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use rustls::{ClientConfig, RootCertStore};
 
 use crate::config::BrokerConfig;
+use crate::console::peers;
 use crate::metadata::webhook::{self, WebhookTarget};
 
 pub struct Policy {
@@ -86,26 +85,14 @@ fn refused(e: String) -> io::Error {
 /// the policy's list is an error, as is a certificate that does not verify.
 pub fn post(url: &str, body: &[u8], timeout: Duration, policy: &Policy) -> io::Result<u16> {
     let t = webhook::check_allowed(url, &policy.allowed).map_err(refused)?;
-    let sock = (t.host.as_str(), t.port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{} does not resolve", t.host),
-            )
-        })?;
-    let tcp = TcpStream::connect_timeout(&sock, timeout)?;
+    let tcp = peers::connect(&t.host, t.port, timeout)?;
     tcp.set_read_timeout(Some(timeout))?;
     tcp.set_write_timeout(Some(timeout))?;
     if !t.https {
         return exchange(tcp, &t, body);
     }
     let config = policy.tls.as_ref().map_err(|e| refused(e.clone()))?;
-    let name = ServerName::try_from(t.host.clone())
-        .map_err(|e| refused(format!("{}: not a TLS server name: {e}", t.host)))?;
-    let conn = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
-    exchange(StreamOwned::new(conn, tcp), &t, body)
+    exchange(peers::tls_over(tcp, config, &t.host)?, &t, body)
 }
 
 /// Send the request and read the status line.
